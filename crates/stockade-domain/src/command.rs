@@ -1,0 +1,91 @@
+//! Commands: what a caller asks of one SKU. They carry no SKU (the engine routes by it),
+//! except registration, which names the SKU it creates.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Channel, OrderId, ReservationId, Sku};
+use crate::pool::PoolConfig;
+use crate::quantity::Quantity;
+
+/// Longest reason text kept on an adjustment.
+pub const MAX_REASON_CHARS: usize = 512;
+/// Longest external reference (count sheet, purchase order) kept on an adjustment.
+pub const MAX_REFERENCE_CHARS: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    RegisterSku(RegisterSku),
+    Reserve(Reserve),
+    Commit(Commit),
+    Release(Release),
+    Adjust(Adjust),
+    /// Internal: written by the engine's expiry timer, never by callers.
+    Expire(Expire),
+}
+
+impl Command {
+    /// The command's name in rejections, notices and audit output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::RegisterSku(_) => "register_sku",
+            Command::Reserve(_) => "reserve",
+            Command::Commit(_) => "commit",
+            Command::Release(_) => "release",
+            Command::Adjust(_) => "adjust",
+            Command::Expire(_) => "expire",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterSku {
+    pub sku: Sku,
+    pub pool: PoolConfig,
+}
+
+/// Hold `qty` for `ttl`; the hold lapses by itself unless committed or released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserve {
+    pub reservation_id: ReservationId,
+    pub order_id: Option<OrderId>,
+    pub qty: Quantity,
+    pub ttl: Duration,
+    pub channel: Channel,
+}
+
+/// Turn a live reservation into a sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    pub reservation_id: ReservationId,
+}
+
+/// Give a live reservation back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    pub reservation_id: ReservationId,
+}
+
+/// Lapse a reservation whose expiry has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expire {
+    pub reservation_id: ReservationId,
+}
+
+/// Correct the pool's limit: on hand (physical), license limit (digital) or capacity per
+/// period (print on demand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjust {
+    pub change: StockChange,
+    pub reason: String,
+    pub reference: Option<String>,
+}
+
+/// A relative correction (goods received, damaged) or an absolute count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StockChange {
+    Delta(i64),
+    Count(Quantity),
+}

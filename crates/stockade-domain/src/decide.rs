@@ -1,0 +1,204 @@
+//! The decision: given a SKU's state, a command and the time, which events happen, or why
+//! not. Pure and total: every input, however hostile, gives events or a [`Rejection`].
+
+use crate::command::{
+    Adjust, Command, Commit, Expire, MAX_REASON_CHARS, MAX_REFERENCE_CHARS, RegisterSku, Release,
+    Reserve, StockChange,
+};
+use crate::event::{
+    Event, ReservationCommitted, ReservationExpired, ReservationReleased, SkuRegistered,
+    StockAdjusted, StockReserved,
+};
+use crate::ids::ReservationId;
+use crate::pool::PoolConfig;
+use crate::quantity::ArithmeticError;
+use crate::rejection::Rejection;
+use crate::state::{Availability, Reservation, SkuState, Stock};
+use crate::time::Timestamp;
+
+/// Decides `command` against `state` at `now`.
+///
+/// The events returned, applied in order to `state`, always succeed (a property test holds
+/// this function to it).
+pub fn decide(
+    state: &SkuState,
+    command: &Command,
+    now: Timestamp,
+) -> Result<Vec<Event>, Rejection> {
+    let Some(stock) = state.stock() else {
+        return match command {
+            Command::RegisterSku(c) => register(c, now),
+            _ => Err(Rejection::UnknownSku),
+        };
+    };
+    let event = match command {
+        Command::RegisterSku(c) => {
+            return Err(Rejection::AlreadyRegistered { sku: c.sku.clone() });
+        }
+        Command::Reserve(c) => reserve(stock, c, now)?,
+        Command::Commit(c) => commit(stock, c, now)?,
+        Command::Release(c) => release(stock, c, now)?,
+        Command::Expire(c) => expire(stock, c, now)?,
+        Command::Adjust(c) => adjust(stock, c, now)?,
+    };
+    Ok(vec![event])
+}
+
+fn register(c: &RegisterSku, now: Timestamp) -> Result<Vec<Event>, Rejection> {
+    if let PoolConfig::PrintOnDemand { period_millis, .. } = c.pool
+        && period_millis == 0
+    {
+        return Err(Rejection::InvalidPool {
+            reason: "a print-on-demand period must be at least 1 ms".into(),
+        });
+    }
+    Ok(vec![Event::SkuRegistered(SkuRegistered {
+        sku: c.sku.clone(),
+        pool: c.pool.clone(),
+        at: now,
+    })])
+}
+
+fn reserve(stock: &Stock, c: &Reserve, now: Timestamp) -> Result<Event, Rejection> {
+    if c.qty.is_zero() {
+        return Err(Rejection::InvalidQuantity);
+    }
+    if c.ttl.is_zero() {
+        return Err(Rejection::InvalidTtl);
+    }
+    let expires_at = now.checked_add(c.ttl).ok_or(Rejection::InvalidTtl)?;
+    if stock.reservation(&c.reservation_id).is_some()
+        || stock.resolution(&c.reservation_id).is_some()
+    {
+        return Err(Rejection::DuplicateReservation {
+            reservation_id: c.reservation_id,
+        });
+    }
+    let shortfall = stock.shortfall(now);
+    if !shortfall.is_zero() {
+        return Err(Rejection::Short { shortfall });
+    }
+    if let Availability::Limited(available) = stock.available(now)
+        && c.qty > available
+    {
+        return Err(Rejection::InsufficientStock {
+            requested: c.qty,
+            available,
+        });
+    }
+    // Every pool counts what it holds (unlimited ones too); that count must not wrap.
+    stock.reserved_total().checked_add(c.qty)?;
+    Ok(Event::StockReserved(StockReserved {
+        reservation_id: c.reservation_id,
+        order_id: c.order_id.clone(),
+        qty: c.qty,
+        channel: c.channel.clone(),
+        at: now,
+        expires_at,
+    }))
+}
+
+/// The live, unlapsed reservation `id`, or why it cannot be resolved by its holder.
+fn holdable(stock: &Stock, id: ReservationId, now: Timestamp) -> Result<&Reservation, Rejection> {
+    match stock.reservation(&id) {
+        Some(r) if r.expires_at <= now => Err(Rejection::Lapsed {
+            reservation_id: id,
+            expires_at: r.expires_at,
+        }),
+        Some(r) => Ok(r),
+        None => Err(not_live(stock, id)),
+    }
+}
+
+fn not_live(stock: &Stock, id: ReservationId) -> Rejection {
+    match stock.resolution(&id) {
+        Some(resolution) => Rejection::AlreadyResolved {
+            reservation_id: id,
+            resolution,
+        },
+        None => Rejection::UnknownReservation { reservation_id: id },
+    }
+}
+
+fn commit(stock: &Stock, c: &Commit, now: Timestamp) -> Result<Event, Rejection> {
+    let r = holdable(stock, c.reservation_id, now)?;
+    if !stock.shortfall(now).is_zero() && stock.at_risk(now).contains(&r.id) {
+        return Err(Rejection::AtRisk {
+            reservation_id: r.id,
+        });
+    }
+    Ok(Event::ReservationCommitted(ReservationCommitted {
+        reservation_id: r.id,
+        qty: r.qty,
+        at: now,
+    }))
+}
+
+fn release(stock: &Stock, c: &Release, now: Timestamp) -> Result<Event, Rejection> {
+    let r = holdable(stock, c.reservation_id, now)?;
+    Ok(Event::ReservationReleased(ReservationReleased {
+        reservation_id: r.id,
+        qty: r.qty,
+        at: now,
+    }))
+}
+
+fn expire(stock: &Stock, c: &Expire, now: Timestamp) -> Result<Event, Rejection> {
+    match stock.reservation(&c.reservation_id) {
+        Some(r) if r.expires_at > now => Err(Rejection::NotYetExpired {
+            reservation_id: r.id,
+            expires_at: r.expires_at,
+        }),
+        Some(r) => Ok(Event::ReservationExpired(ReservationExpired {
+            reservation_id: r.id,
+            qty: r.qty,
+            expires_at: r.expires_at,
+            at: now,
+        })),
+        None => Err(not_live(stock, c.reservation_id)),
+    }
+}
+
+fn adjust(stock: &Stock, c: &Adjust, now: Timestamp) -> Result<Event, Rejection> {
+    let reason_chars = c.reason.trim().chars().count();
+    if reason_chars == 0 || c.reason.chars().count() > MAX_REASON_CHARS {
+        return Err(Rejection::InvalidReason {
+            max: MAX_REASON_CHARS,
+        });
+    }
+    if let Some(reference) = &c.reference
+        && reference.chars().count() > MAX_REFERENCE_CHARS
+    {
+        return Err(Rejection::InvalidReference {
+            max: MAX_REFERENCE_CHARS,
+        });
+    }
+    let Some(previous) = stock.limit() else {
+        return Err(Rejection::UnsupportedForPool {
+            pool: stock.pool_kind(),
+            what: "be adjusted (it has no limit)".into(),
+        });
+    };
+    let current = match c.change {
+        StockChange::Delta(0) => return Err(Rejection::ZeroDelta),
+        StockChange::Delta(delta) => previous.checked_add_signed(delta).map_err(|e| match e {
+            ArithmeticError::Underflow { .. } => Rejection::BelowZero {
+                current: previous,
+                delta,
+            },
+            overflow @ ArithmeticError::Overflow { .. } => overflow.into(),
+        })?,
+        StockChange::Count(counted) => counted,
+    };
+    // A count below what is promised is still a fact: accept it, name who is at risk.
+    let at_risk = stock.at_risk_with_limit(now, current);
+    Ok(Event::StockAdjusted(StockAdjusted {
+        change: c.change,
+        previous,
+        current,
+        reason: c.reason.clone(),
+        reference: c.reference.clone(),
+        at_risk,
+        at: now,
+    }))
+}

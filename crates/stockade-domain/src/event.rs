@@ -1,0 +1,166 @@
+//! Events: the facts in a SKU's stream (`sku-{SKU}`), and the metadata each one carries.
+//!
+//! Every event records its own instant (`at`), so that folding a stream needs nothing but
+//! the stream. Quantities before and after are recorded where a person auditing the log
+//! would otherwise have to recompute them.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::command::StockChange;
+use crate::ids::{Channel, OrderId, Principal, ReservationId, Sku};
+use crate::pool::PoolConfig;
+use crate::quantity::Quantity;
+use crate::time::Timestamp;
+
+/// Version of the payload shapes below. Bump it with a decoder for the previous version.
+pub const SCHEMA_VERSION: u16 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    SkuRegistered(SkuRegistered),
+    StockAdjusted(StockAdjusted),
+    StockReserved(StockReserved),
+    ReservationCommitted(ReservationCommitted),
+    ReservationReleased(ReservationReleased),
+    ReservationExpired(ReservationExpired),
+}
+
+impl Event {
+    /// All event type names, as stored beside each payload.
+    pub const TYPES: [&'static str; 6] = [
+        "SkuRegistered",
+        "StockAdjusted",
+        "StockReserved",
+        "ReservationCommitted",
+        "ReservationReleased",
+        "ReservationExpired",
+    ];
+
+    /// The type name stored beside the payload; one of [`Event::TYPES`].
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::SkuRegistered(_) => Self::TYPES[0],
+            Event::StockAdjusted(_) => Self::TYPES[1],
+            Event::StockReserved(_) => Self::TYPES[2],
+            Event::ReservationCommitted(_) => Self::TYPES[3],
+            Event::ReservationReleased(_) => Self::TYPES[4],
+            Event::ReservationExpired(_) => Self::TYPES[5],
+        }
+    }
+
+    /// When the decision that produced this event was taken.
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Event::SkuRegistered(e) => e.at,
+            Event::StockAdjusted(e) => e.at,
+            Event::StockReserved(e) => e.at,
+            Event::ReservationCommitted(e) => e.at,
+            Event::ReservationReleased(e) => e.at,
+            Event::ReservationExpired(e) => e.at,
+        }
+    }
+
+    /// The reservation this event creates or resolves, if any.
+    pub fn reservation_id(&self) -> Option<ReservationId> {
+        match self {
+            Event::StockReserved(e) => Some(e.reservation_id),
+            Event::ReservationCommitted(e) => Some(e.reservation_id),
+            Event::ReservationReleased(e) => Some(e.reservation_id),
+            Event::ReservationExpired(e) => Some(e.reservation_id),
+            Event::SkuRegistered(_) | Event::StockAdjusted(_) => None,
+        }
+    }
+}
+
+/// The SKU exists from here on, with this pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuRegistered {
+    pub sku: Sku,
+    pub pool: PoolConfig,
+    pub at: Timestamp,
+}
+
+/// The pool's limit changed from `previous` to `current`. When the new limit is below what
+/// is already promised, the SKU is short and `at_risk` lists the reservations that can no
+/// longer all be honoured (newest first in line to lose).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockAdjusted {
+    pub change: StockChange,
+    pub previous: Quantity,
+    pub current: Quantity,
+    pub reason: String,
+    pub reference: Option<String>,
+    pub at_risk: Vec<ReservationId>,
+    pub at: Timestamp,
+}
+
+/// `qty` is held for the reservation until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockReserved {
+    pub reservation_id: ReservationId,
+    pub order_id: Option<OrderId>,
+    pub qty: Quantity,
+    pub channel: Channel,
+    pub at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// The reservation became a sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationCommitted {
+    pub reservation_id: ReservationId,
+    pub qty: Quantity,
+    pub at: Timestamp,
+}
+
+/// The reservation was given back by its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationReleased {
+    pub reservation_id: ReservationId,
+    pub qty: Quantity,
+    pub at: Timestamp,
+}
+
+/// The reservation lapsed at `expires_at`; the event was written at `at` (at or after it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationExpired {
+    pub reservation_id: ReservationId,
+    pub qty: Quantity,
+    pub expires_at: Timestamp,
+    pub at: Timestamp,
+}
+
+/// Who, why and through what an event was written. Stored beside the payload, not in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// Unique per event; derived from the idempotency key where there is one, so that a
+    /// retried append is recognised by the store.
+    pub event_id: Uuid,
+    /// The business transaction, usually the order id.
+    pub correlation_id: Option<String>,
+    /// The message that caused this event (a request id, or the event that triggered it).
+    pub causation_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub channel: Option<Channel>,
+    pub principal: Option<Principal>,
+    pub recorded_at: Timestamp,
+    pub schema_version: u16,
+}
+
+impl EventMetadata {
+    /// Metadata with only the required fields set.
+    pub fn new(event_id: Uuid, recorded_at: Timestamp) -> Self {
+        Self {
+            event_id,
+            correlation_id: None,
+            causation_id: None,
+            idempotency_key: None,
+            channel: None,
+            principal: None,
+            recorded_at,
+            schema_version: SCHEMA_VERSION,
+        }
+    }
+}

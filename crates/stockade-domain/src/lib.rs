@@ -1,0 +1,47 @@
+//! Stockade's pure domain: what a SKU is, what may happen to its stock, and what did.
+//!
+//! Nothing here does I/O, awaits, or reads a clock: time is an argument. Every business
+//! invariant lives in this crate, so it is tested without a runtime.
+//!
+//! # Layout
+//! - [`ids`]: validated identifiers ([`Sku`], [`OrderId`], [`Channel`], [`Principal`],
+//!   [`ReservationId`]).
+//! - [`quantity`]: [`Quantity`], a `u64` whose arithmetic is checked (overflow is an error).
+//! - [`time`]: [`Timestamp`] (Unix milliseconds) and its RFC 3339 rendering.
+//! - [`pool`]: the three kinds of stock pool and their registration settings.
+//! - [`command`]: what a caller asks for.
+//! - [`event`]: what happened (one stream per SKU), plus the metadata each event carries.
+//! - [`state`]: [`SkuState`], folded from events by [`evolve`]; availability with lazy expiry.
+//! - [`decide()`]: the pure decision `(&SkuState, &Command, now) -> events | rejection`.
+//! - [`rejection`]: why a command was refused ([`Rejection`]) and why an event could not be
+//!   applied ([`Inconsistency`]).
+//! - `testing` (feature `testkit`): the given / when / then harness.
+
+pub mod command;
+pub mod decide;
+pub mod event;
+pub mod ids;
+pub mod pool;
+pub mod quantity;
+pub mod rejection;
+pub mod state;
+pub mod time;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+pub use command::{Adjust, Command, Commit, Expire, RegisterSku, Release, Reserve, StockChange};
+pub use decide::decide;
+pub use event::{
+    Event, EventMetadata, ReservationCommitted, ReservationExpired, ReservationReleased,
+    SCHEMA_VERSION, SkuRegistered, StockAdjusted, StockReserved,
+};
+pub use ids::{Channel, InvalidId, OrderId, Principal, ReservationId, Sku};
+pub use pool::{PoolConfig, PoolKind};
+pub use quantity::{ArithmeticError, Quantity};
+pub use rejection::{Inconsistency, Rejection, Resolution};
+pub use state::{Availability, Reservation, SkuState, Stock, StockView, evolve};
+pub use time::Timestamp;

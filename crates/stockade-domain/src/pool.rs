@@ -1,0 +1,69 @@
+//! The three kinds of stock pool and the settings a SKU is registered with.
+//!
+//! Each pool answers the same two questions differently: how much may still be reserved
+//! (its *limit* minus what is *used*), and what a count or correction changes.
+//! - physical: the limit is `on_hand - safety_stock`; used is what is reserved.
+//! - digital: unlimited, or `license_limit`; used is reserved plus sold.
+//! - print on demand: `capacity` per period; used is reserved plus sold in the period in
+//!   which those reservations were made.
+
+use serde::{Deserialize, Serialize};
+
+use crate::quantity::Quantity;
+
+/// One day, the default production period of a print-on-demand SKU.
+pub const DAY_MILLIS: u64 = 86_400_000;
+
+/// How a SKU's stock is bounded, as given at registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "pool", rename_all = "snake_case")]
+pub enum PoolConfig {
+    /// Finite goods on shelves; `safety_stock` units are never offered.
+    Physical {
+        on_hand: Quantity,
+        safety_stock: Quantity,
+    },
+    /// Downloads and keys: unlimited when `license_limit` is `None`.
+    Digital { license_limit: Option<Quantity> },
+    /// Made to order: at most `capacity` reserved or sold per `period_millis` window
+    /// (windows are aligned to the Unix epoch, so a day period is a UTC day).
+    PrintOnDemand {
+        capacity: Quantity,
+        period_millis: u64,
+    },
+}
+
+impl PoolConfig {
+    pub fn kind(&self) -> PoolKind {
+        match self {
+            PoolConfig::Physical { .. } => PoolKind::Physical,
+            PoolConfig::Digital { .. } => PoolKind::Digital,
+            PoolConfig::PrintOnDemand { .. } => PoolKind::PrintOnDemand,
+        }
+    }
+}
+
+/// The pool's kind, for messages and read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolKind {
+    Physical,
+    Digital,
+    PrintOnDemand,
+}
+
+impl PoolKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolKind::Physical => "physical",
+            PoolKind::Digital => "digital",
+            PoolKind::PrintOnDemand => "print_on_demand",
+        }
+    }
+}
+
+impl std::fmt::Display for PoolKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,149 @@
+//! Why a command was refused, and why an event could not be applied.
+//!
+//! A [`Rejection`] is an answer, not an event: nothing is written, and a sold-out SKU says
+//! no without touching the store. An [`Inconsistency`] means a stream contradicts itself
+//! (a corrupt or hand-edited log); whoever folds it must stop rather than guess.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ids::{ReservationId, Sku};
+use crate::pool::PoolKind;
+use crate::quantity::{ArithmeticError, Quantity};
+use crate::time::Timestamp;
+
+/// How a reservation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    Committed,
+    Released,
+    Expired,
+}
+
+impl std::fmt::Display for Resolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Resolution::Committed => "committed",
+            Resolution::Released => "released",
+            Resolution::Expired => "expired",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Rejection {
+    #[error("SKU is not registered")]
+    UnknownSku,
+    #[error("SKU {sku} is already registered")]
+    AlreadyRegistered { sku: Sku },
+    #[error("invalid pool settings: {reason}")]
+    InvalidPool { reason: String },
+    #[error("quantity must be greater than zero")]
+    InvalidQuantity,
+    #[error("time to live must be positive and end before year 584,556,019")]
+    InvalidTtl,
+    #[error("insufficient stock: requested {requested}, available {available}")]
+    InsufficientStock {
+        requested: Quantity,
+        available: Quantity,
+    },
+    #[error("SKU is short: {shortfall} units promised beyond what exists; no new reservations")]
+    Short { shortfall: Quantity },
+    #[error("reservation {reservation_id} is at risk: the SKU is short and it is not covered")]
+    AtRisk { reservation_id: ReservationId },
+    #[error("reservation {reservation_id} already exists")]
+    DuplicateReservation { reservation_id: ReservationId },
+    #[error("reservation {reservation_id} is unknown")]
+    UnknownReservation { reservation_id: ReservationId },
+    #[error("reservation {reservation_id} was already {resolution}")]
+    AlreadyResolved {
+        reservation_id: ReservationId,
+        resolution: Resolution,
+    },
+    #[error("reservation {reservation_id} lapsed at {expires_at}")]
+    Lapsed {
+        reservation_id: ReservationId,
+        expires_at: Timestamp,
+    },
+    #[error("reservation {reservation_id} does not expire until {expires_at}")]
+    NotYetExpired {
+        reservation_id: ReservationId,
+        expires_at: Timestamp,
+    },
+    #[error("adjustment by {delta} would take {current} below zero")]
+    BelowZero { current: Quantity, delta: i64 },
+    #[error("a zero delta changes nothing")]
+    ZeroDelta,
+    #[error("quantity arithmetic out of range: {source}")]
+    OutOfRange {
+        #[from]
+        source: ArithmeticError,
+    },
+    #[error("a {pool} SKU cannot {what}")]
+    UnsupportedForPool { pool: PoolKind, what: String },
+    #[error("reason must be 1-{max} characters")]
+    InvalidReason { max: usize },
+    #[error("reference must be at most {max} characters")]
+    InvalidReference { max: usize },
+}
+
+impl Rejection {
+    /// A stable machine-readable code (the `error` field over HTTP, MCP and the CLI).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::UnknownSku => "unknown_sku",
+            Rejection::AlreadyRegistered { .. } => "already_registered",
+            Rejection::InvalidPool { .. } => "invalid_pool",
+            Rejection::InvalidQuantity => "invalid_quantity",
+            Rejection::InvalidTtl => "invalid_ttl",
+            Rejection::InsufficientStock { .. } => "insufficient_stock",
+            Rejection::Short { .. } => "short",
+            Rejection::AtRisk { .. } => "at_risk",
+            Rejection::DuplicateReservation { .. } => "duplicate_reservation",
+            Rejection::UnknownReservation { .. } => "unknown_reservation",
+            Rejection::AlreadyResolved { .. } => "already_resolved",
+            Rejection::Lapsed { .. } => "lapsed",
+            Rejection::NotYetExpired { .. } => "not_yet_expired",
+            Rejection::BelowZero { .. } => "below_zero",
+            Rejection::ZeroDelta => "zero_delta",
+            Rejection::OutOfRange { .. } => "out_of_range",
+            Rejection::UnsupportedForPool { .. } => "unsupported_for_pool",
+            Rejection::InvalidReason { .. } => "invalid_reason",
+            Rejection::InvalidReference { .. } => "invalid_reference",
+        }
+    }
+}
+
+/// An event that contradicts the state it is applied to.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Inconsistency {
+    #[error("{event_type} before the SKU was registered")]
+    NotRegistered { event_type: &'static str },
+    #[error("SKU registered twice")]
+    RegisteredTwice,
+    #[error("reservation {0} created twice")]
+    DuplicateReservation(ReservationId),
+    #[error("{event_type} for reservation {reservation_id}, which is not live")]
+    NotLive {
+        event_type: &'static str,
+        reservation_id: ReservationId,
+    },
+    #[error("{event_type} for reservation {reservation_id} says {recorded} units, it holds {held}")]
+    QuantityMismatch {
+        event_type: &'static str,
+        reservation_id: ReservationId,
+        recorded: Quantity,
+        held: Quantity,
+    },
+    #[error("adjustment records previous {recorded}, state has {actual}")]
+    PreviousMismatch {
+        recorded: Quantity,
+        actual: Quantity,
+    },
+    #[error("adjustment does not apply to a {0} SKU")]
+    AdjustmentNotApplicable(PoolKind),
+    #[error("arithmetic out of range: {0}")]
+    OutOfRange(#[from] ArithmeticError),
+}

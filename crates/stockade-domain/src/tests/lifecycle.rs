@@ -1,0 +1,137 @@
+//! Commit, release and expiry of a reservation, and lazy expiry.
+
+use crate::rejection::{Rejection, Resolution};
+use crate::state::{Availability, RESOLVED_RETENTION};
+use crate::testing::*;
+
+fn one_reservation() -> Vec<crate::event::Event> {
+    vec![registered_physical(5, 0), reserved(1, 2, secs(0), secs(60))]
+}
+
+#[test]
+fn releasing_gives_the_units_back() {
+    let state = given(one_reservation())
+        .at(secs(10))
+        .when(release(1))
+        .then([released(1, 2, secs(10))]);
+    assert_eq!(
+        state.stock().unwrap().available(secs(11)),
+        Availability::Limited(qty(5))
+    );
+}
+
+#[test]
+fn an_unknown_reservation_cannot_be_committed_released_or_expired() {
+    for command in [commit(9), release(9), expire(9)] {
+        given(one_reservation())
+            .at(secs(1))
+            .when(command)
+            .then_rejected(Rejection::UnknownReservation {
+                reservation_id: rid(9),
+            });
+    }
+}
+
+#[test]
+fn a_reservation_resolves_at_most_once() {
+    let cases = [
+        (committed(1, 2, secs(5)), Resolution::Committed),
+        (released(1, 2, secs(5)), Resolution::Released),
+        (expired(1, 2, secs(60), secs(61)), Resolution::Expired),
+    ];
+    for (resolution_event, resolution) in cases {
+        for command in [commit(1), release(1), expire(1)] {
+            let mut history = one_reservation();
+            history.push(resolution_event.clone());
+            given(history)
+                .at(secs(62))
+                .when(command)
+                .then_rejected(Rejection::AlreadyResolved {
+                    reservation_id: rid(1),
+                    resolution,
+                });
+        }
+    }
+}
+
+#[test]
+fn a_lapsed_reservation_stops_counting_before_its_expiry_event() {
+    let state = given(one_reservation()).state().clone();
+    let stock = state.stock().unwrap();
+    assert_eq!(stock.available(secs(59)), Availability::Limited(qty(3)));
+    // At expires_at exactly the hold is gone, although no event says so yet.
+    assert_eq!(stock.available(secs(60)), Availability::Limited(qty(5)));
+    assert_eq!(stock.lapsed(secs(60)).count(), 1);
+}
+
+#[test]
+fn a_lapsed_reservation_frees_stock_for_the_next_buyer() {
+    given([registered_physical(2, 0), reserved(1, 2, secs(0), secs(60))])
+        .at(secs(60))
+        .when(reserve(2, 2, 60))
+        .then([reserved(2, 2, secs(60), secs(120))]);
+}
+
+#[test]
+fn a_lapsed_reservation_cannot_be_committed_or_released() {
+    for command in [commit(1), release(1)] {
+        given(one_reservation())
+            .at(secs(60))
+            .when(command)
+            .then_rejected(Rejection::Lapsed {
+                reservation_id: rid(1),
+                expires_at: secs(60),
+            });
+    }
+}
+
+#[test]
+fn expiry_records_when_the_hold_lapsed_and_when_it_was_written() {
+    given(one_reservation())
+        .at(secs(75))
+        .when(expire(1))
+        .then([expired(1, 2, secs(60), secs(75))]);
+}
+
+#[test]
+fn expiry_before_the_deadline_is_rejected() {
+    given(one_reservation())
+        .at(secs(59))
+        .when(expire(1))
+        .then_rejected(Rejection::NotYetExpired {
+            reservation_id: rid(1),
+            expires_at: secs(60),
+        });
+}
+
+#[test]
+fn the_next_expiry_is_the_earliest_live_one() {
+    let state = given([
+        registered_physical(5, 0),
+        reserved(1, 1, secs(0), secs(90)),
+        reserved(2, 1, secs(0), secs(30)),
+        reserved(3, 1, secs(0), secs(60)),
+        released(2, 1, secs(1)),
+    ])
+    .state()
+    .clone();
+    assert_eq!(
+        state.stock().unwrap().next_expiry(),
+        Some((secs(60), rid(3)))
+    );
+}
+
+#[test]
+fn resolved_ids_are_forgotten_after_the_retention_window() {
+    let later = secs(RESOLVED_RETENTION.as_secs() + 10);
+    let state = given([
+        registered_physical(5, 0),
+        reserved(1, 1, secs(0), secs(60)),
+        committed(1, 1, secs(5)),
+        reserved(2, 1, later, secs(RESOLVED_RETENTION.as_secs() + 100)),
+    ])
+    .state()
+    .clone();
+    let stock = state.stock().unwrap();
+    assert_eq!(stock.resolution(&rid(1)), None);
+}

@@ -1,0 +1,8 @@
+//! Business rules, one given / when / then per rule, and properties over random histories.
+
+mod digital;
+mod lifecycle;
+mod physical;
+mod print_on_demand;
+mod properties;
+mod registration;

@@ -1,0 +1,402 @@
+//! Random command sequences with time advancing, checked against a naive model that
+//! recomputes everything from a flat list of reservations at every step. The state under
+//! test keeps running totals and an expiry index; the model keeps neither, so agreement
+//! between them is evidence, not a tautology.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use crate::command::{Adjust, Command, Commit, Expire, Release, Reserve, StockChange};
+use crate::decide::decide;
+use crate::event::Event;
+use crate::pool::PoolConfig;
+use crate::quantity::Quantity;
+use crate::rejection::Rejection;
+use crate::state::{Availability, SkuState};
+use crate::testing::{registered, rid, web};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Reserve { id: u8, qty: u64, ttl_ms: u64 },
+    Commit(u8),
+    Release(u8),
+    Expire(u8),
+    Delta(i64),
+    Count(u64),
+    Advance(u64),
+}
+
+fn quantity() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        24 => 0u64..6,
+        1 => Just(u64::MAX),
+        1 => (u64::MAX - 3)..=u64::MAX,
+        1 => Just(i64::MAX as u64 + 1),
+    ]
+}
+
+fn delta() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        8 => -6i64..8,
+        1 => Just(i64::MAX),
+        1 => Just(i64::MIN),
+    ]
+}
+
+/// Reservation ids drawn from a small space, so commits and releases find their target.
+const IDS: u8 = 12;
+
+fn ttl() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        1 => Just(0u64),
+        1 => Just(u64::MAX),
+        12 => (1u64..180).prop_map(|s| s * 1000),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0u8..IDS, quantity(), ttl())
+            .prop_map(|(id, qty, ttl_ms)| Op::Reserve { id, qty, ttl_ms }),
+        3 => (0u8..IDS).prop_map(Op::Commit),
+        2 => (0u8..IDS).prop_map(Op::Release),
+        2 => (0u8..IDS).prop_map(Op::Expire),
+        1 => delta().prop_map(Op::Delta),
+        1 => quantity().prop_map(Op::Count),
+        // Whole seconds, like the TTLs, so that `now == expires_at` happens often.
+        4 => prop_oneof![4 => (0u64..90).prop_map(|s| s * 1000), 1 => 0u64..90_000]
+            .prop_map(Op::Advance),
+    ]
+}
+
+fn pool() -> impl Strategy<Value = PoolConfig> {
+    prop_oneof![
+        (0u64..15, 0u64..3).prop_map(|(on_hand, safety)| PoolConfig::Physical {
+            on_hand: Quantity::new(on_hand),
+            safety_stock: Quantity::new(safety),
+        }),
+        proptest::option::of(0u64..15).prop_map(|limit| PoolConfig::Digital {
+            license_limit: limit.map(Quantity::new),
+        }),
+        (0u64..10, 60_000u64..200_000).prop_map(|(capacity, period_millis)| {
+            PoolConfig::PrintOnDemand {
+                capacity: Quantity::new(capacity),
+                period_millis,
+            }
+        }),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Status {
+    Live,
+    Committed,
+    Ended,
+}
+
+#[derive(Debug, Clone)]
+struct ModelReservation {
+    id: u8,
+    qty: u128,
+    at: u64,
+    expires_at: u64,
+    status: Status,
+}
+
+/// The naive model: a flat list, everything recomputed on demand, in u128.
+#[derive(Debug)]
+struct Model {
+    pool: PoolConfig,
+    limit: Option<u128>,
+    safety: u128,
+    reservations: Vec<ModelReservation>,
+}
+
+impl Model {
+    fn new(pool: &PoolConfig) -> Model {
+        let (limit, safety) = match pool {
+            PoolConfig::Physical {
+                on_hand,
+                safety_stock,
+            } => (Some(on_hand.get().into()), safety_stock.get().into()),
+            PoolConfig::Digital { license_limit } => (license_limit.map(|q| q.get().into()), 0),
+            PoolConfig::PrintOnDemand { capacity, .. } => (Some(capacity.get().into()), 0),
+        };
+        Model {
+            pool: pool.clone(),
+            limit,
+            safety,
+            reservations: Vec::new(),
+        }
+    }
+
+    fn period(&self, at: u64) -> Option<u64> {
+        match self.pool {
+            PoolConfig::PrintOnDemand { period_millis, .. } => Some(at / period_millis),
+            _ => None,
+        }
+    }
+
+    fn in_scope(&self, r: &ModelReservation, now: u64) -> bool {
+        self.period(now).is_none() || self.period(r.at) == self.period(now)
+    }
+
+    fn counting(&self, r: &ModelReservation, now: u64) -> bool {
+        r.status == Status::Live && r.expires_at > now && self.in_scope(r, now)
+    }
+
+    /// Units that count against the limit at `now`: (held, sold).
+    fn used(&self, now: u64) -> (u128, u128) {
+        let held = self
+            .reservations
+            .iter()
+            .filter(|r| self.counting(r, now))
+            .map(|r| r.qty)
+            .sum();
+        let sold = match self.pool {
+            PoolConfig::Physical { .. } => 0,
+            _ => self
+                .reservations
+                .iter()
+                .filter(|r| r.status == Status::Committed && self.in_scope(r, now))
+                .map(|r| r.qty)
+                .sum(),
+        };
+        (held, sold)
+    }
+
+    fn available(&self, now: u64) -> Option<u128> {
+        let (held, sold) = self.used(now);
+        self.limit
+            .map(|limit| limit.saturating_sub(self.safety + held + sold))
+    }
+
+    fn shortfall(&self, now: u64) -> u128 {
+        let (held, sold) = self.used(now);
+        self.limit
+            .map_or(0, |limit| (held + sold).saturating_sub(limit))
+    }
+
+    fn at_risk(&self, now: u64, limit: u128) -> Vec<u8> {
+        let (_, sold) = self.used(now);
+        let budget = limit.saturating_sub(sold);
+        let mut promised = 0;
+        let mut out = Vec::new();
+        for r in self.reservations.iter().filter(|r| self.counting(r, now)) {
+            promised += r.qty;
+            if promised > budget {
+                out.push(r.id);
+            }
+        }
+        out
+    }
+
+    fn find(&self, id: u8) -> Option<&ModelReservation> {
+        self.reservations.iter().find(|r| r.id == id)
+    }
+
+    /// Whether the model expects `command` at `now` to be accepted.
+    fn accepts(&self, op: &Op, now: u64) -> bool {
+        match *op {
+            Op::Reserve { id, qty, ttl_ms } => {
+                let held_total: u128 = self
+                    .reservations
+                    .iter()
+                    .filter(|r| r.status == Status::Live)
+                    .map(|r| r.qty)
+                    .sum();
+                qty > 0
+                    && ttl_ms > 0
+                    && now.checked_add(ttl_ms).is_some()
+                    && self.find(id).is_none()
+                    && self.shortfall(now) == 0
+                    && self.available(now).is_none_or(|a| u128::from(qty) <= a)
+                    && held_total + u128::from(qty) <= u128::from(u64::MAX)
+            }
+            Op::Commit(id) => self.find(id).is_some_and(|r| {
+                r.status == Status::Live
+                    && r.expires_at > now
+                    && !self.limit.is_some_and(|l| {
+                        self.shortfall(now) > 0 && self.at_risk(now, l).contains(&id)
+                    })
+            }),
+            Op::Release(id) => self
+                .find(id)
+                .is_some_and(|r| r.status == Status::Live && r.expires_at > now),
+            Op::Expire(id) => self
+                .find(id)
+                .is_some_and(|r| r.status == Status::Live && r.expires_at <= now),
+            Op::Delta(d) => self.limit.is_some_and(|l| {
+                let next = l as i128 + i128::from(d);
+                d != 0 && next >= 0 && next <= i128::from(u64::MAX)
+            }),
+            Op::Count(_) => self.limit.is_some(),
+            Op::Advance(_) => false,
+        }
+    }
+
+    fn apply(&mut self, event: &Event, id_of: &HashMap<crate::ids::ReservationId, u8>) {
+        let resolve = |m: &mut Model, rid, status| {
+            let id = id_of[&rid];
+            let r = m.reservations.iter_mut().find(|r| r.id == id).unwrap();
+            assert_eq!(r.status, Status::Live, "resolved twice");
+            r.status = status;
+            r.qty
+        };
+        match event {
+            Event::StockReserved(e) => self.reservations.push(ModelReservation {
+                id: id_of[&e.reservation_id],
+                qty: e.qty.get().into(),
+                at: e.at.as_millis(),
+                expires_at: e.expires_at.as_millis(),
+                status: Status::Live,
+            }),
+            Event::ReservationCommitted(e) => {
+                let qty = resolve(self, e.reservation_id, Status::Committed);
+                if let (PoolConfig::Physical { .. }, Some(limit)) = (&self.pool, &mut self.limit) {
+                    *limit -= qty;
+                }
+            }
+            Event::ReservationReleased(e) => {
+                resolve(self, e.reservation_id, Status::Ended);
+            }
+            Event::ReservationExpired(e) => {
+                resolve(self, e.reservation_id, Status::Ended);
+            }
+            Event::StockAdjusted(e) => self.limit = Some(e.current.get().into()),
+            Event::SkuRegistered(_) => unreachable!(),
+        }
+    }
+}
+
+fn command(op: &Op) -> Option<Command> {
+    let id = |n: u8| rid(u128::from(n) + 1);
+    Some(match *op {
+        Op::Reserve { id: n, qty, ttl_ms } => Command::Reserve(Reserve {
+            reservation_id: id(n),
+            order_id: None,
+            qty: Quantity::new(qty),
+            ttl: Duration::from_millis(ttl_ms),
+            channel: web(),
+        }),
+        Op::Commit(n) => Command::Commit(Commit {
+            reservation_id: id(n),
+        }),
+        Op::Release(n) => Command::Release(Release {
+            reservation_id: id(n),
+        }),
+        Op::Expire(n) => Command::Expire(Expire {
+            reservation_id: id(n),
+        }),
+        Op::Delta(d) => Command::Adjust(Adjust {
+            change: StockChange::Delta(d),
+            reason: "property".into(),
+            reference: None,
+        }),
+        Op::Count(c) => Command::Adjust(Adjust {
+            change: StockChange::Count(Quantity::new(c)),
+            reason: "property".into(),
+            reference: None,
+        }),
+        Op::Advance(_) => return None,
+    })
+}
+
+fn run(pool: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let first = registered(pool.clone());
+    let mut state = SkuState::default();
+    state.apply(&first).unwrap();
+    let mut log = vec![first];
+    let mut model = Model::new(&pool);
+    let id_of: HashMap<_, _> = (0u8..IDS).map(|n| (rid(u128::from(n) + 1), n)).collect();
+    let mut now: u64 = 1_000;
+
+    for op in &ops {
+        if let Op::Advance(ms) = op {
+            now += ms;
+        } else {
+            let cmd = command(op).unwrap();
+            let expected = model.accepts(op, now);
+            let at = Timestamp::from_millis(now);
+            match decide(&state, &cmd, at) {
+                Ok(events) => {
+                    prop_assert!(
+                        expected,
+                        "accepted {op:?} at {now}; model says no: {model:?}"
+                    );
+                    for event in &events {
+                        if let Event::StockAdjusted(e) = event {
+                            let at_risk: Vec<_> = e.at_risk.iter().map(|r| id_of[r]).collect();
+                            prop_assert_eq!(at_risk, model.at_risk(now, e.current.get().into()));
+                        }
+                        state.apply(event).map_err(|e| {
+                            TestCaseError::fail(format!("own event does not apply: {e}"))
+                        })?;
+                        model.apply(event, &id_of);
+                        log.push(event.clone());
+                    }
+                    // Never oversell: an accepted reservation leaves nothing promised twice.
+                    if matches!(op, Op::Reserve { .. }) {
+                        prop_assert_eq!(model.shortfall(now), 0);
+                        if let (Some(limit), (held, sold)) = (model.limit, model.used(now)) {
+                            prop_assert!(held + sold + model.safety <= limit.max(held + sold));
+                            prop_assert!(held + sold <= limit);
+                        }
+                    }
+                }
+                Err(rejection) => {
+                    prop_assert!(
+                        !expected,
+                        "rejected {op:?} at {now}: {rejection}; model says yes"
+                    );
+                    if let (Op::Reserve { qty, .. }, Rejection::OutOfRange { .. }) =
+                        (op, &rejection)
+                    {
+                        prop_assert!(*qty > 0, "overflow rejection for a zero quantity");
+                    }
+                }
+            }
+        }
+        // Availability is exact at every instant, lapsed holds left out without events.
+        let stock = state.stock().unwrap();
+        let at = Timestamp::from_millis(now);
+        let available = match stock.available(at) {
+            Availability::Unlimited => None,
+            Availability::Limited(q) => Some(u128::from(q.get())),
+        };
+        prop_assert_eq!(available, model.available(now));
+        prop_assert_eq!(u128::from(stock.shortfall(at).get()), model.shortfall(now));
+    }
+
+    // Each reservation resolves at most once in the log.
+    let mut resolutions: HashMap<_, usize> = HashMap::new();
+    for event in &log {
+        if !matches!(event, Event::StockReserved(_) | Event::SkuRegistered(_)) {
+            *resolutions.entry(event.reservation_id()).or_default() += 1;
+        }
+    }
+    prop_assert!(resolutions.iter().all(|(id, n)| id.is_none() || *n == 1));
+
+    // Folding the log from nothing gives the live state; so does a snapshot round trip.
+    let folded = SkuState::from_events(&log).unwrap();
+    prop_assert_eq!(&folded, &state);
+    let snapshot = rmp_serde::to_vec_named(&state).unwrap();
+    let restored: SkuState = rmp_serde::from_slice(&snapshot).unwrap();
+    prop_assert_eq!(&restored, &state);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_histories_keep_every_invariant(
+        pool in pool(),
+        ops in proptest::collection::vec(op(), 1..150),
+    ) {
+        run(pool, ops)?;
+    }
+}
