@@ -1,0 +1,246 @@
+//! The event store port and its embedded backends.
+//!
+//! Semantics follow EventStoreDB so that the embedded default and production behave alike:
+//! one stream per SKU, revisions from 0, optimistic concurrency by expected revision, a
+//! global commit order (positions), idempotent retries by event id, catch-up subscriptions.
+//!
+//! # Layout
+//! - this file: the [`EventStore`] trait and the types it speaks.
+//! - [`plan`]: the expected-revision and idempotency rule, shared by every backend.
+//! - [`memory`]: [`MemoryStore`], the port's simplest implementation (tests, simulations).
+//! - [`sqlite`]: [`SqliteStore`], the embedded default: WAL, `synchronous=FULL`, one
+//!   writer thread committing many appends per fsync.
+//! - [`codec`]: domain events and snapshots to and from MessagePack.
+//! - `subscription`: catch-up-then-live over any backend that announces its head.
+//! - [`testkit`] (feature `testkit`): the conformance suite every backend must pass.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use stockade_domain::{Sku, Timestamp};
+use thiserror::Error;
+use uuid::Uuid;
+
+pub mod codec;
+pub mod memory;
+pub mod plan;
+pub mod sqlite;
+mod subscription;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use memory::MemoryStore;
+pub use sqlite::{SqliteConfig, SqliteStore, WriterStats};
+
+/// Longest stream name accepted, in bytes.
+pub const MAX_STREAM_NAME: usize = 256;
+
+/// A stream's name: `sku-{SKU}` for SKU streams.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StreamName(String);
+
+impl StreamName {
+    pub const SKU_PREFIX: &'static str = "sku-";
+
+    pub fn new(name: impl Into<String>) -> Result<Self, StoreError> {
+        let name = name.into();
+        if name.is_empty() || name.len() > MAX_STREAM_NAME || name.chars().any(char::is_control) {
+            return Err(StoreError::InvalidRequest(format!(
+                "stream name must be 1-{MAX_STREAM_NAME} bytes without control characters"
+            )));
+        }
+        Ok(Self(name))
+    }
+
+    /// The stream that holds `sku`'s events.
+    pub fn for_sku(sku: &Sku) -> Self {
+        Self(format!("{}{sku}", Self::SKU_PREFIX))
+    }
+
+    /// The SKU whose stream this is, if it is a SKU stream.
+    pub fn sku(&self) -> Option<Sku> {
+        self.0
+            .strip_prefix(Self::SKU_PREFIX)
+            .and_then(|s| Sku::new(s).ok())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A place in the global log. Positions grow with commit order; `Position::START` is before
+/// the first event. Reads and subscriptions "after" a position exclude it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Position(pub u64);
+
+impl Position {
+    pub const START: Position = Position(0);
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What the writer believes about the stream before appending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedRevision {
+    /// The stream has no events.
+    NoStream,
+    /// The stream's last event has this revision.
+    Exact(u64),
+    /// The stream has at least one event.
+    StreamExists,
+    /// No check.
+    Any,
+}
+
+impl fmt::Display for ExpectedRevision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedRevision::NoStream => f.write_str("no stream"),
+            ExpectedRevision::Exact(r) => write!(f, "revision {r}"),
+            ExpectedRevision::StreamExists => f.write_str("stream exists"),
+            ExpectedRevision::Any => f.write_str("any"),
+        }
+    }
+}
+
+/// What the stream actually holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CurrentRevision {
+    NoStream,
+    Current(u64),
+}
+
+impl CurrentRevision {
+    pub fn from_last(last: Option<u64>) -> Self {
+        last.map_or(CurrentRevision::NoStream, CurrentRevision::Current)
+    }
+}
+
+impl fmt::Display for CurrentRevision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CurrentRevision::NoStream => f.write_str("no stream"),
+            CurrentRevision::Current(r) => write!(f, "revision {r}"),
+        }
+    }
+}
+
+/// An event to append. `event_id` identifies it for idempotent retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventData {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub data: Vec<u8>,
+    pub metadata: Vec<u8>,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub stream: StreamName,
+    pub revision: u64,
+    pub position: Position,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub data: Vec<u8>,
+    pub metadata: Vec<u8>,
+    /// When the store committed it (the store's clock).
+    pub recorded_at: Timestamp,
+}
+
+/// Where an append landed: the revision and position of its last event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Pass `ExpectedRevision::Exact(revision)` to append after it.
+    pub revision: u64,
+    pub position: Position,
+}
+
+/// The latest snapshot of a stream's state, taken at `revision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub revision: u64,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// Someone else wrote first: the expected revision did not hold.
+    #[error("wrong expected revision on {stream}: expected {expected}, actual {actual}")]
+    Conflict {
+        stream: StreamName,
+        expected: ExpectedRevision,
+        actual: CurrentRevision,
+    },
+    /// The request itself is malformed (empty batch, bad stream name).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// Stored bytes that cannot be read back.
+    #[error("corrupt data at position {position}: {reason}")]
+    Corrupt { position: Position, reason: String },
+    /// The infrastructure failed (I/O, disk full, store closed). The outcome of an append
+    /// that fails this way is unknown: read the stream to find out.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Events after a position: first the ones already stored, then new ones as they commit.
+/// An `Err` item ends the subscription.
+pub type Subscription = BoxStream<'static, Result<RecordedEvent, StoreError>>;
+
+/// The event store port.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if `expected` holds, atomically. Appending the same
+    /// event ids again at the same expected revision succeeds without writing them twice.
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// Up to `max` events of `stream` from revision `from` (inclusive). A missing stream
+    /// reads as empty.
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `max` events of all streams after `after`, in commit order.
+    async fn read_all(&self, after: Position, max: usize)
+    -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position of the last committed event (`Position::START` when empty).
+    async fn head(&self) -> Result<Position, StoreError>;
+
+    /// Events after `after`: catch-up, then live, in commit order.
+    fn subscribe_all(&self, after: Position) -> Subscription;
+
+    /// Stores `snapshot` unless a newer one (higher revision) is already stored.
+    async fn save_snapshot(
+        &self,
+        stream: &StreamName,
+        snapshot: Snapshot,
+    ) -> Result<(), StoreError>;
+
+    async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError>;
+}

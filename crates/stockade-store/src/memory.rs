@@ -1,0 +1,182 @@
+//! The in-memory backend: the port's simplest implementation, for tests and simulations.
+//! Same semantics as the durable backends, nothing survives the process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use stockade_domain::Timestamp;
+use tokio::sync::watch;
+
+use crate::plan::{Plan, plan_append};
+use crate::subscription::catch_up_then_live;
+use crate::{
+    AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
+    StoreError, StreamName, Subscription,
+};
+
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    log: Mutex<Log>,
+    head: watch::Sender<Position>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    /// All events in commit order; `all[i]` has position `i + 1`.
+    all: Vec<RecordedEvent>,
+    /// Per stream, indexes into `all` by revision.
+    streams: HashMap<StreamName, Vec<usize>>,
+    snapshots: HashMap<StreamName, Snapshot>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                log: Mutex::new(Log::default()),
+                head: watch::channel(Position::START).0,
+            }),
+        }
+    }
+
+    fn log(&self) -> MutexGuard<'_, Log> {
+        // A panic while holding the lock cannot leave `Log` half-written: every mutation
+        // below is a push after all checks. So a poisoned lock is still consistent.
+        self.shared
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        let mut log = self.log();
+        let plan = {
+            let log = &*log;
+            let revisions = log.streams.get(stream).map_or(&[][..], Vec::as_slice);
+            let last = revisions.len().checked_sub(1).map(|r| r as u64);
+            let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
+            plan_append(stream, expected, last, &ids, |from, n| {
+                Ok(revisions
+                    .iter()
+                    .skip(usize::try_from(from).unwrap_or(usize::MAX))
+                    .take(n)
+                    .map(|&i| (log.all[i].event_id, log.all[i].position))
+                    .collect())
+            })?
+        };
+        let first_revision = match plan {
+            Plan::AlreadyWritten(done) => return Ok(done),
+            Plan::Write { first_revision } => first_revision,
+        };
+        let recorded_at = Timestamp::from_system_time(SystemTime::now());
+        let mut result = AppendResult {
+            revision: first_revision,
+            position: Position::START,
+        };
+        for (offset, e) in events.into_iter().enumerate() {
+            let index = log.all.len();
+            result = AppendResult {
+                revision: first_revision + offset as u64,
+                position: Position(index as u64 + 1),
+            };
+            log.all.push(RecordedEvent {
+                stream: stream.clone(),
+                revision: result.revision,
+                position: result.position,
+                event_id: e.event_id,
+                event_type: e.event_type,
+                data: e.data,
+                metadata: e.metadata,
+                recorded_at,
+            });
+            log.streams.entry(stream.clone()).or_default().push(index);
+        }
+        drop(log);
+        self.shared.head.send_replace(result.position);
+        Ok(result)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let log = self.log();
+        Ok(log
+            .streams
+            .get(stream)
+            .map(|revisions| {
+                revisions
+                    .iter()
+                    .skip(usize::try_from(from).unwrap_or(usize::MAX))
+                    .take(max)
+                    .map(|&i| log.all[i].clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let log = self.log();
+        let start = usize::try_from(after.0).unwrap_or(usize::MAX);
+        Ok(log.all.iter().skip(start).take(max).cloned().collect())
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        Ok(Position(self.log().all.len() as u64))
+    }
+
+    fn subscribe_all(&self, after: Position) -> Subscription {
+        catch_up_then_live(
+            Arc::new(self.clone()),
+            after,
+            self.shared.head.subscribe(),
+            None,
+        )
+    }
+
+    async fn save_snapshot(
+        &self,
+        stream: &StreamName,
+        snapshot: Snapshot,
+    ) -> Result<(), StoreError> {
+        let mut log = self.log();
+        match log.snapshots.get(stream) {
+            Some(existing) if existing.revision > snapshot.revision => {}
+            _ => {
+                log.snapshots.insert(stream.clone(), snapshot);
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.log().snapshots.get(stream).cloned())
+    }
+}

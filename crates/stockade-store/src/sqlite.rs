@@ -1,0 +1,750 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! One writer thread owns the only write connection. It takes every append queued by any
+//! stream, commits them in one transaction (one fsync), then answers each caller and wakes
+//! subscribers: the busier the store, the more appends share an fsync. Readers use their
+//! own connections, so reads never wait behind a commit.
+//!
+//! Invariant: an append is acknowledged only after the transaction holding it committed,
+//! and the head position is advanced only then, so nothing a caller or subscriber has seen
+//! can be rolled back.
+//!
+//! The file is plain SQLite: `sqlite3 data/stockade.db 'select * from event_log'`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use stockade_domain::Timestamp;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::plan::{Plan, plan_append};
+use crate::subscription::catch_up_then_live;
+use crate::{
+    AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
+    StoreError, StreamName, Subscription,
+};
+
+/// Schema version kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS streams (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT    NOT NULL UNIQUE,
+    last_revision INTEGER NOT NULL
+);
+-- position is the rowid: it grows with commit order and is never reused (no deletes).
+CREATE TABLE IF NOT EXISTS events (
+    position    INTEGER PRIMARY KEY,
+    stream_id   INTEGER NOT NULL REFERENCES streams (id),
+    revision    INTEGER NOT NULL,
+    event_id    BLOB    NOT NULL,
+    event_type  TEXT    NOT NULL,
+    data        BLOB    NOT NULL,
+    metadata    BLOB    NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    UNIQUE (stream_id, revision)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream   TEXT    PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    data     BLOB    NOT NULL,
+    taken_at INTEGER NOT NULL
+);
+-- For people with the sqlite3 shell.
+CREATE VIEW IF NOT EXISTS event_log AS
+    SELECT e.position, s.name AS stream, e.revision, lower(hex(e.event_id)) AS event_id,
+           e.event_type, datetime(e.recorded_at / 1000, 'unixepoch') AS recorded_at,
+           length(e.data) AS data_bytes
+    FROM events e JOIN streams s ON s.id = e.stream_id;
+";
+
+const SELECT_EVENT: &str = "SELECT e.position, s.name, e.revision, e.event_id, e.event_type, \
+     e.data, e.metadata, e.recorded_at FROM events e JOIN streams s ON s.id = e.stream_id";
+
+/// How the embedded store is opened. Defaults work out of the box.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    path: PathBuf,
+    max_group: usize,
+    queue: usize,
+    max_readers: usize,
+    cross_process_poll: Duration,
+}
+
+impl SqliteConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            max_group: 4096,
+            queue: 65_536,
+            max_readers: 8,
+            cross_process_poll: Duration::from_millis(500),
+        }
+    }
+
+    /// Most write requests committed in one transaction (default 4096).
+    pub fn max_group(mut self, n: usize) -> Self {
+        self.max_group = n.max(1);
+        self
+    }
+
+    /// Write requests that may wait for the writer before `append` waits too (default 65536).
+    pub fn queue(mut self, n: usize) -> Self {
+        self.queue = n.max(1);
+        self
+    }
+
+    /// Idle reader connections kept open (default 8).
+    pub fn max_readers(mut self, n: usize) -> Self {
+        self.max_readers = n;
+        self
+    }
+
+    /// How often a caught-up subscriber looks for events written by *another process*
+    /// (default 500 ms). Appends through this handle wake subscribers at once.
+    pub fn cross_process_poll(mut self, every: Duration) -> Self {
+        self.cross_process_poll = every;
+        self
+    }
+}
+
+/// Counters of the writer, for benchmarks and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed (one fsync each).
+    pub commits: u64,
+    /// Appends acknowledged, retries included.
+    pub appends: u64,
+    /// Events written.
+    pub events: u64,
+}
+
+impl WriterStats {
+    /// Appends that shared one commit, on average.
+    pub fn appends_per_commit(&self) -> f64 {
+        ratio(self.appends, self.commits)
+    }
+
+    /// Events written per commit, on average.
+    pub fn events_per_commit(&self) -> f64 {
+        ratio(self.events, self.commits)
+    }
+
+    /// The counts since `earlier`.
+    pub fn since(&self, earlier: &WriterStats) -> WriterStats {
+        WriterStats {
+            commits: self.commits.saturating_sub(earlier.commits),
+            appends: self.appends.saturating_sub(earlier.appends),
+            events: self.events.saturating_sub(earlier.events),
+        }
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // reporting only
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    appends: AtomicU64,
+    events: AtomicU64,
+}
+
+enum Request {
+    Append {
+        stream: StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+        reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+    },
+    Snapshot {
+        stream: StreamName,
+        snapshot: Snapshot,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// A handle to the embedded store; clones share one writer.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: SqliteConfig,
+    requests: Option<mpsc::Sender<Request>>,
+    readers: Mutex<Vec<Connection>>,
+    head: Arc<watch::Sender<Position>>,
+    counters: Arc<Counters>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer commit what is queued and stop.
+        self.requests.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn unavailable(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{context}: {e}"))
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path` with default settings.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        Self::open_with(SqliteConfig::new(path))
+    }
+
+    /// Opens (or creates) the store. Blocks briefly on file I/O.
+    pub fn open_with(config: SqliteConfig) -> Result<Self, StoreError> {
+        let path = config.path.clone();
+        let context = format!("open {}", path.display());
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| unavailable(&context, e))?;
+        }
+        let mut conn =
+            open_connection(&path, OpenFlags::default()).map_err(|e| unavailable(&context, e))?;
+        let head = prepare(&mut conn).map_err(|e| match e {
+            Prepared::Sql(e) => unavailable(&context, e),
+            Prepared::TooNew(v) => StoreError::Unavailable(format!(
+                "{context}: schema version {v} is newer than this build reads ({SCHEMA_VERSION})"
+            )),
+        })?;
+        let head = Arc::new(watch::channel(head).0);
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = mpsc::channel(config.queue);
+        let writer = Writer {
+            conn,
+            head: head.clone(),
+            counters: counters.clone(),
+            max_group: config.max_group,
+        };
+        let writer = std::thread::Builder::new()
+            .name("stockade-sqlite-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| unavailable("start the writer thread", e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                requests: Some(tx),
+                readers: Mutex::new(Vec::new()),
+                head,
+                counters,
+                writer: Some(writer),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.config.path
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.inner.counters;
+        WriterStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            appends: c.appends.load(Ordering::Relaxed),
+            events: c.events.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn send(&self, request: Request) -> Result<(), StoreError> {
+        let Some(requests) = &self.inner.requests else {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        };
+        requests
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))
+    }
+
+    /// Runs `read` on a pooled reader connection, off the async threads.
+    async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_reader(&inner.config.path)?,
+            };
+            let result = read(&conn);
+            let mut pool = inner
+                .readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if pool.len() < inner.config.max_readers {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| unavailable("read task", e))?
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open_connection(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|c| {
+        c.pragma_update(None, "query_only", true)?;
+        Ok(c)
+    })
+    .map_err(|e| unavailable("open a reader", e))?;
+    Ok(conn)
+}
+
+enum Prepared {
+    Sql(rusqlite::Error),
+    TooNew(i64),
+}
+
+impl From<rusqlite::Error> for Prepared {
+    fn from(e: rusqlite::Error) -> Self {
+        Prepared::Sql(e)
+    }
+}
+
+/// Sets durability pragmas, creates or checks the schema, returns the head position.
+fn prepare(conn: &mut Connection) -> Result<Position, Prepared> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: every commit is fsynced; an acknowledged append survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Prepared::TooNew(version));
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    let head: i64 = tx.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+        r.get(0)
+    })?;
+    tx.commit()?;
+    Ok(Position(u64::try_from(head).unwrap_or(0)))
+}
+
+fn corrupt(position: i64, reason: impl Into<String>) -> rusqlite::Error {
+    let reason: String = format!("row at position {position}: {}", reason.into());
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, reason.into())
+}
+
+fn to_u64(position: i64, what: &str, v: i64) -> Result<u64, rusqlite::Error> {
+    u64::try_from(v).map_err(|_| corrupt(position, format!("negative {what} {v}")))
+}
+
+fn row_to_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, rusqlite::Error> {
+    let position: i64 = row.get(0)?;
+    let name: String = row.get(1)?;
+    let id: Vec<u8> = row.get(3)?;
+    Ok(RecordedEvent {
+        stream: StreamName::new(name).map_err(|e| corrupt(position, e.to_string()))?,
+        revision: to_u64(position, "revision", row.get(2)?)?,
+        position: Position(to_u64(position, "position", position)?),
+        event_id: Uuid::from_slice(&id)
+            .map_err(|_| corrupt(position, format!("event id of {} bytes", id.len())))?,
+        event_type: row.get(4)?,
+        data: row.get(5)?,
+        metadata: row.get(6)?,
+        recorded_at: Timestamp::from_millis(to_u64(position, "recorded_at", row.get(7)?)?),
+    })
+}
+
+fn read_error(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(_, _, reason) => StoreError::Corrupt {
+            position: Position::START,
+            reason: reason.to_string(),
+        },
+        rusqlite::Error::InvalidColumnType(_, column, kind) => StoreError::Corrupt {
+            position: Position::START,
+            reason: format!("column {column} holds {kind}"),
+        },
+        other => unavailable("read", other),
+    }
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::InvalidRequest(
+                "an append needs at least one event".into(),
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Append {
+            stream: stream.clone(),
+            expected,
+            events,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the writer stopped before answering; outcome unknown".into())
+        })?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let name = stream.as_str().to_owned();
+        self.read(move |conn| {
+            let sql = format!(
+                "{SELECT_EVENT} WHERE s.name = ?1 AND e.revision >= ?2 ORDER BY e.revision LIMIT ?3"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
+            let rows = stmt
+                .query_map(params![name, clamp(from), clamp(max as u64)], row_to_event)
+                .map_err(read_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
+        })
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!("{SELECT_EVENT} WHERE e.position > ?1 ORDER BY e.position LIMIT ?2");
+            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
+            let rows = stmt
+                .query_map(params![clamp(after.0), clamp(max as u64)], row_to_event)
+                .map_err(read_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
+        })
+        .await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.read(|conn| {
+            let head: i64 = conn
+                .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                    r.get(0)
+                })
+                .map_err(read_error)?;
+            Ok(Position(u64::try_from(head).unwrap_or(0)))
+        })
+        .await
+    }
+
+    fn subscribe_all(&self, after: Position) -> Subscription {
+        catch_up_then_live(
+            Arc::new(self.clone()),
+            after,
+            self.inner.head.subscribe(),
+            Some(self.inner.config.cross_process_poll),
+        )
+    }
+
+    async fn save_snapshot(
+        &self,
+        stream: &StreamName,
+        snapshot: Snapshot,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Snapshot {
+            stream: stream.clone(),
+            snapshot,
+            reply,
+        })
+        .await?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError> {
+        let name = stream.as_str().to_owned();
+        self.read(move |conn| {
+            let row: Option<(i64, Vec<u8>)> = conn
+                .query_row(
+                    "SELECT revision, data FROM snapshots WHERE stream = ?1",
+                    [name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(read_error)?;
+            row.map(|(revision, data)| {
+                Ok(Snapshot {
+                    revision: u64::try_from(revision).map_err(|_| StoreError::Corrupt {
+                        position: Position::START,
+                        reason: format!("snapshot revision {revision}"),
+                    })?,
+                    data,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    head: Arc<watch::Sender<Position>>,
+    counters: Arc<Counters>,
+    max_group: usize,
+}
+
+/// The answer to one request, sent only after its group committed.
+enum Answer {
+    Append(Result<AppendResult, StoreError>, u64),
+    Snapshot,
+}
+
+impl Writer {
+    fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let mut group = Vec::with_capacity(self.max_group);
+        // Block for the first request, then take whatever else is already queued: under
+        // load, everything that arrived during the previous fsync shares the next one.
+        while let Some(first) = requests.blocking_recv() {
+            group.push(first);
+            while group.len() < self.max_group {
+                match requests.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(&mut group);
+        }
+    }
+
+    fn commit_group(&mut self, group: &mut Vec<Request>) {
+        let now = Timestamp::from_system_time(SystemTime::now());
+        match write_group(&mut self.conn, group, now) {
+            Ok((answers, head)) => {
+                let (mut appends, mut events) = (0, 0);
+                if let Some(head) = head {
+                    self.head.send_if_modified(|h| {
+                        let moved = head > *h;
+                        *h = (*h).max(head);
+                        moved
+                    });
+                }
+                for (request, answer) in group.drain(..).zip(answers) {
+                    match (request, answer) {
+                        (Request::Append { reply, .. }, Answer::Append(result, written)) => {
+                            if result.is_ok() {
+                                appends += 1;
+                                events += written;
+                            }
+                            let _ = reply.send(result);
+                        }
+                        (Request::Snapshot { reply, .. }, Answer::Snapshot) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                        // write_group answers each request in order with its own kind.
+                        (Request::Append { reply, .. }, Answer::Snapshot) => {
+                            let _ = reply.send(Err(StoreError::Unavailable("writer bug".into())));
+                        }
+                        (Request::Snapshot { reply, .. }, Answer::Append(..)) => {
+                            let _ = reply.send(Err(StoreError::Unavailable("writer bug".into())));
+                        }
+                    }
+                }
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.counters.appends.fetch_add(appends, Ordering::Relaxed);
+                self.counters.events.fetch_add(events, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // The transaction rolled back (or its commit failed): nobody is acknowledged.
+                let message = format!("commit failed, outcome unknown: {e}");
+                for request in group.drain(..) {
+                    let error = StoreError::Unavailable(message.clone());
+                    match request {
+                        Request::Append { reply, .. } => {
+                            let _ = reply.send(Err(error));
+                        }
+                        Request::Snapshot { reply, .. } => {
+                            let _ = reply.send(Err(error));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes a group in one transaction. A conflict is an answer for its request only; an SQL
+/// error aborts the whole group.
+fn write_group(
+    conn: &mut Connection,
+    group: &[Request],
+    now: Timestamp,
+) -> Result<(Vec<Answer>, Option<Position>), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(group.len());
+    let mut head = None;
+    for request in group {
+        match request {
+            Request::Append {
+                stream,
+                expected,
+                events,
+                ..
+            } => {
+                let result = append_one(&tx, stream, *expected, events, now)?;
+                let written = match &result {
+                    Ok((r, true)) => {
+                        head = Some(r.position);
+                        events.len() as u64
+                    }
+                    _ => 0,
+                };
+                answers.push(Answer::Append(result.map(|(r, _)| r), written));
+            }
+            Request::Snapshot {
+                stream, snapshot, ..
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO snapshots (stream, revision, data, taken_at) \
+                     VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (stream) DO UPDATE SET revision = excluded.revision, \
+                     data = excluded.data, taken_at = excluded.taken_at \
+                     WHERE excluded.revision >= snapshots.revision",
+                )?
+                .execute(params![
+                    stream.as_str(),
+                    clamp(snapshot.revision),
+                    snapshot.data,
+                    clamp(now.as_millis())
+                ])?;
+                answers.push(Answer::Snapshot);
+            }
+        }
+    }
+    tx.commit()?;
+    Ok((answers, head))
+}
+
+/// One append inside the group's transaction: `Ok(Ok((result, wrote)))`, or a conflict
+/// answer, or an SQL error for the whole group.
+#[allow(clippy::type_complexity)]
+fn append_one(
+    tx: &rusqlite::Transaction<'_>,
+    stream: &StreamName,
+    expected: ExpectedRevision,
+    events: &[EventData],
+    now: Timestamp,
+) -> Result<Result<(AppendResult, bool), StoreError>, rusqlite::Error> {
+    let row: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT id, last_revision FROM streams WHERE name = ?1")?
+        .query_row([stream.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let last = row.map(|(_, rev)| u64::try_from(rev).unwrap_or(0));
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let mut sql_error = None;
+    let plan = plan_append(stream, expected, last, &ids, |from, n| {
+        let Some((stream_id, _)) = row else {
+            return Ok(Vec::new());
+        };
+        let found = (|| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT event_id, position FROM events \
+                 WHERE stream_id = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![stream_id, clamp(from), clamp(n as u64)], |r| {
+                let id: Vec<u8> = r.get(0)?;
+                let position: i64 = r.get(1)?;
+                Ok((
+                    Uuid::from_slice(&id).unwrap_or(Uuid::nil()),
+                    Position(u64::try_from(position).unwrap_or(0)),
+                ))
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })();
+        found.map_err(|e| {
+            let message = e.to_string();
+            sql_error = Some(e);
+            StoreError::Unavailable(message)
+        })
+    });
+    if let Some(e) = sql_error {
+        return Err(e);
+    }
+    let first_revision = match plan {
+        Err(answer) => return Ok(Err(answer)),
+        Ok(Plan::AlreadyWritten(done)) => return Ok(Ok((done, false))),
+        Ok(Plan::Write { first_revision }) => first_revision,
+    };
+    let stream_id = match row {
+        Some((id, _)) => id,
+        None => {
+            tx.prepare_cached("INSERT INTO streams (name, last_revision) VALUES (?1, -1)")?
+                .execute([stream.as_str()])?;
+            tx.last_insert_rowid()
+        }
+    };
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (stream_id, revision, event_id, event_type, data, metadata, recorded_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut result = AppendResult {
+        revision: first_revision,
+        position: Position::START,
+    };
+    for (offset, e) in events.iter().enumerate() {
+        let revision = first_revision + offset as u64;
+        insert.execute(params![
+            stream_id,
+            clamp(revision),
+            e.event_id.as_bytes(),
+            e.event_type,
+            e.data,
+            e.metadata,
+            clamp(now.as_millis())
+        ])?;
+        result = AppendResult {
+            revision,
+            position: Position(u64::try_from(tx.last_insert_rowid()).unwrap_or(0)),
+        };
+    }
+    tx.prepare_cached("UPDATE streams SET last_revision = ?2 WHERE id = ?1")?
+        .execute(params![stream_id, clamp(result.revision)])?;
+    Ok(Ok((result, true)))
+}
