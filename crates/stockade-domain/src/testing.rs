@@ -1,6 +1,6 @@
 //! Given / when / then for business rules, plus terse builders for commands and events.
 //!
-//! ```ignore
+//! ```
 //! use stockade_domain::testing::*;
 //! given([registered_physical(5, 0)])
 //!     .at(secs(10))

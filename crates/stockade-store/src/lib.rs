@@ -13,6 +13,32 @@
 //! - [`codec`]: domain events and snapshots to and from MessagePack.
 //! - `subscription`: catch-up-then-live over any backend that announces its head.
 //! - [`testkit`] (feature `testkit`): the conformance suite every backend must pass.
+//!
+//! # Example
+//!
+//! ```
+//! use stockade_store::{EventData, EventStore, ExpectedRevision, SqliteStore, StreamName};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! # runtime.block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let store = SqliteStore::open(dir.path().join("stockade.db"))?;
+//! let stream = StreamName::new("sku-SKU-1")?;
+//! let event = EventData {
+//!     event_id: uuid::Uuid::new_v4(),
+//!     event_type: "Example".into(),
+//!     data: vec![],
+//!     metadata: vec![],
+//! };
+//! // The first append expects an empty stream; a retry of the same ids would be a no-op.
+//! let landed = store.append(&stream, ExpectedRevision::NoStream, vec![event]).await?;
+//! assert_eq!(landed.revision, 0);
+//! assert_eq!(store.read_stream(&stream, 0, 10).await?.len(), 1);
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # })
+//! # }
+//! ```
 
 use std::fmt;
 

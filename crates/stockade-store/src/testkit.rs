@@ -3,8 +3,11 @@
 //! A backend's test file instantiates it with [`conformance_suite!`], giving a factory that
 //! returns a fresh, empty store; each case becomes its own `#[tokio::test]`.
 //!
-//! ```ignore
-//! stockade_store::conformance_suite!(|| async { stockade_store::testkit::Fixture::new(MyStore::new()) });
+//! ```no_run
+//! // In a backend's `tests/conformance.rs`:
+//! stockade_store::conformance_suite!(|| async {
+//!     stockade_store::testkit::Fixture::new(stockade_store::MemoryStore::new())
+//! });
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
