@@ -105,6 +105,19 @@ pub fn event(label: &str) -> EventData {
     }
 }
 
+/// Appends and fails the test on any error.
+pub async fn append_ok(
+    store: &impl EventStore,
+    stream: &StreamName,
+    expected: ExpectedRevision,
+    events: Vec<EventData>,
+) -> crate::AppendResult {
+    match store.append(stream, expected, events).await {
+        Ok(landed) => landed,
+        Err(e) => panic!("append to {stream} at {expected} failed: {e}"),
+    }
+}
+
 fn labels(events: &[RecordedEvent]) -> Vec<String> {
     events
         .iter()
@@ -114,10 +127,13 @@ fn labels(events: &[RecordedEvent]) -> Vec<String> {
 
 pub async fn no_stream_expectation(store: &impl EventStore) {
     let s = stream("orders-1");
-    let r = store
-        .append(&s, ExpectedRevision::NoStream, vec![event("a"), event("b")])
-        .await
-        .unwrap();
+    let r = append_ok(
+        store,
+        &s,
+        ExpectedRevision::NoStream,
+        vec![event("a"), event("b")],
+    )
+    .await;
     assert_eq!(r.revision, 1);
     let err = store
         .append(&s, ExpectedRevision::NoStream, vec![event("c")])
@@ -134,14 +150,14 @@ pub async fn no_stream_expectation(store: &impl EventStore) {
 
 pub async fn exact_expectation(store: &impl EventStore) {
     let s = stream("sku-A");
-    let r = store
-        .append(&s, ExpectedRevision::NoStream, vec![event("a")])
-        .await
-        .unwrap();
-    let r = store
-        .append(&s, ExpectedRevision::Exact(r.revision), vec![event("b")])
-        .await
-        .unwrap();
+    let r = append_ok(store, &s, ExpectedRevision::NoStream, vec![event("a")]).await;
+    let r = append_ok(
+        store,
+        &s,
+        ExpectedRevision::Exact(r.revision),
+        vec![event("b")],
+    )
+    .await;
     assert_eq!(r.revision, 1);
     let err = store
         .append(&s, ExpectedRevision::Exact(0), vec![event("c")])
@@ -188,38 +204,28 @@ pub async fn stream_exists_expectation(store: &impl EventStore) {
             ..
         }
     ));
-    store
-        .append(&s, ExpectedRevision::Any, vec![event("a")])
-        .await
-        .unwrap();
-    let r = store
-        .append(&s, ExpectedRevision::StreamExists, vec![event("b")])
-        .await
-        .unwrap();
+    append_ok(store, &s, ExpectedRevision::Any, vec![event("a")]).await;
+    let r = append_ok(store, &s, ExpectedRevision::StreamExists, vec![event("b")]).await;
     assert_eq!(r.revision, 1);
 }
 
 pub async fn any_expectation(store: &impl EventStore) {
     let s = stream("sku-C");
     for (i, label) in ["a", "b", "c"].into_iter().enumerate() {
-        let r = store
-            .append(&s, ExpectedRevision::Any, vec![event(label)])
-            .await
-            .unwrap();
+        let r = append_ok(store, &s, ExpectedRevision::Any, vec![event(label)]).await;
         assert_eq!(r.revision, i as u64);
     }
 }
 
 pub async fn conflict_reports_the_actual_revision(store: &impl EventStore) {
     let s = stream("sku-D");
-    store
-        .append(
-            &s,
-            ExpectedRevision::NoStream,
-            (0..5).map(|i| event(&i.to_string())).collect(),
-        )
-        .await
-        .unwrap();
+    append_ok(
+        store,
+        &s,
+        ExpectedRevision::NoStream,
+        (0..5).map(|i| event(&i.to_string())).collect(),
+    )
+    .await;
     let err = store
         .append(&s, ExpectedRevision::Exact(2), vec![event("late")])
         .await
@@ -237,29 +243,14 @@ pub async fn conflict_reports_the_actual_revision(store: &impl EventStore) {
 pub async fn retry_at_the_same_expected_revision_writes_nothing_twice(store: &impl EventStore) {
     let s = stream("sku-E");
     let first = vec![event("a"), event("b")];
-    let landed = store
-        .append(&s, ExpectedRevision::NoStream, first.clone())
-        .await
-        .unwrap();
+    let landed = append_ok(store, &s, ExpectedRevision::NoStream, first.clone()).await;
     // The reply was lost; the caller retries the same batch at the same expectation.
-    let retried = store
-        .append(&s, ExpectedRevision::NoStream, first)
-        .await
-        .unwrap();
+    let retried = append_ok(store, &s, ExpectedRevision::NoStream, first).await;
     assert_eq!(retried, landed);
     let second = vec![event("c")];
-    let landed = store
-        .append(&s, ExpectedRevision::Exact(1), second.clone())
-        .await
-        .unwrap();
-    store
-        .append(&s, ExpectedRevision::Any, vec![event("d")])
-        .await
-        .unwrap();
-    let retried = store
-        .append(&s, ExpectedRevision::Exact(1), second)
-        .await
-        .unwrap();
+    let landed = append_ok(store, &s, ExpectedRevision::Exact(1), second.clone()).await;
+    append_ok(store, &s, ExpectedRevision::Any, vec![event("d")]).await;
+    let retried = append_ok(store, &s, ExpectedRevision::Exact(1), second).await;
     assert_eq!(retried, landed);
     assert_eq!(
         labels(&store.read_stream(&s, 0, 10).await.unwrap()),
@@ -269,19 +260,10 @@ pub async fn retry_at_the_same_expected_revision_writes_nothing_twice(store: &im
 
 pub async fn retry_with_any_writes_nothing_twice(store: &impl EventStore) {
     let s = stream("sku-F");
-    store
-        .append(&s, ExpectedRevision::Any, vec![event("a")])
-        .await
-        .unwrap();
+    append_ok(store, &s, ExpectedRevision::Any, vec![event("a")]).await;
     let batch = vec![event("b"), event("c")];
-    let landed = store
-        .append(&s, ExpectedRevision::Any, batch.clone())
-        .await
-        .unwrap();
-    let retried = store
-        .append(&s, ExpectedRevision::Any, batch)
-        .await
-        .unwrap();
+    let landed = append_ok(store, &s, ExpectedRevision::Any, batch.clone()).await;
+    let retried = append_ok(store, &s, ExpectedRevision::Any, batch).await;
     assert_eq!(retried, landed);
     assert_eq!(
         labels(&store.read_stream(&s, 0, 10).await.unwrap()),
@@ -292,10 +274,13 @@ pub async fn retry_with_any_writes_nothing_twice(store: &impl EventStore) {
 pub async fn partly_matching_retry_is_a_conflict(store: &impl EventStore) {
     let s = stream("sku-G");
     let a = event("a");
-    store
-        .append(&s, ExpectedRevision::NoStream, vec![a.clone(), event("b")])
-        .await
-        .unwrap();
+    append_ok(
+        store,
+        &s,
+        ExpectedRevision::NoStream,
+        vec![a.clone(), event("b")],
+    )
+    .await;
     let err = store
         .append(&s, ExpectedRevision::NoStream, vec![a, event("other")])
         .await
@@ -317,18 +302,14 @@ pub async fn empty_append_is_invalid(store: &impl EventStore) {
 pub async fn read_stream_pages_and_missing_streams(store: &impl EventStore) {
     let s = stream("sku-I");
     let batch: Vec<_> = (0..10).map(|i| event(&i.to_string())).collect();
-    store
-        .append(&s, ExpectedRevision::NoStream, batch)
-        .await
-        .unwrap();
-    store
-        .append(
-            &stream("sku-other"),
-            ExpectedRevision::Any,
-            vec![event("x")],
-        )
-        .await
-        .unwrap();
+    append_ok(store, &s, ExpectedRevision::NoStream, batch).await;
+    append_ok(
+        store,
+        &stream("sku-other"),
+        ExpectedRevision::Any,
+        vec![event("x")],
+    )
+    .await;
     let page = store.read_stream(&s, 3, 4).await.unwrap();
     assert_eq!(labels(&page), ["3", "4", "5", "6"]);
     assert_eq!(
@@ -352,10 +333,7 @@ pub async fn read_all_order_equals_commit_order(store: &impl EventStore) {
     for i in 0..30 {
         let s = stream(&format!("sku-{}", i % 4));
         let label = format!("e{i}");
-        let r = store
-            .append(&s, ExpectedRevision::Any, vec![event(&label)])
-            .await
-            .unwrap();
+        let r = append_ok(store, &s, ExpectedRevision::Any, vec![event(&label)]).await;
         acked.push((r.position, label));
     }
     let all = store.read_all(Position::START, 1000).await.unwrap();
@@ -379,10 +357,7 @@ pub async fn subscriber_sees_exactly_the_events_after_its_position_then_live_one
 ) {
     let s = stream("sku-J");
     let batch: Vec<_> = (0..6).map(|i| event(&format!("old{i}"))).collect();
-    store
-        .append(&s, ExpectedRevision::NoStream, batch)
-        .await
-        .unwrap();
+    append_ok(store, &s, ExpectedRevision::NoStream, batch).await;
     let all = store.read_all(Position::START, 100).await.unwrap();
     let p = all[2].position;
     let mut sub = store.subscribe_all(p);
@@ -395,10 +370,7 @@ pub async fn subscriber_sees_exactly_the_events_after_its_position_then_live_one
     let (live, appended_at) = tokio::join!(next(&mut sub), async {
         tokio::time::sleep(Duration::from_millis(30)).await;
         let at = Instant::now();
-        store
-            .append(&s, ExpectedRevision::Any, vec![event("live")])
-            .await
-            .unwrap();
+        append_ok(store, &s, ExpectedRevision::Any, vec![event("live")]).await;
         at
     });
     assert_eq!(labels(std::slice::from_ref(&live)), ["live"]);
@@ -416,10 +388,13 @@ pub async fn subscriber_from_the_start_sees_everything(store: &impl EventStore) 
     let producer = async {
         for i in 0..20 {
             let s = stream(&format!("sku-{}", i % 3));
-            store
-                .append(&s, ExpectedRevision::Any, vec![event(&format!("e{i}"))])
-                .await
-                .unwrap();
+            append_ok(
+                store,
+                &s,
+                ExpectedRevision::Any,
+                vec![event(&format!("e{i}"))],
+            )
+            .await;
         }
     };
     let consumer = async {
