@@ -353,9 +353,28 @@ fn prepare(conn: &mut Connection) -> Result<Position, Prepared> {
     Ok(Position(u64::try_from(head).unwrap_or(0)))
 }
 
+/// A row that cannot be turned into a `RecordedEvent`; carried through rusqlite's error
+/// type so that `read_error` can report the position.
+#[derive(Debug)]
+struct CorruptRow {
+    position: u64,
+    reason: String,
+}
+
+impl std::fmt::Display for CorruptRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "row at position {}: {}", self.position, self.reason)
+    }
+}
+
+impl std::error::Error for CorruptRow {}
+
 fn corrupt(position: i64, reason: impl Into<String>) -> rusqlite::Error {
-    let reason: String = format!("row at position {position}: {}", reason.into());
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, reason.into())
+    let row = CorruptRow {
+        position: u64::try_from(position).unwrap_or(0),
+        reason: reason.into(),
+    };
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, Box::new(row))
 }
 
 fn to_u64(position: i64, what: &str, v: i64) -> Result<u64, rusqlite::Error> {
@@ -372,19 +391,33 @@ fn row_to_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, rusqlite::Erro
         position: Position(to_u64(position, "position", position)?),
         event_id: Uuid::from_slice(&id)
             .map_err(|_| corrupt(position, format!("event id of {} bytes", id.len())))?,
-        event_type: row.get(4)?,
-        data: row.get(5)?,
-        metadata: row.get(6)?,
+        event_type: row
+            .get(4)
+            .map_err(|e| corrupt(position, format!("event type: {e}")))?,
+        data: row
+            .get(5)
+            .map_err(|e| corrupt(position, format!("data: {e}")))?,
+        metadata: row
+            .get(6)
+            .map_err(|e| corrupt(position, format!("metadata: {e}")))?,
         recorded_at: Timestamp::from_millis(to_u64(position, "recorded_at", row.get(7)?)?),
     })
 }
 
 fn read_error(e: rusqlite::Error) -> StoreError {
     match e {
-        rusqlite::Error::FromSqlConversionFailure(_, _, reason) => StoreError::Corrupt {
-            position: Position::START,
-            reason: reason.to_string(),
-        },
+        rusqlite::Error::FromSqlConversionFailure(_, _, reason) => {
+            match reason.downcast::<CorruptRow>() {
+                Ok(row) => StoreError::Corrupt {
+                    position: Position(row.position),
+                    reason: row.reason,
+                },
+                Err(other) => StoreError::Corrupt {
+                    position: Position::START,
+                    reason: other.to_string(),
+                },
+            }
+        }
         rusqlite::Error::InvalidColumnType(_, column, kind) => StoreError::Corrupt {
             position: Position::START,
             reason: format!("column {column} holds {kind}"),
