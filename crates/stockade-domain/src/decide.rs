@@ -20,6 +20,11 @@ use crate::time::Timestamp;
 ///
 /// The events returned, applied in order to `state`, always succeed (a property test holds
 /// this function to it).
+///
+/// Time never runs backwards within a SKU: a `now` earlier than the SKU's latest event (a
+/// clock stepped back, or skew between two nodes) is taken as that event's instant. So
+/// event times are non-decreasing along a stream, and a print-on-demand period that has
+/// already been left cannot be reopened.
 pub fn decide(
     state: &SkuState,
     command: &Command,
@@ -31,6 +36,7 @@ pub fn decide(
             _ => Err(Rejection::UnknownSku),
         };
     };
+    let now = now.max(stock.last_event_at());
     let event = match command {
         Command::RegisterSku(c) => {
             return Err(Rejection::AlreadyRegistered { sku: c.sku.clone() });
@@ -63,10 +69,11 @@ fn reserve(stock: &Stock, c: &Reserve, now: Timestamp) -> Result<Event, Rejectio
     if c.qty.is_zero() {
         return Err(Rejection::InvalidQuantity);
     }
-    if c.ttl.is_zero() {
-        return Err(Rejection::InvalidTtl);
-    }
-    let expires_at = now.checked_add(c.ttl).ok_or(Rejection::InvalidTtl)?;
+    // A TTL under a millisecond would expire at `now`: a hold that never holds.
+    let expires_at = now
+        .checked_add(c.ttl)
+        .filter(|at| *at > now)
+        .ok_or(Rejection::InvalidTtl)?;
     if stock.reservation(&c.reservation_id).is_some()
         || stock.resolution(&c.reservation_id).is_some()
     {

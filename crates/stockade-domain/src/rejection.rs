@@ -146,4 +146,6 @@ pub enum Inconsistency {
     AdjustmentNotApplicable(PoolKind),
     #[error("arithmetic out of range: {0}")]
     OutOfRange(#[from] ArithmeticError),
+    #[error("state breaks its invariants: {0}")]
+    InvalidSnapshot(String),
 }

@@ -51,6 +51,14 @@ impl SkuState {
         Ok(state)
     }
 
+    /// Checks a state restored from a snapshot; an error means "replay the stream instead".
+    pub fn validate(&self) -> Result<(), Inconsistency> {
+        match &self.stock {
+            Some(stock) => stock.validate().map_err(Inconsistency::InvalidSnapshot),
+            None => Ok(()),
+        }
+    }
+
     pub fn stock(&self) -> Option<&Stock> {
         self.stock.as_ref()
     }
@@ -233,6 +241,11 @@ impl Stock {
         self.live.values()
     }
 
+    /// The instant of the latest event. Decisions never happen before it (see `decide`).
+    pub fn last_event_at(&self) -> Timestamp {
+        self.last_event_at
+    }
+
     /// Units held by all live reservations, lapsed ones included.
     pub fn reserved_total(&self) -> Quantity {
         self.reserved
@@ -263,7 +276,9 @@ impl Stock {
 
     fn period_of(&self, at: Timestamp) -> Option<u64> {
         match self.pool {
-            PoolState::PrintOnDemand { period_millis, .. } => Some(at.as_millis() / period_millis),
+            PoolState::PrintOnDemand { period_millis, .. } => {
+                Some(at.as_millis() / period_millis.max(1))
+            }
             _ => None,
         }
     }
@@ -385,6 +400,47 @@ impl Stock {
         }
     }
 
+    /// Checks the invariants that `apply` keeps, for a state that did not come from `apply`
+    /// (a decoded snapshot): a damaged snapshot must be refused, not trusted.
+    fn validate(&self) -> Result<(), String> {
+        if let PoolState::PrintOnDemand {
+            period_millis: 0, ..
+        } = self.pool
+        {
+            return Err("print-on-demand period of 0 ms".into());
+        }
+        let held: u128 = self.live.values().map(|r| u128::from(r.qty.get())).sum();
+        if held != u128::from(self.reserved.get()) {
+            return Err(format!(
+                "reserved {} but live holds sum to {held}",
+                self.reserved
+            ));
+        }
+        if self.live.iter().any(|(id, r)| *id != r.id)
+            || self.expiry.len() != self.live.len()
+            || self
+                .expiry
+                .iter()
+                .any(|(at, id)| self.live.get(id).is_none_or(|r| r.expires_at != *at))
+        {
+            return Err("expiry index does not match the live reservations".into());
+        }
+        if let PoolState::PrintOnDemand { periods, .. } = &self.pool {
+            for (period, usage) in periods {
+                let held: u128 = self
+                    .live
+                    .values()
+                    .filter(|r| self.period_of(r.reserved_at) == Some(*period))
+                    .map(|r| u128::from(r.qty.get()))
+                    .sum();
+                if held != u128::from(usage.reserved.get()) {
+                    return Err(format!("period {period} usage does not match its holds"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Validates `event` against this state, then applies it.
     fn apply(&mut self, event: &Event) -> Result<(), Inconsistency> {
         match event {
@@ -426,8 +482,12 @@ impl Stock {
         let reserved = self.reserved.checked_add(e.qty)?;
         let period = self.period_of(e.at);
         if let (PoolState::PrintOnDemand { periods, .. }, Some(p)) = (&mut self.pool, period) {
-            let usage = periods.entry(p).or_default();
-            usage.reserved = usage.reserved.checked_add(e.qty)?;
+            let usage = periods.get(&p).copied().unwrap_or_default();
+            let usage = PeriodUsage {
+                reserved: usage.reserved.checked_add(e.qty)?,
+                ..usage
+            };
+            periods.insert(p, usage);
         }
         self.reserved = reserved;
         self.expiry.insert((e.expires_at, e.reservation_id));

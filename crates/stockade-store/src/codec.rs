@@ -132,6 +132,9 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SkuState, CodecError> {
             "format {format}, this build reads {SNAPSHOT_FORMAT}"
         )));
     }
+    state
+        .validate()
+        .map_err(|e| CodecError::Snapshot(e.to_string()))?;
     Ok(state)
 }
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use stockade_domain::Timestamp;
 use tokio::sync::watch;
 
-use crate::plan::{Plan, plan_append};
+use crate::plan::{Plan, check_batch, plan_append};
 use crate::subscription::catch_up_then_live;
 use crate::{
     AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
@@ -70,6 +70,7 @@ impl EventStore for MemoryStore {
         expected: ExpectedRevision,
         events: Vec<EventData>,
     ) -> Result<AppendResult, StoreError> {
+        check_batch(&events)?;
         let mut log = self.log();
         let plan = {
             let log = &*log;
@@ -112,8 +113,14 @@ impl EventStore for MemoryStore {
             });
             log.streams.entry(stream.clone()).or_default().push(index);
         }
+        // Announce while still holding the lock: two appends cannot announce out of order,
+        // so the head never moves backwards past a parked subscriber.
+        self.shared.head.send_if_modified(|head| {
+            let moved = result.position > *head;
+            *head = (*head).max(result.position);
+            moved
+        });
         drop(log);
-        self.shared.head.send_replace(result.position);
         Ok(result)
     }
 

@@ -5,7 +5,32 @@
 
 use uuid::Uuid;
 
-use crate::{AppendResult, CurrentRevision, ExpectedRevision, Position, StoreError, StreamName};
+use crate::{
+    AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, StoreError, StreamName,
+};
+
+/// Most bytes one append may carry (type names, payloads and metadata), as EventStoreDB's
+/// default `MaxAppendSize`: the embedded store refuses what production would refuse.
+pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
+
+/// Refuses a batch no backend should write: empty, or larger than [`MAX_APPEND_BYTES`].
+pub fn check_batch(events: &[EventData]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::InvalidRequest(
+            "an append needs at least one event".into(),
+        ));
+    }
+    let bytes = events
+        .iter()
+        .map(|e| e.event_type.len() + e.data.len() + e.metadata.len())
+        .fold(0usize, usize::saturating_add);
+    if bytes > MAX_APPEND_BYTES {
+        return Err(StoreError::InvalidRequest(format!(
+            "an append of {bytes} bytes exceeds the {MAX_APPEND_BYTES}-byte limit; split it"
+        )));
+    }
+    Ok(())
+}
 
 /// What to do with an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

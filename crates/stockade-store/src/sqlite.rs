@@ -23,7 +23,7 @@ use stockade_domain::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::plan::{Plan, plan_append};
+use crate::plan::{Plan, check_batch, plan_append};
 use crate::subscription::catch_up_then_live;
 use crate::{
     AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
@@ -438,11 +438,7 @@ impl EventStore for SqliteStore {
         expected: ExpectedRevision,
         events: Vec<EventData>,
     ) -> Result<AppendResult, StoreError> {
-        if events.is_empty() {
-            return Err(StoreError::InvalidRequest(
-                "an append needs at least one event".into(),
-            ));
-        }
+        check_batch(&events)?;
         let (reply, answer) = oneshot::channel();
         self.send(Request::Append {
             stream: stream.clone(),
@@ -566,8 +562,9 @@ struct Writer {
 
 /// The answer to one request, sent only after its group committed.
 enum Answer {
+    /// The result, and how many events it wrote.
     Append(Result<AppendResult, StoreError>, u64),
-    Snapshot,
+    Snapshot(Result<(), StoreError>),
 }
 
 impl Writer {
@@ -608,11 +605,11 @@ impl Writer {
                             }
                             let _ = reply.send(result);
                         }
-                        (Request::Snapshot { reply, .. }, Answer::Snapshot) => {
-                            let _ = reply.send(Ok(()));
+                        (Request::Snapshot { reply, .. }, Answer::Snapshot(result)) => {
+                            let _ = reply.send(result);
                         }
                         // write_group answers each request in order with its own kind.
-                        (Request::Append { reply, .. }, Answer::Snapshot) => {
+                        (Request::Append { reply, .. }, Answer::Snapshot(_)) => {
                             let _ = reply.send(Err(StoreError::Unavailable("writer bug".into())));
                         }
                         (Request::Snapshot { reply, .. }, Answer::Append(..)) => {
@@ -643,25 +640,26 @@ impl Writer {
     }
 }
 
-/// Writes a group in one transaction. A conflict is an answer for its request only; an SQL
-/// error aborts the whole group.
+/// Writes a group in one transaction, each request inside its own savepoint. A conflict is
+/// an answer for its request only; so is an error SQLite raises about one request's data
+/// (its savepoint is rolled back). Any other SQL error (I/O, disk full) aborts the group.
 fn write_group(
     conn: &mut Connection,
     group: &[Request],
     now: Timestamp,
 ) -> Result<(Vec<Answer>, Option<Position>), rusqlite::Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(group.len());
     let mut head = None;
     for request in group {
-        match request {
+        let sp = tx.savepoint()?;
+        let answer = match request {
             Request::Append {
                 stream,
                 expected,
                 events,
                 ..
-            } => {
-                let result = append_one(&tx, stream, *expected, events, now)?;
+            } => append_one(&sp, stream, *expected, events, now).map(|result| {
                 let written = match &result {
                     Ok((r, true)) => {
                         head = Some(r.position);
@@ -669,37 +667,69 @@ fn write_group(
                     }
                     _ => 0,
                 };
-                answers.push(Answer::Append(result.map(|(r, _)| r), written));
-            }
+                Answer::Append(result.map(|(r, _)| r), written)
+            }),
             Request::Snapshot {
                 stream, snapshot, ..
-            } => {
-                tx.prepare_cached(
-                    "INSERT INTO snapshots (stream, revision, data, taken_at) \
-                     VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (stream) DO UPDATE SET revision = excluded.revision, \
-                     data = excluded.data, taken_at = excluded.taken_at \
-                     WHERE excluded.revision >= snapshots.revision",
-                )?
-                .execute(params![
-                    stream.as_str(),
-                    clamp(snapshot.revision),
-                    snapshot.data,
-                    clamp(now.as_millis())
-                ])?;
-                answers.push(Answer::Snapshot);
+            } => save_snapshot(&sp, stream, snapshot, now).map(|()| Answer::Snapshot(Ok(()))),
+        };
+        match answer {
+            Ok(answer) => {
+                sp.commit()?;
+                answers.push(answer);
             }
+            Err(e) if is_about_the_request(&e) => {
+                drop(sp); // rolls back to the savepoint and releases it
+                let refused = StoreError::InvalidRequest(format!("refused by SQLite: {e}"));
+                answers.push(match request {
+                    Request::Append { .. } => Answer::Append(Err(refused), 0),
+                    Request::Snapshot { .. } => Answer::Snapshot(Err(refused)),
+                });
+            }
+            Err(e) => return Err(e),
         }
     }
     tx.commit()?;
     Ok((answers, head))
 }
 
+/// Errors caused by one request's content rather than by the database or the disk.
+fn is_about_the_request(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{ConstraintViolation, TooBig, TypeMismatch};
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, TooBig | ConstraintViolation | TypeMismatch)
+    )
+}
+
+fn save_snapshot(
+    conn: &Connection,
+    stream: &StreamName,
+    snapshot: &Snapshot,
+    now: Timestamp,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT INTO snapshots (stream, revision, data, taken_at) \
+         VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (stream) DO UPDATE SET revision = excluded.revision, \
+         data = excluded.data, taken_at = excluded.taken_at \
+         WHERE excluded.revision >= snapshots.revision",
+    )?
+    .execute(params![
+        stream.as_str(),
+        clamp(snapshot.revision),
+        snapshot.data,
+        clamp(now.as_millis())
+    ])?;
+    Ok(())
+}
+
 /// One append inside the group's transaction: `Ok(Ok((result, wrote)))`, or a conflict
 /// answer, or an SQL error for the whole group.
 #[allow(clippy::type_complexity)]
 fn append_one(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     stream: &StreamName,
     expected: ExpectedRevision,
     events: &[EventData],
@@ -780,4 +810,27 @@ fn append_one(
     tx.prepare_cached("UPDATE streams SET last_revision = ?2 WHERE id = ?1")?
         .execute(params![stream_id, clamp(result.revision)])?;
     Ok(Ok((result, true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn only_content_errors_are_answered_per_request() {
+        assert!(is_about_the_request(&failure(rusqlite::ffi::SQLITE_TOOBIG)));
+        assert!(is_about_the_request(&failure(
+            rusqlite::ffi::SQLITE_CONSTRAINT
+        )));
+        // The disk and the database failing are everybody's problem: abort the group.
+        assert!(!is_about_the_request(&failure(rusqlite::ffi::SQLITE_IOERR)));
+        assert!(!is_about_the_request(&failure(rusqlite::ffi::SQLITE_FULL)));
+        assert!(!is_about_the_request(&failure(
+            rusqlite::ffi::SQLITE_CORRUPT
+        )));
+    }
 }

@@ -72,6 +72,7 @@ macro_rules! conformance_suite {
             retry_with_any_writes_nothing_twice,
             partly_matching_retry_is_a_conflict,
             empty_append_is_invalid,
+            oversized_append_is_invalid,
             read_stream_pages_and_missing_streams,
             read_all_order_equals_commit_order,
             subscriber_sees_exactly_the_events_after_its_position_then_live_ones,
@@ -297,6 +298,20 @@ pub async fn empty_append_is_invalid(store: &impl EventStore) {
     assert!(matches!(err, StoreError::InvalidRequest(_)));
     assert!(StreamName::new("").is_err());
     assert!(StreamName::new("bad\nname").is_err());
+}
+
+pub async fn oversized_append_is_invalid(store: &impl EventStore) {
+    let s = stream("sku-big");
+    let mut big = event("big");
+    big.data = vec![0; crate::plan::MAX_APPEND_BYTES];
+    let err = store
+        .append(&s, ExpectedRevision::Any, vec![big])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidRequest(_)), "{err}");
+    // Nothing was written, and the store goes on serving.
+    assert!(store.read_stream(&s, 0, 1).await.unwrap().is_empty());
+    append_ok(store, &s, ExpectedRevision::NoStream, vec![event("small")]).await;
 }
 
 pub async fn read_stream_pages_and_missing_streams(store: &impl EventStore) {

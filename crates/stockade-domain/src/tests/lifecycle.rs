@@ -135,3 +135,27 @@ fn resolved_ids_are_forgotten_after_the_retention_window() {
     let stock = state.stock().unwrap();
     assert_eq!(stock.resolution(&rid(1)), None);
 }
+
+#[test]
+fn a_ttl_under_a_millisecond_is_rejected() {
+    use std::time::Duration;
+    let mut command = reserve(1, 1, 60);
+    if let crate::command::Command::Reserve(r) = &mut command {
+        r.ttl = Duration::from_micros(500);
+    }
+    given([registered_physical(5, 0)])
+        .at(secs(1))
+        .when(command)
+        .then_rejected(Rejection::InvalidTtl);
+}
+
+#[test]
+fn decisions_never_happen_before_the_latest_event() {
+    given([
+        registered_physical(5, 0),
+        reserved(1, 2, secs(100), secs(160)),
+    ])
+    .at(secs(50))
+    .when(release(1))
+    .then([released(1, 2, secs(100))]);
+}

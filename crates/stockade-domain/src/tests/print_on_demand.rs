@@ -74,3 +74,16 @@ fn lowering_capacity_below_todays_usage_puts_the_latest_at_risk() {
     .when(adjust(change, "press maintenance"))
     .then([adjusted(change, 4, 2, "press maintenance", &[2], secs(3))]);
 }
+
+#[test]
+fn a_clock_stepped_back_cannot_reopen_a_past_period() {
+    // The latest event is in period 1; a caller whose clock reads period 0 is decided at
+    // the latest event's instant, against period 1's usage.
+    given([press(3), reserved(1, 3, secs(DAY + 1), secs(DAY + 900))])
+        .at(secs(DAY - 1))
+        .when(reserve(2, 1, 900))
+        .then_rejected(Rejection::InsufficientStock {
+            requested: qty(1),
+            available: qty(0),
+        });
+}

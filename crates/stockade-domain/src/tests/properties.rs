@@ -400,3 +400,25 @@ proptest! {
         run(pool, ops)?;
     }
 }
+
+#[test]
+fn a_damaged_snapshot_is_refused() {
+    use crate::rejection::Inconsistency;
+    use crate::testing::{registered_physical, reserved, secs};
+    let state =
+        SkuState::from_events(&[registered_physical(5, 0), reserved(1, 2, secs(1), secs(60))])
+            .unwrap();
+    assert_eq!(state.validate(), Ok(()));
+    // Damage the `reserved` total in the encoded bytes: the key is the fixstr "reserved"
+    // (0xa8 + 8 bytes), its value the positive fixint 2.
+    let mut bytes = rmp_serde::to_vec_named(&state).unwrap();
+    let key: Vec<u8> = [&[0xa8][..], b"reserved"].concat();
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    assert_eq!(bytes[at], 0x02);
+    bytes[at] = 0x07;
+    let damaged: SkuState = rmp_serde::from_slice(&bytes).unwrap();
+    assert!(matches!(
+        damaged.validate(),
+        Err(Inconsistency::InvalidSnapshot(_))
+    ));
+}
