@@ -82,3 +82,49 @@ fn a_store_written_by_a_newer_schema_is_refused() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sqlite_refuses_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let damaged = StreamName::new("sku-DAMAGED").unwrap();
+    let healthy = StreamName::new("sku-HEALTHY").unwrap();
+    store
+        .append(
+            &damaged,
+            ExpectedRevision::NoStream,
+            vec![encoded(&nth_event(0))],
+        )
+        .await
+        .unwrap();
+    // Make the stream table forget the event: the next append to it collides with the row
+    // already at revision 0 (a UNIQUE constraint), as a hand edit might cause.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "UPDATE streams SET last_revision = -1 WHERE name = 'sku-DAMAGED'",
+        [],
+    )
+    .unwrap();
+    drop(raw);
+
+    let (bad, good) = tokio::join!(
+        store.append(
+            &damaged,
+            ExpectedRevision::NoStream,
+            vec![encoded(&nth_event(0))]
+        ),
+        store.append(
+            &healthy,
+            ExpectedRevision::NoStream,
+            vec![encoded(&nth_event(0))]
+        ),
+    );
+    assert!(matches!(bad, Err(StoreError::InvalidRequest(_))), "{bad:?}");
+    assert_eq!(
+        good.unwrap().revision,
+        0,
+        "the healthy append must still land"
+    );
+    assert_eq!(store.read_stream(&healthy, 0, 10).await.unwrap().len(), 1);
+}

@@ -586,7 +586,13 @@ impl Writer {
 
     fn commit_group(&mut self, group: &mut Vec<Request>) {
         let now = Timestamp::from_system_time(SystemTime::now());
-        match write_group(&mut self.conn, group, now) {
+        // Fast path: one plain transaction. Only if SQLite refused one request's content is
+        // the group re-run with a savepoint per request, to answer that request alone.
+        let written = match write_group(&mut self.conn, group, now, false) {
+            Err(e) if is_about_the_request(&e) => write_group(&mut self.conn, group, now, true),
+            other => other,
+        };
+        match written {
             Ok((answers, head)) => {
                 let (mut appends, mut events) = (0, 0);
                 if let Some(head) = head {
@@ -640,40 +646,28 @@ impl Writer {
     }
 }
 
-/// Writes a group in one transaction, each request inside its own savepoint. A conflict is
-/// an answer for its request only; so is an error SQLite raises about one request's data
-/// (its savepoint is rolled back). Any other SQL error (I/O, disk full) aborts the group.
+/// Writes a group in one transaction. A conflict is an answer for its request only.
+///
+/// With `isolate`, each request runs inside its own savepoint, and an error SQLite raises
+/// about one request's content (too big, a constraint) rolls back that request only and is
+/// its answer. Without it (the fast path: savepoints cost about a third of the throughput
+/// at high concurrency) any SQL error aborts the group. I/O errors abort it either way.
 fn write_group(
     conn: &mut Connection,
     group: &[Request],
     now: Timestamp,
+    isolate: bool,
 ) -> Result<(Vec<Answer>, Option<Position>), rusqlite::Error> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(group.len());
     let mut head = None;
     for request in group {
+        if !isolate {
+            answers.push(write_request(&tx, request, now, &mut head)?);
+            continue;
+        }
         let sp = tx.savepoint()?;
-        let answer = match request {
-            Request::Append {
-                stream,
-                expected,
-                events,
-                ..
-            } => append_one(&sp, stream, *expected, events, now).map(|result| {
-                let written = match &result {
-                    Ok((r, true)) => {
-                        head = Some(r.position);
-                        events.len() as u64
-                    }
-                    _ => 0,
-                };
-                Answer::Append(result.map(|(r, _)| r), written)
-            }),
-            Request::Snapshot {
-                stream, snapshot, ..
-            } => save_snapshot(&sp, stream, snapshot, now).map(|()| Answer::Snapshot(Ok(()))),
-        };
-        match answer {
+        match write_request(&sp, request, now, &mut head) {
             Ok(answer) => {
                 sp.commit()?;
                 answers.push(answer);
@@ -691,6 +685,39 @@ fn write_group(
     }
     tx.commit()?;
     Ok((answers, head))
+}
+
+/// One request inside the group's transaction; `head` follows the last position written.
+fn write_request(
+    db: &Connection,
+    request: &Request,
+    now: Timestamp,
+    head: &mut Option<Position>,
+) -> Result<Answer, rusqlite::Error> {
+    Ok(match request {
+        Request::Append {
+            stream,
+            expected,
+            events,
+            ..
+        } => {
+            let result = append_one(db, stream, *expected, events, now)?;
+            let written = match &result {
+                Ok((r, true)) => {
+                    *head = Some(r.position);
+                    events.len() as u64
+                }
+                _ => 0,
+            };
+            Answer::Append(result.map(|(r, _)| r), written)
+        }
+        Request::Snapshot {
+            stream, snapshot, ..
+        } => {
+            save_snapshot(db, stream, snapshot, now)?;
+            Answer::Snapshot(Ok(()))
+        }
+    })
 }
 
 /// Errors caused by one request's content rather than by the database or the disk.
@@ -739,7 +766,8 @@ fn append_one(
         .prepare_cached("SELECT id, last_revision FROM streams WHERE name = ?1")?
         .query_row([stream.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let last = row.map(|(_, rev)| u64::try_from(rev).unwrap_or(0));
+    // -1 is how a stream row without events records its revision: no last event.
+    let last = row.and_then(|(_, rev)| u64::try_from(rev).ok());
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let mut sql_error = None;
     let plan = plan_append(stream, expected, last, &ids, |from, n| {
