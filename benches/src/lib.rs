@@ -1,7 +1,6 @@
 //! Workloads shared by the benchmarks in `benches/`, kept here so they are compiled (and
 //! linted) with the workspace, not only when someone runs `cargo bench`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stockade_store::{
@@ -32,12 +31,11 @@ pub async fn append_concurrently(
     total: u64,
     round: u64,
 ) -> Result<Duration, StoreError> {
-    let store = Arc::new(store.clone());
     let per_task = total.div_ceil(appenders as u64);
     let started = Instant::now();
     let tasks: Vec<_> = (0..appenders)
         .map(|i| {
-            let store = store.clone();
+            let store = store.clone(); // a handle: clones share one writer
             tokio::spawn(async move {
                 // A fresh stream per task and round: the expected revision starts at NoStream.
                 let stream = StreamName::new(format!("sku-bench-{round}-{i}"))?;

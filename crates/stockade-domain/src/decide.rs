@@ -129,7 +129,7 @@ fn not_live(stock: &Stock, id: ReservationId) -> Rejection {
 
 fn commit(stock: &Stock, c: &Commit, now: Timestamp) -> Result<Event, Rejection> {
     let r = holdable(stock, c.reservation_id, now)?;
-    if !stock.shortfall(now).is_zero() && stock.at_risk(now).contains(&r.id) {
+    if stock.at_risk(now).contains(&r.id) {
         return Err(Rejection::AtRisk {
             reservation_id: r.id,
         });

@@ -295,33 +295,32 @@ impl Stock {
 
     /// (units held by counting reservations, units sold that still count) at `now`.
     fn used(&self, now: Timestamp) -> (Quantity, Quantity) {
-        match &self.pool {
-            PoolState::Physical { .. } => (
-                self.reserved
-                    .saturating_sub(bounded_sum(self.lapsed(now).map(|r| r.qty))),
-                Quantity::ZERO,
-            ),
-            PoolState::Digital { sold, .. } => (
-                self.reserved
-                    .saturating_sub(bounded_sum(self.lapsed(now).map(|r| r.qty))),
-                *sold,
-            ),
-            PoolState::PrintOnDemand { periods, .. } => {
-                let period = self.period_of(now).unwrap_or(0);
-                let usage = periods.get(&period).copied().unwrap_or_default();
-                let lapsed_here = bounded_sum(
-                    self.lapsed(now)
-                        .filter(|r| self.period_of(r.reserved_at) == Some(period))
-                        .map(|r| r.qty),
-                );
-                (usage.reserved.saturating_sub(lapsed_here), usage.sold)
-            }
-        }
+        let PoolState::PrintOnDemand { periods, .. } = &self.pool else {
+            let held = self
+                .reserved
+                .saturating_sub(bounded_sum(self.lapsed(now).map(|r| r.qty)));
+            let sold = match self.pool {
+                PoolState::Digital { sold, .. } => sold,
+                _ => Quantity::ZERO,
+            };
+            return (held, sold);
+        };
+        let period = self.period_of(now).unwrap_or(0);
+        let usage = periods.get(&period).copied().unwrap_or_default();
+        let lapsed_here = bounded_sum(
+            self.lapsed(now)
+                .filter(|r| self.period_of(r.reserved_at) == Some(period))
+                .map(|r| r.qty),
+        );
+        (usage.reserved.saturating_sub(lapsed_here), usage.sold)
     }
 
     /// What may still be reserved at `now`.
     pub fn available(&self, now: Timestamp) -> Availability {
-        let (held, sold) = self.used(now);
+        self.available_given(self.used(now))
+    }
+
+    fn available_given(&self, (held, sold): (Quantity, Quantity)) -> Availability {
         match self.pool {
             PoolState::Physical {
                 on_hand,
@@ -345,11 +344,14 @@ impl Stock {
     pub fn shortfall(&self, now: Timestamp) -> Quantity {
         match self.limit() {
             None => Quantity::ZERO,
-            Some(limit) => {
-                let (held, sold) = self.used(now);
-                bounded_sum([held, sold].into_iter()).saturating_sub(limit)
-            }
+            Some(_) => self.shortfall_given(self.used(now)),
         }
+    }
+
+    fn shortfall_given(&self, (held, sold): (Quantity, Quantity)) -> Quantity {
+        self.limit().map_or(Quantity::ZERO, |limit| {
+            bounded_sum([held, sold].into_iter()).saturating_sub(limit)
+        })
     }
 
     /// The reservations that cannot all be honoured at `now` if the limit were `limit`:
@@ -383,7 +385,8 @@ impl Stock {
     }
 
     pub fn view(&self, now: Timestamp) -> StockView {
-        let (held, sold) = self.used(now);
+        let used = self.used(now);
+        let (held, sold) = used;
         StockView {
             sku: self.sku.clone(),
             pool: self.pool_kind(),
@@ -394,8 +397,8 @@ impl Stock {
             },
             reserved: held,
             sold,
-            available: self.available(now),
-            shortfall: self.shortfall(now),
+            available: self.available_given(used),
+            shortfall: self.shortfall_given(used),
             live_reservations: self.live.len(),
         }
     }

@@ -52,17 +52,18 @@ fn to_bytes<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, Code
 
 /// Packs a domain event and its metadata for the store.
 pub fn encode(event: &Event, metadata: &EventMetadata) -> Result<EventData, CodecError> {
+    let what = event.event_type();
     let data = match event {
-        Event::SkuRegistered(e) => to_bytes(e, "SkuRegistered"),
-        Event::StockAdjusted(e) => to_bytes(e, "StockAdjusted"),
-        Event::StockReserved(e) => to_bytes(e, "StockReserved"),
-        Event::ReservationCommitted(e) => to_bytes(e, "ReservationCommitted"),
-        Event::ReservationReleased(e) => to_bytes(e, "ReservationReleased"),
-        Event::ReservationExpired(e) => to_bytes(e, "ReservationExpired"),
+        Event::SkuRegistered(e) => to_bytes(e, what),
+        Event::StockAdjusted(e) => to_bytes(e, what),
+        Event::StockReserved(e) => to_bytes(e, what),
+        Event::ReservationCommitted(e) => to_bytes(e, what),
+        Event::ReservationReleased(e) => to_bytes(e, what),
+        Event::ReservationExpired(e) => to_bytes(e, what),
     }?;
     Ok(EventData {
         event_id: metadata.event_id,
-        event_type: event.event_type().to_owned(),
+        event_type: what.to_owned(),
         data,
         metadata: to_bytes(metadata, "metadata")?,
     })

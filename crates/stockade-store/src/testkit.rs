@@ -12,7 +12,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -119,6 +118,20 @@ pub async fn append_ok(
     }
 }
 
+/// Appends, expecting a conflict that reports `actual` as the stream's revision.
+pub async fn expect_conflict(
+    store: &impl EventStore,
+    stream: &StreamName,
+    expected: ExpectedRevision,
+    events: Vec<EventData>,
+    actual: CurrentRevision,
+) {
+    match store.append(stream, expected, events).await {
+        Err(StoreError::Conflict { actual: got, .. }) => assert_eq!(got, actual),
+        other => panic!("expected a conflict reporting {actual}, got {other:?}"),
+    }
+}
+
 fn labels(events: &[RecordedEvent]) -> Vec<String> {
     events
         .iter()
@@ -136,17 +149,14 @@ pub async fn no_stream_expectation(store: &impl EventStore) {
     )
     .await;
     assert_eq!(r.revision, 1);
-    let err = store
-        .append(&s, ExpectedRevision::NoStream, vec![event("c")])
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::Conflict {
-            actual: CurrentRevision::Current(1),
-            ..
-        }
-    ));
+    expect_conflict(
+        store,
+        &s,
+        ExpectedRevision::NoStream,
+        vec![event("c")],
+        CurrentRevision::Current(1),
+    )
+    .await;
 }
 
 pub async fn exact_expectation(store: &impl EventStore) {
@@ -160,32 +170,22 @@ pub async fn exact_expectation(store: &impl EventStore) {
     )
     .await;
     assert_eq!(r.revision, 1);
-    let err = store
-        .append(&s, ExpectedRevision::Exact(0), vec![event("c")])
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::Conflict {
-            actual: CurrentRevision::Current(1),
-            ..
-        }
-    ));
-    let missing = store
-        .append(
-            &stream("sku-missing"),
-            ExpectedRevision::Exact(0),
-            vec![event("x")],
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        missing,
-        StoreError::Conflict {
-            actual: CurrentRevision::NoStream,
-            ..
-        }
-    ));
+    expect_conflict(
+        store,
+        &s,
+        ExpectedRevision::Exact(0),
+        vec![event("c")],
+        CurrentRevision::Current(1),
+    )
+    .await;
+    expect_conflict(
+        store,
+        &stream("sku-missing"),
+        ExpectedRevision::Exact(0),
+        vec![event("x")],
+        CurrentRevision::NoStream,
+    )
+    .await;
     assert_eq!(
         labels(&store.read_stream(&s, 0, 10).await.unwrap()),
         ["a", "b"]
@@ -194,17 +194,14 @@ pub async fn exact_expectation(store: &impl EventStore) {
 
 pub async fn stream_exists_expectation(store: &impl EventStore) {
     let s = stream("sku-B");
-    let err = store
-        .append(&s, ExpectedRevision::StreamExists, vec![event("a")])
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::Conflict {
-            actual: CurrentRevision::NoStream,
-            ..
-        }
-    ));
+    expect_conflict(
+        store,
+        &s,
+        ExpectedRevision::StreamExists,
+        vec![event("a")],
+        CurrentRevision::NoStream,
+    )
+    .await;
     append_ok(store, &s, ExpectedRevision::Any, vec![event("a")]).await;
     let r = append_ok(store, &s, ExpectedRevision::StreamExists, vec![event("b")]).await;
     assert_eq!(r.revision, 1);
@@ -458,34 +455,31 @@ pub async fn snapshots_keep_the_latest_only(store: &impl EventStore) {
 pub async fn concurrent_appenders_leave_no_gap_or_duplicate<S: EventStore>(store: &S) {
     const TASKS: usize = 32;
     const PER_TASK: usize = 25;
-    let store: Arc<&S> = Arc::new(store);
-    let tasks = (0..TASKS).map(|t| {
-        let store = store.clone();
-        async move {
-            let mut acked = Vec::new();
-            for i in 0..PER_TASK {
-                let s = stream(&format!("sku-shared-{}", (t + i) % 4));
-                let e = event(&format!("t{t}-{i}"));
-                loop {
-                    let last = store
-                        .read_stream(&s, 0, usize::MAX)
-                        .await
-                        .unwrap()
-                        .last()
-                        .map(|e| e.revision);
-                    let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-                    match store.append(&s, expected, vec![e.clone()]).await {
-                        Ok(r) => {
-                            acked.push((s.clone(), r.revision, e.event_id));
-                            break;
-                        }
-                        Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
-                        Err(other) => panic!("append failed: {other}"),
+    // `store` is a shared reference: each task's `async move` copies the reference.
+    let tasks = (0..TASKS).map(|t| async move {
+        let mut acked = Vec::new();
+        for i in 0..PER_TASK {
+            let s = stream(&format!("sku-shared-{}", (t + i) % 4));
+            let e = event(&format!("t{t}-{i}"));
+            loop {
+                let last = store
+                    .read_stream(&s, 0, usize::MAX)
+                    .await
+                    .unwrap()
+                    .last()
+                    .map(|e| e.revision);
+                let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+                match store.append(&s, expected, vec![e.clone()]).await {
+                    Ok(r) => {
+                        acked.push((s.clone(), r.revision, e.event_id));
+                        break;
                     }
+                    Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
+                    Err(other) => panic!("append failed: {other}"),
                 }
             }
-            acked
         }
+        acked
     });
     let acked: Vec<_> = futures::future::join_all(tasks)
         .await
