@@ -9,6 +9,9 @@ use crate::ids::{Channel, OrderId, ReservationId, Sku};
 use crate::pool::PoolConfig;
 use crate::quantity::Quantity;
 
+/// Longest hold a reservation may ask for. A cart held for weeks is a forgotten cart that
+/// blocks stock from every other buyer; anything longer is refused as an invalid TTL.
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Longest reason text kept on an adjustment.
 pub const MAX_REASON_CHARS: usize = 512;
 /// Longest external reference (count sheet, purchase order) kept on an adjustment.

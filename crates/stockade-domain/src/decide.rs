@@ -2,8 +2,8 @@
 //! not. Pure and total: every input, however hostile, gives events or a [`Rejection`].
 
 use crate::command::{
-    Adjust, Command, Commit, Expire, MAX_REASON_CHARS, MAX_REFERENCE_CHARS, RegisterSku, Release,
-    Reserve, StockChange,
+    Adjust, Command, Commit, Expire, MAX_REASON_CHARS, MAX_REFERENCE_CHARS, MAX_TTL, RegisterSku,
+    Release, Reserve, StockChange,
 };
 use crate::event::{
     Event, ReservationCommitted, ReservationExpired, ReservationReleased, SkuRegistered,
@@ -72,7 +72,7 @@ fn reserve(stock: &Stock, c: &Reserve, now: Timestamp) -> Result<Event, Rejectio
     // A TTL under a millisecond would expire at `now`: a hold that never holds.
     let expires_at = now
         .checked_add(c.ttl)
-        .filter(|at| *at > now)
+        .filter(|at| *at > now && c.ttl <= MAX_TTL)
         .ok_or(Rejection::InvalidTtl)?;
     if stock.reservation(&c.reservation_id).is_some()
         || stock.resolution(&c.reservation_id).is_some()

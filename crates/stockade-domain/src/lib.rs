@@ -33,7 +33,9 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use command::{Adjust, Command, Commit, Expire, RegisterSku, Release, Reserve, StockChange};
+pub use command::{
+    Adjust, Command, Commit, Expire, MAX_TTL, RegisterSku, Release, Reserve, StockChange,
+};
 pub use decide::decide;
 pub use event::{
     Event, EventMetadata, ReservationCommitted, ReservationExpired, ReservationReleased,

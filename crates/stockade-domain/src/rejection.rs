@@ -42,7 +42,7 @@ pub enum Rejection {
     InvalidPool { reason: String },
     #[error("quantity must be greater than zero")]
     InvalidQuantity,
-    #[error("time to live must be positive and end before year 584,556,019")]
+    #[error("time to live must be between 1 ms and 7 days")]
     InvalidTtl,
     #[error("insufficient stock: requested {requested}, available {available}")]
     InsufficientStock {

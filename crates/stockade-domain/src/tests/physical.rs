@@ -61,6 +61,13 @@ fn a_zero_or_unrepresentable_ttl_is_rejected() {
         .at(secs(10))
         .when(reserve(1, 1, u64::MAX))
         .then_rejected(Rejection::InvalidTtl);
+    // A week is the longest hold; a second more is refused.
+    given([registered_physical(5, 0)])
+        .when(reserve(1, 1, 7 * 24 * 3600))
+        .then([reserved(1, 1, secs(0), secs(7 * 24 * 3600))]);
+    given([registered_physical(5, 0)])
+        .when(reserve(1, 1, 7 * 24 * 3600 + 1))
+        .then_rejected(Rejection::InvalidTtl);
 }
 
 #[test]

@@ -33,6 +33,7 @@ fn quantity() -> impl Strategy<Value = u64> {
     prop_oneof![
         24 => 0u64..6,
         1 => Just(u64::MAX),
+        1 => Just(7 * 24 * 3600 * 1000 + 1),
         1 => (u64::MAX - 3)..=u64::MAX,
         1 => Just(i64::MAX as u64 + 1),
     ]
@@ -53,6 +54,7 @@ fn ttl() -> impl Strategy<Value = u64> {
     prop_oneof![
         1 => Just(0u64),
         1 => Just(u64::MAX),
+        1 => Just(7 * 24 * 3600 * 1000 + 1),
         12 => (1u64..180).prop_map(|s| s * 1000),
     ]
 }
@@ -211,6 +213,7 @@ impl Model {
                 qty > 0
                     && ttl_ms > 0
                     && now.checked_add(ttl_ms).is_some()
+                    && ttl_ms <= 7 * 24 * 3600 * 1000
                     && self.find(id).is_none()
                     && self.shortfall(now) == 0
                     && self.available(now).is_none_or(|a| u128::from(qty) <= a)
