@@ -232,7 +232,7 @@ pub type Subscription = BoxStream<'static, Result<RecordedEvent, StoreError>>;
 
 /// The event store port.
 #[async_trait]
-pub trait EventStore: Send + Sync + 'static {
+pub trait EventStore: fmt::Debug + Send + Sync + 'static {
     /// Appends `events` to `stream` if `expected` holds, atomically. Appending the same
     /// event ids again at the same expected revision succeeds without writing them twice.
     async fn append(

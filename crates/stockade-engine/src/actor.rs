@@ -1,0 +1,812 @@
+//! The SKU actor: the single, pipelined writer of one SKU's stream.
+//!
+//! Two copies of the state are kept:
+//! - `durable`: exactly the events the store has acknowledged. Reads answer from it.
+//! - `speculative`: `durable` plus every event decided but not yet acknowledged (the batch
+//!   in flight and the batch being built). Decisions are taken against it, so a command
+//!   never waits for the append of the one before it.
+//!
+//! Invariants:
+//! - at most one append is in flight; its expected revision is the durable version, so a
+//!   second writer anywhere (another node, a stale actor) is fenced by the store;
+//! - a caller is answered only after its events are durable, or with a rejection that
+//!   wrote nothing, or with "outcome unknown" when the store could not say;
+//! - after a conflict or a failed append the actor re-reads the stream, answers every
+//!   command of the failed batch by what the store holds, and decides the rest again
+//!   against the reloaded state. While it re-reads, it takes no new message.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix::{ActorFutureExt, SpawnHandle, WrapFuture};
+use stockade_domain::{
+    Command, Event, EventMetadata, Expire, OrderId, Principal, ReservationId, SkuState,
+    StockView, Timestamp, decide,
+};
+use stockade_domain::{Channel, Sku};
+use stockade_store::plan::MAX_APPEND_BYTES;
+use stockade_store::{AppendResult, EventData, ExpectedRevision, StoreError, StreamName, codec};
+use uuid::Uuid;
+
+use crate::engine::Shared;
+use crate::error::Error;
+use crate::idempotency::{Fingerprint, KeyScope, KeyTable, Recorded, event_id};
+use crate::recovery::{self, Loaded, TailEvent};
+use crate::reply::Reply;
+
+/// Bytes a batch may carry: the store's limit less room for the type names it counts.
+const BATCH_BYTES: usize = MAX_APPEND_BYTES - MAX_APPEND_BYTES / 16;
+
+/// Who sent a command and under what terms.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestMeta {
+    pub principal: Option<Principal>,
+    pub channel: Option<Channel>,
+    pub scope: Option<KeyScope>,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    /// The stream version the caller read; the command is refused if it moved.
+    pub expected_version: Option<u64>,
+}
+
+/// A command accepted and durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub events: Vec<Event>,
+    /// Stream version after the command's last event.
+    pub version: u64,
+    /// The command was a retry: this is the outcome recorded under its idempotency key.
+    pub replayed: bool,
+}
+
+/// A SKU's durable stock at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockLevel {
+    pub view: StockView,
+    /// Events in the SKU's stream; changes with every write.
+    pub version: u64,
+    /// When the latest event was decided.
+    pub updated_at: Timestamp,
+    /// The instant the view was computed for.
+    pub as_of: Timestamp,
+}
+
+/// One SKU's part of a reservation, as the durable state knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineStatus {
+    /// Holding stock until `expires_at`.
+    Live {
+        qty: stockade_domain::Quantity,
+        order_id: Option<OrderId>,
+        expires_at: Timestamp,
+    },
+    /// Past its expiry; its `ReservationExpired` event is not written yet, but it holds
+    /// nothing.
+    Lapsed {
+        qty: stockade_domain::Quantity,
+        expires_at: Timestamp,
+    },
+    Resolved(stockade_domain::Resolution),
+    /// Never seen, or resolved longer ago than the retention window.
+    Unknown,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Execute {
+    pub command: Command,
+    pub request: RequestMeta,
+    pub reply: Reply<Accepted>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ReadStock {
+    pub reply: Reply<StockLevel>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ReadReservation {
+    pub id: ReservationId,
+    pub reply: Reply<LineStatus>,
+}
+
+/// A decided command waiting for its events to become durable.
+struct Pending {
+    command: Command,
+    request: RequestMeta,
+    fingerprint: Fingerprint,
+    events: Vec<Event>,
+    event_ids: Vec<Uuid>,
+    /// Encoded events; moved into the append when the batch is sent.
+    data: Vec<EventData>,
+    bytes: usize,
+    /// `None` for the actor's own commands (expiry).
+    reply: Option<Reply<Accepted>>,
+}
+
+/// A keyed command that arrived while an earlier one with the same key was undecided.
+struct Follower {
+    command: Command,
+    request: RequestMeta,
+    reply: Reply<Accepted>,
+}
+
+enum AppendFailure {
+    Store(StoreError),
+    TimedOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Loading,
+    Ready,
+    Stopping,
+}
+
+pub(crate) struct SkuActor {
+    sku: Sku,
+    stream: StreamName,
+    shared: Arc<Shared>,
+    waiting: Arc<AtomicUsize>,
+    phase: Phase,
+    durable: SkuState,
+    durable_version: u64,
+    speculative: SkuState,
+    speculative_version: u64,
+    keys: KeyTable,
+    /// Keys of decided commands not yet durable, with retries that arrived meanwhile.
+    pending_keys: HashMap<KeyScope, (Fingerprint, Vec<Follower>)>,
+    queued: VecDeque<Pending>,
+    in_flight: Option<Vec<Pending>>,
+    timer: Option<(Timestamp, SpawnHandle)>,
+    snapshot_version: u64,
+    snapshot_in_flight: bool,
+    last_active: Instant,
+}
+
+impl Actor for SkuActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The mailbox bound is enforced by `Reply` (see reply.rs); actix's own capacity
+        // parks per sender and would not bound many callers.
+        let store = self.shared.store.clone();
+        let stream = self.stream.clone();
+        let retention = self.shared.config.idempotency_retention;
+        // `wait`: no message is handled until the state is loaded.
+        ctx.wait(
+            async move { recovery::load(&store, &stream, retention).await }
+                .into_actor(self)
+                .map(|loaded, act, ctx| act.loaded(loaded, ctx)),
+        );
+        let every = (self.shared.config.idle_timeout / 2).max(std::time::Duration::from_millis(5));
+        ctx.run_interval(every, |act, ctx| act.maybe_passivate(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.shared.registry.forget(&self.sku, &self.waiting);
+    }
+}
+
+impl SkuActor {
+    pub(crate) fn new(sku: Sku, shared: Arc<Shared>, waiting: Arc<AtomicUsize>) -> Self {
+        let retention = shared.config.idempotency_retention;
+        Self {
+            stream: StreamName::for_sku(&sku),
+            sku,
+            shared,
+            waiting,
+            phase: Phase::Loading,
+            durable: SkuState::default(),
+            durable_version: 0,
+            speculative: SkuState::default(),
+            speculative_version: 0,
+            keys: KeyTable::new(retention),
+            pending_keys: HashMap::new(),
+            queued: VecDeque::new(),
+            in_flight: None,
+            timer: None,
+            snapshot_version: 0,
+            snapshot_in_flight: false,
+            last_active: Instant::now(),
+        }
+    }
+
+    fn loaded(&mut self, loaded: Result<Loaded, StoreError>, ctx: &mut Context<Self>) {
+        match loaded {
+            Ok(l) => {
+                self.durable = l.state;
+                self.durable_version = l.version;
+                self.speculative = self.durable.clone();
+                self.speculative_version = l.version;
+                self.keys = l.keys;
+                self.snapshot_version = l.snapshot_version;
+                self.phase = Phase::Ready;
+                self.arm_timer(ctx);
+            }
+            Err(e) => {
+                // Nothing was decided yet: callers get Unavailable and the next command
+                // starts a fresh actor that tries the store again.
+                tracing::error!(sku = %self.sku, error = %e, "cannot load SKU");
+                self.fail_everything(ctx, &Error::store("load the SKU", &e));
+            }
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    fn error_from(&self, rejection: stockade_domain::Rejection) -> Error {
+        Error::Rejected {
+            sku: self.sku.clone(),
+            rejection,
+        }
+    }
+
+    /// Decides one command against the speculative state and queues its events.
+    fn admit(&mut self, command: Command, request: RequestMeta, reply: Option<Reply<Accepted>>) {
+        let now = self.now();
+        let fingerprint = Fingerprint::of_command(&command);
+        if let Some(scope) = &request.scope {
+            if let Some(recorded) = self.keys.get(scope, now) {
+                let answer = if recorded.fingerprint == fingerprint {
+                    Ok(replay(recorded))
+                } else {
+                    Err(Error::KeyReused {
+                        key: scope.key.clone(),
+                    })
+                };
+                if let Some(reply) = reply {
+                    reply.send(answer);
+                }
+                return;
+            }
+            if let Some((pending, followers)) = self.pending_keys.get_mut(scope) {
+                match reply {
+                    Some(reply) if *pending != fingerprint => reply.send(Err(Error::KeyReused {
+                        key: scope.key.clone(),
+                    })),
+                    Some(reply) => followers.push(Follower {
+                        command,
+                        request,
+                        reply,
+                    }),
+                    None => {}
+                }
+                return;
+            }
+        }
+        if let Some(expected) = request.expected_version
+            && expected != self.speculative_version
+        {
+            if let Some(reply) = reply {
+                reply.send(Err(Error::Conflict {
+                    sku: self.sku.clone(),
+                    expected,
+                    actual: self.speculative_version,
+                }));
+            }
+            return;
+        }
+        let events = match decide(&self.speculative, &command, now) {
+            Ok(events) => events,
+            Err(rejection) => {
+                if let Some(reply) = reply {
+                    reply.send(Err(self.error_from(rejection)));
+                }
+                return;
+            }
+        };
+        let mut data = Vec::with_capacity(events.len());
+        let mut event_ids = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let id = match &request.scope {
+                Some(scope) => event_id(scope, &self.stream, index),
+                None => Uuid::new_v4(),
+            };
+            let meta = EventMetadata {
+                correlation_id: request.correlation_id.clone(),
+                causation_id: request.causation_id.clone(),
+                idempotency_key: request.scope.as_ref().map(|s| s.key.clone()),
+                channel: request.channel.clone(),
+                principal: request.principal.clone(),
+                ..EventMetadata::new(id, now)
+            };
+            match codec::encode(event, &meta) {
+                Ok(d) => data.push(d),
+                Err(e) => {
+                    if let Some(reply) = reply {
+                        reply.send(Err(Error::Unavailable(format!("encode: {e}"))));
+                    }
+                    return;
+                }
+            }
+            event_ids.push(id);
+        }
+        // decide's contract: its events apply. Checked anyway, on a copy-free path: apply
+        // validates before it mutates, so a failure leaves the state as it was.
+        for (applied, event) in events.iter().enumerate() {
+            if let Err(e) = self.speculative.apply(event) {
+                tracing::error!(sku = %self.sku, error = %e, "decided event does not apply");
+                if applied > 0 {
+                    // Cannot happen (one event per command today); rebuild to be safe.
+                    self.rebuild_speculative();
+                }
+                if let Some(reply) = reply {
+                    reply.send(Err(Error::Unavailable(format!("internal: {e}"))));
+                }
+                return;
+            }
+        }
+        self.speculative_version += events.len() as u64;
+        if let Some(scope) = &request.scope {
+            self.pending_keys
+                .insert(scope.clone(), (fingerprint.clone(), Vec::new()));
+        }
+        let bytes = data
+            .iter()
+            .map(|d| d.event_type.len() + d.data.len() + d.metadata.len())
+            .sum();
+        let reply = reply.map(|mut r| {
+            r.mark_decided();
+            r
+        });
+        self.queued.push_back(Pending {
+            command,
+            request,
+            fingerprint,
+            events,
+            event_ids,
+            data,
+            bytes,
+            reply,
+        });
+    }
+
+    /// Rebuilds the speculative state from the durable one plus everything still pending.
+    fn rebuild_speculative(&mut self) {
+        self.speculative = self.durable.clone();
+        self.speculative_version = self.durable_version;
+        let pending = self.in_flight.iter().flatten().chain(self.queued.iter());
+        for p in pending {
+            for event in &p.events {
+                if self.speculative.apply(event).is_ok() {
+                    self.speculative_version += 1;
+                }
+            }
+        }
+    }
+
+    /// Sends the queued batch if no append is in flight.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Ready || self.in_flight.is_some() || self.queued.is_empty() {
+            return;
+        }
+        let max_events = self.shared.config.max_batch_events;
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        let mut events = 0usize;
+        while let Some(next) = self.queued.front() {
+            let fits = bytes + next.bytes <= BATCH_BYTES && events + next.data.len() <= max_events;
+            if !batch.is_empty() && !fits {
+                break;
+            }
+            let Some(mut p) = self.queued.pop_front() else {
+                break;
+            };
+            bytes += p.bytes;
+            events += p.data.len();
+            batch.push(std::mem::take(&mut p.data));
+            self.in_flight.get_or_insert_with(Vec::new).push(p);
+        }
+        let data: Vec<EventData> = batch.into_iter().flatten().collect();
+        let expected = match self.durable_version {
+            0 => ExpectedRevision::NoStream,
+            v => ExpectedRevision::Exact(v - 1),
+        };
+        let store = self.shared.store.clone();
+        let stream = self.stream.clone();
+        let timeout = self.shared.config.append_timeout;
+        ctx.spawn(
+            async move {
+                match tokio::time::timeout(timeout, store.append(&stream, expected, data)).await {
+                    Ok(result) => result.map_err(AppendFailure::Store),
+                    Err(_) => Err(AppendFailure::TimedOut),
+                }
+            }
+            .into_actor(self)
+            .map(|result, act, ctx| act.appended(result, ctx)),
+        );
+    }
+
+    fn appended(&mut self, result: Result<AppendResult, AppendFailure>, ctx: &mut Context<Self>) {
+        match result {
+            Ok(landed) => {
+                let batch = self.in_flight.take().unwrap_or_default();
+                self.made_durable(batch, landed.revision);
+                self.after_progress(ctx);
+            }
+            Err(failure) => {
+                let cause = match &failure {
+                    AppendFailure::Store(StoreError::Conflict { .. }) => {
+                        self.shared.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                    AppendFailure::Store(e) => Some(Error::store("append", e)),
+                    AppendFailure::TimedOut => Some(Error::Unavailable(format!(
+                        "append took longer than {:?}",
+                        self.shared.config.append_timeout
+                    ))),
+                };
+                self.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.resync(ctx, cause);
+            }
+        }
+    }
+
+    /// Folds an acknowledged batch into the durable state and answers its callers.
+    /// `last_revision` is the revision of the batch's last event.
+    fn made_durable(&mut self, batch: Vec<Pending>, last_revision: u64) {
+        let events: u64 = batch.iter().map(|p| p.events.len() as u64).sum();
+        let mut version = last_revision + 1 - events;
+        self.shared.stats.record_batch(batch.len() as u64, events);
+        for p in batch {
+            for event in &p.events {
+                if let Err(e) = self.durable.apply(event) {
+                    // The store took it, so the log is the truth: this is a bug in the
+                    // engine's bookkeeping. Say so loudly; the next resync re-reads.
+                    tracing::error!(sku = %self.sku, error = %e, "durable event does not apply");
+                }
+                version += 1;
+            }
+            self.durable_version = version;
+            self.answer(p, version, false);
+        }
+    }
+
+    /// Records a durable command's key and answers it and any retries that waited on it.
+    fn answer(&mut self, p: Pending, version: u64, replayed: bool) {
+        let accepted = Accepted {
+            events: p.events,
+            version,
+            replayed,
+        };
+        if let Some(scope) = p.request.scope
+            && let Some(last) = accepted.events.last()
+        {
+            self.keys.record(
+                scope.clone(),
+                Recorded {
+                    fingerprint: p.fingerprint,
+                    event: last.clone(),
+                    version,
+                },
+            );
+            if let Some((_, followers)) = self.pending_keys.remove(&scope) {
+                for f in followers {
+                    f.reply.send(Ok(Accepted {
+                        replayed: true,
+                        ..accepted.clone()
+                    }));
+                }
+            }
+        }
+        if let Some(reply) = p.reply {
+            reply.send(Ok(accepted));
+        }
+    }
+
+    /// Re-reads the stream after a failed append, then answers the failed batch by what
+    /// landed and decides everything else again. `cause` is `None` for a conflict.
+    fn resync(&mut self, ctx: &mut Context<Self>, cause: Option<Error>) {
+        let store = self.shared.store.clone();
+        let stream = self.stream.clone();
+        let from = self.durable_version;
+        ctx.wait(
+            async move { recovery::read_tail(&store, &stream, from).await }
+                .into_actor(self)
+                .map(move |tail, act, ctx| act.resynced(tail, cause, ctx)),
+        );
+    }
+
+    fn resynced(
+        &mut self,
+        tail: Result<Vec<TailEvent>, StoreError>,
+        cause: Option<Error>,
+        ctx: &mut Context<Self>,
+    ) {
+        let tail = match tail {
+            Ok(tail) => tail,
+            Err(e) => {
+                tracing::error!(sku = %self.sku, error = %e, "cannot re-read after a failed append");
+                let error = cause.unwrap_or_else(|| Error::store("re-read", &e));
+                return self.fail_everything(ctx, &error);
+            }
+        };
+        if let Err(reason) = recovery::fold_tail(&mut self.durable, &mut self.keys, &tail) {
+            tracing::error!(sku = %self.sku, %reason, "stream contradicts the durable state");
+            return self.fail_everything(
+                ctx,
+                &Error::Unavailable(format!("{} is inconsistent: {reason}", self.stream)),
+            );
+        }
+        self.durable_version += tail.len() as u64;
+        let landed: HashMap<Uuid, u64> = tail.iter().map(|t| (t.event_id, t.version)).collect();
+        let batch = self.in_flight.take().unwrap_or_default();
+        let mut redo: Vec<(Command, RequestMeta, Option<Reply<Accepted>>)> = Vec::new();
+        let (mut landed_commands, mut landed_events) = (0u64, 0u64);
+        for p in batch {
+            // Appends are atomic: either every event of the batch landed or none did.
+            let version = p
+                .event_ids
+                .last()
+                .and_then(|id| landed.get(id))
+                .copied();
+            match (version, &cause) {
+                (Some(version), _) => {
+                    landed_commands += 1;
+                    landed_events += p.events.len() as u64;
+                    self.answer(p, version, false);
+                }
+                // A conflict: nothing of ours landed; decide again on the new state.
+                (None, None) => redo.push((p.command, p.request, p.reply)),
+                // Not there now, but a timed-out append may still land: the caller must
+                // retry with its key to learn the outcome, which the fence keeps single.
+                (None, Some(error)) => {
+                    if let Some(reply) = p.reply {
+                        reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        if landed_commands > 0 {
+            self.shared.stats.record_batch(landed_commands, landed_events);
+        }
+        redo.extend(self.queued.drain(..).map(|p| (p.command, p.request, p.reply)));
+        let followers: Vec<Follower> = self
+            .pending_keys
+            .drain()
+            .flat_map(|(_, (_, f))| f)
+            .collect();
+        self.speculative = self.durable.clone();
+        self.speculative_version = self.durable_version;
+        for (command, request, reply) in redo {
+            // Undecided again: a re-decision may now reject it, which is its answer.
+            self.admit(command, request, reply);
+        }
+        for f in followers {
+            self.admit(f.command, f.request, Some(f.reply));
+        }
+        self.after_progress(ctx);
+    }
+
+    /// Answers everything waiting with `error` and stops; a fresh actor reloads.
+    fn fail_everything(&mut self, ctx: &mut Context<Self>, error: &Error) {
+        let pending = self.in_flight.take().into_iter().flatten();
+        for p in pending.chain(self.queued.drain(..)) {
+            if let Some(reply) = p.reply {
+                reply.send(Err(error.clone()));
+            }
+        }
+        for (_, (_, followers)) in self.pending_keys.drain() {
+            for f in followers {
+                f.reply.send(Err(error.clone()));
+            }
+        }
+        self.stop(ctx);
+    }
+
+    fn stop(&mut self, ctx: &mut Context<Self>) {
+        self.phase = Phase::Stopping;
+        self.shared.registry.forget(&self.sku, &self.waiting);
+        ctx.stop();
+    }
+
+    /// After the durable state moved: snapshot if due, re-arm expiry, send the next batch.
+    fn after_progress(&mut self, ctx: &mut Context<Self>) {
+        self.maybe_snapshot(ctx);
+        self.arm_timer(ctx);
+        self.flush(ctx);
+    }
+
+    fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
+        if self.snapshot_in_flight {
+            return;
+        }
+        let live = self
+            .durable
+            .stock()
+            .map_or(0, |s| s.live_reservations().count() as u64);
+        let due = self.shared.config.snapshot_every.max(live);
+        if self.durable_version.saturating_sub(self.snapshot_version) < due {
+            return;
+        }
+        let version = self.durable_version;
+        let snapshot = match recovery::encode(&self.durable, &self.keys, version) {
+            Ok(s) => s,
+            Err(reason) => {
+                tracing::warn!(sku = %self.sku, %reason, "cannot encode a snapshot");
+                return;
+            }
+        };
+        self.snapshot_in_flight = true;
+        let store = self.shared.store.clone();
+        let stream = self.stream.clone();
+        ctx.spawn(
+            async move { store.save_snapshot(&stream, snapshot).await }
+                .into_actor(self)
+                .map(move |saved, act, _| {
+                    act.snapshot_in_flight = false;
+                    match saved {
+                        Ok(()) => {
+                            act.snapshot_version = version;
+                            act.shared.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Only a cache: recovery replays a longer tail, nothing is lost.
+                        Err(e) => tracing::warn!(sku = %act.sku, error = %e, "snapshot not saved"),
+                    }
+                }),
+        );
+    }
+
+    /// Keeps one timer, on the earliest expiry among the speculative reservations.
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let next = self
+            .speculative
+            .stock()
+            .and_then(|s| s.next_expiry())
+            .map(|(at, _)| at);
+        match (next, &self.timer) {
+            (None, None) => {}
+            (Some(at), Some((armed, _))) if *armed <= at => {}
+            (next, _) => {
+                if let Some((_, handle)) = self.timer.take() {
+                    ctx.cancel_future(handle);
+                }
+                if let Some(at) = next {
+                    let handle = ctx.spawn(
+                        self.shared
+                            .clock
+                            .sleep_until(at)
+                            .into_actor(self)
+                            .map(|(), act, ctx| act.expiry_due(ctx)),
+                    );
+                    self.timer = Some((at, handle));
+                }
+            }
+        }
+    }
+
+    /// Writes `ReservationExpired` for every lapsed hold, through the same pipeline.
+    fn expiry_due(&mut self, ctx: &mut Context<Self>) {
+        self.timer = None;
+        if self.phase != Phase::Ready {
+            return;
+        }
+        let now = self.now();
+        let lapsed: Vec<ReservationId> = self
+            .speculative
+            .stock()
+            .map(|s| {
+                s.lapsed(now)
+                    .take(self.shared.config.max_batch_events)
+                    .map(|r| r.id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for reservation_id in lapsed {
+            let request = RequestMeta {
+                causation_id: Some("expiry".into()),
+                ..RequestMeta::default()
+            };
+            self.admit(
+                Command::Expire(Expire { reservation_id }),
+                request,
+                None,
+            );
+        }
+        self.flush(ctx);
+        self.arm_timer(ctx);
+    }
+
+    fn maybe_passivate(&mut self, ctx: &mut Context<Self>) {
+        let idle = self.phase == Phase::Ready
+            && self.in_flight.is_none()
+            && self.queued.is_empty()
+            && self.pending_keys.is_empty()
+            && self.waiting.load(Ordering::Acquire) == 0
+            && self.last_active.elapsed() >= self.shared.config.idle_timeout
+            && self
+                .speculative
+                .stock()
+                .is_none_or(|s| s.live_reservations().next().is_none());
+        if idle {
+            self.shared.stats.passivations.fetch_add(1, Ordering::Relaxed);
+            self.stop(ctx);
+        }
+    }
+
+    /// Whether the actor can take a message now; if not, the reply is dropped undecided
+    /// and the caller sends it again to a fresh actor.
+    fn accepts(&mut self) -> bool {
+        self.last_active = Instant::now();
+        self.phase == Phase::Ready
+    }
+}
+
+fn replay(recorded: &Recorded) -> Accepted {
+    Accepted {
+        events: vec![recorded.event.clone()],
+        version: recorded.version,
+        replayed: true,
+    }
+}
+
+impl Handler<Execute> for SkuActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) {
+        if !self.accepts() {
+            return;
+        }
+        self.admit(msg.command, msg.request, Some(msg.reply));
+        self.flush(ctx);
+        self.arm_timer(ctx);
+    }
+}
+
+impl Handler<ReadStock> for SkuActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReadStock, _ctx: &mut Context<Self>) {
+        if !self.accepts() {
+            return;
+        }
+        let now = self.now();
+        let answer = match self.durable.stock() {
+            Some(stock) => Ok(StockLevel {
+                view: stock.view(now),
+                version: self.durable_version,
+                updated_at: stock.last_event_at(),
+                as_of: now,
+            }),
+            None => Err(self.error_from(stockade_domain::Rejection::UnknownSku)),
+        };
+        msg.reply.send(answer);
+    }
+}
+
+impl Handler<ReadReservation> for SkuActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReadReservation, _ctx: &mut Context<Self>) {
+        if !self.accepts() {
+            return;
+        }
+        let now = self.now();
+        let answer = match self.durable.stock() {
+            None => Err(self.error_from(stockade_domain::Rejection::UnknownSku)),
+            Some(stock) => Ok(match stock.reservation(&msg.id) {
+                Some(r) if r.expires_at <= now => LineStatus::Lapsed {
+                    qty: r.qty,
+                    expires_at: r.expires_at,
+                },
+                Some(r) => LineStatus::Live {
+                    qty: r.qty,
+                    order_id: r.order_id.clone(),
+                    expires_at: r.expires_at,
+                },
+                None => stock
+                    .resolution(&msg.id)
+                    .map_or(LineStatus::Unknown, LineStatus::Resolved),
+            }),
+        };
+        msg.reply.send(answer);
+    }
+}

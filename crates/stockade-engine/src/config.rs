@@ -1,0 +1,66 @@
+//! Engine settings, with the defaults a production deployment starts from.
+
+use std::time::Duration;
+
+/// How the engine runs its SKU actors. `Default` gives the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Threads (actix arbiters) the SKU actors are spread over, by hash of the SKU.
+    /// Default: one per core.
+    pub arbiters: usize,
+    /// Commands a SKU may have waiting (in its mailbox or its next batch) before new ones
+    /// are refused as `Overloaded`. Bounds memory and latency under overload.
+    pub mailbox_capacity: usize,
+    /// Most events one append may carry; the batch is also cut below the store's byte limit.
+    pub max_batch_events: usize,
+    /// How long an append may take before the actor stops waiting and asks the store what
+    /// landed.
+    pub append_timeout: Duration,
+    /// A snapshot is written after this many events since the last one (and never more
+    /// often than the snapshot's own size in reservations, so its cost stays amortised).
+    pub snapshot_every: u64,
+    /// An actor idle this long, with no live reservation and nothing in flight, stops.
+    pub idle_timeout: Duration,
+    /// How long an idempotency key is remembered per principal.
+    pub idempotency_retention: Duration,
+    /// TTL of a reservation that does not name one.
+    pub default_ttl: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            mailbox_capacity: 16_384,
+            max_batch_events: 4_096,
+            append_timeout: Duration::from_secs(10),
+            snapshot_every: 1_000,
+            idle_timeout: Duration::from_secs(5 * 60),
+            idempotency_retention: Duration::from_secs(24 * 3600),
+            default_ttl: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the settings; a zero where a positive number is needed is refused here rather
+    /// than surfacing as a stalled actor later.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("arbiters", self.arbiters as u128),
+            ("mailbox_capacity", self.mailbox_capacity as u128),
+            ("max_batch_events", self.max_batch_events as u128),
+            ("snapshot_every", u128::from(self.snapshot_every)),
+            ("append_timeout", self.append_timeout.as_millis()),
+            ("idle_timeout", self.idle_timeout.as_millis()),
+            ("default_ttl", self.default_ttl.as_millis()),
+        ];
+        match positive.iter().find(|(_, v)| *v == 0) {
+            Some((name, _)) => Err(format!("engine setting {name} must be positive")),
+            None if self.default_ttl > stockade_domain::MAX_TTL => {
+                Err("engine setting default_ttl must be at most 7 days".into())
+            }
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Idempotency keys: a retried request returns the outcome of the first, never a second one.
+//!
+//! A key is scoped to its principal (two clients may pick the same key) and to the SKU whose
+//! actor keeps it. It is remembered for a retention window (default 24 h) from the event it
+//! produced. The table is rebuilt on recovery from the events' own metadata (and carried in
+//! snapshots), so a retry after a restart is still recognised.
+//!
+//! A key also fixes the ids of the events it produces ([`event_id`]): an append retried
+//! after a lost reply carries the same ids, and the store answers it without writing twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stockade_domain::{
+    Channel, Command, Event, EventMetadata, OrderId, PoolConfig, Principal, Quantity,
+    ReservationId, StockChange, Timestamp,
+};
+use stockade_store::StreamName;
+use uuid::Uuid;
+
+use crate::error::Error;
+
+/// Longest idempotency key accepted.
+pub const MAX_KEY_CHARS: usize = 255;
+
+/// Namespace of the name-based (v5) UUIDs derived from keys. Fixed forever: changing it
+/// would make retries across an upgrade look like new requests.
+const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2b8e_5d1a_4c3b_9e7f_0a2d_4b6c_8e10);
+
+/// A key as its principal sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeyScope {
+    /// Empty for requests without a principal (embedded use).
+    pub principal: String,
+    pub key: String,
+}
+
+impl KeyScope {
+    /// Validates `key` (1-255 printable characters) and scopes it to `principal`.
+    pub fn new(principal: Option<&Principal>, key: &str) -> Result<Self, Error> {
+        let chars = key.chars().count();
+        if chars == 0 || chars > MAX_KEY_CHARS || key.chars().any(char::is_control) {
+            return Err(Error::Invalid(format!(
+                "an idempotency key must be 1-{MAX_KEY_CHARS} printable characters"
+            )));
+        }
+        Ok(Self {
+            principal: principal.map(|p| p.as_str().to_owned()).unwrap_or_default(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// The scope recorded in an event's metadata, if it carries a key.
+    pub fn from_metadata(meta: &EventMetadata) -> Option<Self> {
+        meta.idempotency_key.as_ref().map(|key| Self {
+            principal: meta
+                .principal
+                .as_ref()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            key: key.clone(),
+        })
+    }
+
+    /// A name-based id for whatever this key creates: the same key, scope and purpose give
+    /// the same id on every node and after every restart.
+    pub fn derive(&self, purpose: &str) -> Uuid {
+        // Lengths first, so that no two (principal, key, purpose) triples share a name.
+        let name = format!(
+            "{}:{}:{}:{}:{purpose}",
+            self.principal.len(),
+            self.principal,
+            self.key.len(),
+            self.key
+        );
+        Uuid::new_v5(&KEY_NAMESPACE, name.as_bytes())
+    }
+}
+
+/// The id of the `index`-th event that the keyed command writes to `stream`.
+pub fn event_id(scope: &KeyScope, stream: &StreamName, index: usize) -> Uuid {
+    scope.derive(&format!("event:{stream}:{index}"))
+}
+
+/// What a command asks for, comparable with what an earlier command under the same key
+/// recorded. The reservation id of a `Reserve` is left out: a retry made by a client that
+/// lost the reply carries a fresh one, and must get the original back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fingerprint {
+    Register(PoolConfig),
+    Reserve {
+        qty: Quantity,
+        order_id: Option<OrderId>,
+        channel: Channel,
+        ttl_millis: u64,
+    },
+    Commit(ReservationId),
+    Release(ReservationId),
+    Expire(ReservationId),
+    Adjust {
+        change: StockChange,
+        reason: String,
+        reference: Option<String>,
+    },
+}
+
+impl Fingerprint {
+    pub fn of_command(command: &Command) -> Self {
+        match command {
+            Command::RegisterSku(c) => Fingerprint::Register(c.pool.clone()),
+            Command::Reserve(c) => Fingerprint::Reserve {
+                qty: c.qty,
+                order_id: c.order_id.clone(),
+                channel: c.channel.clone(),
+                // Millisecond resolution, as the event records it.
+                ttl_millis: u64::try_from(c.ttl.as_millis()).unwrap_or(u64::MAX),
+            },
+            Command::Commit(c) => Fingerprint::Commit(c.reservation_id),
+            Command::Release(c) => Fingerprint::Release(c.reservation_id),
+            Command::Expire(c) => Fingerprint::Expire(c.reservation_id),
+            Command::Adjust(c) => Fingerprint::Adjust {
+                change: c.change,
+                reason: c.reason.clone(),
+                reference: c.reference.clone(),
+            },
+        }
+    }
+
+    /// The fingerprint of the command that produced `event` (exact: a reservation's TTL is
+    /// `expires_at - at` because decide sets `expires_at = at + ttl`).
+    pub fn of_event(event: &Event) -> Self {
+        match event {
+            Event::SkuRegistered(e) => Fingerprint::Register(e.pool.clone()),
+            Event::StockReserved(e) => Fingerprint::Reserve {
+                qty: e.qty,
+                order_id: e.order_id.clone(),
+                channel: e.channel.clone(),
+                ttl_millis: e.expires_at.as_millis().saturating_sub(e.at.as_millis()),
+            },
+            Event::ReservationCommitted(e) => Fingerprint::Commit(e.reservation_id),
+            Event::ReservationReleased(e) => Fingerprint::Release(e.reservation_id),
+            Event::ReservationExpired(e) => Fingerprint::Expire(e.reservation_id),
+            Event::StockAdjusted(e) => Fingerprint::Adjust {
+                change: e.change,
+                reason: e.reason.clone(),
+                reference: e.reference.clone(),
+            },
+        }
+    }
+}
+
+/// The outcome recorded under a key: the event the command wrote and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub fingerprint: Fingerprint,
+    pub event: Event,
+    /// Stream version after the event (its revision + 1).
+    pub version: u64,
+}
+
+/// Keys seen by one SKU within the retention window.
+#[derive(Debug, Clone)]
+pub struct KeyTable {
+    retention: Duration,
+    entries: HashMap<KeyScope, Recorded>,
+    /// Insertion order by event time, for pruning. Event times never decrease along a
+    /// stream, so the front is always the oldest.
+    order: VecDeque<(Timestamp, KeyScope)>,
+}
+
+impl KeyTable {
+    pub fn new(retention: Duration) -> Self {
+        Self {
+            retention,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// The outcome recorded under `scope`, unless it is older than the retention window.
+    pub fn get(&self, scope: &KeyScope, now: Timestamp) -> Option<&Recorded> {
+        self.entries
+            .get(scope)
+            .filter(|r| !self.is_past_retention(r.event.at(), now))
+    }
+
+    /// Records the outcome of a keyed command (first outcome wins: the store never holds
+    /// two events under one key, but a replayed table must not flip if it did).
+    pub fn record(&mut self, scope: KeyScope, recorded: Recorded) {
+        let at = recorded.event.at();
+        self.prune(at);
+        if !self.entries.contains_key(&scope) {
+            self.order.push_back((at, scope.clone()));
+            self.entries.insert(scope, recorded);
+        }
+    }
+
+    /// Records the key in an event read back from the store.
+    pub fn observe(&mut self, event: &Event, meta: &EventMetadata, version: u64) {
+        if let Some(scope) = KeyScope::from_metadata(meta) {
+            self.record(
+                scope,
+                Recorded {
+                    fingerprint: Fingerprint::of_event(event),
+                    event: event.clone(),
+                    version,
+                },
+            );
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The live entries, oldest first, for a snapshot.
+    pub fn to_entries(&self) -> Vec<(KeyScope, Recorded)> {
+        self.order
+            .iter()
+            .filter_map(|(_, scope)| {
+                self.entries
+                    .get(scope)
+                    .map(|r| (scope.clone(), r.clone()))
+            })
+            .collect()
+    }
+
+    pub fn from_entries(retention: Duration, entries: Vec<(KeyScope, Recorded)>) -> Self {
+        let mut table = Self::new(retention);
+        for (scope, recorded) in entries {
+            table.record(scope, recorded);
+        }
+        table
+    }
+
+    fn is_past_retention(&self, at: Timestamp, now: Timestamp) -> bool {
+        at.checked_add(self.retention).is_some_and(|until| until < now)
+    }
+
+    fn prune(&mut self, now: Timestamp) {
+        while let Some((at, _)) = self.order.front() {
+            if !self.is_past_retention(*at, now) {
+                break;
+            }
+            if let Some((_, scope)) = self.order.pop_front() {
+                self.entries.remove(&scope);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use stockade_domain::testing::{commit, committed, reserve, reserved, secs};
+    use stockade_domain::{Principal, Sku};
+
+    use super::*;
+
+    fn scope(principal: &str, key: &str) -> KeyScope {
+        let principal = Principal::new(principal).ok();
+        KeyScope::new(principal.as_ref(), key).expect("valid key")
+    }
+
+    #[test]
+    fn keys_are_scoped_per_principal_and_derive_stable_ids() {
+        let stream = StreamName::for_sku(&Sku::new("A").expect("sku"));
+        let a = scope("alice", "k1");
+        let b = scope("bob", "k1");
+        assert_eq!(event_id(&a, &stream, 0), event_id(&a.clone(), &stream, 0));
+        assert_ne!(event_id(&a, &stream, 0), event_id(&b, &stream, 0));
+        assert_ne!(event_id(&a, &stream, 0), event_id(&a, &stream, 1));
+        // No ambiguity from concatenation: ("ab", "c") and ("a", "bc") differ.
+        assert_ne!(scope("ab", "c").derive("x"), scope("a", "bc").derive("x"));
+    }
+
+    #[test]
+    fn bad_keys_are_refused() {
+        assert!(KeyScope::new(None, "").is_err());
+        assert!(KeyScope::new(None, &"k".repeat(256)).is_err());
+        assert!(KeyScope::new(None, "a\nb").is_err());
+        assert!(KeyScope::new(None, &"k".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn a_reservation_fingerprint_is_the_same_from_command_and_event() {
+        let command = reserve(1, 2, 900);
+        let event = reserved(7, 2, secs(10), secs(910));
+        assert_eq!(
+            Fingerprint::of_command(&command),
+            Fingerprint::of_event(&event)
+        );
+        assert_ne!(
+            Fingerprint::of_command(&reserve(1, 3, 900)),
+            Fingerprint::of_event(&event)
+        );
+        assert_eq!(
+            Fingerprint::of_command(&commit(4)),
+            Fingerprint::of_event(&committed(4, 1, secs(5)))
+        );
+    }
+
+    #[test]
+    fn entries_lapse_after_the_retention_window() {
+        let mut table = KeyTable::new(Duration::from_secs(60));
+        let event = reserved(1, 1, secs(0), secs(900));
+        table.observe(
+            &event,
+            &EventMetadata {
+                idempotency_key: Some("k".into()),
+                ..EventMetadata::new(Uuid::nil(), secs(0))
+            },
+            1,
+        );
+        let key = scope("", "k");
+        assert!(table.get(&key, secs(60)).is_some());
+        assert!(table.get(&key, secs(61)).is_none());
+        // A later record prunes it for good.
+        table.record(
+            scope("", "other"),
+            Recorded {
+                fingerprint: Fingerprint::Commit(stockade_domain::testing::rid(1)),
+                event: committed(1, 1, secs(120)),
+                version: 2,
+            },
+        );
+        assert_eq!(table.len(), 1);
+    }
+}

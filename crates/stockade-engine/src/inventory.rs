@@ -1,0 +1,697 @@
+//! [`Inventory`]: the API a commerce backend calls. It validates and routes; every decision
+//! is taken by the SKU's actor.
+//!
+//! A reservation may hold lines on several SKUs; every line carries the same reservation
+//! id, so `commit` and `release` by id reach all of them. Reserving several lines is
+//! all-or-nothing: if one line is refused, the lines already held are released before the
+//! refusal is returned (and if that release cannot be written, the hold lapses at its TTL).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use stockade_domain::{
+    Adjust, Channel, Command, Commit, Event, OrderId, PoolConfig, Principal, Quantity,
+    RegisterSku, Rejection, Release, ReservationId, Reserve, Resolution, Sku, StockChange,
+    Timestamp,
+};
+use stockade_store::{EventStore, MemoryStore, SqliteStore};
+use uuid::Uuid;
+
+use crate::actor::{Accepted, Execute, LineStatus, ReadReservation, ReadStock, RequestMeta, StockLevel};
+use crate::clock::{Clock, SystemClock};
+use crate::config::EngineConfig;
+use crate::engine::{ActorThreads, EngineStats, Shared};
+use crate::error::Error;
+use crate::idempotency::KeyScope;
+use crate::locator::Locator;
+
+/// Most lines one reservation may hold.
+pub const MAX_LINES: usize = 100;
+/// File name of the embedded store inside the data directory.
+pub const SQLITE_FILE: &str = "stockade.db";
+/// How often the reservation index drops entries nobody can resolve any more.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// SKUs woken at once after a restart to fire their expiries.
+const WAKE_CONCURRENCY: usize = 64;
+
+/// Where the events live.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded SQLite log, `stockade.db` in this directory (created if missing).
+    Sqlite { data_dir: PathBuf },
+    /// In memory: gone when the process ends. For tests and simulations.
+    Memory,
+    /// Any other backend (EventStoreDB, or a test wrapper).
+    Custom(Arc<dyn EventStore>),
+}
+
+/// Everything `Inventory::open` needs.
+#[derive(Debug, Clone)]
+pub struct InventoryConfig {
+    pub store: StoreConfig,
+    pub engine: EngineConfig,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl InventoryConfig {
+    /// The production default: the embedded store in `data_dir`, the system clock.
+    pub fn sqlite(data_dir: impl Into<PathBuf>) -> Self {
+        Self::with_store(StoreConfig::Sqlite {
+            data_dir: data_dir.into(),
+        })
+    }
+
+    /// An in-memory store, for tests and simulations.
+    pub fn memory() -> Self {
+        Self::with_store(StoreConfig::Memory)
+    }
+
+    pub fn with_store(store: StoreConfig) -> Self {
+        Self {
+            store,
+            engine: EngineConfig::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn engine(mut self, engine: EngineConfig) -> Self {
+        self.engine = engine;
+        self
+    }
+}
+
+/// Who is asking, through what, and under which idempotency key.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub principal: Option<Principal>,
+    /// Recorded on reservations and in event metadata; `direct` when not given.
+    pub channel: Option<Channel>,
+    /// Same key (for the same principal) and same request → the first outcome, once.
+    pub idempotency_key: Option<String>,
+    /// The message that caused this request (a request id), kept in event metadata.
+    pub causation_id: Option<String>,
+}
+
+impl Origin {
+    pub fn channel(channel: Channel) -> Self {
+        Self {
+            channel: Some(channel),
+            ..Self::default()
+        }
+    }
+
+    pub fn principal(mut self, principal: Principal) -> Self {
+        self.principal = Some(principal);
+        self
+    }
+
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    fn scope(&self) -> Result<Option<KeyScope>, Error> {
+        self.idempotency_key
+            .as_deref()
+            .map(|key| KeyScope::new(self.principal.as_ref(), key))
+            .transpose()
+    }
+
+    fn request(&self, correlation: Option<&OrderId>) -> Result<RequestMeta, Error> {
+        Ok(RequestMeta {
+            principal: self.principal.clone(),
+            channel: self.channel.clone(),
+            scope: self.scope()?,
+            correlation_id: correlation.map(|o| o.as_str().to_owned()),
+            causation_id: self.causation_id.clone(),
+            expected_version: None,
+        })
+    }
+
+    fn channel_or(&self, default: &Channel) -> Channel {
+        self.channel.clone().unwrap_or_else(|| default.clone())
+    }
+}
+
+/// One line of a reservation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub sku: Sku,
+    pub qty: Quantity,
+}
+
+/// Terms of a reservation.
+#[derive(Debug, Clone, Default)]
+pub struct ReserveOptions {
+    /// How long the hold lasts; the engine default (15 minutes) when `None`.
+    pub ttl: Option<Duration>,
+    pub order_id: Option<OrderId>,
+    pub origin: Origin,
+}
+
+/// A reservation that is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub order_id: Option<OrderId>,
+    pub lines: Vec<ReservedLine>,
+    pub expires_at: Timestamp,
+    /// This answers a retry: the reservation was made by the first request.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedLine {
+    pub sku: Sku,
+    pub qty: Quantity,
+    /// The SKU's stream version after this line.
+    pub version: u64,
+}
+
+/// A reservation committed or released on every line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub id: ReservationId,
+    pub resolution: Resolution,
+    pub lines: Vec<ReservedLine>,
+}
+
+/// What a reservation's lines hold now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationStatus {
+    pub id: ReservationId,
+    pub lines: Vec<(Sku, LineStatus)>,
+}
+
+/// A change to a SKU's limit (on hand, license limit or capacity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjustment {
+    pub change: StockChange,
+    pub reason: String,
+    pub reference: Option<String>,
+    /// Refuse with `Conflict` unless the SKU is still at this version (read-modify-write).
+    pub expected_version: Option<u64>,
+}
+
+/// An adjustment that is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjusted {
+    pub previous: Quantity,
+    pub current: Quantity,
+    /// Reservations that can no longer all be honoured (the SKU is short).
+    pub at_risk: Vec<ReservationId>,
+    pub version: u64,
+    pub replayed: bool,
+}
+
+/// The inventory engine. Cheap to clone; all clones share one engine.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    locator: Arc<Locator>,
+    /// Channel recorded on reservations whose origin names none.
+    default_channel: Channel,
+    // Last field: dropped after the others, it stops and joins the actor threads.
+    _threads: ActorThreads,
+}
+
+impl Inventory {
+    /// Opens the store and starts the engine. Returns once the engine takes commands; the
+    /// pass that indexes reservations and wakes SKUs with live ones runs in the background.
+    ///
+    /// ```
+    /// use stockade_engine::{Inventory, InventoryConfig, Origin, ReserveOptions};
+    /// use stockade_domain::{PoolConfig, Quantity, Sku};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let inventory = Inventory::open(InventoryConfig::memory()).await?;
+    /// let sku = Sku::new("TEE-M-BLACK")?;
+    /// let pool = PoolConfig::Physical { on_hand: Quantity::new(3), safety_stock: Quantity::ZERO };
+    /// inventory.register(&sku, pool, &Origin::default()).await?;
+    ///
+    /// let held = inventory.reserve(&sku, Quantity::new(2), ReserveOptions::default()).await?;
+    /// assert_eq!(inventory.stock(&sku).await?.view.reserved, Quantity::new(2));
+    /// inventory.commit(held.id, &Origin::default()).await?;
+    /// assert_eq!(inventory.stock(&sku).await?.view.limit, Some(Quantity::new(1)));
+    /// # inventory.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn open(config: InventoryConfig) -> Result<Self, Error> {
+        config.engine.validate().map_err(Error::Invalid)?;
+        let default_channel =
+            Channel::new("direct").map_err(|e| Error::Invalid(e.to_string()))?;
+        let store: Arc<dyn EventStore> = match config.store {
+            StoreConfig::Sqlite { data_dir } => {
+                let path = data_dir.join(SQLITE_FILE);
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(path))
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("open the store: {e}")))?
+                    .map_err(|e| Error::store("open the store", &e))?;
+                Arc::new(store)
+            }
+            StoreConfig::Memory => Arc::new(MemoryStore::new()),
+            StoreConfig::Custom(store) => store,
+        };
+        let threads = ActorThreads::start(config.engine.arbiters)?;
+        let shared = Arc::new(Shared::new(
+            store,
+            config.clock,
+            config.engine,
+            threads.arbiters.clone(),
+        ));
+        let locator = Arc::new(Locator::new());
+        threads.spawn(start_up(shared.clone(), locator.clone()));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared,
+                locator,
+                default_channel,
+                _threads: threads,
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    async fn execute(
+        &self,
+        sku: &Sku,
+        command: Command,
+        request: RequestMeta,
+    ) -> Result<Accepted, Error> {
+        self.shared()
+            .ask(sku, |reply| Execute {
+                command: command.clone(),
+                request: request.clone(),
+                reply,
+            })
+            .await
+    }
+
+    /// Registers a SKU with its pool. Returns the SKU's stream version.
+    pub async fn register(&self, sku: &Sku, pool: PoolConfig, origin: &Origin) -> Result<u64, Error> {
+        let command = Command::RegisterSku(RegisterSku {
+            sku: sku.clone(),
+            pool,
+        });
+        Ok(self.execute(sku, command, origin.request(None)?).await?.version)
+    }
+
+    /// Holds `qty` of one SKU.
+    pub async fn reserve(
+        &self,
+        sku: &Sku,
+        qty: Quantity,
+        options: ReserveOptions,
+    ) -> Result<Reservation, Error> {
+        self.reserve_order(
+            vec![Line {
+                sku: sku.clone(),
+                qty,
+            }],
+            options,
+        )
+        .await
+    }
+
+    /// Holds every line, or none: a refused line releases the lines already held.
+    pub async fn reserve_order(
+        &self,
+        lines: Vec<Line>,
+        options: ReserveOptions,
+    ) -> Result<Reservation, Error> {
+        check_lines(&lines)?;
+        let origin = &options.origin;
+        let request = origin.request(options.order_id.as_ref())?;
+        // A keyed request gets a key-derived id, so a retry names the same reservation.
+        let id = match &request.scope {
+            Some(scope) => ReservationId::from_uuid(scope.derive("reservation")),
+            None => ReservationId::from_uuid(Uuid::new_v4()),
+        };
+        let ttl = options.ttl.unwrap_or(self.shared().config.default_ttl);
+        let channel = origin.channel_or(&self.inner.default_channel);
+        let attempts = join_all(lines.iter().map(|line| {
+            let command = Command::Reserve(Reserve {
+                reservation_id: id,
+                order_id: options.order_id.clone(),
+                qty: line.qty,
+                ttl,
+                channel: channel.clone(),
+            });
+            self.execute(&line.sku, command, request.clone())
+        }))
+        .await;
+
+        let mut held = Vec::new();
+        let mut refusal = None;
+        for (line, attempt) in lines.iter().zip(attempts) {
+            match attempt {
+                Ok(accepted) => held.push((line, accepted)),
+                // Keep the most telling refusal: a domain rejection over a transient error.
+                Err(e) => {
+                    if refusal.as_ref().is_none_or(|r: &Error| r.rejection().is_none()) {
+                        refusal = Some(e);
+                    }
+                }
+            }
+        }
+        let reserved: Vec<(Sku, Reservation1)> = held
+            .iter()
+            .filter_map(|(line, a)| reservation_of(a).map(|r| (line.sku.clone(), r)))
+            .collect();
+        // A retry whose first attempt was refused and rolled back replays lines that are
+        // released by now: that is a refusal too, not a reservation.
+        if refusal.is_none() && reserved.iter().any(|(_, r)| r.replayed) {
+            refusal = self.rolled_back(&reserved).await;
+        }
+        if let Some(refusal) = refusal {
+            self.compensate(&reserved, options.order_id.as_ref()).await;
+            return Err(refusal);
+        }
+        let first = reserved.first().map(|(_, r)| r.clone());
+        let Some(first) = first else {
+            return Err(Error::Invalid("a reservation needs at least one line".into()));
+        };
+        for (sku, r) in &reserved {
+            self.inner
+                .locator
+                .add(r.id, sku, r.order_id.as_ref(), r.at);
+        }
+        Ok(Reservation {
+            id: first.id,
+            order_id: first.order_id.clone(),
+            expires_at: first.expires_at,
+            replayed: reserved.iter().all(|(_, r)| r.replayed),
+            lines: reserved
+                .into_iter()
+                .map(|(sku, r)| ReservedLine {
+                    sku,
+                    qty: r.qty,
+                    version: r.version,
+                })
+                .collect(),
+        })
+    }
+
+    /// For a replayed reservation: the refusal its first attempt must have met, if any
+    /// line is no longer held.
+    async fn rolled_back(&self, reserved: &[(Sku, Reservation1)]) -> Option<Error> {
+        for (sku, r) in reserved {
+            let status = self.line_status(sku, r.id).await;
+            if let Ok(LineStatus::Resolved(resolution @ (Resolution::Released | Resolution::Expired))) = status {
+                return Some(Error::Rejected {
+                    sku: sku.clone(),
+                    rejection: Rejection::AlreadyResolved {
+                        reservation_id: r.id,
+                        resolution,
+                    },
+                });
+            }
+        }
+        None
+    }
+
+    /// Releases lines held by an order that cannot be completed.
+    async fn compensate(&self, reserved: &[(Sku, Reservation1)], order: Option<&OrderId>) {
+        let request = RequestMeta {
+            causation_id: Some("compensation".into()),
+            correlation_id: order.map(|o| o.as_str().to_owned()),
+            ..RequestMeta::default()
+        };
+        let releases = reserved.iter().filter(|(_, r)| !r.replayed).map(|(sku, r)| {
+            let command = Command::Release(Release {
+                reservation_id: r.id,
+            });
+            let request = request.clone();
+            async move { (sku, self.execute(sku, command, request).await) }
+        });
+        for (sku, outcome) in join_all(releases).await {
+            if let Err(e) = outcome {
+                // The hold lapses at its TTL; nothing is sold, nothing is lost.
+                tracing::warn!(%sku, error = %e, "could not release a line of a refused order");
+            }
+        }
+    }
+
+    /// Turns every line of reservation `id` into a sale.
+    pub async fn commit(&self, id: ReservationId, origin: &Origin) -> Result<Resolved, Error> {
+        self.resolve(id, origin, Resolution::Committed).await
+    }
+
+    /// Gives every line of reservation `id` back.
+    pub async fn release(&self, id: ReservationId, origin: &Origin) -> Result<Resolved, Error> {
+        self.resolve(id, origin, Resolution::Released).await
+    }
+
+    async fn resolve(
+        &self,
+        id: ReservationId,
+        origin: &Origin,
+        resolution: Resolution,
+    ) -> Result<Resolved, Error> {
+        let skus = self.skus_of(id).await?;
+        let request = origin.request(None)?;
+        let outcomes = join_all(skus.iter().map(|sku| {
+            let command = match resolution {
+                Resolution::Committed => Command::Commit(Commit { reservation_id: id }),
+                _ => Command::Release(Release { reservation_id: id }),
+            };
+            self.execute(sku, command, request.clone())
+        }))
+        .await;
+        let mut lines = Vec::with_capacity(skus.len());
+        for (sku, outcome) in skus.into_iter().zip(outcomes) {
+            let accepted = outcome?;
+            let qty = accepted
+                .events
+                .iter()
+                .find_map(|e| match e {
+                    Event::ReservationCommitted(c) => Some(c.qty),
+                    Event::ReservationReleased(r) => Some(r.qty),
+                    _ => None,
+                })
+                .unwrap_or(Quantity::ZERO);
+            lines.push(ReservedLine {
+                sku,
+                qty,
+                version: accepted.version,
+            });
+        }
+        Ok(Resolved {
+            id,
+            resolution,
+            lines,
+        })
+    }
+
+    /// Commits every reservation of `order`.
+    pub async fn commit_order(&self, order: &OrderId, origin: &Origin) -> Result<Vec<Resolved>, Error> {
+        self.resolve_order(order, origin, Resolution::Committed).await
+    }
+
+    /// Releases every reservation of `order`.
+    pub async fn release_order(&self, order: &OrderId, origin: &Origin) -> Result<Vec<Resolved>, Error> {
+        self.resolve_order(order, origin, Resolution::Released).await
+    }
+
+    async fn resolve_order(
+        &self,
+        order: &OrderId,
+        origin: &Origin,
+        resolution: Resolution,
+    ) -> Result<Vec<Resolved>, Error> {
+        let ids = self.inner.locator.order(order).await;
+        if ids.is_empty() {
+            return Err(Error::NotFound(format!("order {order}")));
+        }
+        let mut resolved = Vec::with_capacity(ids.len());
+        for (id, _) in ids {
+            resolved.push(self.resolve(id, origin, resolution).await?);
+        }
+        Ok(resolved)
+    }
+
+    /// Changes a SKU's limit. With `expected_version`, refuses if the SKU moved since.
+    pub async fn adjust(&self, sku: &Sku, adjustment: Adjustment, origin: &Origin) -> Result<Adjusted, Error> {
+        let mut request = origin.request(None)?;
+        request.expected_version = adjustment.expected_version;
+        let command = Command::Adjust(Adjust {
+            change: adjustment.change,
+            reason: adjustment.reason,
+            reference: adjustment.reference,
+        });
+        let accepted = self.execute(sku, command, request).await?;
+        match accepted.events.last() {
+            Some(Event::StockAdjusted(e)) => Ok(Adjusted {
+                previous: e.previous,
+                current: e.current,
+                at_risk: e.at_risk.clone(),
+                version: accepted.version,
+                replayed: accepted.replayed,
+            }),
+            _ => Err(Error::Unavailable("adjustment produced no StockAdjusted event".into())),
+        }
+    }
+
+    /// The SKU's durable stock now.
+    pub async fn stock(&self, sku: &Sku) -> Result<StockLevel, Error> {
+        self.shared().ask(sku, |reply| ReadStock { reply }).await
+    }
+
+    /// What each line of reservation `id` holds now.
+    pub async fn reservation(&self, id: ReservationId) -> Result<ReservationStatus, Error> {
+        let skus = self.skus_of(id).await?;
+        let statuses = join_all(skus.iter().map(|sku| self.line_status(sku, id))).await;
+        let mut lines = Vec::with_capacity(skus.len());
+        for (sku, status) in skus.into_iter().zip(statuses) {
+            lines.push((sku, status?));
+        }
+        Ok(ReservationStatus { id, lines })
+    }
+
+    async fn line_status(&self, sku: &Sku, id: ReservationId) -> Result<LineStatus, Error> {
+        self.shared()
+            .ask(sku, |reply| ReadReservation { id, reply })
+            .await
+    }
+
+    async fn skus_of(&self, id: ReservationId) -> Result<Vec<Sku>, Error> {
+        self.inner
+            .locator
+            .skus(&id)
+            .await
+            .ok_or_else(|| Error::NotFound(format!("reservation {id}")))
+    }
+
+    /// What the engine has done since it opened.
+    pub fn stats(&self) -> EngineStats {
+        self.shared().stats.read()
+    }
+
+    /// SKU actors running now.
+    pub fn active_skus(&self) -> usize {
+        self.shared().registry.active()
+    }
+
+    /// Stops taking commands, waits (up to `append_timeout`) for those in flight to be
+    /// answered, then stops the actors. Dropping the last clone stops them too, without
+    /// the wait: acknowledged commands are durable either way.
+    pub async fn shutdown(self) {
+        let shared = self.shared().clone();
+        shared.close();
+        let deadline = tokio::time::Instant::now() + shared.config.append_timeout;
+        while shared.waiting() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        drop(self);
+    }
+}
+
+/// The parts of a `StockReserved` an order needs.
+#[derive(Debug, Clone)]
+struct Reservation1 {
+    id: ReservationId,
+    order_id: Option<OrderId>,
+    qty: Quantity,
+    at: Timestamp,
+    expires_at: Timestamp,
+    version: u64,
+    replayed: bool,
+}
+
+fn reservation_of(accepted: &Accepted) -> Option<Reservation1> {
+    accepted.events.iter().find_map(|e| match e {
+        Event::StockReserved(r) => Some(Reservation1 {
+            id: r.reservation_id,
+            order_id: r.order_id.clone(),
+            qty: r.qty,
+            at: r.at,
+            expires_at: r.expires_at,
+            version: accepted.version,
+            replayed: accepted.replayed,
+        }),
+        _ => None,
+    })
+}
+
+fn check_lines(lines: &[Line]) -> Result<(), Error> {
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        return Err(Error::Invalid(format!(
+            "a reservation needs 1-{MAX_LINES} lines"
+        )));
+    }
+    for (i, line) in lines.iter().enumerate() {
+        if lines[..i].iter().any(|l| l.sku == line.sku) {
+            return Err(Error::Invalid(format!(
+                "SKU {} appears on two lines; merge them",
+                line.sku
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Background work at start-up: index reservations, wake SKUs with live ones, then prune
+/// the index now and then.
+async fn start_up(shared: Arc<Shared>, locator: Arc<Locator>) {
+    let horizon = shared.config.idempotency_retention + stockade_domain::MAX_TTL;
+    let since = shared.clock.now().saturating_sub(horizon);
+    match locator.scan(&shared.store, since).await {
+        Ok(skus) => {
+            tracing::info!(skus = skus.len(), indexed = locator.len(), "start-up pass done");
+            for chunk in skus.chunks(WAKE_CONCURRENCY) {
+                // A read loads the actor, which arms its expiry timer.
+                let wakes = chunk
+                    .iter()
+                    .map(|sku| shared.ask(sku, |reply| ReadStock { reply }));
+                for (sku, woke) in chunk.iter().zip(join_all(wakes).await) {
+                    if let Err(e) = woke {
+                        tracing::warn!(%sku, error = %e, "could not wake SKU for its expiries");
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "start-up pass failed; expiries fire on next use");
+            locator.give_up_waiting();
+        }
+    }
+    loop {
+        tokio::time::sleep(PRUNE_EVERY).await;
+        locator.prune(shared.clock.now().saturating_sub(horizon));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_with_no_lines_too_many_or_a_repeated_sku_are_invalid() {
+        let line = |s: &str| Line {
+            sku: Sku::new(s).expect("sku"),
+            qty: Quantity::new(1),
+        };
+        assert!(check_lines(&[]).is_err());
+        assert!(check_lines(&[line("A"), line("A")]).is_err());
+        let many: Vec<Line> = (0..=MAX_LINES).map(|i| line(&format!("S{i}"))).collect();
+        assert!(check_lines(&many).is_err());
+        assert!(check_lines(&[line("A"), line("B")]).is_ok());
+    }
+}

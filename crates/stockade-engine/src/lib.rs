@@ -1,0 +1,37 @@
+//! Stockade's engine: one single-writer actor per SKU, and the [`Inventory`] API over them.
+//!
+//! # Layout
+//! - [`inventory`]: [`Inventory`], the API (open, register, reserve, commit, release,
+//!   adjust, stock, reservation), its requests and receipts.
+//! - `engine`: the actor threads (one actix arbiter per core), the registry that finds or
+//!   starts a SKU's actor, and the one way of asking it something.
+//! - `actor`: the SKU actor, a pipelined single writer (see its module docs for the
+//!   invariants).
+//! - `reply`: reply handles, and the per-SKU bound that turns overload into `Overloaded`.
+//! - [`idempotency`]: keys per principal, their retention, key-derived event ids.
+//! - `recovery`: rebuilding a SKU from snapshot + events; the engine snapshot format.
+//! - `locator`: which SKUs hold a reservation, which reservations an order has.
+//! - [`clock`]: the injected time source ([`SystemClock`], [`ManualClock`]).
+//! - [`config`]: [`EngineConfig`] and its defaults.
+//! - [`error`]: [`Error`], what a caller can be told besides success.
+
+mod actor;
+pub mod clock;
+pub mod config;
+mod engine;
+pub mod error;
+pub mod idempotency;
+pub mod inventory;
+mod locator;
+mod recovery;
+mod reply;
+
+pub use actor::{Accepted, LineStatus, StockLevel};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::EngineConfig;
+pub use engine::EngineStats;
+pub use error::Error;
+pub use inventory::{
+    Adjusted, Adjustment, Inventory, InventoryConfig, Line, Origin, Reservation,
+    ReservationStatus, ReserveOptions, ReservedLine, Resolved, SQLITE_FILE, StoreConfig,
+};
