@@ -53,3 +53,5 @@ pub async fn fold_everything(
 
 /// A generous bound for anything these scenarios wait on.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub mod engine;

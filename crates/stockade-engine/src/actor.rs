@@ -22,11 +22,11 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use actix::{ActorFutureExt, SpawnHandle, WrapFuture};
-use stockade_domain::{
-    Command, Event, EventMetadata, Expire, OrderId, Principal, ReservationId, SkuState,
-    StockView, Timestamp, decide,
-};
 use stockade_domain::{Channel, Sku};
+use stockade_domain::{
+    Command, Event, EventMetadata, Expire, OrderId, Principal, ReservationId, SkuState, StockView,
+    Timestamp, decide,
+};
 use stockade_store::plan::MAX_APPEND_BYTES;
 use stockade_store::{AppendResult, EventData, ExpectedRevision, StoreError, StreamName, codec};
 use uuid::Uuid;
@@ -543,11 +543,7 @@ impl SkuActor {
         let (mut landed_commands, mut landed_events) = (0u64, 0u64);
         for p in batch {
             // Appends are atomic: either every event of the batch landed or none did.
-            let version = p
-                .event_ids
-                .last()
-                .and_then(|id| landed.get(id))
-                .copied();
+            let version = p.event_ids.last().and_then(|id| landed.get(id)).copied();
             match (version, &cause) {
                 (Some(version), _) => {
                     landed_commands += 1;
@@ -566,9 +562,15 @@ impl SkuActor {
             }
         }
         if landed_commands > 0 {
-            self.shared.stats.record_batch(landed_commands, landed_events);
+            self.shared
+                .stats
+                .record_batch(landed_commands, landed_events);
         }
-        redo.extend(self.queued.drain(..).map(|p| (p.command, p.request, p.reply)));
+        redo.extend(
+            self.queued
+                .drain(..)
+                .map(|p| (p.command, p.request, p.reply)),
+        );
         let followers: Vec<Follower> = self
             .pending_keys
             .drain()
@@ -705,11 +707,7 @@ impl SkuActor {
                 causation_id: Some("expiry".into()),
                 ..RequestMeta::default()
             };
-            self.admit(
-                Command::Expire(Expire { reservation_id }),
-                request,
-                None,
-            );
+            self.admit(Command::Expire(Expire { reservation_id }), request, None);
         }
         self.flush(ctx);
         self.arm_timer(ctx);
@@ -727,7 +725,10 @@ impl SkuActor {
                 .stock()
                 .is_none_or(|s| s.live_reservations().next().is_none());
         if idle {
-            self.shared.stats.passivations.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .stats
+                .passivations
+                .fetch_add(1, Ordering::Relaxed);
             self.stop(ctx);
         }
     }

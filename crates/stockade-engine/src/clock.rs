@@ -53,7 +53,9 @@ impl ManualClock {
     /// Moves time forward by `by`; waits that are now due resolve.
     pub fn advance(&self, by: Duration) {
         self.now.send_modify(|now| {
-            *now = now.checked_add(by).unwrap_or(Timestamp::from_millis(u64::MAX));
+            *now = now
+                .checked_add(by)
+                .unwrap_or(Timestamp::from_millis(u64::MAX));
         });
     }
 

@@ -215,13 +215,11 @@ impl Shared {
                 return Err(Error::Unavailable("the engine is shut down".into()));
             }
             let slot = self.slot(sku);
-            let (reply, answer) =
-                Reply::reserve_place(&slot.waiting, self.config.mailbox_capacity).map_err(
-                    |waiting| Error::Overloaded {
-                        sku: sku.clone(),
-                        waiting,
-                    },
-                )?;
+            let (reply, answer) = Reply::reserve_place(&slot.waiting, self.config.mailbox_capacity)
+                .map_err(|waiting| Error::Overloaded {
+                    sku: sku.clone(),
+                    waiting,
+                })?;
             // A closed mailbox drops the message; its reply then answers `Moved`.
             slot.addr.do_send(make(reply));
             match answer.await {

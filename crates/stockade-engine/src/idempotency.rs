@@ -222,11 +222,7 @@ impl KeyTable {
     pub fn to_entries(&self) -> Vec<(KeyScope, Recorded)> {
         self.order
             .iter()
-            .filter_map(|(_, scope)| {
-                self.entries
-                    .get(scope)
-                    .map(|r| (scope.clone(), r.clone()))
-            })
+            .filter_map(|(_, scope)| self.entries.get(scope).map(|r| (scope.clone(), r.clone())))
             .collect()
     }
 
@@ -239,7 +235,8 @@ impl KeyTable {
     }
 
     fn is_past_retention(&self, at: Timestamp, now: Timestamp) -> bool {
-        at.checked_add(self.retention).is_some_and(|until| until < now)
+        at.checked_add(self.retention)
+            .is_some_and(|until| until < now)
     }
 
     fn prune(&mut self, now: Timestamp) {

@@ -12,14 +12,15 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use stockade_domain::{
-    Adjust, Channel, Command, Commit, Event, OrderId, PoolConfig, Principal, Quantity,
-    RegisterSku, Rejection, Release, ReservationId, Reserve, Resolution, Sku, StockChange,
-    Timestamp,
+    Adjust, Channel, Command, Commit, Event, OrderId, PoolConfig, Principal, Quantity, RegisterSku,
+    Rejection, Release, ReservationId, Reserve, Resolution, Sku, StockChange, Timestamp,
 };
 use stockade_store::{EventStore, MemoryStore, SqliteStore};
 use uuid::Uuid;
 
-use crate::actor::{Accepted, Execute, LineStatus, ReadReservation, ReadStock, RequestMeta, StockLevel};
+use crate::actor::{
+    Accepted, Execute, LineStatus, ReadReservation, ReadStock, RequestMeta, StockLevel,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
 use crate::engine::{ActorThreads, EngineStats, Shared};
@@ -252,8 +253,7 @@ impl Inventory {
     /// ```
     pub async fn open(config: InventoryConfig) -> Result<Self, Error> {
         config.engine.validate().map_err(Error::Invalid)?;
-        let default_channel =
-            Channel::new("direct").map_err(|e| Error::Invalid(e.to_string()))?;
+        let default_channel = Channel::new("direct").map_err(|e| Error::Invalid(e.to_string()))?;
         let store: Arc<dyn EventStore> = match config.store {
             StoreConfig::Sqlite { data_dir } => {
                 let path = data_dir.join(SQLITE_FILE);
@@ -305,12 +305,20 @@ impl Inventory {
     }
 
     /// Registers a SKU with its pool. Returns the SKU's stream version.
-    pub async fn register(&self, sku: &Sku, pool: PoolConfig, origin: &Origin) -> Result<u64, Error> {
+    pub async fn register(
+        &self,
+        sku: &Sku,
+        pool: PoolConfig,
+        origin: &Origin,
+    ) -> Result<u64, Error> {
         let command = Command::RegisterSku(RegisterSku {
             sku: sku.clone(),
             pool,
         });
-        Ok(self.execute(sku, command, origin.request(None)?).await?.version)
+        Ok(self
+            .execute(sku, command, origin.request(None)?)
+            .await?
+            .version)
     }
 
     /// Holds `qty` of one SKU.
@@ -365,7 +373,10 @@ impl Inventory {
                 Ok(accepted) => held.push((line, accepted)),
                 // Keep the most telling refusal: a domain rejection over a transient error.
                 Err(e) => {
-                    if refusal.as_ref().is_none_or(|r: &Error| r.rejection().is_none()) {
+                    if refusal
+                        .as_ref()
+                        .is_none_or(|r: &Error| r.rejection().is_none())
+                    {
                         refusal = Some(e);
                     }
                 }
@@ -386,12 +397,12 @@ impl Inventory {
         }
         let first = reserved.first().map(|(_, r)| r.clone());
         let Some(first) = first else {
-            return Err(Error::Invalid("a reservation needs at least one line".into()));
+            return Err(Error::Invalid(
+                "a reservation needs at least one line".into(),
+            ));
         };
         for (sku, r) in &reserved {
-            self.inner
-                .locator
-                .add(r.id, sku, r.order_id.as_ref(), r.at);
+            self.inner.locator.add(r.id, sku, r.order_id.as_ref(), r.at);
         }
         Ok(Reservation {
             id: first.id,
@@ -414,7 +425,10 @@ impl Inventory {
     async fn rolled_back(&self, reserved: &[(Sku, Reservation1)]) -> Option<Error> {
         for (sku, r) in reserved {
             let status = self.line_status(sku, r.id).await;
-            if let Ok(LineStatus::Resolved(resolution @ (Resolution::Released | Resolution::Expired))) = status {
+            if let Ok(LineStatus::Resolved(
+                resolution @ (Resolution::Released | Resolution::Expired),
+            )) = status
+            {
                 return Some(Error::Rejected {
                     sku: sku.clone(),
                     rejection: Rejection::AlreadyResolved {
@@ -434,13 +448,16 @@ impl Inventory {
             correlation_id: order.map(|o| o.as_str().to_owned()),
             ..RequestMeta::default()
         };
-        let releases = reserved.iter().filter(|(_, r)| !r.replayed).map(|(sku, r)| {
-            let command = Command::Release(Release {
-                reservation_id: r.id,
+        let releases = reserved
+            .iter()
+            .filter(|(_, r)| !r.replayed)
+            .map(|(sku, r)| {
+                let command = Command::Release(Release {
+                    reservation_id: r.id,
+                });
+                let request = request.clone();
+                async move { (sku, self.execute(sku, command, request).await) }
             });
-            let request = request.clone();
-            async move { (sku, self.execute(sku, command, request).await) }
-        });
         for (sku, outcome) in join_all(releases).await {
             if let Err(e) = outcome {
                 // The hold lapses at its TTL; nothing is sold, nothing is lost.
@@ -501,13 +518,23 @@ impl Inventory {
     }
 
     /// Commits every reservation of `order`.
-    pub async fn commit_order(&self, order: &OrderId, origin: &Origin) -> Result<Vec<Resolved>, Error> {
-        self.resolve_order(order, origin, Resolution::Committed).await
+    pub async fn commit_order(
+        &self,
+        order: &OrderId,
+        origin: &Origin,
+    ) -> Result<Vec<Resolved>, Error> {
+        self.resolve_order(order, origin, Resolution::Committed)
+            .await
     }
 
     /// Releases every reservation of `order`.
-    pub async fn release_order(&self, order: &OrderId, origin: &Origin) -> Result<Vec<Resolved>, Error> {
-        self.resolve_order(order, origin, Resolution::Released).await
+    pub async fn release_order(
+        &self,
+        order: &OrderId,
+        origin: &Origin,
+    ) -> Result<Vec<Resolved>, Error> {
+        self.resolve_order(order, origin, Resolution::Released)
+            .await
     }
 
     async fn resolve_order(
@@ -528,7 +555,12 @@ impl Inventory {
     }
 
     /// Changes a SKU's limit. With `expected_version`, refuses if the SKU moved since.
-    pub async fn adjust(&self, sku: &Sku, adjustment: Adjustment, origin: &Origin) -> Result<Adjusted, Error> {
+    pub async fn adjust(
+        &self,
+        sku: &Sku,
+        adjustment: Adjustment,
+        origin: &Origin,
+    ) -> Result<Adjusted, Error> {
         let mut request = origin.request(None)?;
         request.expected_version = adjustment.expected_version;
         let command = Command::Adjust(Adjust {
@@ -545,7 +577,9 @@ impl Inventory {
                 version: accepted.version,
                 replayed: accepted.replayed,
             }),
-            _ => Err(Error::Unavailable("adjustment produced no StockAdjusted event".into())),
+            _ => Err(Error::Unavailable(
+                "adjustment produced no StockAdjusted event".into(),
+            )),
         }
     }
 
@@ -577,6 +611,11 @@ impl Inventory {
             .skus(&id)
             .await
             .ok_or_else(|| Error::NotFound(format!("reservation {id}")))
+    }
+
+    /// The event store the engine writes to (for audits and tools that read the log).
+    pub fn store(&self) -> Arc<dyn EventStore> {
+        self.shared().store.clone()
     }
 
     /// What the engine has done since it opened.
@@ -654,7 +693,11 @@ async fn start_up(shared: Arc<Shared>, locator: Arc<Locator>) {
     let since = shared.clock.now().saturating_sub(horizon);
     match locator.scan(&shared.store, since).await {
         Ok(skus) => {
-            tracing::info!(skus = skus.len(), indexed = locator.len(), "start-up pass done");
+            tracing::info!(
+                skus = skus.len(),
+                indexed = locator.len(),
+                "start-up pass done"
+            );
             for chunk in skus.chunks(WAKE_CONCURRENCY) {
                 // A read loads the actor, which arms its expiry timer.
                 let wakes = chunk

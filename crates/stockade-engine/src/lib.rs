@@ -11,11 +11,13 @@
 //! - [`idempotency`]: keys per principal, their retention, key-derived event ids.
 //! - `recovery`: rebuilding a SKU from snapshot + events; the engine snapshot format.
 //! - `locator`: which SKUs hold a reservation, which reservations an order has.
+//! - [`audit`]: an independent check of the log for oversells, used by the simulation.
 //! - [`clock`]: the injected time source ([`SystemClock`], [`ManualClock`]).
 //! - [`config`]: [`EngineConfig`] and its defaults.
 //! - [`error`]: [`Error`], what a caller can be told besides success.
 
 mod actor;
+pub mod audit;
 pub mod clock;
 pub mod config;
 mod engine;
@@ -32,6 +34,6 @@ pub use config::EngineConfig;
 pub use engine::EngineStats;
 pub use error::Error;
 pub use inventory::{
-    Adjusted, Adjustment, Inventory, InventoryConfig, Line, Origin, Reservation,
-    ReservationStatus, ReserveOptions, ReservedLine, Resolved, SQLITE_FILE, StoreConfig,
+    Adjusted, Adjustment, Inventory, InventoryConfig, Line, Origin, Reservation, ReservationStatus,
+    ReserveOptions, ReservedLine, Resolved, SQLITE_FILE, StoreConfig,
 };

@@ -45,7 +45,13 @@ impl Locator {
     }
 
     /// Notes that `sku` holds a line of reservation `id`.
-    pub(crate) fn add(&self, id: ReservationId, sku: &Sku, order_id: Option<&OrderId>, at: Timestamp) {
+    pub(crate) fn add(
+        &self,
+        id: ReservationId,
+        sku: &Sku,
+        order_id: Option<&OrderId>,
+        at: Timestamp,
+    ) {
         let mut group = self.groups.entry(id).or_insert_with(|| Group {
             skus: Vec::new(),
             order_id: order_id.cloned(),
@@ -78,7 +84,11 @@ impl Locator {
         if !self.orders.contains_key(order) {
             self.wait_ready().await;
         }
-        let ids = self.orders.get(order).map(|ids| ids.clone()).unwrap_or_default();
+        let ids = self
+            .orders
+            .get(order)
+            .map(|ids| ids.clone())
+            .unwrap_or_default();
         ids.into_iter()
             .filter_map(|id| self.groups.get(&id).map(|g| (id, g.skus.clone())))
             .collect()
@@ -101,11 +111,10 @@ impl Locator {
             keep
         });
         for order in dropped_orders {
-            self.orders
-                .remove_if_mut(&order, |_, ids| {
-                    ids.retain(|id| self.groups.contains_key(id));
-                    ids.is_empty()
-                });
+            self.orders.remove_if_mut(&order, |_, ids| {
+                ids.retain(|id| self.groups.contains_key(id));
+                ids.is_empty()
+            });
         }
     }
 

@@ -1,0 +1,171 @@
+//! Helpers for the engine scenarios: opening engines, a store that misbehaves on purpose,
+//! and the independent log check.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use stockade_domain::{PoolConfig, Quantity, Sku};
+use stockade_engine::audit::{LogReport, check_log};
+use stockade_engine::{EngineConfig, Inventory, InventoryConfig, Origin, StoreConfig};
+use stockade_store::{
+    AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
+    StoreError, StreamName, Subscription,
+};
+
+pub fn sku(name: &str) -> Sku {
+    Sku::new(name).unwrap()
+}
+
+pub fn physical(on_hand: u64) -> PoolConfig {
+    PoolConfig::Physical {
+        on_hand: Quantity::new(on_hand),
+        safety_stock: Quantity::ZERO,
+    }
+}
+
+/// Engine settings for tests: two arbiters, whatever the machine.
+pub fn test_engine() -> EngineConfig {
+    EngineConfig {
+        arbiters: 2,
+        ..EngineConfig::default()
+    }
+}
+
+pub async fn open_sqlite(dir: &std::path::Path) -> Inventory {
+    Inventory::open(InventoryConfig::sqlite(dir).engine(test_engine()))
+        .await
+        .unwrap()
+}
+
+pub async fn open_on(store: Arc<dyn EventStore>, engine: EngineConfig) -> Inventory {
+    Inventory::open(InventoryConfig::with_store(StoreConfig::Custom(store)).engine(engine))
+        .await
+        .unwrap()
+}
+
+pub async fn register(inventory: &Inventory, name: &str, on_hand: u64) -> Sku {
+    let sku = sku(name);
+    inventory
+        .register(&sku, physical(on_hand), &Origin::default())
+        .await
+        .unwrap();
+    sku
+}
+
+/// The independent check of everything in the store; fails the test on any breach.
+pub async fn checked_log(store: &Arc<dyn EventStore>) -> LogReport {
+    let report = check_log(store).await.unwrap();
+    assert_eq!(report.violations, Vec::<String>::new(), "log breaches");
+    assert_eq!(report.oversold_units, 0);
+    report
+}
+
+/// What a [`FaultyStore`] does to an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Refused before anything is written.
+    Fail,
+    /// Written after a delay.
+    Slow(Duration),
+    /// Written, but the caller is told it failed (the reply was lost).
+    LostReply,
+}
+
+/// A store wrapper that injects faults into appends, by a deterministic schedule:
+/// `schedule(n)` decides the fault of the `n`-th append.
+pub struct FaultyStore {
+    inner: Arc<dyn EventStore>,
+    schedule: Box<dyn Fn(u64) -> Fault + Send + Sync>,
+    appends: AtomicU64,
+    pub injected: AtomicU64,
+}
+
+impl std::fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyStore")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FaultyStore {
+    pub fn new(
+        inner: Arc<dyn EventStore>,
+        schedule: impl Fn(u64) -> Fault + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            inner,
+            schedule: Box::new(schedule),
+            appends: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for FaultyStore {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        let n = self.appends.fetch_add(1, Ordering::Relaxed);
+        let fault = (self.schedule)(n);
+        if fault != Fault::None {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+        }
+        match fault {
+            Fault::None => self.inner.append(stream, expected, events).await,
+            Fault::Fail => Err(StoreError::Unavailable("injected: disk said no".into())),
+            Fault::Slow(delay) => {
+                tokio::time::sleep(delay).await;
+                self.inner.append(stream, expected, events).await
+            }
+            Fault::LostReply => {
+                self.inner.append(stream, expected, events).await?;
+                Err(StoreError::Unavailable("injected: reply lost".into()))
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, from, max).await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, max).await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.inner.head().await
+    }
+
+    fn subscribe_all(&self, after: Position) -> Subscription {
+        self.inner.subscribe_all(after)
+    }
+
+    async fn save_snapshot(
+        &self,
+        stream: &StreamName,
+        snapshot: Snapshot,
+    ) -> Result<(), StoreError> {
+        self.inner.save_snapshot(stream, snapshot).await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_snapshot(stream).await
+    }
+}

@@ -1,0 +1,139 @@
+//! A store that fails appends, answers slowly, or writes but loses its reply: no oversell,
+//! no acknowledged reservation missing, none applied twice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::future::join_all;
+use stockade_domain::{Principal, Quantity};
+use stockade_engine::{EngineConfig, Error, Origin, ReserveOptions};
+use stockade_store::{EventStore, MemoryStore};
+use stockade_tests::engine::{
+    Fault, FaultyStore, checked_log, open_on, physical, sku, test_engine,
+};
+
+/// One append in three fails outright, one in three lands with its reply lost, and every
+/// fifth of the rest is slower than the engine's patience.
+fn schedule(n: u64) -> Fault {
+    match n % 15 {
+        0 => Fault::None, // the registration
+        1 | 4 | 7 | 10 | 13 => Fault::Fail,
+        2 | 5 | 8 | 11 | 14 => Fault::LostReply,
+        3 => Fault::Slow(Duration::from_millis(300)),
+        _ => Fault::None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_appends_never_oversell_or_lose_an_acknowledged_reservation() {
+    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let faulty = Arc::new(FaultyStore::new(memory.clone(), schedule));
+    let engine = EngineConfig {
+        append_timeout: Duration::from_millis(100),
+        ..test_engine()
+    };
+    let inventory = open_on(faulty.clone(), engine).await;
+    let item = sku("FLAKY");
+    // Registration may itself meet a fault; retry it with a key until it lands.
+    let origin = Origin::default().idempotency_key("register-flaky");
+    let mut registered = false;
+    for _ in 0..20 {
+        if inventory
+            .register(&item, physical(60), &origin)
+            .await
+            .is_ok()
+        {
+            registered = true;
+            break;
+        }
+    }
+    assert!(registered);
+
+    let mut acknowledged = HashSet::new();
+    let mut unknown = 0;
+    for wave in 0..30 {
+        let buyers = (0..5).map(|buyer| {
+            let (inventory, item) = (inventory.clone(), item.clone());
+            tokio::spawn(async move {
+                // Each buyer retries with its key until it gets a definite answer.
+                let options = ReserveOptions {
+                    origin: Origin::default()
+                        .principal(Principal::new("shop").unwrap())
+                        .idempotency_key(format!("buyer-{wave}-{buyer}")),
+                    ..ReserveOptions::default()
+                };
+                let mut unknown = 0;
+                for _ in 0..20 {
+                    match inventory
+                        .reserve(&item, Quantity::new(1), options.clone())
+                        .await
+                    {
+                        Err(Error::Unavailable(_)) => unknown += 1,
+                        outcome => return (outcome, unknown),
+                    }
+                }
+                panic!("no definite answer after 20 tries");
+            })
+        });
+        for outcome in join_all(buyers).await {
+            let (outcome, retries) = outcome.unwrap();
+            unknown += retries;
+            match outcome {
+                Ok(held) => {
+                    acknowledged.insert(held.id);
+                }
+                Err(Error::Rejected { rejection, .. }) => {
+                    assert_eq!(rejection.code(), "insufficient_stock")
+                }
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+        }
+    }
+    let injected = faulty.injected.load(Ordering::Relaxed);
+    assert!(
+        injected >= 20,
+        "only {injected} faults: too few to prove anything"
+    );
+    assert!(unknown > 0, "no caller ever saw an unknown outcome");
+    assert_eq!(acknowledged.len(), 60, "all stock sold, exactly");
+
+    // The log: no breach, and every acknowledged reservation exactly once.
+    let report = checked_log(&memory).await;
+    let in_log = &report.reservations[&item];
+    assert_eq!(in_log, &acknowledged);
+    assert_eq!(report.reserved, 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_whose_reply_was_lost_is_acknowledged_once_it_is_found() {
+    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    // Registration goes through, then every reservation's reply is lost.
+    let faulty = Arc::new(FaultyStore::new(memory.clone(), |n| {
+        if n == 0 {
+            Fault::None
+        } else {
+            Fault::LostReply
+        }
+    }));
+    let inventory = open_on(faulty, test_engine()).await;
+    let item = sku("LOST");
+    inventory
+        .register(&item, physical(5), &Origin::default())
+        .await
+        .unwrap();
+    // No key: the engine alone must find that the append landed.
+    let held = inventory
+        .reserve(&item, Quantity::new(2), ReserveOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        inventory.stock(&item).await.unwrap().view.reserved,
+        Quantity::new(2)
+    );
+    let report = checked_log(&memory).await;
+    assert_eq!(report.reservations[&item], HashSet::from([held.id]));
+}
