@@ -1,0 +1,85 @@
+//! The `stockade` command. Today: `simulate flash-sale`.
+//!
+//! Exit status: 0 when the command did what it says; 1 when it ran but a check failed
+//! (an oversell, an acknowledged reservation missing from the log); 2 for bad usage or an
+//! error that stopped it (one line on stderr).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod report;
+mod simulate;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stockade",
+    version,
+    about = "Event-sourced inventory reservations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Rehearse contention before the real day.
+    #[command(subcommand)]
+    Simulate(Simulation),
+}
+
+#[derive(Debug, Subcommand)]
+enum Simulation {
+    /// Concurrent buyers reserve, commit or abandon; the log is then checked for oversells.
+    FlashSale(simulate::FlashSale),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("start the runtime: {e}")),
+    };
+    match cli.command {
+        Top::Simulate(Simulation::FlashSale(args)) => {
+            let json = args.json();
+            match runtime.block_on(simulate::run(args)) {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string(&report) {
+                            Ok(line) => emit(&line),
+                            Err(e) => return fail(&format!("render the report: {e}")),
+                        }
+                    } else {
+                        emit(report.table().trim_end());
+                    }
+                    if report.passed() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+/// Writes the command's result to stdout (the one place this binary prints to it).
+#[allow(clippy::print_stdout)]
+fn emit(text: &str) {
+    println!("{text}");
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,416 @@
+//! `stockade simulate flash-sale`: real concurrent buyers against a real engine, then an
+//! independent check of the log.
+//!
+//! Each buyer reserves, then commits or walks away (the abandon rate); walked-away holds
+//! lapse at their TTL and their stock goes back on sale. After the last buyer, the run
+//! waits for the abandoned holds to lapse, folds the whole log with the independent
+//! checker and compares it with what the buyers were told.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use stockade_domain::{PoolConfig, Quantity, ReservationId, Sku};
+use stockade_engine::audit::check_log;
+use stockade_engine::{
+    EngineConfig, Error, Inventory, InventoryConfig, Origin, ReserveOptions, StoreConfig,
+};
+
+use crate::report::{Percentiles, Table};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// In memory: nothing is written to disk.
+    Memory,
+    /// The embedded SQLite log, with an fsync per commit.
+    Sqlite,
+}
+
+#[derive(Debug, Args)]
+pub struct FlashSale {
+    /// SKUs on sale; buyers are spread over them evenly.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    skus: u32,
+    /// Units on hand per SKU.
+    #[arg(long, default_value_t = 50_000)]
+    stock: u64,
+    /// Buyers in total; each tries once.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    buyers: u64,
+    /// Buyers shopping at the same time.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    concurrency: u64,
+    /// Units each buyer reserves.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    qty: u64,
+    /// Seconds a reservation holds before it lapses.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    ttl: u64,
+    /// Share of buyers who reserve and never come back (0 to 1).
+    #[arg(long, default_value_t = 0.1, value_parser = parse_rate)]
+    abandon_rate: f64,
+    /// Where the events go.
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+    /// Directory for the SQLite log; a temporary one (deleted afterwards) when omitted.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Seed of the abandon decisions, to repeat a run.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+impl FlashSale {
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err("must be between 0 and 1".into())
+    }
+}
+
+/// The figures of a run, under the keys `--json` prints.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub store: &'static str,
+    pub skus: u32,
+    pub stock_per_sku: u64,
+    pub buyers: u64,
+    pub concurrency: u64,
+    pub attempts: u64,
+    pub reserved: u64,
+    pub committed: u64,
+    pub abandoned: u64,
+    pub expired: u64,
+    pub rejected: u64,
+    pub errors: u64,
+    pub oversold: u64,
+    pub missing_acknowledged: u64,
+    pub log_violations: Vec<String>,
+    pub elapsed_seconds: f64,
+    pub durable_reservations_per_second: f64,
+    pub reserve_latency_ms: Percentiles,
+    pub mean_batch: f64,
+    pub max_batch: u64,
+    pub appends: u64,
+}
+
+impl Report {
+    /// Whether the run kept every promise.
+    pub fn passed(&self) -> bool {
+        self.oversold == 0 && self.missing_acknowledged == 0 && self.log_violations.is_empty()
+    }
+
+    pub fn table(&self) -> String {
+        let mut t = Table::new(["", ""]);
+        let n = |v: u64| v.to_string();
+        t.row(["store", self.store]);
+        t.row([
+            "SKUs × stock".to_string(),
+            format!("{} × {}", self.skus, self.stock_per_sku),
+        ]);
+        t.row([
+            "buyers (concurrent)".to_string(),
+            format!("{} ({})", self.buyers, self.concurrency),
+        ]);
+        t.row(["attempts".to_string(), n(self.attempts)]);
+        t.row(["reserved".to_string(), n(self.reserved)]);
+        t.row(["committed".to_string(), n(self.committed)]);
+        t.row([
+            "abandoned → expired".to_string(),
+            format!("{} → {}", self.abandoned, self.expired),
+        ]);
+        t.row(["rejected (sold out)".to_string(), n(self.rejected)]);
+        t.row(["errors".to_string(), n(self.errors)]);
+        t.row(["oversold (from the log)".to_string(), n(self.oversold)]);
+        t.row([
+            "acknowledged but missing".to_string(),
+            n(self.missing_acknowledged),
+        ]);
+        t.row([
+            "durable reservations/s".to_string(),
+            format!("{:.0}", self.durable_reservations_per_second),
+        ]);
+        let p = &self.reserve_latency_ms;
+        t.row([
+            "reserve latency p50 / p99 / p999".to_string(),
+            format!("{:.2} / {:.2} / {:.2} ms", p.p50, p.p99, p.p999),
+        ]);
+        t.row([
+            "batch size mean / max".to_string(),
+            format!("{:.1} / {}", self.mean_batch, self.max_batch),
+        ]);
+        t.row(["appends".to_string(), n(self.appends)]);
+        t.row([
+            "elapsed".to_string(),
+            format!("{:.2} s", self.elapsed_seconds),
+        ]);
+        let verdict = if self.passed() { "PASS" } else { "FAIL" };
+        t.row(["verdict".to_string(), verdict.to_string()]);
+        let mut out = t.render_untitled();
+        for v in &self.log_violations {
+            out.push_str(&format!("violation: {v}\n"));
+        }
+        out
+    }
+}
+
+/// What the buyers saw.
+#[derive(Default)]
+struct Outcomes {
+    latencies_us: Vec<u64>,
+    acknowledged: Vec<(Sku, ReservationId)>,
+    committed: u64,
+    abandoned: u64,
+    rejected: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// A buyer's coin: deterministic per (seed, buyer), so a run can be repeated.
+fn abandons(seed: u64, buyer: u64, rate: f64) -> bool {
+    // SplitMix64: a well-mixed 64-bit hash of the pair.
+    let mut z = seed ^ buyer.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    rate >= 1.0 || (z as f64 / u64::MAX as f64) < rate
+}
+
+pub async fn run(args: FlashSale) -> Result<Report, String> {
+    let temp;
+    let store = match (args.store, &args.data_dir) {
+        (StoreKind::Memory, _) => StoreConfig::Memory,
+        (StoreKind::Sqlite, Some(dir)) => StoreConfig::Sqlite {
+            data_dir: dir.clone(),
+        },
+        (StoreKind::Sqlite, None) => {
+            temp = tempfile::tempdir().map_err(|e| format!("create a temporary directory: {e}"))?;
+            StoreConfig::Sqlite {
+                data_dir: temp.path().to_path_buf(),
+            }
+        }
+    };
+    let engine = EngineConfig {
+        // Buyers beyond the mailbox bound would be refused as overloaded; a simulation
+        // wants to measure the queue, not the refusal.
+        mailbox_capacity: (args.concurrency as usize).saturating_mul(2).max(1024),
+        ..EngineConfig::default()
+    };
+    let inventory = Inventory::open(InventoryConfig::with_store(store).engine(engine))
+        .await
+        .map_err(|e| format!("open the inventory: {e}"))?;
+
+    let run_id = std::process::id();
+    let skus: Vec<Sku> = (0..args.skus)
+        .map(|n| Sku::new(format!("SALE-{run_id}-{n}")))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    for sku in &skus {
+        let pool = PoolConfig::Physical {
+            on_hand: Quantity::new(args.stock),
+            safety_stock: Quantity::ZERO,
+        };
+        inventory
+            .register(sku, pool, &Origin::default())
+            .await
+            .map_err(|e| format!("register {sku}: {e}"))?;
+    }
+
+    let progress = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.buyers)
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} buyers {pos}/{len} {wide_bar} {per_sec} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+
+    let before = inventory.stats();
+    let next = Arc::new(AtomicUsize::new(0));
+    let skus = Arc::new(skus);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (inventory, next, skus, progress) = (
+                inventory.clone(),
+                next.clone(),
+                skus.clone(),
+                progress.clone(),
+            );
+            let (buyers, qty, ttl, rate, seed) = (
+                args.buyers,
+                args.qty,
+                args.ttl,
+                args.abandon_rate,
+                args.seed,
+            );
+            tokio::spawn(async move {
+                let mut seen = Outcomes::default();
+                loop {
+                    let buyer = next.fetch_add(1, Ordering::Relaxed) as u64;
+                    if buyer >= buyers {
+                        return seen;
+                    }
+                    let sku = &skus[(buyer % skus.len() as u64) as usize];
+                    let options = ReserveOptions {
+                        ttl: Some(Duration::from_secs(ttl)),
+                        ..ReserveOptions::default()
+                    };
+                    let asked = Instant::now();
+                    let outcome = inventory.reserve(sku, Quantity::new(qty), options).await;
+                    seen.latencies_us.push(asked.elapsed().as_micros() as u64);
+                    match outcome {
+                        Ok(held) => {
+                            seen.acknowledged.push((sku.clone(), held.id));
+                            if abandons(seed, buyer, rate) {
+                                seen.abandoned += 1;
+                            } else {
+                                match inventory.commit(held.id, &Origin::default()).await {
+                                    Ok(_) => seen.committed += 1,
+                                    Err(e) => seen.error(e),
+                                }
+                            }
+                        }
+                        Err(Error::Rejected { .. }) => seen.rejected += 1,
+                        Err(e) => seen.error(e),
+                    }
+                    progress.inc(1);
+                }
+            })
+        })
+        .collect();
+    let mut seen = Outcomes::default();
+    for worker in workers {
+        let w = worker
+            .await
+            .map_err(|e| format!("a buyer task failed: {e}"))?;
+        seen.merge(w);
+    }
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    let during = inventory.stats();
+
+    // Let the abandoned holds lapse so their expiries are in the log we check.
+    if seen.abandoned > 0 {
+        if !args.json {
+            eprintln!("waiting {} s for abandoned holds to lapse…", args.ttl);
+        }
+        let deadline = Instant::now() + Duration::from_secs(args.ttl) + Duration::from_secs(5);
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let report = check_log(&inventory.store())
+                .await
+                .map_err(|e| e.to_string())?;
+            if report.expired >= seen.abandoned || Instant::now() > deadline {
+                break;
+            }
+        }
+    }
+
+    let log = check_log(&inventory.store())
+        .await
+        .map_err(|e| format!("read the log back: {e}"))?;
+    let in_log: HashSet<(Sku, ReservationId)> = log
+        .reservations
+        .iter()
+        .flat_map(|(sku, ids)| ids.iter().map(move |id| (sku.clone(), *id)))
+        .collect();
+    let missing = seen
+        .acknowledged
+        .iter()
+        .filter(|ack| !in_log.contains(*ack))
+        .count() as u64;
+    if let Some(e) = &seen.first_error {
+        eprintln!("first error: {e}");
+    }
+    let reserved = seen.acknowledged.len() as u64;
+    let appends = during.appends.saturating_sub(before.appends);
+    let commands = during.commands.saturating_sub(before.commands);
+    let report = Report {
+        store: match args.store {
+            StoreKind::Memory => "memory",
+            StoreKind::Sqlite => "sqlite",
+        },
+        skus: args.skus,
+        stock_per_sku: args.stock,
+        buyers: args.buyers,
+        concurrency: args.concurrency,
+        attempts: seen.latencies_us.len() as u64,
+        reserved,
+        committed: seen.committed,
+        abandoned: seen.abandoned,
+        expired: log.expired,
+        rejected: seen.rejected,
+        errors: seen.errors,
+        oversold: log.oversold_units,
+        missing_acknowledged: missing,
+        log_violations: log.violations,
+        elapsed_seconds: elapsed.as_secs_f64(),
+        durable_reservations_per_second: reserved as f64 / elapsed.as_secs_f64().max(1e-9),
+        reserve_latency_ms: Percentiles::of_micros(&mut seen.latencies_us),
+        mean_batch: if appends == 0 {
+            0.0
+        } else {
+            commands as f64 / appends as f64
+        },
+        max_batch: during.max_batch,
+        appends,
+    };
+    inventory.shutdown().await;
+    Ok(report)
+}
+
+impl Outcomes {
+    fn error(&mut self, e: Error) {
+        self.errors += 1;
+        self.first_error.get_or_insert_with(|| e.to_string());
+    }
+
+    fn merge(&mut self, other: Outcomes) {
+        self.latencies_us.extend(other.latencies_us);
+        self.acknowledged.extend(other.acknowledged);
+        self.committed += other.committed;
+        self.abandoned += other.abandoned;
+        self.rejected += other.rejected;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_abandon_coin_follows_the_rate() {
+        let abandoned = (0..100_000).filter(|b| abandons(7, *b, 0.25)).count();
+        assert!((24_000..26_000).contains(&abandoned), "{abandoned}");
+        assert_eq!((0..1000).filter(|b| abandons(7, *b, 0.0)).count(), 0);
+        assert_eq!((0..1000).filter(|b| abandons(7, *b, 1.0)).count(), 1000);
+    }
+
+    #[test]
+    fn a_rate_outside_zero_to_one_is_refused() {
+        assert!(parse_rate("1.5").is_err());
+        assert!(parse_rate("x").is_err());
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+    }
+}
