@@ -68,7 +68,7 @@ pub enum Fault {
     None,
     /// Refused before anything is written.
     Fail,
-    /// Written after a delay.
+    /// Written after a delay, even if the caller gave up waiting.
     Slow(Duration),
     /// Written, but the caller is told it failed (the reply was lost).
     LostReply,
@@ -122,8 +122,15 @@ impl EventStore for FaultyStore {
             Fault::None => self.inner.append(stream, expected, events).await,
             Fault::Fail => Err(StoreError::Unavailable("injected: disk said no".into())),
             Fault::Slow(delay) => {
-                tokio::time::sleep(delay).await;
-                self.inner.append(stream, expected, events).await
+                // Like a request already on the wire: it lands even if the caller stops
+                // waiting for it.
+                let (inner, stream) = (self.inner.clone(), stream.clone());
+                let late = tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    inner.append(&stream, expected, events).await
+                });
+                late.await
+                    .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())))
             }
             Fault::LostReply => {
                 self.inner.append(stream, expected, events).await?;

@@ -137,3 +137,62 @@ async fn an_append_whose_reply_was_lost_is_acknowledged_once_it_is_found() {
     let report = checked_log(&memory).await;
     assert_eq!(report.reservations[&item], HashSet::from([held.id]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_retry_after_a_timed_out_append_gets_what_the_store_holds() {
+    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    // The first reservation's append lands only after the engine stopped waiting for it.
+    let faulty = Arc::new(FaultyStore::new(memory.clone(), |n| {
+        if n == 1 {
+            Fault::Slow(Duration::from_millis(300))
+        } else {
+            Fault::None
+        }
+    }));
+    let engine = EngineConfig {
+        append_timeout: Duration::from_millis(100),
+        ..test_engine()
+    };
+    let inventory = open_on(faulty, engine).await;
+    let item = sku("LATE");
+    inventory
+        .register(&item, physical(5), &Origin::default())
+        .await
+        .unwrap();
+    let options = ReserveOptions {
+        origin: Origin::default().idempotency_key("slow-cart"),
+        ..ReserveOptions::default()
+    };
+    let first = inventory
+        .reserve(&item, Quantity::new(2), options.clone())
+        .await;
+    assert!(matches!(first, Err(Error::Unavailable(_))), "{first:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await; // the late append lands
+
+    // The retry is decided again with the same event ids; the store takes it for the
+    // landed one, and the engine answers with what the store holds.
+    let retry = inventory
+        .reserve(&item, Quantity::new(2), options)
+        .await
+        .unwrap();
+    let report = checked_log(&memory).await;
+    assert_eq!(report.reserved, 1);
+    let stored = memory
+        .read_stream(&stockade_store::StreamName::for_sku(&item), 1, 1)
+        .await
+        .unwrap();
+    let (event, _) = stockade_store::codec::decode(&stored[0]).unwrap();
+    match event {
+        stockade_domain::Event::StockReserved(e) => {
+            assert_eq!(
+                (e.reservation_id, e.expires_at),
+                (retry.id, retry.expires_at)
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        inventory.stock(&item).await.unwrap().view.reserved,
+        Quantity::new(2)
+    );
+}

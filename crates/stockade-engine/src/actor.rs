@@ -167,6 +167,11 @@ pub(crate) struct SkuActor {
     snapshot_version: u64,
     snapshot_in_flight: bool,
     last_active: Instant,
+    /// An append of this actor timed out or failed without a verdict, so it may still
+    /// land. A keyed command decided again carries the same event ids, and the store
+    /// would take it for a retry of the stored one: from then on, a batch with keyed
+    /// commands is confirmed by re-reading what the store holds.
+    uncertain: bool,
 }
 
 impl Actor for SkuActor {
@@ -178,11 +183,16 @@ impl Actor for SkuActor {
         let store = self.shared.store.clone();
         let stream = self.stream.clone();
         let retention = self.shared.config.idempotency_retention;
+        let patience = self.shared.config.append_timeout;
         // `wait`: no message is handled until the state is loaded.
         ctx.wait(
-            async move { recovery::load(&store, &stream, retention).await }
-                .into_actor(self)
-                .map(|loaded, act, ctx| act.loaded(loaded, ctx)),
+            async move {
+                tokio::time::timeout(patience, recovery::load(&store, &stream, retention))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out("loading the SKU", patience)))
+            }
+            .into_actor(self)
+            .map(|loaded, act, ctx| act.loaded(loaded, ctx)),
         );
         let every = (self.shared.config.idle_timeout / 2).max(std::time::Duration::from_millis(5));
         ctx.run_interval(every, |act, ctx| act.maybe_passivate(ctx));
@@ -214,6 +224,7 @@ impl SkuActor {
             snapshot_version: 0,
             snapshot_in_flight: false,
             last_active: Instant::now(),
+            uncertain: false,
         }
     }
 
@@ -349,10 +360,21 @@ impl SkuActor {
             self.pending_keys
                 .insert(scope.clone(), (fingerprint.clone(), Vec::new()));
         }
-        let bytes = data
+        let bytes: usize = data
             .iter()
             .map(|d| d.event_type.len() + d.data.len() + d.metadata.len())
             .sum();
+        if bytes > BATCH_BYTES {
+            // No append could carry it: refuse it before it is queued, and undo its effect
+            // on the speculative state.
+            self.rebuild_speculative();
+            if let Some(reply) = reply {
+                reply.send(Err(Error::Invalid(format!(
+                    "the command's events take {bytes} bytes, more than one append may carry"
+                ))));
+            }
+            return;
+        }
         let reply = reply.map(|mut r| {
             r.mark_decided();
             r
@@ -428,9 +450,22 @@ impl SkuActor {
     fn appended(&mut self, result: Result<AppendResult, AppendFailure>, ctx: &mut Context<Self>) {
         match result {
             Ok(landed) => {
+                let keyed = self
+                    .in_flight
+                    .iter()
+                    .flatten()
+                    .any(|p| p.request.scope.is_some());
+                if self.uncertain && keyed {
+                    // Confirm by reading what landed (see `uncertain`).
+                    self.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                    return self.resync(ctx, None);
+                }
                 let batch = self.in_flight.take().unwrap_or_default();
-                self.made_durable(batch, landed.revision);
-                self.after_progress(ctx);
+                if self.made_durable(batch, landed.revision) {
+                    self.after_progress(ctx);
+                } else {
+                    self.stop(ctx);
+                }
             }
             Err(failure) => {
                 let cause = match &failure {
@@ -439,11 +474,14 @@ impl SkuActor {
                         None
                     }
                     AppendFailure::Store(e) => Some(Error::store("append", e)),
-                    AppendFailure::TimedOut => Some(Error::Unavailable(format!(
-                        "append took longer than {:?}",
-                        self.shared.config.append_timeout
-                    ))),
+                    AppendFailure::TimedOut => Some(Error::store(
+                        "append",
+                        &timed_out("the append", self.shared.config.append_timeout),
+                    )),
                 };
+                if cause.is_some() {
+                    self.uncertain = true;
+                }
                 self.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 self.resync(ctx, cause);
             }
@@ -451,29 +489,43 @@ impl SkuActor {
     }
 
     /// Folds an acknowledged batch into the durable state and answers its callers.
-    /// `last_revision` is the revision of the batch's last event.
-    fn made_durable(&mut self, batch: Vec<Pending>, last_revision: u64) {
+    /// `last_revision` is the revision of the batch's last event. Returns `false` when the
+    /// store's answer does not fit the durable state: the callers are still answered (their
+    /// events are durable), but the actor must stop so that a fresh one reloads the truth.
+    fn made_durable(&mut self, batch: Vec<Pending>, last_revision: u64) -> bool {
         let events: u64 = batch.iter().map(|p| p.events.len() as u64).sum();
-        let mut version = last_revision + 1 - events;
+        let first = (last_revision + 1).checked_sub(events);
+        let mut sound = first == Some(self.durable_version);
+        if !sound {
+            tracing::error!(
+                sku = %self.sku,
+                last_revision,
+                durable = self.durable_version,
+                "append landed at an unexpected revision"
+            );
+        }
+        let mut version = first.unwrap_or(self.durable_version);
         self.shared.stats.record_batch(batch.len() as u64, events);
         for p in batch {
             for event in &p.events {
-                if let Err(e) = self.durable.apply(event) {
-                    // The store took it, so the log is the truth: this is a bug in the
-                    // engine's bookkeeping. Say so loudly; the next resync re-reads.
+                if sound && let Err(e) = self.durable.apply(event) {
                     tracing::error!(sku = %self.sku, error = %e, "durable event does not apply");
+                    sound = false;
                 }
                 version += 1;
             }
             self.durable_version = version;
-            self.answer(p, version, false);
+            self.answer(p, None, version, false);
         }
+        sound
     }
 
     /// Records a durable command's key and answers it and any retries that waited on it.
-    fn answer(&mut self, p: Pending, version: u64, replayed: bool) {
+    /// `stored`: the events as read back from the store, when the answer comes from a
+    /// re-read (they are the truth if they differ from what this actor decided).
+    fn answer(&mut self, p: Pending, stored: Option<Vec<Event>>, version: u64, replayed: bool) {
         let accepted = Accepted {
-            events: p.events,
+            events: stored.unwrap_or(p.events),
             version,
             replayed,
         };
@@ -508,10 +560,15 @@ impl SkuActor {
         let store = self.shared.store.clone();
         let stream = self.stream.clone();
         let from = self.durable_version;
+        let patience = self.shared.config.append_timeout;
         ctx.wait(
-            async move { recovery::read_tail(&store, &stream, from).await }
-                .into_actor(self)
-                .map(move |tail, act, ctx| act.resynced(tail, cause, ctx)),
+            async move {
+                tokio::time::timeout(patience, recovery::read_tail(&store, &stream, from))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out("re-reading the stream", patience)))
+            }
+            .into_actor(self)
+            .map(move |tail, act, ctx| act.resynced(tail, cause, ctx)),
         );
     }
 
@@ -537,24 +594,39 @@ impl SkuActor {
             );
         }
         self.durable_version += tail.len() as u64;
-        let landed: HashMap<Uuid, u64> = tail.iter().map(|t| (t.event_id, t.version)).collect();
+        if cause.is_none() && tail.is_empty() && !self.uncertain {
+            // A conflict, yet nothing after our version: the store and this actor disagree
+            // on where the stream ends. Deciding again would conflict forever; reload.
+            tracing::error!(sku = %self.sku, "conflict with no new events; reloading");
+            return self.fail_everything(
+                ctx,
+                &Error::Unavailable(format!("{} moved under the engine; retry", self.stream)),
+            );
+        }
+        let landed: HashMap<Uuid, &TailEvent> = tail.iter().map(|t| (t.event_id, t)).collect();
         let batch = self.in_flight.take().unwrap_or_default();
         let mut redo: Vec<(Command, RequestMeta, Option<Reply<Accepted>>)> = Vec::new();
         let (mut landed_commands, mut landed_events) = (0u64, 0u64);
         for p in batch {
             // Appends are atomic: either every event of the batch landed or none did.
-            let version = p.event_ids.last().and_then(|id| landed.get(id)).copied();
-            match (version, &cause) {
-                (Some(version), _) => {
+            let stored: Option<Vec<&TailEvent>> = p
+                .event_ids
+                .iter()
+                .map(|id| landed.get(id).copied())
+                .collect();
+            match (stored, &cause) {
+                (Some(stored), _) if !stored.is_empty() => {
                     landed_commands += 1;
                     landed_events += p.events.len() as u64;
-                    self.answer(p, version, false);
+                    let version = stored.last().map_or(self.durable_version, |t| t.version);
+                    let events = stored.iter().map(|t| t.event.clone()).collect();
+                    self.answer(p, Some(events), version, false);
                 }
                 // A conflict: nothing of ours landed; decide again on the new state.
-                (None, None) => redo.push((p.command, p.request, p.reply)),
+                (_, None) => redo.push((p.command, p.request, p.reply)),
                 // Not there now, but a timed-out append may still land: the caller must
                 // retry with its key to learn the outcome, which the fence keeps single.
-                (None, Some(error)) => {
+                (_, Some(error)) => {
                     if let Some(reply) = p.reply {
                         reply.send(Err(error.clone()));
                     }
@@ -739,6 +811,10 @@ impl SkuActor {
         self.last_active = Instant::now();
         self.phase == Phase::Ready
     }
+}
+
+fn timed_out(what: &str, after: std::time::Duration) -> StoreError {
+    StoreError::Unavailable(format!("{what} took longer than {after:?}"))
 }
 
 fn replay(recorded: &Recorded) -> Accepted {

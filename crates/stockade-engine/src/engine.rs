@@ -293,8 +293,13 @@ impl ActorThreads {
 impl Drop for ActorThreads {
     fn drop(&mut self) {
         self.system.stop();
+        // Joining from an actor thread (a clock or store that owned the last handle)
+        // would wait for itself: then the threads are left to finish on their own.
+        let on_actor_thread = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("actix-rt|") || n == "stockade-actors");
         if let Some(thread) = self.thread.take()
-            && thread.thread().id() != std::thread::current().id()
+            && !on_actor_thread
         {
             let _ = thread.join();
         }

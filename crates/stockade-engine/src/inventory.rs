@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use futures::future::join_all;
 use stockade_domain::{
     Adjust, Channel, Command, Commit, Event, OrderId, PoolConfig, Principal, Quantity, RegisterSku,
@@ -28,6 +29,8 @@ use crate::error::Error;
 use crate::idempotency::KeyScope;
 use crate::locator::Locator;
 
+/// Longest causation id kept in event metadata.
+pub const MAX_CAUSATION_CHARS: usize = 256;
 /// Most lines one reservation may hold.
 pub const MAX_LINES: usize = 100;
 /// File name of the embedded store inside the data directory.
@@ -126,6 +129,14 @@ impl Origin {
     }
 
     fn request(&self, correlation: Option<&OrderId>) -> Result<RequestMeta, Error> {
+        if let Some(causation) = &self.causation_id
+            && (causation.chars().count() > MAX_CAUSATION_CHARS
+                || causation.chars().any(char::is_control))
+        {
+            return Err(Error::Invalid(format!(
+                "a causation id must be at most {MAX_CAUSATION_CHARS} printable characters"
+            )));
+        }
         Ok(RequestMeta {
             principal: self.principal.clone(),
             channel: self.channel.clone(),
@@ -222,6 +233,8 @@ pub struct Inventory {
 struct Inner {
     shared: Arc<Shared>,
     locator: Arc<Locator>,
+    /// One lock per idempotency key in use by `reserve_order` (see there).
+    key_locks: DashMap<KeyScope, Arc<tokio::sync::Mutex<()>>>,
     /// Channel recorded on reservations whose origin names none.
     default_channel: Channel,
     // Last field: dropped after the others, it stops and joins the actor threads.
@@ -279,6 +292,7 @@ impl Inventory {
             inner: Arc::new(Inner {
                 shared,
                 locator,
+                key_locks: DashMap::new(),
                 default_channel,
                 _threads: threads,
             }),
@@ -347,6 +361,12 @@ impl Inventory {
         check_lines(&lines)?;
         let origin = &options.origin;
         let request = origin.request(options.order_id.as_ref())?;
+        // Two requests under one key run one after the other, so the second sees the
+        // first's final outcome (held, or refused and rolled back) and never races it.
+        let _turn = match &request.scope {
+            Some(scope) => Some(KeyTurn::take(&self.inner.key_locks, scope).await),
+            None => None,
+        };
         // A keyed request gets a key-derived id, so a retry names the same reservation.
         let id = match &request.scope {
             Some(scope) => ReservationId::from_uuid(scope.derive("reservation")),
@@ -368,9 +388,17 @@ impl Inventory {
 
         let mut held = Vec::new();
         let mut refusal = None;
+        let mut unknown = Vec::new();
         for (line, attempt) in lines.iter().zip(attempts) {
             match attempt {
                 Ok(accepted) => held.push((line, accepted)),
+                Err(e @ Error::Unavailable(_)) => {
+                    // Its append may still land: release it with the others.
+                    unknown.push(line.sku.clone());
+                    if refusal.is_none() {
+                        refusal = Some(e);
+                    }
+                }
                 // Keep the most telling refusal: a domain rejection over a transient error.
                 Err(e) => {
                     if refusal
@@ -392,8 +420,16 @@ impl Inventory {
             refusal = self.rolled_back(&reserved).await;
         }
         if let Some(refusal) = refusal {
-            self.compensate(&reserved, options.order_id.as_ref()).await;
-            return Err(refusal);
+            let mut to_release: Vec<Sku> = reserved.iter().map(|(sku, _)| sku.clone()).collect();
+            to_release.extend(unknown);
+            self.compensate(id, &to_release, options.order_id.as_ref())
+                .await;
+            return Err(match refusal {
+                Error::Unavailable(reason) => Error::Unavailable(format!(
+                    "{reason}; the reservation was rolled back: retry with a new idempotency key"
+                )),
+                other => other,
+            });
         }
         let first = reserved.first().map(|(_, r)| r.clone());
         let Some(first) = first else {
@@ -407,7 +443,12 @@ impl Inventory {
         Ok(Reservation {
             id: first.id,
             order_id: first.order_id.clone(),
-            expires_at: first.expires_at,
+            // Lines decided at different instants differ: promise the earliest.
+            expires_at: reserved
+                .iter()
+                .map(|(_, r)| r.expires_at)
+                .min()
+                .unwrap_or(first.expires_at),
             replayed: reserved.iter().all(|(_, r)| r.replayed),
             lines: reserved
                 .into_iter()
@@ -441,25 +482,22 @@ impl Inventory {
         None
     }
 
-    /// Releases lines held by an order that cannot be completed.
-    async fn compensate(&self, reserved: &[(Sku, Reservation1)], order: Option<&OrderId>) {
+    /// Releases the lines of reservation `id` on `skus`, for an order that cannot be
+    /// completed. A line that is not held (never landed, already released) answers with a
+    /// rejection, which is the outcome wanted.
+    async fn compensate(&self, id: ReservationId, skus: &[Sku], order: Option<&OrderId>) {
         let request = RequestMeta {
             causation_id: Some("compensation".into()),
             correlation_id: order.map(|o| o.as_str().to_owned()),
             ..RequestMeta::default()
         };
-        let releases = reserved
-            .iter()
-            .filter(|(_, r)| !r.replayed)
-            .map(|(sku, r)| {
-                let command = Command::Release(Release {
-                    reservation_id: r.id,
-                });
-                let request = request.clone();
-                async move { (sku, self.execute(sku, command, request).await) }
-            });
+        let releases = skus.iter().map(|sku| {
+            let command = Command::Release(Release { reservation_id: id });
+            let request = request.clone();
+            async move { (sku, self.execute(sku, command, request).await) }
+        });
         for (sku, outcome) in join_all(releases).await {
-            if let Err(e) = outcome {
+            if let Err(e @ (Error::Unavailable(_) | Error::Overloaded { .. })) = outcome {
                 // The hold lapses at its TTL; nothing is sold, nothing is lost.
                 tracing::warn!(%sku, error = %e, "could not release a line of a refused order");
             }
@@ -543,13 +581,19 @@ impl Inventory {
         origin: &Origin,
         resolution: Resolution,
     ) -> Result<Vec<Resolved>, Error> {
-        let ids = self.inner.locator.order(order).await;
+        let ids = self.inner.locator.order(order).await?;
         if ids.is_empty() {
             return Err(Error::NotFound(format!("order {order}")));
         }
         let mut resolved = Vec::with_capacity(ids.len());
         for (id, _) in ids {
-            resolved.push(self.resolve(id, origin, resolution).await?);
+            // One key per reservation: an order may hold two reservations on one SKU, and
+            // a key is remembered per SKU.
+            let origin = Origin {
+                idempotency_key: origin.idempotency_key.as_ref().map(|k| format!("{k}/{id}")),
+                ..origin.clone()
+            };
+            resolved.push(self.resolve(id, &origin, resolution).await?);
         }
         Ok(resolved)
     }
@@ -609,7 +653,7 @@ impl Inventory {
         self.inner
             .locator
             .skus(&id)
-            .await
+            .await?
             .ok_or_else(|| Error::NotFound(format!("reservation {id}")))
     }
 
@@ -639,6 +683,36 @@ impl Inventory {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         drop(self);
+    }
+}
+
+/// A turn of one idempotency key; the key's lock is dropped from the map with the last turn.
+struct KeyTurn<'a> {
+    locks: &'a DashMap<KeyScope, Arc<tokio::sync::Mutex<()>>>,
+    scope: KeyScope,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<'a> KeyTurn<'a> {
+    async fn take(
+        locks: &'a DashMap<KeyScope, Arc<tokio::sync::Mutex<()>>>,
+        scope: &KeyScope,
+    ) -> KeyTurn<'a> {
+        let lock = locks.entry(scope.clone()).or_default().clone();
+        KeyTurn {
+            locks,
+            scope: scope.clone(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for KeyTurn<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        // Only the map still refers to the lock: nobody waits on this key.
+        self.locks
+            .remove_if(&self.scope, |_, lock| Arc::strong_count(lock) == 1);
     }
 }
 
@@ -712,7 +786,7 @@ async fn start_up(shared: Arc<Shared>, locator: Arc<Locator>) {
         }
         Err(e) => {
             tracing::error!(error = %e, "start-up pass failed; expiries fire on next use");
-            locator.give_up_waiting();
+            locator.failed(e.to_string());
         }
     }
     loop {

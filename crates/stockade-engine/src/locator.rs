@@ -18,6 +18,8 @@ use stockade_domain::{Event, OrderId, ReservationId, Sku, Timestamp};
 use stockade_store::{EventStore, Position, StoreError, StreamName, codec};
 use tokio::sync::watch;
 
+use crate::error::Error;
+
 /// Events read per page by the start-up pass.
 const SCAN_PAGE: usize = 8_192;
 
@@ -32,15 +34,26 @@ struct Group {
 pub(crate) struct Locator {
     groups: DashMap<ReservationId, Group>,
     orders: DashMap<OrderId, Vec<ReservationId>>,
-    ready: watch::Sender<bool>,
+    ready: watch::Sender<Scan>,
 }
+
+/// Progress of the start-up pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scan {
+    Running,
+    Done,
+    Failed(String),
+}
+
+/// Longest a lookup waits for the start-up pass before answering `Unavailable`.
+const READY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Locator {
     pub(crate) fn new() -> Self {
         Self {
             groups: DashMap::new(),
             orders: DashMap::new(),
-            ready: watch::channel(false).0,
+            ready: watch::channel(Scan::Running).0,
         }
     }
 
@@ -70,34 +83,45 @@ impl Locator {
         }
     }
 
-    /// The SKUs holding lines of `id`; waits for the start-up pass if not found yet.
-    pub(crate) async fn skus(&self, id: &ReservationId) -> Option<Vec<Sku>> {
-        if let Some(g) = self.groups.get(id) {
-            return Some(g.skus.clone());
-        }
-        self.wait_ready().await;
-        self.groups.get(id).map(|g| g.skus.clone())
+    /// The SKUs holding lines of `id`. Waits for the start-up pass, so that a reservation
+    /// whose lines it has only partly indexed is never reported half.
+    pub(crate) async fn skus(&self, id: &ReservationId) -> Result<Option<Vec<Sku>>, Error> {
+        self.wait_ready().await?;
+        Ok(self.groups.get(id).map(|g| g.skus.clone()))
     }
 
     /// The reservations of `order` with their SKUs.
-    pub(crate) async fn order(&self, order: &OrderId) -> Vec<(ReservationId, Vec<Sku>)> {
-        if !self.orders.contains_key(order) {
-            self.wait_ready().await;
-        }
+    pub(crate) async fn order(
+        &self,
+        order: &OrderId,
+    ) -> Result<Vec<(ReservationId, Vec<Sku>)>, Error> {
+        self.wait_ready().await?;
         let ids = self
             .orders
             .get(order)
             .map(|ids| ids.clone())
             .unwrap_or_default();
-        ids.into_iter()
+        Ok(ids
+            .into_iter()
             .filter_map(|id| self.groups.get(&id).map(|g| (id, g.skus.clone())))
-            .collect()
+            .collect())
     }
 
-    async fn wait_ready(&self) {
-        let mut ready = self.ready.subscribe();
-        // Errs only if the sender is gone, which is never while `self` exists.
-        let _ = ready.wait_for(|r| *r).await;
+    async fn wait_ready(&self) -> Result<(), Error> {
+        let mut state = self.ready.subscribe();
+        let settled = tokio::time::timeout(READY_PATIENCE, state.wait_for(|s| *s != Scan::Running));
+        match settled.await {
+            Ok(Ok(s)) => match &*s {
+                Scan::Failed(reason) => Err(Error::Unavailable(format!(
+                    "the reservation index could not be built: {reason}"
+                ))),
+                _ => Ok(()),
+            },
+            // The sender lives as long as `self`; a timeout means a very long log.
+            _ => Err(Error::Unavailable(
+                "the reservation index is still being built; retry shortly".into(),
+            )),
+        }
     }
 
     /// Drops groups made before `before`.
@@ -156,7 +180,7 @@ impl Locator {
                 _ => break,
             }
         }
-        self.ready.send_replace(true);
+        self.ready.send_replace(Scan::Done);
         Ok(live
             .into_iter()
             .filter(|(_, n)| *n > 0)
@@ -164,8 +188,8 @@ impl Locator {
             .collect())
     }
 
-    /// Marks the index ready without a pass (the pass failed; lookups must not hang).
-    pub(crate) fn give_up_waiting(&self) {
-        self.ready.send_replace(true);
+    /// Records that the pass failed: lookups answer `Unavailable` instead of waiting.
+    pub(crate) fn failed(&self, reason: String) {
+        self.ready.send_replace(Scan::Failed(reason));
     }
 }

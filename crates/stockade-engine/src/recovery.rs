@@ -179,6 +179,16 @@ async fn continue_from(
     stream: &StreamName,
     mut base: Loaded,
 ) -> Result<Result<Loaded, String>, StoreError> {
+    if let Some(revision) = base.version.checked_sub(1) {
+        // A snapshot is only good if the log reaches it (a restored or truncated log
+        // may not).
+        let at = store.read_stream(stream, revision, 1).await?;
+        if at.first().map(|e| e.revision) != Some(revision) {
+            return Ok(Err(format!(
+                "snapshot at revision {revision} is past the end of the log"
+            )));
+        }
+    }
     let tail = read_tail(store, stream, base.version).await?;
     if let Err(reason) = fold_tail(&mut base.state, &mut base.keys, &tail) {
         return Ok(Err(reason));
