@@ -30,13 +30,24 @@ async fn recovery_from_a_snapshot_keeps_stock_and_idempotency_keys() {
         ..ReserveOptions::default()
     };
     let mut first = Vec::new();
-    for n in 0..35 {
-        first.push(
-            inventory
-                .reserve(&item, Quantity::new(1), keyed(n))
-                .await
-                .unwrap(),
-        );
+    for n in 0..5 {
+        let held = inventory.reserve(&item, Quantity::new(1), keyed(n));
+        first.push(held.await.unwrap());
+    }
+    // Traffic after the keyed holds, so that snapshots are due (a snapshot waits for at
+    // least as many events as the state it would write holds).
+    for _ in 0..60 {
+        let held = inventory.reserve(&item, Quantity::new(1), ReserveOptions::default());
+        let held = held.await.unwrap();
+        inventory
+            .release(held.id, &Origin::default())
+            .await
+            .unwrap();
+    }
+    // Snapshots are written in the background.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while inventory.stats().snapshots == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let before = inventory.stock(&item).await.unwrap();
     assert!(inventory.stats().snapshots >= 1, "{:?}", inventory.stats());

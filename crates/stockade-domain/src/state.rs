@@ -237,6 +237,16 @@ impl Stock {
     }
 
     /// Live reservations, including lapsed ones whose expiry event is not written yet.
+    /// Reservations not yet resolved (lapsed ones included until their expiry is written).
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Resolved reservations still remembered (for the retention window).
+    pub fn resolved_count(&self) -> usize {
+        self.resolved.len()
+    }
+
     pub fn live_reservations(&self) -> impl Iterator<Item = &Reservation> {
         self.live.values()
     }

@@ -693,39 +693,51 @@ impl SkuActor {
         if self.snapshot_in_flight {
             return;
         }
-        let live = self
+        let size = self
             .durable
             .stock()
-            .map_or(0, |s| s.live_reservations().count() as u64);
-        let due = self.shared.config.snapshot_every.max(live);
+            .map_or(0, |s| s.live_count() + s.resolved_count())
+            + self.keys.len();
+        // Never more often than the state's own size (live holds, remembered resolutions,
+        // keys): a snapshot costs O(size), so its cost per event stays constant however
+        // large the SKU grows.
+        let due = self.shared.config.snapshot_every.max(size as u64);
         if self.durable_version.saturating_sub(self.snapshot_version) < due {
             return;
         }
         let version = self.durable_version;
-        let snapshot = match recovery::encode(&self.durable, &self.keys, version) {
-            Ok(s) => s,
-            Err(reason) => {
-                tracing::warn!(sku = %self.sku, %reason, "cannot encode a snapshot");
-                return;
-            }
-        };
+        // Cloning is far cheaper than encoding; the encoding runs off the actor's thread.
+        let (state, keys) = (self.durable.clone(), self.keys.clone());
         self.snapshot_in_flight = true;
         let store = self.shared.store.clone();
         let stream = self.stream.clone();
         ctx.spawn(
-            async move { store.save_snapshot(&stream, snapshot).await }
-                .into_actor(self)
-                .map(move |saved, act, _| {
-                    act.snapshot_in_flight = false;
-                    match saved {
-                        Ok(()) => {
-                            act.snapshot_version = version;
-                            act.shared.stats.snapshots.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // Only a cache: recovery replays a longer tail, nothing is lost.
-                        Err(e) => tracing::warn!(sku = %act.sku, error = %e, "snapshot not saved"),
+            async move {
+                let encoded =
+                    tokio::task::spawn_blocking(move || recovery::encode(&state, &keys, version))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r);
+                match encoded {
+                    Ok(snapshot) => store
+                        .save_snapshot(&stream, snapshot)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(reason) => Err(format!("encode: {reason}")),
+                }
+            }
+            .into_actor(self)
+            .map(move |saved, act, _| {
+                act.snapshot_in_flight = false;
+                match saved {
+                    Ok(()) => {
+                        act.snapshot_version = version;
+                        act.shared.stats.snapshots.fetch_add(1, Ordering::Relaxed);
                     }
-                }),
+                    // Only a cache: recovery replays a longer tail, nothing is lost.
+                    Err(reason) => tracing::warn!(sku = %act.sku, %reason, "snapshot not saved"),
+                }
+            }),
         );
     }
 

@@ -374,7 +374,8 @@ impl Inventory {
         };
         let ttl = options.ttl.unwrap_or(self.shared().config.default_ttl);
         let channel = origin.channel_or(&self.inner.default_channel);
-        let attempts = join_all(lines.iter().map(|line| {
+        let attempt = |i: usize| {
+            let line = &lines[i];
             let command = Command::Reserve(Reserve {
                 reservation_id: id,
                 order_id: options.order_id.clone(),
@@ -383,8 +384,12 @@ impl Inventory {
                 channel: channel.clone(),
             });
             self.execute(&line.sku, command, request.clone())
-        }))
-        .await;
+        };
+        // The lines are decided concurrently (each by its own SKU's actor).
+        let attempts = match lines.len() {
+            1 => vec![attempt(0).await],
+            n => join_all((0..n).map(attempt)).await,
+        };
 
         let mut held = Vec::new();
         let mut refusal = None;

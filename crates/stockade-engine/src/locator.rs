@@ -108,6 +108,9 @@ impl Locator {
     }
 
     async fn wait_ready(&self) -> Result<(), Error> {
+        if *self.ready.borrow() == Scan::Done {
+            return Ok(()); // the common case, without arming a timer
+        }
         let mut state = self.ready.subscribe();
         let settled = tokio::time::timeout(READY_PATIENCE, state.wait_for(|s| *s != Scan::Running));
         match settled.await {
