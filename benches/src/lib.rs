@@ -54,3 +54,51 @@ pub async fn append_concurrently(
     }
     Ok(started.elapsed())
 }
+
+/// Durable reservations on one hot SKU: `callers` concurrent callers make `total`
+/// reservations of one unit between them, on a freshly registered SKU with stock for all.
+/// Returns the elapsed time and every call's latency in microseconds.
+pub async fn reserve_concurrently(
+    inventory: &stockade_engine::Inventory,
+    sku: &stockade_domain::Sku,
+    callers: usize,
+    total: u64,
+) -> Result<(Duration, Vec<u64>), stockade_engine::Error> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use stockade_domain::{PoolConfig, Quantity};
+    use stockade_engine::{Origin, ReserveOptions};
+
+    let pool = PoolConfig::Physical {
+        on_hand: Quantity::new(total),
+        safety_stock: Quantity::ZERO,
+    };
+    inventory.register(sku, pool, &Origin::default()).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let (inventory, sku, next) = (inventory.clone(), sku.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    let asked = Instant::now();
+                    inventory
+                        .reserve(&sku, Quantity::new(1), ReserveOptions::default())
+                        .await?;
+                    latencies.push(asked.elapsed().as_micros() as u64);
+                }
+                Ok::<_, stockade_engine::Error>(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total as usize);
+    for task in tasks {
+        let done = task
+            .await
+            .map_err(|e| stockade_engine::Error::Unavailable(e.to_string()))??;
+        latencies.extend(done);
+    }
+    Ok((started.elapsed(), latencies))
+}

@@ -187,6 +187,9 @@ struct Inner {
     head: Arc<watch::Sender<Position>>,
     counters: Arc<Counters>,
     writer: Option<JoinHandle<()>>,
+    /// Dropping it tells the checkpointer to do a last pass and stop.
+    checkpoints: Option<std::sync::mpsc::Sender<()>>,
+    checkpointer: Option<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
@@ -195,6 +198,10 @@ impl Drop for Inner {
         self.requests.take();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+        self.checkpoints.take();
+        if let Some(checkpointer) = self.checkpointer.take() {
+            let _ = checkpointer.join();
         }
     }
 }
@@ -243,6 +250,13 @@ impl SqliteStore {
             .name("stockade-sqlite-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| unavailable("start the writer thread", e))?;
+        let (checkpoints, stop) = std::sync::mpsc::channel();
+        let checkpoint_conn = open_connection(&path, OpenFlags::default())
+            .map_err(|e| unavailable("open the checkpointer", e))?;
+        let checkpointer = std::thread::Builder::new()
+            .name("stockade-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpoint_conn, &stop))
+            .map_err(|e| unavailable("start the checkpointer thread", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -251,6 +265,8 @@ impl SqliteStore {
                 head,
                 counters,
                 writer: Some(writer),
+                checkpoints: Some(checkpoints),
+                checkpointer: Some(checkpointer),
             }),
         })
     }
@@ -334,11 +350,34 @@ impl From<rusqlite::Error> for Prepared {
     }
 }
 
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies committed WAL frames into the database file, beside the writer (a passive
+/// checkpoint never blocks it), until `stop` is dropped; then one last pass.
+fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
+    loop {
+        let last = matches!(
+            stop.recv_timeout(CHECKPOINT_EVERY),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+        // A busy or failed pass is retried on the next tick; the WAL keeps every commit
+        // durable meanwhile, it only grows.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if last {
+            return;
+        }
+    }
+}
+
 /// Sets durability pragmas, creates or checks the schema, returns the head position.
 fn prepare(conn: &mut Connection) -> Result<Position, Prepared> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: every commit is fsynced; an acknowledged append survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // The writer never checkpoints: copying the WAL into the database (and its fsync)
+    // would stall every append queued behind that commit. A separate thread does it.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(Prepared::TooNew(version));

@@ -1,0 +1,133 @@
+//! Durable reservations/s on ONE hot SKU through the whole engine (actor, pipeline,
+//! store), with 1, 100 and 1000 concurrent callers, in memory and on SQLite with fsync.
+//!
+//! `cargo bench -p stockade-benches --bench reserve`
+//!
+//! Each criterion sample runs on a fresh engine and store (so nothing grows across
+//! samples). Besides criterion's report, prints one table with latency percentiles and
+//! writes it as JSON to `target/stockade-bench/reserve.json`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use stockade_benches::reserve_concurrently;
+use stockade_domain::Sku;
+use stockade_engine::{Inventory, InventoryConfig, StoreConfig};
+
+const CALLERS: [usize; 3] = [1, 100, 1000];
+
+struct Row {
+    store: &'static str,
+    callers: usize,
+    reservations: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+    mean_batch: f64,
+}
+
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64 / 1000.0
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for store in ["memory", "sqlite"] {
+        let mut group = c.benchmark_group(format!("reserve_one_hot_sku_{store}"));
+        group.sample_size(10);
+        group.measurement_time(Duration::from_secs(10));
+        group.throughput(Throughput::Elements(1));
+        for callers in CALLERS {
+            let mut row = Row {
+                store,
+                callers,
+                reservations: 0,
+                elapsed: Duration::ZERO,
+                latencies_us: Vec::new(),
+                mean_batch: 0.0,
+            };
+            let (mut commands, mut appends) = (0u64, 0u64);
+            group.bench_function(format!("{callers}_callers"), |b| {
+                b.iter_custom(|iters| {
+                    // A fresh engine and store per sample, so that nothing accumulated by
+                    // earlier samples (states, a growing in-memory log) weighs on this one.
+                    let dir = tempfile::tempdir().unwrap();
+                    let config = match store {
+                        "memory" => StoreConfig::Memory,
+                        _ => StoreConfig::Sqlite {
+                            data_dir: dir.path().to_path_buf(),
+                        },
+                    };
+                    let inventory = runtime
+                        .block_on(Inventory::open(InventoryConfig::with_store(config)))
+                        .unwrap();
+                    let sku = Sku::new("HOT").unwrap();
+                    // Every caller gets work, so the concurrency is real.
+                    let total = iters.max(callers as u64);
+                    let (took, latencies) = runtime
+                        .block_on(reserve_concurrently(&inventory, &sku, callers, total))
+                        .unwrap();
+                    let stats = inventory.stats();
+                    // The registration is one append of one command; leave it out.
+                    commands += stats.commands - 1;
+                    appends += stats.appends - 1;
+                    runtime.block_on(inventory.shutdown());
+                    row.reservations += total;
+                    row.elapsed += took;
+                    row.latencies_us.extend(latencies);
+                    took.mul_f64(iters as f64 / total as f64)
+                });
+            });
+            row.mean_batch = commands as f64 / appends.max(1) as f64;
+            rows.push(row);
+        }
+        group.finish();
+    }
+    report(&mut rows);
+}
+
+fn report(rows: &mut [Row]) {
+    let mut table = String::from(
+        "| store | callers | reservations | reservations/s | p50 ms | p99 ms | p999 ms | commands per append |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut json = Vec::new();
+    for r in rows.iter_mut() {
+        r.latencies_us.sort_unstable();
+        let rate = r.reservations as f64 / r.elapsed.as_secs_f64();
+        let (p50, p99, p999) = (
+            percentile(&r.latencies_us, 0.5),
+            percentile(&r.latencies_us, 0.99),
+            percentile(&r.latencies_us, 0.999),
+        );
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            r.store, r.callers, r.reservations, rate, p50, p99, p999, r.mean_batch
+        );
+        json.push(format!(
+            "{{\"store\":\"{}\",\"callers\":{},\"reservations\":{},\"reservations_per_second\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"commands_per_append\":{:.1}}}",
+            r.store, r.callers, r.reservations, rate, p50, p99, p999, r.mean_batch
+        ));
+    }
+    println!("\nDurable reservations on one hot SKU\n\n{table}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/stockade-bench");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("reserve.json"), format!("[{}]\n", json.join(","))));
+    if let Err(e) = written {
+        eprintln!("could not write reserve.json: {e}");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
