@@ -19,7 +19,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         origin: Origin::default().idempotency_key("checkout-1001"),
         ..ReserveOptions::default()
     };
-    let held = inventory.reserve(&sku, Quantity::new(2), options.clone()).await?;
+    let held = inventory
+        .reserve(&sku, Quantity::new(2), options.clone())
+        .await?;
     // The client lost the reply and tries again: same reservation, nothing held twice.
     let again = inventory.reserve(&sku, Quantity::new(2), options).await?;
     assert_eq!(held.id, again.id);

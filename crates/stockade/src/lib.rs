@@ -59,7 +59,7 @@ pub use stockade_domain::{
     StockChange, StockView, Timestamp,
 };
 pub use stockade_engine::{
-    Adjusted, Adjustment, Clock, EngineConfig, Error, Inventory, InventoryConfig, Line,
-    LineStatus, ManualClock, Origin, Reservation, ReservationStatus, ReserveOptions, Resolved,
-    StockLevel, StoreConfig, SystemClock,
+    Adjusted, Adjustment, Clock, EngineConfig, Error, Inventory, InventoryConfig, Line, LineStatus,
+    ManualClock, Origin, Reservation, ReservationStatus, ReserveOptions, Resolved, StockLevel,
+    StoreConfig, SystemClock,
 };
