@@ -100,6 +100,7 @@ pub struct StockAdjusted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockReserved {
     pub reservation_id: ReservationId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<OrderId>,
     pub qty: Quantity,
     pub channel: Channel,
@@ -133,17 +134,24 @@ pub struct ReservationExpired {
 }
 
 /// Who, why and through what an event was written. Stored beside the payload, not in it.
+/// Absent optional fields are left out of the encoding (a hot SKU writes this for every
+/// reservation, and every byte is fsynced); they decode as `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMetadata {
     /// Unique per event; derived from the idempotency key where there is one, so that a
     /// retried append is recognised by the store.
     pub event_id: Uuid,
     /// The business transaction, usually the order id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
     /// The message that caused this event (a request id, or the event that triggered it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<Channel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<Principal>,
     pub recorded_at: Timestamp,
     pub schema_version: u16,

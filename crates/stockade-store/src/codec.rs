@@ -148,6 +148,39 @@ mod tests {
     use super::*;
     use crate::StreamName;
 
+    #[test]
+    fn metadata_written_with_explicit_nulls_still_reads_and_new_metadata_is_smaller() {
+        // The first encoding wrote every optional field, `None` as nil.
+        #[derive(serde::Serialize)]
+        struct Explicit {
+            event_id: Uuid,
+            correlation_id: Option<String>,
+            causation_id: Option<String>,
+            idempotency_key: Option<String>,
+            channel: Option<String>,
+            principal: Option<String>,
+            recorded_at: Timestamp,
+            schema_version: u16,
+        }
+        let id = Uuid::from_u128(9);
+        let old = rmp_serde::to_vec_named(&Explicit {
+            event_id: id,
+            correlation_id: None,
+            causation_id: None,
+            idempotency_key: None,
+            channel: None,
+            principal: None,
+            recorded_at: secs(3),
+            schema_version: 1,
+        })
+        .unwrap();
+        let read: EventMetadata = rmp_serde::from_slice(&old).unwrap();
+        let expected = EventMetadata::new(id, secs(3));
+        assert_eq!(read, expected);
+        let new = rmp_serde::to_vec_named(&expected).unwrap();
+        assert!(new.len() + 60 < old.len(), "{} vs {}", new.len(), old.len());
+    }
+
     fn recorded(data: EventData) -> RecordedEvent {
         RecordedEvent {
             stream: StreamName::for_sku(&sku()),
