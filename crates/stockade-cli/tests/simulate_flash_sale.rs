@@ -1,0 +1,92 @@
+//! `stockade simulate flash-sale` as a user runs it: the binary, its exit status, its JSON.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn stockade(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stockade"))
+        .args(args)
+        .output()
+        .expect("run the stockade binary")
+}
+
+#[test]
+fn a_small_sale_on_sqlite_sells_exactly_the_stock_and_passes_the_log_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stockade(&[
+        "simulate",
+        "flash-sale",
+        "--skus",
+        "2",
+        "--stock",
+        "50",
+        "--buyers",
+        "2000",
+        "--concurrency",
+        "200",
+        "--abandon-rate",
+        "0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["reserved"], 100);
+    assert_eq!(report["committed"], 100);
+    assert_eq!(report["rejected"], 1900);
+    assert_eq!(report["oversold"], 0);
+    assert_eq!(report["missing_acknowledged"], 0);
+    assert_eq!(report["errors"], 0);
+    // The log it checked is the one on disk.
+    assert!(dir.path().join("stockade.db").exists());
+}
+
+#[test]
+fn abandoned_holds_lapse_and_their_stock_sells_again() {
+    let out = stockade(&[
+        "simulate",
+        "flash-sale",
+        "--store",
+        "memory",
+        "--stock",
+        "20",
+        "--buyers",
+        "400",
+        "--abandon-rate",
+        "0.5",
+        "--ttl",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let abandoned = report["abandoned"].as_u64().unwrap();
+    assert!(abandoned > 0);
+    assert_eq!(report["expired"].as_u64().unwrap(), abandoned);
+    assert_eq!(report["oversold"], 0);
+}
+
+#[test]
+fn bad_flags_exit_non_zero_with_a_message() {
+    for args in [
+        &["simulate", "flash-sale", "--qty", "0"][..],
+        &["simulate", "flash-sale", "--qty", "18446744073709551616"],
+        &["simulate", "flash-sale", "--abandon-rate", "1.5"],
+        &["simulate", "flash-sale", "--store", "postgres"],
+    ] {
+        let out = stockade(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("error:"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
