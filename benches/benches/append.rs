@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use stockade_benches::append_concurrently;
+use stockade_benches::publish;
 use stockade_store::{SqliteStore, WriterStats};
 
 const APPENDERS: [usize; 3] = [1, 64, 512];
@@ -93,13 +94,12 @@ fn report(rows: &[Row]) {
             r.stats.appends_per_commit()
         ));
     }
-    println!("\nSQLite append throughput (synchronous=FULL)\n\n{table}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/stockade-bench");
-    let written = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(dir.join("append.json"), format!("[{}]\n", json.join(","))));
-    if let Err(e) = written {
-        eprintln!("could not write append.json: {e}");
-    }
+    publish(
+        "SQLite append throughput (synchronous=FULL)",
+        &table,
+        "append",
+        &json,
+    );
 }
 
 criterion_group!(benches, bench);

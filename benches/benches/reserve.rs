@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use stockade_benches::publish;
 use stockade_benches::reserve_concurrently;
 use stockade_domain::Sku;
 use stockade_engine::{Inventory, InventoryConfig, StoreConfig};
@@ -120,13 +121,12 @@ fn report(rows: &mut [Row]) {
             r.store, r.callers, r.reservations, rate, p50, p99, p999, r.mean_batch
         ));
     }
-    println!("\nDurable reservations on one hot SKU\n\n{table}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/stockade-bench");
-    let written = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(dir.join("reserve.json"), format!("[{}]\n", json.join(","))));
-    if let Err(e) = written {
-        eprintln!("could not write reserve.json: {e}");
-    }
+    publish(
+        "Durable reservations on one hot SKU",
+        &table,
+        "reserve",
+        &json,
+    );
 }
 
 criterion_group!(benches, bench);

@@ -102,3 +102,19 @@ pub async fn reserve_concurrently(
     }
     Ok((started.elapsed(), latencies))
 }
+
+/// Prints a bench's markdown table under `title` and writes its rows, JSON objects, to
+/// `target/stockade-bench/{name}.json` for anyone who wants to plot or compare them.
+pub fn publish(title: &str, table: &str, name: &str, json_rows: &[String]) {
+    #[allow(clippy::print_stdout)] // a bench's report is its output
+    {
+        println!("\n{title}\n\n{table}");
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/stockade-bench");
+    let file = dir.join(format!("{name}.json"));
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&file, format!("[{}]\n", json_rows.join(","))));
+    if let Err(e) = written {
+        eprintln!("could not write {}: {e}", file.display());
+    }
+}
