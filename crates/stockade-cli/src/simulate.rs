@@ -6,7 +6,7 @@
 //! waits for the abandoned holds to lapse, folds the whole log with the independent
 //! checker and compares it with what the buyers were told.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,10 +16,12 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use stockade_domain::{PoolConfig, Quantity, ReservationId, Sku};
-use stockade_engine::audit::check_log;
+use stockade_engine::audit::check_log_of;
 use stockade_engine::{
-    EngineConfig, Error, Inventory, InventoryConfig, Origin, ReserveOptions, StoreConfig,
+    EngineConfig, Error, Inventory, InventoryConfig, Origin, ReserveOptions, SQLITE_FILE,
+    StoreConfig,
 };
+use stockade_store::{EventStore, SqliteStore};
 
 use crate::report::{Percentiles, Table};
 
@@ -104,6 +106,7 @@ pub struct Report {
     pub errors: u64,
     pub oversold: u64,
     pub missing_acknowledged: u64,
+    pub missing_committed: u64,
     pub log_violations: Vec<String>,
     pub elapsed_seconds: f64,
     pub durable_reservations_per_second: f64,
@@ -114,9 +117,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether the run kept every promise.
+    /// Whether the run kept every promise, and met no error on the way.
     pub fn passed(&self) -> bool {
-        self.oversold == 0 && self.missing_acknowledged == 0 && self.log_violations.is_empty()
+        self.oversold == 0
+            && self.missing_acknowledged == 0
+            && self.missing_committed == 0
+            && self.log_violations.is_empty()
+            && self.errors == 0
     }
 
     pub fn table(&self) -> String {
@@ -142,8 +149,8 @@ impl Report {
         t.row(["errors".to_string(), n(self.errors)]);
         t.row(["oversold (from the log)".to_string(), n(self.oversold)]);
         t.row([
-            "acknowledged but missing".to_string(),
-            n(self.missing_acknowledged),
+            "acknowledged but missing (holds / sales)".to_string(),
+            format!("{} / {}", self.missing_acknowledged, self.missing_committed),
         ]);
         t.row([
             "durable reservations/s".to_string(),
@@ -178,6 +185,7 @@ impl Report {
 struct Outcomes {
     latencies_us: Vec<u64>,
     acknowledged: Vec<(Sku, ReservationId)>,
+    commits: Vec<(Sku, ReservationId)>,
     committed: u64,
     abandoned: u64,
     rejected: u64,
@@ -197,6 +205,9 @@ fn abandons(seed: u64, buyer: u64, rate: f64) -> bool {
 
 pub async fn run(args: FlashSale) -> Result<Report, String> {
     let temp;
+    if args.store == StoreKind::Memory && args.data_dir.is_some() {
+        return Err("--data-dir needs --store sqlite (the memory store writes nothing)".into());
+    }
     let store = match (args.store, &args.data_dir) {
         (StoreKind::Memory, _) => StoreConfig::Memory,
         (StoreKind::Sqlite, Some(dir)) => StoreConfig::Sqlite {
@@ -209,6 +220,10 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
             }
         }
     };
+    let data_dir = match &store {
+        StoreConfig::Sqlite { data_dir } => Some(data_dir.clone()),
+        _ => None,
+    };
     let engine = EngineConfig {
         // Buyers beyond the mailbox bound would be refused as overloaded; a simulation
         // wants to measure the queue, not the refusal.
@@ -219,7 +234,9 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         .await
         .map_err(|e| format!("open the inventory: {e}"))?;
 
-    let run_id = std::process::id();
+    // Unique per run, so that runs sharing a data directory never share a SKU.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let run_id = run_id.get(..8).unwrap_or("run");
     let skus: Vec<Sku> = (0..args.skus)
         .map(|n| Sku::new(format!("SALE-{run_id}-{n}")))
         .collect::<Result<_, _>>()
@@ -266,11 +283,9 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
             );
             tokio::spawn(async move {
                 let mut seen = Outcomes::default();
-                let mut done = 0u64;
                 loop {
                     let buyer = next.fetch_add(1, Ordering::Relaxed) as u64;
                     if buyer >= buyers {
-                        progress.inc(done % 64);
                         return seen;
                     }
                     let sku = &skus[(buyer % skus.len() as u64) as usize];
@@ -288,7 +303,10 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                                 seen.abandoned += 1;
                             } else {
                                 match inventory.commit(held.id, &Origin::default()).await {
-                                    Ok(_) => seen.committed += 1,
+                                    Ok(_) => {
+                                        seen.committed += 1;
+                                        seen.commits.push((sku.clone(), held.id));
+                                    }
                                     Err(e) => seen.error(e),
                                 }
                             }
@@ -296,10 +314,7 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                         Err(Error::Rejected { .. }) => seen.rejected += 1,
                         Err(e) => seen.error(e),
                     }
-                    done += 1;
-                    if done.is_multiple_of(64) {
-                        progress.inc(64);
-                    }
+                    progress.inc(1);
                 }
             })
         })
@@ -315,6 +330,8 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
     progress.finish_and_clear();
     let during = inventory.stats();
 
+    let ours: HashSet<Sku> = skus.iter().cloned().collect();
+    let store = inventory.store();
     // Let the abandoned holds lapse so their expiries are in the log we check; a long TTL
     // is not waited for (the report then counts the expiries written so far).
     if seen.abandoned > 0 && args.ttl <= MAX_WAIT_FOR_LAPSE_SECS {
@@ -323,8 +340,8 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         }
         let deadline = Instant::now() + Duration::from_secs(args.ttl) + Duration::from_secs(5);
         loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let report = check_log(&inventory.store())
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let report = check_log_of(&store, |s| ours.contains(s))
                 .await
                 .map_err(|e| e.to_string())?;
             if report.expired >= seen.abandoned || Instant::now() > deadline {
@@ -332,19 +349,37 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
             }
         }
     }
+    inventory.shutdown().await;
 
-    let log = check_log(&inventory.store())
+    // Check what is on disk, not what the engine holds: the reopened file must have every
+    // acknowledged reservation and sale.
+    let log_store: Arc<dyn EventStore> = match data_dir {
+        None => store,
+        Some(dir) => {
+            drop(store);
+            let path = dir.join(SQLITE_FILE);
+            let reopened = tokio::task::spawn_blocking(move || SqliteStore::open(path))
+                .await
+                .map_err(|e| format!("reopen the log: {e}"))?
+                .map_err(|e| format!("reopen the log: {e}"))?;
+            Arc::new(reopened)
+        }
+    };
+    let log = check_log_of(&log_store, |s| ours.contains(s))
         .await
         .map_err(|e| format!("read the log back: {e}"))?;
-    let in_log: HashSet<(Sku, ReservationId)> = log
-        .reservations
-        .iter()
-        .flat_map(|(sku, ids)| ids.iter().map(move |id| (sku.clone(), *id)))
-        .collect();
+    let in_log = |ids: &HashMap<Sku, HashSet<ReservationId>>, (sku, id): &(Sku, ReservationId)| {
+        ids.get(sku).is_some_and(|ids| ids.contains(id))
+    };
     let missing = seen
         .acknowledged
         .iter()
-        .filter(|ack| !in_log.contains(*ack))
+        .filter(|ack| !in_log(&log.reservations, ack))
+        .count() as u64;
+    let missing_committed = seen
+        .commits
+        .iter()
+        .filter(|ack| !in_log(&log.commits, ack))
         .count() as u64;
     if let Some(e) = &seen.first_error {
         eprintln!("first error: {e}");
@@ -370,6 +405,7 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         errors: seen.errors,
         oversold: log.oversold_units,
         missing_acknowledged: missing,
+        missing_committed,
         log_violations: log.violations,
         elapsed_seconds: elapsed.as_secs_f64(),
         durable_reservations_per_second: reserved as f64 / elapsed.as_secs_f64().max(1e-9),
@@ -382,7 +418,6 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         max_batch: during.max_batch,
         appends,
     };
-    inventory.shutdown().await;
     Ok(report)
 }
 
@@ -395,6 +430,7 @@ impl Outcomes {
     fn merge(&mut self, other: Outcomes) {
         self.latencies_us.extend(other.latencies_us);
         self.acknowledged.extend(other.acknowledged);
+        self.commits.extend(other.commits);
         self.committed += other.committed;
         self.abandoned += other.abandoned;
         self.rejected += other.rejected;

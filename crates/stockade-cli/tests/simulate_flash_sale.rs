@@ -41,9 +41,31 @@ fn a_small_sale_on_sqlite_sells_exactly_the_stock_and_passes_the_log_check() {
     assert_eq!(report["rejected"], 1900);
     assert_eq!(report["oversold"], 0);
     assert_eq!(report["missing_acknowledged"], 0);
+    assert_eq!(report["missing_committed"], 0);
     assert_eq!(report["errors"], 0);
-    // The log it checked is the one on disk.
+    // The log it checked is the one on disk; a second run beside the first counts only
+    // its own SKUs.
     assert!(dir.path().join("stockade.db").exists());
+    let again = stockade(&[
+        "simulate",
+        "flash-sale",
+        "--stock",
+        "10",
+        "--buyers",
+        "50",
+        "--abandon-rate",
+        "0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["reserved"], 10);
 }
 
 #[test]
@@ -82,6 +104,14 @@ fn bad_flags_exit_non_zero_with_a_message() {
         &["simulate", "flash-sale", "--qty", "18446744073709551616"],
         &["simulate", "flash-sale", "--abandon-rate", "1.5"],
         &["simulate", "flash-sale", "--store", "postgres"],
+        &[
+            "simulate",
+            "flash-sale",
+            "--store",
+            "memory",
+            "--data-dir",
+            "/tmp/x",
+        ],
     ] {
         let out = stockade(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

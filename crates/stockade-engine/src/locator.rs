@@ -159,7 +159,12 @@ impl Locator {
         let mut live: HashMap<StreamName, i64> = HashMap::new();
         let mut after = Position::START;
         loop {
+            // Until an empty page: a backend may return fewer than asked before the end.
             let page = store.read_all(after, SCAN_PAGE).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.position;
             for recorded in &page {
                 let delta = match recorded.event_type.as_str() {
                     "StockReserved" => {
@@ -177,10 +182,6 @@ impl Locator {
                 if delta != 0 {
                     *live.entry(recorded.stream.clone()).or_default() += delta;
                 }
-            }
-            match page.last() {
-                Some(last) if page.len() == SCAN_PAGE => after = last.position,
-                _ => break,
             }
         }
         self.ready.send_replace(Scan::Done);
