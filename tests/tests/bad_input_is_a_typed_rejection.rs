@@ -165,3 +165,47 @@ async fn a_commit_after_expiry_is_refused_as_lapsed() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_too_large_for_one_append_is_refused_and_its_key_stays_usable() {
+    let inventory = stockade_tests::engine::open_on(
+        std::sync::Arc::new(stockade_store::MemoryStore::new()),
+        stockade_tests::engine::test_engine(),
+    )
+    .await;
+    let item = register(&inventory, "CROWDED", 60_000).await;
+    let buyers = (0..200).map(|_| {
+        let (inventory, item) = (inventory.clone(), item.clone());
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                let held = inventory.reserve(&item, Quantity::new(1), ReserveOptions::default());
+                held.await.unwrap();
+            }
+        })
+    });
+    for buyer in futures::future::join_all(buyers).await {
+        buyer.unwrap();
+    }
+    // A count of zero puts all 60 000 holds at risk: the event naming them exceeds 1 MiB.
+    let count = stockade_engine::Adjustment {
+        change: stockade_domain::StockChange::Count(Quantity::ZERO),
+        reason: "flood".into(),
+        reference: None,
+        expected_version: None,
+    };
+    let keyed = Origin::default().idempotency_key("count-1");
+    for _ in 0..2 {
+        // The retry gets the same answer, and does not wait on a key left pending.
+        let refused = tokio::time::timeout(
+            stockade_tests::PATIENCE,
+            inventory.adjust(&item, count.clone(), &keyed),
+        )
+        .await
+        .expect("an answer, not a hang");
+        assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+    }
+    // Nothing changed: the SKU still sells what it has.
+    let stock = inventory.stock(&item).await.unwrap();
+    assert_eq!(stock.view.reserved, Quantity::new(60_000));
+    assert_eq!(stock.version, 60_001);
+}

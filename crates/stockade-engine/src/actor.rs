@@ -340,6 +340,19 @@ impl SkuActor {
             }
             event_ids.push(id);
         }
+        let bytes: usize = data
+            .iter()
+            .map(|d| d.event_type.len() + d.data.len() + d.metadata.len())
+            .sum();
+        if bytes > BATCH_BYTES {
+            // No append could carry it: refuse it before it touches any state.
+            if let Some(reply) = reply {
+                reply.send(Err(Error::Invalid(format!(
+                    "the command's events take {bytes} bytes, more than one append may carry"
+                ))));
+            }
+            return;
+        }
         // decide's contract: its events apply. Checked anyway, on a copy-free path: apply
         // validates before it mutates, so a failure leaves the state as it was.
         for (applied, event) in events.iter().enumerate() {
@@ -359,21 +372,6 @@ impl SkuActor {
         if let Some(scope) = &request.scope {
             self.pending_keys
                 .insert(scope.clone(), (fingerprint.clone(), Vec::new()));
-        }
-        let bytes: usize = data
-            .iter()
-            .map(|d| d.event_type.len() + d.data.len() + d.metadata.len())
-            .sum();
-        if bytes > BATCH_BYTES {
-            // No append could carry it: refuse it before it is queued, and undo its effect
-            // on the speculative state.
-            self.rebuild_speculative();
-            if let Some(reply) = reply {
-                reply.send(Err(Error::Invalid(format!(
-                    "the command's events take {bytes} bytes, more than one append may carry"
-                ))));
-            }
-            return;
         }
         let reply = reply.map(|mut r| {
             r.mark_decided();
