@@ -35,7 +35,7 @@ use crate::engine::Shared;
 use crate::error::Error;
 use crate::idempotency::{Fingerprint, KeyScope, KeyTable, Recorded, event_id};
 use crate::recovery::{self, Loaded, TailEvent};
-use crate::reply::Reply;
+use crate::reply::{Reply, tell};
 
 /// Bytes a batch may carry: the store's limit less room for the type names it counts.
 const BATCH_BYTES: usize = MAX_APPEND_BYTES - MAX_APPEND_BYTES / 16;
@@ -273,9 +273,7 @@ impl SkuActor {
                         key: scope.key.clone(),
                     })
                 };
-                if let Some(reply) = reply {
-                    reply.send(answer);
-                }
+                tell(reply, answer);
                 return;
             }
             if let Some((pending, followers)) = self.pending_keys.get_mut(scope) {
@@ -296,21 +294,20 @@ impl SkuActor {
         if let Some(expected) = request.expected_version
             && expected != self.speculative_version
         {
-            if let Some(reply) = reply {
-                reply.send(Err(Error::Conflict {
+            tell(
+                reply,
+                Err(Error::Conflict {
                     sku: self.sku.clone(),
                     expected,
                     actual: self.speculative_version,
-                }));
-            }
+                }),
+            );
             return;
         }
         let events = match decide(&self.speculative, &command, now) {
             Ok(events) => events,
             Err(rejection) => {
-                if let Some(reply) = reply {
-                    reply.send(Err(self.error_from(rejection)));
-                }
+                tell(reply, Err(self.error_from(rejection)));
                 return;
             }
         };
@@ -332,9 +329,7 @@ impl SkuActor {
             match codec::encode(event, &meta) {
                 Ok(d) => data.push(d),
                 Err(e) => {
-                    if let Some(reply) = reply {
-                        reply.send(Err(Error::Unavailable(format!("encode: {e}"))));
-                    }
+                    tell(reply, Err(Error::Unavailable(format!("encode: {e}"))));
                     return;
                 }
             }
@@ -346,11 +341,12 @@ impl SkuActor {
             .sum();
         if bytes > BATCH_BYTES {
             // No append could carry it: refuse it before it touches any state.
-            if let Some(reply) = reply {
-                reply.send(Err(Error::Invalid(format!(
+            tell(
+                reply,
+                Err(Error::Invalid(format!(
                     "the command's events take {bytes} bytes, more than one append may carry"
-                ))));
-            }
+                ))),
+            );
             return;
         }
         // decide's contract: its events apply. Checked anyway, on a copy-free path: apply
@@ -362,9 +358,7 @@ impl SkuActor {
                     // Cannot happen (one event per command today); rebuild to be safe.
                     self.rebuild_speculative();
                 }
-                if let Some(reply) = reply {
-                    reply.send(Err(Error::Unavailable(format!("internal: {e}"))));
-                }
+                tell(reply, Err(Error::Unavailable(format!("internal: {e}"))));
                 return;
             }
         }
@@ -547,9 +541,7 @@ impl SkuActor {
                 }
             }
         }
-        if let Some(reply) = p.reply {
-            reply.send(Ok(accepted));
-        }
+        tell(p.reply, Ok(accepted));
     }
 
     /// Re-reads the stream after a failed append, then answers the failed batch by what
@@ -620,14 +612,12 @@ impl SkuActor {
                     let events = stored.iter().map(|t| t.event.clone()).collect();
                     self.answer(p, Some(events), version, false);
                 }
-                // A conflict: nothing of ours landed; decide again on the new state.
+                // A conflict, and this command is not in the log: decide it again.
                 (_, None) => redo.push((p.command, p.request, p.reply)),
                 // Not there now, but a timed-out append may still land: the caller must
                 // retry with its key to learn the outcome, which the fence keeps single.
                 (_, Some(error)) => {
-                    if let Some(reply) = p.reply {
-                        reply.send(Err(error.clone()));
-                    }
+                    tell(p.reply, Err(error.clone()));
                 }
             }
         }
@@ -662,9 +652,7 @@ impl SkuActor {
     fn fail_everything(&mut self, ctx: &mut Context<Self>, error: &Error) {
         let pending = self.in_flight.take().into_iter().flatten();
         for p in pending.chain(self.queued.drain(..)) {
-            if let Some(reply) = p.reply {
-                reply.send(Err(error.clone()));
-            }
+            tell(p.reply, Err(error.clone()));
         }
         for (_, (_, followers)) in self.pending_keys.drain() {
             for f in followers {

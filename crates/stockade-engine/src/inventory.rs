@@ -391,12 +391,23 @@ impl Inventory {
             n => join_all((0..n).map(attempt)).await,
         };
 
-        let mut held = Vec::new();
+        let mut reserved: Vec<(Sku, HeldLine)> = Vec::with_capacity(lines.len());
         let mut refusal = None;
         let mut unknown = Vec::new();
         for (line, attempt) in lines.iter().zip(attempts) {
             match attempt {
-                Ok(accepted) => held.push((line, accepted)),
+                Ok(accepted) => match held_line(&accepted) {
+                    Some(held) => reserved.push((line.sku.clone(), held)),
+                    // Cannot happen (a reserve writes StockReserved); never report a line
+                    // as held without it.
+                    None => {
+                        unknown.push(line.sku.clone());
+                        refusal = Some(Error::Unavailable(format!(
+                            "{}: reserve answered without a StockReserved event",
+                            line.sku
+                        )));
+                    }
+                },
                 Err(e @ Error::Unavailable(_)) => {
                     // Its append may still land: release it with the others.
                     unknown.push(line.sku.clone());
@@ -415,10 +426,6 @@ impl Inventory {
                 }
             }
         }
-        let reserved: Vec<(Sku, Reservation1)> = held
-            .iter()
-            .filter_map(|(line, a)| reservation_of(a).map(|r| (line.sku.clone(), r)))
-            .collect();
         // A retry whose first attempt was refused and rolled back replays lines that are
         // released by now: that is a refusal too, not a reservation.
         if refusal.is_none() && reserved.iter().any(|(_, r)| r.replayed) {
@@ -468,7 +475,7 @@ impl Inventory {
 
     /// For a replayed reservation: the refusal its first attempt must have met, if any
     /// line is no longer held.
-    async fn rolled_back(&self, reserved: &[(Sku, Reservation1)]) -> Option<Error> {
+    async fn rolled_back(&self, reserved: &[(Sku, HeldLine)]) -> Option<Error> {
         for (sku, r) in reserved {
             let status = self.line_status(sku, r.id).await;
             if let Ok(LineStatus::Resolved(
@@ -721,9 +728,9 @@ impl Drop for KeyTurn<'_> {
     }
 }
 
-/// The parts of a `StockReserved` an order needs.
+/// One line as its SKU holds it: the parts of a `StockReserved` an order needs.
 #[derive(Debug, Clone)]
-struct Reservation1 {
+struct HeldLine {
     id: ReservationId,
     order_id: Option<OrderId>,
     qty: Quantity,
@@ -733,9 +740,9 @@ struct Reservation1 {
     replayed: bool,
 }
 
-fn reservation_of(accepted: &Accepted) -> Option<Reservation1> {
+fn held_line(accepted: &Accepted) -> Option<HeldLine> {
     accepted.events.iter().find_map(|e| match e {
-        Event::StockReserved(r) => Some(Reservation1 {
+        Event::StockReserved(r) => Some(HeldLine {
             id: r.reservation_id,
             order_id: r.order_id.clone(),
             qty: r.qty,

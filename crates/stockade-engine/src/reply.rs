@@ -73,6 +73,14 @@ impl<T> Reply<T> {
     }
 }
 
+/// Answers `reply`, if the command has one (the actor's own commands, such as expiries,
+/// have none).
+pub(crate) fn tell<T>(reply: Option<Reply<T>>, answer: Result<T, Error>) {
+    if let Some(reply) = reply {
+        reply.send(answer);
+    }
+}
+
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
