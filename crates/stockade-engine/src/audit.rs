@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use stockade_domain::state::RESOLVED_RETENTION;
 use stockade_domain::{Event, PoolConfig, ReservationId, Sku, Timestamp};
-use stockade_store::{EventStore, Position, StoreError, StreamName, codec};
+use stockade_store::{EventStore, Position, StoreError, StreamName, codec, scan_all};
 
 /// Events read per page.
 const PAGE: usize = 8_192;
@@ -102,27 +102,18 @@ pub async fn check_log_of(
 ) -> Result<LogReport, StoreError> {
     let mut report = LogReport::default();
     let mut skus: HashMap<StreamName, SkuCheck> = HashMap::new();
-    let mut after = Position::START;
-    loop {
-        // Until an empty page: a backend may return fewer than asked before the end.
-        let page = store.read_all(after, PAGE).await?;
-        let Some(last) = page.last() else {
-            return Ok(report);
+    scan_all(store.as_ref(), Position::START, PAGE, |recorded| {
+        let Some(sku) = recorded.stream.sku().filter(|s| only(s)) else {
+            return Ok(());
         };
-        after = last.position;
-        for recorded in &page {
-            let Some(sku) = recorded.stream.sku().filter(|s| only(s)) else {
-                continue;
-            };
-            report.events += 1;
-            let (event, _) = codec::decode(recorded).map_err(|e| StoreError::Corrupt {
-                position: recorded.position,
-                reason: e.to_string(),
-            })?;
-            let check = skus.entry(recorded.stream.clone()).or_default();
-            check_event(check, &event, &sku, recorded.position, &mut report);
-        }
-    }
+        report.events += 1;
+        let (event, _) = codec::decode_stored(recorded)?;
+        let check = skus.entry(recorded.stream.clone()).or_default();
+        check_event(check, &event, &sku, recorded.position, &mut report);
+        Ok(())
+    })
+    .await?;
+    Ok(report)
 }
 
 fn check_event(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use stockade_domain::{Event, OrderId, ReservationId, Sku, Timestamp};
-use stockade_store::{EventStore, Position, StoreError, StreamName, codec};
+use stockade_store::{EventStore, Position, StoreError, StreamName, codec, scan_all};
 use tokio::sync::watch;
 
 use crate::error::Error;
@@ -157,33 +157,26 @@ impl Locator {
         since: Timestamp,
     ) -> Result<Vec<Sku>, StoreError> {
         let mut live: HashMap<StreamName, i64> = HashMap::new();
-        let mut after = Position::START;
-        loop {
-            // Until an empty page: a backend may return fewer than asked before the end.
-            let page = store.read_all(after, SCAN_PAGE).await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = last.position;
-            for recorded in &page {
-                let delta = match recorded.event_type.as_str() {
-                    "StockReserved" => {
-                        if let (Ok((Event::StockReserved(e), _)), Some(sku)) =
-                            (codec::decode(recorded), recorded.stream.sku())
-                            && e.at >= since
-                        {
-                            self.add(e.reservation_id, &sku, e.order_id.as_ref(), e.at);
-                        }
-                        1
+        scan_all(store.as_ref(), Position::START, SCAN_PAGE, |recorded| {
+            let delta = match recorded.event_type.as_str() {
+                "StockReserved" => {
+                    if let (Ok((Event::StockReserved(e), _)), Some(sku)) =
+                        (codec::decode(recorded), recorded.stream.sku())
+                        && e.at >= since
+                    {
+                        self.add(e.reservation_id, &sku, e.order_id.as_ref(), e.at);
                     }
-                    "ReservationCommitted" | "ReservationReleased" | "ReservationExpired" => -1,
-                    _ => 0,
-                };
-                if delta != 0 {
-                    *live.entry(recorded.stream.clone()).or_default() += delta;
+                    1
                 }
+                "ReservationCommitted" | "ReservationReleased" | "ReservationExpired" => -1,
+                _ => 0,
+            };
+            if delta != 0 {
+                *live.entry(recorded.stream.clone()).or_default() += delta;
             }
-        }
+            Ok(())
+        })
+        .await?;
         self.ready.send_replace(Scan::Done);
         Ok(live
             .into_iter()

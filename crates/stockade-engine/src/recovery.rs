@@ -106,10 +106,7 @@ pub async fn read_tail(
                     ),
                 });
             }
-            let (event, meta) = codec::decode(recorded).map_err(|e| StoreError::Corrupt {
-                position: recorded.position,
-                reason: e.to_string(),
-            })?;
+            let (event, meta) = codec::decode_stored(recorded)?;
             next += 1;
             tail.push(TailEvent {
                 event,

@@ -8,7 +8,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use stockade_domain::{Event, EventMetadata, SCHEMA_VERSION, SkuState};
 use thiserror::Error;
 
-use crate::{EventData, Position, RecordedEvent};
+use crate::{EventData, Position, RecordedEvent, StoreError};
 
 pub const CONTENT_TYPE: &str = "application/msgpack";
 
@@ -117,6 +117,14 @@ pub fn decode(recorded: &RecordedEvent) -> Result<(Event, EventMetadata), CodecE
         });
     }
     Ok((event, metadata))
+}
+
+/// [`decode`], with a failure reported the way the store reports damaged data.
+pub fn decode_stored(recorded: &RecordedEvent) -> Result<(Event, EventMetadata), StoreError> {
+    decode(recorded).map_err(|e| StoreError::Corrupt {
+        position: recorded.position,
+        reason: e.to_string(),
+    })
 }
 
 /// Packs a SKU's state for a snapshot.

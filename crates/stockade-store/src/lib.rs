@@ -270,3 +270,25 @@ pub trait EventStore: fmt::Debug + Send + Sync + 'static {
 
     async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError>;
 }
+
+/// Calls `visit` on every event after `after`, in commit order, reading `page` events at
+/// a time. Stops at the first empty page (a backend may return fewer than asked before the
+/// end) or at `visit`'s first error. Returns the position of the last event visited.
+pub async fn scan_all(
+    store: &dyn EventStore,
+    after: Position,
+    page: usize,
+    mut visit: impl FnMut(&RecordedEvent) -> Result<(), StoreError>,
+) -> Result<Position, StoreError> {
+    let mut after = after;
+    loop {
+        let events = store.read_all(after, page).await?;
+        let Some(last) = events.last() else {
+            return Ok(after);
+        };
+        after = last.position;
+        for recorded in &events {
+            visit(recorded)?;
+        }
+    }
+}
