@@ -25,11 +25,7 @@ struct Row {
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = stockade_benches::runtime();
     let mut group = c.benchmark_group("sqlite_append");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(8));

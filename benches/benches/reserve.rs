@@ -15,7 +15,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use stockade_benches::publish;
 use stockade_benches::reserve_concurrently;
 use stockade_domain::Sku;
-use stockade_engine::{Inventory, InventoryConfig, StoreConfig};
+use stockade_engine::{Inventory, InventoryConfig, Percentiles, StoreConfig};
 
 const CALLERS: [usize; 3] = [1, 100, 1000];
 
@@ -28,20 +28,8 @@ struct Row {
     mean_batch: f64,
 }
 
-fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1] as f64 / 1000.0
-}
-
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = stockade_benches::runtime();
     let mut rows = Vec::new();
     for store in ["memory", "sqlite"] {
         let mut group = c.benchmark_group(format!("reserve_one_hot_sku_{store}"));
@@ -104,13 +92,8 @@ fn report(rows: &mut [Row]) {
     );
     let mut json = Vec::new();
     for r in rows.iter_mut() {
-        r.latencies_us.sort_unstable();
         let rate = r.reservations as f64 / r.elapsed.as_secs_f64();
-        let (p50, p99, p999) = (
-            percentile(&r.latencies_us, 0.5),
-            percentile(&r.latencies_us, 0.99),
-            percentile(&r.latencies_us, 0.999),
-        );
+        let Percentiles { p50, p99, p999, .. } = Percentiles::of_micros(&mut r.latencies_us);
         let _ = writeln!(
             table,
             "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} |",

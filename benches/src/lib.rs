@@ -118,3 +118,15 @@ pub fn publish(title: &str, table: &str, name: &str, json_rows: &[String]) {
         eprintln!("could not write {}: {e}", file.display());
     }
 }
+
+/// The callers' runtime every bench uses: two workers, as many as the machine has cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => panic!("a bench cannot run without its runtime: {e}"),
+    }
+}

@@ -18,12 +18,12 @@ use serde::Serialize;
 use stockade_domain::{PoolConfig, Quantity, ReservationId, Sku};
 use stockade_engine::audit::check_log_of;
 use stockade_engine::{
-    EngineConfig, Error, Inventory, InventoryConfig, Origin, ReserveOptions, SQLITE_FILE,
-    StoreConfig,
+    EngineConfig, Error, Inventory, InventoryConfig, Origin, Percentiles, ReserveOptions,
+    SQLITE_FILE, StoreConfig,
 };
 use stockade_store::{EventStore, SqliteStore};
 
-use crate::report::{Percentiles, Table};
+use crate::report::Table;
 
 /// Longest TTL the run waits for, after the last buyer, to see abandoned holds lapse.
 const MAX_WAIT_FOR_LAPSE_SECS: u64 = 30;

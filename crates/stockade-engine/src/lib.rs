@@ -10,6 +10,7 @@
 //! - `reply`: reply handles, and the per-SKU bound that turns overload into `Overloaded`.
 //! - [`idempotency`]: keys per principal, their retention, key-derived event ids.
 //! - `recovery`: rebuilding a SKU from snapshot + events; the engine snapshot format.
+//! - [`latency`]: nearest-rank percentiles of call latencies ([`Percentiles`]).
 //! - `locator`: which SKUs hold a reservation, which reservations an order has.
 //! - [`audit`]: an independent check of the log for oversells, used by the simulation.
 //! - [`clock`]: the injected time source ([`SystemClock`], [`ManualClock`]).
@@ -24,6 +25,7 @@ mod engine;
 pub mod error;
 pub mod idempotency;
 pub mod inventory;
+pub mod latency;
 mod locator;
 mod recovery;
 mod reply;
@@ -37,3 +39,4 @@ pub use inventory::{
     Adjusted, Adjustment, Inventory, InventoryConfig, Line, Origin, Reservation, ReservationStatus,
     ReserveOptions, ReservedLine, Resolved, SQLITE_FILE, StoreConfig,
 };
+pub use latency::Percentiles;
