@@ -63,7 +63,9 @@ pub struct FlashSale {
     /// Where the events go.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
-    /// Directory for the SQLite log; a temporary one (deleted afterwards) when omitted.
+    /// Directory for the SQLite log (with --store sqlite); a temporary one, deleted
+    /// afterwards, when omitted. Each run registers its own SKUs and checks only those, so
+    /// runs may share a directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Print one JSON object instead of the table.
