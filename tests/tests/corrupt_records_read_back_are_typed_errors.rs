@@ -38,15 +38,15 @@ async fn corrupt_records_read_back_are_typed_errors() {
             position,
             ..
         }) => {
-            assert_eq!(position, Position(2));
+            assert_eq!(position, Position::at(2));
         }
         other => panic!("expected a corrupt-data error, got {other:?}"),
     }
 
     // A row the store itself cannot read (an event id of 2 bytes): a Corrupt error.
-    match store.read_all(Position(2), 10).await {
+    match store.read_all(Position::at(2), 10).await {
         Err(StoreError::Corrupt { position, reason }) => {
-            assert_eq!(position, Position(3), "{reason}");
+            assert_eq!(position, Position::at(3), "{reason}");
         }
         other => panic!("expected Corrupt at position 3, got {other:?}"),
     }

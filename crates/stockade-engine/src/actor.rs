@@ -27,7 +27,7 @@ use stockade_domain::{
     Command, Event, EventMetadata, Expire, OrderId, Principal, ReservationId, SkuState, StockView,
     Timestamp, decide,
 };
-use stockade_store::plan::MAX_APPEND_BYTES;
+use stockade_store::plan::{MAX_APPEND_BYTES, append_size};
 use stockade_store::{AppendResult, EventData, ExpectedRevision, StoreError, StreamName, codec};
 use uuid::Uuid;
 
@@ -37,8 +37,9 @@ use crate::idempotency::{Fingerprint, KeyScope, KeyTable, Recorded, event_id};
 use crate::recovery::{self, Loaded, TailEvent};
 use crate::reply::{Reply, tell};
 
-/// Bytes a batch may carry: the store's limit less room for the type names it counts.
-const BATCH_BYTES: usize = MAX_APPEND_BYTES - MAX_APPEND_BYTES / 16;
+/// Bytes a batch may carry, counted as the store counts them (`plan::append_size`), so
+/// that every batch fits one append on every backend.
+const BATCH_BYTES: usize = MAX_APPEND_BYTES;
 
 /// Who sent a command and under what terms.
 #[derive(Debug, Clone, Default)]
@@ -335,10 +336,7 @@ impl SkuActor {
             }
             event_ids.push(id);
         }
-        let bytes: usize = data
-            .iter()
-            .map(|d| d.event_type.len() + d.data.len() + d.metadata.len())
-            .sum();
+        let bytes: usize = data.iter().map(append_size).fold(0, usize::saturating_add);
         if bytes > BATCH_BYTES {
             // No append could carry it: refuse it before it touches any state.
             tell(

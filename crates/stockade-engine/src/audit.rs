@@ -250,7 +250,7 @@ mod tests {
         let mut state = SkuCheck::default();
         let mut report = LogReport::default();
         for (n, e) in events.iter().enumerate() {
-            check_event(&mut state, e, &sku, Position(n as u64 + 1), &mut report);
+            check_event(&mut state, e, &sku, Position::at(n as u64 + 1), &mut report);
         }
         report
     }

@@ -193,7 +193,7 @@ mod tests {
         RecordedEvent {
             stream: StreamName::for_sku(&sku()),
             revision: 0,
-            position: Position(7),
+            position: Position::at(7),
             event_id: data.event_id,
             event_type: data.event_type,
             data: data.data,
@@ -235,9 +235,9 @@ mod tests {
             decode(&bad),
             Err(CodecError::Corrupt {
                 part: "data",
-                position: Position(7),
+                position,
                 ..
-            })
+            }) if position == Position::at(7)
         ));
         let mut bad = recorded(good.clone());
         bad.data.truncate(bad.data.len() / 2);

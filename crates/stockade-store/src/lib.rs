@@ -103,21 +103,66 @@ impl fmt::Display for StreamName {
     }
 }
 
-/// A place in the global log. Positions grow with commit order; `Position::START` is before
+/// A place in the global log. Positions order by commit order; `Position::START` is before
 /// the first event. Reads and subscriptions "after" a position exclude it.
+///
+/// EventStoreDB names a place by two log offsets: the commit position (shared by the events
+/// of one append) and the prepare position (each event's own). The embedded backends number
+/// events 1, 2, 3, ... and use that number for both ([`Position::at`]). Ordering is by
+/// commit, then prepare, as on the server.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
-#[serde(transparent)]
-pub struct Position(pub u64);
-
-impl Position {
-    pub const START: Position = Position(0);
+pub struct Position {
+    pub commit: u64,
+    pub prepare: u64,
 }
 
+impl Position {
+    pub const START: Position = Position::at(0);
+
+    /// The position of a backend that numbers its events with one sequence.
+    pub const fn at(sequence: u64) -> Self {
+        Self {
+            commit: sequence,
+            prepare: sequence,
+        }
+    }
+}
+
+/// Positions print as `N` when both offsets agree (every embedded position) and as
+/// `COMMIT/PREPARE` otherwise; [`str::parse`] reads both forms back.
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        if self.commit == self.prepare {
+            write!(f, "{}", self.commit)
+        } else {
+            write!(f, "{}/{}", self.commit, self.prepare)
+        }
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            StoreError::InvalidRequest(format!(
+                "{s:?} is not a log position: expected N or COMMIT/PREPARE"
+            ))
+        };
+        let number = |part: &str| part.trim().parse::<u64>().map_err(|_| bad());
+        match s.split_once('/') {
+            None => number(s).map(Position::at),
+            Some((commit, prepare)) => {
+                let (commit, prepare) = (number(commit)?, number(prepare)?);
+                // Within one append, events follow their commit record's position.
+                if prepare < commit {
+                    return Err(bad());
+                }
+                Ok(Position { commit, prepare })
+            }
+        }
     }
 }
 

@@ -99,7 +99,7 @@ impl EventStore for MemoryStore {
             let index = log.all.len();
             result = AppendResult {
                 revision: first_revision + offset as u64,
-                position: Position(index as u64 + 1),
+                position: Position::at(index as u64 + 1),
             };
             log.all.push(RecordedEvent {
                 stream: stream.clone(),
@@ -151,12 +151,12 @@ impl EventStore for MemoryStore {
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let log = self.log();
-        let start = usize::try_from(after.0).unwrap_or(usize::MAX);
+        let start = usize::try_from(after.commit).unwrap_or(usize::MAX);
         Ok(log.all.iter().skip(start).take(max).cloned().collect())
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
-        Ok(Position(self.log().all.len() as u64))
+        Ok(Position::at(self.log().all.len() as u64))
     }
 
     fn subscribe_all(&self, after: Position) -> Subscription {

@@ -9,20 +9,46 @@ use crate::{
     AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, StoreError, StreamName,
 };
 
-/// Most bytes one append may carry (type names, payloads and metadata), as EventStoreDB's
-/// default `MaxAppendSize`: the embedded store refuses what production would refuse.
+/// Most bytes one append may carry, as EventStoreDB's default `MaxAppendSize`, counted as
+/// [`append_size`] counts them: the embedded store refuses what production would refuse.
 pub const MAX_APPEND_BYTES: usize = 1024 * 1024;
 
-/// Refuses a batch no backend should write: empty, or larger than [`MAX_APPEND_BYTES`].
+/// The bytes an event counts against [`MAX_APPEND_BYTES`]. This is EventStoreDB's own
+/// measure (`Event.SizeOnDisk`): payload, metadata and the type name twice (the server
+/// holds it as UTF-16; twice the UTF-8 length is never less).
+pub fn append_size(event: &EventData) -> usize {
+    event
+        .data
+        .len()
+        .saturating_add(event.metadata.len())
+        .saturating_add(event.event_type.len().saturating_mul(2))
+}
+
+/// Refuses a batch no backend should write: empty, larger than [`MAX_APPEND_BYTES`], or
+/// holding an event without a type or with the nil id (EventStoreDB refuses both).
 pub fn check_batch(events: &[EventData]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Err(StoreError::InvalidRequest(
             "an append needs at least one event".into(),
         ));
     }
+    if let Some(bad) = events
+        .iter()
+        .find(|e| e.event_id.is_nil() || e.event_type.is_empty())
+    {
+        return Err(StoreError::InvalidRequest(format!(
+            "event {} has {}",
+            bad.event_id,
+            if bad.event_id.is_nil() {
+                "the nil id"
+            } else {
+                "no type"
+            }
+        )));
+    }
     let bytes = events
         .iter()
-        .map(|e| e.event_type.len() + e.data.len() + e.metadata.len())
+        .map(append_size)
         .fold(0usize, usize::saturating_add);
     if bytes > MAX_APPEND_BYTES {
         return Err(StoreError::InvalidRequest(format!(
@@ -135,6 +161,40 @@ mod tests {
         (1..=n).map(Uuid::from_u128).collect()
     }
 
+    fn event(event_type: &str, data: usize) -> EventData {
+        EventData {
+            event_id: Uuid::new_v4(),
+            event_type: event_type.into(),
+            data: vec![0; data],
+            metadata: vec![0; 10],
+        }
+    }
+
+    #[test]
+    fn batches_are_weighed_as_eventstoredb_weighs_them() {
+        // Type name twice, payload, metadata.
+        assert_eq!(append_size(&event("Abc", 100)), 6 + 100 + 10);
+        let exact = MAX_APPEND_BYTES - 10 - 2;
+        assert!(check_batch(&[event("E", exact)]).is_ok());
+        assert!(check_batch(&[event("E", exact + 1)]).is_err());
+        let half = MAX_APPEND_BYTES / 2;
+        assert!(check_batch(&[event("E", half), event("E", half)]).is_err());
+    }
+
+    #[test]
+    fn events_the_server_would_refuse_are_refused_here() {
+        let mut nil = event("E", 1);
+        nil.event_id = Uuid::nil();
+        assert!(
+            matches!(check_batch(&[nil]), Err(StoreError::InvalidRequest(m)) if m.contains("nil"))
+        );
+        let untyped = event("", 1);
+        assert!(
+            matches!(check_batch(&[untyped]), Err(StoreError::InvalidRequest(m)) if m.contains("no type"))
+        );
+        assert!(check_batch(&[]).is_err());
+    }
+
     /// A stream holding `held` ids at revisions 0.., positions 100...
     fn lookup(
         held: Vec<Uuid>,
@@ -145,7 +205,7 @@ mod tests {
                 .enumerate()
                 .skip(from as usize)
                 .take(n)
-                .map(|(i, id)| (*id, Position(100 + i as u64)))
+                .map(|(i, id)| (*id, Position::at(100 + i as u64)))
                 .collect())
         }
     }
@@ -221,7 +281,7 @@ mod tests {
             plan,
             Ok(Plan::AlreadyWritten(AppendResult {
                 revision: 2,
-                position: Position(102)
+                position: Position::at(102)
             }))
         );
         let plan = plan_append(&s, ExpectedRevision::Any, Some(2), &batch, lookup(ids(3)));

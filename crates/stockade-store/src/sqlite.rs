@@ -389,7 +389,7 @@ fn prepare(conn: &mut Connection) -> Result<Position, Prepared> {
         r.get(0)
     })?;
     tx.commit()?;
-    Ok(Position(u64::try_from(head).unwrap_or(0)))
+    Ok(Position::at(u64::try_from(head).unwrap_or(0)))
 }
 
 /// A row that cannot be turned into a `RecordedEvent`; carried through rusqlite's error
@@ -427,7 +427,7 @@ fn row_to_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, rusqlite::Erro
     Ok(RecordedEvent {
         stream: StreamName::new(name).map_err(|e| corrupt(position, e.to_string()))?,
         revision: to_u64(position, "revision", row.get(2)?)?,
-        position: Position(to_u64(position, "position", position)?),
+        position: Position::at(to_u64(position, "position", position)?),
         event_id: Uuid::from_slice(&id)
             .map_err(|_| corrupt(position, format!("event id of {} bytes", id.len())))?,
         event_type: row
@@ -448,7 +448,7 @@ fn read_error(e: rusqlite::Error) -> StoreError {
         rusqlite::Error::FromSqlConversionFailure(_, _, reason) => {
             match reason.downcast::<CorruptRow>() {
                 Ok(row) => StoreError::Corrupt {
-                    position: Position(row.position),
+                    position: Position::at(row.position),
                     reason: row.reason,
                 },
                 Err(other) => StoreError::Corrupt {
@@ -520,7 +520,10 @@ impl EventStore for SqliteStore {
             let sql = format!("{SELECT_EVENT} WHERE e.position > ?1 ORDER BY e.position LIMIT ?2");
             let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
             let rows = stmt
-                .query_map(params![clamp(after.0), clamp(max as u64)], row_to_event)
+                .query_map(
+                    params![clamp(after.commit), clamp(max as u64)],
+                    row_to_event,
+                )
                 .map_err(read_error)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
         })
@@ -534,7 +537,7 @@ impl EventStore for SqliteStore {
                     r.get(0)
                 })
                 .map_err(read_error)?;
-            Ok(Position(u64::try_from(head).unwrap_or(0)))
+            Ok(Position::at(u64::try_from(head).unwrap_or(0)))
         })
         .await
     }
@@ -823,7 +826,7 @@ fn append_one(
                 let position: i64 = r.get(1)?;
                 Ok((
                     Uuid::from_slice(&id).unwrap_or(Uuid::nil()),
-                    Position(u64::try_from(position).unwrap_or(0)),
+                    Position::at(u64::try_from(position).unwrap_or(0)),
                 ))
             })?;
             rows.collect::<Result<Vec<_>, _>>()
@@ -871,7 +874,7 @@ fn append_one(
         ])?;
         result = AppendResult {
             revision,
-            position: Position(u64::try_from(tx.last_insert_rowid()).unwrap_or(0)),
+            position: Position::at(u64::try_from(tx.last_insert_rowid()).unwrap_or(0)),
         };
     }
     tx.prepare_cached("UPDATE streams SET last_revision = ?2 WHERE id = ?1")?
