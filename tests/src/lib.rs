@@ -54,4 +54,6 @@ pub async fn fold_everything(
 /// A generous bound for anything these scenarios wait on.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+pub mod backend;
 pub mod engine;
+pub mod scenarios;

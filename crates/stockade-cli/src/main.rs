@@ -7,6 +7,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 mod report;
 mod simulate;
@@ -37,9 +39,16 @@ enum Simulation {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Warnings and errors on stderr. The EventStoreDB client's own logs are off: it logs
+    // every failed connection attempt, which the backend already reports in its errors.
+    let filter = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("kurrentdb", LevelFilter::OFF);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_max_level(LevelFilter::WARN)
+        .finish()
+        .with(filter)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

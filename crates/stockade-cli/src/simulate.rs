@@ -21,6 +21,7 @@ use stockade_engine::{
     EngineConfig, Error, Inventory, InventoryConfig, Origin, Percentiles, ReserveOptions,
     SQLITE_FILE, StoreConfig,
 };
+use stockade_esdb::{EsdbConfig, EsdbStore};
 use stockade_store::{EventStore, SqliteStore};
 
 use crate::report::Table;
@@ -34,6 +35,8 @@ pub enum StoreKind {
     Memory,
     /// The embedded SQLite log, with an fsync per commit.
     Sqlite,
+    /// EventStoreDB at --esdb-url.
+    Esdb,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +71,14 @@ pub struct FlashSale {
     /// runs may share a directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// EventStoreDB connection string (with --store esdb), e.g.
+    /// esdb://localhost:2113?tls=false, or a cluster's hosts.
+    #[arg(long, env = "STOCKADE_ESDB_URL", hide_env_values = true)]
+    esdb_url: Option<String>,
+    /// Prefix for the run's streams in EventStoreDB, to keep simulations apart from
+    /// production SKUs; the run checks only its own SKUs either way.
+    #[arg(long, default_value = "")]
+    esdb_namespace: String,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -79,6 +90,12 @@ pub struct FlashSale {
 impl FlashSale {
     pub fn json(&self) -> bool {
         self.json
+    }
+
+    /// Whether the URL came from STOCKADE_ESDB_URL rather than the command line: a URL
+    /// in the environment is no mistake when another store was chosen.
+    fn esdb_url_from_env(&self) -> bool {
+        std::env::var("STOCKADE_ESDB_URL").ok() == self.esdb_url
     }
 }
 
@@ -205,10 +222,21 @@ fn abandons(seed: u64, buyer: u64, rate: f64) -> bool {
     rate >= 1.0 || (z as f64 / u64::MAX as f64) < rate
 }
 
+/// Where a finished run reads its log back from: a fresh handle, not the engine's.
+enum LogSource {
+    /// The engine's own store (memory: nothing else could read it).
+    Same,
+    Sqlite(PathBuf),
+    Esdb(EsdbConfig),
+}
+
 pub async fn run(args: FlashSale) -> Result<Report, String> {
     let temp;
-    if args.store == StoreKind::Memory && args.data_dir.is_some() {
-        return Err("--data-dir needs --store sqlite (the memory store writes nothing)".into());
+    if args.store != StoreKind::Sqlite && args.data_dir.is_some() {
+        return Err("--data-dir needs --store sqlite".into());
+    }
+    if args.store != StoreKind::Esdb && args.esdb_url.is_some() && !args.esdb_url_from_env() {
+        return Err("--esdb-url needs --store esdb".into());
     }
     let store = match (args.store, &args.data_dir) {
         (StoreKind::Memory, _) => StoreConfig::Memory,
@@ -221,10 +249,19 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                 data_dir: temp.path().to_path_buf(),
             }
         }
+        (StoreKind::Esdb, _) => {
+            let url = args.esdb_url.clone().ok_or(
+                "--store esdb needs --esdb-url (or STOCKADE_ESDB_URL), e.g. esdb://localhost:2113?tls=false",
+            )?;
+            let config = EsdbConfig::new(url).namespace(args.esdb_namespace.clone());
+            config.validate().map_err(|e| e.to_string())?;
+            StoreConfig::EventStoreDb(config)
+        }
     };
-    let data_dir = match &store {
-        StoreConfig::Sqlite { data_dir } => Some(data_dir.clone()),
-        _ => None,
+    let log_source = match &store {
+        StoreConfig::Sqlite { data_dir } => LogSource::Sqlite(data_dir.join(SQLITE_FILE)),
+        StoreConfig::EventStoreDb(config) => LogSource::Esdb(config.clone()),
+        _ => LogSource::Same,
     };
     let engine = EngineConfig {
         // Buyers beyond the mailbox bound would be refused as overloaded; a simulation
@@ -355,16 +392,22 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
 
     // Check what is on disk, not what the engine holds: the reopened file must have every
     // acknowledged reservation and sale.
-    let log_store: Arc<dyn EventStore> = match data_dir {
-        None => store,
-        Some(dir) => {
+    let log_store: Arc<dyn EventStore> = match log_source {
+        LogSource::Same => store,
+        LogSource::Sqlite(path) => {
             drop(store);
-            let path = dir.join(SQLITE_FILE);
             let reopened = tokio::task::spawn_blocking(move || SqliteStore::open(path))
                 .await
                 .map_err(|e| format!("reopen the log: {e}"))?
                 .map_err(|e| format!("reopen the log: {e}"))?;
             Arc::new(reopened)
+        }
+        LogSource::Esdb(config) => {
+            drop(store);
+            let reconnected = EsdbStore::connect(config)
+                .await
+                .map_err(|e| format!("reconnect to read the log: {e}"))?;
+            Arc::new(reconnected)
         }
     };
     let log = check_log_of(&log_store, |s| ours.contains(s))
@@ -393,6 +436,7 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         store: match args.store {
             StoreKind::Memory => "memory",
             StoreKind::Sqlite => "sqlite",
+            StoreKind::Esdb => "eventstoredb",
         },
         skus: args.skus,
         stock_per_sku: args.stock,

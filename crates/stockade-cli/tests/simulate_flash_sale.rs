@@ -3,11 +3,20 @@
 
 use std::process::Command;
 
+/// The binary, without a server URL from the developer's environment (the live test
+/// passes one explicitly).
 fn stockade(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_stockade"))
         .args(args)
+        .env_remove("STOCKADE_ESDB_URL")
         .output()
         .expect("run the stockade binary")
+}
+
+/// A port nothing listens on: bound, then released.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 #[test]
@@ -112,6 +121,23 @@ fn bad_flags_exit_non_zero_with_a_message() {
             "--data-dir",
             "/tmp/x",
         ],
+        &["simulate", "flash-sale", "--store", "esdb"],
+        &[
+            "simulate",
+            "flash-sale",
+            "--store",
+            "esdb",
+            "--esdb-url",
+            "http://localhost:2113",
+        ],
+        &[
+            "simulate",
+            "flash-sale",
+            "--store",
+            "sqlite",
+            "--esdb-url",
+            "esdb://localhost:2113",
+        ],
     ] {
         let out = stockade(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -119,4 +145,73 @@ fn bad_flags_exit_non_zero_with_a_message() {
         assert!(stderr.starts_with("error:"), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty());
     }
+}
+
+#[test]
+fn an_unreachable_eventstoredb_is_a_one_line_error_not_a_hang() {
+    let url = format!(
+        "esdb://127.0.0.1:{}?tls=false&maxDiscoverAttempts=1&discoveryInterval=50",
+        closed_port()
+    );
+    let started = std::time::Instant::now();
+    let out = stockade(&[
+        "simulate",
+        "flash-sale",
+        "--store",
+        "esdb",
+        "--esdb-url",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error:"), "{stderr}");
+    assert!(stderr.contains("cannot reach EventStoreDB"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    // Bounded by the store's 10 s deadline, with room for a slow machine.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+/// The same sale against a live EventStoreDB when `STOCKADE_ESDB_URL` names one.
+#[test]
+fn a_small_sale_on_a_live_eventstoredb_passes_the_log_check() {
+    let Ok(url) = std::env::var("STOCKADE_ESDB_URL") else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: SKIPPED the live `simulate flash-sale --store esdb`: STOCKADE_ESDB_URL is not set"
+        );
+        return;
+    };
+    let namespace = format!("sim{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let out = stockade(&[
+        "simulate",
+        "flash-sale",
+        "--store",
+        "esdb",
+        "--esdb-url",
+        &url,
+        "--esdb-namespace",
+        &namespace,
+        "--skus",
+        "2",
+        "--stock",
+        "50",
+        "--buyers",
+        "2000",
+        "--concurrency",
+        "200",
+        "--abandon-rate",
+        "0",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["store"], "eventstoredb");
+    assert_eq!(report["reserved"], 100);
+    assert_eq!(report["oversold"], 0);
+    assert_eq!(report["missing_acknowledged"], 0);
 }

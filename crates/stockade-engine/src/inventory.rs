@@ -47,7 +47,11 @@ pub enum StoreConfig {
     Sqlite { data_dir: PathBuf },
     /// In memory: gone when the process ends. For tests and simulations.
     Memory,
-    /// Any other backend (EventStoreDB, or a test wrapper).
+    /// EventStoreDB (KurrentDB), the clustered store for production. `open` connects
+    /// once to check the address and credentials.
+    #[cfg(feature = "esdb")]
+    EventStoreDb(stockade_esdb::EsdbConfig),
+    /// Any other backend (a test wrapper, a store opened by the caller).
     Custom(Arc<dyn EventStore>),
 }
 
@@ -70,6 +74,15 @@ impl InventoryConfig {
     /// An in-memory store, for tests and simulations.
     pub fn memory() -> Self {
         Self::with_store(StoreConfig::Memory)
+    }
+
+    /// EventStoreDB at `url` (`esdb://host:2113?tls=false`, or a cluster's hosts), with
+    /// the backend's defaults; use `with_store(StoreConfig::EventStoreDb(..))` to tune.
+    #[cfg(feature = "esdb")]
+    pub fn esdb(url: impl Into<String>) -> Self {
+        Self::with_store(StoreConfig::EventStoreDb(stockade_esdb::EsdbConfig::new(
+            url,
+        )))
     }
 
     pub fn with_store(store: StoreConfig) -> Self {
@@ -277,6 +290,16 @@ impl Inventory {
                 Arc::new(store)
             }
             StoreConfig::Memory => Arc::new(MemoryStore::new()),
+            #[cfg(feature = "esdb")]
+            StoreConfig::EventStoreDb(config) => Arc::new(
+                stockade_esdb::EsdbStore::connect(config)
+                    .await
+                    .map_err(|e| match e {
+                        stockade_store::StoreError::InvalidRequest(m) => Error::Invalid(m),
+                        stockade_store::StoreError::Unavailable(m) => Error::Unavailable(m),
+                        other => Error::store("open EventStoreDB", &other),
+                    })?,
+            ),
             StoreConfig::Custom(store) => store,
         };
         let threads = ActorThreads::start(config.engine.arbiters)?;

@@ -109,8 +109,12 @@ impl EsdbStore {
     pub async fn connect(config: EsdbConfig) -> Result<Self, StoreError> {
         let store = Self::open(config)?;
         store.head().await.map_err(|e| {
+            let why = match e {
+                StoreError::Unavailable(why) => why,
+                other => other.to_string(),
+            };
             StoreError::Unavailable(format!(
-                "cannot reach EventStoreDB at {}: {e}",
+                "cannot reach EventStoreDB at {}: {why}",
                 redact(&store.inner.config.url)
             ))
         })?;

@@ -54,6 +54,10 @@ pub use stockade_domain as domain;
 pub use stockade_engine as engine;
 pub use stockade_store as store;
 
+/// The EventStoreDB backend (feature `esdb`, on by default).
+#[cfg(feature = "esdb")]
+pub use stockade_esdb::{EsdbConfig, EsdbStore};
+
 pub use stockade_domain::{
     Channel, OrderId, PoolConfig, Principal, Quantity, Rejection, ReservationId, Resolution, Sku,
     StockChange, StockView, Timestamp,

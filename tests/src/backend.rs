@@ -1,0 +1,40 @@
+//! Where an engine scenario keeps its events: the embedded SQLite file, or a live
+//! EventStoreDB when `STOCKADE_ESDB_URL` names one. A backend opens any number of engines
+//! on the same log, which is how scenarios model a restart or a second node.
+
+use stockade_engine::{Inventory, InventoryConfig, StoreConfig};
+use stockade_esdb::EsdbConfig;
+
+use crate::engine::test_engine;
+
+#[derive(Debug)]
+pub enum Backend {
+    Sqlite(tempfile::TempDir),
+    /// A fresh namespace on the live server: this scenario's streams only.
+    Esdb(EsdbConfig),
+}
+
+impl Backend {
+    /// An empty SQLite log in a temporary directory.
+    pub fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// The live server, or `None` after saying (once) that these scenarios were skipped.
+    pub fn live_esdb() -> Option<Self> {
+        stockade_esdb::testkit::live_config("engine scenarios").map(Self::Esdb)
+    }
+
+    /// A new engine on this backend's log, with the test engine settings.
+    pub async fn open(&self) -> Inventory {
+        let store = match self {
+            Backend::Sqlite(dir) => StoreConfig::Sqlite {
+                data_dir: dir.path().to_path_buf(),
+            },
+            Backend::Esdb(config) => StoreConfig::EventStoreDb(config.clone()),
+        };
+        Inventory::open(InventoryConfig::with_store(store).engine(test_engine()))
+            .await
+            .unwrap()
+    }
+}
