@@ -161,6 +161,12 @@ pub(crate) fn sku_filter(namespace: &str) -> SubscriptionFilter {
         .add_prefix(format!("{namespace}{}", StreamName::SKU_PREFIX))
 }
 
+/// What a read reads.
+enum Source<'a> {
+    Stream(&'a str, &'a ReadStreamOptions),
+    All(&'a ReadAllOptions),
+}
+
 impl Inner {
     fn deadline(&self) -> Duration {
         self.config.deadline
@@ -213,6 +219,47 @@ impl Inner {
         }
     }
 
+    /// Reads `source` into up to `max` items: `keep` maps each event, or skips it with
+    /// `None`. A missing stream reads as empty.
+    async fn read<T>(
+        &self,
+        source: Source<'_>,
+        what: &str,
+        max: usize,
+        mut keep: impl FnMut(&kurrentdb::RecordedEvent) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let opened = match source {
+            Source::Stream(name, options) => self.client.read_stream(name, options).await,
+            Source::All(options) => self.client.read_all(options).await,
+        };
+        let mut reader = match opened {
+            Ok(reader) => reader,
+            Err(e) => return read_error(what, e),
+        };
+        let mut items = Vec::new();
+        while items.len() < max {
+            match reader.next().await {
+                Ok(Some(resolved)) => {
+                    if let Some(recorded) = resolved.event.as_ref()
+                        && let Some(item) = keep(recorded)?
+                    {
+                        items.push(item);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return read_error(what, e),
+            }
+        }
+        Ok(items)
+    }
+
+    fn ours(&self, recorded: &kurrentdb::RecordedEvent) -> Option<RecordedEvent> {
+        incoming(&self.config.namespace, ServerEvent::from(recorded))
+    }
+
     /// Up to `max` events of a stream from revision `from`, in order.
     async fn read_stream_page(
         &self,
@@ -226,32 +273,18 @@ impl Inner {
             .max_count(max)
             .deadline(self.deadline())
             .requires_leader(true);
-        let what = || format!("read {server_stream}");
-        let mut reader = match self.client.read_stream(server_stream, &options).await {
-            Ok(reader) => reader,
-            Err(e) => return read_error(&what(), e),
-        };
-        let mut events = Vec::new();
-        loop {
-            match reader.next().await {
-                Ok(Some(resolved)) => {
-                    let Some(recorded) = resolved.event.as_ref() else {
-                        continue;
-                    };
-                    let event = incoming(&self.config.namespace, ServerEvent::from(recorded))
-                        .ok_or_else(|| StoreError::Corrupt {
-                            position: convert::position(recorded.position),
-                            reason: format!(
-                                "{server_stream} returned an event of {}",
-                                recorded.stream_id()
-                            ),
-                        })?;
-                    events.push(event);
-                }
-                Ok(None) => return Ok(events),
-                Err(e) => return read_error(&what(), e),
-            }
-        }
+        let source = Source::Stream(server_stream, &options);
+        self.read(source, &format!("read {server_stream}"), max, |recorded| {
+            let event = self.ours(recorded).ok_or_else(|| StoreError::Corrupt {
+                position: convert::position(recorded.position),
+                reason: format!(
+                    "{server_stream} returned an event of {}",
+                    recorded.stream_id()
+                ),
+            })?;
+            Ok(Some(event))
+        })
+        .await
     }
 
     /// Up to `max` of this store's SKU events after `after`, in commit order.
@@ -260,9 +293,6 @@ impl Inner {
         after: Position,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
         // The server includes the event at `after`; ask for one more and drop it.
         let options = ReadAllOptions::default()
             .position(convert::start_after(after))
@@ -271,30 +301,10 @@ impl Inner {
             .max_count(max.saturating_add(1))
             .deadline(self.deadline())
             .requires_leader(true);
-        let mut reader = self
-            .client
-            .read_all(&options)
-            .await
-            .map_err(|e| call_error("read $all", e))?;
-        let mut events = Vec::new();
-        while events.len() < max {
-            match reader.next().await {
-                Ok(Some(resolved)) => {
-                    let Some(recorded) = resolved.event.as_ref() else {
-                        continue;
-                    };
-                    if let Some(event) =
-                        incoming(&self.config.namespace, ServerEvent::from(recorded))
-                        && event.position > after
-                    {
-                        events.push(event);
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Err(call_error("read $all", e)),
-            }
-        }
-        Ok(events)
+        self.read(Source::All(&options), "read $all", max, |recorded| {
+            Ok(self.ours(recorded).filter(|e| e.position > after))
+        })
+        .await
     }
 
     /// The position of this store's last SKU event.
@@ -305,25 +315,15 @@ impl Inner {
             .max_count(1)
             .deadline(self.deadline())
             .requires_leader(true);
-        let mut reader = self
-            .client
-            .read_all(&options)
-            .await
-            .map_err(|e| call_error("read the end of $all", e))?;
-        loop {
-            match reader.next().await {
-                Ok(Some(resolved)) => {
-                    if let Some(recorded) = resolved.event.as_ref()
-                        && let Some(event) =
-                            incoming(&self.config.namespace, ServerEvent::from(recorded))
-                    {
-                        return Ok(event.position);
-                    }
-                }
-                Ok(None) => return Ok(Position::START),
-                Err(e) => return Err(call_error("read the end of $all", e)),
-            }
-        }
+        let last = self
+            .read(
+                Source::All(&options),
+                "read the end of $all",
+                1,
+                |recorded| Ok(self.ours(recorded).map(|e| e.position)),
+            )
+            .await?;
+        Ok(last.first().copied().unwrap_or(Position::START))
     }
 
     /// The latest snapshot event of a snapshot stream, with its revision in that stream.
@@ -336,23 +336,15 @@ impl Inner {
             .max_count(1)
             .deadline(self.deadline())
             .requires_leader(true);
-        let what = || format!("read {snapshot_stream}");
-        let mut reader = match self.client.read_stream(snapshot_stream, &options).await {
-            Ok(reader) => reader,
-            Err(e) => return read_error(&what(), e),
-        };
-        loop {
-            match reader.next().await {
-                Ok(Some(resolved)) => {
-                    if let Some(recorded) = resolved.event.as_ref() {
-                        let snapshot = convert::snapshot_of(ServerEvent::from(recorded))?;
-                        return Ok(Some((snapshot, recorded.revision)));
-                    }
-                }
-                Ok(None) => return Ok(None),
-                Err(e) => return read_error(&what(), e),
-            }
-        }
+        let source = Source::Stream(snapshot_stream, &options);
+        let what = format!("read {snapshot_stream}");
+        let mut last = self
+            .read(source, &what, 1, |recorded| {
+                let snapshot = convert::snapshot_of(ServerEvent::from(recorded))?;
+                Ok(Some((snapshot, recorded.revision)))
+            })
+            .await?;
+        Ok(last.pop())
     }
 
     async fn save_snapshot(
