@@ -158,7 +158,7 @@ fn bad_flags_exit_non_zero_with_a_message() {
 #[test]
 fn an_unreachable_eventstoredb_is_a_one_line_error_not_a_hang() {
     let url = format!(
-        "esdb://127.0.0.1:{}?tls=false&maxDiscoverAttempts=1&discoveryInterval=50",
+        "esdb://127.0.0.1:{}?tls=false&maxDiscoverAttempts=2&discoveryInterval=50",
         closed_port()
     );
     let started = std::time::Instant::now();

@@ -17,6 +17,7 @@
 //! - [`config`]: [`EsdbConfig`], checked before connecting.
 //! - `convert`: the pure translation of expectations, errors, positions and events.
 //! - `batch`: splitting at the byte limit.
+//! - `connection`: the client, replaced when it cannot recover by itself.
 //! - `store`: [`EsdbStore`] itself.
 //! - `subscription`: the reconnecting `$all` subscription.
 //!
@@ -24,6 +25,7 @@
 
 mod batch;
 pub mod config;
+mod connection;
 mod convert;
 mod store;
 mod subscription;

@@ -4,7 +4,10 @@
 //! (the engine's actors live on actix arbiters): a call is spawned there and its result
 //! awaited, as the SQLite backend hands appends to its writer thread. Every call is bounded
 //! by the configured deadline twice over: the gRPC deadline the server also sees, and a
-//! timer around the whole call, which covers finding a node to talk to.
+//! timer around the whole call, which covers finding a node to talk to. A call that runs
+//! out of time is aborted, so it cannot land later behind the caller's back.
+//!
+//! The client is replaced when it fails in a way it cannot recover from (`connection`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,8 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kurrentdb::{
-    AppendToStreamOptions, Client, ReadAllOptions, ReadStreamOptions, StreamMetadataBuilder,
-    StreamPosition, SubscriptionFilter,
+    AppendToStreamOptions, ClientSettings, ReadAllOptions, ReadStreamOptions,
+    StreamMetadataBuilder, StreamPosition, SubscriptionFilter,
 };
 use stockade_store::plan::check_batch;
 use stockade_store::{
@@ -21,14 +24,16 @@ use stockade_store::{
     StoreError, StreamName, Subscription,
 };
 use tokio::runtime::Runtime;
+use tokio::sync::watch;
 
 use crate::batch::split;
 use crate::config::{EsdbConfig, redact};
+use crate::connection::Connection;
 use crate::convert::{self, ServerEvent, append_error, call_error, incoming, read_error};
 use crate::subscription;
 
-/// Attempts at an append the leader refused because it was not the leader (nothing was
-/// written), while the client finds the new leader.
+/// Attempts at a call a node refused because it was not the leader (nothing was written,
+/// nothing read), while the client follows the redirect to the new leader.
 const NOT_LEADER_ATTEMPTS: usize = 3;
 /// Attempts at saving a snapshot that races another writer of the same snapshot stream.
 const SNAPSHOT_ATTEMPTS: usize = 3;
@@ -36,9 +41,13 @@ const SNAPSHOT_ATTEMPTS: usize = 3;
 /// What the store's tasks share: the client, the settings, the runtime's handle. The
 /// runtime itself is owned by [`EsdbStore`] alone, so tasks holding this never keep it alive.
 pub(crate) struct Inner {
-    pub client: Client,
+    pub connection: Connection,
+    /// For subscriptions, which run their own clients (see `subscription`).
+    pub settings: ClientSettings,
     pub config: EsdbConfig,
     pub handle: tokio::runtime::Handle,
+    /// Changes to `true` (or closes) when the store is dropped; subscriptions end then.
+    pub closing: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -55,6 +64,8 @@ pub struct EsdbStore {
     inner: Arc<Inner>,
     /// Dropped without blocking (see `Drop`), so the store may be dropped on any thread.
     runtime: Option<Runtime>,
+    /// Dropping it tells subscriptions that the store is gone.
+    _closing: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for EsdbStore {
@@ -78,7 +89,7 @@ impl Drop for EsdbStore {
 
 impl EsdbStore {
     /// Validates `config` and creates the client. No connection is made yet: the first
-    /// call connects (and [`EsdbStore::ping`] checks that one can be made).
+    /// call connects ([`EsdbStore::connect`] makes one at once).
     pub fn open(config: EsdbConfig) -> Result<Self, StoreError> {
         let settings = config.validate()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -88,27 +99,36 @@ impl EsdbStore {
             .build()
             .map_err(|e| StoreError::Unavailable(format!("start the EventStoreDB runtime: {e}")))?;
         let handle = runtime.handle().clone();
-        let client = Client::with_runtime_handle(handle.clone(), settings).map_err(|e| {
-            StoreError::InvalidRequest(format!(
-                "EventStoreDB client for {}: {e}",
-                redact(&config.url)
-            ))
-        })?;
+        let connection = Connection::new(settings.clone(), handle.clone(), config.reconnect_min)
+            .map_err(|e| {
+                StoreError::InvalidRequest(format!(
+                    "EventStoreDB client for {}: {e}",
+                    redact(&config.url)
+                ))
+            })?;
+        let (closing_tx, closing) = watch::channel(false);
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                connection,
+                settings,
                 config,
                 handle,
+                closing,
             }),
             runtime: Some(runtime),
+            _closing: closing_tx,
         })
     }
 
-    /// Opens the store and reads the end of `$all` once, so that a wrong address or
-    /// credentials fail here, with a clear message, instead of on the first append.
+    /// Opens the store and reads the last event of `$all` once (unfiltered, so it costs
+    /// one event whatever the log holds). A wrong address, wrong credentials, or a user
+    /// who may not read `$all` fail here, with a clear message, not on the first append.
     pub async fn connect(config: EsdbConfig) -> Result<Self, StoreError> {
         let store = Self::open(config)?;
-        store.head().await.map_err(|e| {
+        let probe = store.run("read the end of $all".into(), |inner| async move {
+            inner.probe().await
+        });
+        probe.await.map_err(|e| {
             let why = match e {
                 StoreError::Unavailable(why) => why,
                 other => other.to_string(),
@@ -136,13 +156,19 @@ impl EsdbStore {
         F: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         let deadline = self.inner.config.deadline;
-        let task = self.inner.handle.spawn(call(self.inner.clone()));
-        match tokio::time::timeout(deadline, task).await {
+        let mut task = self.inner.handle.spawn(call(self.inner.clone()));
+        match tokio::time::timeout(deadline, &mut task).await {
             Ok(Ok(result)) => result,
+            // A panic inside the client ends only this call.
             Ok(Err(joined)) => Err(StoreError::Unavailable(format!("{what}: {joined}"))),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "{what}: no answer within {deadline:?}; the outcome is unknown"
-            ))),
+            Err(_) => {
+                // Nothing of it may happen after its caller was told it timed out, except
+                // what was already on the wire: that is why the outcome is "unknown".
+                task.abort();
+                Err(StoreError::Unavailable(format!(
+                    "{what}: no answer within {deadline:?}; the outcome is unknown"
+                )))
+            }
         }
     }
 
@@ -187,11 +213,14 @@ impl Inner {
         let outgoing: Vec<_> = events.into_iter().map(convert::outgoing).collect();
         let mut attempt = 1;
         loop {
-            match self
-                .client
+            let (client, generation) = self.connection.client();
+            let written = client
                 .append_to_stream(server_stream, &options, outgoing.clone())
-                .await
-            {
+                .await;
+            if let Err(e) = &written {
+                self.connection.failed(generation, e);
+            }
+            match written {
                 Ok(written) => {
                     let revision = written.next_expected_version;
                     let mut position = convert::position(written.position);
@@ -212,7 +241,7 @@ impl Inner {
                 // leader. Sending the same ids at the same expectation again is safe.
                 Err(kurrentdb::Error::NotLeaderException(_)) if attempt < NOT_LEADER_ATTEMPTS => {
                     attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
+                    redirect_pause(attempt).await;
                 }
                 Err(e) => return Err(append_error(stream, expected, e)),
             }
@@ -220,7 +249,8 @@ impl Inner {
     }
 
     /// Reads `source` into up to `max` items: `keep` maps each event, or skips it with
-    /// `None`. A missing stream reads as empty.
+    /// `None`. A missing stream reads as empty; `$all` is never missing, so there a
+    /// "not found" is an error. A "not leader" refusal is retried from the start.
     async fn read<T>(
         &self,
         source: Source<'_>,
@@ -231,29 +261,69 @@ impl Inner {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let opened = match source {
-            Source::Stream(name, options) => self.client.read_stream(name, options).await,
-            Source::All(options) => self.client.read_all(options).await,
-        };
-        let mut reader = match opened {
-            Ok(reader) => reader,
-            Err(e) => return read_error(what, e),
-        };
+        let mut attempt = 1;
+        loop {
+            let (client, generation) = self.connection.client();
+            let failed = match self.read_once(&client, &source, max, &mut keep).await {
+                Ok(items) => return Ok(items),
+                Err(ReadFailure::Store(e)) => return Err(e),
+                Err(ReadFailure::Client(e)) => e,
+            };
+            self.connection.failed(generation, &failed);
+            match failed {
+                kurrentdb::Error::NotLeaderException(_) if attempt < NOT_LEADER_ATTEMPTS => {
+                    attempt += 1;
+                    redirect_pause(attempt).await;
+                }
+                kurrentdb::Error::ResourceNotFound if matches!(source, Source::All(_)) => {
+                    return Err(call_error(what, failed));
+                }
+                other => return read_error(what, other),
+            }
+        }
+    }
+
+    async fn read_once<T>(
+        &self,
+        client: &kurrentdb::Client,
+        source: &Source<'_>,
+        max: usize,
+        keep: &mut impl FnMut(&kurrentdb::RecordedEvent) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, ReadFailure> {
+        let mut reader = match source {
+            Source::Stream(name, options) => client.read_stream(*name, options).await,
+            Source::All(options) => client.read_all(options).await,
+        }
+        .map_err(ReadFailure::Client)?;
         let mut items = Vec::new();
         while items.len() < max {
-            match reader.next().await {
-                Ok(Some(resolved)) => {
+            match reader.next().await.map_err(ReadFailure::Client)? {
+                Some(resolved) => {
                     if let Some(recorded) = resolved.event.as_ref()
-                        && let Some(item) = keep(recorded)?
+                        && let Some(item) = keep(recorded).map_err(ReadFailure::Store)?
                     {
                         items.push(item);
                     }
                 }
-                Ok(None) => break,
-                Err(e) => return read_error(what, e),
+                None => break,
             }
         }
         Ok(items)
+    }
+
+    /// Reads the last event of `$all`, unfiltered: proof that the server answers, the
+    /// credentials work and the user may read `$all`.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let options = ReadAllOptions::default()
+            .position(StreamPosition::End)
+            .max_count(1)
+            .deadline(self.deadline())
+            .requires_leader(true);
+        self.read(Source::All(&options), "read the end of $all", 1, |_| {
+            Ok(Some(()))
+        })
+        .await
+        .map(drop)
     }
 
     fn ours(&self, recorded: &kurrentdb::RecordedEvent) -> Option<RecordedEvent> {
@@ -326,11 +396,13 @@ impl Inner {
         Ok(last.first().copied().unwrap_or(Position::START))
     }
 
-    /// The latest snapshot event of a snapshot stream, with its revision in that stream.
+    /// The latest snapshot event of a snapshot stream and its revision in that stream.
+    /// An unreadable snapshot is reported (`None` beside its revision), so that loading
+    /// replays the stream and saving replaces it.
     async fn last_snapshot(
         &self,
         snapshot_stream: &str,
-    ) -> Result<Option<(Snapshot, u64)>, StoreError> {
+    ) -> Result<Option<(Option<Snapshot>, u64)>, StoreError> {
         let options = ReadStreamOptions::default()
             .position(StreamPosition::End)
             .max_count(1)
@@ -340,7 +412,13 @@ impl Inner {
         let what = format!("read {snapshot_stream}");
         let mut last = self
             .read(source, &what, 1, |recorded| {
-                let snapshot = convert::snapshot_of(ServerEvent::from(recorded))?;
+                let snapshot = match convert::snapshot_of(ServerEvent::from(recorded)) {
+                    Ok(snapshot) => Some(snapshot),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unreadable snapshot ignored; the stream will be replayed");
+                        None
+                    }
+                };
                 Ok(Some((snapshot, recorded.revision)))
             })
             .await?;
@@ -357,7 +435,7 @@ impl Inner {
         let revision = snapshot_revision(&event)?;
         for _ in 0..SNAPSHOT_ATTEMPTS {
             let expected = match self.last_snapshot(&snapshot_stream).await? {
-                Some((stored, _)) if stored.revision >= revision => return Ok(()),
+                Some((Some(stored), _)) if stored.revision >= revision => return Ok(()),
                 Some((_, at)) => ExpectedRevision::Exact(at),
                 None => {
                     // A new snapshot stream keeps only its latest event.
@@ -365,12 +443,17 @@ impl Inner {
                     let options = AppendToStreamOptions::default()
                         .deadline(self.deadline())
                         .requires_leader(true);
-                    self.client
+                    let (client, generation) = self.connection.client();
+                    let set = client
                         .set_stream_metadata(snapshot_stream.as_str(), &options, &metadata)
-                        .await
-                        .map_err(|e| {
-                            call_error(&format!("set $maxCount on {snapshot_stream}"), e)
-                        })?;
+                        .await;
+                    if let Err(e) = set {
+                        self.connection.failed(generation, &e);
+                        return Err(call_error(
+                            &format!("set $maxCount on {snapshot_stream}"),
+                            e,
+                        ));
+                    }
                     ExpectedRevision::NoStream
                 }
             };
@@ -389,6 +472,17 @@ impl Inner {
             "{snapshot_stream}: kept racing other writers; snapshot skipped"
         )))
     }
+}
+
+/// Why a read failed: the client (retry or map it), or our own check of what it read.
+enum ReadFailure {
+    Client(kurrentdb::Error),
+    Store(StoreError),
+}
+
+/// A short pause before retrying a call a node refused as not the leader.
+async fn redirect_pause(attempt: usize) {
+    tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
 }
 
 /// The revision a snapshot event was built for (it is in the metadata we just encoded).
@@ -507,9 +601,15 @@ impl EventStore for EsdbStore {
 
     async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError> {
         let snapshot_stream = convert::snapshot_stream(&self.inner.config.namespace, stream);
-        self.run(format!("load the snapshot of {stream}"), move |inner| async move {
-            Ok(inner.last_snapshot(&snapshot_stream).await?.map(|(s, _)| s))
-        })
+        self.run(
+            format!("load the snapshot of {stream}"),
+            move |inner| async move {
+                Ok(inner
+                    .last_snapshot(&snapshot_stream)
+                    .await?
+                    .and_then(|(snapshot, _)| snapshot))
+            },
+        )
         .await
     }
 }

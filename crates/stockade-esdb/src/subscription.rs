@@ -1,17 +1,23 @@
 //! Catch-up-then-live subscriptions to this store's SKU events in `$all`, which outlive
 //! server restarts and leader changes.
 //!
-//! A task on the store's runtime holds the server subscription and feeds a bounded channel
-//! (a slow reader slows the task, not the server). When the connection drops for a reason
-//! that may pass, the task waits (doubling from `reconnect_min` to `reconnect_max`) and
-//! subscribes again after the last event it delivered, dropping anything at or before it,
-//! so the reader sees every event once, in order. Any other error is delivered and ends the
-//! subscription.
+//! Each subscription runs on a thread of its own, with its own runtime and its own client:
+//! - A failure in one subscription's connection cannot touch appends or other readers.
+//! - `kurrentdb` 1.2 can spin forever on a subscription call that the server ended
+//!   cleanly (ADR 0004). If that happens, it burns this thread only.
+//!
+//! The task feeds a bounded channel, so a slow reader slows the task, not the server.
+//! When the connection drops for a reason that may pass, the task waits (doubling from
+//! `reconnect_min` to `reconnect_max`), builds a new client (the old one may be spent,
+//! see `connection`) and subscribes again after the last event it delivered. It drops
+//! anything at or before that event, so the reader sees every event once, in order. Any
+//! other error, or a panic in the client, is delivered as an error and ends the
+//! subscription. Dropping the store ends it as well.
 
 use std::sync::Arc;
 
 use futures::stream;
-use kurrentdb::SubscribeToAllOptions;
+use kurrentdb::{Client, SubscribeToAllOptions};
 use stockade_store::{Position, RecordedEvent, StoreError, Subscription};
 use tokio::sync::mpsc;
 
@@ -21,28 +27,79 @@ use crate::store::{Inner, sku_filter};
 /// Events buffered between the server and a reader that is busy.
 const BUFFER: usize = 1024;
 
+type Sender = mpsc::Sender<Result<RecordedEvent, StoreError>>;
+
 pub(crate) fn subscribe(inner: Arc<Inner>, after: Position) -> Subscription {
     let (tx, rx) = mpsc::channel(BUFFER);
-    inner.handle.spawn(pump(inner.clone(), after, tx));
+    let failed = tx.clone();
+    let started = std::thread::Builder::new()
+        .name("stockade-esdb-sub".into())
+        .spawn(move || run(inner, after, tx));
+    if let Err(e) = started {
+        // The receiver is still held below, so this send finds room.
+        let _ = failed.try_send(Err(StoreError::Unavailable(format!(
+            "start a subscription thread: {e}"
+        ))));
+    }
     Box::pin(stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
 }
 
-type Sender = mpsc::Sender<Result<RecordedEvent, StoreError>>;
+/// The subscription thread: a runtime for the pump, and an error if the pump panics.
+fn run(inner: Arc<Inner>, after: Position, tx: Sender) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(StoreError::Unavailable(format!(
+                "start a subscription runtime: {e}"
+            ))));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let pump = tokio::spawn(pump(inner, after, tx.clone()));
+        if let Err(e) = pump.await {
+            let _ = tx
+                .send(Err(StoreError::Unavailable(format!(
+                    "the EventStoreDB subscription failed: {e}"
+                ))))
+                .await;
+        }
+    });
+}
 
 async fn pump(inner: Arc<Inner>, mut after: Position, tx: Sender) {
     let namespace = inner.config.namespace.clone();
+    let mut closing = inner.closing.clone();
     let mut delay = inner.config.reconnect_min;
     loop {
+        let client = match Client::with_runtime_handle(
+            tokio::runtime::Handle::current(),
+            inner.settings.clone(),
+        ) {
+            Ok(client) => client,
+            Err(e) => {
+                let _ = tx
+                    .send(Err(StoreError::Unavailable(format!(
+                        "build an EventStoreDB client: {e}"
+                    ))))
+                    .await;
+                return;
+            }
+        };
         let options = SubscribeToAllOptions::default()
             .position(convert::start_after(after))
             .filter(sku_filter(&namespace));
-        let mut subscription = inner.client.subscribe_to_all(&options).await;
+        let mut subscription = client.subscribe_to_all(&options).await;
         loop {
             let next = tokio::select! {
                 next = subscription.next() => next,
                 () = tx.closed() => return,
+                _ = closing.changed() => return,
             };
             match next {
                 Ok(resolved) => {
@@ -75,6 +132,7 @@ async fn pump(inner: Arc<Inner>, mut after: Position, tx: Sender) {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = tx.closed() => return,
+            _ = closing.changed() => return,
         }
         delay = next_delay(delay, inner.config.reconnect_max);
     }

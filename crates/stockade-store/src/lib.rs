@@ -106,10 +106,13 @@ impl fmt::Display for StreamName {
 /// A place in the global log. Positions order by commit order; `Position::START` is before
 /// the first event. Reads and subscriptions "after" a position exclude it.
 ///
-/// EventStoreDB names a place by two log offsets: the commit position (shared by the events
-/// of one append) and the prepare position (each event's own). The embedded backends number
-/// events 1, 2, 3, ... and use that number for both ([`Position::at`]). Ordering is by
-/// commit, then prepare, as on the server.
+/// EventStoreDB names a place by two log offsets: the commit position and the prepare
+/// position. They are equal for events appended over gRPC. Events of the legacy explicit
+/// transactions share the position of the commit record written after them, and keep their
+/// own prepare positions (smaller than the commit's). A read must hand the exact
+/// pair back to resume there, so both are kept. The embedded backends number events
+/// 1, 2, 3, ... and use that number for both ([`Position::at`]). Ordering is by commit,
+/// then prepare, as on the server.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -156,10 +159,6 @@ impl std::str::FromStr for Position {
             None => number(s).map(Position::at),
             Some((commit, prepare)) => {
                 let (commit, prepare) = (number(commit)?, number(prepare)?);
-                // Within one append, events follow their commit record's position.
-                if prepare < commit {
-                    return Err(bad());
-                }
                 Ok(Position { commit, prepare })
             }
         }
