@@ -1,5 +1,6 @@
 //! Durable reservations/s on ONE hot SKU through the whole engine (actor, pipeline,
-//! store), with 1, 100 and 1000 concurrent callers, in memory and on SQLite with fsync.
+//! store), with 1, 100 and 1000 concurrent callers, in memory and on SQLite with fsync,
+//! and on EventStoreDB when `STOCKADE_ESDB_URL` names a server.
 //!
 //! `cargo bench -p stockade-benches --bench reserve`
 //!
@@ -16,6 +17,7 @@ use stockade_benches::publish;
 use stockade_benches::reserve_concurrently;
 use stockade_domain::Sku;
 use stockade_engine::{Inventory, InventoryConfig, Percentiles, StoreConfig};
+use stockade_esdb::EsdbConfig;
 
 const CALLERS: [usize; 3] = [1, 100, 1000];
 
@@ -31,7 +33,13 @@ struct Row {
 fn bench(c: &mut Criterion) {
     let runtime = stockade_benches::runtime();
     let mut rows = Vec::new();
-    for store in ["memory", "sqlite"] {
+    let esdb_url = std::env::var("STOCKADE_ESDB_URL").ok();
+    let mut stores = vec!["memory", "sqlite"];
+    match &esdb_url {
+        Some(_) => stores.push("eventstoredb"),
+        None => println!("eventstoredb: SKIPPED (STOCKADE_ESDB_URL is not set)"),
+    }
+    for store in stores {
         let mut group = c.benchmark_group(format!("reserve_one_hot_sku_{store}"));
         group.sample_size(10);
         group.measurement_time(Duration::from_secs(10));
@@ -51,8 +59,15 @@ fn bench(c: &mut Criterion) {
                     // A fresh engine and store per sample, so that nothing accumulated by
                     // earlier samples (states, a growing in-memory log) weighs on this one.
                     let dir = tempfile::tempdir().unwrap();
-                    let config = match store {
-                        "memory" => StoreConfig::Memory,
+                    let config = match (store, &esdb_url) {
+                        ("memory", _) => StoreConfig::Memory,
+                        ("eventstoredb", Some(url)) => {
+                            // A fresh namespace: this sample's stream starts empty.
+                            let tag = uuid::Uuid::new_v4().simple().to_string();
+                            StoreConfig::EventStoreDb(
+                                EsdbConfig::new(url.clone()).namespace(format!("b{}-", &tag[..12])),
+                            )
+                        }
                         _ => StoreConfig::Sqlite {
                             data_dir: dir.path().to_path_buf(),
                         },

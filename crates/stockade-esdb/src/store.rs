@@ -377,7 +377,9 @@ impl Inner {
         .await
     }
 
-    /// The position of this store's last SKU event.
+    /// The position of this store's last SKU event. The server filters while reading
+    /// backwards from the end, so this is quick when SKU events are recent and reads the
+    /// whole log for a namespace that has none.
     async fn head(&self) -> Result<Position, StoreError> {
         let options = ReadAllOptions::default()
             .position(StreamPosition::End)
