@@ -157,18 +157,18 @@ impl EsdbStore {
     {
         let deadline = self.inner.config.deadline;
         let mut task = self.inner.handle.spawn(call(self.inner.clone()));
+        // If the caller stops waiting (its own timeout, or it was dropped), or the deadline
+        // passes, the call stops too: nothing of it may happen after its caller was told
+        // it failed, except what was already on the wire, which is why such an outcome is
+        // "unknown".
+        let _stop = AbortOnDrop(task.abort_handle());
         match tokio::time::timeout(deadline, &mut task).await {
             Ok(Ok(result)) => result,
             // A panic inside the client ends only this call.
             Ok(Err(joined)) => Err(StoreError::Unavailable(format!("{what}: {joined}"))),
-            Err(_) => {
-                // Nothing of it may happen after its caller was told it timed out, except
-                // what was already on the wire: that is why the outcome is "unknown".
-                task.abort();
-                Err(StoreError::Unavailable(format!(
-                    "{what}: no answer within {deadline:?}; the outcome is unknown"
-                )))
-            }
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "{what}: no answer within {deadline:?}; the outcome is unknown"
+            ))),
         }
     }
 
@@ -480,6 +480,15 @@ impl Inner {
 enum ReadFailure {
     Client(kurrentdb::Error),
     Store(StoreError),
+}
+
+/// Aborts a task when dropped; a no-op once the task has finished.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A short pause before retrying a call a node refused as not the leader.
