@@ -12,7 +12,7 @@
 //!   writer thread committing many appends per fsync.
 //! - [`codec`]: domain events and snapshots to and from MessagePack.
 //! - `subscription`: catch-up-then-live over any backend that announces its head.
-//! - [`testkit`] (feature `testkit`): the conformance suite every backend must pass.
+//! - `testkit` (feature `testkit`): the conformance suite every backend must pass.
 //!
 //! # Example
 //!

@@ -47,6 +47,10 @@
 //! # }
 //! ```
 //!
+//! To keep the log in EventStoreDB instead (several app nodes, a replicated store), open
+//! with `InventoryConfig::esdb("esdb://node1:2113,node2:2113,node3:2113")` (feature `esdb`,
+//! on by default); the repository's `docs/operations.md` covers clusters and failover.
+//!
 //! The crates underneath, for what this one does not re-export: [`domain`] (the pure rules),
 //! [`store`] (the event store port and backends), [`engine`] (the SKU actors).
 
