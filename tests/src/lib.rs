@@ -56,4 +56,5 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub mod backend;
 pub mod engine;
+pub mod projection;
 pub mod scenarios;

@@ -1,0 +1,718 @@
+//! The read-model database: SQLite beside the event store (`projections.db`).
+//!
+//! Invariant: every table derived from the log changes in the same transaction as the
+//! checkpoint, so after any crash the tables hold exactly the effect of the events up to
+//! the checkpoint. A restart resumes after it; nothing is applied twice or skipped.
+//!
+//! Tables:
+//! - `checkpoint`: the last projected position and how many events that is;
+//! - `stock_levels`: one row per SKU;
+//! - `reservations`: one row per (reservation, SKU) line, looked up by id or by order;
+//! - `alerts`: low stock, out of stock, back in stock and short, as they happen;
+//! - `notices`: the outbox of freshness notices, by `seq`;
+//! - `thresholds`: configuration (low-stock threshold per SKU), kept across rebuilds;
+//! - `delivery_cursors`: how far each delivery channel has read the outbox.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use stockade_domain::{PoolKind, Sku, Timestamp};
+use stockade_store::Position;
+
+use crate::ProjectionError;
+use crate::model::{
+    DEFAULT_LOW_STOCK_THRESHOLD, Level, Notice, ReservationState, Status, StockRow,
+};
+
+/// File name of the read models inside the data directory.
+pub const FILE: &str = "projections.db";
+/// Version of the schema below; a file from a newer build is refused.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    commit_pos  INTEGER NOT NULL,
+    prepare_pos INTEGER NOT NULL,
+    events      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stock_levels (
+    sku        TEXT PRIMARY KEY,
+    pool       TEXT NOT NULL,
+    on_hand    INTEGER,
+    reserved   INTEGER NOT NULL,
+    available  INTEGER,
+    status     TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    id          TEXT NOT NULL,
+    sku         TEXT NOT NULL,
+    order_id    TEXT,
+    qty         INTEGER NOT NULL,
+    channel     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    reserved_at INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    resolved_at INTEGER,
+    PRIMARY KEY (id, sku)
+);
+CREATE INDEX IF NOT EXISTS reservations_by_order ON reservations (order_id)
+    WHERE order_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS alerts (
+    seq       INTEGER PRIMARY KEY,
+    sku       TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    available INTEGER,
+    threshold INTEGER NOT NULL,
+    version   INTEGER NOT NULL,
+    at        INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notices (
+    seq      INTEGER PRIMARY KEY,
+    sku      TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    body     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS thresholds (
+    sku       TEXT PRIMARY KEY,
+    low_stock INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS delivery_cursors (
+    channel TEXT PRIMARY KEY,
+    seq     INTEGER NOT NULL
+);
+";
+
+/// Tables derived from the log: emptied by a rebuild. Thresholds and cursors are not.
+const DERIVED: [&str; 5] = [
+    "checkpoint",
+    "stock_levels",
+    "reservations",
+    "alerts",
+    "notices",
+];
+
+/// How far the read models have got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    pub position: Position,
+    /// SKU events projected so far; also the `seq` of the last notice.
+    pub events: u64,
+}
+
+/// A kind of alert, as the `alerts` table names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// Availability fell to the threshold or below.
+    LowStock,
+    /// Nothing more can be reserved.
+    OutOfStock,
+    /// Units became available again after being out of stock.
+    BackInStock,
+    /// More is promised than exists.
+    Short,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::LowStock => "low_stock",
+            AlertKind::OutOfStock => "out_of_stock",
+            AlertKind::BackInStock => "back_in_stock",
+            AlertKind::Short => "short",
+        }
+    }
+
+    /// The alert a move from `before` to `after` raises, if any.
+    pub fn on_transition(before: Option<Status>, after: Status) -> Option<AlertKind> {
+        match (before, after) {
+            (Some(b), a) if b == a => None,
+            (_, Status::Short) => Some(AlertKind::Short),
+            (_, Status::OutOfStock) => Some(AlertKind::OutOfStock),
+            (Some(Status::OutOfStock | Status::Short), Status::InStock | Status::LowStock) => {
+                Some(AlertKind::BackInStock)
+            }
+            (_, Status::LowStock) => Some(AlertKind::LowStock),
+            _ => None,
+        }
+    }
+}
+
+/// One alert as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Alert {
+    pub seq: u64,
+    pub sku: String,
+    pub kind: String,
+    pub available: Option<u64>,
+    pub threshold: u64,
+    pub version: u64,
+    pub at: Timestamp,
+}
+
+/// One reservation line as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReservationRow {
+    pub id: String,
+    pub sku: String,
+    pub order_id: Option<String>,
+    pub qty: u64,
+    pub channel: String,
+    pub state: String,
+    pub reserved_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+}
+
+/// A change to the `reservations` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReservationChange {
+    Held {
+        id: String,
+        order_id: Option<String>,
+        qty: u64,
+        channel: String,
+        reserved_at: Timestamp,
+        expires_at: Timestamp,
+    },
+    Resolved {
+        id: String,
+        state: ReservationState,
+        at: Timestamp,
+    },
+}
+
+/// Everything one event does to the read models, worked out before the transaction.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub sku: Sku,
+    pub pool: PoolKind,
+    pub version: u64,
+    pub before: Option<(Level, bool)>,
+    pub after: (Level, bool),
+    pub at: Timestamp,
+    pub reservation: Option<ReservationChange>,
+    /// The notice, with `seq`, statuses and scopes still to fill in.
+    pub notice: Notice,
+}
+
+/// The read models. Writes go through one connection (the projector's), reads through
+/// another, so readers never wait for a batch to commit (WAL).
+#[derive(Debug, Clone)]
+pub struct ReadModels {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+fn sql(e: rusqlite::Error) -> ProjectionError {
+    ProjectionError::ReadModel(e.to_string())
+}
+
+fn lock(c: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl ReadModels {
+    /// Opens (creating if needed) the read models in `path`.
+    pub fn open(path: &Path) -> Result<Self, ProjectionError> {
+        let writer = Connection::open(path).map_err(sql)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(sql)?;
+        let version: i64 = writer
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
+        if version > SCHEMA_VERSION {
+            return Err(ProjectionError::ReadModel(format!(
+                "{} has schema version {version}; this build reads up to {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
+        writer.execute_batch(SCHEMA).map_err(sql)?;
+        writer
+            .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(sql)?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Read models in a temporary in-memory database (tests, simulations).
+    pub fn in_memory() -> Result<Self, ProjectionError> {
+        // A shared-cache memory database, so the reader connection sees the writer's.
+        let name = format!(
+            "file:projections-{}?mode=memory&cache=shared",
+            uuid::Uuid::new_v4().simple()
+        );
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI;
+        let writer = Connection::open_with_flags(&name, flags).map_err(sql)?;
+        writer.execute_batch(SCHEMA).map_err(sql)?;
+        let reader = Connection::open_with_flags(&name, flags).map_err(sql)?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Runs `f` on the reader connection, off the async threads.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ProjectionError> + Send + 'static,
+    ) -> Result<T, ProjectionError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&lock(&reader)))
+            .await
+            .map_err(|e| ProjectionError::ReadModel(e.to_string()))?
+    }
+
+    /// Runs `f` in one write transaction, off the async threads.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, ProjectionError> + Send + 'static,
+    ) -> Result<T, ProjectionError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = lock(&writer);
+            let tx = conn.transaction().map_err(sql)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(sql)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| ProjectionError::ReadModel(e.to_string()))?
+    }
+
+    pub async fn checkpoint(&self) -> Result<Checkpoint, ProjectionError> {
+        self.read(checkpoint).await
+    }
+
+    /// Empties every derived table: the next run projects the log from its start.
+    pub async fn clear(&self) -> Result<(), ProjectionError> {
+        self.write(|tx| {
+            for table in DERIVED {
+                tx.execute(&format!("DELETE FROM {table}"), [])
+                    .map_err(sql)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies a batch of changes and moves the checkpoint to `to`, atomically. Returns
+    /// the notices, numbered and complete, for delivery once this has committed.
+    pub async fn apply(
+        &self,
+        changes: Vec<Change>,
+        to: Position,
+    ) -> Result<Vec<Notice>, ProjectionError> {
+        self.write(move |tx| apply(tx, changes, to)).await
+    }
+
+    pub async fn stock(&self, sku: &Sku) -> Result<Option<StockRow>, ProjectionError> {
+        let sku = sku.to_string();
+        self.read(move |c| {
+            c.query_row(&format!("{SELECT_STOCK} WHERE sku = ?1"), [&sku], stock_row)
+                .optional()
+                .map_err(sql)?
+                .transpose()
+        })
+        .await
+    }
+
+    /// Stock rows in SKU order, after `after` (exclusive), at most `limit`.
+    pub async fn stock_page(
+        &self,
+        after: Option<Sku>,
+        limit: usize,
+    ) -> Result<Vec<StockRow>, ProjectionError> {
+        let after = after.map(|s| s.to_string()).unwrap_or_default();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "{SELECT_STOCK} WHERE sku > ?1 ORDER BY sku LIMIT ?2"
+                ))
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![after, to_i64(limit as u64)], stock_row)
+                .map_err(sql)?;
+            rows.map(|r| r.map_err(sql).and_then(|row| row)).collect()
+        })
+        .await
+    }
+
+    /// The lines of a reservation (one per SKU).
+    pub async fn reservation(&self, id: &str) -> Result<Vec<ReservationRow>, ProjectionError> {
+        let id = id.to_owned();
+        self.reservations_where("id = ?1", id).await
+    }
+
+    /// Every reservation line of an order.
+    pub async fn order(&self, order_id: &str) -> Result<Vec<ReservationRow>, ProjectionError> {
+        let order_id = order_id.to_owned();
+        self.reservations_where("order_id = ?1", order_id).await
+    }
+
+    async fn reservations_where(
+        &self,
+        condition: &'static str,
+        value: String,
+    ) -> Result<Vec<ReservationRow>, ProjectionError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT id, sku, order_id, qty, channel, state, reserved_at, expires_at,
+                            resolved_at
+                     FROM reservations WHERE {condition} ORDER BY sku"
+                ))
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([value], |r| {
+                    Ok(ReservationRow {
+                        id: r.get(0)?,
+                        sku: r.get(1)?,
+                        order_id: r.get(2)?,
+                        qty: to_u64(r.get(3)?),
+                        channel: r.get(4)?,
+                        state: r.get(5)?,
+                        reserved_at: Timestamp::from_millis(to_u64(r.get(6)?)),
+                        expires_at: Timestamp::from_millis(to_u64(r.get(7)?)),
+                        resolved_at: r
+                            .get::<_, Option<i64>>(8)?
+                            .map(|t| Timestamp::from_millis(to_u64(t))),
+                    })
+                })
+                .map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)
+        })
+        .await
+    }
+
+    /// Alerts after `after_seq`, oldest first, at most `limit`.
+    pub async fn alerts(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Alert>, ProjectionError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, sku, kind, available, threshold, version, at FROM alerts
+                     WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![to_i64(after_seq), to_i64(limit as u64)], |r| {
+                    Ok(Alert {
+                        seq: to_u64(r.get(0)?),
+                        sku: r.get(1)?,
+                        kind: r.get(2)?,
+                        available: r.get::<_, Option<i64>>(3)?.map(to_u64),
+                        threshold: to_u64(r.get(4)?),
+                        version: to_u64(r.get(5)?),
+                        at: Timestamp::from_millis(to_u64(r.get(6)?)),
+                    })
+                })
+                .map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)
+        })
+        .await
+    }
+
+    /// Notices after `after_seq`, oldest first, at most `limit`: the outbox.
+    pub async fn notices(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Notice>, ProjectionError> {
+        self.read(move |c| notices_after(c, after_seq, limit)).await
+    }
+
+    /// Sets the low-stock threshold of `sku`; it applies from the SKU's next change.
+    pub async fn set_threshold(&self, sku: &Sku, threshold: u64) -> Result<(), ProjectionError> {
+        let sku = sku.to_string();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO thresholds (sku, low_stock) VALUES (?1, ?2)
+                 ON CONFLICT (sku) DO UPDATE SET low_stock = excluded.low_stock",
+                params![sku, to_i64(threshold)],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Overwrites one stock row: reconciliation's repair (and a test's corruption).
+    pub async fn put_stock_row(&self, row: StockRow) -> Result<(), ProjectionError> {
+        self.write(move |tx| {
+            put_stock(tx, &row)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+const SELECT_STOCK: &str =
+    "SELECT sku, pool, on_hand, reserved, available, status, version, updated_at FROM stock_levels";
+
+fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StockRow, ProjectionError>> {
+    let sku: String = r.get(0)?;
+    let pool: String = r.get(1)?;
+    let status: String = r.get(5)?;
+    let parsed = (|| {
+        let sku = Sku::new(sku.clone()).map_err(|e| e.to_string())?;
+        let pool = [
+            PoolKind::Physical,
+            PoolKind::Digital,
+            PoolKind::PrintOnDemand,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == pool)
+        .ok_or_else(|| format!("unknown pool {pool:?}"))?;
+        let status = Status::parse(&status).ok_or_else(|| format!("unknown status {status:?}"))?;
+        Ok::<_, String>((sku, pool, status))
+    })();
+    Ok(match parsed {
+        Ok((sku, pool, status)) => Ok(StockRow {
+            sku,
+            pool,
+            level: Level {
+                on_hand: r.get::<_, Option<i64>>(2)?.map(to_u64),
+                reserved: to_u64(r.get(3)?),
+                available: r.get::<_, Option<i64>>(4)?.map(to_u64),
+            },
+            status,
+            version: to_u64(r.get(6)?),
+            updated_at: Timestamp::from_millis(to_u64(r.get(7)?)),
+        }),
+        Err(reason) => Err(ProjectionError::ReadModel(format!(
+            "stock row {sku}: {reason}"
+        ))),
+    })
+}
+
+pub(crate) fn checkpoint(c: &Connection) -> Result<Checkpoint, ProjectionError> {
+    Ok(c.query_row(
+        "SELECT commit_pos, prepare_pos, events FROM checkpoint WHERE id = 1",
+        [],
+        |r| {
+            Ok(Checkpoint {
+                position: Position {
+                    commit: to_u64(r.get(0)?),
+                    prepare: to_u64(r.get(1)?),
+                },
+                events: to_u64(r.get(2)?),
+            })
+        },
+    )
+    .optional()
+    .map_err(sql)?
+    .unwrap_or_default())
+}
+
+fn threshold(tx: &Transaction<'_>, sku: &str) -> Result<u64, ProjectionError> {
+    Ok(tx
+        .query_row(
+            "SELECT low_stock FROM thresholds WHERE sku = ?1",
+            [sku],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map_err(sql)?
+        .map_or(DEFAULT_LOW_STOCK_THRESHOLD, to_u64))
+}
+
+fn put_stock(tx: &Transaction<'_>, row: &StockRow) -> Result<(), ProjectionError> {
+    tx.execute(
+        "INSERT INTO stock_levels (sku, pool, on_hand, reserved, available, status, version, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (sku) DO UPDATE SET pool = excluded.pool, on_hand = excluded.on_hand,
+             reserved = excluded.reserved, available = excluded.available,
+             status = excluded.status, version = excluded.version,
+             updated_at = excluded.updated_at",
+        params![
+            row.sku.to_string(),
+            row.pool.as_str(),
+            row.level.on_hand.map(to_i64),
+            to_i64(row.level.reserved),
+            row.level.available.map(to_i64),
+            row.status.as_str(),
+            to_i64(row.version),
+            to_i64(row.updated_at.as_millis()),
+        ],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+fn apply(
+    tx: &Transaction<'_>,
+    changes: Vec<Change>,
+    to: Position,
+) -> Result<Vec<Notice>, ProjectionError> {
+    let mut at = checkpoint(tx)?;
+    let mut notices = Vec::with_capacity(changes.len());
+    for change in changes {
+        let sku = change.sku.to_string();
+        let threshold = threshold(tx, &sku)?;
+        let status_of =
+            |(level, short): &(Level, bool)| crate::model::status_of(level, *short, threshold);
+        let before = change.before.as_ref().map(status_of);
+        let after = status_of(&change.after);
+        put_stock(
+            tx,
+            &StockRow {
+                sku: change.sku.clone(),
+                pool: change.pool,
+                level: change.after.0,
+                status: after,
+                version: change.version,
+                updated_at: change.at,
+            },
+        )?;
+        match &change.reservation {
+            Some(ReservationChange::Held {
+                id,
+                order_id,
+                qty,
+                channel,
+                reserved_at,
+                expires_at,
+            }) => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO reservations
+                     (id, sku, order_id, qty, channel, state, reserved_at, expires_at, resolved_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6, ?7, NULL)",
+                    params![
+                        id,
+                        sku,
+                        order_id,
+                        to_i64(*qty),
+                        channel,
+                        to_i64(reserved_at.as_millis()),
+                        to_i64(expires_at.as_millis())
+                    ],
+                )
+                .map_err(sql)?;
+            }
+            Some(ReservationChange::Resolved { id, state, at }) => {
+                tx.execute(
+                    "UPDATE reservations SET state = ?3, resolved_at = ?4 WHERE id = ?1 AND sku = ?2",
+                    params![id, sku, state.as_str(), to_i64(at.as_millis())],
+                )
+                .map_err(sql)?;
+            }
+            None => {}
+        }
+        if let Some(kind) = AlertKind::on_transition(before, after) {
+            tx.execute(
+                "INSERT INTO alerts (sku, kind, available, threshold, version, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    sku,
+                    kind.as_str(),
+                    change.after.0.available.map(to_i64),
+                    to_i64(threshold),
+                    to_i64(change.version),
+                    to_i64(change.at.as_millis())
+                ],
+            )
+            .map_err(sql)?;
+        }
+        at.events += 1;
+        let mut notice = change.notice;
+        notice.seq = at.events;
+        notice.previous_status = before.unwrap_or(after);
+        notice.status = after;
+        let body = serde_json::to_string(&notice)
+            .map_err(|e| ProjectionError::ReadModel(format!("encode notice: {e}")))?;
+        tx.execute(
+            "INSERT INTO notices (seq, sku, event_id, body) VALUES (?1, ?2, ?3, ?4)",
+            params![to_i64(notice.seq), sku, notice.event_id.to_string(), body],
+        )
+        .map_err(sql)?;
+        notices.push(notice);
+    }
+    tx.execute(
+        "INSERT INTO checkpoint (id, commit_pos, prepare_pos, events) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET commit_pos = excluded.commit_pos,
+             prepare_pos = excluded.prepare_pos, events = excluded.events",
+        params![to_i64(to.commit), to_i64(to.prepare), to_i64(at.events)],
+    )
+    .map_err(sql)?;
+    Ok(notices)
+}
+
+pub(crate) fn notices_after(
+    c: &Connection,
+    after_seq: u64,
+    limit: usize,
+) -> Result<Vec<Notice>, ProjectionError> {
+    let mut stmt = c
+        .prepare_cached("SELECT body FROM notices WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map(params![to_i64(after_seq), to_i64(limit as u64)], |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(sql)?;
+    rows.map(|body| {
+        let body = body.map_err(sql)?;
+        serde_json::from_str(&body)
+            .map_err(|e| ProjectionError::ReadModel(format!("stored notice unreadable: {e}")))
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_fire_on_entering_a_state_not_on_staying_in_it() {
+        use AlertKind as A;
+        use Status as S;
+        assert_eq!(A::on_transition(None, S::InStock), None);
+        assert_eq!(
+            A::on_transition(Some(S::InStock), S::LowStock),
+            Some(A::LowStock)
+        );
+        assert_eq!(A::on_transition(Some(S::LowStock), S::LowStock), None);
+        assert_eq!(
+            A::on_transition(Some(S::LowStock), S::OutOfStock),
+            Some(A::OutOfStock)
+        );
+        assert_eq!(
+            A::on_transition(Some(S::OutOfStock), S::LowStock),
+            Some(A::BackInStock)
+        );
+        assert_eq!(
+            A::on_transition(Some(S::Short), S::InStock),
+            Some(A::BackInStock)
+        );
+        assert_eq!(A::on_transition(Some(S::InStock), S::Short), Some(A::Short));
+        assert_eq!(A::on_transition(Some(S::LowStock), S::InStock), None);
+        assert_eq!(A::on_transition(None, S::OutOfStock), Some(A::OutOfStock));
+    }
+}

@@ -1,0 +1,204 @@
+//! The notice hub: fans each committed notice out to every in-process subscriber (SSE and
+//! WebSocket clients, MCP sessions, the webhook dispatcher's wake-up, benches).
+//!
+//! Each subscriber has its own bounded buffer. Publishing never waits: a subscriber whose
+//! buffer is full is cut off on the spot, and reads `Resync` after the notices it already
+//! has. It then reloads what it shows, for example from the outbox (`ReadModels::notices`)
+//! or the stock rows, and subscribes again. A slow reader therefore never slows the
+//! projector or the other readers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::model::Notice;
+
+/// Notices a subscriber may fall behind by before it is cut off.
+pub const DEFAULT_BUFFER: usize = 4096;
+
+/// What a subscriber reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HubMessage {
+    Notice(Arc<Notice>),
+    /// The subscriber fell too far behind and missed notices after `last_seq`; it must
+    /// reload and subscribe again. Nothing follows this message.
+    Resync {
+        last_seq: u64,
+    },
+}
+
+struct Slot {
+    tx: mpsc::Sender<Arc<Notice>>,
+    cut: Arc<AtomicBool>,
+}
+
+/// Cheap to clone; all clones publish to the same subscribers.
+#[derive(Clone, Default)]
+pub struct NoticeHub {
+    slots: Arc<Mutex<Vec<Slot>>>,
+}
+
+impl std::fmt::Debug for NoticeHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoticeHub")
+            .field("subscribers", &self.subscribers())
+            .finish()
+    }
+}
+
+impl NoticeHub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new subscriber that sees every notice published from now on.
+    pub fn subscribe(&self, buffer: usize) -> HubSubscriber {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let cut = Arc::new(AtomicBool::new(false));
+        self.lock().push(Slot {
+            tx,
+            cut: cut.clone(),
+        });
+        HubSubscriber {
+            rx,
+            cut,
+            last_seq: 0,
+            done: false,
+        }
+    }
+
+    /// Delivers `notices`, in order, to every subscriber; never waits.
+    pub fn publish(&self, notices: &[Notice]) {
+        if notices.is_empty() {
+            return;
+        }
+        let shared: Vec<Arc<Notice>> = notices.iter().cloned().map(Arc::new).collect();
+        self.lock().retain(|slot| {
+            for notice in &shared {
+                match slot.tx.try_send(notice.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // Cut off: mark first, so the reader sees Resync once it has
+                        // drained what it has; dropping the sender then closes its channel.
+                        slot.cut.store(true, Ordering::Release);
+                        metrics::counter!("stockade_hub_cutoffs_total").increment(1);
+                        return false;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            true
+        });
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One subscriber's end.
+#[derive(Debug)]
+pub struct HubSubscriber {
+    rx: mpsc::Receiver<Arc<Notice>>,
+    cut: Arc<AtomicBool>,
+    last_seq: u64,
+    done: bool,
+}
+
+impl HubSubscriber {
+    /// The next message; `None` when the hub is gone or after a `Resync`.
+    pub async fn recv(&mut self) -> Option<HubMessage> {
+        if self.done {
+            return None;
+        }
+        match self.rx.recv().await {
+            Some(notice) => {
+                self.last_seq = notice.seq;
+                Some(HubMessage::Notice(notice))
+            }
+            None => {
+                self.done = true;
+                self.cut
+                    .load(Ordering::Acquire)
+                    .then_some(HubMessage::Resync {
+                        last_seq: self.last_seq,
+                    })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stockade_domain::{Sku, Timestamp};
+    use stockade_store::Position;
+
+    use super::*;
+    use crate::model::{Cause, Level, Status};
+
+    fn notice(seq: u64) -> Notice {
+        let level = Level {
+            on_hand: Some(10),
+            reserved: 0,
+            available: Some(10),
+        };
+        Notice {
+            seq,
+            sku: Sku::new("A").unwrap(),
+            version: seq,
+            previous: level,
+            current: level,
+            previous_status: Status::InStock,
+            status: Status::InStock,
+            cause: Cause {
+                command: "reserve".into(),
+                channel: None,
+                order_id: None,
+                principal: None,
+            },
+            scopes: vec![],
+            committed_at: Timestamp::EPOCH,
+            event_id: uuid::Uuid::new_v4(),
+            position: Position::at(seq),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_is_cut_off_and_told_to_resync_while_others_get_everything() {
+        let hub = NoticeHub::new();
+        let mut slow = hub.subscribe(2);
+        let mut fast = hub.subscribe(100);
+        let batch: Vec<_> = (1..=5).map(notice).collect();
+        hub.publish(&batch);
+        assert_eq!(hub.subscribers(), 1, "the slow one is dropped");
+        for seq in 1..=5 {
+            match fast.recv().await {
+                Some(HubMessage::Notice(n)) => assert_eq!(n.seq, seq),
+                other => panic!("{other:?}"),
+            }
+        }
+        // The slow one reads what fitted, then Resync, then nothing.
+        for seq in 1..=2 {
+            assert!(matches!(slow.recv().await, Some(HubMessage::Notice(n)) if n.seq == seq));
+        }
+        assert_eq!(slow.recv().await, Some(HubMessage::Resync { last_seq: 2 }));
+        assert_eq!(slow.recv().await, None);
+        // Later notices still reach the fast one.
+        hub.publish(&[notice(6)]);
+        assert!(matches!(fast.recv().await, Some(HubMessage::Notice(n)) if n.seq == 6));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_subscriber_is_forgotten() {
+        let hub = NoticeHub::new();
+        let gone = hub.subscribe(10);
+        drop(gone);
+        hub.publish(&[notice(1)]);
+        assert_eq!(hub.subscribers(), 0);
+    }
+}

@@ -1,0 +1,242 @@
+//! What the projections produce: stock rows, reservation rows and notices, and the pure
+//! rules that derive them from the domain's view of a SKU.
+
+use serde::{Deserialize, Serialize};
+use stockade_domain::{Availability, Event, EventMetadata, PoolKind, Sku, StockView, Timestamp};
+use stockade_store::Position;
+use uuid::Uuid;
+
+/// At or below this many units available, a SKU is `low_stock` unless configured otherwise.
+pub const DEFAULT_LOW_STOCK_THRESHOLD: u64 = 3;
+
+/// How a storefront should show a SKU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    InStock,
+    LowStock,
+    OutOfStock,
+    /// More is promised than exists (a count came in under what was reserved).
+    Short,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InStock => "in_stock",
+            Status::LowStock => "low_stock",
+            Status::OutOfStock => "out_of_stock",
+            Status::Short => "short",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Status::InStock,
+            Status::LowStock,
+            Status::OutOfStock,
+            Status::Short,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+
+    /// Whether a buyer can get at least one unit.
+    pub fn can_sell(self) -> bool {
+        matches!(self, Status::InStock | Status::LowStock)
+    }
+}
+
+/// The quantities a reader sees. `None` means unlimited (digital goods without a cap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Level {
+    /// On hand (physical), licence limit (digital) or capacity per period (print on demand).
+    pub on_hand: Option<u64>,
+    pub reserved: u64,
+    pub available: Option<u64>,
+}
+
+impl Level {
+    pub fn of(view: &StockView) -> Self {
+        Self {
+            on_hand: view.limit.map(|q| q.get()),
+            reserved: view.reserved.get(),
+            available: match view.available {
+                Availability::Unlimited => None,
+                Availability::Limited(q) => Some(q.get()),
+            },
+        }
+    }
+}
+
+/// The status of a SKU at `level`, given whether it is short and its low-stock threshold.
+pub fn status_of(level: &Level, short: bool, threshold: u64) -> Status {
+    if short {
+        return Status::Short;
+    }
+    match level.available {
+        None => Status::InStock,
+        Some(0) => Status::OutOfStock,
+        Some(a) if a <= threshold => Status::LowStock,
+        Some(_) => Status::InStock,
+    }
+}
+
+/// Whether a view promises more than exists.
+pub fn is_short(view: &StockView) -> bool {
+    view.shortfall.get() != 0
+}
+
+/// One row of the stock-levels read model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockRow {
+    pub sku: Sku,
+    pub pool: PoolKind,
+    #[serde(flatten)]
+    pub level: Level,
+    pub status: Status,
+    /// Events in the SKU's stream that this row reflects.
+    pub version: u64,
+    pub updated_at: Timestamp,
+}
+
+/// Where a reservation stands, as the read model records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationState {
+    Held,
+    Committed,
+    Released,
+    Expired,
+}
+
+impl ReservationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationState::Held => "held",
+            ReservationState::Committed => "committed",
+            ReservationState::Released => "released",
+            ReservationState::Expired => "expired",
+        }
+    }
+}
+
+/// What caused a change: the command, and who sent it through which channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// `register`, `adjust`, `reserve`, `commit`, `release` or `expire`.
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+}
+
+impl Cause {
+    pub fn of(event: &Event, meta: &EventMetadata) -> Self {
+        let command = match event {
+            Event::SkuRegistered(_) => "register",
+            Event::StockAdjusted(_) => "adjust",
+            Event::StockReserved(_) => "reserve",
+            Event::ReservationCommitted(_) => "commit",
+            Event::ReservationReleased(_) => "release",
+            Event::ReservationExpired(_) => "expire",
+        };
+        let order_id = match event {
+            Event::StockReserved(e) => e.order_id.as_ref().map(|o| o.to_string()),
+            _ => None,
+        }
+        .or_else(|| meta.correlation_id.clone());
+        let channel = match event {
+            Event::StockReserved(e) => Some(e.channel.to_string()),
+            _ => meta.channel.as_ref().map(|c| c.to_string()),
+        };
+        Self {
+            command: command.to_owned(),
+            channel,
+            order_id,
+            principal: meta.principal.as_ref().map(|p| p.to_string()),
+        }
+    }
+}
+
+/// One change of one SKU, told to everything that shows or uses its stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Increases by one per notice, across all SKUs; never reused.
+    pub seq: u64,
+    pub sku: Sku,
+    /// The SKU's stream version after the change.
+    pub version: u64,
+    pub previous: Level,
+    pub current: Level,
+    pub previous_status: Status,
+    pub status: Status,
+    pub cause: Cause,
+    /// What a reader who cached any of these must read again.
+    pub scopes: Vec<String>,
+    /// When the event store committed the change.
+    pub committed_at: Timestamp,
+    /// The event behind the notice: consumers dedupe by it.
+    pub event_id: Uuid,
+    pub position: Position,
+}
+
+/// What a change of `sku` invalidates.
+pub fn scopes(sku: &Sku) -> Vec<String> {
+    vec![format!("inventory.{sku}"), format!("products.{sku}")]
+}
+
+#[cfg(test)]
+mod tests {
+    use stockade_domain::testing::{registered_physical, reserved, secs};
+    use stockade_domain::{SkuState, evolve};
+
+    use super::*;
+
+    fn view_after(events: &[Event]) -> StockView {
+        let mut state = SkuState::default();
+        for e in events {
+            state = evolve(state, e).unwrap();
+        }
+        state.stock().unwrap().view(secs(10))
+    }
+
+    #[test]
+    fn status_follows_availability_and_the_threshold() {
+        let far = secs(1_000);
+        let status =
+            |view: &StockView, threshold| status_of(&Level::of(view), is_short(view), threshold);
+        let stocked = view_after(&[registered_physical(10, 0)]);
+        assert_eq!(status(&stocked, 3), Status::InStock);
+        let low = view_after(&[registered_physical(10, 0), reserved(1, 7, secs(1), far)]);
+        assert_eq!(Level::of(&low).available, Some(3));
+        assert_eq!(status(&low, 3), Status::LowStock);
+        assert_eq!(status(&low, 2), Status::InStock);
+        let gone = view_after(&[registered_physical(10, 0), reserved(1, 10, secs(1), far)]);
+        assert_eq!(status(&gone, 3), Status::OutOfStock);
+        let unlimited = Level {
+            on_hand: None,
+            reserved: 5,
+            available: None,
+        };
+        assert_eq!(status_of(&unlimited, false, 3), Status::InStock);
+        assert_eq!(status_of(&unlimited, true, 3), Status::Short);
+        assert!(!Status::OutOfStock.can_sell() && Status::LowStock.can_sell());
+    }
+
+    #[test]
+    fn statuses_round_trip_as_text() {
+        for s in [
+            Status::InStock,
+            Status::LowStock,
+            Status::OutOfStock,
+            Status::Short,
+        ] {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Status::parse("sold"), None);
+    }
+}

@@ -1,0 +1,352 @@
+//! The projection runner: events from the log, in commit order, into the read models.
+//!
+//! It subscribes to the store after the checkpoint (catch-up, then live) and takes events in
+//! batches: whatever has arrived, up to `batch`. For each event it works out the change
+//! from the domain's own view of the SKU just before and just after the event, at the
+//! event's instant. It then commits all the batch's row changes, alerts and notices
+//! together with the new checkpoint, and only then hands the notices to the hub. A crash
+//! at any point therefore leaves the read models at some checkpoint, and the next run
+//! resumes from it: every event takes effect exactly once, and every notice is produced
+//! exactly once, with the same `seq`.
+//!
+//! SKU states are kept in memory. A SKU seen for the first time since start-up is folded
+//! from its stream up to the event at hand, so the runner never depends on anything but the
+//! log. The cache is bounded; an evicted SKU is folded again when it next changes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use stockade_domain::{Event, SkuState, Timestamp};
+use stockade_store::{EventStore, RecordedEvent, StreamName, codec};
+
+use crate::ProjectionError;
+use crate::db::{Change, Checkpoint, ReadModels, ReservationChange};
+use crate::hub::NoticeHub;
+use crate::model::{Cause, Level, Notice, ReservationState, Status, is_short, scopes};
+
+/// Events read per page when folding a SKU's stream.
+const FOLD_PAGE: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    /// Most events committed in one read-model transaction.
+    pub batch: usize,
+    /// Most SKU states kept in memory.
+    pub state_cache: usize,
+    /// After a failure, the runner waits this long before resubscribing...
+    pub retry_min: Duration,
+    /// ...doubling up to this.
+    pub retry_max: Duration,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self {
+            batch: 512,
+            state_cache: 100_000,
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Cached {
+    state: SkuState,
+    /// Events of the stream folded into `state` (the next event's revision).
+    version: u64,
+}
+
+/// Projects the log into [`ReadModels`] and publishes notices to a [`NoticeHub`].
+pub struct Projector {
+    store: Arc<dyn EventStore>,
+    models: ReadModels,
+    hub: NoticeHub,
+    config: ProjectorConfig,
+    states: HashMap<StreamName, Cached>,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projector")
+            .field("cached_skus", &self.states.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Projector {
+    pub fn new(store: Arc<dyn EventStore>, models: ReadModels, hub: NoticeHub) -> Self {
+        Self::with_config(store, models, hub, ProjectorConfig::default())
+    }
+
+    pub fn with_config(
+        store: Arc<dyn EventStore>,
+        models: ReadModels,
+        hub: NoticeHub,
+        config: ProjectorConfig,
+    ) -> Self {
+        Self {
+            store,
+            models,
+            hub,
+            config,
+            states: HashMap::new(),
+        }
+    }
+
+    pub fn models(&self) -> &ReadModels {
+        &self.models
+    }
+
+    /// Projects everything committed so far, then returns the checkpoint.
+    pub async fn catch_up(&mut self) -> Result<Checkpoint, ProjectionError> {
+        let mut at = self.models.checkpoint().await?;
+        loop {
+            let page = self
+                .store
+                .read_all(at.position, self.config.batch.max(1))
+                .await?;
+            if page.is_empty() {
+                return Ok(at);
+            }
+            self.project(page).await?;
+            at = self.models.checkpoint().await?;
+        }
+    }
+
+    /// Empties the read models and projects the whole log again. Notices get the same
+    /// `seq` as the first time, so consumers that dedupe by it see nothing twice; they are
+    /// not published again.
+    pub async fn rebuild(&mut self) -> Result<Checkpoint, ProjectionError> {
+        self.models.clear().await?;
+        self.states.clear();
+        let hub = std::mem::take(&mut self.hub);
+        let done = self.catch_up().await;
+        self.hub = hub;
+        done
+    }
+
+    /// Follows the log until `shutdown` completes: catch-up from the checkpoint, then live.
+    /// A failure (the store away, a read-model write refused) is logged and retried from
+    /// the checkpoint with backoff; nothing is skipped.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown.fuse());
+        let mut delay = self.config.retry_min;
+        loop {
+            let outcome = {
+                let follow = self.follow();
+                tokio::select! {
+                    outcome = follow => outcome,
+                    () = &mut shutdown => return,
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::error!(error = %e, retry_in = ?delay, "projection stopped; resuming from the checkpoint");
+                metrics::counter!("stockade_projection_failures_total").increment(1);
+            }
+            self.states.clear();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = &mut shutdown => return,
+            }
+            delay = delay.saturating_mul(2).min(self.config.retry_max);
+        }
+    }
+
+    /// One subscription from the checkpoint, until it fails or ends.
+    async fn follow(&mut self) -> Result<(), ProjectionError> {
+        let from = self.models.checkpoint().await?;
+        let mut events = self.store.subscribe_all(from.position);
+        loop {
+            let Some(first) = events.next().await else {
+                return Err(ProjectionError::Store(
+                    stockade_store::StoreError::Unavailable("the subscription ended".into()),
+                ));
+            };
+            let mut batch = vec![first?];
+            // Whatever else has already arrived joins the batch; never wait for more.
+            while batch.len() < self.config.batch {
+                match events.next().now_or_never() {
+                    Some(Some(Ok(event))) => batch.push(event),
+                    Some(Some(Err(e))) => {
+                        self.project(batch).await?;
+                        return Err(e.into());
+                    }
+                    Some(None) | None => break,
+                }
+            }
+            self.project(batch).await?;
+        }
+    }
+
+    /// Applies `events` (in commit order) to the read models, then publishes their notices.
+    pub async fn project(&mut self, events: Vec<RecordedEvent>) -> Result<(), ProjectionError> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        let to = last.position;
+        let last_committed = last.recorded_at;
+        let mut changes = Vec::with_capacity(events.len());
+        for recorded in &events {
+            if let Some(change) = self.change_for(recorded).await? {
+                changes.push(change);
+            }
+        }
+        let notices = self.models.apply(changes, to).await?;
+        self.hub.publish(&notices);
+        record_metrics(&notices, last_committed);
+        Ok(())
+    }
+
+    /// What `recorded` does to the read models, or `None` if it is not a SKU event or
+    /// was already applied.
+    async fn change_for(
+        &mut self,
+        recorded: &RecordedEvent,
+    ) -> Result<Option<Change>, ProjectionError> {
+        let Some(sku) = recorded.stream.sku() else {
+            return Ok(None);
+        };
+        let (event, meta) = codec::decode_stored(recorded)?;
+        if !self.bring_to(&recorded.stream, recorded.revision).await? {
+            return Ok(None);
+        }
+        let Some(cached) = self.states.get_mut(&recorded.stream) else {
+            return Ok(None);
+        };
+        let at = event.at();
+        let before = cached
+            .state
+            .stock()
+            .map(|s| s.view(at))
+            .map(|v| (Level::of(&v), is_short(&v)));
+        cached.state.apply(&event).map_err(|e| {
+            ProjectionError::Inconsistent(format!(
+                "{} at revision {}: {e}",
+                recorded.stream, recorded.revision
+            ))
+        })?;
+        cached.version += 1;
+        let Some(stock) = cached.state.stock() else {
+            return Ok(None);
+        };
+        let view = stock.view(at);
+        let after = (Level::of(&view), is_short(&view));
+        let notice = Notice {
+            seq: 0,
+            sku: sku.clone(),
+            version: cached.version,
+            previous: before.map_or(after.0, |b| b.0),
+            current: after.0,
+            previous_status: Status::InStock,
+            status: Status::InStock,
+            cause: Cause::of(&event, &meta),
+            scopes: scopes(&sku),
+            committed_at: recorded.recorded_at,
+            event_id: recorded.event_id,
+            position: recorded.position,
+        };
+        Ok(Some(Change {
+            pool: view.pool,
+            version: cached.version,
+            before,
+            after,
+            at,
+            reservation: reservation_change(&event),
+            notice,
+            sku,
+        }))
+    }
+
+    /// Makes the cached state of `stream` hold exactly its first `revision` events.
+    /// Returns false if the event at `revision` is already in it (a repeat delivery).
+    async fn bring_to(
+        &mut self,
+        stream: &StreamName,
+        revision: u64,
+    ) -> Result<bool, ProjectionError> {
+        match self.states.get(stream) {
+            Some(cached) if cached.version == revision => return Ok(true),
+            Some(cached) if cached.version > revision => return Ok(false),
+            _ => {}
+        }
+        let mut state = SkuState::default();
+        let mut version = 0u64;
+        while version < revision {
+            let want = usize::try_from(revision - version)
+                .unwrap_or(usize::MAX)
+                .min(FOLD_PAGE);
+            let page = self.store.read_stream(stream, version, want).await?;
+            if page.is_empty() {
+                return Err(ProjectionError::Inconsistent(format!(
+                    "{stream} ends at revision {version}, before the event at {revision}"
+                )));
+            }
+            for recorded in &page {
+                let (event, _) = codec::decode_stored(recorded)?;
+                state.apply(&event).map_err(|e| {
+                    ProjectionError::Inconsistent(format!(
+                        "{stream} at revision {}: {e}",
+                        recorded.revision
+                    ))
+                })?;
+                version += 1;
+            }
+        }
+        if self.states.len() >= self.config.state_cache.max(1)
+            && let Some(evict) = self.states.keys().next().cloned()
+        {
+            self.states.remove(&evict);
+        }
+        self.states
+            .insert(stream.clone(), Cached { state, version });
+        Ok(true)
+    }
+}
+
+fn reservation_change(event: &Event) -> Option<ReservationChange> {
+    let resolved = |id: &stockade_domain::ReservationId, state, at| ReservationChange::Resolved {
+        id: id.to_string(),
+        state,
+        at,
+    };
+    match event {
+        Event::StockReserved(e) => Some(ReservationChange::Held {
+            id: e.reservation_id.to_string(),
+            order_id: e.order_id.as_ref().map(|o| o.to_string()),
+            qty: e.qty.get(),
+            channel: e.channel.to_string(),
+            reserved_at: e.at,
+            expires_at: e.expires_at,
+        }),
+        Event::ReservationCommitted(e) => Some(resolved(
+            &e.reservation_id,
+            ReservationState::Committed,
+            e.at,
+        )),
+        Event::ReservationReleased(e) => Some(resolved(
+            &e.reservation_id,
+            ReservationState::Released,
+            e.at,
+        )),
+        Event::ReservationExpired(e) => {
+            Some(resolved(&e.reservation_id, ReservationState::Expired, e.at))
+        }
+        Event::SkuRegistered(_) | Event::StockAdjusted(_) => None,
+    }
+}
+
+fn record_metrics(notices: &[Notice], last_committed: Timestamp) {
+    for notice in notices {
+        metrics::counter!("stockade_notices_total", "status" => notice.status.as_str())
+            .increment(1);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let lag = now.saturating_sub(last_committed.as_millis()) as f64 / 1000.0;
+    metrics::gauge!("stockade_projection_lag_seconds").set(lag);
+    metrics::histogram!("stockade_commit_to_projection_seconds").record(lag);
+}
