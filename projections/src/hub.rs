@@ -160,6 +160,7 @@ mod tests {
                 channel: None,
                 order_id: None,
                 principal: None,
+                reason: None,
             },
             scopes: vec![],
             committed_at: Timestamp::EPOCH,

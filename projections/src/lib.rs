@@ -8,6 +8,8 @@
 //!   applies a batch together with its checkpoint.
 //! - [`runner`]: [`Projector`], which follows the log and feeds the read models and the hub.
 //! - [`hub`]: [`NoticeHub`], in-process fan-out with a bounded buffer per subscriber.
+//! - [`webhook`]: signed delivery of the outbox to HTTP endpoints, with retries and a
+//!   dead-letter queue.
 
 use thiserror::Error;
 
@@ -15,6 +17,7 @@ pub mod db;
 pub mod hub;
 pub mod model;
 pub mod runner;
+pub mod webhook;
 
 pub use db::{Checkpoint, ReadModels};
 pub use hub::{HubMessage, HubSubscriber, NoticeHub};
@@ -32,4 +35,6 @@ pub enum ProjectionError {
     /// The log contradicts itself (an event the domain refuses to fold).
     #[error("inconsistent log: {0}")]
     Inconsistent(String),
+    #[error("delivery: {0}")]
+    Delivery(String),
 }

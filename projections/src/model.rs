@@ -132,6 +132,9 @@ pub struct Cause {
     pub order_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// An adjustment's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Cause {
@@ -153,11 +156,16 @@ impl Cause {
             Event::StockReserved(e) => Some(e.channel.to_string()),
             _ => meta.channel.as_ref().map(|c| c.to_string()),
         };
+        let reason = match event {
+            Event::StockAdjusted(e) => Some(e.reason.clone()),
+            _ => None,
+        };
         Self {
             command: command.to_owned(),
             channel,
             order_id,
             principal: meta.principal.as_ref().map(|p| p.to_string()),
+            reason,
         }
     }
 }

@@ -343,10 +343,13 @@ fn record_metrics(notices: &[Notice], last_committed: Timestamp) {
         metrics::counter!("stockade_notices_total", "status" => notice.status.as_str())
             .increment(1);
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let lag = now.saturating_sub(last_committed.as_millis()) as f64 / 1000.0;
+    let lag = seconds_since(last_committed);
     metrics::gauge!("stockade_projection_lag_seconds").set(lag);
     metrics::histogram!("stockade_commit_to_projection_seconds").record(lag);
+}
+
+/// Seconds from `then` to now by the system clock (0 if `then` is in the future).
+pub(crate) fn seconds_since(then: Timestamp) -> f64 {
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    now.as_millis().saturating_sub(then.as_millis()) as f64 / 1000.0
 }

@@ -56,5 +56,6 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub mod backend;
 pub mod engine;
+pub mod http_receiver;
 pub mod projection;
 pub mod scenarios;
