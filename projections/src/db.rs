@@ -12,7 +12,8 @@
 //! - `notices`: the outbox of freshness notices, by `seq`;
 //! - `thresholds`: configuration (low-stock threshold per SKU), kept across rebuilds;
 //! - `delivery_cursors`: how far each delivery channel has read the outbox;
-//! - `dead_letters`: notices a channel gave up on, until replayed.
+//! - `dead_letters`: notices a channel gave up on, until replayed;
+//! - `corrections`: every repair reconciliation made, as an audit trail.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -84,6 +85,13 @@ CREATE TABLE IF NOT EXISTS thresholds (
 CREATE TABLE IF NOT EXISTS delivery_cursors (
     channel TEXT PRIMARY KEY,
     seq     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS corrections (
+    seq      INTEGER PRIMARY KEY,
+    sku      TEXT NOT NULL,
+    found    TEXT NOT NULL,
+    expected TEXT NOT NULL,
+    at       INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     id        INTEGER PRIMARY KEY,
@@ -484,7 +492,83 @@ impl ReadModels {
         .await
     }
 
-    /// Overwrites one stock row: reconciliation's repair (and a test's corruption).
+    /// The low-stock threshold of `sku`.
+    pub async fn threshold(&self, sku: &Sku) -> Result<u64, ProjectionError> {
+        let sku = sku.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT low_stock FROM thresholds WHERE sku = ?1",
+                [&sku],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(sql)?
+            .map_or(DEFAULT_LOW_STOCK_THRESHOLD, to_u64))
+        })
+        .await
+    }
+
+    /// Replaces a drifted row with what the log says, if the row is still at the version
+    /// it was checked at, and records the correction. Returns whether it did.
+    pub async fn repair(
+        &self,
+        correction: &crate::reconcile::Correction,
+    ) -> Result<bool, ProjectionError> {
+        let encode = |row: &StockRow| {
+            serde_json::to_string(row)
+                .map_err(|e| ProjectionError::ReadModel(format!("encode row: {e}")))
+        };
+        let (found, expected) = (encode(&correction.found)?, encode(&correction.expected)?);
+        let row = correction.expected.clone();
+        let checked_version = correction.found.version;
+        self.write(move |tx| {
+            let current: Option<i64> = tx
+                .query_row(
+                    "SELECT version FROM stock_levels WHERE sku = ?1",
+                    [row.sku.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            if current.map(to_u64) != Some(checked_version) {
+                return Ok(false);
+            }
+            put_stock(tx, &row)?;
+            tx.execute(
+                "INSERT INTO corrections (sku, found, expected, at) VALUES (?1, ?2, ?3, ?4)",
+                params![row.sku.as_str(), found, expected, now_millis()],
+            )
+            .map_err(sql)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Corrections recorded after `after_seq`, oldest first: `(seq, sku, found, expected)`
+    /// with the rows as JSON.
+    pub async fn corrections(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, String, String)>, ProjectionError> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, sku, found, expected FROM corrections WHERE seq > ?1
+                     ORDER BY seq LIMIT ?2",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![to_i64(after_seq), to_i64(limit as u64)], |r| {
+                    Ok((to_u64(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)
+        })
+        .await
+    }
+
+    /// Overwrites one stock row (a test's corruption; reconciliation uses `repair`).
     pub async fn put_stock_row(&self, row: StockRow) -> Result<(), ProjectionError> {
         self.write(move |tx| {
             put_stock(tx, &row)?;

@@ -8,6 +8,8 @@
 //!   applies a batch together with its checkpoint.
 //! - [`runner`]: [`Projector`], which follows the log and feeds the read models and the hub.
 //! - [`hub`]: [`NoticeHub`], in-process fan-out with a bounded buffer per subscriber.
+//! - [`reconcile`]: read models checked against the log and repaired; physical counts
+//!   applied as deltas against the state at the time of the count.
 //! - [`webhook`]: signed delivery of the outbox to HTTP endpoints, with retries and a
 //!   dead-letter queue.
 
@@ -16,6 +18,7 @@ use thiserror::Error;
 pub mod db;
 pub mod hub;
 pub mod model;
+pub mod reconcile;
 pub mod runner;
 pub mod webhook;
 

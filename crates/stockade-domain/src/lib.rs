@@ -46,4 +46,4 @@ pub use pool::{PoolConfig, PoolKind};
 pub use quantity::{ArithmeticError, Quantity};
 pub use rejection::{Inconsistency, Rejection, Resolution};
 pub use state::{Availability, Reservation, SkuState, Stock, StockView, evolve};
-pub use time::Timestamp;
+pub use time::{InvalidTimestamp, Timestamp};

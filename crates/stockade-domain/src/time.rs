@@ -83,9 +83,124 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (y, m, d)
 }
 
+/// Day count since 1970-01-01 of a Gregorian date (Howard Hinnant's `days_from_civil`),
+/// for years from 1970 on.
+fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The timestamp could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a UTC RFC 3339 time like 2026-11-27T09:00:00Z or 2026-11-27T09:00:00.123Z")]
+pub struct InvalidTimestamp(pub String);
+
+/// Reads what `Display` writes: RFC 3339 in UTC (`Z`), seconds, optional fraction (kept to
+/// milliseconds), from 1970 on.
+impl std::str::FromStr for Timestamp {
+    type Err = InvalidTimestamp;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidTimestamp(s.to_owned());
+        let rest = s
+            .strip_suffix('Z')
+            .or_else(|| s.strip_suffix('z'))
+            .ok_or_else(bad)?;
+        let (date, time) = rest.split_once(['T', 't', ' ']).ok_or_else(bad)?;
+        let number = |part: &str, len: usize| -> Result<u64, InvalidTimestamp> {
+            if part.len() != len || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            part.parse().map_err(|_| bad())
+        };
+        let mut ymd = date.split('-');
+        let (y, m, d) = match (ymd.next(), ymd.next(), ymd.next(), ymd.next()) {
+            (Some(y), Some(m), Some(d), None) => (number(y, 4)?, number(m, 2)?, number(d, 2)?),
+            _ => return Err(bad()),
+        };
+        let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+        let mut hms = clock.split(':');
+        let (hh, mm, ss) = match (hms.next(), hms.next(), hms.next(), hms.next()) {
+            (Some(h), Some(m), Some(s), None) => (number(h, 2)?, number(m, 2)?, number(s, 2)?),
+            _ => return Err(bad()),
+        };
+        let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+        let month_days = [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
+        if y < 1970
+            || !(1..=12).contains(&m)
+            || d == 0
+            || d > month_days[(m - 1) as usize]
+            || hh > 23
+            || mm > 59
+            || ss > 59
+        {
+            return Err(bad());
+        }
+        let millis = if fraction.is_empty() {
+            0
+        } else {
+            if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let padded = format!("{fraction:0<3}");
+            padded[..3].parse::<u64>().map_err(|_| bad())?
+        };
+        let secs = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
+        secs.checked_mul(1000)
+            .and_then(|ms| ms.checked_add(millis))
+            .map(Timestamp)
+            .ok_or_else(bad)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_what_it_renders_and_refuses_the_rest() {
+        for millis in [0, 951_782_400_000, 1_795_770_000_123, 4_102_444_799_999] {
+            let t = Timestamp::from_millis(millis);
+            assert_eq!(t.to_string().parse::<Timestamp>(), Ok(t));
+        }
+        assert_eq!(
+            "2026-11-27T09:00:00Z".parse::<Timestamp>(),
+            Ok(Timestamp::from_millis(1_795_770_000_000))
+        );
+        assert_eq!(
+            "2026-11-27T09:00:00.5Z".parse::<Timestamp>(),
+            Ok(Timestamp::from_millis(1_795_770_000_500))
+        );
+        for bad in [
+            "2026-11-27T09:00:00",
+            "2026-11-27T09:00:00+01:00",
+            "2026-02-30T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "2026-11-27T24:00:00Z",
+            "yesterday",
+            "2026-1-27T09:00:00Z",
+        ] {
+            assert!(bad.parse::<Timestamp>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn renders_rfc3339_utc() {

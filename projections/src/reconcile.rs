@@ -1,0 +1,429 @@
+//! Reconciliation: the read models checked against the log, and physical counts applied
+//! without erasing the sales made after them.
+//!
+//! **Drift.** [`Reconciler::reconcile`] compares every stock row with the state folded from
+//! the SKU's stream up to the row's own version. A row that differs is overwritten, but
+//! only if it is still at that version: a row the projector has moved on meanwhile is
+//! checked again next time, never rolled back. Each correction is logged, stored in the
+//! `corrections` table and counted (`stockade_reconciliation_corrections_total`). Folded
+//! states are kept between runs and only folded forward, because the log only grows.
+//!
+//! **Counts.** A physical count says "at `counted_at` there were N on hand". The log says
+//! how many it held at that instant. The difference is applied now as a delta, so every
+//! sale recorded after the count still counts. Setting N outright would erase them. Each
+//! count is recorded with a reference naming it, and a count already in the log is
+//! skipped, so applying the same file twice changes nothing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use serde::Serialize;
+use stockade_domain::{Channel, Event, PoolKind, Quantity, Sku, SkuState, StockChange, Timestamp};
+use stockade_engine::{Adjustment, Inventory, Origin};
+use stockade_store::{EventStore, StreamName, codec};
+
+use crate::ProjectionError;
+use crate::db::ReadModels;
+use crate::model::{Level, StockRow, is_short, status_of};
+use crate::webhook::PHYSICAL_COUNT_REASON;
+
+/// How often the periodic job runs by default.
+pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
+/// Stock rows compared per read-model query.
+const PAGE: usize = 500;
+/// Events read per page when folding.
+const FOLD_PAGE: usize = 4096;
+
+/// One repaired row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Correction {
+    pub sku: String,
+    pub found: StockRow,
+    pub expected: StockRow,
+}
+
+struct Folded {
+    state: SkuState,
+    version: u64,
+    last_at: Timestamp,
+}
+
+/// Compares the read models with the log.
+pub struct Reconciler {
+    store: Arc<dyn EventStore>,
+    models: ReadModels,
+    states: HashMap<StreamName, Folded>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("folded_skus", &self.states.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reconciler {
+    pub fn new(store: Arc<dyn EventStore>, models: ReadModels) -> Self {
+        Self {
+            store,
+            models,
+            states: HashMap::new(),
+        }
+    }
+
+    /// Checks every stock row; repairs the ones that differ unless `dry_run`. Returns the
+    /// corrections made (or that would be made).
+    pub async fn reconcile(&mut self, dry_run: bool) -> Result<Vec<Correction>, ProjectionError> {
+        let mut corrections = Vec::new();
+        let mut after: Option<Sku> = None;
+        loop {
+            let rows = self.models.stock_page(after.clone(), PAGE).await?;
+            let Some(last) = rows.last() else {
+                return Ok(corrections);
+            };
+            after = Some(last.sku.clone());
+            for row in rows {
+                let expected = self.expected(&row).await?;
+                if expected == row {
+                    continue;
+                }
+                let correction = Correction {
+                    sku: row.sku.to_string(),
+                    found: row,
+                    expected,
+                };
+                if !dry_run && !self.models.repair(&correction).await? {
+                    continue; // the projector moved the row meanwhile: next run
+                }
+                tracing::warn!(sku = %correction.sku, found = ?correction.found,
+                    expected = ?correction.expected, dry_run, "read model drifted from the log");
+                if !dry_run {
+                    metrics::counter!("stockade_reconciliation_corrections_total").increment(1);
+                }
+                corrections.push(correction);
+            }
+        }
+    }
+
+    /// Runs [`Reconciler::reconcile`] every `every` until `shutdown` completes.
+    pub async fn run(mut self, every: Duration, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown.fuse());
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = &mut shutdown => return,
+            }
+            if let Err(e) = self.reconcile(false).await {
+                tracing::error!(error = %e, "reconciliation failed; trying again next time");
+                self.states.clear();
+            }
+        }
+    }
+
+    /// The row the log says `row`'s SKU should have at `row.version`.
+    async fn expected(&mut self, row: &StockRow) -> Result<StockRow, ProjectionError> {
+        let stream = StreamName::for_sku(&row.sku);
+        let threshold = self.models.threshold(&row.sku).await?;
+        let folded = self.fold_to(&stream, row.version).await?;
+        let stock = folded.state.stock().ok_or_else(|| {
+            ProjectionError::Inconsistent(format!(
+                "{stream} has no registration before version {}",
+                row.version
+            ))
+        })?;
+        let view = stock.view(folded.last_at);
+        let level = Level::of(&view);
+        Ok(StockRow {
+            sku: row.sku.clone(),
+            pool: view.pool,
+            level,
+            status: status_of(&level, is_short(&view), threshold),
+            version: row.version,
+            updated_at: folded.last_at,
+        })
+    }
+
+    /// The state of `stream` after exactly `version` events.
+    async fn fold_to(
+        &mut self,
+        stream: &StreamName,
+        version: u64,
+    ) -> Result<&Folded, ProjectionError> {
+        let reusable = self
+            .states
+            .get(stream)
+            .is_some_and(|f| f.version <= version);
+        if !reusable {
+            self.states.insert(
+                stream.clone(),
+                Folded {
+                    state: SkuState::default(),
+                    version: 0,
+                    last_at: Timestamp::EPOCH,
+                },
+            );
+        }
+        let store = self.store.clone();
+        let Some(folded) = self.states.get_mut(stream) else {
+            return Err(ProjectionError::Inconsistent(format!(
+                "{stream}: fold lost"
+            )));
+        };
+        while folded.version < version {
+            let want = usize::try_from(version - folded.version)
+                .unwrap_or(usize::MAX)
+                .min(FOLD_PAGE);
+            let page = store.read_stream(stream, folded.version, want).await?;
+            if page.is_empty() {
+                return Err(ProjectionError::Inconsistent(format!(
+                    "the read model has {stream} at version {version}; the log ends at {}",
+                    folded.version
+                )));
+            }
+            for recorded in &page {
+                let (event, _) = codec::decode_stored(recorded)?;
+                folded.state.apply(&event).map_err(|e| {
+                    ProjectionError::Inconsistent(format!("{stream} at {}: {e}", recorded.revision))
+                })?;
+                folded.version += 1;
+                folded.last_at = event.at();
+            }
+        }
+        Ok(folded)
+    }
+}
+
+/// One line of a counts file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    pub sku: Sku,
+    pub counted_on_hand: u64,
+    pub counted_at: Timestamp,
+}
+
+/// A counts file that cannot be read: the line and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct CountsError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Reads `sku,counted_on_hand,counted_at` lines (with that header) into counts.
+/// `counted_at` is RFC 3339 in UTC, e.g. `2026-11-27T09:00:00Z`.
+pub fn parse_counts(csv: &str) -> Result<Vec<Count>, CountsError> {
+    let mut lines = csv
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let error = |line: usize, message: String| CountsError {
+        line: line + 1,
+        message,
+    };
+    match lines.next() {
+        Some((_, header))
+            if header
+                .split(',')
+                .map(str::trim)
+                .eq(["sku", "counted_on_hand", "counted_at"]) => {}
+        Some((n, header)) => {
+            return Err(error(
+                n,
+                format!("expected the header sku,counted_on_hand,counted_at, found {header:?}"),
+            ));
+        }
+        None => return Err(error(0, "the file is empty".into())),
+    }
+    lines
+        .map(|(n, line)| {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let [sku, counted, at] = fields[..] else {
+                return Err(error(
+                    n,
+                    format!("expected 3 fields, found {}", fields.len()),
+                ));
+            };
+            Ok(Count {
+                sku: Sku::new(sku).map_err(|e| error(n, e.to_string()))?,
+                counted_on_hand: counted
+                    .parse()
+                    .map_err(|_| error(n, format!("{counted:?} is not a whole number of units")))?,
+                counted_at: at
+                    .parse()
+                    .map_err(|e: stockade_domain::InvalidTimestamp| error(n, e.to_string()))?,
+            })
+        })
+        .collect()
+}
+
+/// What happened to one count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CountOutcome {
+    pub sku: String,
+    pub counted_at: Timestamp,
+    pub counted: u64,
+    /// On hand at `counted_at`, by the log.
+    pub on_hand_then: Option<u64>,
+    /// Units added (positive) or removed (negative) now.
+    pub delta: i64,
+    /// `applied`, `would apply` (dry run), `no change`, `already applied`, or why not.
+    pub outcome: String,
+    /// The SKU's version after the adjustment, when one was made.
+    pub version: Option<u64>,
+}
+
+/// The reference a count's adjustment carries; it is how a repeated count is recognised.
+pub fn count_reference(count: &Count) -> String {
+    format!("count of {} at {}", count.counted_on_hand, count.counted_at)
+}
+
+/// Applies `counts` through `inventory`, each as the delta between the count and what the
+/// log held at the count's instant. With `dry_run`, only says what it would do.
+pub async fn apply_counts(
+    inventory: &Inventory,
+    counts: &[Count],
+    dry_run: bool,
+) -> Result<Vec<CountOutcome>, ProjectionError> {
+    let store = inventory.store();
+    let mut outcomes = Vec::with_capacity(counts.len());
+    for count in counts {
+        let (then, already) = on_hand_at(&store, count).await?;
+        let mut outcome = CountOutcome {
+            sku: count.sku.to_string(),
+            counted_at: count.counted_at,
+            counted: count.counted_on_hand,
+            on_hand_then: then.as_ref().ok().map(|q| q.get()),
+            delta: 0,
+            outcome: String::new(),
+            version: None,
+        };
+        let on_hand_then = match then {
+            Ok(q) => q.get(),
+            Err(why) => {
+                outcome.outcome = why;
+                outcomes.push(outcome);
+                continue;
+            }
+        };
+        let delta = i128::from(count.counted_on_hand) - i128::from(on_hand_then);
+        outcome.delta = i64::try_from(delta).unwrap_or(if delta < 0 { i64::MIN } else { i64::MAX });
+        outcome.outcome = if already {
+            "already applied".into()
+        } else if delta == 0 {
+            "no change".into()
+        } else if dry_run {
+            "would apply".into()
+        } else {
+            let adjustment = Adjustment {
+                change: StockChange::Delta(outcome.delta),
+                reason: PHYSICAL_COUNT_REASON.into(),
+                reference: Some(count_reference(count)),
+                expected_version: None,
+            };
+            let channel =
+                Channel::new("reconcile").map_err(|e| ProjectionError::ReadModel(e.to_string()))?;
+            // The same count twice, even at once, is one adjustment.
+            let origin = Origin::channel(channel).idempotency_key(format!(
+                "{}:{}",
+                count.sku,
+                count_reference(count)
+            ));
+            match inventory.adjust(&count.sku, adjustment, &origin).await {
+                Ok(done) => {
+                    outcome.version = Some(done.version);
+                    "applied".into()
+                }
+                Err(e) => format!("refused: {e}"),
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// On hand for `count`'s SKU at its instant (or why there is no answer), and whether the
+/// same count is already in the log.
+async fn on_hand_at(
+    store: &Arc<dyn EventStore>,
+    count: &Count,
+) -> Result<(Result<Quantity, String>, bool), ProjectionError> {
+    let stream = StreamName::for_sku(&count.sku);
+    let reference = count_reference(count);
+    let mut state = SkuState::default();
+    let mut then: Option<Result<Quantity, String>> = None;
+    let mut already = false;
+    let mut from = 0;
+    loop {
+        let page = store.read_stream(&stream, from, FOLD_PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for recorded in &page {
+            from = recorded.revision + 1;
+            let (event, _) = codec::decode_stored(recorded)?;
+            if let Event::StockAdjusted(e) = &event
+                && e.reason == PHYSICAL_COUNT_REASON
+                && e.reference.as_deref() == Some(reference.as_str())
+            {
+                already = true;
+            }
+            if then.is_none() && event.at() > count.counted_at {
+                then = Some(physical_on_hand(&state));
+            }
+            if then.is_none() {
+                state.apply(&event).map_err(|e| {
+                    ProjectionError::Inconsistent(format!("{stream} at {}: {e}", recorded.revision))
+                })?;
+            }
+        }
+    }
+    let then = then.unwrap_or_else(|| physical_on_hand(&state));
+    Ok((then, already))
+}
+
+fn physical_on_hand(state: &SkuState) -> Result<Quantity, String> {
+    match state.stock() {
+        None => Err("not registered at the time of the count".into()),
+        Some(stock) if stock.pool_kind() != PoolKind::Physical => Err(format!(
+            "a {} pool has nothing on hand to count",
+            stock.pool_kind().as_str()
+        )),
+        Some(stock) => stock
+            .limit()
+            .ok_or_else(|| "no on-hand quantity recorded".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_files_are_read_and_bad_lines_named() {
+        let counts = parse_counts(
+            "sku,counted_on_hand,counted_at\nTEE-M, 18 ,2026-11-27T09:00:00Z\n\nCAP,0,2026-11-27T09:30:00.250Z\n",
+        )
+        .unwrap();
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts[0].counted_on_hand, 18);
+        assert_eq!(
+            counts[1].counted_at,
+            Timestamp::from_millis(1_795_771_800_250)
+        );
+        let err = parse_counts("sku,qty\nA,1").unwrap_err();
+        assert_eq!(err.line, 1);
+        let err =
+            parse_counts("sku,counted_on_hand,counted_at\nA,-1,2026-11-27T09:00:00Z").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.message.contains("whole number"), "{err}");
+        let err = parse_counts("sku,counted_on_hand,counted_at\nA,1,yesterday").unwrap_err();
+        assert!(err.message.contains("RFC 3339"), "{err}");
+        let err = parse_counts("sku,counted_on_hand,counted_at\nA,1").unwrap_err();
+        assert!(err.message.contains("3 fields"), "{err}");
+        assert!(parse_counts("").is_err());
+    }
+}
