@@ -1,0 +1,94 @@
+//! The projector following the log live: each change reaches a hub subscriber as one
+//! notice, numbered in order, with the levels before and after, the cause and the scopes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
+
+use std::time::Duration;
+
+use stockade_domain::{OrderId, Quantity};
+use stockade_engine::{Inventory, InventoryConfig, Origin, ReserveOptions};
+use stockade_projections::{HubMessage, NoticeHub, Projector, ReadModels, Status};
+use stockade_tests::PATIENCE;
+use stockade_tests::engine::{register, test_engine};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_reaches_a_live_subscriber_as_one_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = Inventory::open(InventoryConfig::sqlite(dir.path()).engine(test_engine()))
+        .await
+        .unwrap();
+    let models = ReadModels::open(&dir.path().join("projections.db")).unwrap();
+    let hub = NoticeHub::new();
+    let mut subscriber = hub.subscribe(64);
+    let projector = Projector::new(inventory.store(), models.clone(), hub.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(projector.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let sku = register(&inventory, "LIVE", 4).await;
+    let options = ReserveOptions {
+        order_id: Some(OrderId::new("order-9").unwrap()),
+        ..ReserveOptions::default()
+    };
+    let held = inventory
+        .reserve(&sku, Quantity::new(3), options)
+        .await
+        .unwrap();
+    inventory.commit(held.id, &Origin::default()).await.unwrap();
+
+    let mut notices = Vec::new();
+    while notices.len() < 3 {
+        match tokio::time::timeout(PATIENCE, subscriber.recv())
+            .await
+            .unwrap()
+        {
+            Some(HubMessage::Notice(n)) => notices.push(n),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let seqs: Vec<u64> = notices.iter().map(|n| n.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    let reserve = &notices[1];
+    assert_eq!(reserve.cause.command, "reserve");
+    assert_eq!(reserve.cause.order_id.as_deref(), Some("order-9"));
+    assert_eq!(reserve.cause.channel.as_deref(), Some("direct"));
+    assert_eq!(
+        (reserve.previous.available, reserve.current.available),
+        (Some(4), Some(1))
+    );
+    assert_eq!(
+        (reserve.previous_status, reserve.status),
+        (Status::InStock, Status::LowStock)
+    );
+    assert_eq!(reserve.scopes, ["inventory.LIVE", "products.LIVE"]);
+    let commit = &notices[2];
+    assert_eq!(commit.cause.command, "commit");
+    assert_eq!(
+        (commit.current.on_hand, commit.current.reserved),
+        (Some(1), 0)
+    );
+    assert_eq!(commit.version, 3);
+
+    // The read models say the same, and the reservation is findable by order.
+    let row = models.stock(&sku).await.unwrap().unwrap();
+    assert_eq!(
+        (row.level.available, row.status, row.version),
+        (Some(1), Status::LowStock, 3)
+    );
+    let lines = models.order("order-9").await.unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].state, "committed");
+    let alerts = models.alerts(0, 10).await.unwrap();
+    assert_eq!(
+        alerts.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>(),
+        ["low_stock"]
+    );
+
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .unwrap()
+        .unwrap();
+    inventory.shutdown().await;
+}
