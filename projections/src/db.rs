@@ -477,6 +477,26 @@ impl ReadModels {
         self.read(move |c| notices_after(c, after_seq, limit)).await
     }
 
+    /// Drops old notices from the outbox: all but the last `keep`, and never one a
+    /// delivery channel has yet to read. Returns how many went.
+    pub async fn prune_notices(&self, keep: u64) -> Result<u64, ProjectionError> {
+        self.write(move |tx| {
+            let events = checkpoint(tx)?.events;
+            let oldest_unread: Option<i64> = tx
+                .query_row("SELECT MIN(seq) FROM delivery_cursors", [], |r| r.get(0))
+                .map_err(sql)?;
+            let mut upto = events.saturating_sub(keep);
+            if let Some(cursor) = oldest_unread {
+                upto = upto.min(to_u64(cursor));
+            }
+            let gone = tx
+                .execute("DELETE FROM notices WHERE seq <= ?1", [to_i64(upto)])
+                .map_err(sql)?;
+            Ok(gone as u64)
+        })
+        .await
+    }
+
     /// Sets the low-stock threshold of `sku`; it applies from the SKU's next change.
     pub async fn set_threshold(&self, sku: &Sku, threshold: u64) -> Result<(), ProjectionError> {
         let sku = sku.to_string();

@@ -29,6 +29,8 @@ use crate::model::{Cause, Level, Notice, ReservationState, Status, is_short, sco
 
 /// Events read per page when folding a SKU's stream.
 const FOLD_PAGE: usize = 4096;
+/// The outbox is pruned once per this many notices.
+const PRUNE_EVERY: u64 = 1024;
 
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
@@ -36,6 +38,9 @@ pub struct ProjectorConfig {
     pub batch: usize,
     /// Most SKU states kept in memory.
     pub state_cache: usize,
+    /// Notices kept in the outbox for late readers (SSE resume, MCP ledgers); older ones
+    /// are pruned unless a delivery channel has yet to read them.
+    pub keep_notices: u64,
     /// After a failure, the runner waits this long before resubscribing...
     pub retry_min: Duration,
     /// ...doubling up to this.
@@ -47,6 +52,7 @@ impl Default for ProjectorConfig {
         Self {
             batch: 512,
             state_cache: 100_000,
+            keep_notices: 100_000,
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(30),
         }
@@ -197,6 +203,12 @@ impl Projector {
         let notices = self.models.apply(changes, to).await?;
         self.hub.publish(&notices);
         record_metrics(&notices, last_committed);
+        // Prune now and then: when the last seq crosses a multiple of PRUNE_EVERY.
+        if let (Some(first), Some(last)) = (notices.first(), notices.last())
+            && first.seq.div_ceil(PRUNE_EVERY) != (last.seq + 1).div_ceil(PRUNE_EVERY)
+        {
+            self.models.prune_notices(self.config.keep_notices).await?;
+        }
         Ok(())
     }
 

@@ -92,3 +92,39 @@ async fn every_change_reaches_a_live_subscriber_as_one_notice() {
         .unwrap();
     inventory.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_the_last_notices_and_everything_a_channel_has_yet_to_read() {
+    let inventory = Inventory::open(InventoryConfig::memory().engine(test_engine()))
+        .await
+        .unwrap();
+    let sku = register(&inventory, "PRUNED", 100).await;
+    for _ in 0..39 {
+        inventory
+            .reserve(&sku, Quantity::new(1), ReserveOptions::default())
+            .await
+            .unwrap();
+    }
+    let models = ReadModels::in_memory().unwrap();
+    let mut projector = Projector::new(inventory.store(), models.clone(), NoticeHub::new());
+    assert_eq!(projector.catch_up().await.unwrap().events, 40);
+    // A webhook that has read up to 25 holds everything after it.
+    models.set_cursor("webhook:slow", 25).await.unwrap();
+    assert_eq!(models.prune_notices(10).await.unwrap(), 25);
+    let left: Vec<u64> = models
+        .notices(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.seq)
+        .collect();
+    assert_eq!(left, (26..=40).collect::<Vec<_>>());
+    // Once it has read everything, only the last 10 stay.
+    models.set_cursor("webhook:slow", 40).await.unwrap();
+    assert_eq!(models.prune_notices(10).await.unwrap(), 5);
+    assert_eq!(
+        models.notices(0, 100).await.unwrap().first().unwrap().seq,
+        31
+    );
+    inventory.shutdown().await;
+}
