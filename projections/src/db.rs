@@ -228,8 +228,9 @@ pub struct Change {
     pub notice: Notice,
 }
 
-/// The read models. Writes go through one connection (the projector's), reads through
-/// another, so readers never wait for a batch to commit (WAL).
+/// The read models. On a file, writes go through one connection and reads through another,
+/// so a read never waits for a batch to commit (WAL); reads do wait for each other. In
+/// memory, both share one connection.
 #[derive(Debug, Clone)]
 pub struct ReadModels {
     writer: Arc<Mutex<Connection>>,
@@ -258,7 +259,8 @@ impl ReadModels {
         let writer = Connection::open(path).map_err(sql)?;
         writer
             .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+                 PRAGMA busy_timeout = 5000;",
             )
             .map_err(sql)?;
         let version: i64 = writer
@@ -279,6 +281,10 @@ impl ReadModels {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql)?;
+        // Another process writing (a CLI beside the server) makes us wait, not fail.
+        reader
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
@@ -287,20 +293,14 @@ impl ReadModels {
 
     /// Read models in a temporary in-memory database (tests, simulations).
     pub fn in_memory() -> Result<Self, ProjectionError> {
-        // A shared-cache memory database, so the reader connection sees the writer's.
-        let name = format!(
-            "file:projections-{}?mode=memory&cache=shared",
-            uuid::Uuid::new_v4().simple()
-        );
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_URI;
-        let writer = Connection::open_with_flags(&name, flags).map_err(sql)?;
-        writer.execute_batch(SCHEMA).map_err(sql)?;
-        let reader = Connection::open_with_flags(&name, flags).map_err(sql)?;
+        // One connection for both: a second connection to a shared-cache memory database
+        // would take table locks and fail (SQLITE_LOCKED) whenever the two overlap.
+        let conn = Connection::open_in_memory().map_err(sql)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(Self {
-            writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            writer: conn.clone(),
+            reader: conn,
         })
     }
 
@@ -497,7 +497,8 @@ impl ReadModels {
         .await
     }
 
-    /// Sets the low-stock threshold of `sku`; it applies from the SKU's next change.
+    /// Sets the low-stock threshold of `sku`. The SKU's row takes the new status at once
+    /// (a short SKU stays short), so the row always agrees with the current threshold.
     pub async fn set_threshold(&self, sku: &Sku, threshold: u64) -> Result<(), ProjectionError> {
         let sku = sku.to_string();
         self.write(move |tx| {
@@ -507,6 +508,16 @@ impl ReadModels {
                 params![sku, to_i64(threshold)],
             )
             .map_err(sql)?;
+            let row = tx
+                .query_row(&format!("{SELECT_STOCK} WHERE sku = ?1"), [&sku], stock_row)
+                .optional()
+                .map_err(sql)?
+                .transpose()?;
+            if let Some(mut row) = row {
+                let short = row.status == Status::Short;
+                row.status = crate::model::status_of(&row.level, short, threshold);
+                put_stock(tx, &row)?;
+            }
             Ok(())
         })
         .await
@@ -696,6 +707,18 @@ impl ReadModels {
                 })
             })
             .collect()
+        })
+        .await
+    }
+
+    /// How many dead letters there are, over all channels.
+    pub async fn dead_letter_count(&self) -> Result<u64, ProjectionError> {
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(to_u64)
+            .map_err(sql)
         })
         .await
     }

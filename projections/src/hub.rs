@@ -3,8 +3,9 @@
 //!
 //! Each subscriber has its own bounded buffer. Publishing never waits: a subscriber whose
 //! buffer is full is cut off on the spot, and reads `Resync` after the notices it already
-//! has. It then reloads what it shows, for example from the outbox (`ReadModels::notices`)
-//! or the stock rows, and subscribes again. A slow reader therefore never slows the
+//! has. It then subscribes again and, after that, reloads what it shows, for example from
+//! the outbox (`ReadModels::notices`) or the stock rows. In that order nothing falls
+//! between the two. A slow reader therefore never slows the
 //! projector or the other readers.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -310,7 +310,12 @@ pub async fn apply_counts(
             }
         };
         let delta = i128::from(count.counted_on_hand) - i128::from(on_hand_then);
-        outcome.delta = i64::try_from(delta).unwrap_or(if delta < 0 { i64::MIN } else { i64::MAX });
+        let Ok(delta) = i64::try_from(delta) else {
+            outcome.outcome = "refused: the difference is out of range".into();
+            outcomes.push(outcome);
+            continue;
+        };
+        outcome.delta = delta;
         outcome.outcome = if already {
             "already applied".into()
         } else if delta == 0 {
@@ -356,6 +361,8 @@ async fn on_hand_at(
     let mut state = SkuState::default();
     let mut then: Option<Result<Quantity, String>> = None;
     let mut already = false;
+    let mut newer: Option<Timestamp> = None;
+    let mut corrected_later: i128 = 0;
     let mut from = 0;
     loop {
         let page = store.read_stream(&stream, from, FOLD_PAGE).await?;
@@ -367,9 +374,21 @@ async fn on_hand_at(
             let (event, _) = codec::decode_stored(recorded)?;
             if let Event::StockAdjusted(e) = &event
                 && e.reason == PHYSICAL_COUNT_REASON
-                && e.reference.as_deref() == Some(reference.as_str())
             {
-                already = true;
+                let counted_at = e.reference.as_deref().and_then(counted_at_of);
+                if e.reference.as_deref() == Some(reference.as_str()) {
+                    already = true;
+                } else if let Some(at) = counted_at {
+                    if at > count.counted_at {
+                        // A later count already set the truth after this one.
+                        newer = Some(newer.map_or(at, |n: Timestamp| n.max(at)));
+                    } else if event.at() > count.counted_at {
+                        // An earlier count applied after this count's instant: what it
+                        // corrected was already true when this count was taken.
+                        corrected_later +=
+                            i128::from(e.current.get()) - i128::from(e.previous.get());
+                    }
+                }
             }
             if then.is_none() && event.at() > count.counted_at {
                 then = Some(physical_on_hand(&state));
@@ -382,7 +401,31 @@ async fn on_hand_at(
         }
     }
     let then = then.unwrap_or_else(|| physical_on_hand(&state));
-    Ok((then, already))
+    if already {
+        return Ok((then, true));
+    }
+    if let Some(at) = newer {
+        return Ok((
+            Err(format!("older than the count at {at}, already applied")),
+            false,
+        ));
+    }
+    let then = then.and_then(|q| {
+        u64::try_from(i128::from(q.get()) + corrected_later)
+            .map(Quantity::new)
+            .map_err(|_| "the counts in the log do not add up".to_owned())
+    });
+    Ok((then, false))
+}
+
+/// The instant in a count adjustment's reference (`count of N at T`).
+fn counted_at_of(reference: &str) -> Option<Timestamp> {
+    reference
+        .strip_prefix("count of ")?
+        .split_once(" at ")?
+        .1
+        .parse()
+        .ok()
 }
 
 fn physical_on_hand(state: &SkuState) -> Result<Quantity, String> {

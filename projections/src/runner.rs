@@ -63,6 +63,8 @@ struct Cached {
     state: SkuState,
     /// Events of the stream folded into `state` (the next event's revision).
     version: u64,
+    /// When the last folded event happened: the instant the current row shows.
+    last_at: Timestamp,
 }
 
 /// Projects the log into [`ReadModels`] and publishes notices to a [`NoticeHub`].
@@ -194,13 +196,10 @@ impl Projector {
         };
         let to = last.position;
         let last_committed = last.recorded_at;
-        let mut changes = Vec::with_capacity(events.len());
-        for recorded in &events {
-            if let Some(change) = self.change_for(recorded).await? {
-                changes.push(change);
-            }
-        }
-        let notices = self.models.apply(changes, to).await?;
+        let applied = self.changes_then_apply(&events, to).await;
+        // The cached states ran ahead of the read models; if they did not commit, the
+        // cache must not claim these events were applied.
+        let notices = applied.inspect_err(|_| self.states.clear())?;
         self.hub.publish(&notices);
         record_metrics(&notices, last_committed);
         // Prune now and then: when the last seq crosses a multiple of PRUNE_EVERY.
@@ -210,6 +209,20 @@ impl Projector {
             self.models.prune_notices(self.config.keep_notices).await?;
         }
         Ok(())
+    }
+
+    async fn changes_then_apply(
+        &mut self,
+        events: &[RecordedEvent],
+        to: stockade_store::Position,
+    ) -> Result<Vec<Notice>, ProjectionError> {
+        let mut changes = Vec::with_capacity(events.len());
+        for recorded in events {
+            if let Some(change) = self.change_for(recorded).await? {
+                changes.push(change);
+            }
+        }
+        self.models.apply(changes, to).await
     }
 
     /// What `recorded` does to the read models, or `None` if it is not a SKU event or
@@ -229,11 +242,22 @@ impl Projector {
             return Ok(None);
         };
         let at = event.at();
+        // Before: the row as it stands, seen at the previous event's instant. (Seen at
+        // this event's instant, an expiry's hold would already have lapsed.)
         let before = cached
             .state
             .stock()
-            .map(|s| s.view(at))
+            .map(|s| s.view(cached.last_at))
             .map(|v| (Level::of(&v), is_short(&v)));
+        // A resolution names its reservation, not its order: the state still knows it.
+        let order_id = event.reservation_id().and_then(|id| {
+            cached
+                .state
+                .stock()
+                .and_then(|s| s.reservation(&id))
+                .and_then(|r| r.order_id.as_ref())
+                .map(|o| o.to_string())
+        });
         cached.state.apply(&event).map_err(|e| {
             ProjectionError::Inconsistent(format!(
                 "{} at revision {}: {e}",
@@ -241,6 +265,7 @@ impl Projector {
             ))
         })?;
         cached.version += 1;
+        cached.last_at = at;
         let Some(stock) = cached.state.stock() else {
             return Ok(None);
         };
@@ -254,7 +279,11 @@ impl Projector {
             current: after.0,
             previous_status: Status::InStock,
             status: Status::InStock,
-            cause: Cause::of(&event, &meta),
+            cause: {
+                let mut cause = Cause::of(&event, &meta);
+                cause.order_id = cause.order_id.or(order_id);
+                cause
+            },
             scopes: scopes(&sku),
             committed_at: recorded.recorded_at,
             event_id: recorded.event_id,
@@ -286,6 +315,7 @@ impl Projector {
         }
         let mut state = SkuState::default();
         let mut version = 0u64;
+        let mut last_at = Timestamp::EPOCH;
         while version < revision {
             let want = usize::try_from(revision - version)
                 .unwrap_or(usize::MAX)
@@ -305,6 +335,7 @@ impl Projector {
                     ))
                 })?;
                 version += 1;
+                last_at = event.at();
             }
         }
         if self.states.len() >= self.config.state_cache.max(1)
@@ -312,8 +343,14 @@ impl Projector {
         {
             self.states.remove(&evict);
         }
-        self.states
-            .insert(stream.clone(), Cached { state, version });
+        self.states.insert(
+            stream.clone(),
+            Cached {
+                state,
+                version,
+                last_at,
+            },
+        );
         Ok(true)
     }
 }

@@ -201,6 +201,8 @@ impl Sender {
     pub fn new(endpoint: Endpoint) -> Result<Self, ProjectionError> {
         let client = reqwest::Client::builder()
             .timeout(endpoint.timeout)
+            // A redirected POST would be re-sent as a GET, and its 2xx taken for delivery.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ProjectionError::Delivery(format!("HTTP client: {e}")))?;
         Ok(Self { endpoint, client })
@@ -286,8 +288,33 @@ impl Dispatcher {
 
     /// Runs until `shutdown` completes. A new endpoint starts with the notices produced
     /// after it was first started (its cursor is created at the current end).
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProjectionError> {
+    /// A read-model error (a locked or unreadable database) is logged and retried after
+    /// a pause: delivery never stops silently.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
+        if let Ok(depth) = self.models.dead_letter_count().await {
+            metrics::gauge!("stockade_dlq_depth").set(depth as f64);
+        }
+        loop {
+            match self.deliver(&mut shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(channel = %self.channel(), error = %e,
+                        "webhook dispatcher failed; resuming from its cursor");
+                    tokio::select! {
+                        () = tokio::time::sleep(POLL) => {}
+                        () = &mut shutdown => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers from the cursor until shut down (`Ok`) or a read-model error.
+    async fn deliver(
+        &self,
+        mut shutdown: &mut (impl Unpin + futures::future::FusedFuture<Output = ()>),
+    ) -> Result<(), ProjectionError> {
         let channel = self.channel();
         let mut wake = self.hub.subscribe(crate::hub::DEFAULT_BUFFER);
         let mut cursor = self.models.cursor_or_start(&channel).await?;

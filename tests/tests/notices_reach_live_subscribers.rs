@@ -64,6 +64,8 @@ async fn every_change_reaches_a_live_subscriber_as_one_notice() {
     assert_eq!(reserve.scopes, ["inventory.LIVE", "products.LIVE"]);
     let commit = &notices[2];
     assert_eq!(commit.cause.command, "commit");
+    // A commit names its reservation, not its order: the order comes from the state.
+    assert_eq!(commit.cause.order_id.as_deref(), Some("order-9"));
     assert_eq!(
         (commit.current.on_hand, commit.current.reserved),
         (Some(1), 0)
@@ -126,5 +128,61 @@ async fn pruning_keeps_the_last_notices_and_everything_a_channel_has_yet_to_read
         models.notices(0, 100).await.unwrap().first().unwrap().seq,
         31
     );
+    inventory.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_notice_shows_the_hold_coming_back_and_raises_back_in_stock() {
+    use std::sync::Arc;
+
+    use stockade_domain::Timestamp;
+    use stockade_engine::ManualClock;
+
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let inventory = Inventory::open(
+        InventoryConfig::memory()
+            .engine(test_engine())
+            .clock(Arc::new(clock.clone())),
+    )
+    .await
+    .unwrap();
+    let sku = register(&inventory, "LAPSING", 1).await;
+    let options = ReserveOptions {
+        ttl: Some(Duration::from_secs(60)),
+        order_id: Some(OrderId::new("order-lapse").unwrap()),
+        ..ReserveOptions::default()
+    };
+    inventory
+        .reserve(&sku, Quantity::new(1), options)
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(61));
+    let models = ReadModels::in_memory().unwrap();
+    let mut projector = Projector::new(inventory.store(), models.clone(), NoticeHub::new());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while projector.catch_up().await.unwrap().events < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no expiry written");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let notices = models.notices(0, 10).await.unwrap();
+    let expiry = &notices[2];
+    assert_eq!(expiry.cause.command, "expire");
+    assert_eq!(expiry.cause.order_id.as_deref(), Some("order-lapse"));
+    assert_eq!(
+        (expiry.previous.available, expiry.current.available),
+        (Some(0), Some(1))
+    );
+    assert_eq!(
+        (expiry.previous_status, expiry.status),
+        (Status::OutOfStock, Status::LowStock)
+    );
+    let kinds: Vec<String> = models
+        .alerts(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
+    assert_eq!(kinds, ["low_stock", "out_of_stock", "back_in_stock"]);
     inventory.shutdown().await;
 }

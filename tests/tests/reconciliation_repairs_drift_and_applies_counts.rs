@@ -107,12 +107,16 @@ async fn a_count_taken_before_three_sales_keeps_the_sales() {
     clock.advance(Duration::from_secs(60));
     // The count: 18 on the shelf at this instant (two units went missing).
     let counted_at = clock_now(&clock);
-    clock.advance(Duration::from_secs(60));
+    clock.advance(Duration::from_secs(30));
+    let between = clock_now(&clock);
+    clock.advance(Duration::from_secs(30));
     for _ in 0..3 {
         sell(&inventory, &tee, 1).await;
         clock.advance(Duration::from_secs(5));
     }
     assert_eq!(on_hand(&inventory, &tee).await, 17);
+    let after_sales = clock_now(&clock);
+    clock.advance(Duration::from_secs(60));
 
     let csv = format!("sku,counted_on_hand,counted_at\nCOUNTED,18,{counted_at}\n");
     let counts = parse_counts(&csv).unwrap();
@@ -136,6 +140,27 @@ async fn a_count_taken_before_three_sales_keeps_the_sales() {
     assert_eq!(again[0].outcome, "already applied");
     assert_eq!(on_hand(&inventory, &tee).await, 15);
 
+    // A second count, taken after the sales (but before the first was applied), finds 14:
+    // one more unit gone. The log's 17 at that instant, less the 2 the first count has
+    // since corrected, is 15, so the delta is −1, not −3.
+    let csv = format!("sku,counted_on_hand,counted_at\nCOUNTED,14,{after_sales}\n");
+    let second = apply_counts(&inventory, &parse_counts(&csv).unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second[0].on_hand_then, second[0].delta),
+        (Some(15), -1),
+        "{second:?}"
+    );
+    assert_eq!(on_hand(&inventory, &tee).await, 14);
+    // A count older than one already applied is refused: the later one set the truth.
+    let csv = format!("sku,counted_on_hand,counted_at\nCOUNTED,30,{between}\n");
+    let stale = apply_counts(&inventory, &parse_counts(&csv).unwrap(), false)
+        .await
+        .unwrap();
+    assert!(stale[0].outcome.contains("older than"), "{stale:?}");
+    assert_eq!(on_hand(&inventory, &tee).await, 14);
+
     // The adjustment's notice is a scheduled sync, as a webhook receiver sees it.
     let models = ReadModels::in_memory().unwrap();
     let mut projector = Projector::new(inventory.store(), models.clone(), NoticeHub::new());
@@ -150,7 +175,7 @@ async fn a_count_taken_before_three_sales_keeps_the_sales() {
 
     // A count for a SKU that did not exist yet is refused, and names why.
     let early =
-        parse_counts("sku,counted_on_hand,counted_at\nCOUNTED,5,2020-01-01T00:00:00Z").unwrap();
+        parse_counts("sku,counted_on_hand,counted_at\nGHOST,5,2020-01-01T00:00:00Z").unwrap();
     let refused = apply_counts(&inventory, &early, false).await.unwrap();
     assert!(
         refused[0].outcome.contains("not registered"),
