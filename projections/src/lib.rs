@@ -16,6 +16,7 @@
 use thiserror::Error;
 
 pub mod db;
+mod fold;
 pub mod hub;
 pub mod model;
 pub mod reconcile;

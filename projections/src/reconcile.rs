@@ -27,6 +27,7 @@ use stockade_store::{EventStore, StreamName, codec};
 
 use crate::ProjectionError;
 use crate::db::ReadModels;
+use crate::fold::Folded;
 use crate::model::{Level, StockRow, is_short, status_of};
 use crate::webhook::PHYSICAL_COUNT_REASON;
 
@@ -43,12 +44,6 @@ pub struct Correction {
     pub sku: String,
     pub found: StockRow,
     pub expected: StockRow,
-}
-
-struct Folded {
-    state: SkuState,
-    version: u64,
-    last_at: Timestamp,
 }
 
 /// Compares the read models with the log.
@@ -153,46 +148,15 @@ impl Reconciler {
         stream: &StreamName,
         version: u64,
     ) -> Result<&Folded, ProjectionError> {
-        let reusable = self
-            .states
-            .get(stream)
-            .is_some_and(|f| f.version <= version);
-        if !reusable {
-            self.states.insert(
-                stream.clone(),
-                Folded {
-                    state: SkuState::default(),
-                    version: 0,
-                    last_at: Timestamp::EPOCH,
-                },
-            );
+        // The log only grows: a fold kept from an earlier run moves forward; a row at an
+        // older version than the fold is checked by folding again from the start.
+        let folded = self.states.entry(stream.clone()).or_default();
+        if folded.version > version {
+            *folded = Folded::default();
         }
-        let store = self.store.clone();
-        let Some(folded) = self.states.get_mut(stream) else {
-            return Err(ProjectionError::Inconsistent(format!(
-                "{stream}: fold lost"
-            )));
-        };
-        while folded.version < version {
-            let want = usize::try_from(version - folded.version)
-                .unwrap_or(usize::MAX)
-                .min(FOLD_PAGE);
-            let page = store.read_stream(stream, folded.version, want).await?;
-            if page.is_empty() {
-                return Err(ProjectionError::Inconsistent(format!(
-                    "the read model has {stream} at version {version}; the log ends at {}",
-                    folded.version
-                )));
-            }
-            for recorded in &page {
-                let (event, _) = codec::decode_stored(recorded)?;
-                folded.state.apply(&event).map_err(|e| {
-                    ProjectionError::Inconsistent(format!("{stream} at {}: {e}", recorded.revision))
-                })?;
-                folded.version += 1;
-                folded.last_at = event.at();
-            }
-        }
+        folded
+            .advance_to(self.store.as_ref(), stream, version)
+            .await?;
         Ok(folded)
     }
 }

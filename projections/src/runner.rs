@@ -19,16 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use stockade_domain::{Event, SkuState, Timestamp};
+use stockade_domain::{Event, Timestamp};
 use stockade_store::{EventStore, RecordedEvent, StreamName, codec};
 
 use crate::ProjectionError;
 use crate::db::{Change, Checkpoint, ReadModels, ReservationChange};
+use crate::fold::Folded;
 use crate::hub::NoticeHub;
 use crate::model::{Cause, Level, Notice, ReservationState, Status, is_short, scopes};
 
-/// Events read per page when folding a SKU's stream.
-const FOLD_PAGE: usize = 4096;
 /// The outbox is pruned once per this many notices.
 const PRUNE_EVERY: u64 = 1024;
 
@@ -59,21 +58,13 @@ impl Default for ProjectorConfig {
     }
 }
 
-struct Cached {
-    state: SkuState,
-    /// Events of the stream folded into `state` (the next event's revision).
-    version: u64,
-    /// When the last folded event happened: the instant the current row shows.
-    last_at: Timestamp,
-}
-
 /// Projects the log into [`ReadModels`] and publishes notices to a [`NoticeHub`].
 pub struct Projector {
     store: Arc<dyn EventStore>,
     models: ReadModels,
     hub: NoticeHub,
     config: ProjectorConfig,
-    states: HashMap<StreamName, Cached>,
+    states: HashMap<StreamName, Folded>,
 }
 
 impl std::fmt::Debug for Projector {
@@ -258,14 +249,7 @@ impl Projector {
                 .and_then(|r| r.order_id.as_ref())
                 .map(|o| o.to_string())
         });
-        cached.state.apply(&event).map_err(|e| {
-            ProjectionError::Inconsistent(format!(
-                "{} at revision {}: {e}",
-                recorded.stream, recorded.revision
-            ))
-        })?;
-        cached.version += 1;
-        cached.last_at = at;
+        cached.apply(&recorded.stream, recorded.revision, &event)?;
         let Some(stock) = cached.state.stock() else {
             return Ok(None);
         };
@@ -313,44 +297,16 @@ impl Projector {
             Some(cached) if cached.version > revision => return Ok(false),
             _ => {}
         }
-        let mut state = SkuState::default();
-        let mut version = 0u64;
-        let mut last_at = Timestamp::EPOCH;
-        while version < revision {
-            let want = usize::try_from(revision - version)
-                .unwrap_or(usize::MAX)
-                .min(FOLD_PAGE);
-            let page = self.store.read_stream(stream, version, want).await?;
-            if page.is_empty() {
-                return Err(ProjectionError::Inconsistent(format!(
-                    "{stream} ends at revision {version}, before the event at {revision}"
-                )));
-            }
-            for recorded in &page {
-                let (event, _) = codec::decode_stored(recorded)?;
-                state.apply(&event).map_err(|e| {
-                    ProjectionError::Inconsistent(format!(
-                        "{stream} at revision {}: {e}",
-                        recorded.revision
-                    ))
-                })?;
-                version += 1;
-                last_at = event.at();
-            }
-        }
+        let mut folded = Folded::default();
+        folded
+            .advance_to(self.store.as_ref(), stream, revision)
+            .await?;
         if self.states.len() >= self.config.state_cache.max(1)
             && let Some(evict) = self.states.keys().next().cloned()
         {
             self.states.remove(&evict);
         }
-        self.states.insert(
-            stream.clone(),
-            Cached {
-                state,
-                version,
-                last_at,
-            },
-        );
+        self.states.insert(stream.clone(), folded);
         Ok(true)
     }
 }
