@@ -17,7 +17,7 @@ use stockade_benches::publish;
 use stockade_benches::reserve_concurrently;
 use stockade_domain::Sku;
 use stockade_engine::{Inventory, InventoryConfig, Percentiles, StoreConfig};
-use stockade_esdb::EsdbConfig;
+use stockade_esdb::testkit::live_config;
 
 const CALLERS: [usize; 3] = [1, 100, 1000];
 
@@ -33,11 +33,9 @@ struct Row {
 fn bench(c: &mut Criterion) {
     let runtime = stockade_benches::runtime();
     let mut rows = Vec::new();
-    let esdb_url = std::env::var("STOCKADE_ESDB_URL").ok();
     let mut stores = vec!["memory", "sqlite"];
-    match &esdb_url {
-        Some(_) => stores.push("eventstoredb"),
-        None => println!("eventstoredb: SKIPPED (STOCKADE_ESDB_URL is not set)"),
+    if live_config("reserve bench row").is_some() {
+        stores.push("eventstoredb");
     }
     for store in stores {
         let mut group = c.benchmark_group(format!("reserve_one_hot_sku_{store}"));
@@ -59,15 +57,13 @@ fn bench(c: &mut Criterion) {
                     // A fresh engine and store per sample, so that nothing accumulated by
                     // earlier samples (states, a growing in-memory log) weighs on this one.
                     let dir = tempfile::tempdir().unwrap();
-                    let config = match (store, &esdb_url) {
+                    // On EventStoreDB, a fresh namespace: this sample's stream starts empty.
+                    let live = (store == "eventstoredb")
+                        .then(|| live_config("reserve bench row"))
+                        .flatten();
+                    let config = match (store, live) {
                         ("memory", _) => StoreConfig::Memory,
-                        ("eventstoredb", Some(url)) => {
-                            // A fresh namespace: this sample's stream starts empty.
-                            let tag = uuid::Uuid::new_v4().simple().to_string();
-                            StoreConfig::EventStoreDb(
-                                EsdbConfig::new(url.clone()).namespace(format!("b{}-", &tag[..12])),
-                            )
-                        }
+                        (_, Some(live)) => StoreConfig::EventStoreDb(live),
                         _ => StoreConfig::Sqlite {
                             data_dir: dir.path().to_path_buf(),
                         },

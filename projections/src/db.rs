@@ -526,17 +526,7 @@ impl ReadModels {
     /// The low-stock threshold of `sku`.
     pub async fn threshold(&self, sku: &Sku) -> Result<u64, ProjectionError> {
         let sku = sku.to_string();
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT low_stock FROM thresholds WHERE sku = ?1",
-                [&sku],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map_err(sql)?
-            .map_or(DEFAULT_LOW_STOCK_THRESHOLD, to_u64))
-        })
-        .await
+        self.read(move |c| threshold(c, &sku)).await
     }
 
     /// Replaces a drifted row with what the log says, if the row is still at the version
@@ -713,14 +703,7 @@ impl ReadModels {
 
     /// How many dead letters there are, over all channels.
     pub async fn dead_letter_count(&self) -> Result<u64, ProjectionError> {
-        self.read(|c| {
-            c.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(to_u64)
-            .map_err(sql)
-        })
-        .await
+        self.read(dead_letter_depth).await
     }
 
     /// Removes a dead letter that has now been delivered.
@@ -762,8 +745,8 @@ fn set_cursor(tx: &Transaction<'_>, channel: &str, seq: u64) -> Result<(), Proje
     Ok(())
 }
 
-fn dead_letter_depth(tx: &Transaction<'_>) -> Result<u64, ProjectionError> {
-    tx.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| {
+fn dead_letter_depth(c: &Connection) -> Result<u64, ProjectionError> {
+    c.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| {
         r.get::<_, i64>(0)
     })
     .map(to_u64)
@@ -832,16 +815,15 @@ pub(crate) fn checkpoint(c: &Connection) -> Result<Checkpoint, ProjectionError> 
     .unwrap_or_default())
 }
 
-fn threshold(tx: &Transaction<'_>, sku: &str) -> Result<u64, ProjectionError> {
-    Ok(tx
-        .query_row(
-            "SELECT low_stock FROM thresholds WHERE sku = ?1",
-            [sku],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()
-        .map_err(sql)?
-        .map_or(DEFAULT_LOW_STOCK_THRESHOLD, to_u64))
+fn threshold(c: &Connection, sku: &str) -> Result<u64, ProjectionError> {
+    Ok(c.query_row(
+        "SELECT low_stock FROM thresholds WHERE sku = ?1",
+        [sku],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()
+    .map_err(sql)?
+    .map_or(DEFAULT_LOW_STOCK_THRESHOLD, to_u64))
 }
 
 fn put_stock(tx: &Transaction<'_>, row: &StockRow) -> Result<(), ProjectionError> {

@@ -182,22 +182,17 @@ fn an_unreachable_eventstoredb_is_a_one_line_error_not_a_hang() {
 /// The same sale against a live EventStoreDB when `STOCKADE_ESDB_URL` names one.
 #[test]
 fn a_small_sale_on_a_live_eventstoredb_passes_the_log_check() {
-    let Ok(url) = std::env::var("STOCKADE_ESDB_URL") else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "note: SKIPPED the live `simulate flash-sale --store esdb`: STOCKADE_ESDB_URL is not set"
-        );
+    let Some(live) = stockade_esdb::testkit::live_config("`simulate flash-sale --store esdb`")
+    else {
         return;
     };
-    let namespace = format!("sim{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let report = small_sale(&[
         "--store",
         "esdb",
         "--esdb-url",
-        &url,
+        &live.url,
         "--esdb-namespace",
-        &namespace,
+        &live.namespace,
     ]);
     assert_eq!(report["store"], "eventstoredb");
 }

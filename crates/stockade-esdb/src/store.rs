@@ -433,8 +433,8 @@ impl Inner {
         snapshot: Snapshot,
     ) -> Result<(), StoreError> {
         let snapshot_stream = convert::snapshot_stream(&self.config.namespace, stream);
+        let revision = snapshot.revision;
         let event = convert::snapshot_event(stream, snapshot)?;
-        let revision = snapshot_revision(&event)?;
         for _ in 0..SNAPSHOT_ATTEMPTS {
             let expected = match self.last_snapshot(&snapshot_stream).await? {
                 Some((Some(stored), _)) if stored.revision >= revision => return Ok(()),
@@ -494,21 +494,6 @@ impl Drop for AbortOnDrop {
 /// A short pause before retrying a call a node refused as not the leader.
 async fn redirect_pause(attempt: usize) {
     tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
-}
-
-/// The revision a snapshot event was built for (it is in the metadata we just encoded).
-fn snapshot_revision(event: &EventData) -> Result<u64, StoreError> {
-    let parsed = convert::ServerEvent {
-        stream_id: "",
-        revision: 0,
-        position: kurrentdb::Position::start(),
-        id: event.event_id,
-        event_type: &event.event_type,
-        data: &event.data,
-        metadata: &event.metadata,
-        created_millis: 0,
-    };
-    Ok(convert::snapshot_of(parsed)?.revision)
 }
 
 #[async_trait]
