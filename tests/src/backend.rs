@@ -5,7 +5,7 @@
 use stockade_engine::{Inventory, InventoryConfig, StoreConfig};
 use stockade_esdb::EsdbConfig;
 
-use crate::engine::test_engine;
+use crate::engine::{open_sqlite, test_engine};
 
 #[derive(Debug)]
 pub enum Backend {
@@ -27,14 +27,14 @@ impl Backend {
 
     /// A new engine on this backend's log, with the test engine settings.
     pub async fn open(&self) -> Inventory {
-        let store = match self {
-            Backend::Sqlite(dir) => StoreConfig::Sqlite {
-                data_dir: dir.path().to_path_buf(),
-            },
-            Backend::Esdb(config) => StoreConfig::EventStoreDb(config.clone()),
-        };
-        Inventory::open(InventoryConfig::with_store(store).engine(test_engine()))
+        match self {
+            Backend::Sqlite(dir) => open_sqlite(dir.path()).await,
+            Backend::Esdb(config) => Inventory::open(
+                InventoryConfig::with_store(StoreConfig::EventStoreDb(config.clone()))
+                    .engine(test_engine()),
+            )
             .await
-            .unwrap()
+            .unwrap(),
+        }
     }
 }
