@@ -1,4 +1,4 @@
-//! The `stockade` command. Today: `simulate flash-sale`.
+//! The `stockade` command: `serve` and `simulate flash-sale`.
 //!
 //! Exit status: 0 when the command did what it says; 1 when it ran but a check failed
 //! (an oversell, an acknowledged reservation missing from the log); 2 for bad usage or an
@@ -11,6 +11,7 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
 mod report;
+mod serve;
 mod simulate;
 
 #[derive(Debug, Parser)]
@@ -26,6 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Top {
+    /// Serve the REST API, live SSE / WebSocket push, /metrics and the dashboard.
+    Serve(serve::Serve),
     /// Rehearse contention before the real day.
     #[command(subcommand)]
     Simulate(Simulation),
@@ -50,16 +53,20 @@ fn main() -> ExitCode {
         .finish()
         .with(filter)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(&format!("start the runtime: {e}")),
-    };
     match cli.command {
+        Top::Serve(args) => match serve::run(args, |banner| emit(banner.0.trim_end())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
         Top::Simulate(Simulation::FlashSale(args)) => {
             let json = args.json();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => return fail(&format!("start the runtime: {e}")),
+            };
             match runtime.block_on(simulate::run(args)) {
                 Ok(report) => {
                     if json {

@@ -1,0 +1,100 @@
+//! `stockade serve`: the REST API, live push, metrics and dashboard over the embedded store.
+//!
+//! Settings come from `--config FILE` (TOML), then `STOCKADE_*` variables, then the flags
+//! here; see `stockade_server::ServerConfig`. It serves until SIGTERM or Ctrl-C, then shuts
+//! down gracefully: no new connections, requests in flight answered, appends in flight
+//! made durable, the projector caught up with the log.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+
+use clap::Args;
+use stockade_server::ServerConfig;
+
+#[derive(Debug, Args)]
+pub struct Serve {
+    /// Address to listen on [default: 127.0.0.1:8080, or STOCKADE_LISTEN].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory of the log, read models and generated tokens [default: ./data, or
+    /// STOCKADE_DATA_DIR].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML file of settings (auth tokens, limits, webhooks, ...).
+    #[arg(long, env = "STOCKADE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// What the command reports before it starts serving.
+pub struct Banner(pub String);
+
+/// Runs the server until a signal; `announce` is called once it listens.
+pub fn run(args: Serve, announce: impl FnOnce(Banner)) -> Result<(), String> {
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => ServerConfig::default(),
+    };
+    config
+        .apply_env(std::env::vars())
+        .map_err(|e| e.to_string())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let listener = TcpListener::bind(config.listen)
+        .map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    let data_dir = config.data_dir.clone();
+    actix_web::rt::System::new().block_on(async move {
+        let running = stockade_server::start(config, listener)
+            .await
+            .map_err(|e| e.to_string())?;
+        announce(banner(&running, &data_dir));
+        running.run_until(signal()).await.map_err(|e| e.to_string())
+    })
+}
+
+fn banner(running: &stockade_server::Running, data_dir: &std::path::Path) -> Banner {
+    let addr = running.local_addr();
+    let mut text = format!(
+        "stockade serve: listening on http://{addr}\n  dashboard  http://{addr}/\n  api        http://{addr}/api/inventory/products\n  data       {}\n",
+        data_dir.display()
+    );
+    if let Some(tokens) = running.generated_tokens() {
+        text.push_str(&format!(
+            "  no tokens were configured, so these were generated (shown once; kept in {}, mode 0600):\n",
+            data_dir.join(stockade_server::auth::TOKENS_FILE).display()
+        ));
+        for token in &tokens.admin_tokens {
+            text.push_str(&format!("    admin        {token}\n"));
+        }
+        for (channel, token) in &tokens.channel_tokens {
+            text.push_str(&format!("    channel {channel:<4} {token}\n"));
+        }
+    }
+    Banner(text)
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,414 @@
+//! [`ServerConfig`]: a TOML file, then `STOCKADE_*` environment overrides, then flags.
+//!
+//! Every setting has a default that works out of the box (`127.0.0.1:8080`, `./data`),
+//! and every mistake is refused at start-up with a message that names the setting:
+//! an unknown key, a token too short to be a secret, a webhook without a URL.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use stockade_engine::EngineConfig;
+
+/// Shortest token accepted: anything shorter is guessable.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// A setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn bad(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// Everything `stockade serve` needs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The log (`stockade.db`), the read models (`projections.db`), the idempotency
+    /// fingerprints (`http.db`) and generated tokens (`tokens.toml`).
+    pub data_dir: PathBuf,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+    pub stream: StreamConfig,
+    pub engine: EngineSettings,
+    pub webhooks: Vec<WebhookConfig>,
+    pub reconcile: ReconcileConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+            stream: StreamConfig::default(),
+            engine: EngineSettings::default(),
+            webhooks: Vec::new(),
+            reconcile: ReconcileConfig::default(),
+        }
+    }
+}
+
+/// Bearer tokens by role. With none configured anywhere, the first start generates an
+/// admin and a `web` channel token in the data directory (see `auth`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// May register SKUs and adjust stock (and read).
+    pub admin_tokens: Vec<String>,
+    /// Channel name → token. May reserve, commit and release (and read); the token names
+    /// the channel its reservations are recorded under.
+    pub channel_tokens: BTreeMap<String, String>,
+    /// May only read (when reads are not public).
+    pub read_tokens: Vec<String>,
+    /// Whether stock reads and the live streams need no token (a storefront's stock is
+    /// public). Default true.
+    pub public_reads: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            admin_tokens: Vec::new(),
+            channel_tokens: BTreeMap::new(),
+            read_tokens: Vec::new(),
+            public_reads: true,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn is_empty(&self) -> bool {
+        self.admin_tokens.is_empty()
+            && self.channel_tokens.is_empty()
+            && self.read_tokens.is_empty()
+    }
+}
+
+/// Bounds that turn overload into a quick 413 / 429 / 503 instead of an unbounded queue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Requests being handled at once (streams excluded); more get 503 at once.
+    pub max_concurrent_requests: usize,
+    /// Open SSE and WebSocket streams; more get 503.
+    pub max_streams: usize,
+    /// HTTP worker threads (default: one per core).
+    pub workers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_concurrent_requests: 8192,
+            max_streams: 10_000,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// The live push channels.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Most notices replayed to a reader resuming with `Last-Event-ID`; further behind,
+    /// it gets `resync`.
+    pub replay_max: u64,
+    /// A comment (SSE) or ping (WebSocket) this often keeps proxies from closing the stream.
+    pub keepalive_seconds: u64,
+    /// Notices a stream may fall behind the projector by before it is cut off (`resync`).
+    pub buffer: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            replay_max: 10_000,
+            keepalive_seconds: 15,
+            buffer: 4096,
+        }
+    }
+}
+
+/// The engine settings worth exposing to an operator.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSettings {
+    /// TTL of a reservation that names none.
+    pub default_ttl_seconds: u64,
+    /// Commands one SKU may have waiting before new ones get 429.
+    pub mailbox_capacity: usize,
+    pub snapshot_every: u64,
+    pub idle_timeout_seconds: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        let d = EngineConfig::default();
+        Self {
+            default_ttl_seconds: d.default_ttl.as_secs(),
+            mailbox_capacity: d.mailbox_capacity,
+            snapshot_every: d.snapshot_every,
+            idle_timeout_seconds: d.idle_timeout.as_secs(),
+        }
+    }
+}
+
+impl EngineSettings {
+    pub fn to_engine(&self) -> EngineConfig {
+        EngineConfig {
+            default_ttl: Duration::from_secs(self.default_ttl_seconds),
+            mailbox_capacity: self.mailbox_capacity,
+            snapshot_every: self.snapshot_every,
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            ..EngineConfig::default()
+        }
+    }
+}
+
+/// One webhook endpoint (a marketplace, another service).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names its delivery cursor and dead letters: keep it stable.
+    pub name: String,
+    pub url: String,
+    /// HMAC-SHA256 key of `X-Stockade-Signature`.
+    pub secret: String,
+    /// Send only each SKU's latest state per window of this many milliseconds.
+    #[serde(default)]
+    pub coalesce_ms: Option<u64>,
+}
+
+/// The periodic check of read models against the log.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// 0 turns it off.
+    pub every_seconds: u64,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self { every_seconds: 60 }
+    }
+}
+
+impl ServerConfig {
+    /// Reads `path` (TOML). A missing file is an error: it was asked for by name.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad(format!("read config {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| bad(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| bad(e.to_string().trim_end().replace('\n', " ")))
+    }
+
+    /// Applies `STOCKADE_*` variables from `vars` (the process environment in production).
+    /// A token list from the environment replaces the file's list of that role.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (name, value) in vars {
+            match name.as_str() {
+                "STOCKADE_LISTEN" => {
+                    self.listen = value
+                        .parse()
+                        .map_err(|_| bad(format!("STOCKADE_LISTEN={value:?} is not host:port")))?;
+                }
+                "STOCKADE_DATA_DIR" => self.data_dir = PathBuf::from(value),
+                "STOCKADE_ADMIN_TOKEN" | "STOCKADE_ADMIN_TOKENS" => {
+                    self.auth.admin_tokens = list(&value);
+                }
+                "STOCKADE_READ_TOKENS" => self.auth.read_tokens = list(&value),
+                "STOCKADE_CHANNEL_TOKENS" => {
+                    let mut tokens = BTreeMap::new();
+                    for pair in list(&value) {
+                        let (channel, token) = pair.split_once(':').ok_or_else(|| {
+                            bad("STOCKADE_CHANNEL_TOKENS takes comma-separated channel:token pairs")
+                        })?;
+                        tokens.insert(channel.trim().to_owned(), token.trim().to_owned());
+                    }
+                    self.auth.channel_tokens = tokens;
+                }
+                "STOCKADE_PUBLIC_READS" => {
+                    self.auth.public_reads = match value.to_ascii_lowercase().as_str() {
+                        "1" | "true" | "yes" => true,
+                        "0" | "false" | "no" => false,
+                        _ => return Err(bad("STOCKADE_PUBLIC_READS must be true or false")),
+                    };
+                }
+                "STOCKADE_MAX_BODY_BYTES" => {
+                    self.limits.max_body_bytes = number(&name, &value)?;
+                }
+                "STOCKADE_MAX_CONCURRENT_REQUESTS" => {
+                    self.limits.max_concurrent_requests = number(&name, &value)?;
+                }
+                "STOCKADE_WORKERS" => self.limits.workers = number(&name, &value)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what serde cannot: positive bounds, valid names, tokens long enough.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("limits.max_body_bytes", self.limits.max_body_bytes),
+            (
+                "limits.max_concurrent_requests",
+                self.limits.max_concurrent_requests,
+            ),
+            ("limits.max_streams", self.limits.max_streams),
+            ("limits.workers", self.limits.workers),
+            ("stream.buffer", self.stream.buffer),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(bad(format!("{name} must be positive")));
+        }
+        if self.stream.keepalive_seconds == 0 {
+            return Err(bad("stream.keepalive_seconds must be positive"));
+        }
+        self.engine.to_engine().validate().map_err(bad)?;
+        let tokens = self
+            .auth
+            .admin_tokens
+            .iter()
+            .chain(self.auth.read_tokens.iter())
+            .chain(self.auth.channel_tokens.values());
+        for token in tokens {
+            if token.chars().count() < MIN_TOKEN_CHARS || token.chars().any(char::is_whitespace) {
+                return Err(bad(format!(
+                    "every token must be at least {MIN_TOKEN_CHARS} characters without spaces"
+                )));
+            }
+        }
+        for channel in self.auth.channel_tokens.keys() {
+            stockade_domain::Channel::new(channel.as_str())
+                .map_err(|e| bad(format!("auth.channel_tokens: {e}")))?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for hook in &self.webhooks {
+            if hook.name.is_empty() || !names.insert(hook.name.as_str()) {
+                return Err(bad(format!(
+                    "webhook names must be unique and non-empty ({:?})",
+                    hook.name
+                )));
+            }
+            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                return Err(bad(format!(
+                    "webhook {}: url must start with http:// or https://",
+                    hook.name
+                )));
+            }
+            if hook.secret.is_empty() {
+                return Err(bad(format!("webhook {}: a secret is required", hook.name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn number(name: &str, value: &str) -> Result<usize, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("{name}={value:?} is not a whole number")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_work_out_of_the_box() {
+        let c = ServerConfig::from_toml("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.auth.public_reads);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let mut c = ServerConfig::from_toml(
+            r#"
+            listen = "127.0.0.1:9000"
+            [auth]
+            admin_tokens = ["file-admin-token-0001"]
+            channel_tokens = { pos = "file-pos-token-00001" }
+            "#,
+        )
+        .unwrap();
+        c.apply_env(env(&[
+            ("STOCKADE_ADMIN_TOKEN", "env-admin-token-00001"),
+            (
+                "STOCKADE_CHANNEL_TOKENS",
+                "web:env-web-token-000001, app:env-app-token-000001",
+            ),
+            ("STOCKADE_PUBLIC_READS", "false"),
+            ("HOME", "/root"),
+        ]))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.auth.admin_tokens, ["env-admin-token-00001"]);
+        assert_eq!(c.auth.channel_tokens.len(), 2);
+        assert_eq!(c.auth.channel_tokens["app"], "env-app-token-000001");
+        assert!(!c.auth.public_reads);
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_the_setting_named() {
+        let err = |toml: &str| {
+            ServerConfig::from_toml(toml)
+                .and_then(|c| c.validate())
+                .unwrap_err()
+                .0
+        };
+        assert!(err("lisen = \"x\"").contains("lisen"));
+        assert!(err("[auth]\nadmin_tokens = [\"short\"]").contains("16 characters"));
+        assert!(err("[limits]\nmax_body_bytes = 0").contains("max_body_bytes"));
+        assert!(
+            err("[auth]\nchannel_tokens = { \"we b\" = \"a-long-enough-token\" }")
+                .contains("channel")
+        );
+        assert!(
+            err("[[webhooks]]\nname = \"m\"\nurl = \"ftp://x\"\nsecret = \"s\"").contains("url")
+        );
+        let mut c = ServerConfig::default();
+        assert!(
+            c.apply_env(env(&[("STOCKADE_CHANNEL_TOKENS", "no-colon")]))
+                .is_err()
+        );
+        assert!(c.apply_env(env(&[("STOCKADE_LISTEN", "nowhere")])).is_err());
+    }
+}

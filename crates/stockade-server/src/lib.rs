@@ -1,0 +1,247 @@
+//! `stockade serve`: the engine, its projections, and the HTTP face over both — the REST
+//! API, live SSE and WebSocket push, Prometheus metrics and a live dashboard.
+//!
+//! [`start`] takes the listener it serves on (tests bind `127.0.0.1:0`) and returns a
+//! [`Running`] server; [`Running::run_until`] serves until the shutdown future completes,
+//! then stops in order: stop accepting, finish requests in flight, let the engine answer
+//! the appends in flight, let the projector catch up with the log, stop the rest. Both must
+//! be called inside an actix system (`actix_web::rt::System`).
+//!
+//! # Layout
+//! - [`config`]: [`ServerConfig`], from TOML and `STOCKADE_*` variables.
+//! - [`auth`]: bearer tokens, roles, constant-time checks, first-start token generation.
+//! - [`routes`]: the route table, request shedding and HTTP metrics, the handlers.
+//! - `stream`: the one feed behind SSE and WebSocket (replay, then live, then resync).
+//! - `keys`: idempotency-key fingerprints, so a key cannot be reused for another request.
+//! - `body`: bounded reads of JSON bodies, with 400 / 413 / 422 told apart.
+//! - `error`: [`stockade_wire::ApiError`] as an HTTP response.
+//! - `state`: what the handlers share.
+//! - `telemetry`: the Prometheus recorder.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, middleware, web};
+use stockade_engine::{Inventory, InventoryConfig};
+use stockade_projections::reconcile::Reconciler;
+use stockade_projections::webhook::{Dispatcher, Endpoint, RetryPolicy};
+use stockade_projections::{NoticeHub, Projector, ReadModels};
+use tokio::sync::watch;
+
+pub mod auth;
+mod body;
+pub mod config;
+mod error;
+mod keys;
+pub mod routes;
+mod state;
+mod stream;
+mod telemetry;
+
+pub use auth::Generated;
+pub use config::{ConfigError, ServerConfig};
+
+/// Read models, beside the log in the data directory.
+pub const PROJECTIONS_FILE: &str = "projections.db";
+/// Idempotency-key fingerprints of the HTTP layer.
+pub const KEYS_FILE: &str = "http.db";
+/// How long in-flight requests get to finish once shutdown begins.
+const GRACE: Duration = Duration::from_secs(10);
+/// How long the projector gets to reach the end of the log at shutdown.
+const FLUSH: Duration = Duration::from_secs(5);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("open the engine: {0}")]
+    Engine(#[from] stockade_engine::Error),
+    #[error("open the read models: {0}")]
+    ReadModels(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A server that is listening.
+pub struct Running {
+    addr: SocketAddr,
+    generated: Option<Generated>,
+    server: actix_web::dev::Server,
+    state: Arc<state::AppState>,
+    stop_streams: watch::Sender<bool>,
+    stop_background: watch::Sender<bool>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the engine and read models in `config.data_dir`, starts the projector (and any
+/// webhooks and the reconciler), and listens on `listener`.
+pub async fn start(mut config: ServerConfig, listener: TcpListener) -> Result<Running, StartError> {
+    config.validate()?;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| StartError::Io(format!("create {}: {e}", data_dir.display())))?;
+    let generated = auth::ensure_tokens(&mut config.auth, &data_dir)?;
+    let tokens = auth::Tokens::from_config(&config.auth)?;
+    telemetry::handle();
+
+    let inventory =
+        Inventory::open(InventoryConfig::sqlite(&data_dir).engine(config.engine.to_engine()))
+            .await?;
+    let models = open_models(&data_dir.join(PROJECTIONS_FILE)).await?;
+    let keys = keys::RequestKeys::open(&data_dir.join(KEYS_FILE)).map_err(StartError::Io)?;
+    let hub = NoticeHub::new();
+
+    let (stop_streams, streams_rx) = watch::channel(false);
+    let (stop_background, background_rx) = watch::channel(false);
+    let stopped = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut background = Vec::new();
+    let projector = Projector::new(inventory.store(), models.clone(), hub.clone());
+    background.push(actix_web::rt::spawn(projector.run(stopped(&background_rx))));
+    for hook in &config.webhooks {
+        let endpoint = Endpoint {
+            coalesce: hook.coalesce_ms.map(Duration::from_millis),
+            ..Endpoint::new(&hook.name, &hook.url, &hook.secret)
+        };
+        let dispatcher = Dispatcher::new(
+            models.clone(),
+            hub.clone(),
+            endpoint,
+            RetryPolicy::default(),
+        )
+        .map_err(|e| StartError::Io(format!("webhook {}: {e}", hook.name)))?;
+        background.push(actix_web::rt::spawn(
+            dispatcher.run(stopped(&background_rx)),
+        ));
+    }
+    if config.reconcile.every_seconds > 0 {
+        let reconciler = Reconciler::new(inventory.store(), models.clone());
+        let every = Duration::from_secs(config.reconcile.every_seconds);
+        background.push(actix_web::rt::spawn(
+            reconciler.run(every, stopped(&background_rx)),
+        ));
+    }
+
+    let workers = config.limits.workers;
+    let state = Arc::new(state::AppState {
+        config,
+        inventory,
+        models,
+        hub,
+        tokens,
+        keys,
+        thresholds: Default::default(),
+        in_flight: AtomicUsize::new(0),
+        streams: AtomicUsize::new(0),
+        stop_streams: streams_rx,
+        closing: AtomicBool::new(false),
+    });
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Io(format!("read the listener's address: {e}")))?;
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(middleware::from_fn(routes::guard))
+            .configure(routes::configure)
+    })
+    .workers(workers)
+    .backlog(4096)
+    .disable_signals()
+    .shutdown_timeout(GRACE.as_secs())
+    .listen(listener)
+    .map_err(|e| StartError::Io(format!("listen on {addr}: {e}")))?
+    .run();
+    Ok(Running {
+        addr,
+        generated,
+        server,
+        state,
+        stop_streams,
+        stop_background,
+        background,
+    })
+}
+
+async fn open_models(path: &Path) -> Result<ReadModels, StartError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || ReadModels::open(&path))
+        .await
+        .map_err(|e| StartError::ReadModels(e.to_string()))?
+        .map_err(|e| StartError::ReadModels(e.to_string()))
+}
+
+impl Running {
+    /// Where the server listens (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Tokens generated at this first start, to show once; `None` on later starts.
+    pub fn generated_tokens(&self) -> Option<&Generated> {
+        self.generated.as_ref()
+    }
+
+    /// Serves until `shutdown` completes (or the server fails), then shuts down in order.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let Running {
+            server,
+            state,
+            stop_streams,
+            stop_background,
+            background,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut server = std::pin::pin!(server);
+        let served = tokio::select! {
+            result = &mut server => Some(result),
+            () = shutdown => None,
+        };
+        // Stop accepting; readiness fails and streams end, so the grace period is spent
+        // only on requests that can finish.
+        state.closing.store(true, Ordering::Release);
+        let _ = stop_streams.send(true);
+        let served = match served {
+            Some(result) => result,
+            None => {
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        // Every request is answered; now the engine answers the appends in flight.
+        state.inventory.clone().shutdown().await;
+        let store = state.inventory.store();
+        let deadline = tokio::time::Instant::now() + FLUSH;
+        while tokio::time::Instant::now() < deadline {
+            match (store.head().await, state.models.checkpoint().await) {
+                (Ok(head), Ok(at)) if at.position >= head => break,
+                (Ok(_), Ok(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
+                _ => break,
+            }
+        }
+        let _ = stop_background.send(true);
+        for task in background {
+            let _ = task.await;
+        }
+        served.map_err(|e| StartError::Io(format!("serve: {e}")))
+    }
+}

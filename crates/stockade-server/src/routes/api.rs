@@ -1,0 +1,301 @@
+//! The REST API: SKUs, stock, adjustments and reservations.
+//!
+//! Single-SKU reads answer from the engine's durable state, exact at the instant of the
+//! read (`as_of`), so a reader never sees a hold that is not durable or a lapsed hold that
+//! still counts. Lists answer from the stock-levels read model, which follows the log by
+//! milliseconds; every item carries its `version`, so a reader can tell.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use stockade_domain::{Sku, Timestamp};
+use stockade_engine::ReserveOptions;
+use stockade_wire::request::{reservation_id, sku};
+use stockade_wire::{
+    AdjustRequest, AdjustedOut, ApiError, ErrorKind, Page, RegisterSkuRequest, ReservationOut,
+    ReservationStatusOut, ReserveRequest, ResolvedOut, StockOut,
+};
+
+use crate::auth::Need;
+use crate::body;
+use crate::error::{HttpError, Result};
+use crate::state::AppState;
+
+/// Items per page of `GET /api/inventory/products` unless `limit` says otherwise.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+type State = web::Data<AppState>;
+
+fn now_millis() -> u64 {
+    Timestamp::from_system_time(SystemTime::now()).as_millis()
+}
+
+/// Checks the key (if any) against the body it came with, before anything runs.
+async fn check_key(
+    state: &AppState,
+    origin: &stockade_engine::Origin,
+    endpoint: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    if let (Some(key), Some(principal)) = (&origin.idempotency_key, &origin.principal) {
+        state
+            .keys
+            .check(
+                principal.as_str(),
+                key,
+                endpoint,
+                &body::canonical(bytes),
+                now_millis(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+fn replayed(response: &mut actix_web::HttpResponseBuilder, replayed: bool) {
+    if replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+}
+
+/// `POST /api/skus` (admin).
+pub async fn register(
+    req: HttpRequest,
+    state: State,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let caller = state.authorize(&req, Need::Admin, None)?;
+    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
+    let request: RegisterSkuRequest = body::parse(&bytes)?;
+    let (sku, pool) = request.validate()?;
+    let origin = match &caller {
+        Some(c) => state.origin(&req, c)?,
+        None => stockade_engine::Origin::default(),
+    };
+    check_key(&state, &origin, "register", &bytes).await?;
+    if let Some(threshold) = request.low_stock_threshold {
+        // Before the SKU exists, so its first row already has the right status.
+        state
+            .models
+            .set_threshold(&sku, threshold)
+            .await
+            .map_err(|e| ApiError::new(ErrorKind::Unavailable, "unavailable", e.to_string()))?;
+        state.remember_threshold(&sku, threshold);
+    }
+    state.inventory.register(&sku, pool, &origin).await?;
+    let level = state.inventory.stock(&sku).await?;
+    let threshold = state.threshold(&sku).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/inventory/products/{sku}")))
+        .json(StockOut::from_level(&level, threshold)))
+}
+
+/// `GET /api/inventory/products/{sku}`.
+pub async fn stock(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Read, None)?;
+    let sku = sku(&path, "sku")?;
+    let level = state.inventory.stock(&sku).await?;
+    let threshold = state.threshold(&sku).await?;
+    Ok(HttpResponse::Ok().json(StockOut::from_level(&level, threshold)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /api/inventory/products?after=SKU&limit=N`.
+pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Read, None)?;
+    let query: ListQuery = serde_urlencoded_query(req.query_string())?;
+    let after: Option<Sku> = query
+        .after
+        .as_deref()
+        .map(|a| sku(a, "after"))
+        .transpose()?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::invalid("limit", format!("limit must be 1-{MAX_PAGE}")).into());
+    }
+    let rows = state
+        .models
+        .stock_page(after, limit)
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Unavailable, "unavailable", e.to_string()))?;
+    let next_after = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.sku.to_string()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(Page {
+        items: rows.iter().map(StockOut::from_row).collect(),
+        next_after,
+    }))
+}
+
+/// A query string as `T`; an unknown or malformed parameter is a 422 naming it.
+pub fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T> {
+    web::Query::<T>::from_query(query)
+        .map(web::Query::into_inner)
+        .map_err(|e| {
+            HttpError(ApiError::new(
+                ErrorKind::Unprocessable,
+                "invalid_query",
+                e.to_string(),
+            ))
+        })
+}
+
+/// `POST /api/inventory/products/{sku}/adjustments` (admin).
+pub async fn adjust(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let caller = state.authorize(&req, Need::Admin, None)?;
+    let sku = sku(&path, "sku")?;
+    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
+    let request: AdjustRequest = body::parse(&bytes)?;
+    let adjustment = request.validate()?;
+    let origin = match &caller {
+        Some(c) => state.origin(&req, c)?,
+        None => stockade_engine::Origin::default(),
+    };
+    check_key(&state, &origin, &format!("adjust:{sku}"), &bytes).await?;
+    match state.inventory.adjust(&sku, adjustment, &origin).await {
+        Ok(adjusted) => {
+            let mut response = HttpResponse::Ok();
+            replayed(&mut response, adjusted.replayed);
+            Ok(response.json(AdjustedOut::new(&sku, &adjusted)))
+        }
+        Err(e @ stockade_engine::Error::Conflict { .. }) => {
+            // Hand the caller what it needs to decide again: the stock as it is now.
+            let mut error = ApiError::from(e);
+            if let Ok(level) = state.inventory.stock(&sku).await {
+                let threshold = state.threshold(&sku).await.unwrap_or(0);
+                error = error.with("current", StockOut::from_level(&level, threshold));
+            }
+            Err(error.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /api/reservations` (channel), with an optional `Idempotency-Key`.
+pub async fn reserve(
+    req: HttpRequest,
+    state: State,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let caller = state.authorize(&req, Need::Channel, None)?;
+    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
+    let request: ReserveRequest = body::parse(&bytes)?;
+    let checked = request.validate()?;
+    let origin = match &caller {
+        Some(c) => state.origin(&req, c)?,
+        None => stockade_engine::Origin::default(),
+    };
+    check_key(&state, &origin, "reserve", &bytes).await?;
+    let options = ReserveOptions {
+        ttl: checked.ttl,
+        order_id: checked.order_id,
+        origin,
+    };
+    match state.inventory.reserve_order(checked.lines, options).await {
+        Ok(reservation) => {
+            metrics::counter!("stockade_reservations_total", "outcome" => "held").increment(1);
+            let mut response = HttpResponse::Created();
+            response.insert_header(("Location", format!("/api/reservations/{}", reservation.id)));
+            replayed(&mut response, reservation.replayed);
+            Ok(response.json(ReservationOut::from(&reservation)))
+        }
+        Err(e) => {
+            let outcome = if e.rejection().is_some() {
+                "refused"
+            } else {
+                "error"
+            };
+            metrics::counter!("stockade_reservations_total", "outcome" => outcome).increment(1);
+            Err(e.into())
+        }
+    }
+}
+
+/// `GET /api/reservations/{id}`.
+pub async fn reservation(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Read, None)?;
+    let id = reservation_id(&path)?;
+    let status = state.inventory.reservation(id).await?;
+    Ok(HttpResponse::Ok().json(ReservationStatusOut::from(&status)))
+}
+
+/// `POST /api/reservations/{id}/commit` (channel).
+pub async fn commit(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    resolve(req, state, path, payload, true).await
+}
+
+/// `POST /api/reservations/{id}/release` (channel).
+pub async fn release(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    resolve(req, state, path, payload, false).await
+}
+
+async fn resolve(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    payload: web::Payload,
+    commit: bool,
+) -> Result<HttpResponse> {
+    let caller = state.authorize(&req, Need::Channel, None)?;
+    // No body is needed; one that is sent must be empty or `{}`.
+    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let _: Empty = body::parse(&bytes)?;
+    }
+    let id = reservation_id(&path)?;
+    let origin = match &caller {
+        Some(c) => state.origin(&req, c)?,
+        None => stockade_engine::Origin::default(),
+    };
+    let endpoint = format!("{}:{id}", if commit { "commit" } else { "release" });
+    check_key(&state, &origin, &endpoint, b"").await?;
+    let resolved = if commit {
+        state.inventory.commit(id, &origin).await?
+    } else {
+        state.inventory.release(id, &origin).await?
+    };
+    Ok(HttpResponse::Ok().json(ResolvedOut::from(&resolved)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// The shared state, for handlers that take it as an `Arc`.
+pub fn shared(state: &State) -> Arc<AppState> {
+    state.clone().into_inner()
+}

@@ -1,0 +1,107 @@
+//! The route table, and the middleware every request passes: a bound on requests in
+//! flight (past it, 503 at once rather than a queue), and the HTTP metrics.
+//!
+//! - [`api`]: SKUs, stock, adjustments, reservations.
+//! - [`push`]: SSE and WebSocket streams.
+//! - [`ops`]: health, readiness, metrics, the dashboard.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{ResponseError, web};
+use stockade_wire::{ApiError, ErrorKind};
+
+use crate::error::{HttpError, no_route, wrong_method};
+use crate::state::AppState;
+
+pub mod api;
+pub mod ops;
+pub mod push;
+
+/// Every route of `stockade serve`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path).default_service(web::to(wrong_method));
+    cfg.service(resource("/").route(web::get().to(ops::dashboard)))
+        .service(resource("/healthz").route(web::get().to(ops::healthz)))
+        .service(resource("/readyz").route(web::get().to(ops::readyz)))
+        .service(resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(resource("/api/skus").route(web::post().to(api::register)))
+        .service(resource("/api/inventory/products").route(web::get().to(api::list)))
+        .service(resource("/api/inventory/products/{sku}").route(web::get().to(api::stock)))
+        .service(
+            resource("/api/inventory/products/{sku}/adjustments")
+                .route(web::post().to(api::adjust)),
+        )
+        .service(resource("/api/reservations").route(web::post().to(api::reserve)))
+        .service(resource("/api/reservations/{id}").route(web::get().to(api::reservation)))
+        .service(resource("/api/reservations/{id}/commit").route(web::post().to(api::commit)))
+        .service(resource("/api/reservations/{id}/release").route(web::post().to(api::release)))
+        .service(resource("/api/events").route(web::get().to(push::events)))
+        .service(resource("/api/ws").route(web::get().to(push::websocket)))
+        .default_service(web::to(no_route));
+}
+
+/// Streams are bounded by `max_streams` instead: they stay open for hours.
+fn is_stream(path: &str) -> bool {
+    path == "/api/events" || path == "/api/ws"
+}
+
+/// Sheds requests past `max_concurrent_requests` with 503, and records every answer.
+pub async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let counted = !is_stream(req.path());
+    if counted {
+        let max = state.config.limits.max_concurrent_requests;
+        let admitted = state
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            metrics::counter!("stockade_http_shed_total").increment(1);
+            let error = HttpError(ApiError::new(
+                ErrorKind::Unavailable,
+                "overloaded",
+                "the server has as many requests in flight as it allows; retry shortly",
+            ));
+            let response = error.error_response().map_into_right_body();
+            return Ok(req.into_response(response));
+        }
+    }
+    let _in_flight = counted.then(|| InFlight(state.clone()));
+    let started = Instant::now();
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("stockade_http_requests_total", "route" => route.clone(), "status" => status)
+        .increment(1);
+    if counted {
+        metrics::histogram!("stockade_http_request_seconds", "route" => route)
+            .record(started.elapsed().as_secs_f64());
+    }
+    Ok(response.map_into_left_body())
+}
+
+/// One request in flight; counted out when dropped, even if the handler failed.
+struct InFlight(web::Data<AppState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}

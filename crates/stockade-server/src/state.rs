@@ -1,0 +1,124 @@
+//! [`AppState`]: what every handler shares. One per server, behind an `Arc`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+use actix_web::HttpRequest;
+use stockade_domain::{Channel, Sku};
+use stockade_engine::{Inventory, Origin};
+use stockade_projections::{NoticeHub, ReadModels};
+use stockade_wire::ApiError;
+use tokio::sync::watch;
+
+use crate::auth::{Caller, Need, Role, Tokens, bearer};
+use crate::config::ServerConfig;
+use crate::error::HttpError;
+use crate::keys::RequestKeys;
+
+/// Longest `X-Request-Id` kept as an event's causation id.
+const MAX_REQUEST_ID: usize = 256;
+
+#[derive(Debug)]
+pub struct AppState {
+    pub config: ServerConfig,
+    pub inventory: Inventory,
+    pub models: ReadModels,
+    pub hub: NoticeHub,
+    pub tokens: Tokens,
+    pub keys: RequestKeys,
+    /// Low-stock thresholds read from the read models, by SKU. This server is the only
+    /// writer of thresholds (at registration), so the cache never goes stale.
+    pub thresholds: Mutex<HashMap<Sku, u64>>,
+    /// Requests being handled (streams excluded).
+    pub in_flight: AtomicUsize,
+    /// Open SSE and WebSocket streams.
+    pub streams: AtomicUsize,
+    /// Turns true when the server begins to shut down: streams end, readiness fails.
+    pub stop_streams: watch::Receiver<bool>,
+    pub closing: AtomicBool,
+}
+
+impl AppState {
+    /// Checks the request's bearer token (or, where `query_token` is given, an
+    /// `access_token` query parameter, for EventSource and WebSocket clients that cannot
+    /// set headers) against what the endpoint needs.
+    pub fn authorize(
+        &self,
+        req: &HttpRequest,
+        need: Need,
+        query_token: Option<&str>,
+    ) -> Result<Option<Caller>, HttpError> {
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|v| {
+                v.to_str().ok().and_then(bearer).ok_or_else(|| {
+                    HttpError(ApiError::new(
+                        stockade_wire::ErrorKind::Unauthorized,
+                        "unauthorized",
+                        "the Authorization header must be `Bearer <token>`",
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(self.tokens.authorize(header.or(query_token), need)?)
+    }
+
+    /// Who is asking, through which channel, under which key, for the engine.
+    pub fn origin(&self, req: &HttpRequest, caller: &Caller) -> Result<Origin, HttpError> {
+        let channel: Option<Channel> = match &caller.role {
+            Role::Channel(channel) => Some(channel.clone()),
+            Role::Admin | Role::Reader => None,
+        };
+        let idempotency_key = header(req, "idempotency-key")?;
+        let causation_id = header(req, "x-request-id")?
+            .filter(|id| id.chars().count() <= MAX_REQUEST_ID && !id.chars().any(char::is_control));
+        Ok(Origin {
+            principal: Some(caller.principal.clone()),
+            channel,
+            idempotency_key,
+            causation_id,
+        })
+    }
+
+    /// The low-stock threshold of `sku`.
+    pub async fn threshold(&self, sku: &Sku) -> Result<u64, HttpError> {
+        if let Some(t) = self.lock_thresholds().get(sku) {
+            return Ok(*t);
+        }
+        let t = self.models.threshold(sku).await.map_err(|e| {
+            HttpError(ApiError::new(
+                stockade_wire::ErrorKind::Unavailable,
+                "unavailable",
+                e.to_string(),
+            ))
+        })?;
+        self.lock_thresholds().insert(sku.clone(), t);
+        Ok(t)
+    }
+
+    pub fn remember_threshold(&self, sku: &Sku, threshold: u64) {
+        self.lock_thresholds().insert(sku.clone(), threshold);
+    }
+
+    fn lock_thresholds(&self) -> std::sync::MutexGuard<'_, HashMap<Sku, u64>> {
+        self.thresholds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A header as text; a header that is not visible ASCII is a 400, not ignored.
+pub fn header(req: &HttpRequest, name: &str) -> Result<Option<String>, HttpError> {
+    req.headers()
+        .get(name)
+        .map(|v| {
+            v.to_str().map(str::to_owned).map_err(|_| {
+                HttpError(ApiError::new(
+                    stockade_wire::ErrorKind::BadRequest,
+                    "bad_header",
+                    format!("the {name} header must be visible ASCII"),
+                ))
+            })
+        })
+        .transpose()
+}

@@ -1,0 +1,24 @@
+//! The JSON shapes Stockade speaks, in one place, so that HTTP, SSE, WebSocket, MCP and the
+//! CLI cannot drift apart.
+//!
+//! # Layout
+//! - [`request`]: what callers send. Requests are strict: an unknown field is an error, not
+//!   an option silently ignored, and every value is checked here before the engine sees it.
+//! - [`response`]: what callers get back. Responses may gain fields; they never rename one.
+//! - [`error`]: [`ApiError`], one error type with a stable `code`, a sentence for people,
+//!   and a [`ErrorKind`] that each channel maps to one status (HTTP) or one tool error (MCP).
+//!
+//! Conventions: times are RFC 3339 UTC strings with milliseconds
+//! (`2026-11-27T09:00:00.000Z`); quantities are JSON integers; an unlimited quantity
+//! (a digital SKU without a licence cap) is `null`.
+
+pub mod error;
+pub mod request;
+pub mod response;
+
+pub use error::{ApiError, ErrorKind};
+pub use request::{AdjustRequest, Item, PoolName, RegisterSkuRequest, ReserveRequest};
+pub use response::{
+    AdjustedOut, LineOut, LineStateOut, NoticeOut, Page, ReservationOut, ReservationStatusOut,
+    ResolvedOut, StockOut, StreamMessage,
+};

@@ -1,0 +1,347 @@
+//! What callers send, and the checks that turn it into the engine's types.
+//!
+//! Every struct denies unknown fields, so a misspelt option (`"qtty"`) is refused instead
+//! of ignored. `validate` methods check ranges here, once for every channel, so that an
+//! order with one bad line is refused before any line is held.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stockade_domain::pool::DAY_MILLIS;
+use stockade_domain::{MAX_TTL, OrderId, PoolConfig, Quantity, ReservationId, Sku, StockChange};
+use stockade_engine::inventory::MAX_LINES;
+use stockade_engine::{Adjustment, Line};
+
+use crate::error::{ApiError, ErrorKind};
+
+/// The kind of pool a SKU draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolName {
+    Physical,
+    Digital,
+    PrintOnDemand,
+}
+
+/// `POST /api/skus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterSkuRequest {
+    pub sku: String,
+    pub pool: PoolName,
+    /// Physical: units on hand (default 0).
+    #[serde(default)]
+    pub on_hand: Option<u64>,
+    /// Physical: units never offered (default 0).
+    #[serde(default)]
+    pub safety_stock: Option<u64>,
+    /// Digital: at most this many reserved + sold; absent for unlimited.
+    #[serde(default)]
+    pub license_limit: Option<u64>,
+    /// Print on demand: units that can be made per period (required).
+    #[serde(default)]
+    pub capacity: Option<u64>,
+    /// Print on demand: the period, in seconds (default one day).
+    #[serde(default)]
+    pub period_seconds: Option<u64>,
+    /// At or below this many available, the SKU shows `low_stock` (default 3).
+    #[serde(default)]
+    pub low_stock_threshold: Option<u64>,
+}
+
+impl RegisterSkuRequest {
+    pub fn validate(&self) -> Result<(Sku, PoolConfig), ApiError> {
+        let sku = sku(&self.sku, "sku")?;
+        let unused = |field: &str, value: Option<u64>| match value {
+            Some(_) => Err(ApiError::invalid(
+                field,
+                format!("{field} does not apply to a {:?} pool", self.pool).to_lowercase(),
+            )),
+            None => Ok(()),
+        };
+        let pool = match self.pool {
+            PoolName::Physical => {
+                unused("license_limit", self.license_limit)?;
+                unused("capacity", self.capacity)?;
+                unused("period_seconds", self.period_seconds)?;
+                PoolConfig::Physical {
+                    on_hand: Quantity::new(self.on_hand.unwrap_or(0)),
+                    safety_stock: Quantity::new(self.safety_stock.unwrap_or(0)),
+                }
+            }
+            PoolName::Digital => {
+                unused("on_hand", self.on_hand)?;
+                unused("safety_stock", self.safety_stock)?;
+                unused("capacity", self.capacity)?;
+                unused("period_seconds", self.period_seconds)?;
+                PoolConfig::Digital {
+                    license_limit: self.license_limit.map(Quantity::new),
+                }
+            }
+            PoolName::PrintOnDemand => {
+                unused("on_hand", self.on_hand)?;
+                unused("safety_stock", self.safety_stock)?;
+                unused("license_limit", self.license_limit)?;
+                let capacity = self.capacity.ok_or_else(|| {
+                    ApiError::invalid("capacity", "a print_on_demand pool needs a capacity")
+                })?;
+                let period_millis = match self.period_seconds {
+                    None => DAY_MILLIS,
+                    Some(0) => {
+                        return Err(ApiError::invalid(
+                            "period_seconds",
+                            "period_seconds must be positive",
+                        ));
+                    }
+                    Some(s) => s.checked_mul(1000).ok_or_else(|| {
+                        ApiError::invalid("period_seconds", "period_seconds is out of range")
+                    })?,
+                };
+                PoolConfig::PrintOnDemand {
+                    capacity: Quantity::new(capacity),
+                    period_millis,
+                }
+            }
+        };
+        Ok((sku, pool))
+    }
+}
+
+/// One line of a reservation request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    pub sku: String,
+    pub qty: u64,
+}
+
+/// `POST /api/reservations`: only `items` is required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveRequest {
+    pub items: Vec<Item>,
+    /// How long the hold lasts (default 15 minutes, at most 7 days).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub order_id: Option<String>,
+}
+
+/// A reservation request, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedReserve {
+    pub lines: Vec<Line>,
+    pub ttl: Option<Duration>,
+    pub order_id: Option<OrderId>,
+}
+
+impl ReserveRequest {
+    pub fn validate(&self) -> Result<CheckedReserve, ApiError> {
+        if self.items.is_empty() || self.items.len() > MAX_LINES {
+            return Err(ApiError::invalid(
+                "items",
+                format!("a reservation needs 1-{MAX_LINES} items"),
+            ));
+        }
+        let mut lines: Vec<Line> = Vec::with_capacity(self.items.len());
+        for (i, item) in self.items.iter().enumerate() {
+            let field = format!("items[{i}]");
+            let sku = sku(&item.sku, &format!("{field}.sku"))?;
+            if item.qty == 0 {
+                return Err(ApiError::new(
+                    ErrorKind::Unprocessable,
+                    "invalid_quantity",
+                    format!("{field}.qty must be greater than zero"),
+                )
+                .with("field", format!("{field}.qty")));
+            }
+            if lines.iter().any(|l| l.sku == sku) {
+                return Err(ApiError::invalid(
+                    &field,
+                    format!("SKU {sku} appears on two items; merge them"),
+                ));
+            }
+            lines.push(Line {
+                sku,
+                qty: Quantity::new(item.qty),
+            });
+        }
+        let ttl = match self.ttl_seconds {
+            None => None,
+            Some(s) if s == 0 || s > MAX_TTL.as_secs() => {
+                return Err(ApiError::new(
+                    ErrorKind::Unprocessable,
+                    "invalid_ttl",
+                    format!("ttl_seconds must be 1-{}", MAX_TTL.as_secs()),
+                )
+                .with("field", "ttl_seconds"));
+            }
+            Some(s) => Some(Duration::from_secs(s)),
+        };
+        let order_id = self
+            .order_id
+            .as_deref()
+            .map(|o| OrderId::new(o).map_err(|e| ApiError::invalid("order_id", e.to_string())))
+            .transpose()?;
+        Ok(CheckedReserve {
+            lines,
+            ttl,
+            order_id,
+        })
+    }
+}
+
+/// `POST /api/inventory/products/{sku}/adjustments`: exactly one of `delta` and
+/// `counted_on_hand`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustRequest {
+    /// Units received (positive) or written off (negative).
+    #[serde(default)]
+    pub delta: Option<i64>,
+    /// A physical count: the new on-hand figure.
+    #[serde(default)]
+    pub counted_on_hand: Option<u64>,
+    pub reason: String,
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Refuse with 409 unless the SKU is still at this version.
+    #[serde(default)]
+    pub expected_version: Option<u64>,
+}
+
+impl AdjustRequest {
+    pub fn validate(&self) -> Result<Adjustment, ApiError> {
+        let change = match (self.delta, self.counted_on_hand) {
+            (Some(delta), None) => StockChange::Delta(delta),
+            (None, Some(count)) => StockChange::Count(Quantity::new(count)),
+            _ => {
+                return Err(ApiError::invalid(
+                    "delta",
+                    "give exactly one of delta and counted_on_hand",
+                ));
+            }
+        };
+        Ok(Adjustment {
+            change,
+            reason: self.reason.clone(),
+            reference: self.reference.clone(),
+            expected_version: self.expected_version,
+        })
+    }
+}
+
+/// A SKU id from a body field or a path segment.
+pub fn sku(value: &str, field: &str) -> Result<Sku, ApiError> {
+    Sku::new(value).map_err(|e| {
+        ApiError::new(ErrorKind::Unprocessable, "invalid_sku", e.to_string()).with("field", field)
+    })
+}
+
+/// A reservation id from a path segment; a malformed one cannot name anything.
+pub fn reservation_id(value: &str) -> Result<ReservationId, ApiError> {
+    value.parse().map_err(|_| {
+        ApiError::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("reservation {value:?} not found (ids are UUIDs)"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reserve(json: &str) -> Result<CheckedReserve, String> {
+        let request: ReserveRequest = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        request.validate().map_err(|e| e.code.to_owned())
+    }
+
+    #[test]
+    fn reservation_requests_are_checked_before_anything_is_held() {
+        let ok = reserve(r#"{"items":[{"sku":"A","qty":2},{"sku":"B","qty":1}],"ttl_seconds":60,"order_id":"o-1"}"#)
+            .unwrap();
+        assert_eq!(ok.lines.len(), 2);
+        assert_eq!(ok.ttl, Some(Duration::from_secs(60)));
+        assert_eq!(reserve(r#"{"items":[]}"#).unwrap_err(), "invalid_field");
+        assert_eq!(
+            reserve(r#"{"items":[{"sku":"A","qty":0}]}"#).unwrap_err(),
+            "invalid_quantity"
+        );
+        assert_eq!(
+            reserve(r#"{"items":[{"sku":"A B","qty":1}]}"#).unwrap_err(),
+            "invalid_sku"
+        );
+        assert_eq!(
+            reserve(r#"{"items":[{"sku":"A","qty":1},{"sku":"A","qty":1}]}"#).unwrap_err(),
+            "invalid_field"
+        );
+        assert_eq!(
+            reserve(r#"{"items":[{"sku":"A","qty":1}],"ttl_seconds":0}"#).unwrap_err(),
+            "invalid_ttl"
+        );
+        assert_eq!(
+            reserve(r#"{"items":[{"sku":"A","qty":1}],"ttl_seconds":604801}"#).unwrap_err(),
+            "invalid_ttl"
+        );
+        // Shape errors come from serde: unknown fields, negative or fractional numbers.
+        assert!(reserve(r#"{"items":[{"sku":"A","qty":1}],"tll":3}"#).is_err());
+        assert!(reserve(r#"{"items":[{"sku":"A","qty":-1}]}"#).is_err());
+        assert!(reserve(r#"{"items":[{"sku":"A","qty":1.5}]}"#).is_err());
+        assert!(reserve(r#"{"items":[{"sku":"A","qty":1e30}]}"#).is_err());
+    }
+
+    #[test]
+    fn pools_take_only_their_own_settings() {
+        let register = |json: &str| -> Result<PoolConfig, String> {
+            let r: RegisterSkuRequest = serde_json::from_str(json).map_err(|e| e.to_string())?;
+            r.validate().map(|(_, p)| p).map_err(|e| e.message)
+        };
+        assert_eq!(
+            register(r#"{"sku":"A","pool":"physical","on_hand":5}"#).unwrap(),
+            PoolConfig::Physical {
+                on_hand: Quantity::new(5),
+                safety_stock: Quantity::ZERO
+            }
+        );
+        assert_eq!(
+            register(r#"{"sku":"A","pool":"digital"}"#).unwrap(),
+            PoolConfig::Digital {
+                license_limit: None
+            }
+        );
+        assert_eq!(
+            register(r#"{"sku":"A","pool":"print_on_demand","capacity":9,"period_seconds":60}"#)
+                .unwrap(),
+            PoolConfig::PrintOnDemand {
+                capacity: Quantity::new(9),
+                period_millis: 60_000
+            }
+        );
+        assert!(register(r#"{"sku":"A","pool":"digital","on_hand":5}"#).is_err());
+        assert!(register(r#"{"sku":"A","pool":"print_on_demand"}"#).is_err());
+        assert!(register(r#"{"sku":"A","pool":"lake"}"#).is_err());
+    }
+
+    #[test]
+    fn an_adjustment_is_a_delta_or_a_count_never_both() {
+        let adjust = |json: &str| -> Result<Adjustment, String> {
+            let r: AdjustRequest = serde_json::from_str(json).map_err(|e| e.to_string())?;
+            r.validate().map_err(|e| e.message)
+        };
+        assert_eq!(
+            adjust(r#"{"delta":-2,"reason":"damaged"}"#).unwrap().change,
+            StockChange::Delta(-2)
+        );
+        assert_eq!(
+            adjust(r#"{"counted_on_hand":7,"reason":"count","expected_version":4}"#)
+                .unwrap()
+                .expected_version,
+            Some(4)
+        );
+        assert!(adjust(r#"{"delta":1,"counted_on_hand":7,"reason":"x"}"#).is_err());
+        assert!(adjust(r#"{"reason":"x"}"#).is_err());
+        assert!(adjust(r#"{"delta":1}"#).is_err());
+    }
+}

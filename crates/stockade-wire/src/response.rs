@@ -1,0 +1,297 @@
+//! What callers get back. Every read carries the SKU's `version` (its stream revision
+//! count) so a reader can tell whether what it holds is still current, and every notice
+//! names the version it moved from and to.
+
+use serde::{Deserialize, Serialize};
+use stockade_domain::{Availability, PoolKind, Resolution};
+use stockade_engine::{
+    Adjusted, LineStatus, Reservation, ReservationStatus, ReservedLine, Resolved, StockLevel,
+};
+use stockade_projections::model::{Cause, is_short, status_of};
+use stockade_projections::{Level, Notice, Status, StockRow};
+
+/// One SKU's stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockOut {
+    pub sku: String,
+    pub pool: PoolKind,
+    /// On hand (physical), licence limit (digital), capacity this period (print on demand);
+    /// `null` when unlimited.
+    pub on_hand: Option<u64>,
+    pub reserved: u64,
+    /// `null` when unlimited.
+    pub available: Option<u64>,
+    pub status: Status,
+    pub version: u64,
+    pub updated_at: String,
+    /// The instant the figures hold for (exact reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_stock: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sold: Option<u64>,
+    /// Units promised beyond what exists (the SKU is `short` when positive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortfall: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_reservations: Option<usize>,
+}
+
+impl StockOut {
+    /// The engine's exact, durable view, with the SKU's low-stock threshold.
+    pub fn from_level(level: &StockLevel, threshold: u64) -> Self {
+        let view = &level.view;
+        let levels = Level::of(view);
+        Self {
+            sku: view.sku.to_string(),
+            pool: view.pool,
+            on_hand: levels.on_hand,
+            reserved: levels.reserved,
+            available: match view.available {
+                Availability::Unlimited => None,
+                Availability::Limited(q) => Some(q.get()),
+            },
+            status: status_of(&levels, is_short(view), threshold),
+            version: level.version,
+            updated_at: level.updated_at.to_string(),
+            as_of: Some(level.as_of.to_string()),
+            safety_stock: Some(view.safety_stock.get()),
+            sold: Some(view.sold.get()),
+            shortfall: Some(view.shortfall.get()),
+            live_reservations: Some(view.live_reservations),
+        }
+    }
+
+    /// A row of the stock-levels read model (lists, dashboards).
+    pub fn from_row(row: &StockRow) -> Self {
+        Self {
+            sku: row.sku.to_string(),
+            pool: row.pool,
+            on_hand: row.level.on_hand,
+            reserved: row.level.reserved,
+            available: row.level.available,
+            status: row.status,
+            version: row.version,
+            updated_at: row.updated_at.to_string(),
+            as_of: None,
+            safety_stock: None,
+            sold: None,
+            shortfall: None,
+            live_reservations: None,
+        }
+    }
+}
+
+/// A page of a list, in key order; pass `next_after` back as `after` for the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_after: Option<String>,
+}
+
+/// One line of a reservation, with the SKU's version after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineOut {
+    pub sku: String,
+    pub qty: u64,
+    pub version: u64,
+}
+
+impl From<&ReservedLine> for LineOut {
+    fn from(line: &ReservedLine) -> Self {
+        Self {
+            sku: line.sku.to_string(),
+            qty: line.qty.get(),
+            version: line.version,
+        }
+    }
+}
+
+/// A reservation just made (201), or the same one returned to a retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationOut {
+    pub reservation_id: String,
+    pub order_id: Option<String>,
+    pub status: String,
+    pub expires_at: String,
+    pub items: Vec<LineOut>,
+}
+
+impl From<&Reservation> for ReservationOut {
+    fn from(r: &Reservation) -> Self {
+        Self {
+            reservation_id: r.id.to_string(),
+            order_id: r.order_id.as_ref().map(|o| o.to_string()),
+            status: "held".into(),
+            expires_at: r.expires_at.to_string(),
+            items: r.lines.iter().map(LineOut::from).collect(),
+        }
+    }
+}
+
+/// A reservation committed or released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedOut {
+    pub reservation_id: String,
+    pub status: Resolution,
+    pub items: Vec<LineOut>,
+}
+
+impl From<&Resolved> for ResolvedOut {
+    fn from(r: &Resolved) -> Self {
+        Self {
+            reservation_id: r.id.to_string(),
+            status: r.resolution,
+            items: r.lines.iter().map(LineOut::from).collect(),
+        }
+    }
+}
+
+/// Where one line of a reservation stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineStateOut {
+    pub sku: String,
+    /// `held`, `lapsed` (expired, its event not yet written), `committed`, `released`,
+    /// `expired`, or `unknown` (resolved longer ago than the retention window).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qty: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// `GET /api/reservations/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationStatusOut {
+    pub reservation_id: String,
+    /// The lines' common state, or `mixed` while they differ.
+    pub status: String,
+    pub items: Vec<LineStateOut>,
+}
+
+impl From<&ReservationStatus> for ReservationStatusOut {
+    fn from(r: &ReservationStatus) -> Self {
+        let items: Vec<LineStateOut> = r
+            .lines
+            .iter()
+            .map(|(sku, status)| {
+                let sku = sku.to_string();
+                match status {
+                    LineStatus::Live {
+                        qty, expires_at, ..
+                    } => LineStateOut {
+                        sku,
+                        state: "held".into(),
+                        qty: Some(qty.get()),
+                        expires_at: Some(expires_at.to_string()),
+                    },
+                    LineStatus::Lapsed { qty, expires_at } => LineStateOut {
+                        sku,
+                        // A lapsed hold holds nothing: it reads as expired.
+                        state: "expired".into(),
+                        qty: Some(qty.get()),
+                        expires_at: Some(expires_at.to_string()),
+                    },
+                    LineStatus::Resolved(resolution) => LineStateOut {
+                        sku,
+                        state: resolution.to_string(),
+                        qty: None,
+                        expires_at: None,
+                    },
+                    LineStatus::Unknown => LineStateOut {
+                        sku,
+                        state: "unknown".into(),
+                        qty: None,
+                        expires_at: None,
+                    },
+                }
+            })
+            .collect();
+        let status = match items.first() {
+            Some(first) if items.iter().all(|i| i.state == first.state) => first.state.clone(),
+            Some(_) => "mixed".into(),
+            None => "unknown".into(),
+        };
+        Self {
+            reservation_id: r.id.to_string(),
+            status,
+            items,
+        }
+    }
+}
+
+/// An adjustment that is durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdjustedOut {
+    pub sku: String,
+    pub previous: u64,
+    pub current: u64,
+    /// Reservations that can no longer all be honoured (the SKU turned short).
+    pub at_risk: Vec<String>,
+    pub version: u64,
+}
+
+impl AdjustedOut {
+    pub fn new(sku: &stockade_domain::Sku, a: &Adjusted) -> Self {
+        Self {
+            sku: sku.to_string(),
+            previous: a.previous.get(),
+            current: a.current.get(),
+            at_risk: a.at_risk.iter().map(|r| r.to_string()).collect(),
+            version: a.version,
+        }
+    }
+}
+
+/// A freshness notice as every push channel sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeOut {
+    pub seq: u64,
+    pub sku: String,
+    pub version: u64,
+    pub previous: Level,
+    pub current: Level,
+    pub previous_status: Status,
+    pub status: Status,
+    pub cause: Cause,
+    pub scopes: Vec<String>,
+    pub committed_at: String,
+    pub event_id: String,
+}
+
+impl From<&Notice> for NoticeOut {
+    fn from(n: &Notice) -> Self {
+        Self {
+            seq: n.seq,
+            sku: n.sku.to_string(),
+            // The version the notice moves the SKU to; `previous` levels held at version - 1.
+            version: n.version,
+            previous: n.previous,
+            current: n.current,
+            previous_status: n.previous_status,
+            status: n.status,
+            cause: n.cause.clone(),
+            scopes: n.scopes.clone(),
+            committed_at: n.committed_at.to_string(),
+            event_id: n.event_id.to_string(),
+        }
+    }
+}
+
+/// A message on a push stream (SSE `data:`, WebSocket text frame).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamMessage {
+    /// The stream is open; notices after `last_seq` follow.
+    Hello {
+        last_seq: u64,
+    },
+    Notice(NoticeOut),
+    /// Notices after `last_seq` cannot be replayed (too old, or this reader fell behind):
+    /// reload what you show, then reconnect without a resume point.
+    Resync {
+        last_seq: u64,
+        reason: String,
+    },
+}
