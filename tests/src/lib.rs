@@ -59,3 +59,4 @@ pub mod engine;
 pub mod http_receiver;
 pub mod projection;
 pub mod scenarios;
+pub mod server;

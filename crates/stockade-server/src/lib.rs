@@ -223,8 +223,9 @@ impl Running {
         let served = match served {
             Some(result) => result,
             None => {
-                handle.stop(true).await;
-                server.await
+                // The server future runs the stop: poll both, or the stop never completes.
+                let ((), result) = tokio::join!(handle.stop(true), &mut server);
+                result
             }
         };
         // Every request is answered; now the engine answers the appends in flight.

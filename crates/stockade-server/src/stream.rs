@@ -204,7 +204,8 @@ async fn feed(
                     Some(first) if first.seq == last + 1 => {}
                     // Pruned from the outbox: a gap cannot be replayed.
                     _ => {
-                        return resync(tx, last, "notices after the resume point were pruned").await;
+                        return resync(tx, last, "notices after the resume point were pruned")
+                            .await;
                     }
                 }
                 for n in &page {
