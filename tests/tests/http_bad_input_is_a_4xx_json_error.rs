@@ -1,0 +1,515 @@
+//! Bad input over HTTP: every case gets the documented 4xx with a JSON `{"error",
+//! "message"}` body. Never a 5xx, never a panic, and nothing written: the SKU's version is
+//! the same after the whole table as before it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use stockade_tests::server::{ADMIN, Client, TestServer, WEB, config};
+
+struct Case {
+    what: &'static str,
+    method: &'static str,
+    path: String,
+    token: &'static str,
+    body: Vec<u8>,
+    status: u16,
+    code: &'static str,
+}
+
+fn case(
+    what: &'static str,
+    method: &'static str,
+    path: &str,
+    token: &'static str,
+    body: &str,
+    status: u16,
+    code: &'static str,
+) -> Case {
+    Case {
+        what,
+        method,
+        path: path.to_owned(),
+        token,
+        body: body.as_bytes().to_vec(),
+        status,
+        code,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_request_gets_its_documented_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_body_bytes = 4096;
+    let server = TestServer::start(cfg);
+    let client = Client::new(&server);
+    client.register("BAD-1", 10).await;
+    let before = client.get("/api/inventory/products/BAD-1", None).await.body["version"].clone();
+
+    let r = "/api/reservations";
+    let a = "/api/inventory/products/BAD-1/adjustments";
+    let s = "/api/skus";
+    let huge = format!(
+        r#"{{"items":[{{"sku":"BAD-1","qty":1}}],"order_id":"{}"}}"#,
+        "x".repeat(5000)
+    );
+    let cases = vec![
+        // Not JSON at all.
+        case(
+            "malformed JSON",
+            "POST",
+            r,
+            WEB,
+            r#"{"items": [{"sku": "BAD-1""#,
+            400,
+            "malformed_json",
+        ),
+        case(
+            "not JSON",
+            "POST",
+            r,
+            WEB,
+            "items=BAD-1",
+            400,
+            "malformed_json",
+        ),
+        case("empty body", "POST", r, WEB, "", 400, "malformed_json"),
+        // JSON of the wrong shape.
+        case(
+            "a list, not an object",
+            "POST",
+            r,
+            WEB,
+            "[1,2]",
+            422,
+            "invalid_body",
+        ),
+        case("missing items", "POST", r, WEB, "{}", 422, "invalid_body"),
+        case(
+            "qty as a string",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":"2"}]}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "negative qty",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":-1}]}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "fractional qty",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":1.5}]}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "qty beyond u64",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":18446744073709551616}]}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "qty 1e30",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":1e30}]}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "unknown field",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":1}],"tll_seconds":5}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "unknown item field",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":1,"colour":"red"}]}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "null items",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":null}"#,
+            422,
+            "invalid_body",
+        ),
+        // Values out of range.
+        case(
+            "zero qty",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":0}]}"#,
+            422,
+            "invalid_quantity",
+        ),
+        case(
+            "no items",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[]}"#,
+            422,
+            "invalid_field",
+        ),
+        case(
+            "the same SKU twice",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":1},{"sku":"BAD-1","qty":1}]}"#,
+            422,
+            "invalid_field",
+        ),
+        case(
+            "zero ttl",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":1}],"ttl_seconds":0}"#,
+            422,
+            "invalid_ttl",
+        ),
+        case(
+            "ttl over 7 days",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":1}],"ttl_seconds":604801}"#,
+            422,
+            "invalid_ttl",
+        ),
+        case(
+            "invalid SKU id",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD 1","qty":1}]}"#,
+            422,
+            "invalid_sku",
+        ),
+        case(
+            "over-long SKU id",
+            "POST",
+            r,
+            WEB,
+            &format!(r#"{{"items":[{{"sku":"{}","qty":1}}]}}"#, "S".repeat(65)),
+            422,
+            "invalid_sku",
+        ),
+        case(
+            "invalid order id",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":1}],"order_id":"a/b"}"#,
+            422,
+            "invalid_field",
+        ),
+        // Huge, but well-formed: the state says no.
+        case(
+            "huge qty",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":18446744073709551615}]}"#,
+            409,
+            "insufficient_stock",
+        ),
+        case(
+            "unknown SKU",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"NO-SUCH","qty":1}]}"#,
+            404,
+            "unknown_sku",
+        ),
+        // Size.
+        case(
+            "oversized body",
+            "POST",
+            r,
+            WEB,
+            &huge,
+            413,
+            "payload_too_large",
+        ),
+        // Registration.
+        case(
+            "unknown pool",
+            "POST",
+            s,
+            ADMIN,
+            r#"{"sku":"BAD-2","pool":"lake"}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "field of another pool",
+            "POST",
+            s,
+            ADMIN,
+            r#"{"sku":"BAD-2","pool":"digital","on_hand":3}"#,
+            422,
+            "invalid_field",
+        ),
+        case(
+            "negative on hand",
+            "POST",
+            s,
+            ADMIN,
+            r#"{"sku":"BAD-2","pool":"physical","on_hand":-3}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "invalid SKU at registration",
+            "POST",
+            s,
+            ADMIN,
+            r#"{"sku":"","pool":"physical"}"#,
+            422,
+            "invalid_sku",
+        ),
+        // Adjustments.
+        case(
+            "delta and count",
+            "POST",
+            a,
+            ADMIN,
+            r#"{"delta":1,"counted_on_hand":3,"reason":"x"}"#,
+            422,
+            "invalid_field",
+        ),
+        case(
+            "no reason",
+            "POST",
+            a,
+            ADMIN,
+            r#"{"delta":1}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "empty reason",
+            "POST",
+            a,
+            ADMIN,
+            r#"{"delta":1,"reason":""}"#,
+            422,
+            "invalid_reason",
+        ),
+        case(
+            "zero delta",
+            "POST",
+            a,
+            ADMIN,
+            r#"{"delta":0,"reason":"x"}"#,
+            422,
+            "zero_delta",
+        ),
+        case(
+            "below zero",
+            "POST",
+            a,
+            ADMIN,
+            r#"{"delta":-11,"reason":"x"}"#,
+            409,
+            "below_zero",
+        ),
+        case(
+            "delta beyond i64",
+            "POST",
+            a,
+            ADMIN,
+            r#"{"delta":9223372036854775808,"reason":"x"}"#,
+            422,
+            "invalid_body",
+        ),
+        case(
+            "adjusting an unknown SKU",
+            "POST",
+            "/api/inventory/products/NO-SUCH/adjustments",
+            ADMIN,
+            r#"{"delta":1,"reason":"x"}"#,
+            404,
+            "unknown_sku",
+        ),
+        case(
+            "invalid SKU in the path",
+            "POST",
+            "/api/inventory/products/B%20D/adjustments",
+            ADMIN,
+            r#"{"delta":1,"reason":"x"}"#,
+            422,
+            "invalid_sku",
+        ),
+        // Reservation ids.
+        case(
+            "unknown reservation",
+            "POST",
+            "/api/reservations/00000000-0000-4000-8000-000000000001/commit",
+            WEB,
+            "",
+            404,
+            "not_found",
+        ),
+        case(
+            "malformed reservation id",
+            "POST",
+            "/api/reservations/not-a-uuid/commit",
+            WEB,
+            "",
+            404,
+            "not_found",
+        ),
+        case(
+            "malformed reservation id (read)",
+            "GET",
+            "/api/reservations/%00",
+            WEB,
+            "",
+            404,
+            "not_found",
+        ),
+        case(
+            "a body on commit",
+            "POST",
+            "/api/reservations/00000000-0000-4000-8000-000000000001/commit",
+            WEB,
+            r#"{"qty":1}"#,
+            422,
+            "invalid_body",
+        ),
+        // Paths, methods, queries.
+        case(
+            "no such path",
+            "GET",
+            "/api/nothing",
+            WEB,
+            "",
+            404,
+            "no_route",
+        ),
+        case(
+            "wrong method",
+            "DELETE",
+            "/api/skus",
+            ADMIN,
+            "",
+            405,
+            "method_not_allowed",
+        ),
+        case(
+            "bad page size",
+            "GET",
+            "/api/inventory/products?limit=0",
+            WEB,
+            "",
+            422,
+            "invalid_field",
+        ),
+        case(
+            "page size not a number",
+            "GET",
+            "/api/inventory/products?limit=many",
+            WEB,
+            "",
+            422,
+            "invalid_query",
+        ),
+        case(
+            "unknown query parameter",
+            "GET",
+            "/api/inventory/products?sort=desc",
+            WEB,
+            "",
+            422,
+            "invalid_query",
+        ),
+        case(
+            "invalid SKU in a read",
+            "GET",
+            "/api/inventory/products/%F0%9F%98%80",
+            WEB,
+            "",
+            422,
+            "invalid_sku",
+        ),
+        case(
+            "bad SSE filter",
+            "GET",
+            "/api/events?sku=a%20b",
+            WEB,
+            "",
+            422,
+            "invalid_sku",
+        ),
+    ];
+    // An over-long idempotency key, sent as a header.
+    let long_key = "k".repeat(300);
+    let mut failures = Vec::new();
+    for c in &cases {
+        let body = (!c.body.is_empty()).then(|| c.body.clone());
+        let answer = client
+            .send(c.method, &c.path, Some(c.token), &[], body)
+            .await;
+        let code = answer.body["error"].as_str().unwrap_or("<no JSON error>");
+        let has_message = answer.body["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty());
+        if answer.status != c.status || code != c.code || !has_message {
+            failures.push(format!(
+                "{}: got {} {} ({}), want {} {}",
+                c.what, answer.status, code, answer.text, c.status, c.code
+            ));
+        }
+    }
+    let keyed = client
+        .send(
+            "POST",
+            r,
+            Some(WEB),
+            &[("idempotency-key", long_key.as_str())],
+            Some(br#"{"items":[{"sku":"BAD-1","qty":1}]}"#.to_vec()),
+        )
+        .await;
+    if keyed.status != 422 || keyed.body["error"] != "invalid_request" {
+        failures.push(format!(
+            "over-long idempotency key: {} {}",
+            keyed.status, keyed.text
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Nothing above wrote anything, and the server still serves.
+    let after = client.get("/api/inventory/products/BAD-1", None).await;
+    assert_eq!(after.body["version"], before);
+    assert_eq!(after.body["available"], 10);
+    assert_eq!(client.get("/healthz", None).await.status, 200);
+    server.stop().unwrap();
+}

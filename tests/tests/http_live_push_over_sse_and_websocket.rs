@@ -1,0 +1,137 @@
+//! Live push: a change reaches SSE and WebSocket readers as a notice; an SSE reader that
+//! reconnects with `Last-Event-ID` gets exactly what it missed; one too far behind gets
+//! `resync`; filters keep other SKUs out.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::json;
+use stockade_tests::server::{ADMIN, Client, Sse, TestServer, Ws, config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_reach_sse_and_websocket_readers_and_resume_where_they_left_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.stream.replay_max = 5;
+    let server = TestServer::start(cfg);
+    let client = Client::new(&server);
+
+    let mut sse = Sse::open(&server, "/api/events", &[]).await;
+    let hello = sse.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(hello.event, "hello");
+    assert_eq!(hello.data["last_seq"], 0);
+    let mut ws = Ws::open(&server, "/api/ws?sku=PUSH-A").await.unwrap();
+    assert_eq!(
+        ws.next(Duration::from_secs(5)).await.unwrap()["type"],
+        "hello"
+    );
+
+    client.register("PUSH-A", 4).await;
+    client.register("PUSH-B", 4).await;
+    let held = client.reserve("PUSH-A", 3).await;
+    assert_eq!(held.status, 201);
+
+    // SSE: every SKU, in order, with the seq as the event id.
+    let registered_a = sse.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(registered_a.event, "notice");
+    assert_eq!(registered_a.id.as_deref(), Some("1"));
+    assert_eq!(registered_a.data["sku"], "PUSH-A");
+    assert_eq!(registered_a.data["cause"]["command"], "register");
+    assert_eq!(sse.notice().await["sku"], "PUSH-B");
+    let reserved = sse.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(reserved.id.as_deref(), Some("3"));
+    let n = &reserved.data;
+    assert_eq!(n["type"], "notice");
+    assert_eq!(n["version"], 2);
+    assert_eq!(n["previous"]["available"], 4);
+    assert_eq!(n["current"]["available"], 1);
+    assert_eq!(n["status"], "low_stock");
+    assert_eq!(n["cause"]["channel"], "web");
+    assert_eq!(n["scopes"][0], "inventory.PUSH-A");
+    assert!(n["committed_at"].as_str().unwrap().ends_with('Z'));
+    assert!(n["event_id"].is_string());
+
+    // WebSocket, filtered to PUSH-A: the same two notices of A, none of B.
+    let w1 = ws.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (w1["type"].as_str(), w1["seq"].as_u64()),
+        (Some("notice"), Some(1))
+    );
+    let w2 = ws.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(w2["seq"], 3);
+    assert_eq!(w2, *n, "WebSocket and SSE carry the same message");
+
+    // A reader that was away since seq 1 resumes with exactly what it missed.
+    let mut resumed = Sse::open(&server, "/api/events", &[("last-event-id", "1")]).await;
+    assert_eq!(
+        resumed.next(Duration::from_secs(5)).await.unwrap().event,
+        "hello"
+    );
+    let seqs = [
+        resumed.notice().await["seq"].as_u64(),
+        resumed.notice().await["seq"].as_u64(),
+    ];
+    assert_eq!(seqs, [Some(2), Some(3)]);
+    // ...and then goes on live.
+    client.reserve("PUSH-B", 1).await;
+    assert_eq!(resumed.notice().await["seq"], 4);
+    assert_eq!(sse.notice().await["seq"], 4);
+
+    // Further behind than the replay allows (5): resync, and the stream ends.
+    for _ in 0..5 {
+        let adjusted = client
+            .post(
+                "/api/inventory/products/PUSH-B/adjustments",
+                Some(ADMIN),
+                json!({"delta": 1, "reason": "received"}),
+            )
+            .await;
+        assert_eq!(adjusted.status, 200, "{}", adjusted.text);
+    }
+    assert_eq!(sse.notice().await["seq"], 5);
+    for _ in 6..=9 {
+        sse.notice().await;
+    }
+    let mut stale = Sse::open(&server, "/api/events", &[("last-event-id", "2")]).await;
+    let resync = stale.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(resync.event, "resync", "{resync:?}");
+    assert_eq!(resync.data["last_seq"], 2);
+    assert_eq!(
+        stale.next(Duration::from_secs(2)).await,
+        None,
+        "the stream ends"
+    );
+    // Within the replay window it replays; ahead of the server it resyncs.
+    let mut near = Sse::open(&server, "/api/events", &[("last-event-id", "5")]).await;
+    near.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(near.notice().await["seq"], 6);
+    let mut ahead = Sse::open(&server, "/api/events", &[("last-event-id", "99")]).await;
+    assert_eq!(
+        ahead.next(Duration::from_secs(5)).await.unwrap().event,
+        "resync"
+    );
+    // The WebSocket resumes with ?after= (the same window applies), and the first reader,
+    // filtered to A, saw none of B's notices meanwhile.
+    let mut ws_again = Ws::open(&server, "/api/ws?after=5&sku=PUSH-B")
+        .await
+        .unwrap();
+    assert_eq!(
+        ws_again.next(Duration::from_secs(5)).await.unwrap()["type"],
+        "hello"
+    );
+    assert_eq!(
+        ws_again.next(Duration::from_secs(5)).await.unwrap()["seq"],
+        6
+    );
+    let mut ws_stale = Ws::open(&server, "/api/ws?after=0").await.unwrap();
+    assert_eq!(
+        ws_stale.next(Duration::from_secs(5)).await.unwrap()["type"],
+        "resync"
+    );
+    assert_eq!(
+        ws.next(Duration::from_millis(300)).await,
+        None,
+        "nothing for A"
+    );
+    server.stop().unwrap();
+}
