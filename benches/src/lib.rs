@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod http_load;
+
 use stockade_store::{
     EventData, EventStore, ExpectedRevision, SqliteStore, StoreError, StreamName,
 };

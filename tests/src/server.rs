@@ -15,12 +15,11 @@ pub const WEB: &str = "test-web-token-00000001";
 pub const POS: &str = "test-pos-token-00000001";
 pub const READER: &str = "test-read-token-0000001";
 
-/// A server running on its own thread (with its own actix system) until dropped.
+/// A server on its own thread until dropped.
 pub struct TestServer {
     pub base: String,
     pub data_dir: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    server: Option<stockade_server::Background>,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -50,38 +49,15 @@ impl TestServer {
     /// Starts a server with `config` and waits until it listens.
     pub fn start(config: ServerConfig) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
         let data_dir = config.data_dir.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let running = match stockade_server::start(config, listener).await {
-                    Ok(running) => running,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return Err(e.to_string());
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                running
-                    .run_until(async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        });
-        match ready_rx.recv_timeout(crate::PATIENCE) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("server did not start: {e}"),
-            Err(e) => panic!("server did not start in time: {e}"),
-        }
+        let server = match stockade_server::spawn(config, listener) {
+            Ok(server) => server,
+            Err(e) => panic!("server did not start: {e}"),
+        };
         Self {
-            base: format!("http://{addr}"),
+            base: format!("http://{}", server.local_addr()),
             data_dir,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            server: Some(server),
         }
     }
 
@@ -95,25 +71,10 @@ impl TestServer {
 
     /// Shuts down gracefully and waits; returns what `run_until` returned.
     pub fn stop(mut self) -> Result<(), String> {
-        self.shutdown()
-    }
-
-    fn shutdown(&mut self) -> Result<(), String> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.thread.take() {
-            Some(thread) => thread
-                .join()
-                .map_err(|_| "server thread panicked".to_owned())?,
+        match self.server.take() {
+            Some(server) => server.stop().map_err(|e| e.to_string()),
             None => Ok(()),
         }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        let _ = self.shutdown();
     }
 }
 

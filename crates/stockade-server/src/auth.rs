@@ -158,12 +158,10 @@ impl Tokens {
                 )
             })?,
         };
-        let allowed = match (need, &caller.role) {
-            (Need::Read, _) => true,
-            (Need::Admin, Role::Admin) => true,
-            (Need::Channel, Role::Channel(_)) => true,
-            _ => false,
-        };
+        let allowed = matches!(
+            (need, &caller.role),
+            (Need::Read, _) | (Need::Admin, Role::Admin) | (Need::Channel, Role::Channel(_))
+        );
         if !allowed {
             let wanted = match need {
                 Need::Read => "any",

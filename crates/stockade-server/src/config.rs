@@ -143,6 +143,8 @@ impl Default for StreamConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSettings {
+    /// Threads the SKU actors run on (default: one per core).
+    pub arbiters: usize,
     /// TTL of a reservation that names none.
     pub default_ttl_seconds: u64,
     /// Commands one SKU may have waiting before new ones get 429.
@@ -155,6 +157,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         let d = EngineConfig::default();
         Self {
+            arbiters: d.arbiters,
             default_ttl_seconds: d.default_ttl.as_secs(),
             mailbox_capacity: d.mailbox_capacity,
             snapshot_every: d.snapshot_every,
@@ -166,6 +169,7 @@ impl Default for EngineSettings {
 impl EngineSettings {
     pub fn to_engine(&self) -> EngineConfig {
         EngineConfig {
+            arbiters: self.arbiters,
             default_ttl: Duration::from_secs(self.default_ttl_seconds),
             mailbox_capacity: self.mailbox_capacity,
             snapshot_every: self.snapshot_every,
@@ -257,6 +261,7 @@ impl ServerConfig {
                     self.limits.max_concurrent_requests = number(&name, &value)?;
                 }
                 "STOCKADE_WORKERS" => self.limits.workers = number(&name, &value)?,
+                "STOCKADE_ARBITERS" => self.engine.arbiters = number(&name, &value)?,
                 _ => {}
             }
         }

@@ -5,7 +5,8 @@
 //! [`Running`] server; [`Running::run_until`] serves until the shutdown future completes,
 //! then stops in order: stop accepting, finish requests in flight, let the engine answer
 //! the appends in flight, let the projector catch up with the log, stop the rest. Both must
-//! be called inside an actix system (`actix_web::rt::System`).
+//! be called inside an actix system (`actix_web::rt::System`); [`spawn`] runs one on a
+//! thread of its own for programs that are not actix themselves (tests, benches).
 //!
 //! # Layout
 //! - [`config`]: [`ServerConfig`], from TOML and `STOCKADE_*` variables.
@@ -244,5 +245,97 @@ impl Running {
             let _ = task.await;
         }
         served.map_err(|e| StartError::Io(format!("serve: {e}")))
+    }
+}
+
+/// A server on a thread of its own, with its own actix system; stopped (gracefully) by
+/// [`Background::stop`] or when dropped.
+pub struct Background {
+    addr: SocketAddr,
+    generated: Option<Generated>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), StartError>>>,
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a server on a new thread and returns once it listens (or failed to start).
+pub fn spawn(config: ServerConfig, listener: TcpListener) -> Result<Background, StartError> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("stockade-serve".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let running = match start(config, listener).await {
+                    Ok(running) => running,
+                    Err(e) => {
+                        let message = e.to_string();
+                        let _ = ready_tx.send(Err(e));
+                        return Err(StartError::Io(message));
+                    }
+                };
+                let _ = ready_tx.send(Ok((running.addr, running.generated.clone())));
+                running
+                    .run_until(async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+            })
+        })
+        .map_err(|e| StartError::Io(format!("start the server thread: {e}")))?;
+    match ready_rx.recv() {
+        Ok(Ok((addr, generated))) => Ok(Background {
+            addr,
+            generated,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => Err(StartError::Io(
+            "the server thread ended while starting".into(),
+        )),
+    }
+}
+
+impl Background {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn generated_tokens(&self) -> Option<&Generated> {
+        self.generated.as_ref()
+    }
+
+    /// Shuts down gracefully and waits for the thread.
+    pub fn stop(mut self) -> Result<(), StartError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), StartError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| StartError::Io("the server thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
     }
 }

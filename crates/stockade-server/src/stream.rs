@@ -126,7 +126,7 @@ async fn notice(
         tx,
         Outgoing::Message {
             id: Some(n.seq),
-            message: StreamMessage::Notice(NoticeOut::from(n)),
+            message: StreamMessage::Notice(Box::new(NoticeOut::from(n))),
         },
     )
     .await

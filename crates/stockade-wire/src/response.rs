@@ -287,7 +287,7 @@ pub enum StreamMessage {
     Hello {
         last_seq: u64,
     },
-    Notice(NoticeOut),
+    Notice(Box<NoticeOut>),
     /// Notices after `last_seq` cannot be replayed (too old, or this reader fell behind):
     /// reload what you show, then reconnect without a resume point.
     Resync {

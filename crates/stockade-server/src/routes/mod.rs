@@ -24,23 +24,25 @@ pub mod push;
 /// Every route of `stockade serve`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let resource = |path: &str| web::resource(path).default_service(web::to(wrong_method));
-    cfg.service(resource("/").route(web::get().to(ops::dashboard)))
+    // Matched in order: the hot path first, and static paths before patterns, so a
+    // reservation never pays for trying the `{sku}` patterns.
+    cfg.service(resource("/api/reservations").route(web::post().to(api::reserve)))
+        .service(resource("/").route(web::get().to(ops::dashboard)))
         .service(resource("/healthz").route(web::get().to(ops::healthz)))
         .service(resource("/readyz").route(web::get().to(ops::readyz)))
         .service(resource("/metrics").route(web::get().to(ops::metrics)))
         .service(resource("/api/skus").route(web::post().to(api::register)))
+        .service(resource("/api/events").route(web::get().to(push::events)))
+        .service(resource("/api/ws").route(web::get().to(push::websocket)))
         .service(resource("/api/inventory/products").route(web::get().to(api::list)))
         .service(resource("/api/inventory/products/{sku}").route(web::get().to(api::stock)))
         .service(
             resource("/api/inventory/products/{sku}/adjustments")
                 .route(web::post().to(api::adjust)),
         )
-        .service(resource("/api/reservations").route(web::post().to(api::reserve)))
         .service(resource("/api/reservations/{id}").route(web::get().to(api::reservation)))
         .service(resource("/api/reservations/{id}/commit").route(web::post().to(api::commit)))
         .service(resource("/api/reservations/{id}/release").route(web::post().to(api::release)))
-        .service(resource("/api/events").route(web::get().to(push::events)))
-        .service(resource("/api/ws").route(web::get().to(push::websocket)))
         .default_service(web::to(no_route));
 }
 
