@@ -47,11 +47,12 @@ pub fn run(args: Serve, announce: impl FnOnce(Banner)) -> Result<(), String> {
         .map_err(|e| format!("listen on {}: {e}", config.listen))?;
     let data_dir = config.data_dir.clone();
     actix_web::rt::System::new().block_on(async move {
+        let stop = signals()?;
         let running = stockade_server::start(config, listener)
             .await
             .map_err(|e| e.to_string())?;
         announce(banner(&running, &data_dir));
-        running.run_until(signal()).await.map_err(|e| e.to_string())
+        running.run_until(stop).await.map_err(|e| e.to_string())
     })
 }
 
@@ -73,28 +74,33 @@ fn banner(running: &stockade_server::Running, data_dir: &std::path::Path) -> Ban
             text.push_str(&format!("    channel {channel:<4} {token}\n"));
         }
     }
+    text.push_str(
+        "  stop with Ctrl-C or SIGTERM (graceful: requests and appends in flight finish)\n",
+    );
     Banner(text)
 }
 
-/// Completes on SIGTERM or Ctrl-C (SIGINT).
-async fn signal() {
+/// A future that completes on SIGTERM or Ctrl-C (SIGINT). The handlers are installed
+/// here, before the banner says the server is up, so a signal sent as soon as it is read
+/// already shuts down gracefully instead of killing the process.
+fn signals() -> Result<impl std::future::Future<Output = ()>, String> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        let install = |kind| signal(kind).map_err(|e| format!("install a signal handler: {e}"));
+        let mut term = install(SignalKind::terminate())?;
+        let mut int = install(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -59,6 +59,18 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
             "the body is empty; send a JSON object",
         )));
     }
+    // serde would read a struct from an array of its fields in order; every body of this
+    // API is an object, so anything else is refused before it can be read that way.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(HttpError(ApiError::new(
+            ErrorKind::Unprocessable,
+            "invalid_body",
+            "the body must be a JSON object",
+        )));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let kind = match e.classify() {
             serde_json::error::Category::Data => ErrorKind::Unprocessable,

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     /// The log (`stockade.db`), the read models (`projections.db`), the idempotency
     /// fingerprints (`http.db`) and generated tokens (`tokens.toml`).
     pub data_dir: PathBuf,
+    /// Where the log lives: the embedded SQLite file (default) or EventStoreDB.
+    pub store: StoreSettings,
     pub auth: AuthConfig,
     pub limits: Limits,
     pub stream: StreamConfig,
@@ -45,12 +47,53 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            store: StoreSettings::default(),
             auth: AuthConfig::default(),
             limits: Limits::default(),
             stream: StreamConfig::default(),
             engine: EngineSettings::default(),
             webhooks: Vec::new(),
             reconcile: ReconcileConfig::default(),
+        }
+    }
+}
+
+/// The event store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    pub kind: StoreKind,
+    /// EventStoreDB connection string (`esdb://host:2113?tls=false`, or a cluster's hosts).
+    pub url: Option<String>,
+    /// Prefix of every stream name; empty in production.
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// `stockade.db` in the data directory.
+    #[default]
+    Sqlite,
+    Eventstoredb,
+}
+
+impl StoreSettings {
+    /// The engine's store configuration for `data_dir`.
+    pub fn to_engine(&self, data_dir: &Path) -> Result<stockade_engine::StoreConfig, ConfigError> {
+        match (self.kind, &self.url) {
+            (StoreKind::Sqlite, None) => Ok(stockade_engine::StoreConfig::Sqlite {
+                data_dir: data_dir.to_owned(),
+            }),
+            (StoreKind::Sqlite, Some(_)) => Err(bad(
+                "store.url is for kind = \"eventstoredb\"; the SQLite log lives in data_dir",
+            )),
+            (StoreKind::Eventstoredb, Some(url)) => Ok(stockade_engine::StoreConfig::EventStoreDb(
+                stockade_esdb::EsdbConfig::new(url.clone()).namespace(self.namespace.clone()),
+            )),
+            (StoreKind::Eventstoredb, None) => Err(bad(
+                "store kind = \"eventstoredb\" needs store.url (or STOCKADE_ESDB_URL)",
+            )),
         }
     }
 }
@@ -225,6 +268,7 @@ impl ServerConfig {
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(), ConfigError> {
+        let mut esdb_url = None;
         for (name, value) in vars {
             match name.as_str() {
                 "STOCKADE_LISTEN" => {
@@ -233,6 +277,13 @@ impl ServerConfig {
                         .map_err(|_| bad(format!("STOCKADE_LISTEN={value:?} is not host:port")))?;
                 }
                 "STOCKADE_DATA_DIR" => self.data_dir = PathBuf::from(value),
+                "STOCKADE_STORE" => {
+                    self.store.kind = match value.to_ascii_lowercase().as_str() {
+                        "sqlite" => StoreKind::Sqlite,
+                        "eventstoredb" | "esdb" => StoreKind::Eventstoredb,
+                        _ => return Err(bad("STOCKADE_STORE must be sqlite or eventstoredb")),
+                    };
+                }
                 "STOCKADE_ADMIN_TOKEN" | "STOCKADE_ADMIN_TOKENS" => {
                     self.auth.admin_tokens = list(&value);
                 }
@@ -261,9 +312,17 @@ impl ServerConfig {
                     self.limits.max_concurrent_requests = number(&name, &value)?;
                 }
                 "STOCKADE_WORKERS" => self.limits.workers = number(&name, &value)?,
+                // Also what the live EventStoreDB tests read: it names a server, and
+                // selects nothing by itself.
+                "STOCKADE_ESDB_URL" => esdb_url = Some(value),
                 "STOCKADE_ARBITERS" => self.engine.arbiters = number(&name, &value)?,
                 _ => {}
             }
+        }
+        if self.store.kind == StoreKind::Eventstoredb
+            && let Some(url) = esdb_url
+        {
+            self.store.url = Some(url);
         }
         Ok(())
     }
@@ -287,6 +346,7 @@ impl ServerConfig {
             return Err(bad("stream.keepalive_seconds must be positive"));
         }
         self.engine.to_engine().validate().map_err(bad)?;
+        self.store.to_engine(&self.data_dir)?;
         let tokens = self
             .auth
             .admin_tokens
@@ -415,5 +475,32 @@ mod tests {
                 .is_err()
         );
         assert!(c.apply_env(env(&[("STOCKADE_LISTEN", "nowhere")])).is_err());
+        assert!(err("[store]\nkind = \"eventstoredb\"").contains("store.url"));
+        assert!(err("[store]\nurl = \"esdb://x:2113\"").contains("eventstoredb"));
+    }
+
+    #[test]
+    fn the_store_is_sqlite_unless_eventstoredb_is_chosen() {
+        let mut c = ServerConfig::default();
+        // A URL alone (the live tests' variable) does not switch the store.
+        c.apply_env(env(&[(
+            "STOCKADE_ESDB_URL",
+            "esdb://127.0.0.1:2113?tls=false",
+        )]))
+        .unwrap();
+        assert!(matches!(
+            c.store.to_engine(&c.data_dir).unwrap(),
+            stockade_engine::StoreConfig::Sqlite { .. }
+        ));
+        c.apply_env(env(&[
+            ("STOCKADE_STORE", "eventstoredb"),
+            ("STOCKADE_ESDB_URL", "esdb://127.0.0.1:2113?tls=false"),
+        ]))
+        .unwrap();
+        c.validate().unwrap();
+        assert!(matches!(
+            c.store.to_engine(&c.data_dir).unwrap(),
+            stockade_engine::StoreConfig::EventStoreDb(_)
+        ));
     }
 }

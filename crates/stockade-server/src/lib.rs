@@ -98,8 +98,9 @@ pub async fn start(mut config: ServerConfig, listener: TcpListener) -> Result<Ru
     let tokens = auth::Tokens::from_config(&config.auth)?;
     telemetry::handle();
 
+    let store = config.store.to_engine(&data_dir)?;
     let inventory =
-        Inventory::open(InventoryConfig::sqlite(&data_dir).engine(config.engine.to_engine()))
+        Inventory::open(InventoryConfig::with_store(store).engine(config.engine.to_engine()))
             .await?;
     let models = open_models(&data_dir.join(PROJECTIONS_FILE)).await?;
     let keys = keys::RequestKeys::open(&data_dir.join(KEYS_FILE)).map_err(StartError::Io)?;
