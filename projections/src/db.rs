@@ -259,7 +259,7 @@ impl ReadModels {
         let writer = Connection::open(path).map_err(sql)?;
         writer
             .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
                  PRAGMA busy_timeout = 5000;",
             )
             .map_err(sql)?;
