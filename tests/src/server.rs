@@ -187,6 +187,25 @@ impl Client {
         .await
     }
 
+    /// Reserves `qty` of `sku` as the web channel; the status, or `None` when no answer
+    /// came (the server went away).
+    pub async fn try_reserve(&self, sku: &str, qty: u64) -> Option<u16> {
+        let body = serde_json::json!({"items": [{"sku": sku, "qty": qty}]});
+        let response = self
+            .http
+            .post(format!("{}/api/reservations", self.base))
+            .bearer_auth(WEB)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        // The answer counts only if it arrived whole.
+        response.bytes().await.ok()?;
+        Some(status)
+    }
+
     pub async fn available(&self, sku: &str) -> Option<u64> {
         let answer = self
             .get(&format!("/api/inventory/products/{sku}"), None)

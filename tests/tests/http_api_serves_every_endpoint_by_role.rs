@@ -187,18 +187,24 @@ async fn skus_stock_adjustments_and_reservations_answer_as_documented() {
     assert_eq!(missing.body["error"], "unknown_sku");
     assert!(missing.body["message"].is_string());
 
-    // A paged list.
-    let first = client.get("/api/inventory/products?limit=2", None).await;
-    assert_eq!(first.status, 200, "{}", first.text);
-    // The list comes from the read models, which follow the log within milliseconds.
-    let mut page = first;
-    for _ in 0..100 {
-        if page.body["items"].as_array().unwrap().len() == 2 {
+    // A paged list. It comes from the read models, which follow the log within
+    // milliseconds: wait until all three SKUs are projected, then page through them.
+    let mut all = client.get("/api/inventory/products", None).await;
+    for _ in 0..250 {
+        if all.body["items"].as_array().is_some_and(|i| i.len() == 3) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        page = client.get("/api/inventory/products?limit=2", None).await;
+        all = client.get("/api/inventory/products", None).await;
     }
+    assert_eq!(
+        all.body["items"].as_array().unwrap().len(),
+        3,
+        "{}",
+        all.text
+    );
+    let page = client.get("/api/inventory/products?limit=2", None).await;
+    assert_eq!(page.status, 200, "{}", page.text);
     let items = page.body["items"].as_array().unwrap();
     assert_eq!(items[0]["sku"], "EBOOK");
     assert_eq!(items[1]["sku"], "POSTER");

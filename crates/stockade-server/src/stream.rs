@@ -163,56 +163,41 @@ async fn feed(
             return resync(tx, request.resume.unwrap_or(0), "read models unavailable").await;
         }
     };
-    // The last seq this reader has; live notices at or below it are duplicates.
-    let mut last = 0;
-    match request.resume {
-        None => {
-            send(
-                tx,
-                Outgoing::Message {
-                    id: None,
-                    message: StreamMessage::Hello { last_seq: head },
-                },
-            )
-            .await?;
-        }
-        Some(after) if after > head => {
+    if let Some(after) = request.resume {
+        if after > head {
             return resync(tx, after, "resume point is ahead of this server's notices").await;
         }
-        Some(after) if head - after > state.config.stream.replay_max => {
+        if head - after > state.config.stream.replay_max {
             return resync(tx, after, "too far behind to replay").await;
         }
-        Some(after) => {
-            send(
-                tx,
-                Outgoing::Message {
-                    id: None,
-                    message: StreamMessage::Hello { last_seq: head },
-                },
-            )
-            .await?;
-            last = after;
-            while last < head {
-                let page = match state.models.notices(last, REPLAY_PAGE).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "stream: replay failed");
-                        return resync(tx, last, "replay failed").await;
-                    }
-                };
-                match page.first() {
-                    Some(first) if first.seq == last + 1 => {}
-                    // Pruned from the outbox: a gap cannot be replayed.
-                    _ => {
-                        return resync(tx, last, "notices after the resume point were pruned")
-                            .await;
-                    }
-                }
-                for n in &page {
-                    notice(tx, request, n, false).await?;
-                    last = n.seq;
-                }
+    }
+    send(
+        tx,
+        Outgoing::Message {
+            id: None,
+            message: StreamMessage::Hello { last_seq: head },
+        },
+    )
+    .await?;
+    // The last seq this reader has; live notices at or below it are duplicates. Without a
+    // resume point the reader has nothing yet, and every live notice is new to it.
+    let mut last = request.resume.unwrap_or(0);
+    while request.resume.is_some() && last < head {
+        let page = match state.models.notices(last, REPLAY_PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "stream: replay failed");
+                return resync(tx, last, "replay failed").await;
             }
+        };
+        match page.first() {
+            Some(first) if first.seq == last + 1 => {}
+            // Pruned from the outbox: a gap cannot be replayed.
+            _ => return resync(tx, last, "notices after the resume point were pruned").await,
+        }
+        for n in &page {
+            notice(tx, request, n, false).await?;
+            last = n.seq;
         }
     }
     let mut keepalive =
