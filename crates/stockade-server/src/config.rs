@@ -480,6 +480,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_in_the_operations_guide_parses() {
+        let guide = include_str!("../../../docs/operations.md");
+        let start = guide.find("# stockade.toml").expect("the example");
+        let end = start + guide[start..].find("```").expect("its end");
+        let example = guide[start..end].replace('…', "0123456789abcdef0123");
+        let c = ServerConfig::from_toml(&example).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.store.kind, StoreKind::Eventstoredb);
+        assert_eq!(c.auth.channel_tokens.len(), 3);
+        assert_eq!(c.webhooks[0].coalesce_ms, Some(1000));
+    }
+
+    #[test]
     fn the_store_is_sqlite_unless_eventstoredb_is_chosen() {
         let mut c = ServerConfig::default();
         // A URL alone (the live tests' variable) does not switch the store.
