@@ -180,6 +180,19 @@ async fn skus_stock_adjustments_and_reservations_answer_as_documented() {
         .await;
     assert_eq!(again.status, 409);
     assert_eq!(again.body["error"], "already_registered");
+    // A refused registration changes nothing, not even the low-stock threshold.
+    let with_threshold = client
+        .post(
+            "/api/skus",
+            Some(ADMIN),
+            json!({"sku": "TEE-M", "pool": "physical", "low_stock_threshold": 50}),
+        )
+        .await;
+    assert_eq!(with_threshold.status, 409);
+    assert_eq!(
+        client.get("/api/inventory/products/TEE-M", None).await.body["status"],
+        "in_stock"
+    );
 
     // Unknown SKU: 404 with the JSON error shape.
     let missing = client.get("/api/inventory/products/NOPE", None).await;

@@ -7,6 +7,18 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The child, killed if the test fails before it has stopped it.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn serve(data_dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stockade"));
     command
@@ -79,8 +91,8 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 #[test]
 fn serve_prints_its_address_and_tokens_once_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = serve(dir.path(), &[]);
-    let text = banner(&mut first);
+    let mut first = Serving(serve(dir.path(), &[]));
+    let text = banner(&mut first.0);
     assert!(text.contains("dashboard  http://127.0.0.1:"), "{text}");
     assert!(
         text.contains("stk_adm_") && text.contains("stk_web_"),
@@ -89,13 +101,13 @@ fn serve_prints_its_address_and_tokens_once_and_stops_on_sigterm() {
     let addr = addr_of(&text);
     assert!(get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
     assert!(get(&addr, "/").contains("<html"), "the dashboard page");
-    assert!(terminate(&mut first).success(), "SIGTERM is a clean exit");
+    assert!(terminate(&mut first.0).success(), "SIGTERM is a clean exit");
 
     // The second start reuses the saved tokens and shows none.
-    let mut second = serve(dir.path(), &[]);
-    let text = banner(&mut second);
+    let mut second = Serving(serve(dir.path(), &[]));
+    let text = banner(&mut second.0);
     assert!(!text.contains("stk_adm_"), "tokens are shown once: {text}");
-    assert!(terminate(&mut second).success());
+    assert!(terminate(&mut second.0).success());
 }
 
 #[test]

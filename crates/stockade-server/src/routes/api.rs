@@ -77,6 +77,23 @@ pub async fn register(
     };
     check_key(&state, &origin, "register", &bytes).await?;
     if let Some(threshold) = request.low_stock_threshold {
+        // A registration that will be refused must not change the existing SKU's
+        // threshold. (Two registrations of a new SKU racing each other may both set it;
+        // one of them wins the registration.)
+        match state.inventory.stock(&sku).await {
+            Err(stockade_engine::Error::Rejected {
+                rejection: stockade_domain::Rejection::UnknownSku,
+                ..
+            }) => {}
+            Ok(_) => {
+                return Err(stockade_engine::Error::Rejected {
+                    sku: sku.clone(),
+                    rejection: stockade_domain::Rejection::AlreadyRegistered { sku },
+                }
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        }
         // Before the SKU exists, so its first row already has the right status.
         state
             .models
