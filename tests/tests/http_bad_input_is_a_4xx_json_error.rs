@@ -511,5 +511,29 @@ async fn every_bad_request_gets_its_documented_error() {
     assert_eq!(after.body["version"], before);
     assert_eq!(after.body["available"], 10);
     assert_eq!(client.get("/healthz", None).await.status, 200);
+
+    // Reads of made-up SKUs (public by default) do not leave an actor each behind.
+    for i in 0..50 {
+        let missing = client
+            .get(&format!("/api/inventory/products/MADE-UP-{i}"), None)
+            .await;
+        assert_eq!(missing.status, 404);
+    }
+    let mut active = f64::MAX;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let metrics = client.get("/metrics", None).await.text;
+        active = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("stockade_active_skus ")?.trim().parse().ok())
+            .unwrap_or(f64::MAX);
+        if active <= 1.0 {
+            break;
+        }
+    }
+    assert!(
+        active <= 1.0,
+        "{active} actors still running for 1 registered SKU"
+    );
     server.stop().unwrap();
 }

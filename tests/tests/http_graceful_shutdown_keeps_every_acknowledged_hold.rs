@@ -23,7 +23,7 @@ async fn every_201_given_before_shutdown_is_durable() {
                 for _ in 0..50 {
                     match client.try_reserve("STOP-1", 1).await {
                         Some(201) => held += 1,
-                        // 503 while shutting down: nothing was written.
+                        // Any other answer is a refusal: nothing was written.
                         Some(_) => break,
                         // No answer: it may or may not have landed.
                         None => {

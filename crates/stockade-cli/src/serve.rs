@@ -95,6 +95,15 @@ fn signals() -> Result<impl std::future::Future<Output = ()>, String> {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
+            // A second signal while shutting down gracefully means "now".
+            actix_web::rt::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                eprintln!("error: second signal: stopping without waiting for the shutdown");
+                std::process::exit(130);
+            });
         })
     }
     #[cfg(not(unix))]

@@ -40,6 +40,10 @@ use crate::reply::{Reply, tell};
 /// Bytes a batch may carry, counted as the store counts them (`plan::append_size`), so
 /// that every batch fits one append on every backend.
 const BATCH_BYTES: usize = MAX_APPEND_BYTES;
+/// An actor whose SKU turns out not to be registered stops this soon after it started, if
+/// nothing is waiting on it: reads of made-up SKU ids (a public API) must not keep an
+/// actor each for the whole idle timeout.
+const UNREGISTERED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Who sent a command and under what terms.
 #[derive(Debug, Clone, Default)]
@@ -197,6 +201,10 @@ impl Actor for SkuActor {
         );
         let every = (self.shared.config.idle_timeout / 2).max(std::time::Duration::from_millis(5));
         ctx.run_interval(every, |act, ctx| act.maybe_passivate(ctx));
+        ctx.run_later(
+            UNREGISTERED_GRACE.min(self.shared.config.idle_timeout),
+            |act, ctx| act.maybe_drop_unregistered(ctx),
+        );
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -779,6 +787,19 @@ impl SkuActor {
         }
         self.flush(ctx);
         self.arm_timer(ctx);
+    }
+
+    /// Stops an actor whose SKU is not registered and that nobody is waiting on.
+    fn maybe_drop_unregistered(&mut self, ctx: &mut Context<Self>) {
+        let unused = self.phase == Phase::Ready
+            && self.speculative.stock().is_none()
+            && self.in_flight.is_none()
+            && self.queued.is_empty()
+            && self.pending_keys.is_empty()
+            && self.waiting.load(Ordering::Acquire) == 0;
+        if unused {
+            self.stop(ctx);
+        }
     }
 
     fn maybe_passivate(&mut self, ctx: &mut Context<Self>) {

@@ -100,7 +100,7 @@ impl StoreSettings {
 
 /// Bearer tokens by role. With none configured anywhere, the first start generates an
 /// admin and a `web` channel token in the data directory (see `auth`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// May register SKUs and adjust stock (and read).
@@ -113,6 +113,18 @@ pub struct AuthConfig {
     /// Whether stock reads and the live streams need no token (a storefront's stock is
     /// public). Default true.
     pub public_reads: bool,
+}
+
+/// Counts, never tokens: a configuration may be logged.
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("admin_tokens", &self.admin_tokens.len())
+            .field("channels", &self.channel_tokens.keys().collect::<Vec<_>>())
+            .field("read_tokens", &self.read_tokens.len())
+            .field("public_reads", &self.public_reads)
+            .finish()
+    }
 }
 
 impl Default for AuthConfig {
@@ -223,7 +235,7 @@ impl EngineSettings {
 }
 
 /// One webhook endpoint (a marketplace, another service).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Names its delivery cursor and dead letters: keep it stable.
@@ -234,6 +246,17 @@ pub struct WebhookConfig {
     /// Send only each SKU's latest state per window of this many milliseconds.
     #[serde(default)]
     pub coalesce_ms: Option<u64>,
+}
+
+/// Without the secret: a configuration may be logged.
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("coalesce_ms", &self.coalesce_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The periodic check of read models against the log.
@@ -258,8 +281,19 @@ impl ServerConfig {
         Self::from_toml(&text).map_err(|e| bad(format!("{}: {e}", path.display())))
     }
 
+    /// Parses settings. An error names the line and what is wrong, but never quotes the
+    /// line itself: it may hold a token.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| bad(e.to_string().trim_end().replace('\n', " ")))
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let message = redact_strings(e.message());
+            match line {
+                Some(line) => bad(format!("line {line}: {message}")),
+                None => bad(message),
+            }
+        })
     }
 
     /// Applies `STOCKADE_*` variables from `vars` (the process environment in production).
@@ -386,6 +420,26 @@ impl ServerConfig {
     }
 }
 
+/// `message` with every double-quoted value replaced by `"…"`: serde quotes the value it
+/// could not use (`invalid type: string "stk_…"`), and that value may be a secret. Key
+/// names, which serde quotes with backticks, stay.
+fn redact_strings(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                out.push_str("\"…\"");
+                quoted = true;
+            }
+            ('"', true) => quoted = false,
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
 fn list(value: &str) -> Vec<String> {
     value
         .split(',')
@@ -460,6 +514,10 @@ mod tests {
                 .0
         };
         assert!(err("lisen = \"x\"").contains("lisen"));
+        // The offending line is named, never quoted: it may hold a token.
+        let leak = err("[auth]\nadmin_tokens = \"stk_adm_secret_value_1234\"");
+        assert!(leak.starts_with("line 2:"), "{leak}");
+        assert!(!leak.contains("stk_adm_secret"), "{leak}");
         assert!(err("[auth]\nadmin_tokens = [\"short\"]").contains("16 characters"));
         assert!(err("[limits]\nmax_body_bytes = 0").contains("max_body_bytes"));
         assert!(

@@ -6,7 +6,7 @@
 //! or for another endpoint. So the server records, per principal and key, a digest of the
 //! endpoint and the canonical body before the request runs, in `http.db` beside the log,
 //! and refuses a later request under that key whose digest differs. Entries are kept for
-//! the engine's idempotency window (24 h) and then pruned.
+//! 8 days (see [`RETENTION`]) and then pruned.
 //!
 //! The table is written with `synchronous = NORMAL`: it survives a crash of the process,
 //! and an operating-system crash can lose only its last entries, in which case the engine's
@@ -20,8 +20,11 @@ use ring::digest::{SHA256, digest};
 use rusqlite::{Connection, OptionalExtension, params};
 use stockade_wire::{ApiError, ErrorKind};
 
-/// How long a key is remembered; matches the engine's default retention.
-pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// How long a key is remembered: the engine's idempotency window (24 h) plus the longest
+/// TTL (7 days). A key derives its reservation's id, and the engine can still find a
+/// reservation by id for that long, so a key reused sooner for another request would
+/// name the old reservation; it is refused instead.
+pub const RETENTION: Duration = Duration::from_secs(8 * 24 * 3600);
 /// Expired keys are pruned once per this many new ones.
 const PRUNE_EVERY: u64 = 4096;
 

@@ -233,17 +233,28 @@ impl Running {
         // Every request is answered; now the engine answers the appends in flight.
         state.inventory.clone().shutdown().await;
         let store = state.inventory.store();
+        // Every wait below is bounded: a store that stopped answering, or a reconciliation
+        // pass in progress, must not keep the process from exiting.
         let deadline = tokio::time::Instant::now() + FLUSH;
-        while tokio::time::Instant::now() < deadline {
-            match (store.head().await, state.models.checkpoint().await) {
-                (Ok(head), Ok(at)) if at.position >= head => break,
-                (Ok(_), Ok(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
-                _ => break,
+        let caught_up = async {
+            loop {
+                match (store.head().await, state.models.checkpoint().await) {
+                    (Ok(head), Ok(at)) if at.position >= head => return,
+                    (Ok(_), Ok(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    _ => return,
+                }
             }
+        };
+        if tokio::time::timeout_at(deadline, caught_up).await.is_err() {
+            tracing::warn!("shutdown: the projector had not reached the end of the log");
         }
         let _ = stop_background.send(true);
-        for task in background {
-            let _ = task.await;
+        let deadline = tokio::time::Instant::now() + FLUSH;
+        for mut task in background {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!("shutdown: a background task did not stop in time");
+                task.abort();
+            }
         }
         served.map_err(|e| StartError::Io(format!("serve: {e}")))
     }

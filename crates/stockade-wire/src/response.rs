@@ -283,7 +283,10 @@ impl From<&Notice> for NoticeOut {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamMessage {
-    /// The stream is open; notices after `last_seq` follow.
+    /// The stream is open, and `last_seq` is the newest notice the server had then. A
+    /// reader that resumed gets every notice after its resume point next; one that did
+    /// not gets live notices, which may include some numbered up to `last_seq` that were
+    /// published while the stream opened.
     Hello {
         last_seq: u64,
     },

@@ -55,6 +55,21 @@ async fn check_key(
     Ok(())
 }
 
+/// Runs an engine call to completion even if the client goes away. actix drops a
+/// handler's future when its connection resets; an order whose lines were half held (or
+/// half committed) must not be abandoned in the middle of its compensation for that.
+async fn detached<T: 'static>(
+    work: impl std::future::Future<Output = Result<T, stockade_engine::Error>> + 'static,
+) -> Result<Result<T, stockade_engine::Error>> {
+    actix_web::rt::spawn(work).await.map_err(|e| {
+        HttpError(ApiError::new(
+            ErrorKind::Unavailable,
+            "unavailable",
+            format!("the request's task ended early: {e}"),
+        ))
+    })
+}
+
 fn replayed(response: &mut actix_web::HttpResponseBuilder, replayed: bool) {
     if replayed {
         response.insert_header(("Idempotent-Replayed", "true"));
@@ -77,32 +92,30 @@ pub async fn register(
     };
     check_key(&state, &origin, "register", &bytes).await?;
     if let Some(threshold) = request.low_stock_threshold {
-        // A registration that will be refused must not change the existing SKU's
-        // threshold. (Two registrations of a new SKU racing each other may both set it;
-        // one of them wins the registration.)
-        match state.inventory.stock(&sku).await {
+        // Only for a SKU that does not exist yet, so a registration that is refused (or
+        // a retry replayed) leaves an existing SKU's threshold alone. Set before the SKU
+        // exists, so its first row and notice already have the right status. (Two
+        // registrations of a new SKU racing each other may both set it.)
+        let exists = match state.inventory.stock(&sku).await {
+            Ok(_) => true,
             Err(stockade_engine::Error::Rejected {
                 rejection: stockade_domain::Rejection::UnknownSku,
                 ..
-            }) => {}
-            Ok(_) => {
-                return Err(stockade_engine::Error::Rejected {
-                    sku: sku.clone(),
-                    rejection: stockade_domain::Rejection::AlreadyRegistered { sku },
-                }
-                .into());
-            }
+            }) => false,
             Err(e) => return Err(e.into()),
+        };
+        if !exists {
+            state
+                .models
+                .set_threshold(&sku, threshold)
+                .await
+                .map_err(|e| ApiError::new(ErrorKind::Unavailable, "unavailable", e.to_string()))?;
+            state.remember_threshold(&sku, threshold);
         }
-        // Before the SKU exists, so its first row already has the right status.
-        state
-            .models
-            .set_threshold(&sku, threshold)
-            .await
-            .map_err(|e| ApiError::new(ErrorKind::Unavailable, "unavailable", e.to_string()))?;
-        state.remember_threshold(&sku, threshold);
     }
-    state.inventory.register(&sku, pool, &origin).await?;
+    let inventory = state.inventory.clone();
+    let registering = sku.clone();
+    detached(async move { inventory.register(&registering, pool, &origin).await }).await??;
     let level = state.inventory.stock(&sku).await?;
     let threshold = state.threshold(&sku).await?;
     Ok(HttpResponse::Created()
@@ -189,7 +202,9 @@ pub async fn adjust(
         None => stockade_engine::Origin::default(),
     };
     check_key(&state, &origin, &format!("adjust:{sku}"), &bytes).await?;
-    match state.inventory.adjust(&sku, adjustment, &origin).await {
+    let inventory = state.inventory.clone();
+    let adjusting = sku.clone();
+    match detached(async move { inventory.adjust(&adjusting, adjustment, &origin).await }).await? {
         Ok(adjusted) => {
             let mut response = HttpResponse::Ok();
             replayed(&mut response, adjusted.replayed);
@@ -228,7 +243,8 @@ pub async fn reserve(
         order_id: checked.order_id,
         origin,
     };
-    match state.inventory.reserve_order(checked.lines, options).await {
+    let inventory = state.inventory.clone();
+    match detached(async move { inventory.reserve_order(checked.lines, options).await }).await? {
         Ok(reservation) => {
             metrics::counter!("stockade_reservations_total", "outcome" => "held").increment(1);
             let mut response = HttpResponse::Created();
@@ -300,11 +316,15 @@ async fn resolve(
     };
     let endpoint = format!("{}:{id}", if commit { "commit" } else { "release" });
     check_key(&state, &origin, &endpoint, b"").await?;
-    let resolved = if commit {
-        state.inventory.commit(id, &origin).await?
-    } else {
-        state.inventory.release(id, &origin).await?
-    };
+    let inventory = state.inventory.clone();
+    let resolved = detached(async move {
+        if commit {
+            inventory.commit(id, &origin).await
+        } else {
+            inventory.release(id, &origin).await
+        }
+    })
+    .await??;
     Ok(HttpResponse::Ok().json(ResolvedOut::from(&resolved)))
 }
 

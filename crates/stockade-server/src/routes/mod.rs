@@ -84,7 +84,15 @@ pub async fn guard(
     }
     let _in_flight = counted.then(|| InFlight(state.clone()));
     let started = Instant::now();
-    let response = next.call(req).await?;
+    let mut response = next.call(req).await?;
+    if state.closing.load(Ordering::Acquire) {
+        // Shutting down: close keep-alive connections after this answer, so the grace
+        // period drains them instead of serving their next requests until it runs out.
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
     let route = response
         .request()
         .match_pattern()
