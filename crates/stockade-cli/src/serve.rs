@@ -46,17 +46,24 @@ pub fn run(args: Serve, announce: impl FnOnce(Banner)) -> Result<(), String> {
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| format!("listen on {}: {e}", config.listen))?;
     let data_dir = config.data_dir.clone();
+    // Tokens saved by an earlier first start (which may have failed after writing them).
+    let saved_tokens =
+        config.auth.is_empty() && data_dir.join(stockade_server::auth::TOKENS_FILE).exists();
     actix_web::rt::System::new().block_on(async move {
         let stop = signals()?;
         let running = stockade_server::start(config, listener)
             .await
             .map_err(|e| e.to_string())?;
-        announce(banner(&running, &data_dir));
+        announce(banner(&running, &data_dir, saved_tokens));
         running.run_until(stop).await.map_err(|e| e.to_string())
     })
 }
 
-fn banner(running: &stockade_server::Running, data_dir: &std::path::Path) -> Banner {
+fn banner(
+    running: &stockade_server::Running,
+    data_dir: &std::path::Path,
+    saved_tokens: bool,
+) -> Banner {
     let addr = running.local_addr();
     let mut text = format!(
         "stockade serve: listening on http://{addr}\n  dashboard  http://{addr}/\n  api        http://{addr}/api/inventory/products\n  data       {}\n",
@@ -73,6 +80,11 @@ fn banner(running: &stockade_server::Running, data_dir: &std::path::Path) -> Ban
         for (channel, token) in &tokens.channel_tokens {
             text.push_str(&format!("    channel {channel:<4} {token}\n"));
         }
+    } else if saved_tokens {
+        text.push_str(&format!(
+            "  tokens     in {} (generated at the first start)\n",
+            data_dir.join(stockade_server::auth::TOKENS_FILE).display()
+        ));
     }
     text.push_str(
         "  stop with Ctrl-C or SIGTERM (graceful: requests and appends in flight finish)\n",

@@ -107,6 +107,10 @@ fn serve_prints_its_address_and_tokens_once_and_stops_on_sigterm() {
     let mut second = Serving(serve(dir.path(), &[]));
     let text = banner(&mut second.0);
     assert!(!text.contains("stk_adm_"), "tokens are shown once: {text}");
+    assert!(
+        text.contains("tokens.toml (generated at the first start)"),
+        "{text}"
+    );
     assert!(terminate(&mut second.0).success());
 }
 

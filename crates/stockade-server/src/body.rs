@@ -12,8 +12,31 @@ use stockade_wire::{ApiError, ErrorKind};
 
 use crate::error::HttpError;
 
-/// The raw body, at most `limit` bytes.
+/// How long a body may take to arrive, once the request's head has: a client trickling a
+/// body must not hold a request slot for longer.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The raw body, at most `limit` bytes, within `BODY_TIMEOUT`.
 pub async fn read(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, HttpError> {
+    tokio::time::timeout(BODY_TIMEOUT, read_all(req, payload, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(HttpError(ApiError::new(
+                ErrorKind::RequestTimeout,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )))
+        })
+}
+
+async fn read_all(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

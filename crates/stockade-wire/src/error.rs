@@ -21,6 +21,8 @@ pub enum ErrorKind {
     /// Valid credentials of a role that may not do this.
     Forbidden,
     NotFound,
+    /// The request's body did not arrive in time.
+    RequestTimeout,
     /// The state does not allow it now: sold out, already resolved, version moved.
     Conflict,
     /// The body is larger than the server accepts.
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 401,
             ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::Conflict => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Unprocessable => 422,
