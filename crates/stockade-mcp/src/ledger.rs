@@ -1,0 +1,292 @@
+//! [`ReadLedger`]: what one MCP session has read, at which version, and which of those
+//! reads have since gone stale.
+//!
+//! The session records every SKU it was shown with the version it was shown at. Every
+//! notice (from any channel: web checkout, POS, another assistant, an expiry) is offered
+//! to every session's ledger; a notice for a SKU the session read at an older version makes
+//! that read stale. The session's next tool result then begins with [`ReadLedger::take_block`],
+//! which names each stale read once (old version → new version, and why), and the read is
+//! forgotten until the SKU is read again.
+//!
+//! Invariants: a session that read nothing is never told anything; a session is told only
+//! about SKUs it read; a read is reported stale at most once per change seen; the session's
+//! own writes are told by the write's invalidation block instead ([`ReadLedger::wrote`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use stockade_domain::Sku;
+use stockade_projections::Notice;
+
+/// Most SKUs one session's ledger tracks; the oldest reads are dropped past it, so a
+/// session that lists a whole catalogue cannot grow without bound.
+pub const MAX_READS: usize = 10_000;
+
+/// A read that a later change made stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRead {
+    pub sku: Sku,
+    /// The version the session was shown.
+    pub read: u64,
+    /// The newest version a notice has reported since.
+    pub current: u64,
+    /// Why, in words: `web checkout`, `pos reservation`, `expiry`, ...
+    pub cause: String,
+}
+
+/// One session's reads.
+#[derive(Debug, Default)]
+pub struct ReadLedger {
+    /// SKU → (version read, order of the read), for dropping the oldest.
+    reads: HashMap<Sku, (u64, u64)>,
+    stale: BTreeMap<Sku, StaleRead>,
+    counter: u64,
+}
+
+impl ReadLedger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The session was shown `sku` at `version`. A newer read replaces an older one and
+    /// settles any staleness found before it.
+    pub fn read(&mut self, sku: &Sku, version: u64) {
+        self.counter += 1;
+        match self.reads.get(sku) {
+            Some((seen, _)) if *seen > version => return,
+            _ => {}
+        }
+        self.reads.insert(sku.clone(), (version, self.counter));
+        if self.stale.get(sku).is_some_and(|s| s.current <= version) {
+            self.stale.remove(sku);
+        }
+        if self.reads.len() > MAX_READS {
+            // Drop the oldest tenth at once, so the cost is amortised over many reads.
+            let mut orders: Vec<u64> = self.reads.values().map(|(_, order)| *order).collect();
+            let cut = orders.len() - MAX_READS * 9 / 10;
+            let (_, cutoff, _) = orders.select_nth_unstable(cut - 1);
+            let cutoff = *cutoff;
+            self.reads.retain(|_, (_, order)| *order > cutoff);
+        }
+    }
+
+    /// The session itself changed `sku`, to `version`: its write's result already says so,
+    /// so the change is not reported again, and its earlier read no longer stands.
+    pub fn wrote(&mut self, sku: &Sku, version: u64) {
+        self.reads.remove(sku);
+        if self.stale.get(sku).is_some_and(|s| s.current <= version) {
+            self.stale.remove(sku);
+        }
+    }
+
+    /// Offers a notice. Returns whether it made one of this session's reads stale.
+    pub fn observe(&mut self, notice: &Notice) -> bool {
+        let Some((read, _)) = self.reads.get(&notice.sku).copied() else {
+            return false;
+        };
+        if notice.version <= read {
+            return false;
+        }
+        let cause = describe(notice);
+        self.stale
+            .entry(notice.sku.clone())
+            .and_modify(|s| {
+                if notice.version > s.current {
+                    s.current = notice.version;
+                    s.cause = cause.clone();
+                }
+            })
+            .or_insert_with(|| StaleRead {
+                sku: notice.sku.clone(),
+                read,
+                current: notice.version,
+                cause,
+            });
+        true
+    }
+
+    /// Stale reads not yet told, oldest SKU name first.
+    pub fn pending(&self) -> impl Iterator<Item = &StaleRead> {
+        self.stale.values()
+    }
+
+    /// The block the session's next tool result begins with, if any read went stale; the
+    /// reads it names are forgotten (the session must read them again).
+    pub fn take_block(&mut self) -> Option<String> {
+        if self.stale.is_empty() {
+            return None;
+        }
+        let stale = std::mem::take(&mut self.stale);
+        let lines: Vec<String> = stale
+            .values()
+            .map(|s| {
+                self.reads.remove(&s.sku);
+                format!(
+                    "inventory.{} v{} → v{}, caused by {}",
+                    s.sku, s.read, s.current, s.cause
+                )
+            })
+            .collect();
+        Some(format!(
+            "[System: Stale reads — {}. Read them again before quoting or promising stock.]",
+            lines.join("; ")
+        ))
+    }
+}
+
+/// A notice's cause in words a model and a person both read: the channel, then what
+/// happened (`web checkout`, `pos reservation`, `expiry`, `admin adjustment: damaged`).
+pub fn describe(notice: &Notice) -> String {
+    let cause = &notice.cause;
+    let what = match cause.command.as_str() {
+        "reserve" => "reservation",
+        "commit" => "checkout",
+        "release" => "release",
+        "expire" => return "expiry of a reservation".to_owned(),
+        "adjust" => "adjustment",
+        "register" => "registration",
+        other => other,
+    };
+    let who = cause
+        .channel
+        .as_deref()
+        .filter(|c| *c != "direct")
+        .or(cause.principal.as_deref());
+    let mut text = match who {
+        Some(who) => format!("{who} {what}"),
+        None => what.to_owned(),
+    };
+    if let Some(reason) = &cause.reason {
+        text.push_str(&format!(" ({reason})"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use stockade_domain::Timestamp;
+    use stockade_projections::model::{Cause, Level, Status};
+    use stockade_store::Position;
+
+    use super::*;
+
+    fn sku(s: &str) -> Sku {
+        Sku::new(s).unwrap()
+    }
+
+    fn notice(s: &str, version: u64, command: &str, channel: Option<&str>) -> Notice {
+        let level = Level {
+            on_hand: Some(3),
+            reserved: 0,
+            available: Some(3),
+        };
+        Notice {
+            seq: version,
+            sku: sku(s),
+            version,
+            previous: level,
+            current: level,
+            previous_status: Status::LowStock,
+            status: Status::LowStock,
+            cause: Cause {
+                command: command.into(),
+                channel: channel.map(str::to_owned),
+                order_id: None,
+                principal: None,
+                reason: None,
+            },
+            scopes: vec![],
+            committed_at: Timestamp::EPOCH,
+            event_id: uuid::Uuid::nil(),
+            position: Position::at(version),
+        }
+    }
+
+    #[test]
+    fn a_web_checkout_after_a_read_is_told_once_on_the_next_result() {
+        let mut ledger = ReadLedger::new();
+        ledger.read(&sku("SKU-7782"), 41);
+        assert!(ledger.observe(&notice("SKU-7782", 42, "reserve", Some("web"))));
+        assert!(ledger.observe(&notice("SKU-7782", 43, "commit", Some("web"))));
+        assert_eq!(
+            ledger.take_block().unwrap(),
+            "[System: Stale reads — inventory.SKU-7782 v41 → v43, caused by web checkout. \
+             Read them again before quoting or promising stock.]"
+        );
+        assert_eq!(ledger.take_block(), None, "told once");
+        // Forgotten until read again: later changes are not reported for an old read.
+        assert!(!ledger.observe(&notice("SKU-7782", 44, "expire", None)));
+        ledger.read(&sku("SKU-7782"), 44);
+        assert!(ledger.observe(&notice("SKU-7782", 45, "expire", None)));
+        assert!(
+            ledger
+                .take_block()
+                .unwrap()
+                .contains("v44 → v45, caused by expiry")
+        );
+    }
+
+    #[test]
+    fn a_session_that_read_nothing_or_something_else_is_told_nothing() {
+        let mut nothing = ReadLedger::new();
+        assert!(!nothing.observe(&notice("A", 2, "commit", Some("web"))));
+        assert_eq!(nothing.take_block(), None);
+        let mut read_a = ReadLedger::new();
+        read_a.read(&sku("A"), 1);
+        assert!(!read_a.observe(&notice("B", 9, "commit", Some("web"))));
+        assert_eq!(read_a.take_block(), None);
+    }
+
+    #[test]
+    fn old_notices_and_newer_reads_settle_staleness() {
+        let mut ledger = ReadLedger::new();
+        ledger.read(&sku("A"), 5);
+        // A notice the read already reflects.
+        assert!(!ledger.observe(&notice("A", 5, "reserve", Some("pos"))));
+        assert!(ledger.observe(&notice("A", 6, "reserve", Some("pos"))));
+        // Read again at the new version before the next result: nothing to tell.
+        ledger.read(&sku("A"), 6);
+        assert_eq!(ledger.take_block(), None);
+        // An older read arriving late does not move the ledger back.
+        ledger.read(&sku("A"), 3);
+        assert!(!ledger.observe(&notice("A", 6, "reserve", Some("pos"))));
+    }
+
+    #[test]
+    fn the_sessions_own_write_is_not_reported_as_staleness() {
+        let mut ledger = ReadLedger::new();
+        ledger.read(&sku("A"), 5);
+        ledger.wrote(&sku("A"), 6);
+        assert!(!ledger.observe(&notice("A", 6, "reserve", Some("assistant"))));
+        assert_eq!(ledger.take_block(), None);
+    }
+
+    #[test]
+    fn several_stale_reads_are_named_together_in_sku_order() {
+        let mut ledger = ReadLedger::new();
+        ledger.read(&sku("B"), 1);
+        ledger.read(&sku("A"), 1);
+        ledger.observe(&notice("B", 2, "reserve", Some("marketplace")));
+        ledger.observe(&notice("A", 3, "adjust", None));
+        let block = ledger.take_block().unwrap();
+        let a = block
+            .find("inventory.A v1 → v3, caused by adjustment")
+            .unwrap();
+        let b = block
+            .find("inventory.B v1 → v2, caused by marketplace reservation")
+            .unwrap();
+        assert!(a < b, "{block}");
+    }
+
+    #[test]
+    fn the_ledger_is_bounded() {
+        let mut ledger = ReadLedger::new();
+        for i in 0..=MAX_READS {
+            ledger.read(&sku(&format!("S{i}")), 1);
+        }
+        assert!(ledger.reads.len() <= MAX_READS);
+        assert!(
+            !ledger.reads.contains_key(&sku("S0")),
+            "the oldest read is dropped"
+        );
+    }
+}
