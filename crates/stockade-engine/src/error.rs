@@ -41,6 +41,12 @@ pub enum Error {
     #[error("{0} not found")]
     NotFound(String),
 
+    /// A keyed order met a transient refusal (overload, an unavailable store) after some
+    /// of its lines were held, and those were released. The key now names that released
+    /// reservation, so retrying under it cannot succeed: retry with a new key.
+    #[error("the order was rolled back ({reason}); retry with a new idempotency key")]
+    RolledBack { reason: String },
+
     /// A request the engine cannot even route (an empty order, a duplicate line).
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -55,6 +61,7 @@ impl Error {
             Error::KeyReused { .. } => "idempotency_key_reused",
             Error::Overloaded { .. } => "overloaded",
             Error::Unavailable(_) => "unavailable",
+            Error::RolledBack { .. } => "rolled_back",
             Error::NotFound(_) => "not_found",
             Error::Invalid(_) => "invalid_request",
         }

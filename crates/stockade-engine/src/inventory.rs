@@ -457,14 +457,14 @@ impl Inventory {
         if let Some(refusal) = refusal {
             let mut to_release: Vec<Sku> = reserved.iter().map(|(sku, _)| sku.clone()).collect();
             to_release.extend(unknown);
+            let compensated = !to_release.is_empty();
             self.compensate(id, &to_release, options.order_id.as_ref())
                 .await;
-            return Err(match refusal {
-                Error::Unavailable(reason) => Error::Unavailable(format!(
-                    "{reason}; the reservation was rolled back: retry with a new idempotency key"
-                )),
-                other => other,
-            });
+            return Err(after_rollback(
+                refusal,
+                request.scope.is_some(),
+                compensated,
+            ));
         }
         let first = reserved.first().map(|(_, r)| r.clone());
         let Some(first) = first else {
@@ -778,6 +778,22 @@ fn held_line(accepted: &Accepted) -> Option<HeldLine> {
     })
 }
 
+/// The error a refused order answers with, once its held lines were released. A transient
+/// refusal would invite a retry; under the same key that retry finds only the released
+/// lines, so a keyed order says so instead.
+fn after_rollback(refusal: Error, keyed: bool, compensated: bool) -> Error {
+    match refusal {
+        Error::Unavailable(reason) if keyed && compensated => Error::RolledBack { reason },
+        e @ Error::Overloaded { .. } if keyed && compensated => Error::RolledBack {
+            reason: e.to_string(),
+        },
+        Error::Unavailable(reason) if compensated => {
+            Error::Unavailable(format!("{reason}; the reservation was rolled back: retry"))
+        }
+        other => other,
+    }
+}
+
 fn check_lines(lines: &[Line]) -> Result<(), Error> {
     if lines.is_empty() || lines.len() > MAX_LINES {
         return Err(Error::Invalid(format!(
@@ -833,6 +849,44 @@ async fn start_up(shared: Arc<Shared>, locator: Arc<Locator>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyed_order_rolled_back_for_a_transient_reason_says_use_a_new_key() {
+        let sku = Sku::new("A").expect("sku");
+        let busy = || Error::Overloaded {
+            sku: sku.clone(),
+            waiting: 9,
+        };
+        let down = || Error::Unavailable("disk".into());
+        assert!(matches!(
+            after_rollback(busy(), true, true),
+            Error::RolledBack { .. }
+        ));
+        assert!(
+            matches!(after_rollback(down(), true, true), Error::RolledBack { reason } if reason == "disk")
+        );
+        // Without a key a retry is a new request; with nothing held there is nothing to undo.
+        assert!(matches!(
+            after_rollback(busy(), false, true),
+            Error::Overloaded { .. }
+        ));
+        assert!(
+            matches!(after_rollback(down(), false, true), Error::Unavailable(m) if m.contains("rolled back"))
+        );
+        assert!(matches!(
+            after_rollback(busy(), true, false),
+            Error::Overloaded { .. }
+        ));
+        // A business refusal stays what it is.
+        let sold_out = Error::Rejected {
+            sku: sku.clone(),
+            rejection: Rejection::InsufficientStock {
+                requested: Quantity::new(2),
+                available: Quantity::new(1),
+            },
+        };
+        assert_eq!(after_rollback(sold_out.clone(), true, true), sold_out);
+    }
 
     #[test]
     fn orders_with_no_lines_too_many_or_a_repeated_sku_are_invalid() {

@@ -166,6 +166,8 @@ impl From<Error> for ApiError {
                 ApiError::new(ErrorKind::TooManyRequests, e.code(), message).with("sku", sku)
             }
             Error::Unavailable(_) => ApiError::new(ErrorKind::Unavailable, e.code(), message),
+            // Not retryable as it stands: a 409 without Retry-After.
+            Error::RolledBack { .. } => ApiError::new(ErrorKind::Conflict, e.code(), message),
             Error::NotFound(_) => ApiError::new(ErrorKind::NotFound, e.code(), message),
             Error::Invalid(_) => ApiError::new(ErrorKind::Unprocessable, e.code(), message),
         }
@@ -225,6 +227,12 @@ mod tests {
             (Error::KeyReused { key: "k".into() }, 422),
             (Error::Overloaded { sku, waiting: 9 }, 429),
             (Error::Unavailable("disk".into()), 503),
+            (
+                Error::RolledBack {
+                    reason: "busy".into(),
+                },
+                409,
+            ),
             (Error::NotFound("reservation x".into()), 404),
             (Error::Invalid("two lines".into()), 422),
         ];
