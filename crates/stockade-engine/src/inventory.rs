@@ -457,7 +457,10 @@ impl Inventory {
         if let Some(refusal) = refusal {
             let mut to_release: Vec<Sku> = reserved.iter().map(|(sku, _)| sku.clone()).collect();
             to_release.extend(unknown);
-            let compensated = !to_release.is_empty();
+            // Lines known to have been held, now released. (A line whose outcome is
+            // unknown is released too, but a same-key retry of it learns what the store
+            // holds, as before: that alone does not make the key spent.)
+            let compensated = !reserved.is_empty();
             self.compensate(id, &to_release, options.order_id.as_ref())
                 .await;
             return Err(after_rollback(
