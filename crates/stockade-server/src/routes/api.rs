@@ -76,20 +76,34 @@ fn replayed(response: &mut actix_web::HttpResponseBuilder, replayed: bool) {
     }
 }
 
+/// The first steps of every write: the caller's token checked for `need`, the body read
+/// and parsed as `T` (its raw bytes kept for the idempotency fingerprint), and the origin
+/// the engine records.
+async fn write_request<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    state: &AppState,
+    payload: web::Payload,
+    need: Need,
+) -> Result<(T, web::Bytes, stockade_engine::Origin)> {
+    let caller = state.authorize(req, need, None)?;
+    let bytes = body::read(req, payload, state.config.limits.max_body_bytes).await?;
+    let parsed: T = body::parse(&bytes)?;
+    let origin = match &caller {
+        Some(c) => state.origin(req, c)?,
+        None => stockade_engine::Origin::default(),
+    };
+    Ok((parsed, bytes, origin))
+}
+
 /// `POST /api/skus` (admin).
 pub async fn register(
     req: HttpRequest,
     state: State,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let caller = state.authorize(&req, Need::Admin, None)?;
-    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
-    let request: RegisterSkuRequest = body::parse(&bytes)?;
+    let (request, bytes, origin): (RegisterSkuRequest, _, _) =
+        write_request(&req, &state, payload, Need::Admin).await?;
     let (sku, pool) = request.validate()?;
-    let origin = match &caller {
-        Some(c) => state.origin(&req, c)?,
-        None => stockade_engine::Origin::default(),
-    };
     check_key(&state, &origin, "register", &bytes).await?;
     if let Some(threshold) = request.low_stock_threshold {
         // Only for a SKU that does not exist yet, so a registration that is refused (or
@@ -192,15 +206,10 @@ pub async fn adjust(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let caller = state.authorize(&req, Need::Admin, None)?;
+    let (request, bytes, origin): (AdjustRequest, _, _) =
+        write_request(&req, &state, payload, Need::Admin).await?;
     let sku = sku(&path, "sku")?;
-    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
-    let request: AdjustRequest = body::parse(&bytes)?;
     let adjustment = request.validate()?;
-    let origin = match &caller {
-        Some(c) => state.origin(&req, c)?,
-        None => stockade_engine::Origin::default(),
-    };
     check_key(&state, &origin, &format!("adjust:{sku}"), &bytes).await?;
     let inventory = state.inventory.clone();
     let adjusting = sku.clone();
@@ -229,14 +238,9 @@ pub async fn reserve(
     state: State,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let caller = state.authorize(&req, Need::Channel, None)?;
-    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
-    let request: ReserveRequest = body::parse(&bytes)?;
+    let (request, bytes, origin): (ReserveRequest, _, _) =
+        write_request(&req, &state, payload, Need::Channel).await?;
     let checked = request.validate()?;
-    let origin = match &caller {
-        Some(c) => state.origin(&req, c)?,
-        None => stockade_engine::Origin::default(),
-    };
     check_key(&state, &origin, "reserve", &bytes).await?;
     let options = ReserveOptions {
         ttl: checked.ttl,
