@@ -789,25 +789,24 @@ impl SkuActor {
         self.arm_timer(ctx);
     }
 
-    /// Stops an actor whose SKU is not registered and that nobody is waiting on.
-    fn maybe_drop_unregistered(&mut self, ctx: &mut Context<Self>) {
-        let unused = self.phase == Phase::Ready
-            && self.speculative.stock().is_none()
+    /// Ready, with nothing in flight, queued, keyed or waiting: stopping now loses nothing.
+    fn quiescent(&self) -> bool {
+        self.phase == Phase::Ready
             && self.in_flight.is_none()
             && self.queued.is_empty()
             && self.pending_keys.is_empty()
-            && self.waiting.load(Ordering::Acquire) == 0;
-        if unused {
+            && self.waiting.load(Ordering::Acquire) == 0
+    }
+
+    /// Stops an actor whose SKU is not registered and that nobody is waiting on.
+    fn maybe_drop_unregistered(&mut self, ctx: &mut Context<Self>) {
+        if self.quiescent() && self.speculative.stock().is_none() {
             self.stop(ctx);
         }
     }
 
     fn maybe_passivate(&mut self, ctx: &mut Context<Self>) {
-        let idle = self.phase == Phase::Ready
-            && self.in_flight.is_none()
-            && self.queued.is_empty()
-            && self.pending_keys.is_empty()
-            && self.waiting.load(Ordering::Acquire) == 0
+        let idle = self.quiescent()
             && self.last_active.elapsed() >= self.shared.config.idle_timeout
             && self
                 .speculative
