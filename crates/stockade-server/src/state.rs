@@ -65,8 +65,12 @@ impl AppState {
         Ok(self.tokens.authorize(header.or(query_token), need)?)
     }
 
-    /// Who is asking, through which channel, under which key, for the engine.
-    pub fn origin(&self, req: &HttpRequest, caller: &Caller) -> Result<Origin, HttpError> {
+    /// Who is asking, through which channel, under which key, for the engine; nobody in
+    /// particular for an anonymous caller.
+    pub fn origin(&self, req: &HttpRequest, caller: Option<&Caller>) -> Result<Origin, HttpError> {
+        let Some(caller) = caller else {
+            return Ok(Origin::default());
+        };
         let channel: Option<Channel> = match &caller.role {
             Role::Channel(channel) => Some(channel.clone()),
             Role::Admin | Role::Reader => None,
@@ -87,13 +91,7 @@ impl AppState {
         if let Some(t) = self.lock_thresholds().get(sku) {
             return Ok(*t);
         }
-        let t = self.models.threshold(sku).await.map_err(|e| {
-            HttpError(ApiError::new(
-                stockade_wire::ErrorKind::Unavailable,
-                "unavailable",
-                e.to_string(),
-            ))
-        })?;
+        let t = self.models.threshold(sku).await?;
         self.lock_thresholds().insert(sku.clone(), t);
         Ok(t)
     }

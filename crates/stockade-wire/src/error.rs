@@ -136,6 +136,13 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
     }
 }
 
+/// The read models could not answer (locked, unreadable): retry later.
+impl From<stockade_projections::ProjectionError> for ApiError {
+    fn from(e: stockade_projections::ProjectionError) -> Self {
+        ApiError::new(ErrorKind::Unavailable, "unavailable", e.to_string())
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let message = e.to_string();

@@ -176,35 +176,23 @@ impl From<&ReservationStatus> for ReservationStatusOut {
             .lines
             .iter()
             .map(|(sku, status)| {
-                let sku = sku.to_string();
-                match status {
+                // (state, the hold's quantity and expiry while it is known)
+                let (state, hold) = match status {
                     LineStatus::Live {
                         qty, expires_at, ..
-                    } => LineStateOut {
-                        sku,
-                        state: "held".into(),
-                        qty: Some(qty.get()),
-                        expires_at: Some(expires_at.to_string()),
-                    },
-                    LineStatus::Lapsed { qty, expires_at } => LineStateOut {
-                        sku,
-                        // A lapsed hold holds nothing: it reads as expired.
-                        state: "expired".into(),
-                        qty: Some(qty.get()),
-                        expires_at: Some(expires_at.to_string()),
-                    },
-                    LineStatus::Resolved(resolution) => LineStateOut {
-                        sku,
-                        state: resolution.to_string(),
-                        qty: None,
-                        expires_at: None,
-                    },
-                    LineStatus::Unknown => LineStateOut {
-                        sku,
-                        state: "unknown".into(),
-                        qty: None,
-                        expires_at: None,
-                    },
+                    } => ("held".to_owned(), Some((qty, expires_at))),
+                    // A lapsed hold holds nothing: it reads as expired.
+                    LineStatus::Lapsed { qty, expires_at } => {
+                        ("expired".to_owned(), Some((qty, expires_at)))
+                    }
+                    LineStatus::Resolved(resolution) => (resolution.to_string(), None),
+                    LineStatus::Unknown => ("unknown".to_owned(), None),
+                };
+                LineStateOut {
+                    sku: sku.to_string(),
+                    state,
+                    qty: hold.map(|(q, _)| q.get()),
+                    expires_at: hold.map(|(_, at)| at.to_string()),
                 }
             })
             .collect();

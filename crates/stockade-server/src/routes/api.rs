@@ -88,10 +88,7 @@ async fn write_request<T: serde::de::DeserializeOwned>(
     let caller = state.authorize(req, need, None)?;
     let bytes = body::read(req, payload, state.config.limits.max_body_bytes).await?;
     let parsed: T = body::parse(&bytes)?;
-    let origin = match &caller {
-        Some(c) => state.origin(req, c)?,
-        None => stockade_engine::Origin::default(),
-    };
+    let origin = state.origin(req, caller.as_ref())?;
     Ok((parsed, bytes, origin))
 }
 
@@ -119,11 +116,7 @@ pub async fn register(
             Err(e) => return Err(e.into()),
         };
         if !exists {
-            state
-                .models
-                .set_threshold(&sku, threshold)
-                .await
-                .map_err(|e| ApiError::new(ErrorKind::Unavailable, "unavailable", e.to_string()))?;
+            state.models.set_threshold(&sku, threshold).await?;
             state.remember_threshold(&sku, threshold);
         }
     }
@@ -172,11 +165,7 @@ pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse> {
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::invalid("limit", format!("limit must be 1-{MAX_PAGE}")).into());
     }
-    let rows = state
-        .models
-        .stock_page(after, limit)
-        .await
-        .map_err(|e| ApiError::new(ErrorKind::Unavailable, "unavailable", e.to_string()))?;
+    let rows = state.models.stock_page(after, limit).await?;
     let next_after = (rows.len() == limit)
         .then(|| rows.last().map(|r| r.sku.to_string()))
         .flatten();
@@ -314,10 +303,7 @@ async fn resolve(
         let _: Empty = body::parse(&bytes)?;
     }
     let id = reservation_id(&path)?;
-    let origin = match &caller {
-        Some(c) => state.origin(&req, c)?,
-        None => stockade_engine::Origin::default(),
-    };
+    let origin = state.origin(&req, caller.as_ref())?;
     let endpoint = format!("{}:{id}", if commit { "commit" } else { "release" });
     check_key(&state, &origin, &endpoint, b"").await?;
     let inventory = state.inventory.clone();
