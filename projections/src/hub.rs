@@ -7,11 +7,19 @@
 //! the outbox (`ReadModels::notices`) or the stock rows. In that order nothing falls
 //! between the two. A slow reader therefore never slows the
 //! projector or the other readers.
+//!
+//! The hub also carries the projector's watermark: the log position through which every
+//! notice has been published ([`NoticeHub::published`]). A reader that must not answer
+//! from an older picture than the log's head (an MCP session about to tell a model what
+//! went stale) waits for the watermark to pass the head, then drains its buffer with
+//! [`HubSubscriber::try_recv`]; everything committed before the wait is then in hand.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use stockade_store::Position;
+use tokio::sync::{mpsc, watch};
 
 use crate::model::Notice;
 
@@ -35,9 +43,20 @@ struct Slot {
 }
 
 /// Cheap to clone; all clones publish to the same subscribers.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct NoticeHub {
     slots: Arc<Mutex<Vec<Slot>>>,
+    /// Every notice for an event at or before this position has been published.
+    published: Arc<watch::Sender<Position>>,
+}
+
+impl Default for NoticeHub {
+    fn default() -> Self {
+        Self {
+            slots: Arc::default(),
+            published: Arc::new(watch::Sender::new(Position::START)),
+        }
+    }
 }
 
 impl std::fmt::Debug for NoticeHub {
@@ -97,6 +116,33 @@ impl NoticeHub {
         self.lock().len()
     }
 
+    /// Records that every notice for events through `to` has been published. Called by
+    /// the projector after [`NoticeHub::publish`]; the watermark never moves back.
+    pub fn advance(&self, to: Position) {
+        self.published.send_if_modified(|at| {
+            let moved = to > *at;
+            if moved {
+                *at = to;
+            }
+            moved
+        });
+    }
+
+    /// The watermark: notices through this position have been published.
+    pub fn published(&self) -> Position {
+        *self.published.borrow()
+    }
+
+    /// Waits until the watermark reaches `position`, for at most `timeout`. Returns
+    /// whether it did (false: the projector is behind or stopped).
+    pub async fn wait_published(&self, position: Position, timeout: Duration) -> bool {
+        let mut rx = self.published.subscribe();
+        matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|at| *at >= position)).await,
+            Ok(Ok(_))
+        )
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -122,15 +168,38 @@ impl HubSubscriber {
                 self.last_seq = notice.seq;
                 Some(HubMessage::Notice(notice))
             }
-            None => {
-                self.done = true;
-                self.cut
-                    .load(Ordering::Acquire)
-                    .then_some(HubMessage::Resync {
-                        last_seq: self.last_seq,
-                    })
-            }
+            None => self.closed(),
         }
+    }
+
+    /// The next message if one is already buffered; `None` when the buffer is empty (or
+    /// the subscription is over, which [`HubSubscriber::is_done`] tells apart).
+    pub fn try_recv(&mut self) -> Option<HubMessage> {
+        if self.done {
+            return None;
+        }
+        match self.rx.try_recv() {
+            Ok(notice) => {
+                self.last_seq = notice.seq;
+                Some(HubMessage::Notice(notice))
+            }
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => self.closed(),
+        }
+    }
+
+    /// Nothing more will come: the hub is gone, or this subscriber was told to resync.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn closed(&mut self) -> Option<HubMessage> {
+        self.done = true;
+        self.cut
+            .load(Ordering::Acquire)
+            .then_some(HubMessage::Resync {
+                last_seq: self.last_seq,
+            })
     }
 }
 
@@ -193,6 +262,40 @@ mod tests {
         // Later notices still reach the fast one.
         hub.publish(&[notice(6)]);
         assert!(matches!(fast.recv().await, Some(HubMessage::Notice(n)) if n.seq == 6));
+    }
+
+    #[tokio::test]
+    async fn try_recv_drains_what_is_buffered_then_tells_a_cut_off_reader_to_resync() {
+        let hub = NoticeHub::new();
+        let mut reader = hub.subscribe(2);
+        assert_eq!(reader.try_recv(), None);
+        assert!(!reader.is_done());
+        hub.publish(&(1..=3).map(notice).collect::<Vec<_>>());
+        assert!(matches!(reader.try_recv(), Some(HubMessage::Notice(n)) if n.seq == 1));
+        assert!(matches!(reader.try_recv(), Some(HubMessage::Notice(n)) if n.seq == 2));
+        assert_eq!(reader.try_recv(), Some(HubMessage::Resync { last_seq: 2 }));
+        assert!(reader.is_done());
+        assert_eq!(reader.try_recv(), None);
+    }
+
+    #[tokio::test]
+    async fn the_watermark_only_moves_forward_and_wakes_waiters() {
+        let hub = NoticeHub::new();
+        assert!(
+            !hub.wait_published(Position::at(3), Duration::from_millis(10))
+                .await
+        );
+        let waiter = {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                hub.wait_published(Position::at(3), Duration::from_secs(5))
+                    .await
+            })
+        };
+        hub.advance(Position::at(5));
+        hub.advance(Position::at(2));
+        assert_eq!(hub.published(), Position::at(5));
+        assert!(waiter.await.unwrap());
     }
 
     #[tokio::test]

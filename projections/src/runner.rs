@@ -192,6 +192,7 @@ impl Projector {
         // cache must not claim these events were applied.
         let notices = applied.inspect_err(|_| self.states.clear())?;
         self.hub.publish(&notices);
+        self.hub.advance(to);
         record_metrics(&notices, last_committed);
         // Prune now and then: when the last seq crosses a multiple of PRUNE_EVERY.
         if let (Some(first), Some(last)) = (notices.first(), notices.last())
