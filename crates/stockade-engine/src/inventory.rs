@@ -6,6 +6,7 @@
 //! all-or-nothing: if one line is refused, the lines already held are released before the
 //! refusal is returned (and if that release cannot be written, the hold lapses at its TTL).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,6 +180,10 @@ pub struct ReserveOptions {
     pub ttl: Option<Duration>,
     pub order_id: Option<OrderId>,
     pub origin: Origin,
+    /// Hold a line only if its SKU is still at this version, else refuse the order with
+    /// `Conflict` (for a caller that decided on what it read, such as an assistant).
+    /// SKUs not named are not checked.
+    pub expected_versions: BTreeMap<Sku, u64>,
 }
 
 /// A reservation that is durable.
@@ -406,7 +411,9 @@ impl Inventory {
                 ttl,
                 channel: channel.clone(),
             });
-            self.execute(&line.sku, command, request.clone())
+            let mut request = request.clone();
+            request.expected_version = options.expected_versions.get(&line.sku).copied();
+            self.execute(&line.sku, command, request)
         };
         // The lines are decided concurrently (each by its own SKU's actor).
         let attempts = match lines.len() {

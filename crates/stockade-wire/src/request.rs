@@ -4,6 +4,7 @@
 //! of ignored. `validate` methods check ranges here, once for every channel, so that an
 //! order with one bad line is refused before any line is held.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,10 @@ pub struct ReserveRequest {
     pub ttl_seconds: Option<u64>,
     #[serde(default)]
     pub order_id: Option<String>,
+    /// SKU → the version the caller decided on; the order is refused with 409
+    /// `version_conflict` if any of them moved. Every SKU named must be on an item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_versions: Option<BTreeMap<String, u64>>,
 }
 
 /// A reservation request, checked.
@@ -133,6 +138,7 @@ pub struct CheckedReserve {
     pub lines: Vec<Line>,
     pub ttl: Option<Duration>,
     pub order_id: Option<OrderId>,
+    pub expected_versions: BTreeMap<Sku, u64>,
 }
 
 impl ReserveRequest {
@@ -183,10 +189,23 @@ impl ReserveRequest {
             .as_deref()
             .map(|o| OrderId::new(o).map_err(|e| ApiError::invalid("order_id", e.to_string())))
             .transpose()?;
+        let mut expected_versions = BTreeMap::new();
+        for (name, version) in self.expected_versions.iter().flatten() {
+            let field = format!("expected_versions.{name}");
+            let sku = sku(name, &field)?;
+            if !lines.iter().any(|l| l.sku == sku) {
+                return Err(ApiError::invalid(
+                    &field,
+                    format!("{sku} is not on any item of this order"),
+                ));
+            }
+            expected_versions.insert(sku, *version);
+        }
         Ok(CheckedReserve {
             lines,
             ttl,
             order_id,
+            expected_versions,
         })
     }
 }
@@ -290,6 +309,30 @@ mod tests {
         assert!(reserve(r#"{"items":[{"sku":"A","qty":-1}]}"#).is_err());
         assert!(reserve(r#"{"items":[{"sku":"A","qty":1.5}]}"#).is_err());
         assert!(reserve(r#"{"items":[{"sku":"A","qty":1e30}]}"#).is_err());
+    }
+
+    #[test]
+    fn expected_versions_name_skus_on_the_order() {
+        let ok = reserve(r#"{"items":[{"sku":"A","qty":1}],"expected_versions":{"A":4}}"#).unwrap();
+        assert_eq!(ok.expected_versions.get(&Sku::new("A").unwrap()), Some(&4));
+        assert!(
+            reserve(r#"{"items":[{"sku":"A","qty":1}]}"#)
+                .unwrap()
+                .expected_versions
+                .is_empty()
+        );
+        assert_eq!(
+            reserve(r#"{"items":[{"sku":"A","qty":1}],"expected_versions":{"B":4}}"#).unwrap_err(),
+            "invalid_field"
+        );
+        assert_eq!(
+            reserve(r#"{"items":[{"sku":"A","qty":1}],"expected_versions":{"A B":4}}"#)
+                .unwrap_err(),
+            "invalid_sku"
+        );
+        assert!(
+            reserve(r#"{"items":[{"sku":"A","qty":1}],"expected_versions":{"A":-1}}"#).is_err()
+        );
     }
 
     #[test]

@@ -208,17 +208,23 @@ pub async fn adjust(
             replayed(&mut response, adjusted.replayed);
             Ok(response.json(AdjustedOut::new(&sku, &adjusted)))
         }
-        Err(e @ stockade_engine::Error::Conflict { .. }) => {
-            // Hand the caller what it needs to decide again: the stock as it is now.
-            let mut error = ApiError::from(e);
-            if let Ok(level) = state.inventory.stock(&sku).await {
-                let threshold = state.threshold(&sku).await.unwrap_or(0);
-                error = error.with("current", StockOut::from_level(&level, threshold));
-            }
-            Err(error.into())
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(with_current(&state, e).await.into()),
     }
+}
+
+/// A version conflict as an error that hands the caller what it needs to decide again:
+/// the SKU's stock as it is now, under `current`. Other errors as they are.
+async fn with_current(state: &AppState, e: stockade_engine::Error) -> ApiError {
+    let stockade_engine::Error::Conflict { sku, .. } = &e else {
+        return e.into();
+    };
+    let sku = sku.clone();
+    let mut error = ApiError::from(e);
+    if let Ok(level) = state.inventory.stock(&sku).await {
+        let threshold = state.threshold(&sku).await.unwrap_or(0);
+        error = error.with("current", StockOut::from_level(&level, threshold));
+    }
+    error
 }
 
 /// `POST /api/reservations` (channel), with an optional `Idempotency-Key`.
@@ -235,6 +241,7 @@ pub async fn reserve(
         ttl: checked.ttl,
         order_id: checked.order_id,
         origin,
+        expected_versions: checked.expected_versions,
     };
     let inventory = state.inventory.clone();
     match detached(async move { inventory.reserve_order(checked.lines, options).await }).await? {
@@ -252,7 +259,7 @@ pub async fn reserve(
                 "error"
             };
             metrics::counter!("stockade_reservations_total", "outcome" => outcome).increment(1);
-            Err(e.into())
+            Err(with_current(&state, e).await.into())
         }
     }
 }
