@@ -31,6 +31,8 @@ pub struct StaleRead {
     pub current: u64,
     /// Why, in words: `web checkout`, `pos reservation`, `expiry`, ...
     pub cause: String,
+    /// Units available at `current`, when known and limited.
+    pub available: Option<u64>,
 }
 
 /// One session's reads.
@@ -80,28 +82,59 @@ impl ReadLedger {
 
     /// Offers a notice. Returns whether it made one of this session's reads stale.
     pub fn observe(&mut self, notice: &Notice) -> bool {
-        let Some((read, _)) = self.reads.get(&notice.sku).copied() else {
-            return false;
-        };
-        if notice.version <= read {
+        if !self.reads.contains_key(&notice.sku) {
             return false;
         }
-        let cause = describe(notice);
+        self.moved(
+            &notice.sku,
+            notice.version,
+            describe(notice),
+            notice.current.available,
+        )
+    }
+
+    /// `sku` is now at `version` because of `cause` (for changes learnt other than by a
+    /// notice, such as a check after missed notices). Returns whether it made a read stale.
+    pub fn moved(
+        &mut self,
+        sku: &Sku,
+        version: u64,
+        cause: String,
+        available: Option<u64>,
+    ) -> bool {
+        let Some((read, _)) = self.reads.get(sku).copied() else {
+            return false;
+        };
+        if version <= read {
+            return false;
+        }
         self.stale
-            .entry(notice.sku.clone())
+            .entry(sku.clone())
             .and_modify(|s| {
-                if notice.version > s.current {
-                    s.current = notice.version;
+                if version > s.current {
+                    s.current = version;
                     s.cause = cause.clone();
+                    s.available = available;
                 }
             })
             .or_insert_with(|| StaleRead {
-                sku: notice.sku.clone(),
+                sku: sku.clone(),
                 read,
-                current: notice.version,
+                current: version,
                 cause,
+                available,
             });
         true
+    }
+
+    /// The SKUs this session has read (and not been told are stale), with the versions.
+    pub fn reads(&self) -> impl Iterator<Item = (&Sku, u64)> {
+        self.reads.iter().map(|(sku, (version, _))| (sku, *version))
+    }
+
+    /// Whether the session has any read that could go stale.
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty()
     }
 
     /// Stale reads not yet told, oldest SKU name first.
@@ -120,8 +153,12 @@ impl ReadLedger {
             .values()
             .map(|s| {
                 self.reads.remove(&s.sku);
+                let now = s
+                    .available
+                    .map(|a| format!(" (now {a} available)"))
+                    .unwrap_or_default();
                 format!(
-                    "inventory.{} v{} → v{}, caused by {}",
+                    "inventory.{} v{} → v{}{now}, caused by {}",
                     s.sku, s.read, s.current, s.cause
                 )
             })
@@ -209,7 +246,7 @@ mod tests {
         assert!(ledger.observe(&notice("SKU-7782", 43, "commit", Some("web"))));
         assert_eq!(
             ledger.take_block().unwrap(),
-            "[System: Stale reads — inventory.SKU-7782 v41 → v43, caused by web checkout. \
+            "[System: Stale reads — inventory.SKU-7782 v41 → v43 (now 3 available), caused by web checkout. \
              Read them again before quoting or promising stock.]"
         );
         assert_eq!(ledger.take_block(), None, "told once");
@@ -221,7 +258,7 @@ mod tests {
             ledger
                 .take_block()
                 .unwrap()
-                .contains("v44 → v45, caused by expiry")
+                .contains("v44 → v45 (now 3 available), caused by expiry")
         );
     }
 
@@ -269,10 +306,10 @@ mod tests {
         ledger.observe(&notice("A", 3, "adjust", None));
         let block = ledger.take_block().unwrap();
         let a = block
-            .find("inventory.A v1 → v3, caused by adjustment")
+            .find("inventory.A v1 → v3 (now 3 available), caused by adjustment")
             .unwrap();
         let b = block
-            .find("inventory.B v1 → v2, caused by marketplace reservation")
+            .find("inventory.B v1 → v2 (now 3 available), caused by marketplace reservation")
             .unwrap();
         assert!(a < b, "{block}");
     }

@@ -9,15 +9,26 @@
 //!   when any channel changes one of those SKUs, its next tool result begins with a block
 //!   naming each stale read ([`ledger`]).
 //!
-//! The MCP server itself (tools over stdio and streamable HTTP) is built on these; see
-//! `docs/research/rmcp-notes.md` for the SDK notes.
+//! The server is built on the official SDK (`rmcp`) and serves the same tools over stdio
+//! (`stockade mcp`) and streamable HTTP (`/mcp` in `stockade serve`); `docs/mcp.md` says
+//! how to connect.
 //!
 //! # Layout
 //! - [`policy`]: cache-control policies from a TOML file; glob matching of tool names.
 //! - [`ledger`]: [`ReadLedger`], a session's reads and the notices that made them stale.
+//! - [`tools`]: the tool table and the argument shapes.
+//! - [`session`]: one session's ledger, notice feed and resource subscriptions.
+//! - [`server`]: [`StockadeMcp`], the handler; [`Backend`], what sessions share.
+//! - [`transport`]: the HTTP service the bridge calls, and stdio.
 
 pub mod ledger;
 pub mod policy;
+pub mod server;
+pub mod session;
+pub mod tools;
+pub mod transport;
 
 pub use ledger::{ReadLedger, StaleRead};
 pub use policy::{CacheDirective, Policy, PolicyError};
+pub use server::{Access, Backend, McpCaller, StockadeMcp};
+pub use transport::{HttpOptions, HttpService, http_service, serve_stdio};
