@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub engine: EngineSettings,
     pub webhooks: Vec<WebhookConfig>,
     pub reconcile: ReconcileConfig,
+    /// The MCP endpoint (`/mcp`) for assistants.
+    pub mcp: McpConfig,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +56,7 @@ impl Default for ServerConfig {
             engine: EngineSettings::default(),
             webhooks: Vec::new(),
             reconcile: ReconcileConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -273,6 +276,48 @@ impl Default for ReconcileConfig {
     }
 }
 
+/// The MCP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// Serve `/mcp` (default true).
+    pub enabled: bool,
+    /// A cache-control policy file (TOML); the built-in policy when unset. An invalid
+    /// policy stops start-up.
+    pub policy_file: Option<PathBuf>,
+    /// A session with no message for this long is closed, and its read ledger with it.
+    pub session_idle_seconds: u64,
+    /// `Host` header values `/mcp` accepts (DNS-rebinding protection for a server on a
+    /// developer's machine); empty accepts any.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            policy_file: None,
+            session_idle_seconds: 1800,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+impl McpConfig {
+    /// The policy this server tags its tools with: the file's, or the built-in one.
+    pub fn policy(&self) -> Result<stockade_mcp::Policy, ConfigError> {
+        match &self.policy_file {
+            None => stockade_mcp::Policy::built_in().map_err(|e| bad(e.to_string())),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad(format!("read mcp.policy_file {}: {e}", path.display())))?;
+                stockade_mcp::Policy::from_toml(&text)
+                    .map_err(|e| bad(format!("{}: {e}", path.display())))
+            }
+        }
+    }
+}
+
 impl ServerConfig {
     /// Reads `path` (TOML). A missing file is an error: it was asked for by name.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -350,6 +395,7 @@ impl ServerConfig {
                 // selects nothing by itself.
                 "STOCKADE_ESDB_URL" => esdb_url = Some(value),
                 "STOCKADE_ARBITERS" => self.engine.arbiters = number(&name, &value)?,
+                "STOCKADE_MCP_POLICY" => self.mcp.policy_file = Some(PathBuf::from(value)),
                 _ => {}
             }
         }
@@ -378,6 +424,9 @@ impl ServerConfig {
         }
         if self.stream.keepalive_seconds == 0 {
             return Err(bad("stream.keepalive_seconds must be positive"));
+        }
+        if self.mcp.session_idle_seconds == 0 {
+            return Err(bad("mcp.session_idle_seconds must be positive"));
         }
         self.engine.to_engine().validate().map_err(bad)?;
         self.store.to_engine(&self.data_dir)?;

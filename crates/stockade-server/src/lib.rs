@@ -68,11 +68,12 @@ pub enum StartError {
     Io(String),
 }
 
-/// A server that is listening.
+/// A server that is listening (or, from [`start_headless`], running without HTTP).
 pub struct Running {
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
     generated: Option<Generated>,
-    server: actix_web::dev::Server,
+    server: Option<actix_web::dev::Server>,
+    mcp_cancel: tokio_util::sync::CancellationToken,
     state: Arc<state::AppState>,
     stop_streams: watch::Sender<bool>,
     stop_background: watch::Sender<bool>,
@@ -89,8 +90,23 @@ impl std::fmt::Debug for Running {
 
 /// Opens the engine and read models in `config.data_dir`, starts the projector (and any
 /// webhooks and the reconciler), and listens on `listener`.
-pub async fn start(mut config: ServerConfig, listener: TcpListener) -> Result<Running, StartError> {
+pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<Running, StartError> {
+    open(config, Some(listener)).await
+}
+
+/// Everything [`start`] runs but the HTTP server: for `stockade mcp` over stdio, whose
+/// only client is the process that started it.
+pub async fn start_headless(config: ServerConfig) -> Result<Running, StartError> {
+    open(config, None).await
+}
+
+async fn open(
+    mut config: ServerConfig,
+    listener: Option<TcpListener>,
+) -> Result<Running, StartError> {
     config.validate()?;
+    // Before anything is opened: an invalid policy stops start-up with its message.
+    let policy = config.mcp.policy()?;
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| StartError::Io(format!("create {}: {e}", data_dir.display())))?;
@@ -141,6 +157,24 @@ pub async fn start(mut config: ServerConfig, listener: TcpListener) -> Result<Ru
         ));
     }
 
+    let mcp_backend = Arc::new(stockade_mcp::Backend::new(
+        inventory.clone(),
+        models.clone(),
+        hub.clone(),
+        policy,
+    ));
+    let mcp_cancel = tokio_util::sync::CancellationToken::new();
+    let mcp = config.mcp.enabled.then(|| {
+        state::McpService(stockade_mcp::http_service(
+            mcp_backend.clone(),
+            stockade_mcp::HttpOptions {
+                session_idle: Duration::from_secs(config.mcp.session_idle_seconds),
+                allowed_hosts: config.mcp.allowed_hosts.clone(),
+                cancel: mcp_cancel.clone(),
+            },
+        ))
+    });
+
     let workers = config.limits.workers;
     let state = Arc::new(state::AppState {
         config,
@@ -154,28 +188,37 @@ pub async fn start(mut config: ServerConfig, listener: TcpListener) -> Result<Ru
         streams: AtomicUsize::new(0),
         stop_streams: streams_rx,
         closing: AtomicBool::new(false),
+        mcp_backend,
+        mcp,
     });
-    let addr = listener
-        .local_addr()
-        .map_err(|e| StartError::Io(format!("read the listener's address: {e}")))?;
-    let data = web::Data::from(state.clone());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .wrap(middleware::from_fn(routes::guard))
-            .configure(routes::configure)
-    })
-    .workers(workers)
-    .backlog(4096)
-    .disable_signals()
-    .shutdown_timeout(GRACE.as_secs())
-    .listen(listener)
-    .map_err(|e| StartError::Io(format!("listen on {addr}: {e}")))?
-    .run();
+    let (addr, server) = match listener {
+        Some(listener) => {
+            let addr = listener
+                .local_addr()
+                .map_err(|e| StartError::Io(format!("read the listener's address: {e}")))?;
+            let data = web::Data::from(state.clone());
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .wrap(middleware::from_fn(routes::guard))
+                    .configure(routes::configure)
+            })
+            .workers(workers)
+            .backlog(4096)
+            .disable_signals()
+            .shutdown_timeout(GRACE.as_secs())
+            .listen(listener)
+            .map_err(|e| StartError::Io(format!("listen on {addr}: {e}")))?
+            .run();
+            (Some(addr), Some(server))
+        }
+        None => (None, None),
+    };
     Ok(Running {
         addr,
         generated,
         server,
+        mcp_cancel,
         state,
         stop_streams,
         stop_background,
@@ -192,9 +235,14 @@ async fn open_models(path: &Path) -> Result<ReadModels, StartError> {
 }
 
 impl Running {
-    /// Where the server listens (the real port when bound to port 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    /// Where the server listens (the real port when bound to port 0); `None` headless.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// What MCP sessions share, for serving MCP over stdio from this process.
+    pub fn mcp_backend(&self) -> Arc<stockade_mcp::Backend> {
+        self.state.mcp_backend.clone()
     }
 
     /// Tokens generated at this first start, to show once; `None` on later starts.
@@ -210,24 +258,36 @@ impl Running {
             stop_streams,
             stop_background,
             background,
+            mcp_cancel,
             ..
         } = self;
-        let handle = server.handle();
-        let mut server = std::pin::pin!(server);
-        let served = tokio::select! {
-            result = &mut server => Some(result),
-            () = shutdown => None,
-        };
-        // Stop accepting; readiness fails and streams end, so the grace period is spent
-        // only on requests that can finish.
-        state.closing.store(true, Ordering::Release);
-        let _ = stop_streams.send(true);
-        let served = match served {
-            Some(result) => result,
+        let served = match server {
+            Some(server) => {
+                let handle = server.handle();
+                let mut server = std::pin::pin!(server);
+                let served = tokio::select! {
+                    result = &mut server => Some(result),
+                    () = shutdown => None,
+                };
+                // Stop accepting; readiness fails and streams end, so the grace period
+                // is spent only on requests that can finish.
+                state.closing.store(true, Ordering::Release);
+                let _ = stop_streams.send(true);
+                mcp_cancel.cancel();
+                match served {
+                    Some(result) => result,
+                    None => {
+                        // The server future runs the stop: poll both, or the stop never
+                        // completes.
+                        let ((), result) = tokio::join!(handle.stop(true), &mut server);
+                        result
+                    }
+                }
+            }
             None => {
-                // The server future runs the stop: poll both, or the stop never completes.
-                let ((), result) = tokio::join!(handle.stop(true), &mut server);
-                result
+                shutdown.await;
+                state.closing.store(true, Ordering::Release);
+                Ok(())
             }
         };
         // Every request is answered; now the engine answers the appends in flight.
@@ -293,7 +353,11 @@ pub fn spawn(config: ServerConfig, listener: TcpListener) -> Result<Background, 
                         return Err(StartError::Io(message));
                     }
                 };
-                let _ = ready_tx.send(Ok((running.addr, running.generated.clone())));
+                let Some(addr) = running.addr else {
+                    let _ = ready_tx.send(Err(StartError::Io("no listener".into())));
+                    return Err(StartError::Io("no listener".into()));
+                };
+                let _ = ready_tx.send(Ok((addr, running.generated.clone())));
                 running
                     .run_until(async move {
                         let _ = stop_rx.await;

@@ -37,6 +37,19 @@ pub struct AppState {
     /// Turns true when the server begins to shut down: streams end, readiness fails.
     pub stop_streams: watch::Receiver<bool>,
     pub closing: AtomicBool,
+    /// What MCP sessions share (also over stdio, when `stockade mcp` runs this server).
+    pub mcp_backend: std::sync::Arc<stockade_mcp::Backend>,
+    /// The `/mcp` transport; `None` when turned off.
+    pub mcp: Option<McpService>,
+}
+
+/// rmcp's HTTP service, shared by every worker (sessions live in it).
+pub struct McpService(pub stockade_mcp::HttpService);
+
+impl std::fmt::Debug for McpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("McpService")
+    }
 }
 
 impl AppState {

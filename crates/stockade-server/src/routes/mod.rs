@@ -4,6 +4,7 @@
 //! - [`api`]: SKUs, stock, adjustments, reservations.
 //! - [`push`]: SSE and WebSocket streams.
 //! - [`ops`]: health, readiness, metrics, the dashboard.
+//! - [`mcp`]: the MCP endpoint, bridged to rmcp.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -18,6 +19,7 @@ use crate::error::{HttpError, no_route, wrong_method};
 use crate::state::AppState;
 
 pub mod api;
+pub mod mcp;
 pub mod ops;
 pub mod push;
 
@@ -32,6 +34,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/readyz").route(web::get().to(ops::readyz)))
         .service(resource("/metrics").route(web::get().to(ops::metrics)))
         .service(resource("/api/skus").route(web::post().to(api::register)))
+        .service(
+            resource("/mcp")
+                .route(web::post().to(mcp::endpoint))
+                .route(web::get().to(mcp::endpoint))
+                .route(web::delete().to(mcp::endpoint)),
+        )
         .service(resource("/api/events").route(web::get().to(push::events)))
         .service(resource("/api/ws").route(web::get().to(push::websocket)))
         .service(resource("/api/inventory/products").route(web::get().to(api::list)))
