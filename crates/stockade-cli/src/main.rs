@@ -1,4 +1,4 @@
-//! The `stockade` command: `serve` and `simulate flash-sale`.
+//! The `stockade` command: `serve`, `mcp` and `simulate flash-sale`.
 //!
 //! Exit status: 0 when the command did what it says; 1 when it ran but a check failed
 //! (an oversell, an acknowledged reservation missing from the log); 2 for bad usage or an
@@ -15,6 +15,7 @@ use tracing_subscriber::prelude::*;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod mcp;
 mod report;
 mod serve;
 mod simulate;
@@ -34,6 +35,8 @@ struct Cli {
 enum Top {
     /// Serve the REST API, live SSE / WebSocket push, /metrics and the dashboard.
     Serve(serve::Serve),
+    /// Serve the MCP tools on stdin/stdout for an assistant (optionally HTTP as well).
+    Mcp(mcp::Mcp),
     /// Rehearse contention before the real day.
     #[command(subcommand)]
     Simulate(Simulation),
@@ -60,6 +63,10 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Top::Serve(args) => match serve::run(args, |banner| emit(banner.0.trim_end())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Top::Mcp(args) => match mcp::run(args, |banner| eprintln!("{banner}")) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },

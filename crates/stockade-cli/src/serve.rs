@@ -28,21 +28,31 @@ pub struct Serve {
 /// What the command reports before it starts serving.
 pub struct Banner(pub String);
 
-/// Runs the server until a signal; `announce` is called once it listens.
-pub fn run(args: Serve, announce: impl FnOnce(Banner)) -> Result<(), String> {
-    let mut config = match &args.config {
+/// The settings: the file, then `STOCKADE_*`, then the flags.
+pub fn load_config(
+    file: Option<&std::path::Path>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> Result<ServerConfig, String> {
+    let mut config = match file {
         Some(path) => ServerConfig::from_file(path).map_err(|e| e.to_string())?,
         None => ServerConfig::default(),
     };
     config
         .apply_env(std::env::vars())
         .map_err(|e| e.to_string())?;
-    if let Some(listen) = args.listen {
+    if let Some(listen) = listen {
         config.listen = listen;
     }
-    if let Some(dir) = args.data_dir {
+    if let Some(dir) = data_dir {
         config.data_dir = dir;
     }
+    Ok(config)
+}
+
+/// Runs the server until a signal; `announce` is called once it listens.
+pub fn run(args: Serve, announce: impl FnOnce(Banner)) -> Result<(), String> {
+    let config = load_config(args.config.as_deref(), args.listen, args.data_dir)?;
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| format!("listen on {}: {e}", config.listen))?;
     let data_dir = config.data_dir.clone();
@@ -59,16 +69,18 @@ pub fn run(args: Serve, announce: impl FnOnce(Banner)) -> Result<(), String> {
     })
 }
 
-fn banner(
+pub fn banner(
     running: &stockade_server::Running,
     data_dir: &std::path::Path,
     saved_tokens: bool,
 ) -> Banner {
-    let addr = running.local_addr();
-    let mut text = format!(
-        "stockade serve: listening on http://{addr}\n  dashboard  http://{addr}/\n  api        http://{addr}/api/inventory/products\n  data       {}\n",
-        data_dir.display()
-    );
+    let mut text = match running.local_addr() {
+        Some(addr) => format!(
+            "stockade serve: listening on http://{addr}\n  dashboard  http://{addr}/\n  api        http://{addr}/api/inventory/products\n  mcp        http://{addr}/mcp\n  data       {}\n",
+            data_dir.display()
+        ),
+        None => format!("  data       {}\n", data_dir.display()),
+    };
     if let Some(tokens) = running.generated_tokens() {
         text.push_str(&format!(
             "  no tokens were configured, so these were generated (shown once; kept in {}, mode 0600):\n",
@@ -95,7 +107,7 @@ fn banner(
 /// A future that completes on SIGTERM or Ctrl-C (SIGINT). The handlers are installed
 /// here, before the banner says the server is up, so a signal sent as soon as it is read
 /// already shuts down gracefully instead of killing the process.
-fn signals() -> Result<impl std::future::Future<Output = ()>, String> {
+pub fn signals() -> Result<impl std::future::Future<Output = ()>, String> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
