@@ -14,6 +14,8 @@ pub const ADMIN: &str = "test-admin-token-000001";
 pub const WEB: &str = "test-web-token-00000001";
 pub const POS: &str = "test-pos-token-00000001";
 pub const READER: &str = "test-read-token-0000001";
+/// A channel token for an assistant (MCP over HTTP).
+pub const ASSISTANT: &str = "test-assistant-token-01";
 
 /// A server on its own thread until dropped.
 pub struct TestServer {
@@ -37,8 +39,11 @@ pub fn config(data_dir: &Path) -> ServerConfig {
         ..ServerConfig::default()
     };
     config.auth.admin_tokens = vec![ADMIN.into()];
-    config.auth.channel_tokens =
-        BTreeMap::from([("web".into(), WEB.into()), ("pos".into(), POS.into())]);
+    config.auth.channel_tokens = BTreeMap::from([
+        ("web".into(), WEB.into()),
+        ("pos".into(), POS.into()),
+        ("assistant".into(), ASSISTANT.into()),
+    ]);
     config.auth.read_tokens = vec![READER.into()];
     config.reconcile.every_seconds = 0;
     config.limits.workers = 2;
@@ -96,12 +101,17 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: &TestServer) -> Self {
+        Self::at(&server.base)
+    }
+
+    /// A client of the server at `base` (`http://127.0.0.1:port`).
+    pub fn at(base: &str) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .timeout(crate::PATIENCE)
                 .build()
                 .expect("client"),
-            base: server.base.clone(),
+            base: base.to_owned(),
         }
     }
 
@@ -175,6 +185,23 @@ impl Client {
             .await;
         assert_eq!(answer.status, 201, "register {sku}: {}", answer.text);
         answer
+    }
+
+    /// A web checkout: `qty` of `sku` reserved, then committed, as the web channel.
+    pub async fn checkout(&self, sku: &str, qty: u64) {
+        let held = self.reserve(sku, qty).await;
+        assert_eq!(held.status, 201, "web reserve: {}", held.text);
+        let id = held.body["reservation_id"]
+            .as_str()
+            .expect("reservation_id");
+        let done = self
+            .post(
+                &format!("/api/reservations/{id}/commit"),
+                Some(WEB),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(done.status, 200, "web commit: {}", done.text);
     }
 
     /// Reserves `qty` of `sku` as the web channel.
