@@ -53,12 +53,20 @@ pub fn http_service(backend: Arc<Backend>, options: HttpOptions) -> HttpService 
     )
 }
 
-/// Serves one session on stdin/stdout until the client closes it.
+/// Serves one session on stdin/stdout until the client closes it. A client that hangs
+/// up, even before it initialized, has finished: that is not an error.
 pub async fn serve_stdio(backend: Arc<Backend>, caller: McpCaller) -> Result<(), String> {
-    let running = StockadeMcp::local(backend, caller)
+    let running = match StockadeMcp::local(backend, caller)
         .serve(rmcp::transport::stdio())
         .await
-        .map_err(|e| format!("MCP over stdio: {e}"))?;
+    {
+        Ok(running) => running,
+        Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {
+            tracing::info!("mcp: stdin closed before the client initialized");
+            return Ok(());
+        }
+        Err(e) => return Err(format!("MCP over stdio: {e}")),
+    };
     running
         .waiting()
         .await
