@@ -179,6 +179,7 @@ pub struct ListArgs {
     pub after: Option<String>,
     /// Items per page, 1-1000 (default 100).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<usize>,
 }
 
@@ -209,6 +210,7 @@ pub struct AdjustArgs {
 pub struct OrderItem {
     pub sku: String,
     /// Units, at least 1.
+    #[schemars(range(min = 1))]
     pub qty: u64,
 }
 
@@ -219,6 +221,7 @@ pub struct CreateOrderArgs {
     pub items: Vec<OrderItem>,
     /// How long the hold lasts, 1-604800 seconds (default 900).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 604_800))]
     pub ttl_seconds: Option<u64>,
     #[serde(default)]
     pub order_id: Option<String>,

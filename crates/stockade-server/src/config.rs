@@ -623,4 +623,30 @@ mod tests {
             stockade_engine::StoreConfig::EventStoreDb(_)
         ));
     }
+
+    #[test]
+    fn the_mcp_section_is_checked_and_its_policy_loaded() {
+        let c = ServerConfig::from_toml("[mcp]\nsession_idle_seconds = 0\n").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .0
+                .contains("mcp.session_idle_seconds")
+        );
+        assert!(ServerConfig::from_toml("[mcp]\npolicy = \"p.toml\"\n").is_err());
+        let c = ServerConfig::default();
+        assert!(c.mcp.enabled);
+        assert_eq!(
+            c.mcp.policy().unwrap().directive("reference.poolTypes"),
+            stockade_mcp::CacheDirective::Immutable
+        );
+        let mut c = ServerConfig::default();
+        c.apply_env(env(&[("STOCKADE_MCP_POLICY", "/nonexistent/policy.toml")]))
+            .unwrap();
+        let e = c.mcp.policy().unwrap_err().0;
+        assert!(
+            e.contains("mcp.policy_file /nonexistent/policy.toml"),
+            "{e}"
+        );
+    }
 }
