@@ -8,7 +8,7 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion,
     ResourceUpdatedNotificationParam,
 };
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
@@ -20,11 +20,17 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub struct Watcher {
     updates: mpsc::UnboundedSender<String>,
+    /// Speak a revision with `initialize` and sessions (false: rmcp's latest).
+    legacy: bool,
 }
 
 impl ClientHandler for Watcher {
     fn get_info(&self) -> ClientConfig {
-        ClientConfig::default().with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+        if self.legacy {
+            ClientConfig::default().with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+        } else {
+            ClientConfig::default()
+        }
     }
 
     async fn on_resource_updated(
@@ -92,25 +98,56 @@ impl ToolAnswer {
 }
 
 impl McpClient {
-    fn watcher() -> (Watcher, mpsc::UnboundedReceiver<String>) {
+    fn watcher(legacy: bool) -> (Watcher, mpsc::UnboundedReceiver<String>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Watcher { updates: tx }, rx)
+        (
+            Watcher {
+                updates: tx,
+                legacy,
+            },
+            rx,
+        )
     }
 
-    /// Connects to `{base}/mcp` with `token` (none: anonymous).
-    pub async fn http(base: &str, token: Option<&str>) -> Self {
-        let mut config = StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"));
-        if let Some(token) = token {
-            config = config.auth_header(token.to_owned());
+    fn http_config(base: &str, token: Option<&str>) -> StreamableHttpClientTransportConfig {
+        let config = StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"));
+        match token {
+            Some(token) => config.auth_header(token.to_owned()),
+            None => config,
         }
-        let (watcher, updates) = Self::watcher();
+    }
+
+    /// Connects to `{base}/mcp` with `token` (none: anonymous), in a session.
+    pub async fn http(base: &str, token: Option<&str>) -> Self {
+        let (watcher, updates) = Self::watcher(true);
         let service = tokio::time::timeout(
             crate::PATIENCE,
-            watcher.serve(StreamableHttpClientTransport::from_config(config)),
+            watcher.serve(StreamableHttpClientTransport::from_config(
+                Self::http_config(base, token),
+            )),
         )
         .await
         .expect("MCP initialize timed out")
         .expect("MCP initialize over HTTP");
+        Self { service, updates }
+    }
+
+    /// Connects to `{base}/mcp` speaking 2026-07-28, which has no sessions.
+    pub async fn http_sessionless(base: &str, token: Option<&str>) -> Self {
+        let (watcher, updates) = Self::watcher(false);
+        let lifecycle = ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        };
+        let service = tokio::time::timeout(
+            crate::PATIENCE,
+            watcher.serve_with_lifecycle(
+                StreamableHttpClientTransport::from_config(Self::http_config(base, token)),
+                lifecycle,
+            ),
+        )
+        .await
+        .expect("MCP discover timed out")
+        .expect("MCP discover over HTTP");
         Self { service, updates }
     }
 
@@ -120,7 +157,7 @@ impl McpClient {
         T: rmcp::transport::IntoTransport<RoleClient, E, A>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let (watcher, updates) = Self::watcher();
+        let (watcher, updates) = Self::watcher(true);
         let service = tokio::time::timeout(crate::PATIENCE, watcher.serve(transport))
             .await
             .expect("MCP initialize timed out")

@@ -444,3 +444,56 @@ fn an_invalid_policy_stops_start_up_with_its_reason() {
         "nothing was opened before the policy was checked"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessionless_client_gets_versions_checks_and_listen_but_no_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let web = Client::new(&server);
+    web.register("NEW-1", 5).await;
+    let assistant = McpClient::http_sessionless(&server.base, Some(ASSISTANT)).await;
+    assert_eq!(
+        assistant
+            .service
+            .peer_info()
+            .map(|i| i.protocol_version.clone()),
+        Some(rmcp::model::ProtocolVersion::V_2026_07_28),
+        "the client speaks the sessionless revision"
+    );
+
+    let read = assistant
+        .call("inventory.getStock", json!({"sku": "NEW-1"}))
+        .await;
+    assert_eq!(read.structured["available"], 5, "{read:?}");
+    let version = read.structured["version"].as_u64().unwrap();
+
+    let filter = rmcp::model::SubscriptionFilter::builder()
+        .resource_subscription("inventory://sku/NEW-1")
+        .build();
+    let mut listening = assistant.service.listen(filter).await.unwrap();
+    web.checkout("NEW-1", 2).await;
+    let pushed = tokio::time::timeout(Duration::from_secs(5), listening.next())
+        .await
+        .expect("no notification")
+        .unwrap();
+    assert!(
+        matches!(&pushed, Some(rmcp::model::ServerNotification::ResourceUpdatedNotification(n)) if n.params.uri == "inventory://sku/NEW-1"),
+        "{pushed:?}"
+    );
+
+    // No session, so no ledger: nothing says the read went stale (docs/mcp.md)...
+    let next = assistant.call("reference.poolTypes", json!({})).await;
+    assert!(next.system_blocks().is_empty(), "{next:?}");
+    // ...but an order decided on it is still refused, with the stock now.
+    let order = assistant
+        .call(
+            "orders.create",
+            json!({"items": [{"sku": "NEW-1", "qty": 5}], "expected_versions": {"NEW-1": version}}),
+        )
+        .await;
+    assert!(order.is_error, "{order:?}");
+    assert_eq!(order.structured["error"], "version_conflict");
+    assert_eq!(order.structured["current"]["available"], 3);
+    let _ = listening.cancel().await;
+    assistant.close().await;
+}
