@@ -497,3 +497,82 @@ async fn a_sessionless_client_gets_versions_checks_and_listen_but_no_ledger() {
     let _ = listening.cancel().await;
     assistant.close().await;
 }
+
+/// One JSON-RPC exchange over raw HTTP: the answer's JSON (from an SSE `data:` line or a
+/// JSON body) and its headers.
+async fn rpc(
+    web: &Client,
+    token: Option<&str>,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, Option<String>, serde_json::Value) {
+    let mut headers = vec![
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    if let Some(session) = session {
+        headers.push(("mcp-session-id", session));
+    }
+    let answer = web
+        .send(
+            "POST",
+            "/mcp",
+            token,
+            &headers,
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    let json = answer
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .next_back()
+        .unwrap_or(answer.body.clone());
+    (
+        answer.status,
+        answer.headers.get("mcp-session-id").cloned(),
+        json,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_answers_only_the_principal_that_opened_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let web = Client::new(&server);
+    web.register("OWN-1", 5).await;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let (status, session, answer) = rpc(&web, Some(ASSISTANT), None, init).await;
+    assert_eq!(status, 200, "{answer}");
+    let session = session.expect("Mcp-Session-Id");
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (status, _, _) = rpc(&web, Some(ASSISTANT), Some(&session), initialized).await;
+    assert_eq!(status, 202);
+
+    let call = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "inventory.getStock", "arguments": {"sku": "OWN-1"}}})
+    };
+    let (_, _, mine) = rpc(&web, Some(ASSISTANT), Some(&session), call(2)).await;
+    assert_eq!(mine["result"]["isError"], false, "{mine}");
+    assert_eq!(mine["result"]["structuredContent"]["available"], 5);
+
+    // Someone else's valid token on this session id: refused, and told nothing it read.
+    let (_, _, theirs) = rpc(&web, Some(WEB), Some(&session), call(3)).await;
+    assert_eq!(theirs["result"]["isError"], true, "{theirs}");
+    assert_eq!(
+        theirs["result"]["structuredContent"]["error"], "session_owner",
+        "{theirs}"
+    );
+    // Nor is an anonymous caller (reads are public) lent the session.
+    let (_, _, anonymous) = rpc(&web, None, Some(&session), call(4)).await;
+    assert_eq!(
+        anonymous["result"]["structuredContent"]["error"], "session_owner",
+        "{anonymous}"
+    );
+    let (_, _, still_mine) = rpc(&web, Some(ASSISTANT), Some(&session), call(5)).await;
+    assert_eq!(still_mine["result"]["isError"], false, "{still_mine}");
+}
