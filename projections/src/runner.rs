@@ -108,6 +108,7 @@ impl Projector {
                 .read_all(at.position, self.config.batch.max(1))
                 .await?;
             if page.is_empty() {
+                self.hub.advance(at.position);
                 return Ok(at);
             }
             self.project(page).await?;
@@ -157,6 +158,10 @@ impl Projector {
     /// One subscription from the checkpoint, until it fails or ends.
     async fn follow(&mut self) -> Result<(), ProjectionError> {
         let from = self.models.checkpoint().await?;
+        // Everything up to the checkpoint was published before (or by an earlier
+        // process, whose readers are gone): readers waiting on the watermark must not
+        // wait for a projection that will never come.
+        self.hub.advance(from.position);
         let mut events = self.store.subscribe_all(from.position);
         loop {
             let Some(first) = events.next().await else {

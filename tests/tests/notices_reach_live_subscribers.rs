@@ -186,3 +186,36 @@ async fn an_expiry_notice_shows_the_hold_coming_back_and_raises_back_in_stock() 
     assert_eq!(kinds, ["low_stock", "out_of_stock", "back_in_stock"]);
     inventory.shutdown().await;
 }
+
+/// A projector that starts on read models already at the head of the log has nothing to
+/// project, yet its watermark must reach the head at once: readers that wait for it (MCP
+/// sessions, before each result) would otherwise wait out their timeout on every call
+/// after a restart, until the next write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watermark_reaches_the_head_on_a_restart_with_nothing_to_project() {
+    let dir = tempfile::tempdir().unwrap();
+    stockade_tests::projection::mixed_history(dir.path(), 2, 40, 3).await;
+    let store: std::sync::Arc<dyn stockade_store::EventStore> = std::sync::Arc::new(
+        stockade_store::SqliteStore::open(dir.path().join("stockade.db")).unwrap(),
+    );
+    let head = store.head().await.unwrap();
+    let models = ReadModels::open(&dir.path().join("projections.db")).unwrap();
+    let mut first = Projector::new(store.clone(), models.clone(), NoticeHub::new());
+    assert_eq!(first.catch_up().await.unwrap().position, head);
+
+    // "Restart": a new hub and projector on the caught-up read models.
+    let hub = NoticeHub::new();
+    assert!(hub.published() < head);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let projector = Projector::new(store, models, hub.clone());
+    let running = tokio::spawn(projector.run(async move {
+        let _ = stopped.await;
+    }));
+    assert!(
+        hub.wait_published(head, PATIENCE).await,
+        "the watermark stayed at {:?}, the head is {head:?}",
+        hub.published()
+    );
+    let _ = stop.send(());
+    running.await.unwrap();
+}
