@@ -337,4 +337,67 @@ pub async fn own_order_invalidates_its_read(
         "[System: Cache invalidated for inventory.*, orders.*, products.* — caused by orders.confirm]"
     );
     assert_eq!(confirmed.structured["status"], "committed");
+
+    // Its own writes moved its read along; a sale by someone else after them is told.
+    web.checkout(sku, 1).await;
+    let next = mcp.call("reference.poolTypes", serde_json::json!({})).await;
+    let blocks = next.system_blocks();
+    assert_eq!(blocks.len(), 1, "{next:?}");
+    assert!(
+        blocks[0].contains(&format!("inventory.{sku} v"))
+            && blocks[0].contains("(now 0 available), caused by web checkout"),
+        "{}",
+        blocks[0]
+    );
+}
+
+/// Bad arguments, on any transport: each a tool error whose text names the fault, never a
+/// protocol error, and nothing held.
+pub async fn bad_arguments_are_tool_errors(mcp: &McpClient, sku: &str) {
+    let table = [
+        (
+            "inventory.getStock",
+            serde_json::json!({}),
+            "missing field `sku`",
+        ),
+        (
+            "inventory.getStock",
+            serde_json::json!({"sku": 7}),
+            "invalid type",
+        ),
+        (
+            "inventory.getStock",
+            serde_json::json!({"sku": "NOPE-1"}),
+            "unknown_sku",
+        ),
+        (
+            "orders.create",
+            serde_json::json!({"items": [{"sku": sku, "qty": 0}]}),
+            "invalid_quantity",
+        ),
+        (
+            "orders.create",
+            serde_json::json!({"items": [{"sku": sku, "qty": "2"}]}),
+            "invalid type",
+        ),
+        (
+            "orders.create",
+            serde_json::json!({"items": [{"sku": "NOPE-1", "qty": 1}]}),
+            "unknown_sku",
+        ),
+        (
+            "orders.create",
+            serde_json::json!({"itemz": []}),
+            "unknown field `itemz`",
+        ),
+    ];
+    for (tool, args, expected) in table {
+        let answer = mcp.call(tool, args.clone()).await;
+        assert!(answer.is_error, "{tool} {args}: {answer:?}");
+        let text = answer.body_text();
+        assert!(
+            text.contains(expected),
+            "{tool} {args}: {expected:?} not in {text:?}"
+        );
+    }
 }

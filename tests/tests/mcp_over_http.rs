@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use stockade_tests::mcp::{
-    McpClient, own_order_invalidates_its_read, stale_read_after_a_web_checkout,
+    McpClient, bad_arguments_are_tool_errors, own_order_invalidates_its_read,
+    stale_read_after_a_web_checkout,
 };
 use stockade_tests::server::{ADMIN, ASSISTANT, Client, READER, TestServer, WEB, config};
 
@@ -54,7 +55,7 @@ async fn the_reference_scenarios_over_http() {
     );
     assert_eq!(pools.structured["pool_types"][0]["pool"], "physical");
 
-    // The engine recorded the assistant's order under its channel.
+    // A page of the read model, each item with its version.
     let listed = assistant.call("inventory.list", json!({"limit": 10})).await;
     assert!(!listed.is_error, "{listed:?}");
     assert!(listed.structured["items"].as_array().unwrap().len() >= 2);
@@ -111,6 +112,30 @@ async fn staleness_is_told_only_to_the_session_that_read_the_sku() {
         blocks[0]
     );
     assert!(!blocks[0].contains("ISO-A"));
+
+    // Another assistant is a channel like any other: its order is news to this session.
+    web.register("ISO-C", 10).await;
+    assert!(
+        !read_b
+            .call("inventory.getStock", json!({"sku": "ISO-C"}))
+            .await
+            .is_error
+    );
+    let other_assistant = McpClient::http(&server.base, Some(ASSISTANT)).await;
+    let held = other_assistant
+        .call(
+            "orders.create",
+            json!({"items": [{"sku": "ISO-C", "qty": 4}]}),
+        )
+        .await;
+    assert!(!held.is_error, "{held:?}");
+    let told = read_b.call("reference.poolTypes", json!({})).await;
+    assert!(
+        told.system_blocks()[0]
+            .contains("inventory.ISO-C v1 → v2 (now 6 available), caused by assistant reservation"),
+        "{told:?}"
+    );
+    other_assistant.close().await;
 
     // An expiry is a change too: a hold lapsing makes A's read stale.
     let hold = web
@@ -297,6 +322,7 @@ async fn bad_arguments_and_missing_rights_are_tool_errors_the_model_can_read() {
         );
         assert!(text.starts_with(&format!("{tool} refused")), "{text}");
     }
+    bad_arguments_are_tool_errors(&assistant, "ARGS-1").await;
     // Nothing was held by any of them.
     assert_eq!(web.available("ARGS-1").await, Some(5));
     // An unknown tool is the one protocol error.
@@ -560,19 +586,70 @@ async fn a_session_answers_only_the_principal_that_opened_it() {
     assert_eq!(mine["result"]["isError"], false, "{mine}");
     assert_eq!(mine["result"]["structuredContent"]["available"], 5);
 
-    // Someone else's valid token on this session id: refused, and told nothing it read.
-    let (_, _, theirs) = rpc(&web, Some(WEB), Some(&session), call(3)).await;
-    assert_eq!(theirs["result"]["isError"], true, "{theirs}");
+    // Someone else's valid token on this session id, or none (reads are public): refused
+    // before MCP, for every method, and the session is not taken over.
+    let (status, _, theirs) = rpc(&web, Some(WEB), Some(&session), call(3)).await;
     assert_eq!(
-        theirs["result"]["structuredContent"]["error"], "session_owner",
+        (status, theirs["error"].as_str()),
+        (403, Some("session_owner")),
         "{theirs}"
     );
-    // Nor is an anonymous caller (reads are public) lent the session.
-    let (_, _, anonymous) = rpc(&web, None, Some(&session), call(4)).await;
-    assert_eq!(
-        anonymous["result"]["structuredContent"]["error"], "session_owner",
-        "{anonymous}"
-    );
+    let (status, _, anonymous) = rpc(&web, None, Some(&session), call(4)).await;
+    assert_eq!(status, 403, "{anonymous}");
+    for method in ["GET", "DELETE"] {
+        let answer = web
+            .send(
+                method,
+                "/mcp",
+                Some(WEB),
+                &[
+                    ("mcp-session-id", session.as_str()),
+                    ("accept", "text/event-stream"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 403, "{method}: {}", answer.text);
+    }
     let (_, _, still_mine) = rpc(&web, Some(ASSISTANT), Some(&session), call(5)).await;
     assert_eq!(still_mine["result"]["isError"], false, "{still_mine}");
+
+    // The owner ends it; the id then names nothing.
+    let ended = web
+        .send(
+            "DELETE",
+            "/mcp",
+            Some(ASSISTANT),
+            &[("mcp-session-id", session.as_str())],
+            None,
+        )
+        .await;
+    assert!(ended.status < 300, "{}", ended.text);
+    let (status, _, _) = rpc(&web, Some(ASSISTANT), Some(&session), call(6)).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_past_the_bound_are_refused_at_initialize() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.mcp.max_sessions = 2;
+    let server = TestServer::start(cfg);
+    let web = Client::new(&server);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, _, answer) = rpc(&web, Some(ASSISTANT), None, init.clone()).await;
+        statuses.push((status, answer["error"].as_str().map(str::to_owned)));
+    }
+    assert_eq!(
+        statuses,
+        [
+            (200, None),
+            (200, None),
+            (503, Some("too_many_sessions".to_owned()))
+        ]
+    );
 }

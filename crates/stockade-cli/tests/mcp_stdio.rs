@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use rmcp::transport::TokioChildProcess;
 use stockade_tests::mcp::{
-    McpClient, own_order_invalidates_its_read, stale_read_after_a_web_checkout,
+    McpClient, bad_arguments_are_tool_errors, own_order_invalidates_its_read,
+    stale_read_after_a_web_checkout,
 };
 use stockade_tests::server::{ADMIN, Client, WEB};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -64,6 +65,7 @@ async fn the_reference_scenarios_over_stdio() {
     let assistant = McpClient::over(transport).await;
     stale_read_after_a_web_checkout(&assistant, &web, "SKU-7782").await;
     own_order_invalidates_its_read(&assistant, &web, "SKU-SELF").await;
+    bad_arguments_are_tool_errors(&assistant, "SKU-7782").await;
 
     // The process is the session: a read from before is still remembered, so a POS-less
     // web sale of the first SKU is told on the next result, whatever the tool.

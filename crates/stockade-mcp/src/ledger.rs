@@ -10,7 +10,8 @@
 //!
 //! Invariants: a session that read nothing is never told anything; a session is told only
 //! about SKUs it read; a read is reported stale at most once per change seen; the session's
-//! own writes are told by the write's invalidation block instead ([`ReadLedger::wrote`]).
+//! own writes are told by the write's invalidation block instead ([`ReadLedger::wrote`]),
+//! and a read the session then holds follows the SKU from the written version on.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -72,9 +73,13 @@ impl ReadLedger {
     }
 
     /// The session itself changed `sku`, to `version`: its write's result already says so,
-    /// so the change is not reported again, and its earlier read no longer stands.
+    /// so that change is not reported again. A read of the SKU moves up to the written
+    /// version: the model still holds figures for it, and a later change by someone else
+    /// must still be told.
     pub fn wrote(&mut self, sku: &Sku, version: u64) {
-        self.reads.remove(sku);
+        if let Some((seen, _)) = self.reads.get_mut(sku) {
+            *seen = (*seen).max(version);
+        }
         if self.stale.get(sku).is_some_and(|s| s.current <= version) {
             self.stale.remove(sku);
         }
@@ -145,29 +150,55 @@ impl ReadLedger {
     /// The block the session's next tool result begins with, if any read went stale; the
     /// reads it names are forgotten (the session must read them again).
     pub fn take_block(&mut self) -> Option<String> {
-        if self.stale.is_empty() {
-            return None;
-        }
-        let stale = std::mem::take(&mut self.stale);
-        let lines: Vec<String> = stale
-            .values()
-            .map(|s| {
-                self.reads.remove(&s.sku);
-                let now = s
-                    .available
-                    .map(|a| format!(" (now {a} available)"))
-                    .unwrap_or_default();
-                format!(
-                    "inventory.{} v{} → v{}{now}, caused by {}",
-                    s.sku, s.read, s.current, s.cause
-                )
-            })
-            .collect();
-        Some(format!(
-            "[System: Stale reads — {}. Read them again before quoting or promising stock.]",
-            lines.join("; ")
-        ))
+        block(&self.take_stale())
     }
+
+    /// The stale reads to tell now, forgotten here; [`ReadLedger::restore`] puts them
+    /// back if the result that was to tell them is never delivered.
+    pub fn take_stale(&mut self) -> Vec<StaleRead> {
+        let stale: Vec<StaleRead> = std::mem::take(&mut self.stale).into_values().collect();
+        for s in &stale {
+            self.reads.remove(&s.sku);
+        }
+        stale
+    }
+
+    /// Stale reads taken but not told (the call was cancelled): they are pending again,
+    /// unless the SKU has been read since.
+    pub fn restore(&mut self, stale: Vec<StaleRead>) {
+        for s in stale {
+            if self.reads.contains_key(&s.sku) {
+                continue;
+            }
+            self.counter += 1;
+            self.reads.insert(s.sku.clone(), (s.read, self.counter));
+            self.moved(&s.sku, s.current, s.cause, s.available);
+        }
+    }
+}
+
+/// The text of the stale-read block for `stale`, if there is anything to tell.
+pub fn block(stale: &[StaleRead]) -> Option<String> {
+    if stale.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = stale
+        .iter()
+        .map(|s| {
+            let now = s
+                .available
+                .map(|a| format!(" (now {a} available)"))
+                .unwrap_or_default();
+            format!(
+                "inventory.{} v{} → v{}{now}, caused by {}",
+                s.sku, s.read, s.current, s.cause
+            )
+        })
+        .collect();
+    Some(format!(
+        "[System: Stale reads — {}. Read them again before quoting or promising stock.]",
+        lines.join("; ")
+    ))
 }
 
 /// A notice's cause in words a model and a person both read: the channel, then what
@@ -289,12 +320,35 @@ mod tests {
     }
 
     #[test]
-    fn the_sessions_own_write_is_not_reported_as_staleness() {
+    fn the_sessions_own_write_is_not_reported_but_a_later_change_by_others_is() {
         let mut ledger = ReadLedger::new();
         ledger.read(&sku("A"), 5);
         ledger.wrote(&sku("A"), 6);
         assert!(!ledger.observe(&notice("A", 6, "reserve", Some("assistant"))));
         assert_eq!(ledger.take_block(), None);
+        assert!(ledger.observe(&notice("A", 7, "commit", Some("web"))));
+        assert!(ledger.take_block().unwrap().contains("inventory.A v6 → v7"));
+        // A SKU only written, never read, is not followed.
+        ledger.wrote(&sku("B"), 3);
+        assert!(!ledger.observe(&notice("B", 4, "commit", Some("web"))));
+    }
+
+    #[test]
+    fn stale_reads_taken_but_not_told_are_pending_again() {
+        let mut ledger = ReadLedger::new();
+        ledger.read(&sku("A"), 1);
+        ledger.read(&sku("B"), 1);
+        ledger.observe(&notice("A", 2, "commit", Some("web")));
+        ledger.observe(&notice("B", 2, "commit", Some("web")));
+        let taken = ledger.take_stale();
+        assert_eq!(taken.len(), 2);
+        assert_eq!(ledger.take_block(), None);
+        // B was read again meanwhile: only A is pending again.
+        ledger.read(&sku("B"), 2);
+        ledger.restore(taken);
+        let block = ledger.take_block().unwrap();
+        assert!(block.contains("inventory.A v1 → v2"), "{block}");
+        assert!(!block.contains("inventory.B"), "{block}");
     }
 
     #[test]

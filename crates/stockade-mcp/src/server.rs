@@ -340,10 +340,16 @@ impl StockadeMcp {
     }
 
     /// A refusal as the model reads it, with the stock as it is now when the refusal was
-    /// about stock (too little of it, or a version that moved).
-    async fn refusal(&self, tool: ToolName, error: ApiError) -> CallToolResult {
+    /// about stock (too little of it, or a version that moved); and that SKU and version,
+    /// when one was shown.
+    async fn refusal(
+        &self,
+        tool: ToolName,
+        error: ApiError,
+    ) -> (CallToolResult, Option<(Sku, u64)>) {
         let mut error = error;
         let mut now = String::new();
+        let mut shown = None;
         if matches!(
             error.code,
             "insufficient_stock" | "version_conflict" | "short"
@@ -364,6 +370,7 @@ impl StockadeMcp {
                 current.version,
                 current.as_of.as_deref().unwrap_or("now")
             );
+            shown = Some((sku.clone(), current.version));
             error = error.with("current", current);
         }
         let nothing = if tool == ToolName::OrdersCreate {
@@ -379,8 +386,20 @@ impl StockadeMcp {
         );
         let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
         result.structured_content = Some(error.body());
-        result
+        (result, shown)
     }
+}
+
+/// The SKUs an `orders.create` call names, as far as its arguments can be read.
+fn order_skus(arguments: &JsonObject) -> Vec<Sku> {
+    arguments
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("sku")?.as_str())
+        .filter_map(|sku| Sku::new(sku).ok())
+        .collect()
 }
 
 /// The tool's arguments as `T`; a shape error names the tool and the field.
@@ -488,15 +507,20 @@ impl ServerHandler for StockadeMcp {
         };
         let caller = match self.caller(&ctx) {
             Ok(caller) => caller,
-            Err(e) => return Ok(self.refusal(tool, e).await.into()),
+            Err(e) => return Ok(self.refusal(tool, e).await.0.into()),
         };
+        let _turn = self.session.turn().await;
         self.session.catch_up(&self.backend).await;
         // Taken before this call's own reads and writes: a read of a stale SKU still
         // tells the model that what it held before was wrong.
-        let stale = self.session.take_block();
-        let outcome = self
-            .run(tool, request.arguments.unwrap_or_default(), &caller)
-            .await;
+        let stale = self.session.take_stale();
+        let arguments = request.arguments.unwrap_or_default();
+        let ordered = if tool == ToolName::OrdersCreate {
+            order_skus(&arguments)
+        } else {
+            Vec::new()
+        };
+        let outcome = self.run(tool, arguments, &caller).await;
         metrics::counter!(
             "stockade_mcp_calls_total",
             "tool" => tool.as_str(),
@@ -504,9 +528,9 @@ impl ServerHandler for StockadeMcp {
         )
         .increment(1);
         let mut blocks = Vec::new();
-        if let Some(stale) = stale {
+        if let Some(block) = crate::ledger::block(&stale) {
             metrics::counter!("stockade_mcp_stale_blocks_total").increment(1);
-            blocks.push(ContentBlock::text(stale));
+            blocks.push(ContentBlock::text(block));
         }
         let mut result = match outcome {
             Ok(done) => {
@@ -523,8 +547,26 @@ impl ServerHandler for StockadeMcp {
                 }
                 CallToolResult::structured(done.value)
             }
-            Err(e) => self.refusal(tool, e).await,
+            Err(e) => {
+                let (result, shown) = self.refusal(tool, e).await;
+                // A refused order held and released its lines itself: those changes are
+                // the session's own, not news from another channel.
+                for sku in ordered.iter().filter(|s| self.session.has_read(s)) {
+                    if let Ok(level) = self.backend.inventory.stock(sku).await {
+                        self.session.wrote(sku, level.version);
+                    }
+                }
+                // The stock the refusal showed is what the model now holds.
+                if let Some((sku, version)) = shown {
+                    self.session.read(&sku, version);
+                }
+                result
+            }
         };
+        if ctx.ct.is_cancelled() {
+            // The answer will not be delivered: what it was to tell stays pending.
+            self.session.restore(stale);
+        }
         blocks.append(&mut result.content);
         result.content = blocks;
         Ok(result.into())
@@ -555,6 +597,7 @@ impl ServerHandler for StockadeMcp {
         let sku = resource_sku(&uri).ok_or_else(|| not_found(&uri))?;
         self.caller(&ctx)
             .map_err(|e| ErrorData::invalid_request(e.message, None))?;
+        let _turn = self.session.turn().await;
         self.session.follow(&self.backend);
         let level = match self.backend.inventory.stock(&sku).await {
             Ok(level) => level,

@@ -13,7 +13,10 @@
 //!   on this very result, not the next one;
 //! - a feed that fell too far behind is cut off by the hub; the session then subscribes
 //!   again and replays the outbox from where it was, or, if the outbox no longer has
-//!   those notices, asks the engine for the version of every SKU it read.
+//!   those notices, compares every SKU it read with the read model;
+//! - a session's calls take turns ([`Session::turn`]): otherwise one call could drain the
+//!   notice for a SKU another call has read but not yet recorded, and it would never be
+//!   told.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -25,7 +28,7 @@ use stockade_domain::{Principal, Sku};
 use stockade_projections::{HubMessage, HubSubscriber};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::ledger::ReadLedger;
+use crate::ledger::{ReadLedger, StaleRead};
 use crate::server::Backend;
 
 /// Notices a session's feed may hold before the hub cuts it off. A session that is idle
@@ -60,6 +63,8 @@ pub struct Session {
     subscriptions: Arc<Mutex<BTreeSet<String>>>,
     /// Ends the subscription watcher when the session ends.
     watcher: Mutex<Option<DropGuard>>,
+    /// Held by a call from catching up to recording what it read and wrote.
+    turn: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,9 +99,24 @@ impl Session {
         lock(&self.ledger).wrote(sku, version);
     }
 
-    /// The stale-read block for the next result, if any.
-    pub fn take_block(&self) -> Option<String> {
-        lock(&self.ledger).take_block()
+    /// Waits for the session's other calls to finish their bookkeeping.
+    pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turn.lock().await
+    }
+
+    /// Whether the session has read `sku` (and still follows it).
+    pub fn has_read(&self, sku: &Sku) -> bool {
+        lock(&self.ledger).reads().any(|(s, _)| s == sku)
+    }
+
+    /// The stale reads to tell on this result.
+    pub fn take_stale(&self) -> Vec<StaleRead> {
+        lock(&self.ledger).take_stale()
+    }
+
+    /// Stale reads that were to be told by a result that was never delivered.
+    pub fn restore(&self, stale: Vec<StaleRead>) {
+        lock(&self.ledger).restore(stale);
     }
 
     /// Brings the ledger up to the log's head as of now (see the module docs).
@@ -156,20 +176,21 @@ impl Session {
         self.check_reads(backend).await;
     }
 
-    /// Asks the engine for the version of every SKU the session read.
+    /// Compares every SKU the session read with the read model, which the wait in
+    /// [`Session::catch_up`] brought up to the log's head. (The read model, not the
+    /// engine: asking thousands of actors, some passivated, would stall this result.)
     async fn check_reads(&self, backend: &Backend) {
-        let reads: Vec<(Sku, u64)> = lock(&self.ledger)
+        let reads: Vec<Sku> = lock(&self.ledger)
             .reads()
-            .map(|(sku, version)| (sku.clone(), version))
+            .map(|(sku, _)| sku.clone())
             .collect();
-        for (sku, _) in reads {
-            if let Ok(level) = backend.inventory.stock(&sku).await {
-                let available = stockade_projections::Level::of(&level.view).available;
+        for sku in reads {
+            if let Ok(Some(row)) = backend.models.stock(&sku).await {
                 lock(&self.ledger).moved(
                     &sku,
-                    level.version,
+                    row.version,
                     "changes while this session was idle".to_owned(),
-                    available,
+                    row.level.available,
                 );
             }
         }

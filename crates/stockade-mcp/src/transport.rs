@@ -28,6 +28,8 @@ pub struct HttpOptions {
     /// `Host` values accepted (DNS-rebinding protection); empty accepts any, for a
     /// server behind a proxy or a name.
     pub allowed_hosts: Vec<String>,
+    /// Browser `Origin` values accepted; empty checks none.
+    pub allowed_origins: Vec<String>,
     /// Cancelled at shutdown: open SSE streams end instead of holding the grace period.
     pub cancel: CancellationToken,
 }
@@ -45,6 +47,11 @@ pub fn http_service(backend: Arc<Backend>, options: HttpOptions) -> HttpService 
         config.disable_allowed_hosts()
     } else {
         config.with_allowed_hosts(options.allowed_hosts)
+    };
+    let config = if options.allowed_origins.is_empty() {
+        config.disable_allowed_origins()
+    } else {
+        config.with_allowed_origins(options.allowed_origins)
     };
     StreamableHttpService::new(
         move || Ok(StockadeMcp::over_http(backend.clone())),

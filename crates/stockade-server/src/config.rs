@@ -287,9 +287,14 @@ pub struct McpConfig {
     pub policy_file: Option<PathBuf>,
     /// A session with no message for this long is closed, and its read ledger with it.
     pub session_idle_seconds: u64,
-    /// `Host` header values `/mcp` accepts (DNS-rebinding protection for a server on a
-    /// developer's machine); empty accepts any.
-    pub allowed_hosts: Vec<String>,
+    /// `Host` header values `/mcp` accepts (DNS-rebinding protection). Unset: the
+    /// loopback names when the server listens on loopback, any otherwise; `[]`: any.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Browser `Origin` values `/mcp` accepts (`http://localhost:*`). Unset: loopback
+    /// origins when the server listens on loopback, unchecked otherwise; `[]`: unchecked.
+    pub allowed_origins: Option<Vec<String>>,
+    /// MCP sessions open at once; an `initialize` past it gets 503.
+    pub max_sessions: usize,
 }
 
 impl Default for McpConfig {
@@ -298,12 +303,38 @@ impl Default for McpConfig {
             enabled: true,
             policy_file: None,
             session_idle_seconds: 1800,
-            allowed_hosts: Vec::new(),
+            allowed_hosts: None,
+            allowed_origins: None,
+            max_sessions: 1000,
         }
     }
 }
 
 impl McpConfig {
+    /// The `Host` and `Origin` allow-lists for a server listening on `listen`.
+    pub fn allowed(&self, listen: SocketAddr) -> (Vec<String>, Vec<String>) {
+        let loopback = listen.ip().is_loopback();
+        let hosts = self.allowed_hosts.clone().unwrap_or_else(|| {
+            if loopback {
+                ["localhost", "127.0.0.1", "::1"]
+                    .map(str::to_owned)
+                    .to_vec()
+            } else {
+                Vec::new()
+            }
+        });
+        let origins = self.allowed_origins.clone().unwrap_or_else(|| {
+            if loopback {
+                ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+                    .map(str::to_owned)
+                    .to_vec()
+            } else {
+                Vec::new()
+            }
+        });
+        (hosts, origins)
+    }
+
     /// The policy this server tags its tools with: the file's, or the built-in one.
     pub fn policy(&self) -> Result<stockade_mcp::Policy, ConfigError> {
         match &self.policy_file {
@@ -425,8 +456,10 @@ impl ServerConfig {
         if self.stream.keepalive_seconds == 0 {
             return Err(bad("stream.keepalive_seconds must be positive"));
         }
-        if self.mcp.session_idle_seconds == 0 {
-            return Err(bad("mcp.session_idle_seconds must be positive"));
+        if self.mcp.session_idle_seconds == 0 || self.mcp.max_sessions == 0 {
+            return Err(bad(
+                "mcp.session_idle_seconds and mcp.max_sessions must be positive",
+            ));
         }
         self.engine.to_engine().validate().map_err(bad)?;
         self.store.to_engine(&self.data_dir)?;

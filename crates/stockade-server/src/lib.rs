@@ -164,12 +164,20 @@ async fn open(
         policy,
     ));
     let mcp_cancel = tokio_util::sync::CancellationToken::new();
+    let listen = match &listener {
+        Some(l) => l
+            .local_addr()
+            .map_err(|e| StartError::Io(format!("read the listener's address: {e}")))?,
+        None => config.listen,
+    };
+    let (allowed_hosts, allowed_origins) = config.mcp.allowed(listen);
     let mcp = config.mcp.enabled.then(|| {
         state::McpService(stockade_mcp::http_service(
             mcp_backend.clone(),
             stockade_mcp::HttpOptions {
                 session_idle: Duration::from_secs(config.mcp.session_idle_seconds),
-                allowed_hosts: config.mcp.allowed_hosts.clone(),
+                allowed_hosts,
+                allowed_origins,
                 cancel: mcp_cancel.clone(),
             },
         ))
@@ -190,6 +198,7 @@ async fn open(
         closing: AtomicBool::new(false),
         mcp_backend,
         mcp,
+        mcp_sessions: Default::default(),
     });
     let (addr, server) = match listener {
         Some(listener) => {

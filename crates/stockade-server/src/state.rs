@@ -41,6 +41,8 @@ pub struct AppState {
     pub mcp_backend: std::sync::Arc<stockade_mcp::Backend>,
     /// The `/mcp` transport; `None` when turned off.
     pub mcp: Option<McpService>,
+    /// Who opened each MCP session.
+    pub mcp_sessions: crate::routes::mcp::Sessions,
 }
 
 /// rmcp's HTTP service, shared by every worker (sessions live in it).

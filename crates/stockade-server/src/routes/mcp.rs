@@ -5,17 +5,90 @@
 //! request goes on), the caller it names rides in the request's extensions for the tools
 //! to read, and the body is read with the same bounds as every other body. rmcp's answer
 //! is copied back: JSON in one piece, an SSE stream as a stream.
+//!
+//! The bridge also keeps what rmcp does not:
+//! - who opened each session (at `initialize`): a request naming the session under any
+//!   other principal (or none) is refused with 403 before rmcp sees it, GET and DELETE
+//!   included, so a leaked `Mcp-Session-Id` lends nobody the session;
+//! - a bound on open sessions (`mcp.max_sessions`; an `initialize` past it gets 503);
+//! - the server's load accounting: a call answered as a stream counts as in flight until
+//!   the stream ends, and the standalone GET stream takes a slot of `max_streams`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures::StreamExt;
 use http_body_util::{BodyDataStream, BodyExt, Full};
+use stockade_domain::Principal;
 use stockade_mcp::{Access, McpCaller};
 use stockade_wire::{ApiError, ErrorKind};
 
 use crate::auth::{Caller, Need, Role};
 use crate::body;
 use crate::error::{HttpError, Result};
-use crate::state::AppState;
+use crate::routes::InFlight;
+use crate::state::{AppState, header};
+use crate::stream::StreamSlot;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Who opened each MCP session, and when it was last used.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    owners: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<Principal>, Instant)>> {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refuses a request for session `id` from anyone but its owner. An id never seen
+    /// passes: rmcp answers it with 404, as the protocol wants.
+    fn check(&self, id: &str, principal: Option<&Principal>) -> Result<()> {
+        match self.lock().get_mut(id) {
+            Some((owner, seen)) if owner.as_ref() == principal => {
+                *seen = Instant::now();
+                Ok(())
+            }
+            Some(_) => Err(HttpError(ApiError::new(
+                ErrorKind::Forbidden,
+                "session_owner",
+                "this MCP session was opened by another principal; initialize a session of your own",
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `max` sessions are open, after forgetting those idle past `idle` (rmcp has
+    /// closed them by then).
+    fn full(&self, max: usize, idle: Duration) -> bool {
+        let mut owners = self.lock();
+        owners.retain(|_, (_, seen)| seen.elapsed() < idle);
+        owners.len() >= max
+    }
+
+    fn opened(&self, id: String, principal: Option<Principal>) {
+        self.lock().insert(id, (principal, Instant::now()));
+    }
+
+    fn closed(&self, id: &str) {
+        self.lock().remove(id);
+    }
+}
+
+/// Whether `body` is a JSON-RPC `initialize` request (the one that opens a session).
+fn is_initialize(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|v| v.get("method").and_then(|m| m.as_str()) == Some("initialize"))
+}
+
+fn unavailable(code: &'static str, message: &str) -> HttpError {
+    HttpError(ApiError::new(ErrorKind::Unavailable, code, message))
+}
 
 /// Hop-by-hop or framing headers: the side that sends the message sets its own.
 const NOT_COPIED: [&str; 4] = [
@@ -39,11 +112,43 @@ pub async fn endpoint(
         )));
     };
     let caller = mcp_caller(state.authorize(&req, Need::Read, None)?);
-    let bytes = if req.method() == actix_web::http::Method::POST {
+    let method = req.method().clone();
+    let session = header(&req, SESSION_HEADER)?;
+    if let Some(id) = &session {
+        state.mcp_sessions.check(id, caller.principal.as_ref())?;
+    }
+    let bytes = if method == actix_web::http::Method::POST {
         body::read(&req, payload, state.config.limits.max_body_bytes).await?
     } else {
         web::Bytes::new()
     };
+    let limits = &state.config.mcp;
+    if session.is_none()
+        && is_initialize(&bytes)
+        && state.mcp_sessions.full(
+            limits.max_sessions,
+            Duration::from_secs(limits.session_idle_seconds),
+        )
+    {
+        return Err(unavailable(
+            "too_many_sessions",
+            "the server has as many MCP sessions open as it allows; retry later",
+        ));
+    }
+    // The standalone GET stream stays open for the session's life: it is a stream.
+    let slot = if method == actix_web::http::Method::GET {
+        Some(
+            StreamSlot::take(&state.clone().into_inner()).ok_or_else(|| {
+                unavailable(
+                    "too_many_streams",
+                    "the server has as many streams open as it allows",
+                )
+            })?,
+        )
+    } else {
+        None
+    };
+    let principal = caller.principal.clone();
     let mut builder = http1::Request::builder()
         .method(req.method().as_str())
         .uri(req.uri().to_string());
@@ -64,6 +169,19 @@ pub async fn endpoint(
 
     let (parts, body) = service.0.handle(request).await.into_parts();
     let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if status.is_success() {
+        match (&session, parts.headers.get(SESSION_HEADER)) {
+            (None, Some(opened)) => {
+                if let Ok(id) = opened.to_str() {
+                    state.mcp_sessions.opened(id.to_owned(), principal);
+                }
+            }
+            (Some(id), _) if method == actix_web::http::Method::DELETE => {
+                state.mcp_sessions.closed(id);
+            }
+            _ => {}
+        }
+    }
     let mut response = HttpResponse::build(status);
     for (name, value) in &parts.headers {
         if !NOT_COPIED.contains(&name.as_str()) {
@@ -76,7 +194,16 @@ pub async fn endpoint(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if is_stream {
-        return Ok(response.streaming(BodyDataStream::new(body)));
+        // Held until the stream ends: a POST's stream carries the call's answer, so the
+        // call is in flight until then; the GET stream holds its stream slot.
+        let call =
+            (method == actix_web::http::Method::POST).then(|| InFlight::enter(state.clone()));
+        let held = (slot, call);
+        let stream = BodyDataStream::new(body).map(move |item| {
+            let _ = &held;
+            item
+        });
+        return Ok(response.streaming(stream));
     }
     // The body is in memory already (rmcp's bodies never fail: `Infallible`).
     let bytes = match body.collect().await {

@@ -116,7 +116,16 @@ pub async fn guard(
 }
 
 /// One request in flight; counted out when dropped, even if the handler failed.
-struct InFlight(web::Data<AppState>);
+pub(crate) struct InFlight(web::Data<AppState>);
+
+impl InFlight {
+    /// Counts in work that outlives its response head (an MCP call answered as a
+    /// stream): admission was the middleware's; this keeps the count true.
+    pub(crate) fn enter(state: web::Data<AppState>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(state)
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
