@@ -101,10 +101,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Writes the command's result to stdout (the one place this binary prints to it).
-#[allow(clippy::print_stdout)]
+/// Writes the command's result to stdout (the one place this binary prints to it). A
+/// reader that has gone (`stockade serve | head -3`) is not a reason to stop serving, so
+/// a failed write is ignored rather than a panic.
 fn emit(text: &str) {
-    println!("{text}");
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 fn fail(message: &str) -> ExitCode {
