@@ -298,10 +298,16 @@ async fn get(http: &reqwest::Client, url: String) -> Value {
 }
 
 /// Checks the server against the model: SKU sums always, reservations (a sample, or all).
-async fn verify(http: &reqwest::Client, base: &str, model: &Model, all: bool, rng: &mut Lcg) {
+async fn verify(
+    http: &reqwest::Client,
+    base: &str,
+    reservations: &BTreeMap<String, Reservation>,
+    all: bool,
+    rng: &mut Lcg,
+) {
     let mut held: HashMap<&str, u64> = HashMap::new();
     let mut sold: HashMap<&str, u64> = HashMap::new();
-    for r in model.reservations.values() {
+    for r in reservations.values() {
         for (sku, qty) in &r.lines {
             match r.state {
                 State::Held => *held.entry(sku).or_default() += qty,
@@ -318,7 +324,7 @@ async fn verify(http: &reqwest::Client, base: &str, model: &Model, all: bool, rn
         assert_eq!(level["on_hand"], on_hand, "{sku}: {level}");
         assert_eq!(level["available"], on_hand - reserved, "{sku}: {level}");
     }
-    let ids: Vec<&String> = model.reservations.keys().collect();
+    let ids: Vec<&String> = reservations.keys().collect();
     let sample: Vec<&String> = if all {
         ids
     } else {
@@ -328,7 +334,7 @@ async fn verify(http: &reqwest::Client, base: &str, model: &Model, all: bool, rn
     };
     for id in sample {
         let status = get(http, format!("{base}/api/reservations/{id}")).await;
-        let expected = match model.reservations[id].state {
+        let expected = match reservations[id].state {
             State::Held => "held",
             State::Committed => "committed",
             State::Released => "released",
@@ -453,10 +459,8 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
             }
             replays_checked += 1;
         }
-        {
-            let snapshot = model.lock().unwrap();
-            verify(&http, &base, &snapshot, kill == KILLS - 1, &mut rng).await;
-        }
+        let snapshot = model.lock().unwrap().reservations.clone();
+        verify(&http, &base, &snapshot, kill == KILLS - 1, &mut rng).await;
         publish.send_replace(Some(base));
     }
 
