@@ -57,6 +57,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub mod backend;
 pub mod engine;
 pub mod http_receiver;
+pub mod linearizability;
 pub mod mcp;
 pub mod projection;
 pub mod scenarios;

@@ -11,6 +11,11 @@
 //!   second writer anywhere (another node, a stale actor) is fenced by the store;
 //! - a caller is answered only after its events are durable, or with a rejection that
 //!   wrote nothing, or with "outcome unknown" when the store could not say;
+//! - a rejection is answered only once every event decided before it is durable: it was
+//!   decided against the speculative state, and until then that state may not be the
+//!   truth. (Answered at once, a refusal such as "already committed" could reach a caller
+//!   before any reader can see the commit, or stand although the commit then failed: not
+//!   linearizable.) If those events do not land as decided, it is decided again;
 //! - after a conflict or a failed append the actor re-reads the stream, answers every
 //!   command of the failed batch by what the store holds, and decides the rest again
 //!   against the reloaded state. While it re-reads, it takes no new message.
@@ -134,6 +139,16 @@ struct Pending {
     reply: Option<Reply<Accepted>>,
 }
 
+/// A refusal decided against events that are not durable yet, held until they are.
+struct Deferred {
+    command: Command,
+    request: RequestMeta,
+    reply: Reply<Accepted>,
+    error: Error,
+    /// The refusal stands once the durable version reaches this.
+    after: u64,
+}
+
 /// A keyed command that arrived while an earlier one with the same key was undecided.
 struct Follower {
     command: Command,
@@ -168,6 +183,9 @@ pub(crate) struct SkuActor {
     pending_keys: HashMap<KeyScope, (Fingerprint, Vec<Follower>)>,
     queued: VecDeque<Pending>,
     in_flight: Option<Vec<Pending>>,
+    /// Refusals waiting for the events they were decided against; `after` never falls
+    /// along the queue.
+    deferred: VecDeque<Deferred>,
     timer: Option<(Timestamp, SpawnHandle)>,
     snapshot_version: u64,
     snapshot_in_flight: bool,
@@ -228,6 +246,7 @@ impl SkuActor {
             keys: KeyTable::new(retention),
             pending_keys: HashMap::new(),
             queued: VecDeque::new(),
+            deferred: VecDeque::new(),
             in_flight: None,
             timer: None,
             snapshot_version: 0,
@@ -303,21 +322,18 @@ impl SkuActor {
         if let Some(expected) = request.expected_version
             && expected != self.speculative_version
         {
-            tell(
-                reply,
-                Err(Error::Conflict {
-                    sku: self.sku.clone(),
-                    expected,
-                    actual: self.speculative_version,
-                }),
-            );
-            return;
+            let error = Error::Conflict {
+                sku: self.sku.clone(),
+                expected,
+                actual: self.speculative_version,
+            };
+            return self.refuse(command, request, reply, error);
         }
         let events = match decide(&self.speculative, &command, now) {
             Ok(events) => events,
             Err(rejection) => {
-                tell(reply, Err(self.error_from(rejection)));
-                return;
+                let error = self.error_from(rejection);
+                return self.refuse(command, request, reply, error);
             }
         };
         let mut data = Vec::with_capacity(events.len());
@@ -387,6 +403,42 @@ impl SkuActor {
             bytes,
             reply,
         });
+    }
+
+    /// Answers a refusal decided against the speculative state: at once if that state is
+    /// durable, else once it is (see the module's invariants).
+    fn refuse(
+        &mut self,
+        command: Command,
+        request: RequestMeta,
+        reply: Option<Reply<Accepted>>,
+        error: Error,
+    ) {
+        match reply {
+            Some(reply) if self.speculative_version > self.durable_version => {
+                self.deferred.push_back(Deferred {
+                    command,
+                    request,
+                    reply,
+                    error,
+                    after: self.speculative_version,
+                });
+            }
+            reply => tell(reply, Err(error)),
+        }
+    }
+
+    /// Answers the refusals whose premises are now durable.
+    fn settle_deferred(&mut self) {
+        while self
+            .deferred
+            .front()
+            .is_some_and(|d| d.after <= self.durable_version)
+        {
+            if let Some(d) = self.deferred.pop_front() {
+                d.reply.send(Err(d.error));
+            }
+        }
     }
 
     /// Rebuilds the speculative state from the durable one plus everything still pending.
@@ -515,6 +567,7 @@ impl SkuActor {
             self.durable_version = version;
             self.answer(p, None, version, false);
         }
+        self.settle_deferred();
         sound
     }
 
@@ -632,6 +685,13 @@ impl SkuActor {
                 .stats
                 .record_batch(landed_commands, landed_events);
         }
+        // Refusals decided against the failed batch: their premise is gone; decide them
+        // again, before the commands queued after them.
+        redo.extend(
+            self.deferred
+                .drain(..)
+                .map(|d| (d.command, d.request, Some(d.reply))),
+        );
         redo.extend(
             self.queued
                 .drain(..)
@@ -659,6 +719,9 @@ impl SkuActor {
         let pending = self.in_flight.take().into_iter().flatten();
         for p in pending.chain(self.queued.drain(..)) {
             tell(p.reply, Err(error.clone()));
+        }
+        for d in self.deferred.drain(..) {
+            d.reply.send(Err(error.clone()));
         }
         for (_, (_, followers)) in self.pending_keys.drain() {
             for f in followers {
@@ -794,6 +857,7 @@ impl SkuActor {
         self.phase == Phase::Ready
             && self.in_flight.is_none()
             && self.queued.is_empty()
+            && self.deferred.is_empty()
             && self.pending_keys.is_empty()
             && self.waiting.load(Ordering::Acquire) == 0
     }

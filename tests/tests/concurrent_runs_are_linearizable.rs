@@ -1,0 +1,189 @@
+//! Concurrent reservations, commits, releases and reads on a few SKUs, recorded as a
+//! history (invocation and return instants, results) and checked against the sequential
+//! model of a SKU, SKU by SKU (`stockade_tests::linearizability`). Stock is scarce, so
+//! refusals and races for the last units are the common case. Small histories (up to 100
+//! operations per SKU), several seeds: what CI can afford.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use stockade_domain::{Quantity, Rejection};
+use stockade_engine::{Error, Inventory, Origin, ReserveOptions};
+use stockade_tests::engine::{open_sqlite, register};
+use stockade_tests::linearizability::{Call, Op, Ret, check};
+
+const SKUS: usize = 3;
+const STOCK: u64 = 6;
+const TASKS_PER_SKU: usize = 4;
+const OPS_PER_TASK: usize = 25;
+
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn not_live(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NotFound(_)
+            | Error::Rejected {
+                rejection: Rejection::AlreadyResolved { .. } | Rejection::UnknownReservation { .. },
+                ..
+            }
+    )
+}
+
+/// One task's operations on `sku`; holds it got are shared with the SKU's other tasks,
+/// so commits and releases race each other too.
+async fn client(
+    inventory: Inventory,
+    sku: stockade_domain::Sku,
+    seed: u64,
+    clock: Instant,
+    holds: Arc<Mutex<Vec<stockade_domain::ReservationId>>>,
+) -> Vec<Op> {
+    let mut rng = Lcg(seed);
+    let mut history = Vec::with_capacity(OPS_PER_TASK);
+    let at = || clock.elapsed().as_nanos() as u64;
+    for _ in 0..OPS_PER_TASK {
+        let pick = {
+            let holds = holds.lock().unwrap();
+            (!holds.is_empty()).then(|| holds[rng.below(holds.len() as u64) as usize])
+        };
+        let choice = rng.below(10);
+        let invoked = at();
+        let (call, ret) = match (choice, pick) {
+            (0..=4, _) | (_, None) => {
+                let qty = 1 + rng.below(3);
+                let outcome = inventory
+                    .reserve(&sku, Quantity::new(qty), ReserveOptions::default())
+                    .await;
+                let ret = match outcome {
+                    Ok(held) => {
+                        holds.lock().unwrap().push(held.id);
+                        Ret::Held {
+                            id: held.id.as_uuid().as_u128(),
+                        }
+                    }
+                    Err(Error::Rejected {
+                        rejection: Rejection::InsufficientStock { .. },
+                        ..
+                    }) => Ret::Refused,
+                    Err(e) => panic!("reserve: {e}"),
+                };
+                (Call::Reserve { qty }, ret)
+            }
+            (5..=6, Some(id)) => {
+                let ret = match inventory.commit(id, &Origin::default()).await {
+                    Ok(_) => Ret::Done,
+                    Err(e) if not_live(&e) => Ret::NotLive,
+                    Err(e) => panic!("commit: {e}"),
+                };
+                (
+                    Call::Commit {
+                        id: id.as_uuid().as_u128(),
+                    },
+                    ret,
+                )
+            }
+            (7, Some(id)) => {
+                let ret = match inventory.release(id, &Origin::default()).await {
+                    Ok(_) => Ret::Done,
+                    Err(e) if not_live(&e) => Ret::NotLive,
+                    Err(e) => panic!("release: {e}"),
+                };
+                (
+                    Call::Release {
+                        id: id.as_uuid().as_u128(),
+                    },
+                    ret,
+                )
+            }
+            _ => {
+                let level = inventory.stock(&sku).await.unwrap();
+                (
+                    Call::Read,
+                    Ret::Level {
+                        on_hand: level.view.limit.map_or(0, |l| l.get()),
+                        reserved: level.view.reserved.get(),
+                    },
+                )
+            }
+        };
+        history.push(Op {
+            call,
+            ret,
+            invoked,
+            returned: at(),
+        });
+    }
+    history
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_recorded_history_has_a_sequential_explanation() {
+    let (mut checked, mut refused, mut not_live_seen) = (0, 0, 0);
+    for round in 0..4u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let inventory = open_sqlite(dir.path()).await;
+        let mut skus = Vec::new();
+        for s in 0..SKUS {
+            skus.push(register(&inventory, &format!("LIN-{round}-{s}"), STOCK).await);
+        }
+        let clock = Instant::now();
+        let mut runs = Vec::new();
+        for (s, sku) in skus.iter().enumerate() {
+            let holds = Arc::new(Mutex::new(Vec::new()));
+            let tasks: Vec<_> = (0..TASKS_PER_SKU)
+                .map(|t| {
+                    tokio::spawn(client(
+                        inventory.clone(),
+                        sku.clone(),
+                        round * 1000 + (s * TASKS_PER_SKU + t) as u64 + 1,
+                        clock,
+                        holds.clone(),
+                    ))
+                })
+                .collect();
+            runs.push((sku.clone(), tasks));
+        }
+        for (sku, tasks) in runs {
+            let mut history = Vec::new();
+            for task in tasks {
+                history.extend(task.await.unwrap());
+            }
+            refused += history.iter().filter(|o| o.ret == Ret::Refused).count();
+            not_live_seen += history.iter().filter(|o| o.ret == Ret::NotLive).count();
+            if check(STOCK, &history) != Ok(true) {
+                history.sort_by_key(|o| o.invoked);
+                let lines: Vec<String> = history
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{:>9}..{:>9} {:?} -> {:?}",
+                            o.invoked / 1000,
+                            o.returned / 1000,
+                            o.call,
+                            o.ret
+                        )
+                    })
+                    .collect();
+                panic!("{sku}: not linearizable (µs):\n{}", lines.join("\n"));
+            }
+            checked += history.len();
+        }
+        inventory.shutdown().await;
+    }
+    eprintln!(
+        "linearizability: {checked} operations checked; {refused} refusals, {not_live_seen} resolutions of holds no longer live"
+    );
+    assert!(refused > 0 && not_live_seen > 0, "the runs never contended");
+}
