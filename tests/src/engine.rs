@@ -72,6 +72,8 @@ pub enum Fault {
     Slow(Duration),
     /// Written, but the caller is told it failed (the reply was lost).
     LostReply,
+    /// Refused after a delay, nothing written (a disk that hung, then said no).
+    FailAfter(Duration),
 }
 
 /// A store wrapper that injects faults into appends, by a deterministic schedule:
@@ -121,6 +123,10 @@ impl EventStore for FaultyStore {
         match fault {
             Fault::None => self.inner.append(stream, expected, events).await,
             Fault::Fail => Err(StoreError::Unavailable("injected: disk said no".into())),
+            Fault::FailAfter(delay) => {
+                tokio::time::sleep(delay).await;
+                Err(StoreError::Unavailable("injected: disk hung, then said no".into()))
+            }
             Fault::Slow(delay) => {
                 // Like a request already on the wire: it lands even if the caller stops
                 // waiting for it.

@@ -196,3 +196,43 @@ async fn a_keyed_retry_after_a_timed_out_append_gets_what_the_store_holds() {
         Quantity::new(2)
     );
 }
+
+/// A refusal decided against a commit still in flight waits for it; when that commit's
+/// append fails, the refusal's premise is gone and it is decided again. Answered at once,
+/// the second caller would have been told "already committed" of a hold that stayed live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_decided_against_a_failed_append_is_decided_again() {
+    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    // Appends: 0 registration, 1 reservation, 2 the first commit (hangs, then fails).
+    let faulty = Arc::new(FaultyStore::new(memory.clone(), |n| match n {
+        2 => Fault::FailAfter(Duration::from_millis(200)),
+        _ => Fault::None,
+    }));
+    let inventory = open_on(faulty, test_engine()).await;
+    let item = sku("PREMISE");
+    inventory
+        .register(&item, physical(5), &Origin::default())
+        .await
+        .unwrap();
+    let held = inventory
+        .reserve(&item, Quantity::new(2), ReserveOptions::default())
+        .await
+        .unwrap();
+    let first = {
+        let inventory = inventory.clone();
+        tokio::spawn(async move { inventory.commit(held.id, &Origin::default()).await })
+    };
+    // Sent while the first commit's append hangs: decided against it, "already resolved".
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = inventory.commit(held.id, &Origin::default()).await;
+    let first = first.await.unwrap();
+    assert!(matches!(first, Err(Error::Unavailable(_))), "{first:?}");
+    assert!(
+        second.is_ok(),
+        "the second commit must be decided again once the first failed: {second:?}"
+    );
+    let level = inventory.stock(&item).await.unwrap();
+    assert_eq!(level.view.reserved, Quantity::new(0));
+    assert_eq!(level.view.limit, Some(Quantity::new(3)), "sold once");
+    checked_log(&memory).await;
+}
