@@ -125,7 +125,9 @@ impl EventStore for FaultyStore {
             Fault::Fail => Err(StoreError::Unavailable("injected: disk said no".into())),
             Fault::FailAfter(delay) => {
                 tokio::time::sleep(delay).await;
-                Err(StoreError::Unavailable("injected: disk hung, then said no".into()))
+                Err(StoreError::Unavailable(
+                    "injected: disk hung, then said no".into(),
+                ))
             }
             Fault::Slow(delay) => {
                 // Like a request already on the wire: it lands even if the caller stops

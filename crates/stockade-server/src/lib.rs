@@ -110,6 +110,7 @@ async fn open(
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| StartError::Io(format!("create {}: {e}", data_dir.display())))?;
+    writable(&data_dir)?;
     let generated = auth::ensure_tokens(&mut config.auth, &data_dir)?;
     let tokens = auth::Tokens::from_config(&config.auth)?;
     telemetry::handle();
@@ -233,6 +234,20 @@ async fn open(
         stop_background,
         background,
     })
+}
+
+/// Refuses a data directory the server cannot write (a read-only mount, wrong owner)
+/// with that reason, before SQLite reports it as "unable to open database file".
+fn writable(dir: &Path) -> Result<(), StartError> {
+    let probe = dir.join(".stockade-write-check");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            StartError::Io(format!(
+                "the data directory {} is not writable: {e}",
+                dir.display()
+            ))
+        })
 }
 
 async fn open_models(path: &Path) -> Result<ReadModels, StartError> {
