@@ -53,12 +53,7 @@ struct Counts {
 impl Counts {
     fn saw(&self, status: u16) {
         self.ops.fetch_add(1, Ordering::Relaxed);
-        *self
-            .by_status
-            .lock()
-            .unwrap()
-            .entry(status)
-            .or_default() += 1;
+        *self.by_status.lock().unwrap().entry(status).or_default() += 1;
         if !matches!(status, 200 | 201 | 409 | 429 | 503) {
             self.unexpected.fetch_add(1, Ordering::Relaxed);
         }
@@ -106,14 +101,19 @@ async fn writer(n: u64, base: String, counts: Arc<Counts>, stop: Arc<AtomicBool>
             let held = http
                 .post(format!("{base}/api/reservations"))
                 .bearer_auth(WEB)
-                .json(&json!({"items": [{"sku": sku, "qty": 1 + rng.below(2)}], "ttl_seconds": ttl}))
+                .json(
+                    &json!({"items": [{"sku": sku, "qty": 1 + rng.below(2)}], "ttl_seconds": ttl}),
+                )
                 .send()
                 .await;
             match held {
                 Ok(r) if r.status().as_u16() == 201 => {
                     counts.saw(201);
                     let body: serde_json::Value = r.json().await.unwrap_or_default();
-                    let id = body["reservation_id"].as_str().unwrap_or_default().to_owned();
+                    let id = body["reservation_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
                     match rng.below(3) {
                         0 => {
                             http.post(format!("{base}/api/reservations/{id}/commit"))
@@ -159,7 +159,9 @@ async fn sse_client(n: u64, base: String, counts: Arc<Counts>, stop: Arc<AtomicB
         let until = tokio::time::Instant::now() + stay;
         while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(until, response.chunk()).await {
             let notices = chunk.windows(12).filter(|w| w == b"event: notic").count();
-            counts.notices_read.fetch_add(notices as u64, Ordering::Relaxed);
+            counts
+                .notices_read
+                .fetch_add(notices as u64, Ordering::Relaxed);
         }
         drop(response);
     }
@@ -228,21 +230,37 @@ fn main() {
         }
         let mut tasks = Vec::new();
         for n in 0..WRITERS as u64 {
-            tasks.push(tokio::spawn(writer(n, base.clone(), counts.clone(), stop.clone())));
+            tasks.push(tokio::spawn(writer(
+                n,
+                base.clone(),
+                counts.clone(),
+                stop.clone(),
+            )));
         }
         for n in 0..SSE_CLIENTS as u64 {
-            tasks.push(tokio::spawn(sse_client(n, base.clone(), counts.clone(), stop.clone())));
+            tasks.push(tokio::spawn(sse_client(
+                n,
+                base.clone(),
+                counts.clone(),
+                stop.clone(),
+            )));
         }
         let started = Instant::now();
         let mut samples = Vec::new();
-        println!("{:>6} {:>10} {:>9} {:>6} {:>10}", "t (s)", "ops", "RSS MiB", "fds", "SSE conns");
+        println!(
+            "{:>6} {:>10} {:>9} {:>6} {:>10}",
+            "t (s)", "ops", "RSS MiB", "fds", "SSE conns"
+        );
         while started.elapsed() < Duration::from_secs(minutes * 60) {
             tokio::time::sleep(Duration::from_secs(10)).await;
             let (rss, fds) = sample(pid);
             let t = started.elapsed().as_secs();
             let ops = counts.ops.load(Ordering::Relaxed);
             let sse = counts.sse_sessions.load(Ordering::Relaxed);
-            println!("{t:>6} {ops:>10} {:>9.1} {fds:>6} {sse:>10}", rss as f64 / 1024.0);
+            println!(
+                "{t:>6} {ops:>10} {:>9.1} {fds:>6} {sse:>10}",
+                rss as f64 / 1024.0
+            );
             samples.push((t, ops, rss, fds));
         }
         stop.store(true, Ordering::Relaxed);
@@ -252,7 +270,9 @@ fn main() {
         samples
     });
 
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let exited = child.wait().map(|s| s.success()).unwrap_or(false);
     let store: Arc<dyn stockade_store::EventStore> =
         Arc::new(stockade_store::SqliteStore::open(dir.path().join("stockade.db")).unwrap());
@@ -274,13 +294,30 @@ fn main() {
     println!("| measure | value |");
     println!("|---|---|");
     println!("| duration | {minutes} min |");
-    println!("| requests answered | {ops} ({:.0}/s) |", ops as f64 / (minutes * 60) as f64);
+    println!(
+        "| requests answered | {ops} ({:.0}/s) |",
+        ops as f64 / (minutes * 60) as f64
+    );
     println!("| answers by status | {statuses:?} |");
     println!("| unexpected answers or resets | {unexpected} |");
-    println!("| SSE sessions opened and closed | {} ({} notices read) |", counts.sse_sessions.load(Ordering::Relaxed), counts.notices_read.load(Ordering::Relaxed));
-    println!("| RSS after warm-up: first / last / max | {:.1} / {:.1} / {:.1} MiB |", first_rss as f64 / 1024.0, last_rss as f64 / 1024.0, max_rss as f64 / 1024.0);
+    println!(
+        "| SSE sessions opened and closed | {} ({} notices read) |",
+        counts.sse_sessions.load(Ordering::Relaxed),
+        counts.notices_read.load(Ordering::Relaxed)
+    );
+    println!(
+        "| RSS after warm-up: first / last / max | {:.1} / {:.1} / {:.1} MiB |",
+        first_rss as f64 / 1024.0,
+        last_rss as f64 / 1024.0,
+        max_rss as f64 / 1024.0
+    );
     println!("| open fds: min / max | {min_fds} / {max_fds} |");
-    println!("| log audit | {} events, {} violations, {} oversold |", report.events, report.violations.len(), report.oversold_units);
+    println!(
+        "| log audit | {} events, {} violations, {} oversold |",
+        report.events,
+        report.violations.len(),
+        report.oversold_units
+    );
     println!("| clean exit on SIGTERM | {exited} |");
     let json = json!({
         "minutes": minutes, "requests": ops, "statuses": statuses, "unexpected": unexpected,
@@ -294,6 +331,7 @@ fn main() {
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/soak.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("\nwritten: {}", out.display());
-    let failed = unexpected > 0 || !report.violations.is_empty() || report.oversold_units > 0 || !exited;
+    let failed =
+        unexpected > 0 || !report.violations.is_empty() || report.oversold_units > 0 || !exited;
     std::process::exit(i32::from(failed));
 }

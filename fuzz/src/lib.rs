@@ -78,7 +78,10 @@ pub fn request_bodies(data: &[u8]) {
             assert!(seen.insert(line.sku.clone()), "a SKU on two lines");
         }
         for sku in checked.expected_versions.keys() {
-            assert!(seen.contains(sku), "an expected version for a SKU not ordered");
+            assert!(
+                seen.contains(sku),
+                "an expected version for a SKU not ordered"
+            );
         }
     }
     if let Ok(r) = serde_json::from_slice::<stockade_wire::AdjustRequest>(data) {
@@ -145,11 +148,17 @@ pub fn decide_sequence(data: &[u8]) {
                 if let Some(Availability::Limited(available)) = before.map(|v| v.available) {
                     assert!(r.qty <= available, "held {} of {available}", r.qty);
                 }
-                assert!(!held.contains_key(&id) && !resolved.contains(&id), "id reused");
+                assert!(
+                    !held.contains_key(&id) && !resolved.contains(&id),
+                    "id reused"
+                );
                 held.insert(id, r.qty.get());
             }
             (Command::Commit(_) | Command::Release(_) | Command::Expire(_), true) => {
-                assert!(held.remove(&id).is_some(), "resolved {id} without a live hold");
+                assert!(
+                    held.remove(&id).is_some(),
+                    "resolved {id} without a live hold"
+                );
                 assert!(resolved.insert(id), "resolved {id} twice");
             }
             _ => {}

@@ -54,7 +54,10 @@ fn event_seeds() -> Vec<Vec<u8>> {
 fn the_fuzz_targets_hold_on_seeds_and_random_bytes() {
     let mut rng = Lcg(7);
     for seed in event_seeds() {
-        assert!(targets::decode_event(&seed), "a seed must decode: the round trip is checked");
+        assert!(
+            targets::decode_event(&seed),
+            "a seed must decode: the round trip is checked"
+        );
         for i in 0..500 {
             let mut damaged = seed.clone();
             let at = i % damaged.len();
