@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use stockade_domain::{Channel, Principal, Rejection, Sku};
 use stockade_engine::{Inventory, Origin, ReserveOptions};
 use stockade_projections::{HubMessage, NoticeHub, ReadModels};
-use stockade_wire::request::{reservation_id, sku as parse_sku};
+use stockade_wire::request::{page_limit, reservation_id, sku as parse_sku};
 use stockade_wire::{
     AdjustRequest, AdjustedOut, ApiError, ErrorKind, Item, Page, ReservationOut, ReserveRequest,
     ResolvedOut, StockOut,
@@ -40,9 +40,6 @@ use crate::tools::{
     catalogue,
 };
 
-/// Items per page of `inventory.list` unless `limit` says otherwise.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 /// Recorded as the causation of every event an MCP call writes.
 const CAUSATION: &str = "mcp";
 
@@ -227,24 +224,12 @@ impl StockadeMcp {
                     .as_deref()
                     .map(|s| parse_sku(s, "after"))
                     .transpose()?;
-                let limit = a.limit.unwrap_or(DEFAULT_PAGE);
-                if limit == 0 || limit > MAX_PAGE {
-                    return Err(ApiError::invalid(
-                        "limit",
-                        format!("limit must be 1-{MAX_PAGE}"),
-                    ));
-                }
+                let limit = page_limit(a.limit)?;
                 self.session.follow(b);
                 let rows = b.models.stock_page(after, limit).await?;
-                let next_after = (rows.len() == limit)
-                    .then(|| rows.last().map(|r| r.sku.to_string()))
-                    .flatten();
                 Ok(Done {
                     reads: rows.iter().map(|r| (r.sku.clone(), r.version)).collect(),
-                    ..Done::value(Page {
-                        items: rows.iter().map(StockOut::from_row).collect(),
-                        next_after,
-                    })
+                    ..Done::value(Page::of_stock(&rows, limit))
                 })
             }
             ToolName::Adjust => {
@@ -300,11 +285,7 @@ impl StockadeMcp {
                     detached(async move { inventory.reserve_order(checked.lines, options).await })
                         .await?;
                 Ok(Done {
-                    writes: held
-                        .lines
-                        .iter()
-                        .map(|l| (l.sku.clone(), l.version))
-                        .collect(),
+                    writes: versions(&held.lines),
                     ..Done::value(ReservationOut::from(&held))
                 })
             }
@@ -324,11 +305,7 @@ impl StockadeMcp {
                 })
                 .await?;
                 Ok(Done {
-                    writes: resolved
-                        .lines
-                        .iter()
-                        .map(|l| (l.sku.clone(), l.version))
-                        .collect(),
+                    writes: versions(&resolved.lines),
                     ..Done::value(ResolvedOut::from(&resolved))
                 })
             }
@@ -388,6 +365,11 @@ impl StockadeMcp {
         result.structured_content = Some(error.body());
         (result, shown)
     }
+}
+
+/// Each line's SKU with its version after the write.
+fn versions(lines: &[stockade_engine::ReservedLine]) -> Vec<(Sku, u64)> {
+    lines.iter().map(|l| (l.sku.clone(), l.version)).collect()
 }
 
 /// The SKUs an `orders.create` call names, as far as its arguments can be read.

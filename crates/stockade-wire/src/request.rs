@@ -250,6 +250,22 @@ impl AdjustRequest {
     }
 }
 
+/// Items per page of a stock list unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most items one page of a stock list may ask for.
+pub const MAX_PAGE: usize = 1000;
+
+/// A list's `limit`, checked: the default when absent, else 1-[`MAX_PAGE`].
+pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit.unwrap_or(DEFAULT_PAGE) {
+        limit @ 1..=MAX_PAGE => Ok(limit),
+        _ => Err(ApiError::invalid(
+            "limit",
+            format!("limit must be 1-{MAX_PAGE}"),
+        )),
+    }
+}
+
 /// A SKU id from a body field or a path segment.
 pub fn sku(value: &str, field: &str) -> Result<Sku, ApiError> {
     Sku::new(value).map_err(|e| {

@@ -90,6 +90,19 @@ pub struct Page<T> {
     pub next_after: Option<String>,
 }
 
+impl Page<StockOut> {
+    /// A page of stock rows read with `limit`: a full page says where the next begins.
+    pub fn of_stock(rows: &[StockRow], limit: usize) -> Self {
+        let next_after = (rows.len() == limit)
+            .then(|| rows.last().map(|r| r.sku.to_string()))
+            .flatten();
+        Self {
+            items: rows.iter().map(StockOut::from_row).collect(),
+            next_after,
+        }
+    }
+}
+
 /// One line of a reservation, with the SKU's version after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineOut {

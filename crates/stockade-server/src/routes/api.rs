@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use stockade_domain::{Sku, Timestamp};
 use stockade_engine::ReserveOptions;
-use stockade_wire::request::{reservation_id, sku};
+use stockade_wire::request::{page_limit, reservation_id, sku};
 use stockade_wire::{
     AdjustRequest, AdjustedOut, ApiError, ErrorKind, Page, RegisterSkuRequest, ReservationOut,
     ReservationStatusOut, ReserveRequest, ResolvedOut, StockOut,
@@ -22,10 +22,6 @@ use crate::auth::Need;
 use crate::body;
 use crate::error::{HttpError, Result};
 use crate::state::AppState;
-
-/// Items per page of `GET /api/inventory/products` unless `limit` says otherwise.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 type State = web::Data<AppState>;
 
@@ -161,18 +157,9 @@ pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse> {
         .as_deref()
         .map(|a| sku(a, "after"))
         .transpose()?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::invalid("limit", format!("limit must be 1-{MAX_PAGE}")).into());
-    }
+    let limit = page_limit(query.limit)?;
     let rows = state.models.stock_page(after, limit).await?;
-    let next_after = (rows.len() == limit)
-        .then(|| rows.last().map(|r| r.sku.to_string()))
-        .flatten();
-    Ok(HttpResponse::Ok().json(Page {
-        items: rows.iter().map(StockOut::from_row).collect(),
-        next_after,
-    }))
+    Ok(HttpResponse::Ok().json(Page::of_stock(&rows, limit)))
 }
 
 /// A query string as `T`; an unknown or malformed parameter is a 422 naming it.
