@@ -137,6 +137,11 @@ impl ReadLedger {
         self.reads.iter().map(|(sku, (version, _))| (sku, *version))
     }
 
+    /// Whether the session follows `sku` (has read it, and not been told it is stale).
+    pub fn has_read(&self, sku: &Sku) -> bool {
+        self.reads.contains_key(sku)
+    }
+
     /// Whether the session has any read that could go stale.
     pub fn is_empty(&self) -> bool {
         self.reads.is_empty()

@@ -106,7 +106,7 @@ impl Session {
 
     /// Whether the session has read `sku` (and still follows it).
     pub fn has_read(&self, sku: &Sku) -> bool {
-        lock(&self.ledger).reads().any(|(s, _)| s == sku)
+        lock(&self.ledger).has_read(sku)
     }
 
     /// The stale reads to tell on this result.
