@@ -8,21 +8,17 @@ use std::collections::{HashMap, HashSet};
 
 use stockade_domain::testing::{commit, expire, release, reserve};
 use stockade_domain::{
-    Adjust, Availability, Command, PoolConfig, Quantity, RegisterSku, Sku, SkuState, StockChange,
-    Timestamp, decide,
+    Adjust, Availability, Command, Event, PoolConfig, Quantity, RegisterSku, Sku, SkuState,
+    StockChange, Timestamp, decide,
 };
 use stockade_store::codec;
 use stockade_store::{Position, RecordedEvent, StreamName};
 
-const EVENT_TYPES: [&str; 7] = [
-    "SkuRegistered",
-    "StockAdjusted",
-    "StockReserved",
-    "ReservationCommitted",
-    "ReservationReleased",
-    "ReservationExpired",
-    "NotAnEvent",
-];
+/// Every stored type name, and one that names no event.
+fn event_type(kind: u8) -> &'static str {
+    let kind = usize::from(kind) % (Event::TYPES.len() + 1);
+    Event::TYPES.get(kind).copied().unwrap_or("NotAnEvent")
+}
 
 /// Stored bytes, however damaged, decode to an event or to an error; what decodes
 /// encodes back to the same event and metadata. Returns whether it decoded.
@@ -44,7 +40,7 @@ pub fn decode_event(data: &[u8]) -> bool {
         revision: 0,
         position: Position::at(0),
         event_id,
-        event_type: EVENT_TYPES[usize::from(*kind) % EVENT_TYPES.len()].to_owned(),
+        event_type: event_type(*kind).to_owned(),
         data: payload.to_vec(),
         metadata: metadata.to_vec(),
         recorded_at: Timestamp::EPOCH,

@@ -12,23 +12,12 @@ use stockade_domain::{Quantity, Rejection};
 use stockade_engine::{Error, Inventory, Origin, ReserveOptions};
 use stockade_tests::engine::{open_sqlite, register};
 use stockade_tests::linearizability::{Call, Op, Ret, check};
+use stockade_tests::projection::Lcg;
 
 const SKUS: usize = 3;
 const STOCK: u64 = 6;
 const TASKS_PER_SKU: usize = 4;
 const OPS_PER_TASK: usize = 25;
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
 
 fn not_live(e: &Error) -> bool {
     matches!(

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use stockade_tests::projection::Lcg;
 use tokio::sync::watch;
 
 const ADMIN: &str = "crash-admin-token-000001";
@@ -35,19 +36,6 @@ const SKUS: [(&str, u64); 4] = [
     ("CRASH-C", 100_000),
     ("CRASH-SCARCE", 40),
 ];
-
-/// A small deterministic generator (the run is reproducible from its seeds).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
