@@ -48,8 +48,7 @@ pub fn run(args: Mcp, announce: impl FnOnce(&str)) -> Result<(), String> {
         None => None,
     };
     let data_dir = config.data_dir.clone();
-    let saved_tokens =
-        config.auth.is_empty() && data_dir.join(stockade_server::auth::TOKENS_FILE).exists();
+    let saved_tokens = crate::serve::saved_tokens(&config);
     actix_web::rt::System::new().block_on(async move {
         let stop = crate::serve::signals()?;
         let running = match listener {

@@ -56,9 +56,7 @@ pub fn run(args: Serve, announce: impl FnOnce(Banner)) -> Result<(), String> {
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| format!("listen on {}: {e}", config.listen))?;
     let data_dir = config.data_dir.clone();
-    // Tokens saved by an earlier first start (which may have failed after writing them).
-    let saved_tokens =
-        config.auth.is_empty() && data_dir.join(stockade_server::auth::TOKENS_FILE).exists();
+    let saved_tokens = saved_tokens(&config);
     actix_web::rt::System::new().block_on(async move {
         let stop = signals()?;
         let running = stockade_server::start(config, listener)
@@ -67,6 +65,16 @@ pub fn run(args: Serve, announce: impl FnOnce(Banner)) -> Result<(), String> {
         announce(banner(&running, &data_dir, saved_tokens));
         running.run_until(stop).await.map_err(|e| e.to_string())
     })
+}
+
+/// Whether the tokens in use are those an earlier first start saved (which may have
+/// failed after writing them): the banner then names the file instead of the tokens.
+pub fn saved_tokens(config: &ServerConfig) -> bool {
+    config.auth.is_empty()
+        && config
+            .data_dir
+            .join(stockade_server::auth::TOKENS_FILE)
+            .exists()
 }
 
 pub fn banner(
