@@ -33,7 +33,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Top {
-    /// Serve the REST API, live SSE / WebSocket push, /metrics and the dashboard.
+    /// Serve the REST API, live SSE / WebSocket push, MCP at /mcp, /metrics and the dashboard.
     Serve(serve::Serve),
     /// Serve the MCP tools on stdin/stdout for an assistant (optionally HTTP as well).
     Mcp(mcp::Mcp),

@@ -1,4 +1,4 @@
-//! `stockade serve`: the REST API, live push, metrics and dashboard over the embedded store.
+//! `stockade serve`: the REST API, live push, MCP, metrics and dashboard over the embedded store.
 //!
 //! Settings come from `--config FILE` (TOML), then `STOCKADE_*` variables, then the flags
 //! here; see `stockade_server::ServerConfig`. It serves until SIGTERM or Ctrl-C, then shuts
