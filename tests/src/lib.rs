@@ -56,6 +56,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub mod backend;
 pub mod engine;
+pub mod fixtures;
 pub mod http_receiver;
 pub mod linearizability;
 pub mod mcp;

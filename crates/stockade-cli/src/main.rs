@@ -1,8 +1,10 @@
-//! The `stockade` command: `serve`, `mcp` and `simulate flash-sale`.
+//! The `stockade` command: `serve`, `mcp`, `simulate`, and the operator tools `replay`,
+//! `audit`, `audit verify`, `reconcile` and `dlq`.
 //!
 //! Exit status: 0 when the command did what it says; 1 when it ran but a check failed
-//! (an oversell, an acknowledged reservation missing from the log); 2 for bad usage or an
-//! error that stopped it (one line on stderr).
+//! (an oversell, an acknowledged reservation missing from the log, a violated invariant, a
+//! refused count, a dead letter still failing); 2 for bad usage or an error that stopped
+//! it (one line on stderr).
 
 use std::process::ExitCode;
 
@@ -15,7 +17,12 @@ use tracing_subscriber::prelude::*;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod audit;
+mod dlq;
+mod log;
 mod mcp;
+mod reconcile;
+mod replay;
 mod report;
 mod serve;
 mod simulate;
@@ -40,6 +47,16 @@ enum Top {
     /// Rehearse contention before the real day.
     #[command(subcommand)]
     Simulate(Simulation),
+    /// The stock of every SKU (or one) at a past instant or log position, from the log alone.
+    Replay(replay::Replay),
+    /// The history of stock: when, what, who, why, before and after. `audit verify`
+    /// checks the whole log against its invariants.
+    Audit(audit::Audit),
+    /// Compare the read models with the log and repair them; apply physical counts.
+    Reconcile(reconcile::Reconcile),
+    /// The webhook dead-letter queue.
+    #[command(subcommand)]
+    Dlq(dlq::Dlq),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,16 +87,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
+        Top::Replay(args) => finish(block_on(replay::run(args)).map(|text| (text, true))),
+        Top::Audit(args) => finish(block_on(audit::run(args))),
+        Top::Reconcile(args) => finish(block_on(reconcile::run(args))),
+        Top::Dlq(args) => finish(block_on(dlq::run(args))),
         Top::Simulate(Simulation::FlashSale(args)) => {
             let json = args.json();
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => return fail(&format!("start the runtime: {e}")),
-            };
-            match runtime.block_on(simulate::run(args)) {
+            match block_on(simulate::run(args)) {
                 Ok(report) => {
                     if json {
                         match serde_json::to_string(&report) {
@@ -98,6 +112,30 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+    }
+}
+
+/// Runs `work` on a multi-threaded runtime (the stores read on blocking threads).
+fn block_on<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("start the runtime: {e}"))?
+        .block_on(work)
+}
+
+/// Prints a tool's report; exit status 1 when it found a problem.
+fn finish(outcome: Result<(String, bool), String>) -> ExitCode {
+    match outcome {
+        Ok((text, clean)) => {
+            emit(text.trim_end());
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(&e),
     }
 }
 

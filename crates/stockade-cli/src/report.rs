@@ -1,18 +1,51 @@
 //! Reports a person reads: aligned tables.
 
-/// A plain-text table with aligned columns: the first column left, the others right.
+/// A plain-text table with aligned columns: the first column (and any named text column)
+/// left, the others (numbers) right.
 #[derive(Debug)]
 pub struct Table<const N: usize> {
     header: [String; N],
     rows: Vec<[String; N]>,
+    left: [bool; N],
 }
 
 impl<const N: usize> Table<N> {
     pub fn new(header: [&str; N]) -> Self {
+        let mut left = [false; N];
+        if let Some(first) = left.first_mut() {
+            *first = true;
+        }
         Self {
             header: header.map(str::to_owned),
             rows: Vec::new(),
+            left,
         }
+    }
+
+    /// Aligns these columns (0-based) to the left, as text.
+    pub fn text_columns(mut self, columns: &[usize]) -> Self {
+        for &c in columns {
+            if let Some(l) = self.left.get_mut(c) {
+                *l = true;
+            }
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The header, a rule, and the rows.
+    pub fn render(&self) -> String {
+        let widths = self.widths();
+        let rule: [String; N] = widths.map(|w| "-".repeat(w));
+        let mut out = self.line(&widths, &self.header);
+        out.push_str(&self.line(&widths, &rule));
+        for row in &self.rows {
+            out.push_str(&self.line(&widths, row));
+        }
+        out
     }
 
     pub fn row<S: Into<String>>(&mut self, cells: [S; N]) {
@@ -29,16 +62,16 @@ impl<const N: usize> Table<N> {
         widths
     }
 
-    fn line(widths: &[usize; N], row: &[String; N]) -> String {
+    fn line(&self, widths: &[usize; N], row: &[String; N]) -> String {
         let cells: Vec<String> = row
             .iter()
             .zip(widths)
-            .enumerate()
-            .map(|(i, (cell, w))| {
-                if i > 0 {
-                    format!("{cell:>w$}")
-                } else {
+            .zip(&self.left)
+            .map(|((cell, w), left)| {
+                if *left {
                     format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
                 }
             })
             .collect();
@@ -48,7 +81,7 @@ impl<const N: usize> Table<N> {
     /// The rows only, aligned (for key / value reports).
     pub fn render_untitled(&self) -> String {
         let widths = self.widths();
-        self.rows.iter().map(|r| Self::line(&widths, r)).collect()
+        self.rows.iter().map(|r| self.line(&widths, r)).collect()
     }
 }
 
@@ -62,5 +95,8 @@ mod tests {
         t.row(["a", "1"]);
         t.row(["longer", "100"]);
         assert_eq!(t.render_untitled(), "a         1\nlonger  100\n");
+        let mut t = Table::new(["n", "what", "qty"]).text_columns(&[1]);
+        t.row(["1", "sold", "3"]);
+        assert_eq!(t.render(), "n  what  qty\n-  ----  ---\n1  sold    3\n");
     }
 }

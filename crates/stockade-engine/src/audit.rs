@@ -14,17 +14,25 @@
 //!   24 h before: the domain forgets it after that, and the id may come back);
 //! - a reservation is resolved at most once, only if it was created, and an expiry is
 //!   written only at or after the hold's `expires_at`;
-//! - an adjustment starts from the stock the log says there was; a SKU registers once.
+//! - an adjustment starts from the stock the log says there was; a SKU registers once;
+//! - a stream's revisions run 0, 1, 2, ... without gaps;
+//! - an idempotency key (per principal) is applied once per stream: the events carrying it
+//!   are one append (consecutive revisions); the key may come back only after the engine
+//!   has forgotten it ([`KEY_RETENTION`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use stockade_domain::state::RESOLVED_RETENTION;
-use stockade_domain::{Event, PoolConfig, ReservationId, Sku, Timestamp};
+use stockade_domain::{Event, EventMetadata, PoolConfig, ReservationId, Sku, Timestamp};
 use stockade_store::{EventStore, Position, StoreError, StreamName, codec, scan_all};
 
 /// Events read per page.
 const PAGE: usize = 8_192;
+
+/// How long the engine remembers an idempotency key by default; a key seen again later
+/// is a new request, not a second application.
+pub const KEY_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// What the log shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +65,12 @@ struct SkuCheck {
     open: HashSet<ReservationId>,
     /// Resolved, with the instant.
     resolved: HashMap<ReservationId, Timestamp>,
+    /// The revision the next event must have.
+    next_revision: u64,
+    /// Each (principal, key): the last revision that carried it and when it was applied.
+    keys: HashMap<(String, String), (u64, Timestamp)>,
+    /// How many keys were left after the last pruning.
+    keys_pruned_at: usize,
 }
 
 impl SkuCheck {
@@ -100,20 +114,95 @@ pub async fn check_log_of(
     store: &Arc<dyn EventStore>,
     only: impl Fn(&Sku) -> bool,
 ) -> Result<LogReport, StoreError> {
+    check_log_with(store, only, |_| {}).await
+}
+
+/// [`check_log_of`], calling `progress` with the position reached after every event (for
+/// a progress bar on long logs).
+pub async fn check_log_with(
+    store: &Arc<dyn EventStore>,
+    only: impl Fn(&Sku) -> bool,
+    mut progress: impl FnMut(Position),
+) -> Result<LogReport, StoreError> {
     let mut report = LogReport::default();
     let mut skus: HashMap<StreamName, SkuCheck> = HashMap::new();
     scan_all(store.as_ref(), Position::START, PAGE, |recorded| {
+        progress(recorded.position);
         let Some(sku) = recorded.stream.sku().filter(|s| only(s)) else {
             return Ok(());
         };
         report.events += 1;
-        let (event, _) = codec::decode_stored(recorded)?;
+        let (event, meta) = codec::decode_stored(recorded)?;
         let check = skus.entry(recorded.stream.clone()).or_default();
+        check_record(
+            check,
+            recorded.revision,
+            &event,
+            &meta,
+            &sku,
+            recorded.position,
+            &mut report,
+        );
         check_event(check, &event, &sku, recorded.position, &mut report);
         Ok(())
     })
     .await?;
     Ok(report)
+}
+
+/// The checks on where an event sits in its stream: its revision, and its idempotency key.
+fn check_record(
+    check: &mut SkuCheck,
+    revision: u64,
+    event: &Event,
+    meta: &EventMetadata,
+    sku: &Sku,
+    at: Position,
+    report: &mut LogReport,
+) {
+    let mut breach = |what: String| {
+        report
+            .violations
+            .push(format!("position {at}: {sku} {what}"))
+    };
+    if revision != check.next_revision {
+        breach(format!(
+            "is at revision {revision}, expected {} (a gap or a repeat)",
+            check.next_revision
+        ));
+    }
+    check.next_revision = revision.saturating_add(1);
+    if let Some(key) = &meta.idempotency_key {
+        let principal = meta
+            .principal
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let t = event.at();
+        let scope = (principal, key.clone());
+        if let Some(&(last, first_at)) = check.keys.get(&scope) {
+            let remembered = first_at
+                .checked_add(KEY_RETENTION)
+                .is_none_or(|until| until >= t);
+            if last.checked_add(1) != Some(revision) && remembered {
+                breach(format!(
+                    "applies idempotency key {key:?} again (first applied at revision {last})"
+                ));
+            }
+        }
+        let first_at = match check.keys.get(&scope) {
+            Some(&(last, first_at)) if last.checked_add(1) == Some(revision) => first_at,
+            _ => t,
+        };
+        check.keys.insert(scope, (revision, first_at));
+        // Forget keys the engine has forgotten, in amortised constant time per event.
+        if check.keys.len() >= check.keys_pruned_at.saturating_mul(2).max(1024) {
+            check
+                .keys
+                .retain(|_, (_, at)| at.checked_add(KEY_RETENTION).is_none_or(|u| u >= t));
+            check.keys_pruned_at = check.keys.len();
+        }
+    }
 }
 
 fn check_event(
@@ -190,7 +279,9 @@ fn check_event(
             report.commits.entry(sku.clone()).or_default().insert(id);
             let sold = u128::from(e.qty.get());
             match check.unhold(&id) {
-                None => breach(format!("commits {id}, which holds nothing")),
+                None => breach(format!(
+                    "commits {id}, which is not live (never reserved, resolved or lapsed)"
+                )),
                 Some((held, _)) if held != sold => {
                     breach(format!("commits {sold} of {id}, which holds {held}"))
                 }
@@ -255,6 +346,51 @@ mod tests {
         report
     }
 
+    /// Runs the stream checks on `(revision, event, key)` records.
+    fn check_records(records: &[(u64, Event, Option<&str>)]) -> LogReport {
+        let sku = Sku::new("A").expect("sku");
+        let mut state = SkuCheck::default();
+        let mut report = LogReport::default();
+        for (n, (revision, e, key)) in records.iter().enumerate() {
+            let meta = EventMetadata {
+                idempotency_key: key.map(str::to_owned),
+                ..EventMetadata::new(uuid::Uuid::new_v4(), e.at())
+            };
+            let at = Position::at(n as u64 + 1);
+            check_record(&mut state, *revision, e, &meta, &sku, at, &mut report);
+            check_event(&mut state, e, &sku, at, &mut report);
+        }
+        report
+    }
+
+    #[test]
+    fn gaps_and_keys_applied_twice_are_named() {
+        let day = 24 * 3600;
+        let report = check_records(&[
+            (0, registered_physical(5, 0), None),
+            (1, reserved(1, 1, secs(1), secs(100)), Some("k1")),
+            (3, reserved(2, 1, secs(2), secs(100)), Some("k2")),
+            (4, reserved(3, 1, secs(3), secs(100)), Some("k1")),
+            // Forgotten by the engine a day later: a new request.
+            (
+                5,
+                reserved(4, 1, secs(day + 10), secs(day + 100)),
+                Some("k2"),
+            ),
+        ]);
+        assert_eq!(report.violations.len(), 2, "{:?}", report.violations);
+        assert!(
+            report.violations[0].starts_with("position 3: A is at revision 3, expected 2"),
+            "{:?}",
+            report.violations
+        );
+        assert!(
+            report.violations[1].starts_with("position 4: A applies idempotency key \"k1\""),
+            "{:?}",
+            report.violations
+        );
+    }
+
     #[test]
     fn a_legal_history_passes() {
         let day = 24 * 3600;
@@ -296,7 +432,7 @@ mod tests {
         let text = report.violations.join("\n");
         assert!(text.contains("before its expiry"), "{text}");
         assert!(text.contains("created twice"), "{text}");
-        assert!(text.contains("holds nothing"), "{text}");
+        assert!(text.contains("which is not live"), "{text}");
         assert!(text.contains("adjusts from 9"), "{text}");
     }
 }

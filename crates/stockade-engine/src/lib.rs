@@ -12,7 +12,9 @@
 //! - `recovery`: rebuilding a SKU from snapshot + events; the engine snapshot format.
 //! - [`latency`]: nearest-rank percentiles of call latencies ([`Percentiles`]).
 //! - `locator`: which SKUs hold a reservation, which reservations an order has.
-//! - [`audit`]: an independent check of the log for oversells, used by the simulation.
+//! - [`audit`]: an independent check of the log against its invariants (`audit verify`,
+//!   the simulations).
+//! - [`replay`]: stock at a past cut of the log, and its history with figures.
 //! - [`clock`]: the injected time source ([`SystemClock`], [`ManualClock`]).
 //! - [`config`]: [`EngineConfig`] and its defaults.
 //! - [`error`]: [`Error`], what a caller can be told besides success.
@@ -28,6 +30,7 @@ pub mod inventory;
 pub mod latency;
 mod locator;
 mod recovery;
+pub mod replay;
 mod reply;
 
 pub use actor::{Accepted, LineStatus, StockLevel};

@@ -1,0 +1,443 @@
+//! Replay: stock at any past cut of the log, and the history of who changed what.
+//!
+//! Both fold the log with the domain's own [`SkuState`], the same fold the actors recover
+//! with, and nothing else: no snapshots, no read models. So a replay at an instant shows
+//! what `stock` would have answered then, and it can be run on a copy of the log alone.
+//!
+//! A cut is a log position (exact: every event at or before it) or an instant (every event
+//! decided at or before it, viewed at that instant, so holds that had lapsed by then are
+//! not counted even if their expiry was written later).
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use stockade_domain::{
+    Availability, Event, EventMetadata, OrderId, PoolKind, ReservationId, Sku, SkuState, StockView,
+    Timestamp,
+};
+use stockade_store::{EventStore, Position, RecordedEvent, StoreError, StreamName, codec};
+
+/// Events read per page.
+const PAGE: usize = 4_096;
+
+/// Where in the log to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Everything stored, viewed now.
+    Head,
+    /// Every event at or before this position, viewed at the last one's instant.
+    Position(Position),
+    /// Every event decided at or before this instant, viewed at it.
+    Instant(Timestamp),
+}
+
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("position {position}: {stream}: {reason} (run `stockade audit verify`)")]
+    Inconsistent {
+        position: Position,
+        stream: String,
+        reason: String,
+    },
+}
+
+/// One SKU as of a cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replayed {
+    pub sku: Sku,
+    /// Events folded (the stream version `stock` reports).
+    pub version: u64,
+    /// Log position of the last event folded.
+    pub position: Position,
+    pub last_event_at: Timestamp,
+    pub view: StockView,
+}
+
+/// The state of every SKU (or only `sku`) at `cut`, in SKU order, and the instant the
+/// views are taken at.
+pub async fn replay(
+    store: &dyn EventStore,
+    sku: Option<&Sku>,
+    cut: Cut,
+    now: Timestamp,
+) -> Result<(Vec<Replayed>, Timestamp), ReplayError> {
+    let mut folds: HashMap<StreamName, Fold> = HashMap::new();
+    // Streams whose next event is past an instant cut: the rest of them is ignored.
+    let mut past: HashSet<StreamName> = HashSet::new();
+    let mut latest: Option<Timestamp> = None;
+    let only = sku.map(StreamName::for_sku);
+    each_event(store, only.as_ref(), |recorded| {
+        if let Cut::Position(end) = cut
+            && recorded.position > end
+        {
+            return Ok(Step::Stop);
+        }
+        let Some(sku) = recorded.stream.sku() else {
+            return Ok(Step::Next);
+        };
+        if past.contains(&recorded.stream) {
+            return Ok(Step::Next);
+        }
+        let (event, _) = codec::decode_stored(recorded)?;
+        if let Cut::Instant(at) = cut
+            && event.at() > at
+        {
+            past.insert(recorded.stream.clone());
+            return Ok(Step::Next);
+        }
+        latest = Some(latest.map_or(event.at(), |l| l.max(event.at())));
+        let fold = folds
+            .entry(recorded.stream.clone())
+            .or_insert_with(|| Fold {
+                sku,
+                state: SkuState::default(),
+                version: 0,
+                position: Position::START,
+                last_at: Timestamp::from_millis(0),
+            });
+        fold.state
+            .apply(&event)
+            .map_err(|e| inconsistent(recorded, &e))?;
+        fold.version += 1;
+        fold.position = recorded.position;
+        fold.last_at = event.at();
+        Ok(Step::Next)
+    })
+    .await?;
+    let at = match cut {
+        Cut::Head => now,
+        Cut::Position(_) => latest.unwrap_or(now),
+        Cut::Instant(at) => at,
+    };
+    let mut out: Vec<Replayed> = folds
+        .into_values()
+        .filter_map(|fold| {
+            let view = fold.state.stock()?.view(at);
+            Some(Replayed {
+                sku: fold.sku,
+                version: fold.version,
+                position: fold.position,
+                last_event_at: fold.last_at,
+                view,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.sku.cmp(&b.sku));
+    Ok((out, at))
+}
+
+struct Fold {
+    sku: Sku,
+    state: SkuState,
+    version: u64,
+    position: Position,
+    last_at: Timestamp,
+}
+
+/// Which events a history shows.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub sku: Option<Sku>,
+    /// The order's reservations and everything that resolved them.
+    pub order: Option<OrderId>,
+    /// Events decided at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Events decided at or before this instant.
+    pub to: Option<Timestamp>,
+}
+
+/// Stock figures around one event, as a person auditing it wants them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Figures {
+    /// On hand (physical), the license limit or the period's capacity; `None` unlimited.
+    pub limit: Option<u64>,
+    pub reserved: u64,
+    /// `None` for unlimited.
+    pub available: Option<u64>,
+}
+
+impl Figures {
+    fn of(view: &StockView) -> Self {
+        Figures {
+            limit: view.limit.map(|q| q.get()),
+            reserved: view.reserved.get(),
+            available: match view.available {
+                Availability::Unlimited => None,
+                Availability::Limited(q) => Some(q.get()),
+            },
+        }
+    }
+}
+
+/// One event of the history: when, what, who, why, and the stock before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    pub position: Position,
+    pub sku: Sku,
+    pub revision: u64,
+    /// When the decision was taken.
+    pub at: Timestamp,
+    /// When the store committed it.
+    pub recorded_at: Timestamp,
+    pub event: &'static str,
+    pub pool: Option<PoolKind>,
+    pub principal: Option<String>,
+    pub channel: Option<String>,
+    pub order_id: Option<String>,
+    pub reservation_id: Option<ReservationId>,
+    pub qty: Option<u64>,
+    /// The adjustment's reason, or what resolved a reservation.
+    pub reason: Option<String>,
+    pub reference: Option<String>,
+    pub correlation_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// `None` before the SKU's registration.
+    pub before: Option<Figures>,
+    pub after: Option<Figures>,
+    /// Set when the event does not fit the state before it (see `stockade audit verify`).
+    pub inconsistent: Option<String>,
+}
+
+/// The events that match `filter`, in log order.
+pub async fn history(
+    store: &dyn EventStore,
+    filter: &HistoryFilter,
+) -> Result<Vec<Entry>, ReplayError> {
+    let mut states: HashMap<StreamName, SkuState> = HashMap::new();
+    // Reservations of the filtered order, so their commits and expiries are shown too.
+    let mut of_order: HashSet<(StreamName, ReservationId)> = HashSet::new();
+    let mut entries = Vec::new();
+    let only = filter.sku.as_ref().map(StreamName::for_sku);
+    each_event(store, only.as_ref(), |recorded| {
+        let Some(sku) = recorded.stream.sku() else {
+            return Ok(Step::Next);
+        };
+        let (event, meta) = codec::decode_stored(recorded)?;
+        let state = states.entry(recorded.stream.clone()).or_default();
+        let at = event.at();
+        let before = state.stock().map(|s| Figures::of(&s.view(at)));
+        let inconsistent = state.apply(&event).err().map(|e| e.to_string());
+        let after = state.stock().map(|s| Figures::of(&s.view(at)));
+        let pool = state.stock().map(|s| s.pool_kind());
+        if let Some(order) = &filter.order {
+            let in_order = match &event {
+                Event::StockReserved(e) if e.order_id.as_ref() == Some(order) => {
+                    of_order.insert((recorded.stream.clone(), e.reservation_id));
+                    true
+                }
+                other => other
+                    .reservation_id()
+                    .is_some_and(|id| of_order.contains(&(recorded.stream.clone(), id))),
+            };
+            if !in_order {
+                return Ok(Step::Next);
+            }
+        }
+        if filter.from.is_some_and(|from| at < from) || filter.to.is_some_and(|to| at > to) {
+            return Ok(Step::Next);
+        }
+        entries.push(entry(
+            recorded,
+            sku,
+            event,
+            meta,
+            pool,
+            before,
+            after,
+            inconsistent,
+        ));
+        Ok(Step::Next)
+    })
+    .await?;
+    Ok(entries)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    recorded: &RecordedEvent,
+    sku: Sku,
+    event: Event,
+    meta: EventMetadata,
+    pool: Option<PoolKind>,
+    before: Option<Figures>,
+    after: Option<Figures>,
+    inconsistent: Option<String>,
+) -> Entry {
+    let mut entry = Entry {
+        position: recorded.position,
+        sku,
+        revision: recorded.revision,
+        at: event.at(),
+        recorded_at: recorded.recorded_at,
+        event: event.event_type(),
+        pool,
+        principal: meta.principal.map(|p| p.as_str().to_owned()),
+        channel: meta.channel.map(|c| c.as_str().to_owned()),
+        order_id: None,
+        reservation_id: event.reservation_id(),
+        qty: None,
+        reason: None,
+        reference: None,
+        correlation_id: meta.correlation_id,
+        idempotency_key: meta.idempotency_key,
+        before,
+        after,
+        inconsistent,
+    };
+    match event {
+        Event::SkuRegistered(_) => entry.reason = Some("registered".into()),
+        Event::StockAdjusted(e) => {
+            entry.qty = Some(e.current.get());
+            entry.reason = Some(e.reason);
+            entry.reference = e.reference;
+        }
+        Event::StockReserved(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.order_id = e.order_id.map(|o| o.as_str().to_owned());
+            // The channel is in the payload too; the metadata's is the same when present.
+            entry.channel = entry.channel.or(Some(e.channel.as_str().to_owned()));
+            entry.reason = Some(format!("hold until {}", e.expires_at));
+        }
+        Event::ReservationCommitted(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some("sold".into());
+        }
+        Event::ReservationReleased(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some("released by its holder".into());
+        }
+        Event::ReservationExpired(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some(format!("lapsed at {}", e.expires_at));
+        }
+    }
+    entry
+}
+
+enum Step {
+    Next,
+    Stop,
+}
+
+/// Visits the events of `stream` (or of the whole log), in order, until `visit` stops.
+async fn each_event(
+    store: &dyn EventStore,
+    stream: Option<&StreamName>,
+    mut visit: impl FnMut(&RecordedEvent) -> Result<Step, ReplayError>,
+) -> Result<(), ReplayError> {
+    let mut after = Position::START;
+    let mut from = 0;
+    loop {
+        let page = match stream {
+            Some(stream) => store.read_stream(stream, from, PAGE).await?,
+            None => store.read_all(after, PAGE).await?,
+        };
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.position;
+        from = last.revision + 1;
+        for recorded in &page {
+            if let Step::Stop = visit(recorded)? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn inconsistent(recorded: &RecordedEvent, reason: &impl ToString) -> ReplayError {
+    ReplayError::Inconsistent {
+        position: recorded.position,
+        stream: recorded.stream.as_str().to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use stockade_domain::testing::{committed, registered_physical, reserved, secs, sku};
+    use stockade_store::{EventStore, ExpectedRevision, MemoryStore};
+
+    use super::*;
+
+    async fn store_with(events: &[Event]) -> Arc<dyn EventStore> {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let stream = StreamName::for_sku(&sku());
+        for event in events {
+            let meta = EventMetadata::new(uuid::Uuid::new_v4(), event.at());
+            let data = codec::encode(event, &meta).unwrap();
+            store
+                .append(&stream, ExpectedRevision::Any, vec![data])
+                .await
+                .unwrap();
+        }
+        store
+    }
+
+    fn available(r: &Replayed) -> Availability {
+        r.view.available
+    }
+
+    #[tokio::test]
+    async fn cuts_by_position_and_instant() {
+        let store = store_with(&[
+            registered_physical(5, 0),
+            reserved(1, 2, secs(10), secs(20)),
+            committed(1, 2, secs(15)),
+            reserved(2, 1, secs(30), secs(40)),
+        ])
+        .await;
+        let now = secs(100);
+        let (all, _) = replay(store.as_ref(), None, Cut::Head, now).await.unwrap();
+        assert_eq!(all[0].version, 4);
+        assert_eq!(available(&all[0]), Availability::Limited(3.into()));
+        let (at, when) = replay(store.as_ref(), None, Cut::Position(Position::at(2)), now)
+            .await
+            .unwrap();
+        assert_eq!((at[0].version, when), (2, secs(10)));
+        assert_eq!(available(&at[0]), Availability::Limited(3.into()));
+        // At 35 the second hold is live; at 45 it has lapsed though no expiry was written.
+        let (at, _) = replay(store.as_ref(), None, Cut::Instant(secs(35)), now)
+            .await
+            .unwrap();
+        assert_eq!(available(&at[0]), Availability::Limited(2.into()));
+        let (at, _) = replay(store.as_ref(), None, Cut::Instant(secs(45)), now)
+            .await
+            .unwrap();
+        assert_eq!(available(&at[0]), Availability::Limited(3.into()));
+        let (before, _) = replay(store.as_ref(), None, Cut::Instant(secs(1)), now)
+            .await
+            .unwrap();
+        assert_eq!(before[0].version, 1);
+    }
+
+    #[tokio::test]
+    async fn history_shows_figures_and_follows_an_order() {
+        let store = store_with(&[
+            registered_physical(5, 0),
+            reserved(1, 2, secs(10), secs(20)),
+            committed(1, 2, secs(15)),
+        ])
+        .await;
+        let entries = history(store.as_ref(), &HistoryFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].before, None);
+        let sold = &entries[2];
+        assert_eq!(sold.event, "ReservationCommitted");
+        assert_eq!(sold.before.unwrap().limit, Some(5));
+        assert_eq!(sold.after.unwrap().limit, Some(3));
+        assert_eq!(sold.after.unwrap().available, Some(3));
+        let from = HistoryFilter {
+            from: Some(secs(12)),
+            ..HistoryFilter::default()
+        };
+        assert_eq!(history(store.as_ref(), &from).await.unwrap().len(), 1);
+    }
+}
