@@ -21,6 +21,7 @@ mod audit;
 mod dlq;
 mod log;
 mod mcp;
+mod multichannel;
 mod reconcile;
 mod replay;
 mod report;
@@ -63,6 +64,9 @@ enum Top {
 enum Simulation {
     /// Concurrent buyers reserve, commit or abandon; the log is then checked for oversells.
     FlashSale(simulate::FlashSale),
+    /// Channels (web, marketplace, POS, assistant) acting on their own copy of the stock,
+    /// kept by push or by polling, in virtual time: phantom stock, staleness, leakage.
+    Multichannel(multichannel::Multichannel),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +95,23 @@ fn main() -> ExitCode {
         Top::Audit(args) => finish(block_on(audit::run(args))),
         Top::Reconcile(args) => finish(block_on(reconcile::run(args))),
         Top::Dlq(args) => finish(block_on(dlq::run(args))),
+        Top::Simulate(Simulation::Multichannel(args)) => {
+            let json = args.json();
+            match block_on(multichannel::run(args)) {
+                Ok(report) => {
+                    let text = if json {
+                        match serde_json::to_string(&report) {
+                            Ok(line) => line,
+                            Err(e) => return fail(&format!("render the report: {e}")),
+                        }
+                    } else {
+                        report.table()
+                    };
+                    finish(Ok((text, report.passed())))
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Top::Simulate(Simulation::FlashSale(args)) => {
             let json = args.json();
             match block_on(simulate::run(args)) {
