@@ -99,7 +99,10 @@ async fn connection(
 
 /// Reads one answer (status line, headers, `Content-Length` body) from the front of
 /// `buffer`, reading more as needed; returns its status and body and drains them.
-async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Result<(u16, Vec<u8>)> {
+pub async fn read_answer(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+) -> io::Result<(u16, Vec<u8>)> {
     loop {
         if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
             let (status, length) = parse_head(&buffer[..end])?;
