@@ -352,6 +352,7 @@ enum Due {
         available: Option<u64>,
     },
     Checkout {
+        channel: usize,
         id: ReservationId,
         pay: bool,
     },
@@ -394,6 +395,8 @@ struct World {
     last_poll: Vec<u64>,
     channels: Vec<ChannelReport>,
     origins: Vec<Origin>,
+    /// Who records deliveries of goods.
+    warehouse: Origin,
     due: BTreeMap<(u64, u64), Due>,
     next_seq: u64,
     now: u64,
@@ -531,7 +534,14 @@ impl World {
                 self.channels[channel].reserved += 1;
                 let checkout = CHECKOUT_MS.0 + self.rng.below(CHECKOUT_MS.1 - CHECKOUT_MS.0);
                 let pay = self.rng.unit() < self.args.commit_rate;
-                self.at(self.now + checkout, Due::Checkout { id: held.id, pay });
+                self.at(
+                    self.now + checkout,
+                    Due::Checkout {
+                        channel,
+                        id: held.id,
+                        pay,
+                    },
+                );
                 self.project().await
             }
             Err(Error::Rejected {
@@ -583,8 +593,8 @@ impl World {
                     *copy = Copy { version, available };
                 }
             }
-            Due::Checkout { id, pay } => {
-                let origin = Origin::default();
+            Due::Checkout { channel, id, pay } => {
+                let origin = self.origins[channel].clone();
                 let done = if pay {
                     self.inventory.commit(id, &origin).await
                 } else {
@@ -604,7 +614,7 @@ impl World {
                 };
                 match self
                     .inventory
-                    .adjust(&self.skus[sku], delivery, &Origin::default())
+                    .adjust(&self.skus[sku], delivery, &self.warehouse)
                     .await
                 {
                     Ok(_) => self.project().await?,
@@ -726,6 +736,7 @@ pub async fn run(args: Multichannel) -> Result<Report, String> {
             })
             .collect(),
         origins,
+        warehouse: Origin::channel(Channel::new("warehouse").map_err(|e| e.to_string())?),
         due: BTreeMap::new(),
         next_seq: 0,
         now: 0,
