@@ -120,7 +120,7 @@ enum Buyer {
     Http(TcpStream, Vec<u8>, Vec<u8>),
     PgOptimistic(tokio_postgres::Client, String),
     PgForUpdate(tokio_postgres::Client, String),
-    RedisLock(Resp, String, u64),
+    RedisLock(Resp, String),
     RedisLua(Resp, String, String),
 }
 
@@ -203,9 +203,10 @@ impl Buyer {
                 tx.commit().await.map_err(|e| e.to_string())?;
                 Ok(true)
             }
-            Buyer::RedisLock(redis, sku, token) => {
-                *token += 1;
-                let me = format!("{:p}-{token}", redis as *const Resp);
+            Buyer::RedisLock(redis, sku) => {
+                // Unique per attempt in this process; the process id keeps two runs apart.
+                let n = LOCK_TOKENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let me = format!("{}-{n}", std::process::id());
                 let lock = format!("lock:{sku}");
                 let mut wait = Duration::from_micros(200);
                 loop {
@@ -256,6 +257,9 @@ impl Buyer {
         }
     }
 }
+
+/// Lock tokens: each attempt's own, so a release never frees another buyer's lock.
+static LOCK_TOKENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 const LUA_RESERVE: &str = "local n = tonumber(redis.call('GET', KEYS[1]) or '0') \
      if n >= tonumber(ARGV[1]) then redis.call('DECRBY', KEYS[1], ARGV[1]) \
@@ -495,7 +499,7 @@ impl Backend {
             }
             Backend::Pg(url) => Buyer::PgForUpdate(pg(url).await?, sku.to_owned()),
             Backend::Redis(addr, _) if strategy == "redis lock" => {
-                Buyer::RedisLock(Resp::connect(addr).await?, sku.to_owned(), 0)
+                Buyer::RedisLock(Resp::connect(addr).await?, sku.to_owned())
             }
             Backend::Redis(addr, sha) => {
                 Buyer::RedisLua(Resp::connect(addr).await?, sku.to_owned(), sha.clone())
@@ -504,13 +508,16 @@ impl Backend {
     }
 
     /// The store's own account of `sku`: units still on sale, reservations recorded.
-    async fn ledger(&self, sku: &str, stock: u64) -> Result<(i64, u64), String> {
+    async fn ledger(&self, sku: &str) -> Result<(i64, u64), String> {
         match self {
             Backend::Engine(inventory, _) => {
                 let sku = Sku::new(sku).map_err(|e| e.to_string())?;
                 let level = inventory.stock(&sku).await.map_err(|e| e.to_string())?;
-                let reserved = level.view.reserved.get();
-                Ok((stock as i64 - reserved as i64, reserved))
+                let left = match level.view.available {
+                    stockade_domain::Availability::Limited(q) => q.get() as i64,
+                    stockade_domain::Availability::Unlimited => i64::MAX,
+                };
+                Ok((left, level.view.reserved.get()))
             }
             Backend::Http(_, addr, _) => {
                 let path = format!("/api/inventory/products/{sku}");
@@ -519,8 +526,8 @@ impl Backend {
                     .map_err(|e| e.to_string())?;
                 let v: serde_json::Value =
                     serde_json::from_str(&body).map_err(|e| e.to_string())?;
-                let reserved = v["reserved"].as_u64().unwrap_or(0);
-                Ok((stock as i64 - reserved as i64, reserved))
+                let left = v["available"].as_i64().unwrap_or(-1);
+                Ok((left, v["reserved"].as_u64().unwrap_or(0)))
             }
             Backend::Pg(url) => {
                 let client = pg(url).await?;
@@ -644,7 +651,7 @@ async fn measure(strategy: &str, s: &Settings, n: usize) -> Result<Vec<Cell>, St
             buyers.push(backend.buyer(strategy, &hot).await?);
         }
         let run = run_phase(buyers, Duration::from_secs_f64(s.seconds), false).await;
-        let (left, recorded) = backend.ledger(&hot, AMPLE_STOCK).await?;
+        let (left, recorded) = backend.ledger(&hot).await?;
         let mut agrees =
             recorded == run.successes && left == AMPLE_STOCK as i64 - run.successes as i64;
 
@@ -655,8 +662,10 @@ async fn measure(strategy: &str, s: &Settings, n: usize) -> Result<Vec<Cell>, St
             buyers.push(backend.buyer(strategy, &out).await?);
         }
         let sold = run_phase(buyers, Duration::from_secs(120), true).await;
-        let (left, recorded) = backend.ledger(&out, SELL_OUT_STOCK).await?;
-        agrees &= recorded == sold.successes && left >= 0;
+        let (left, recorded) = backend.ledger(&out).await?;
+        agrees &= recorded == sold.successes
+            && left == SELL_OUT_STOCK as i64 - sold.successes as i64
+            && left >= 0;
         let mut latencies = run.latencies_us;
         let p = Percentiles::of_micros(&mut latencies);
         cells.push(Cell {

@@ -182,7 +182,7 @@ cat >>"$PG_DATA/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$PG_DIR'
-max_connections = 600
+max_connections = 1500
 shared_buffers = 256MB
 fsync = on
 synchronous_commit = on

@@ -253,9 +253,26 @@ pub async fn apply_counts(
     dry_run: bool,
 ) -> Result<Vec<CountOutcome>, ProjectionError> {
     let store = inventory.store();
+    run_counts(&store, (!dry_run).then_some(inventory), counts).await
+}
+
+/// What [`apply_counts`] would do, from the log alone: nothing is written.
+pub async fn preview_counts(
+    store: &Arc<dyn EventStore>,
+    counts: &[Count],
+) -> Result<Vec<CountOutcome>, ProjectionError> {
+    run_counts(store, None, counts).await
+}
+
+/// Applies `counts` through `inventory`, or only previews them when there is none.
+async fn run_counts(
+    store: &Arc<dyn EventStore>,
+    inventory: Option<&Inventory>,
+    counts: &[Count],
+) -> Result<Vec<CountOutcome>, ProjectionError> {
     let mut outcomes = Vec::with_capacity(counts.len());
     for count in counts {
-        let (then, already) = on_hand_at(&store, count).await?;
+        let (then, already) = on_hand_at(store, count).await?;
         let mut outcome = CountOutcome {
             sku: count.sku.to_string(),
             counted_at: count.counted_at,
@@ -284,9 +301,7 @@ pub async fn apply_counts(
             "already applied".into()
         } else if delta == 0 {
             "no change".into()
-        } else if dry_run {
-            "would apply".into()
-        } else {
+        } else if let Some(inventory) = inventory {
             let adjustment = Adjustment {
                 change: StockChange::Delta(outcome.delta),
                 reason: PHYSICAL_COUNT_REASON.into(),
@@ -308,6 +323,8 @@ pub async fn apply_counts(
                 }
                 Err(e) => format!("refused: {e}"),
             }
+        } else {
+            "would apply".into()
         };
         outcomes.push(outcome);
     }

@@ -70,7 +70,20 @@ enum Simulation {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and --version print in full; a usage error is one line, exit status 2.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let line = rendered.lines().next().unwrap_or("error: bad usage");
+            eprintln!("{} (see --help)", line.trim_end());
+            return ExitCode::from(2);
+        }
+    };
     // Warnings and errors on stderr. The EventStoreDB client's own logs are off: it logs
     // every failed connection attempt, which the backend already reports in its errors.
     let filter = Targets::new()

@@ -372,8 +372,9 @@ struct Copy {
 struct Truth {
     version: u64,
     available: Option<u64>,
-    /// Each version's instant (virtual ms), for the lag of a copy at an older version.
-    changed_at: BTreeMap<u64, u64>,
+    /// Each version's instant (virtual ms) and availability, for the lag of a copy at an
+    /// older version.
+    changed_at: BTreeMap<u64, (u64, Option<u64>)>,
 }
 
 struct World {
@@ -434,14 +435,16 @@ impl World {
             let truth = &mut self.truth[sku];
             truth.version = notice.version;
             truth.available = notice.current.available;
-            truth.changed_at.insert(notice.version, self.now);
+            truth
+                .changed_at
+                .insert(notice.version, (self.now, notice.current.available));
             if self.args.sync == SyncMode::Push {
                 let mean = self.args.push_latency.as_millis() as f64 / std::f64::consts::LN_2;
                 for channel in 0..CHANNELS.len() {
                     let delay = self.rng.exponential_ms(mean);
                     self.in_flight[channel][sku] += 1;
                     self.at(
-                        self.now + delay,
+                        self.now.saturating_add(delay),
                         Due::Deliver {
                             channel,
                             sku,
@@ -492,14 +495,17 @@ impl World {
         let qty = if self.rng.below(10) == 0 { 2 } else { 1 };
         let copy = self.copies[channel][sku];
         let truth = &self.truth[sku];
-        let lag_ms = if copy.version >= truth.version {
+        // A copy is behind when what it shows differs from the truth (a commit moves the
+        // version, not what is available); it has been since the first later version that
+        // showed something else.
+        let lag_ms = if copy.version >= truth.version || copy.available == truth.available {
             0
         } else {
             truth
                 .changed_at
                 .range(copy.version + 1..)
-                .next()
-                .map_or(0, |(_, &at)| self.now.saturating_sub(at))
+                .find(|(_, (_, available))| *available != copy.available)
+                .map_or(0, |(_, (at, _))| self.now.saturating_sub(*at))
         };
         let known_age_ms = match self.args.sync {
             SyncMode::Push => lag_ms,
@@ -535,7 +541,7 @@ impl World {
                 let checkout = CHECKOUT_MS.0 + self.rng.below(CHECKOUT_MS.1 - CHECKOUT_MS.0);
                 let pay = self.rng.unit() < self.args.commit_rate;
                 self.at(
-                    self.now + checkout,
+                    self.now.saturating_add(checkout),
                     Due::Checkout {
                         channel,
                         id: held.id,
@@ -568,14 +574,18 @@ impl World {
             Due::Arrive(channel) => {
                 self.arrive(channel).await?;
                 let per_hour = f64::from(self.args.buyers_per_hour) * CHANNELS[channel].1;
-                let next = self.now + self.rng.exponential_ms(3_600_000.0 / per_hour);
+                let next = self
+                    .now
+                    .saturating_add(self.rng.exponential_ms(3_600_000.0 / per_hour));
                 if next < end {
                     self.at(next, Due::Arrive(channel));
                 }
             }
             Due::Poll(channel) => {
                 self.poll(channel).await?;
-                let next = self.now + self.args.poll_interval.as_millis() as u64;
+                let next = self
+                    .now
+                    .saturating_add(self.args.poll_interval.as_millis() as u64);
                 if next < end {
                     self.at(next, Due::Poll(channel));
                 }
@@ -620,7 +630,9 @@ impl World {
                     Ok(_) => self.project().await?,
                     Err(e) => self.error(e),
                 }
-                let next = self.now + self.args.restock_every.as_millis() as u64;
+                let next = self
+                    .now
+                    .saturating_add(self.args.restock_every.as_millis() as u64);
                 if next < end {
                     self.at(next, Due::Restock(sku));
                 }

@@ -3,8 +3,9 @@
 //! would.
 //!
 //! It may run beside `stockade serve`: a repair only overwrites a row still at the version
-//! it checked, and a count's adjustment goes through the engine's expected-revision check,
-//! so the server's actor for that SKU simply reloads and carries on.
+//! it checked, and a count's adjustment is appended at the revision this engine read, so a
+//! server that wrote meanwhile makes it retry on fresh state, and the server's actor for
+//! that SKU, meeting the count's event, reloads and carries on.
 
 use std::path::PathBuf;
 
@@ -13,7 +14,7 @@ use serde::Serialize;
 use stockade_engine::{Inventory, InventoryConfig};
 use stockade_projections::StockRow;
 use stockade_projections::reconcile::{
-    Correction, CountOutcome, Reconciler, apply_counts, parse_counts,
+    Correction, CountOutcome, Reconciler, apply_counts, parse_counts, preview_counts,
 };
 
 use crate::log::{Format, LogArgs, json, qty};
@@ -59,24 +60,34 @@ pub async fn run(args: Reconcile) -> Result<(String, bool), String> {
         }
         None => Vec::new(),
     };
-    let (store, _) = args.log.store_config()?;
-    let inventory = Inventory::open(InventoryConfig::with_store(store))
-        .await
-        .map_err(|e| format!("open the log: {e}"))?;
+    let store = args.log.open_store().await?;
     let models = args.log.open_models().await?;
     let read_models_checked = models.is_some();
     let corrections = match models {
-        Some(models) => Reconciler::new(inventory.store(), models)
+        Some(models) => Reconciler::new(store.clone(), models)
             .reconcile(args.dry_run)
             .await
             .map_err(|e| format!("reconcile the read models: {e}"))?,
         None => Vec::new(),
     };
-    let outcomes = apply_counts(&inventory, &counts, args.dry_run)
-        .await
-        .map_err(|e| format!("apply the counts: {e}"));
-    inventory.shutdown().await;
-    let outcomes = outcomes?;
+    // The engine is opened only to apply counts: opening it wakes SKUs with lapsed holds,
+    // which then write their expiries, and a dry run writes nothing.
+    let outcomes = if counts.is_empty() || args.dry_run {
+        preview_counts(&store, &counts)
+            .await
+            .map_err(|e| format!("read the counts' SKUs: {e}"))?
+    } else {
+        drop(store);
+        let (config, _) = args.log.store_config()?;
+        let inventory = Inventory::open(InventoryConfig::with_store(config))
+            .await
+            .map_err(|e| format!("open the log: {e}"))?;
+        let outcomes = apply_counts(&inventory, &counts, false)
+            .await
+            .map_err(|e| format!("apply the counts: {e}"));
+        inventory.shutdown().await;
+        outcomes?
+    };
     let clean = outcomes.iter().all(|o| FINE.contains(&o.outcome.as_str()));
     let output = Output {
         dry_run: args.dry_run,

@@ -96,5 +96,8 @@ fn bad_parameters_are_one_line_and_exit_two() {
         all.extend_from_slice(&args);
         let out = stockade(&all);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
     }
 }

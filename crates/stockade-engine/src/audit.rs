@@ -30,8 +30,9 @@ use stockade_store::{EventStore, Position, StoreError, StreamName, codec, scan_a
 /// Events read per page.
 const PAGE: usize = 8_192;
 
-/// How long the engine remembers an idempotency key by default; a key seen again later
-/// is a new request, not a second application.
+/// How long the engine remembers an idempotency key by default
+/// (`EngineConfig::idempotency_retention`); a key seen again later is a new request, not
+/// a second application.
 pub const KEY_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// What the log shows.
@@ -53,6 +54,17 @@ pub struct LogReport {
     pub violations: Vec<String>,
 }
 
+/// One idempotency key's application in a stream.
+struct KeyUse {
+    /// The last revision that carried the key.
+    last: u64,
+    /// When its append was decided.
+    at: Timestamp,
+    /// The event ids of that append (derived from the key, so a second application of
+    /// the key repeats them).
+    ids: Vec<uuid::Uuid>,
+}
+
 #[derive(Default)]
 struct SkuCheck {
     registered: bool,
@@ -67,8 +79,8 @@ struct SkuCheck {
     resolved: HashMap<ReservationId, Timestamp>,
     /// The revision the next event must have.
     next_revision: u64,
-    /// Each (principal, key): the last revision that carried it and when it was applied.
-    keys: HashMap<(String, String), (u64, Timestamp)>,
+    /// Each (principal, key): where and when it was applied.
+    keys: HashMap<(String, String), KeyUse>,
     /// How many keys were left after the last pruning.
     keys_pruned_at: usize,
 }
@@ -114,14 +126,16 @@ pub async fn check_log_of(
     store: &Arc<dyn EventStore>,
     only: impl Fn(&Sku) -> bool,
 ) -> Result<LogReport, StoreError> {
-    check_log_with(store, only, |_| {}).await
+    check_log_with(store, only, KEY_RETENTION, |_| {}).await
 }
 
-/// [`check_log_of`], calling `progress` with the position reached after every event (for
-/// a progress bar on long logs).
+/// [`check_log_of`] for an engine that remembers idempotency keys for `key_retention`,
+/// calling `progress` with the position reached after every event (for a progress bar on
+/// long logs).
 pub async fn check_log_with(
     store: &Arc<dyn EventStore>,
     only: impl Fn(&Sku) -> bool,
+    key_retention: std::time::Duration,
     mut progress: impl FnMut(Position),
 ) -> Result<LogReport, StoreError> {
     let mut report = LogReport::default();
@@ -136,6 +150,7 @@ pub async fn check_log_with(
         let check = skus.entry(recorded.stream.clone()).or_default();
         check_record(
             check,
+            key_retention,
             recorded.revision,
             &event,
             &meta,
@@ -151,8 +166,10 @@ pub async fn check_log_with(
 }
 
 /// The checks on where an event sits in its stream: its revision, and its idempotency key.
+#[allow(clippy::too_many_arguments)]
 fn check_record(
     check: &mut SkuCheck,
+    key_retention: std::time::Duration,
     revision: u64,
     event: &Event,
     meta: &EventMetadata,
@@ -180,26 +197,43 @@ fn check_record(
             .unwrap_or_default();
         let t = event.at();
         let scope = (principal, key.clone());
-        if let Some(&(last, first_at)) = check.keys.get(&scope) {
-            let remembered = first_at
-                .checked_add(KEY_RETENTION)
-                .is_none_or(|until| until >= t);
-            if last.checked_add(1) != Some(revision) && remembered {
-                breach(format!(
-                    "applies idempotency key {key:?} again (first applied at revision {last})"
-                ));
+        // The events of one append under a key sit at consecutive revisions with distinct
+        // ids. Anything else while the engine still remembers the key is a second
+        // application: a later revision, or an id the key already produced.
+        let same_append = match check.keys.get(&scope) {
+            Some(used) if used.at.checked_add(key_retention).is_none_or(|u| u >= t) => {
+                let next = used.last.checked_add(1) == Some(revision);
+                if !next || used.ids.contains(&meta.event_id) {
+                    breach(format!(
+                        "applies idempotency key {key:?} again (last applied at revision {})",
+                        used.last
+                    ));
+                }
+                next
+            }
+            _ => false,
+        };
+        match check.keys.get_mut(&scope) {
+            Some(used) if same_append => {
+                used.last = revision;
+                used.ids.push(meta.event_id);
+            }
+            _ => {
+                check.keys.insert(
+                    scope,
+                    KeyUse {
+                        last: revision,
+                        at: t,
+                        ids: vec![meta.event_id],
+                    },
+                );
             }
         }
-        let first_at = match check.keys.get(&scope) {
-            Some(&(last, first_at)) if last.checked_add(1) == Some(revision) => first_at,
-            _ => t,
-        };
-        check.keys.insert(scope, (revision, first_at));
         // Forget keys the engine has forgotten, in amortised constant time per event.
         if check.keys.len() >= check.keys_pruned_at.saturating_mul(2).max(1024) {
             check
                 .keys
-                .retain(|_, (_, at)| at.checked_add(KEY_RETENTION).is_none_or(|u| u >= t));
+                .retain(|_, used| used.at.checked_add(key_retention).is_none_or(|u| u >= t));
             check.keys_pruned_at = check.keys.len();
         }
     }
@@ -357,7 +391,16 @@ mod tests {
                 ..EventMetadata::new(uuid::Uuid::new_v4(), e.at())
             };
             let at = Position::at(n as u64 + 1);
-            check_record(&mut state, *revision, e, &meta, &sku, at, &mut report);
+            check_record(
+                &mut state,
+                KEY_RETENTION,
+                *revision,
+                e,
+                &meta,
+                &sku,
+                at,
+                &mut report,
+            );
             check_event(&mut state, e, &sku, at, &mut report);
         }
         report
@@ -389,6 +432,39 @@ mod tests {
             "{:?}",
             report.violations
         );
+    }
+
+    #[test]
+    fn a_key_whose_event_id_comes_back_next_is_applied_twice() {
+        let sku = Sku::new("A").expect("sku");
+        let mut state = SkuCheck::default();
+        let mut report = LogReport::default();
+        let id = uuid::Uuid::new_v4();
+        let events = [
+            registered_physical(5, 0),
+            reserved(1, 1, secs(1), secs(100)),
+            reserved(2, 1, secs(2), secs(100)),
+        ];
+        for (n, e) in events.iter().enumerate() {
+            let meta = EventMetadata {
+                idempotency_key: (n > 0).then(|| "retry".to_owned()),
+                ..EventMetadata::new(if n > 0 { id } else { uuid::Uuid::new_v4() }, e.at())
+            };
+            let at = Position::at(n as u64 + 1);
+            check_record(
+                &mut state,
+                KEY_RETENTION,
+                n as u64,
+                e,
+                &meta,
+                &sku,
+                at,
+                &mut report,
+            );
+            check_event(&mut state, e, &sku, at, &mut report);
+        }
+        assert_eq!(report.violations.len(), 1, "{:?}", report.violations);
+        assert!(report.violations[0].contains("applies idempotency key \"retry\" again"));
     }
 
     #[test]

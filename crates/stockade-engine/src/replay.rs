@@ -68,8 +68,15 @@ pub async fn replay(
     // Streams whose next event is past an instant cut: the rest of them is ignored.
     let mut past: HashSet<StreamName> = HashSet::new();
     let mut latest: Option<Timestamp> = None;
-    let only = sku.map(StreamName::for_sku);
-    each_event(store, only.as_ref(), |recorded| {
+    let wanted = sku.map(StreamName::for_sku);
+    // A position cut is viewed at the instant of the log's last event before it, whatever
+    // its stream: so one SKU reads the whole log up to the cut, and shows what it shows
+    // among all the others.
+    let read_only = match cut {
+        Cut::Position(_) => None,
+        Cut::Head | Cut::Instant(_) => wanted.clone(),
+    };
+    each_event(store, read_only.as_ref(), |recorded| {
         if let Cut::Position(end) = cut
             && recorded.position > end
         {
@@ -89,6 +96,9 @@ pub async fn replay(
             return Ok(Step::Next);
         }
         latest = Some(latest.map_or(event.at(), |l| l.max(event.at())));
+        if wanted.as_ref().is_some_and(|w| w != &recorded.stream) {
+            return Ok(Step::Next);
+        }
         let fold = folds
             .entry(recorded.stream.clone())
             .or_insert_with(|| Fold {
@@ -218,7 +228,15 @@ pub async fn history(
         let (event, meta) = codec::decode_stored(recorded)?;
         let state = states.entry(recorded.stream.clone()).or_default();
         let at = event.at();
-        let before = state.stock().map(|s| Figures::of(&s.view(at)));
+        // An expiry's hold stopped counting when it lapsed, before the event was written:
+        // the figures before are those of the moment before it lapsed.
+        let before_at = match &event {
+            Event::ReservationExpired(e) => {
+                Timestamp::from_millis(e.expires_at.as_millis().saturating_sub(1)).min(at)
+            }
+            _ => at,
+        };
+        let before = state.stock().map(|s| Figures::of(&s.view(before_at)));
         let inconsistent = state.apply(&event).err().map(|e| e.to_string());
         let after = state.stock().map(|s| Figures::of(&s.view(at)));
         let pool = state.stock().map(|s| s.pool_kind());
@@ -360,7 +378,7 @@ fn inconsistent(recorded: &RecordedEvent, reason: &impl ToString) -> ReplayError
 mod tests {
     use std::sync::Arc;
 
-    use stockade_domain::testing::{committed, registered_physical, reserved, secs, sku};
+    use stockade_domain::testing::{committed, expired, registered_physical, reserved, secs, sku};
     use stockade_store::{EventStore, ExpectedRevision, MemoryStore};
 
     use super::*;
@@ -414,6 +432,23 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(before[0].version, 1);
+    }
+
+    #[tokio::test]
+    async fn an_expiry_shows_the_hold_it_gave_back() {
+        let store = store_with(&[
+            registered_physical(5, 0),
+            reserved(1, 2, secs(10), secs(20)),
+            expired(1, 2, secs(20), secs(25)),
+        ])
+        .await;
+        let entries = history(store.as_ref(), &HistoryFilter::default())
+            .await
+            .unwrap();
+        let lapsed = &entries[2];
+        assert_eq!(lapsed.before.unwrap().reserved, 2);
+        assert_eq!(lapsed.after.unwrap().reserved, 0);
+        assert_eq!(lapsed.after.unwrap().available, Some(5));
     }
 
     #[tokio::test]
