@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use stockade_domain::{OrderId, Sku, Timestamp};
 use stockade_engine::audit::check_log_with;
-use stockade_engine::replay::{Entry, Figures, HistoryFilter, history};
+use stockade_engine::replay::{Entry, Figures, HistoryFilter, history, history_each};
 use stockade_projections::reconcile::Reconciler;
 use stockade_store::EventStore;
 
@@ -94,44 +94,16 @@ async fn run_history(args: History) -> Result<String, String> {
         from: args.from,
         to: args.to,
     };
-    let entries = history(store.as_ref(), &filter)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(match args.format {
-        Format::Json => json(&entries)?,
-        Format::Csv => {
-            let mut out = csv_line(&[
-                "position",
-                "at",
-                "recorded_at",
-                "sku",
-                "revision",
-                "event",
-                "qty",
-                "principal",
-                "channel",
-                "order_id",
-                "reservation_id",
-                "reason",
-                "reference",
-                "correlation_id",
-                "idempotency_key",
-                "on_hand_before",
-                "on_hand_after",
-                "reserved_before",
-                "reserved_after",
-                "available_before",
-                "available_after",
-                "inconsistent",
-            ]);
-            out.push('\n');
-            for e in &entries {
-                out.push_str(&csv_line(&csv_cells(e)));
-                out.push('\n');
-            }
-            out
+    match args.format {
+        // Streamed: a whole log's history need not fit in memory.
+        Format::Json | Format::Csv => {
+            stream_history(store.as_ref(), &filter, args.format).await?;
+            Ok(String::new())
         }
         Format::Table => {
+            let entries = history(store.as_ref(), &filter)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut t = Table::new([
                 "position",
                 "at",
@@ -148,14 +120,86 @@ async fn run_history(args: History) -> Result<String, String> {
             for e in &entries {
                 t.row(table_cells(e));
             }
-            if t.is_empty() {
+            Ok(if t.is_empty() {
                 "No events match.".to_owned()
             } else {
                 format!("{} event(s)\n\n{}", entries.len(), t.render())
-            }
+            })
+        }
+    }
+}
+
+/// Writes the history to stdout as it is read: a JSON array, or CSV with a header. A
+/// reader that has gone (`| head`) ends the listing quietly.
+async fn stream_history(
+    store: &dyn stockade_store::EventStore,
+    filter: &HistoryFilter,
+    format: Format,
+) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut first = true;
+    let mut failed: Option<String> = None;
+    let opening = match format {
+        Format::Json => "[".to_owned(),
+        _ => csv_line(&CSV_HEADER),
+    };
+    if writeln!(out, "{opening}").is_err() {
+        return Ok(());
+    }
+    history_each(store, filter, |e| {
+        let line = match format {
+            Format::Json => match serde_json::to_string(&e) {
+                Ok(json) => format!("{}  {json}", if first { "" } else { ",\n" }),
+                Err(err) => {
+                    failed = Some(format!("render JSON: {err}"));
+                    return false;
+                }
+            },
+            _ => csv_line(&csv_cells(&e)),
+        };
+        first = false;
+        match format {
+            Format::Json => write!(out, "{line}").is_ok(),
+            _ => writeln!(out, "{line}").is_ok(),
         }
     })
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if format == Format::Json {
+        let _ = writeln!(out, "{}]", if first { "" } else { "\n" });
+    }
+    let _ = out.flush();
+    Ok(())
 }
+
+const CSV_HEADER: [&str; 22] = [
+    "position",
+    "at",
+    "recorded_at",
+    "sku",
+    "revision",
+    "event",
+    "qty",
+    "principal",
+    "channel",
+    "order_id",
+    "reservation_id",
+    "reason",
+    "reference",
+    "correlation_id",
+    "idempotency_key",
+    "on_hand_before",
+    "on_hand_after",
+    "reserved_before",
+    "reserved_after",
+    "available_before",
+    "available_after",
+    "inconsistent",
+];
 
 fn opt(s: &Option<String>) -> String {
     s.clone().unwrap_or_default()

@@ -77,6 +77,11 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        // A command group without its subcommand: the group's help, as a usage error.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
         Err(e) => {
             let rendered = e.render().to_string();
             let line = rendered.lines().next().unwrap_or("error: bad usage");
@@ -162,7 +167,10 @@ fn block_on<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Re
 fn finish(outcome: Result<(String, bool), String>) -> ExitCode {
     match outcome {
         Ok((text, clean)) => {
-            emit(text.trim_end());
+            // Empty when the tool streamed its output itself.
+            if !text.is_empty() {
+                emit(text.trim_end());
+            }
             if clean {
                 ExitCode::SUCCESS
             } else {

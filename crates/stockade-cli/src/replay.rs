@@ -34,8 +34,9 @@ pub fn parse_sku(s: &str) -> Result<Sku, String> {
 
 #[derive(Serialize)]
 struct Output<'a> {
-    at: Timestamp,
-    position: Option<Position>,
+    /// The instant the views are taken at (RFC 3339).
+    at: String,
+    position: Option<String>,
     skus: &'a [Replayed],
 }
 
@@ -57,8 +58,8 @@ pub async fn run(args: Replay) -> Result<String, String> {
     }
     Ok(match args.format {
         Format::Json => json(&Output {
-            at,
-            position: args.position,
+            at: at.to_string(),
+            position: args.position.map(|p| p.to_string()),
             skus: &skus,
         })?,
         Format::Csv => {

@@ -545,6 +545,8 @@ async fn a_missing_log_is_one_line_and_exit_two() {
     }
     let out = stockade(&["dlq", "list", "--data-dir", &dir_arg(dir.path())]).await;
     assert_eq!(code(&out), 2);
+    // A command group without its subcommand is a usage error.
+    assert_eq!(code(&stockade(&["dlq"]).await), 2);
     assert!(
         !dir.path().join("stockade.db").exists(),
         "a read created a log"

@@ -20,6 +20,16 @@ use stockade_store::{EventStore, Position, RecordedEvent, StoreError, StreamName
 /// Events read per page.
 const PAGE: usize = 4_096;
 
+/// Instants as RFC 3339 in the JSON people read, not milliseconds.
+fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(t)
+}
+
+/// Positions as the tools print them (`1200`, or `commit/prepare` on EventStoreDB).
+fn position_text<S: serde::Serializer>(p: &Position, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(p)
+}
+
 /// Where in the log to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
@@ -51,7 +61,9 @@ pub struct Replayed {
     /// Events folded (the stream version `stock` reports).
     pub version: u64,
     /// Log position of the last event folded.
+    #[serde(serialize_with = "position_text")]
     pub position: Position,
+    #[serde(serialize_with = "rfc3339")]
     pub last_event_at: Timestamp,
     pub view: StockView,
 }
@@ -185,12 +197,15 @@ impl Figures {
 /// One event of the history: when, what, who, why, and the stock before and after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
+    #[serde(serialize_with = "position_text")]
     pub position: Position,
     pub sku: Sku,
     pub revision: u64,
     /// When the decision was taken.
+    #[serde(serialize_with = "rfc3339")]
     pub at: Timestamp,
     /// When the store committed it.
+    #[serde(serialize_with = "rfc3339")]
     pub recorded_at: Timestamp,
     pub event: &'static str,
     pub pool: Option<PoolKind>,
@@ -216,10 +231,26 @@ pub async fn history(
     store: &dyn EventStore,
     filter: &HistoryFilter,
 ) -> Result<Vec<Entry>, ReplayError> {
+    let mut entries = Vec::new();
+    history_each(store, filter, |entry| {
+        entries.push(entry);
+        true
+    })
+    .await?;
+    Ok(entries)
+}
+
+/// Hands each event that matches `filter` to `visit`, in log order, without keeping them
+/// (a whole production log does not fit in memory as entries); `visit` returns `false`
+/// to stop.
+pub async fn history_each(
+    store: &dyn EventStore,
+    filter: &HistoryFilter,
+    mut visit: impl FnMut(Entry) -> bool,
+) -> Result<(), ReplayError> {
     let mut states: HashMap<StreamName, SkuState> = HashMap::new();
     // Reservations of the filtered order, so their commits and expiries are shown too.
     let mut of_order: HashSet<(StreamName, ReservationId)> = HashSet::new();
-    let mut entries = Vec::new();
     let only = filter.sku.as_ref().map(StreamName::for_sku);
     each_event(store, only.as_ref(), |recorded| {
         let Some(sku) = recorded.stream.sku() else {
@@ -257,7 +288,7 @@ pub async fn history(
         if filter.from.is_some_and(|from| at < from) || filter.to.is_some_and(|to| at > to) {
             return Ok(Step::Next);
         }
-        entries.push(entry(
+        let entry = entry(
             recorded,
             sku,
             event,
@@ -266,11 +297,10 @@ pub async fn history(
             before,
             after,
             inconsistent,
-        ));
-        Ok(Step::Next)
+        );
+        Ok(if visit(entry) { Step::Next } else { Step::Stop })
     })
-    .await?;
-    Ok(entries)
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
