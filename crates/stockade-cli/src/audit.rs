@@ -17,8 +17,8 @@ use stockade_engine::replay::{Entry, Figures, HistoryFilter, history, history_ea
 use stockade_projections::reconcile::Reconciler;
 use stockade_store::EventStore;
 
+use crate::args::{parse_duration, parse_order, parse_sku};
 use crate::log::{Format, LogArgs, csv_line, json, qty};
-use crate::replay::parse_sku;
 use crate::report::Table;
 
 #[derive(Debug, Args)]
@@ -62,15 +62,11 @@ struct Verify {
     log: LogArgs,
     /// How long the engine that wrote the log remembers idempotency keys (its
     /// `idempotency_retention`): a key seen again after this is a new request.
-    #[arg(long, default_value = "24h", value_parser = crate::multichannel::parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
     key_retention: std::time::Duration,
     /// `json` prints one object with the counts and every violation.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-}
-
-fn parse_order(s: &str) -> Result<OrderId, String> {
-    OrderId::new(s).map_err(|e| e.to_string())
 }
 
 /// The report, and whether the log is clean.

@@ -18,27 +18,17 @@ use crate::report::Table;
 #[derive(Debug, Subcommand)]
 pub enum Dlq {
     /// The dead letters, oldest first.
-    List(List),
+    List(DlqArgs),
     /// Send every dead letter again, once; exit status 1 if any still fails.
-    Replay(ReplayArgs),
+    Replay(DlqArgs),
 }
 
+/// What both `dlq` commands take.
 #[derive(Debug, Args)]
-pub struct List {
+pub struct DlqArgs {
     #[command(flatten)]
     log: LogArgs,
-    /// Only this endpoint's (its name from the config, e.g. `marketplace`).
-    #[arg(long)]
-    endpoint: Option<String>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-}
-
-#[derive(Debug, Args)]
-pub struct ReplayArgs {
-    #[command(flatten)]
-    log: LogArgs,
-    /// Only this endpoint's.
+    /// Only this endpoint's letters (its name in the config, e.g. `marketplace`).
     #[arg(long)]
     endpoint: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -64,7 +54,7 @@ pub async fn run(command: Dlq) -> Result<(String, bool), String> {
     }
 }
 
-async fn list(args: List) -> Result<String, String> {
+async fn list(args: DlqArgs) -> Result<String, String> {
     let models = models(&args.log).await?;
     let channel = args.endpoint.as_deref().map(channel_of);
     let letters = models
@@ -144,7 +134,7 @@ struct ReplayOutput {
     unconfigured: Vec<String>,
 }
 
-async fn replay(args: ReplayArgs) -> Result<(String, bool), String> {
+async fn replay(args: DlqArgs) -> Result<(String, bool), String> {
     if args.format == Format::Csv {
         return Err("dlq replay prints a table or JSON".into());
     }

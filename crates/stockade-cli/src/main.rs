@@ -17,6 +17,7 @@ use tracing_subscriber::prelude::*;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod args;
 mod audit;
 mod dlq;
 mod log;

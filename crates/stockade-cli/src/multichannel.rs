@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use stockade_domain::{
-    Channel, PoolConfig, Quantity, Rejection, ReservationId, Sku, StockChange, Timestamp,
-};
+use stockade_domain::{Channel, Quantity, Rejection, ReservationId, Sku, StockChange, Timestamp};
 use stockade_engine::audit::check_log;
 use stockade_engine::{
     Adjustment, EngineConfig, Error, Inventory, InventoryConfig, ManualClock, Origin,
@@ -41,7 +39,9 @@ use stockade_engine::{
 };
 use stockade_projections::{HubMessage, HubSubscriber, NoticeHub, Projector, ReadModels};
 
+use crate::args::{GOLDEN, parse_duration, parse_money, parse_share, splitmix};
 use crate::report::Table;
+use crate::simulate::register_run_skus;
 
 /// The channels, and each one's share of the buyers.
 const CHANNELS: [(&str, f64); 4] = [
@@ -125,46 +125,6 @@ pub struct Multichannel {
 impl Multichannel {
     pub fn json(&self) -> bool {
         self.json
-    }
-}
-
-/// `90`, `90s`, `500ms`, `15m`, `1h`: a number and an optional unit (seconds without).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 90s, 15m or 24h"))?;
-    let millis = match unit {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
-    }
-    .ok_or_else(|| format!("{s:?} is too long"))?;
-    if millis == 0 {
-        return Err("must be more than zero".into());
-    }
-    Ok(Duration::from_millis(millis))
-}
-
-fn parse_share(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err("must be between 0 and 1".into())
-    }
-}
-
-fn parse_money(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if v.is_finite() && v >= 0.0 {
-        Ok(v)
-    } else {
-        Err("must be zero or more".into())
     }
 }
 
@@ -312,16 +272,14 @@ fn human_seconds(s: f64) -> String {
     }
 }
 
-/// SplitMix64: small, fast and well mixed; the run needs repeatability, not secrecy.
+/// SplitMix64 as a sequence: small, fast and well mixed; the run needs repeatability,
+/// not secrecy.
 struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(GOLDEN);
+        splitmix(self.0)
     }
 
     /// Uniform in [0, 1).
@@ -693,22 +651,7 @@ pub async fn run(args: Multichannel) -> Result<Report, String> {
     let hub = NoticeHub::new();
     let notices = hub.subscribe(1 << 20);
     let mut projector = Projector::new(inventory.store(), models.clone(), hub);
-    // Runs share a data directory without meeting: each names its SKUs after itself.
-    let run_tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let skus: Vec<Sku> = (0..args.skus)
-        .map(|n| Sku::new(format!("MC-{run_tag}-{n:04}")))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    for sku in &skus {
-        let pool = PoolConfig::Physical {
-            on_hand: Quantity::new(args.stock),
-            safety_stock: Quantity::ZERO,
-        };
-        inventory
-            .register(sku, pool, &Origin::default())
-            .await
-            .map_err(|e| format!("register {sku}: {e}"))?;
-    }
+    let skus = register_run_skus(&inventory, "MC", args.skus, 4, args.stock).await?;
     projector
         .catch_up()
         .await
@@ -857,17 +800,6 @@ pub async fn run(args: Multichannel) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("15 minutes").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -7,6 +7,7 @@ use stockade_domain::{Sku, Timestamp};
 use stockade_engine::replay::{Cut, Replayed, replay};
 use stockade_store::Position;
 
+use crate::args::parse_sku;
 use crate::log::{Format, LogArgs, csv_line, json, qty};
 use crate::report::Table;
 
@@ -26,10 +27,6 @@ pub struct Replay {
     position: Option<Position>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-}
-
-pub fn parse_sku(s: &str) -> Result<Sku, String> {
-    Sku::new(s).map_err(|e| e.to_string())
 }
 
 #[derive(Serialize)]

@@ -24,6 +24,7 @@ use stockade_engine::{
 use stockade_esdb::{EsdbConfig, EsdbStore};
 use stockade_store::{EventStore, SqliteStore};
 
+use crate::args::{GOLDEN, parse_share, splitmix};
 use crate::report::Table;
 
 /// Longest TTL the run waits for, after the last buyer, to see abandoned holds lapse.
@@ -61,7 +62,7 @@ pub struct FlashSale {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     ttl: u64,
     /// Share of buyers who reserve and never come back (0 to 1).
-    #[arg(long, default_value_t = 0.1, value_parser = parse_rate)]
+    #[arg(long, default_value_t = 0.1, value_parser = parse_share)]
     abandon_rate: f64,
     /// Where the events go.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
@@ -96,15 +97,6 @@ impl FlashSale {
     /// in the environment is no mistake when another store was chosen.
     fn esdb_url_from_env(&self) -> bool {
         std::env::var("STOCKADE_ESDB_URL").ok() == self.esdb_url
-    }
-}
-
-fn parse_rate(s: &str) -> Result<f64, String> {
-    let rate: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if (0.0..=1.0).contains(&rate) {
-        Ok(rate)
-    } else {
-        Err("must be between 0 and 1".into())
     }
 }
 
@@ -212,13 +204,39 @@ struct Outcomes {
     first_error: Option<String>,
 }
 
+/// Registers `count` physical SKUs of `stock` units each, named `{prefix}-{run}-{n}` with
+/// `n` zero-padded to `width`. The run id is new each time, so runs that share a data
+/// directory never share a SKU, and each checks only its own.
+pub async fn register_run_skus(
+    inventory: &Inventory,
+    prefix: &str,
+    count: u32,
+    width: usize,
+    stock: u64,
+) -> Result<Vec<Sku>, String> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let run_id = run_id.get(..8).unwrap_or("run");
+    let skus: Vec<Sku> = (0..count)
+        .map(|n| Sku::new(format!("{prefix}-{run_id}-{n:0width$}")))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    for sku in &skus {
+        let pool = PoolConfig::Physical {
+            on_hand: Quantity::new(stock),
+            safety_stock: Quantity::ZERO,
+        };
+        inventory
+            .register(sku, pool, &Origin::default())
+            .await
+            .map_err(|e| format!("register {sku}: {e}"))?;
+    }
+    Ok(skus)
+}
+
 /// A buyer's coin: deterministic per (seed, buyer), so a run can be repeated.
 fn abandons(seed: u64, buyer: u64, rate: f64) -> bool {
     // SplitMix64: a well-mixed 64-bit hash of the pair.
-    let mut z = seed ^ buyer.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    let z = splitmix(seed ^ buyer.wrapping_mul(GOLDEN));
     rate >= 1.0 || (z as f64 / u64::MAX as f64) < rate
 }
 
@@ -273,23 +291,7 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         .await
         .map_err(|e| format!("open the inventory: {e}"))?;
 
-    // Unique per run, so that runs sharing a data directory never share a SKU.
-    let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let run_id = run_id.get(..8).unwrap_or("run");
-    let skus: Vec<Sku> = (0..args.skus)
-        .map(|n| Sku::new(format!("SALE-{run_id}-{n}")))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    for sku in &skus {
-        let pool = PoolConfig::Physical {
-            on_hand: Quantity::new(args.stock),
-            safety_stock: Quantity::ZERO,
-        };
-        inventory
-            .register(sku, pool, &Origin::default())
-            .await
-            .map_err(|e| format!("register {sku}: {e}"))?;
-    }
+    let skus = register_run_skus(&inventory, "SALE", args.skus, 0, args.stock).await?;
 
     let progress = if args.json {
         ProgressBar::hidden()
@@ -497,12 +499,5 @@ mod tests {
         assert!((24_000..26_000).contains(&abandoned), "{abandoned}");
         assert_eq!((0..1000).filter(|b| abandons(7, *b, 0.0)).count(), 0);
         assert_eq!((0..1000).filter(|b| abandons(7, *b, 1.0)).count(), 1000);
-    }
-
-    #[test]
-    fn a_rate_outside_zero_to_one_is_refused() {
-        assert!(parse_rate("1.5").is_err());
-        assert!(parse_rate("x").is_err());
-        assert_eq!(parse_rate("0.5"), Ok(0.5));
     }
 }
