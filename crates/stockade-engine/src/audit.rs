@@ -33,7 +33,7 @@ const PAGE: usize = 8_192;
 /// How long the engine remembers an idempotency key by default
 /// (`EngineConfig::idempotency_retention`); a key seen again later is a new request, not
 /// a second application.
-pub const KEY_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub const KEY_RETENTION: std::time::Duration = crate::config::DEFAULT_IDEMPOTENCY_RETENTION;
 
 /// What the log shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

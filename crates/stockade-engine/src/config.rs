@@ -27,6 +27,9 @@ pub struct EngineConfig {
     pub default_ttl: Duration,
 }
 
+/// How long a SKU remembers an idempotency key by default.
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
@@ -36,7 +39,7 @@ impl Default for EngineConfig {
             append_timeout: Duration::from_secs(10),
             snapshot_every: 1_000,
             idle_timeout: Duration::from_secs(5 * 60),
-            idempotency_retention: Duration::from_secs(24 * 3600),
+            idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             default_ttl: Duration::from_secs(15 * 60),
         }
     }
