@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use stockade_benches::http_load::{self, Load};
-use stockade_benches::publish;
+use stockade_benches::{ADMIN, WEB, publish, server_config};
 use stockade_engine::Percentiles;
 use stockade_server::ServerConfig;
 
@@ -27,8 +27,6 @@ use stockade_server::ServerConfig;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CONNECTIONS: [usize; 2] = [100, 1000];
-const ADMIN: &str = "bench-admin-token-00001";
-const WEB: &str = "bench-web-token-000001";
 
 #[derive(Default)]
 struct Row {
@@ -42,13 +40,7 @@ struct Row {
 }
 
 fn config(dir: &std::path::Path) -> ServerConfig {
-    let mut config = ServerConfig {
-        data_dir: dir.to_path_buf(),
-        ..ServerConfig::default()
-    };
-    config.auth.admin_tokens = vec![ADMIN.into()];
-    config.auth.channel_tokens = BTreeMap::from([("web".into(), WEB.into())]);
-    config.reconcile.every_seconds = 0;
+    let mut config = server_config(dir);
     // STOCKADE_WORKERS, STOCKADE_ARBITERS, ... tune the server under test.
     config.apply_env(std::env::vars()).unwrap();
     config

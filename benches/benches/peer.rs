@@ -34,10 +34,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use stockade_benches::http_load;
+use stockade_benches::{ADMIN, WEB, http_load, server_config};
 use stockade_domain::{PoolConfig, Quantity, Sku};
 use stockade_engine::{Error, Inventory, InventoryConfig, Percentiles, ReserveOptions};
-use stockade_server::ServerConfig;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -46,8 +45,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SELL_OUT_STOCK: u64 = 500;
 const AMPLE_STOCK: u64 = 1_000_000_000;
-const ADMIN: &str = "peer-admin-token-000001";
-const WEB: &str = "peer-web-token-0000001";
 const STRATEGIES: [&str; 6] = [
     "stockade in-process",
     "stockade over HTTP",
@@ -388,13 +385,7 @@ impl Backend {
             }
             "stockade over HTTP" => {
                 let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-                let mut config = ServerConfig {
-                    data_dir: dir.path().to_path_buf(),
-                    ..ServerConfig::default()
-                };
-                config.auth.admin_tokens = vec![ADMIN.into()];
-                config.auth.channel_tokens = BTreeMap::from([("web".into(), WEB.into())]);
-                config.reconcile.every_seconds = 0;
+                let mut config = server_config(dir.path());
                 config.limits.max_concurrent_requests = 100_000;
                 let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
                 let server = stockade_server::spawn(config, listener).map_err(|e| e.to_string())?;

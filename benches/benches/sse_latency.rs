@@ -10,23 +10,20 @@
 //! projector's transaction, the hub, the stream's writer and the socket, end to end.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stockade_benches::http_load;
-use stockade_benches::publish;
+use stockade_benches::{ADMIN, WEB, publish, server_config};
 use stockade_engine::Percentiles;
-use stockade_server::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BACKGROUND_PER_SECOND: u64 = 1000;
 const BACKGROUND_SKUS: usize = 10;
 const PROBE_EVERY: Duration = Duration::from_millis(10);
 const TARGET_P99_MS: f64 = 50.0;
-const ADMIN: &str = "bench-admin-token-00001";
-const WEB: &str = "bench-web-token-000001";
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -37,13 +34,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..ServerConfig::default()
-    };
-    config.auth.admin_tokens = vec![ADMIN.into()];
-    config.auth.channel_tokens = BTreeMap::from([("web".into(), WEB.into())]);
-    config.reconcile.every_seconds = 0;
+    let config = server_config(dir.path());
     let server = stockade_server::spawn(config, TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
     let runtime = stockade_benches::runtime();
     runtime.block_on(measure(server.local_addr(), Duration::from_secs(seconds)));

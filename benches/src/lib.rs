@@ -10,6 +10,24 @@ use stockade_store::{
 };
 use uuid::Uuid;
 
+/// The admin token of the servers the HTTP benches start.
+pub const ADMIN: &str = "bench-admin-token-00001";
+/// The `web` channel token of the servers the HTTP benches start.
+pub const WEB: &str = "bench-web-token-000001";
+
+/// The settings of a server under bench on `dir`: [`ADMIN`] and a `web` channel token
+/// ([`WEB`]), and no periodic reconciliation to disturb the measurement.
+pub fn server_config(dir: &std::path::Path) -> stockade_server::ServerConfig {
+    let mut config = stockade_server::ServerConfig {
+        data_dir: dir.to_path_buf(),
+        ..stockade_server::ServerConfig::default()
+    };
+    config.auth.admin_tokens = vec![ADMIN.into()];
+    config.auth.channel_tokens = std::collections::BTreeMap::from([("web".into(), WEB.into())]);
+    config.reconcile.every_seconds = 0;
+    config
+}
+
 /// A payload the size of a msgpack-encoded `StockReserved` (~150 bytes).
 fn payload() -> Vec<u8> {
     vec![0x5a; 150]
