@@ -40,6 +40,7 @@ pub fn bench_event() -> EventData {
         event_type: "StockReserved".into(),
         data: payload(),
         metadata: vec![0x80; 60],
+        index: Default::default(),
     }
 }
 

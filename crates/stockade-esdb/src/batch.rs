@@ -47,6 +47,7 @@ mod tests {
             event_type: "E".into(),
             data: vec![0; weight - 2],
             metadata: vec![],
+            index: Default::default(),
         }
     }
 
@@ -71,6 +72,7 @@ mod tests {
             event_type: "StockReserved".into(), // 13 bytes → 26
             data: vec![0; 70],
             metadata: vec![0; 4],
+            index: Default::default(),
         };
         assert_eq!(append_size(&event), 100);
         assert!(split(std::slice::from_ref(&event), 100).is_ok());

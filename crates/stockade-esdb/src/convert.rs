@@ -211,6 +211,7 @@ pub fn snapshot_event(stream: &StreamName, snapshot: Snapshot) -> Result<EventDa
         event_type: SNAPSHOT_TYPE.to_owned(),
         data: snapshot.data,
         metadata,
+        index: Default::default(),
     })
 }
 
@@ -393,6 +394,7 @@ mod tests {
             event_type: "StockReserved".into(),
             data: vec![0x80],
             metadata: vec![0x80],
+            index: Default::default(),
         });
         // The client's fields are private; its Debug shows the id it will send.
         let shown = format!("{sent:?}");
@@ -431,6 +433,7 @@ mod tests {
             event_type: "StockReserved".into(),
             data: vec![1, 2, 3],
             metadata: vec![4, 5],
+            index: Default::default(),
         };
         let got = incoming("t1-", server_event("t1-sku-TEE-M", &sent)).unwrap();
         assert_eq!(got.stream, stream());

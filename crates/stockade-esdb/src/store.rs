@@ -224,7 +224,8 @@ impl Inner {
                 Ok(written) => {
                     let revision = written.next_expected_version;
                     let mut position = convert::position(written.position);
-                    if position == Position::START {
+                    let deduplicated = position == Position::START;
+                    if deduplicated {
                         // The server does not report positions for a retry it recognised
                         // as already written; the stream knows where it landed.
                         if let Some(last) = self
@@ -235,7 +236,11 @@ impl Inner {
                             position = last.position;
                         }
                     }
-                    return Ok(AppendResult { revision, position });
+                    return Ok(AppendResult {
+                        revision,
+                        position,
+                        deduplicated,
+                    });
                 }
                 // Refused before writing anything; the client is already finding the
                 // leader. Sending the same ids at the same expectation again is safe.

@@ -32,6 +32,7 @@ fn an_event() -> EventData {
         event_type: "StockReserved".into(),
         data: vec![0x80],
         metadata: vec![0x80],
+        index: Default::default(),
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use stockade_domain::{Event, EventMetadata, SCHEMA_VERSION, SkuState};
 use thiserror::Error;
 
-use crate::{EventData, Position, RecordedEvent, StoreError};
+use crate::{EventData, EventIndex, Lifecycle, Position, RecordedEvent, StoreError};
 
 pub const CONTENT_TYPE: &str = "application/msgpack";
 
@@ -66,7 +66,33 @@ pub fn encode(event: &Event, metadata: &EventMetadata) -> Result<EventData, Code
         event_type: what.to_owned(),
         data,
         metadata: to_bytes(metadata, "metadata")?,
+        index: index_of(event, metadata),
     })
+}
+
+/// What the store files `event` under: a reservation's events under its id (the hold
+/// opens it, a commit, release or expiry closes it), and every event under the order it
+/// was written for. Found on disk, these replace the history the engine used to keep in
+/// memory: "which SKUs hold reservation R", "which reservations has order O", "was R
+/// resolved", "which SKUs hold live reservations".
+pub fn index_of(event: &Event, metadata: &EventMetadata) -> EventIndex {
+    let (subject, lifecycle) = match event {
+        Event::StockReserved(e) => (Some(e.reservation_id), Lifecycle::Opens),
+        Event::ReservationCommitted(e) => (Some(e.reservation_id), Lifecycle::Closes),
+        Event::ReservationReleased(e) => (Some(e.reservation_id), Lifecycle::Closes),
+        Event::ReservationExpired(e) => (Some(e.reservation_id), Lifecycle::Closes),
+        Event::SkuRegistered(_) | Event::StockAdjusted(_) => (None, Lifecycle::Touches),
+    };
+    let correlation = match event {
+        Event::StockReserved(e) => e.order_id.as_ref().map(|o| o.as_str().to_owned()),
+        _ => None,
+    }
+    .or_else(|| metadata.correlation_id.clone());
+    EventIndex {
+        subject: subject.map(|id| *id.as_uuid()),
+        lifecycle,
+        correlation,
+    }
 }
 
 /// Unpacks a stored event. Any malformed byte gives an error naming the position.

@@ -30,6 +30,7 @@
 //!     event_type: "Example".into(),
 //!     data: vec![],
 //!     metadata: vec![],
+//!     index: Default::default(),
 //! };
 //! // The first append expects an empty stream; a retry of the same ids would be a no-op.
 //! let landed = store.append(&stream, ExpectedRevision::NoStream, vec![event]).await?;
@@ -218,6 +219,32 @@ pub struct EventData {
     pub event_type: String,
     pub data: Vec<u8>,
     pub metadata: Vec<u8>,
+    /// What an indexing backend files the event under (see [`EventIndex`]).
+    pub index: EventIndex,
+}
+
+/// What an event is filed under besides its stream and id, so that history can be found
+/// on disk instead of being kept in memory. A backend that indexes
+/// ([`EventStore::indexed`]) writes these in the same transaction as the event; one that
+/// does not ignores them and answers the lookups by scanning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventIndex {
+    /// The entity the event is about: for Stockade, a reservation.
+    pub subject: Option<Uuid>,
+    /// What the event does to its subject within its stream.
+    pub lifecycle: Lifecycle,
+    /// The business transaction the event belongs to: for Stockade, an order.
+    pub correlation: Option<String>,
+}
+
+/// A subject is open in a stream from the event that opens it to the one that closes it.
+/// The open subjects are what a restart must wake (live holds, with expiries to fire).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Lifecycle {
+    #[default]
+    Touches,
+    Opens,
+    Closes,
 }
 
 /// An event as stored.
@@ -240,6 +267,10 @@ pub struct AppendResult {
     /// Pass `ExpectedRevision::Exact(revision)` to append after it.
     pub revision: u64,
     pub position: Position,
+    /// The events were already stored (a retry of the same ids) and nothing was written:
+    /// what the stream holds is the stored events, which may differ from the ones sent
+    /// under the same ids (a writer that decided again after losing track of an append).
+    pub deduplicated: bool,
 }
 
 /// The latest snapshot of a stream's state, taken at `revision`.
@@ -313,13 +344,113 @@ pub trait EventStore: fmt::Debug + Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Whether the lookups below answer from indexes written with the events. When not,
+    /// they scan (correct, but their cost grows with history): callers that look up on
+    /// a hot path keep their own in-memory index instead.
+    fn indexed(&self) -> bool {
+        false
+    }
+
+    /// The events of `stream` whose ids are among `ids`, in revision order.
+    async fn find_events(
+        &self,
+        stream: &StreamName,
+        ids: &[Uuid],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut found = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = self.read_stream(stream, from, SCAN_PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(found);
+            };
+            from = last.revision + 1;
+            found.extend(page.into_iter().filter(|e| ids.contains(&e.event_id)));
+        }
+    }
+
+    /// Up to `max` events filed under `subject`, in every stream, in commit order.
+    async fn read_subject(
+        &self,
+        subject: Uuid,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut found = Vec::new();
+        scan_all(self, Position::START, SCAN_PAGE, |e| {
+            if found.len() < max && stored_index(e).subject == Some(subject) {
+                found.push(e.clone());
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// Up to `max` events filed under `correlation`, in commit order.
+    async fn read_correlation(
+        &self,
+        correlation: &str,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut found = Vec::new();
+        scan_all(self, Position::START, SCAN_PAGE, |e| {
+            if found.len() < max && stored_index(e).correlation.as_deref() == Some(correlation) {
+                found.push(e.clone());
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// The streams that hold at least one open subject (opened and not yet closed).
+    async fn streams_with_open_subjects(&self) -> Result<Vec<StreamName>, StoreError> {
+        let mut open: std::collections::HashMap<StreamName, std::collections::HashSet<Uuid>> =
+            std::collections::HashMap::new();
+        scan_all(self, Position::START, SCAN_PAGE, |e| {
+            let i = stored_index(e);
+            if let Some(subject) = i.subject {
+                let subjects = open.entry(e.stream.clone()).or_default();
+                match i.lifecycle {
+                    Lifecycle::Opens => {
+                        subjects.insert(subject);
+                    }
+                    Lifecycle::Closes => {
+                        subjects.remove(&subject);
+                    }
+                    Lifecycle::Touches => {}
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        let mut streams: Vec<StreamName> = open
+            .into_iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(stream, _)| stream)
+            .collect();
+        streams.sort();
+        Ok(streams)
+    }
+}
+
+/// Events read per page by the scanning lookups.
+const SCAN_PAGE: usize = 4_096;
+
+/// What a stored event is filed under, found by decoding it (a backend without indexes
+/// does not keep [`EventIndex`]). An event the codec cannot read is filed under nothing.
+fn stored_index(e: &RecordedEvent) -> EventIndex {
+    codec::decode(e)
+        .map(|(event, meta)| codec::index_of(&event, &meta))
+        .unwrap_or_default()
 }
 
 /// Calls `visit` on every event after `after`, in commit order, reading `page` events at
 /// a time. Stops at the first empty page (a backend may return fewer than asked before the
 /// end) or at `visit`'s first error. Returns the position of the last event visited.
-pub async fn scan_all(
-    store: &dyn EventStore,
+pub async fn scan_all<S: EventStore + ?Sized>(
+    store: &S,
     after: Position,
     page: usize,
     mut visit: impl FnMut(&RecordedEvent) -> Result<(), StoreError>,

@@ -1,7 +1,7 @@
 //! The in-memory backend: the port's simplest implementation, for tests and simulations.
 //! Same semantics as the durable backends, nothing survives the process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -12,9 +12,10 @@ use tokio::sync::watch;
 use crate::plan::{Plan, check_batch, plan_append};
 use crate::subscription::catch_up_then_live;
 use crate::{
-    AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
-    StoreError, StreamName, Subscription,
+    AppendResult, EventData, EventStore, ExpectedRevision, Lifecycle, Position, RecordedEvent,
+    Snapshot, StoreError, StreamName, Subscription,
 };
+use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
@@ -34,6 +35,25 @@ struct Log {
     /// Per stream, indexes into `all` by revision.
     streams: HashMap<StreamName, Vec<usize>>,
     snapshots: HashMap<StreamName, Snapshot>,
+    /// The indexes an indexing backend keeps, as indexes into `all` in commit order.
+    by_id: HashMap<Uuid, Vec<usize>>,
+    by_subject: HashMap<Uuid, Vec<usize>>,
+    by_correlation: HashMap<String, Vec<usize>>,
+    open: BTreeSet<(StreamName, Uuid)>,
+}
+
+impl Log {
+    fn lookup(&self, indexes: Option<&Vec<usize>>, max: usize) -> Vec<RecordedEvent> {
+        indexes
+            .map(|found| {
+                found
+                    .iter()
+                    .take(max)
+                    .map(|&i| self.all[i].clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl Default for MemoryStore {
@@ -94,13 +114,34 @@ impl EventStore for MemoryStore {
         let mut result = AppendResult {
             revision: first_revision,
             position: Position::START,
+            deduplicated: false,
         };
         for (offset, e) in events.into_iter().enumerate() {
             let index = log.all.len();
             result = AppendResult {
                 revision: first_revision + offset as u64,
                 position: Position::at(index as u64 + 1),
+                deduplicated: false,
             };
+            log.by_id.entry(e.event_id).or_default().push(index);
+            if let Some(subject) = e.index.subject {
+                log.by_subject.entry(subject).or_default().push(index);
+                match e.index.lifecycle {
+                    Lifecycle::Opens => {
+                        log.open.insert((stream.clone(), subject));
+                    }
+                    Lifecycle::Closes => {
+                        log.open.remove(&(stream.clone(), subject));
+                    }
+                    Lifecycle::Touches => {}
+                }
+            }
+            if let Some(correlation) = e.index.correlation {
+                log.by_correlation
+                    .entry(correlation)
+                    .or_default()
+                    .push(index);
+            }
             log.all.push(RecordedEvent {
                 stream: stream.clone(),
                 revision: result.revision,
@@ -185,5 +226,52 @@ impl EventStore for MemoryStore {
 
     async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError> {
         Ok(self.log().snapshots.get(stream).cloned())
+    }
+
+    fn indexed(&self) -> bool {
+        true
+    }
+
+    async fn find_events(
+        &self,
+        stream: &StreamName,
+        ids: &[Uuid],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let log = self.log();
+        let mut found: Vec<usize> = ids
+            .iter()
+            .filter_map(|id| log.by_id.get(id))
+            .flatten()
+            .copied()
+            .filter(|&i| log.all[i].stream == *stream)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        Ok(found.into_iter().map(|i| log.all[i].clone()).collect())
+    }
+
+    async fn read_subject(
+        &self,
+        subject: Uuid,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let log = self.log();
+        Ok(log.lookup(log.by_subject.get(&subject), max))
+    }
+
+    async fn read_correlation(
+        &self,
+        correlation: &str,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let log = self.log();
+        Ok(log.lookup(log.by_correlation.get(correlation), max))
+    }
+
+    async fn streams_with_open_subjects(&self) -> Result<Vec<StreamName>, StoreError> {
+        let log = self.log();
+        let mut streams: Vec<StreamName> = log.open.iter().map(|(s, _)| s.clone()).collect();
+        streams.dedup();
+        Ok(streams)
     }
 }

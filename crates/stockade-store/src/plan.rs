@@ -110,6 +110,7 @@ where
             (true, Some(&(_, position))) => Some(AppendResult {
                 revision: from + (n as u64 - 1),
                 position,
+                deduplicated: true,
             }),
             _ => None,
         })
@@ -167,6 +168,7 @@ mod tests {
             event_type: event_type.into(),
             data: vec![0; data],
             metadata: vec![0; 10],
+            index: Default::default(),
         }
     }
 
@@ -281,7 +283,8 @@ mod tests {
             plan,
             Ok(Plan::AlreadyWritten(AppendResult {
                 revision: 2,
-                position: Position::at(102)
+                position: Position::at(102),
+                deduplicated: true,
             }))
         );
         let plan = plan_append(&s, ExpectedRevision::Any, Some(2), &batch, lookup(ids(3)));

@@ -26,12 +26,13 @@ use uuid::Uuid;
 use crate::plan::{Plan, check_batch, plan_append};
 use crate::subscription::catch_up_then_live;
 use crate::{
-    AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
-    StoreError, StreamName, Subscription,
+    AppendResult, EventData, EventStore, ExpectedRevision, Lifecycle, Position, RecordedEvent,
+    Snapshot, StoreError, StreamName, Subscription,
 };
 
-/// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version kept in `PRAGMA user_version`. Version 2 added the history indexes
+/// (event id, subject, correlation, open subjects); a version 1 file is migrated at open.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS streams (
@@ -49,8 +50,22 @@ CREATE TABLE IF NOT EXISTS events (
     data        BLOB    NOT NULL,
     metadata    BLOB    NOT NULL,
     recorded_at INTEGER NOT NULL,
+    subject     BLOB,
+    correlation TEXT,
     UNIQUE (stream_id, revision)
 );
+-- History is found through these, written in the same transaction as the events, so
+-- that the engine keeps only live state in memory (see EventIndex).
+CREATE INDEX IF NOT EXISTS events_by_id ON events (event_id);
+CREATE INDEX IF NOT EXISTS events_by_subject ON events (subject) WHERE subject IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_correlation ON events (correlation)
+    WHERE correlation IS NOT NULL;
+-- Subjects opened and not yet closed, per stream: as many rows as live holds.
+CREATE TABLE IF NOT EXISTS open_subjects (
+    subject   BLOB    NOT NULL,
+    stream_id INTEGER NOT NULL,
+    PRIMARY KEY (subject, stream_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     stream   TEXT    PRIMARY KEY,
     revision INTEGER NOT NULL,
@@ -383,13 +398,81 @@ fn prepare(conn: &mut Connection) -> Result<Position, Prepared> {
         return Err(Prepared::TooNew(version));
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if version == 1 {
+        tx.execute_batch(
+            "ALTER TABLE events ADD COLUMN subject BLOB;
+             ALTER TABLE events ADD COLUMN correlation TEXT;",
+        )?;
+    }
     tx.execute_batch(SCHEMA)?;
+    if version == 1 {
+        backfill_indexes(&tx)?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     let head: i64 = tx.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
         r.get(0)
     })?;
     tx.commit()?;
     Ok(Position::at(u64::try_from(head).unwrap_or(0)))
+}
+
+/// Files every event of a version 1 log under its subject and correlation, and records the
+/// open subjects: once, at the first open by a build that reads version 2. It reads the
+/// whole log, in the same transaction as the schema change, so a crash leaves version 1.
+/// An event the codec cannot read is left unfiled (audit verify reports it).
+fn backfill_indexes(tx: &Connection) -> Result<(), rusqlite::Error> {
+    let mut read = tx.prepare(&format!(
+        "{SELECT_EVENT} WHERE e.position > ?1 ORDER BY e.position LIMIT 8192"
+    ))?;
+    let mut update =
+        tx.prepare("UPDATE events SET subject = ?2, correlation = ?3 WHERE position = ?1")?;
+    let mut after = 0i64;
+    loop {
+        let page = read
+            .query_map([after], row_to_event)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = clamp(last.position.commit);
+        for recorded in &page {
+            let Ok((event, meta)) = crate::codec::decode(recorded) else {
+                continue;
+            };
+            let index = crate::codec::index_of(&event, &meta);
+            let position = clamp(recorded.position.commit);
+            update.execute(params![
+                position,
+                index.subject.as_ref().map(Uuid::as_bytes),
+                index.correlation
+            ])?;
+            if let Some(subject) = index.subject {
+                let stream_id: i64 = tx
+                    .prepare_cached("SELECT stream_id FROM events WHERE position = ?1")?
+                    .query_row([position], |r| r.get(0))?;
+                track_subject(tx, stream_id, subject, index.lifecycle)?;
+            }
+        }
+    }
+}
+
+/// Keeps `open_subjects` in step with one event written to stream `stream_id`.
+fn track_subject(
+    db: &Connection,
+    stream_id: i64,
+    subject: Uuid,
+    lifecycle: Lifecycle,
+) -> Result<(), rusqlite::Error> {
+    let sql = match lifecycle {
+        Lifecycle::Touches => return Ok(()),
+        Lifecycle::Opens => {
+            "INSERT OR IGNORE INTO open_subjects (subject, stream_id) VALUES (?1, ?2)"
+        }
+        Lifecycle::Closes => "DELETE FROM open_subjects WHERE subject = ?1 AND stream_id = ?2",
+    };
+    db.prepare_cached(sql)?
+        .execute(params![subject.as_bytes(), stream_id])?;
+    Ok(())
 }
 
 /// A row that cannot be turned into a `RecordedEvent`; carried through rusqlite's error
@@ -566,6 +649,94 @@ impl EventStore for SqliteStore {
         answer
             .await
             .map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    fn indexed(&self) -> bool {
+        true
+    }
+
+    async fn find_events(
+        &self,
+        stream: &StreamName,
+        ids: &[Uuid],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let name = stream.as_str().to_owned();
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            let sql = format!("{SELECT_EVENT} WHERE e.event_id = ?1 AND s.name = ?2");
+            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
+            let mut found = Vec::new();
+            for id in &ids {
+                let rows = stmt
+                    .query_map(params![id.as_bytes(), name], row_to_event)
+                    .map_err(read_error)?;
+                for row in rows {
+                    found.push(row.map_err(read_error)?);
+                }
+            }
+            found.sort_by_key(|e| e.revision);
+            found.dedup_by_key(|e| e.revision);
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn read_subject(
+        &self,
+        subject: Uuid,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!("{SELECT_EVENT} WHERE e.subject = ?1 ORDER BY e.position LIMIT ?2");
+            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
+            let rows = stmt
+                .query_map(params![subject.as_bytes(), clamp(max as u64)], row_to_event)
+                .map_err(read_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
+        })
+        .await
+    }
+
+    async fn read_correlation(
+        &self,
+        correlation: &str,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let correlation = correlation.to_owned();
+        self.read(move |conn| {
+            let sql =
+                format!("{SELECT_EVENT} WHERE e.correlation = ?1 ORDER BY e.position LIMIT ?2");
+            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
+            let rows = stmt
+                .query_map(params![correlation, clamp(max as u64)], row_to_event)
+                .map_err(read_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
+        })
+        .await
+    }
+
+    async fn streams_with_open_subjects(&self) -> Result<Vec<StreamName>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT DISTINCT s.name FROM open_subjects o \
+                     JOIN streams s ON s.id = o.stream_id ORDER BY s.name",
+                )
+                .map_err(read_error)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(read_error)?;
+            let mut streams = Vec::new();
+            for name in rows {
+                let name = name.map_err(read_error)?;
+                streams.push(StreamName::new(name).map_err(|e| StoreError::Corrupt {
+                    position: Position::START,
+                    reason: e.to_string(),
+                })?);
+            }
+            Ok(streams)
+        })
+        .await
     }
 
     async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError> {
@@ -854,12 +1025,13 @@ fn append_one(
         }
     };
     let mut insert = tx.prepare_cached(
-        "INSERT INTO events (stream_id, revision, event_id, event_type, data, metadata, recorded_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (stream_id, revision, event_id, event_type, data, metadata, \
+         recorded_at, subject, correlation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut result = AppendResult {
         revision: first_revision,
         position: Position::START,
+        deduplicated: false,
     };
     for (offset, e) in events.iter().enumerate() {
         let revision = first_revision + offset as u64;
@@ -870,11 +1042,18 @@ fn append_one(
             e.event_type,
             e.data,
             e.metadata,
-            clamp(now.as_millis())
+            clamp(now.as_millis()),
+            e.index.subject.as_ref().map(Uuid::as_bytes),
+            e.index.correlation,
         ])?;
+        let position = tx.last_insert_rowid();
+        if let Some(subject) = e.index.subject {
+            track_subject(tx, stream_id, subject, e.index.lifecycle)?;
+        }
         result = AppendResult {
             revision,
-            position: Position::at(u64::try_from(tx.last_insert_rowid()).unwrap_or(0)),
+            position: Position::at(u64::try_from(position).unwrap_or(0)),
+            deduplicated: false,
         };
     }
     tx.prepare_cached("UPDATE streams SET last_revision = ?2 WHERE id = ?1")?
@@ -885,6 +1064,98 @@ fn append_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The version 1 layout, as files written before the history indexes have it.
+    const SCHEMA_V1: &str = "
+        CREATE TABLE streams (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+            last_revision INTEGER NOT NULL);
+        CREATE TABLE events (position INTEGER PRIMARY KEY, stream_id INTEGER NOT NULL,
+            revision INTEGER NOT NULL, event_id BLOB NOT NULL, event_type TEXT NOT NULL,
+            data BLOB NOT NULL, metadata BLOB NOT NULL, recorded_at INTEGER NOT NULL,
+            UNIQUE (stream_id, revision));
+        CREATE TABLE snapshots (stream TEXT PRIMARY KEY, revision INTEGER NOT NULL,
+            data BLOB NOT NULL, taken_at INTEGER NOT NULL);
+        PRAGMA user_version = 1;";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_1_file_is_indexed_when_opened() {
+        use stockade_domain::{Channel, Event, EventMetadata, Quantity, ReservationId};
+        use stockade_domain::{ReservationReleased, StockReserved};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let (live, gone) = (ReservationId::from_u128(1), ReservationId::from_u128(2));
+        let reserved = |id| {
+            Event::StockReserved(StockReserved {
+                reservation_id: id,
+                order_id: None,
+                qty: Quantity::new(1),
+                channel: Channel::new("web").expect("channel"),
+                at: Timestamp::from_millis(1),
+                expires_at: Timestamp::from_millis(60_000),
+            })
+        };
+        let released = Event::ReservationReleased(ReservationReleased {
+            reservation_id: gone,
+            qty: Quantity::new(1),
+            at: Timestamp::from_millis(2),
+        });
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(SCHEMA_V1).expect("v1 schema");
+            conn.execute("INSERT INTO streams VALUES (1, 'sku-OLD', 2)", [])
+                .expect("stream");
+            for (revision, event) in [reserved(live), reserved(gone), released]
+                .iter()
+                .enumerate()
+            {
+                let meta = EventMetadata {
+                    correlation_id: Some("order-9".into()),
+                    ..EventMetadata::new(Uuid::new_v4(), Timestamp::from_millis(1))
+                };
+                let data = crate::codec::encode(event, &meta).expect("encode");
+                conn.execute(
+                    "INSERT INTO events (stream_id, revision, event_id, event_type, data, \
+                     metadata, recorded_at) VALUES (1, ?1, ?2, ?3, ?4, ?5, 1)",
+                    params![
+                        revision as i64,
+                        data.event_id.as_bytes(),
+                        data.event_type,
+                        data.data,
+                        data.metadata
+                    ],
+                )
+                .expect("insert");
+            }
+        }
+        let store = SqliteStore::open(&path).expect("migrated");
+        let stream = StreamName::new("sku-OLD").expect("name");
+        assert_eq!(
+            store.streams_with_open_subjects().await.expect("open"),
+            [stream]
+        );
+        assert_eq!(
+            store
+                .read_subject(*gone.as_uuid(), 9)
+                .await
+                .expect("subject")
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .read_correlation("order-9", 9)
+                .await
+                .expect("order")
+                .len(),
+            3
+        );
+        drop(store);
+        let conn = Connection::open(&path).expect("reopen");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+    }
 
     fn failure(code: std::ffi::c_int) -> rusqlite::Error {
         rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)

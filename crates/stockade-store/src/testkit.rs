@@ -96,7 +96,8 @@ macro_rules! conformance_suite {
             subscriber_sees_exactly_the_events_after_its_position_then_live_ones,
             subscriber_from_the_start_sees_everything,
             snapshots_keep_the_latest_only,
-            concurrent_appenders_leave_no_gap_or_duplicate
+            concurrent_appenders_leave_no_gap_or_duplicate,
+            history_is_found_by_id_subject_and_correlation
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -124,6 +125,7 @@ pub fn event(label: &str) -> EventData {
         event_type: "TestEvent".into(),
         data: label.as_bytes().to_vec(),
         metadata: b"{}".to_vec(),
+        index: Default::default(),
     }
 }
 
@@ -266,16 +268,26 @@ pub async fn retry_at_the_same_expected_revision_writes_nothing_twice(store: &im
     let landed = append_ok(store, &s, ExpectedRevision::NoStream, first.clone()).await;
     // The reply was lost; the caller retries the same batch at the same expectation.
     let retried = append_ok(store, &s, ExpectedRevision::NoStream, first).await;
-    assert_eq!(retried, landed);
+    assert_same_landing(&retried, &landed);
     let second = vec![event("c")];
     let landed = append_ok(store, &s, ExpectedRevision::Exact(1), second.clone()).await;
     append_ok(store, &s, ExpectedRevision::Any, vec![event("d")]).await;
     let retried = append_ok(store, &s, ExpectedRevision::Exact(1), second).await;
-    assert_eq!(retried, landed);
+    assert_same_landing(&retried, &landed);
     assert_eq!(
         labels(&store.read_stream(&s, 0, 10).await.unwrap()),
         ["a", "b", "c", "d"]
     );
+}
+
+/// A retry answers where the first append landed, and says that it wrote nothing.
+fn assert_same_landing(retried: &crate::AppendResult, landed: &crate::AppendResult) {
+    assert_eq!(
+        (retried.revision, retried.position),
+        (landed.revision, landed.position)
+    );
+    assert!(!landed.deduplicated, "the first append wrote its events");
+    assert!(retried.deduplicated, "the retry must say it wrote nothing");
 }
 
 pub async fn retry_with_any_writes_nothing_twice(store: &impl EventStore) {
@@ -284,7 +296,7 @@ pub async fn retry_with_any_writes_nothing_twice(store: &impl EventStore) {
     let batch = vec![event("b"), event("c")];
     let landed = append_ok(store, &s, ExpectedRevision::Any, batch.clone()).await;
     let retried = append_ok(store, &s, ExpectedRevision::Any, batch).await;
-    assert_eq!(retried, landed);
+    assert_same_landing(&retried, &landed);
     assert_eq!(
         labels(&store.read_stream(&s, 0, 10).await.unwrap()),
         ["a", "b", "c"]
@@ -530,4 +542,106 @@ pub async fn concurrent_appenders_leave_no_gap_or_duplicate<S: EventStore>(store
         let at = &per_stream[&s][revision as usize];
         assert_eq!(at.event_id, id, "acknowledged revision holds another event");
     }
+}
+
+/// A reservation-shaped event, encoded by the codec so that every backend files it the
+/// same way (an indexing one from `EventData::index`, a scanning one by decoding).
+fn domain_event(event: stockade_domain::Event, order: Option<&str>) -> EventData {
+    let meta = stockade_domain::EventMetadata {
+        correlation_id: order.map(str::to_owned),
+        ..stockade_domain::EventMetadata::new(
+            Uuid::new_v4(),
+            stockade_domain::Timestamp::from_millis(1_000),
+        )
+    };
+    crate::codec::encode(&event, &meta).unwrap()
+}
+
+pub async fn history_is_found_by_id_subject_and_correlation(store: &impl EventStore) {
+    use stockade_domain::{
+        Channel, Event, OrderId, Quantity, ReservationCommitted, ReservationId, StockReserved,
+        Timestamp,
+    };
+    let (a, b) = (stream("sku-H1"), stream("sku-H2"));
+    let (r1, r2) = (
+        ReservationId::from_uuid(Uuid::new_v4()),
+        ReservationId::from_uuid(Uuid::new_v4()),
+    );
+    let order = format!("order-{}", Uuid::new_v4());
+    let reserved = |id: ReservationId, order_id: Option<&str>| {
+        Event::StockReserved(StockReserved {
+            reservation_id: id,
+            order_id: order_id.map(|o| OrderId::new(o).unwrap()),
+            qty: Quantity::new(1),
+            channel: Channel::new("web").unwrap(),
+            at: Timestamp::from_millis(1_000),
+            expires_at: Timestamp::from_millis(61_000),
+        })
+    };
+    let committed = |id: ReservationId| {
+        Event::ReservationCommitted(ReservationCommitted {
+            reservation_id: id,
+            qty: Quantity::new(1),
+            at: Timestamp::from_millis(2_000),
+        })
+    };
+    // r1 holds a line on both streams (one order); r2 on `b` only, without an order.
+    let a1 = domain_event(reserved(r1, Some(&order)), Some(&order));
+    let b1 = domain_event(reserved(r1, Some(&order)), Some(&order));
+    let b2 = domain_event(reserved(r2, None), None);
+    append_ok(
+        store,
+        &a,
+        ExpectedRevision::NoStream,
+        vec![event("x"), a1.clone()],
+    )
+    .await;
+    append_ok(
+        store,
+        &b,
+        ExpectedRevision::NoStream,
+        vec![b1.clone(), b2.clone()],
+    )
+    .await;
+    let mut open = store.streams_with_open_subjects().await.unwrap();
+    open.retain(|s| *s == a || *s == b);
+    assert_eq!(open, [a.clone(), b.clone()]);
+
+    // Closing r1 on `a` leaves `a` with nothing open; `b` still holds r1 and r2.
+    let c1 = domain_event(committed(r1), None);
+    append_ok(store, &a, ExpectedRevision::Exact(1), vec![c1.clone()]).await;
+    let mut open = store.streams_with_open_subjects().await.unwrap();
+    open.retain(|s| *s == a || *s == b);
+    assert_eq!(open, [b.clone()]);
+
+    let ids = |events: &[RecordedEvent]| events.iter().map(|e| e.event_id).collect::<Vec<_>>();
+    let found = store
+        .find_events(&a, &[c1.event_id, b2.event_id, a1.event_id])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&found),
+        [a1.event_id, c1.event_id],
+        "only `a`'s, in revision order"
+    );
+    assert!(
+        store
+            .find_events(&a, &[Uuid::new_v4()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let subject = store.read_subject(*r1.as_uuid(), 10).await.unwrap();
+    assert_eq!(ids(&subject), [a1.event_id, b1.event_id, c1.event_id]);
+    assert_eq!(store.read_subject(*r1.as_uuid(), 2).await.unwrap().len(), 2);
+    let correlated = store.read_correlation(&order, 10).await.unwrap();
+    assert_eq!(ids(&correlated), [a1.event_id, b1.event_id]);
+    assert!(
+        store
+            .read_correlation("no-such-order", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
