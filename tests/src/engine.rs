@@ -74,6 +74,19 @@ pub enum Fault {
     LostReply,
     /// Refused after a delay, nothing written (a disk that hung, then said no).
     FailAfter(Duration),
+    /// Held back until an append scheduled `ReleaseHeld` comes, then written, even if the
+    /// caller gave up waiting (a request stuck on the wire).
+    Held,
+    /// Lets the held append land first, then writes this one.
+    ReleaseHeld,
+}
+
+/// Where the held append is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeldState {
+    Waiting,
+    Released,
+    Landed,
 }
 
 /// A store wrapper that injects faults into appends, by a deterministic schedule:
@@ -83,6 +96,9 @@ pub struct FaultyStore {
     schedule: Box<dyn Fn(u64) -> Fault + Send + Sync>,
     appends: AtomicU64,
     pub injected: AtomicU64,
+    /// While set, stream reads fail (a store that cannot be read back after a timeout).
+    pub reads_fail: std::sync::atomic::AtomicBool,
+    held: Arc<tokio::sync::watch::Sender<HeldState>>,
 }
 
 impl std::fmt::Debug for FaultyStore {
@@ -103,6 +119,8 @@ impl FaultyStore {
             schedule: Box::new(schedule),
             appends: AtomicU64::new(0),
             injected: AtomicU64::new(0),
+            reads_fail: std::sync::atomic::AtomicBool::new(false),
+            held: Arc::new(tokio::sync::watch::channel(HeldState::Waiting).0),
         }
     }
 }
@@ -144,6 +162,24 @@ impl EventStore for FaultyStore {
                 self.inner.append(stream, expected, events).await?;
                 Err(StoreError::Unavailable("injected: reply lost".into()))
             }
+            Fault::Held => {
+                let (inner, stream, held) = (self.inner.clone(), stream.clone(), self.held.clone());
+                let late = tokio::spawn(async move {
+                    let mut state = held.subscribe();
+                    let _ = state.wait_for(|s| *s != HeldState::Waiting).await;
+                    let landed = inner.append(&stream, expected, events).await;
+                    held.send_replace(HeldState::Landed);
+                    landed
+                });
+                late.await
+                    .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())))
+            }
+            Fault::ReleaseHeld => {
+                let mut state = self.held.subscribe();
+                self.held.send_replace(HeldState::Released);
+                let _ = state.wait_for(|s| *s == HeldState::Landed).await;
+                self.inner.append(stream, expected, events).await
+            }
         }
     }
 
@@ -153,6 +189,9 @@ impl EventStore for FaultyStore {
         from: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if self.reads_fail.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("injected: cannot read".into()));
+        }
         self.inner.read_stream(stream, from, max).await
     }
 
@@ -182,5 +221,37 @@ impl EventStore for FaultyStore {
 
     async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError> {
         self.inner.load_snapshot(stream).await
+    }
+
+    fn indexed(&self) -> bool {
+        self.inner.indexed()
+    }
+
+    async fn find_events(
+        &self,
+        stream: &StreamName,
+        ids: &[uuid::Uuid],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.find_events(stream, ids).await
+    }
+
+    async fn read_subject(
+        &self,
+        subject: uuid::Uuid,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_subject(subject, max).await
+    }
+
+    async fn read_correlation(
+        &self,
+        correlation: &str,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_correlation(correlation, max).await
+    }
+
+    async fn streams_with_open_subjects(&self) -> Result<Vec<StreamName>, StoreError> {
+        self.inner.streams_with_open_subjects().await
     }
 }

@@ -197,6 +197,68 @@ async fn a_keyed_retry_after_a_timed_out_append_gets_what_the_store_holds() {
     );
 }
 
+/// The review's case: a keyed reserve times out and its re-read fails, so its actor stops;
+/// the retry is decided again by a fresh actor (a later instant, so another expiry), and
+/// the first append lands just before the retry's. The store takes the retry for the
+/// landed append: the engine must answer, and remember, what landed, not what it decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_decided_by_a_fresh_actor_answers_with_the_late_append_that_landed() {
+    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let faulty = Arc::new(FaultyStore::new(memory.clone(), |n| match n {
+        1 => Fault::Held,
+        2 => Fault::ReleaseHeld,
+        _ => Fault::None,
+    }));
+    let engine = EngineConfig {
+        append_timeout: Duration::from_millis(100),
+        ..test_engine()
+    };
+    let inventory = open_on(faulty.clone(), engine).await;
+    let item = sku("STALE");
+    inventory
+        .register(&item, physical(5), &Origin::default())
+        .await
+        .unwrap();
+    let options = ReserveOptions {
+        origin: Origin::default().idempotency_key("stuck-cart"),
+        ..ReserveOptions::default()
+    };
+    faulty.reads_fail.store(true, Ordering::Relaxed);
+    let first = inventory
+        .reserve(&item, Quantity::new(2), options.clone())
+        .await;
+    assert!(matches!(first, Err(Error::Unavailable(_))), "{first:?}");
+    faulty.reads_fail.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(20)).await; // a later decision instant
+
+    let retry = inventory
+        .reserve(&item, Quantity::new(2), options)
+        .await
+        .unwrap();
+    let stored = memory
+        .read_stream(&stockade_store::StreamName::for_sku(&item), 1, 1)
+        .await
+        .unwrap();
+    let (event, _) = stockade_store::codec::decode(&stored[0]).unwrap();
+    let stockade_domain::Event::StockReserved(landed) = event else {
+        panic!("unexpected {event:?}");
+    };
+    assert_eq!(
+        (retry.id, retry.expires_at),
+        (landed.reservation_id, landed.expires_at),
+        "the answer is the stored hold"
+    );
+    let status = inventory.reservation(retry.id).await.unwrap();
+    assert!(
+        matches!(
+            status.lines[0].1,
+            stockade_engine::LineStatus::Live { expires_at, .. } if expires_at == landed.expires_at
+        ),
+        "the engine's memory is the stored hold: {status:?}"
+    );
+    checked_log(&memory).await;
+}
+
 /// A refusal decided against a commit still in flight waits for it; when that commit's
 /// append fails, the refusal's premise is gone and it is decided again. Answered at once,
 /// the second caller would have been told "already committed" of a hold that stayed live.

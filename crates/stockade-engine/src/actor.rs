@@ -505,8 +505,12 @@ impl SkuActor {
                     .iter()
                     .flatten()
                     .any(|p| p.request.scope.is_some());
-                if self.uncertain && keyed {
-                    // Confirm by reading what landed (see `uncertain`).
+                if landed.deduplicated || (self.uncertain && keyed) {
+                    // The store holds events under these ids that it did not write now:
+                    // an earlier append of the same keyed command (by this actor before
+                    // a timeout, or by one that stopped) landed first. What it holds is
+                    // the truth, and may differ from what was decided here (another
+                    // instant, another expiry): answer and fold what is stored.
                     self.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                     return self.resync(ctx, None);
                 }
