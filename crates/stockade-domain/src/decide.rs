@@ -74,9 +74,10 @@ fn reserve(stock: &Stock, c: &Reserve, now: Timestamp) -> Result<Event, Rejectio
         .checked_add(c.ttl)
         .filter(|at| *at > now && c.ttl <= MAX_TTL)
         .ok_or(Rejection::InvalidTtl)?;
-    if stock.reservation(&c.reservation_id).is_some()
-        || stock.resolution(&c.reservation_id).is_some()
-    {
+    // Only a live id can be seen here. Ids are the engine's (random, or derived from an
+    // idempotency key whose earlier use the engine finds in the log), so an id that ended
+    // is never offered again within the key window.
+    if stock.reservation(&c.reservation_id).is_some() {
         return Err(Rejection::DuplicateReservation {
             reservation_id: c.reservation_id,
         });
@@ -113,18 +114,14 @@ fn holdable(stock: &Stock, id: ReservationId, now: Timestamp) -> Result<&Reserva
             expires_at: r.expires_at,
         }),
         Some(r) => Ok(r),
-        None => Err(not_live(stock, id)),
+        None => Err(not_live(id)),
     }
 }
 
-fn not_live(stock: &Stock, id: ReservationId) -> Rejection {
-    match stock.resolution(&id) {
-        Some(resolution) => Rejection::AlreadyResolved {
-            reservation_id: id,
-            resolution,
-        },
-        None => Rejection::UnknownReservation { reservation_id: id },
-    }
+/// Not live here: never held, or resolved. Which of the two is history, and history is
+/// the log's: the engine turns this into `AlreadyResolved` when the log says so.
+fn not_live(id: ReservationId) -> Rejection {
+    Rejection::UnknownReservation { reservation_id: id }
 }
 
 fn commit(stock: &Stock, c: &Commit, now: Timestamp) -> Result<Event, Rejection> {
@@ -162,7 +159,7 @@ fn expire(stock: &Stock, c: &Expire, now: Timestamp) -> Result<Event, Rejection>
             expires_at: r.expires_at,
             at: now,
         })),
-        None => Err(not_live(stock, c.reservation_id)),
+        None => Err(not_live(c.reservation_id)),
     }
 }
 

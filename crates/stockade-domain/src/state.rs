@@ -4,15 +4,19 @@
 //! so a rejected event leaves the state untouched):
 //! - `reserved` is the sum of the quantities of the live reservations;
 //! - `expiry` indexes exactly the live reservations, by `(expires_at, id)`;
-//! - a reservation id is live at most once and resolves at most once;
+//! - a reservation id is live at most once, and resolving it removes it;
 //! - print-on-demand period usage counts the reservations and sales made in that period.
+//!
+//! The state is live state only: it knows the holds that are live now, never the ones
+//! that ended. So its size follows the live holds, not the SKU's history. Telling an
+//! unknown id from one that was resolved long ago is a question for the log (the engine
+//! asks the store's index); here both are "not live".
 //!
 //! Lazy expiry: a live reservation whose `expires_at <= now` is still in `live` until its
 //! `ReservationExpired` event, but every view at `now` leaves it out. Those lapsed holds
 //! are the earliest entries of `expiry`, so leaving them out costs only their number.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,10 +26,6 @@ use crate::pool::{PoolConfig, PoolKind};
 use crate::quantity::Quantity;
 use crate::rejection::{Inconsistency, Resolution};
 use crate::time::Timestamp;
-
-/// How long a resolved reservation id is remembered (to answer "already committed" and to
-/// refuse its reuse). Pruning is driven by event time, so replay prunes identically.
-pub const RESOLVED_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// The state of one SKU stream: unregistered until its `SkuRegistered` event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,8 +92,6 @@ pub struct Stock {
     expiry: BTreeSet<(Timestamp, ReservationId)>,
     reserved: Quantity,
     next_seq: u64,
-    resolved: HashMap<ReservationId, Resolution>,
-    resolved_order: VecDeque<(Timestamp, ReservationId)>,
     last_event_at: Timestamp,
 }
 
@@ -208,8 +206,6 @@ impl Stock {
             expiry: BTreeSet::new(),
             reserved: Quantity::ZERO,
             next_seq: 0,
-            resolved: HashMap::new(),
-            resolved_order: VecDeque::new(),
             last_event_at: at,
         }
     }
@@ -231,20 +227,9 @@ impl Stock {
         self.live.get(id)
     }
 
-    /// How `id` ended, if it ended within [`RESOLVED_RETENTION`] of the latest event.
-    pub fn resolution(&self, id: &ReservationId) -> Option<Resolution> {
-        self.resolved.get(id).copied()
-    }
-
-    /// Live reservations, including lapsed ones whose expiry event is not written yet.
     /// Reservations not yet resolved (lapsed ones included until their expiry is written).
     pub fn live_count(&self) -> usize {
         self.live.len()
-    }
-
-    /// Resolved reservations still remembered (for the retention window).
-    pub fn resolved_count(&self) -> usize {
-        self.resolved.len()
     }
 
     pub fn live_reservations(&self) -> impl Iterator<Item = &Reservation> {
@@ -464,21 +449,18 @@ impl Stock {
                 e.reservation_id,
                 e.qty,
                 Resolution::Committed,
-                e.at,
             )?,
             Event::ReservationReleased(e) => self.apply_resolution(
                 event.event_type(),
                 e.reservation_id,
                 e.qty,
                 Resolution::Released,
-                e.at,
             )?,
             Event::ReservationExpired(e) => self.apply_resolution(
                 event.event_type(),
                 e.reservation_id,
                 e.qty,
                 Resolution::Expired,
-                e.at,
             )?,
             Event::StockAdjusted(e) => self.apply_adjusted(e)?,
         }
@@ -487,9 +469,7 @@ impl Stock {
     }
 
     fn apply_reserved(&mut self, e: &StockReserved) -> Result<(), Inconsistency> {
-        if self.live.contains_key(&e.reservation_id)
-            || self.resolved.contains_key(&e.reservation_id)
-        {
+        if self.live.contains_key(&e.reservation_id) {
             return Err(Inconsistency::DuplicateReservation(e.reservation_id));
         }
         let reserved = self.reserved.checked_add(e.qty)?;
@@ -526,7 +506,6 @@ impl Stock {
         id: ReservationId,
         qty: Quantity,
         resolution: Resolution,
-        at: Timestamp,
     ) -> Result<(), Inconsistency> {
         let Some(r) = self.live.get(&id) else {
             return Err(Inconsistency::NotLive {
@@ -585,8 +564,6 @@ impl Stock {
         self.reserved = reserved;
         self.live.remove(&id);
         self.expiry.remove(&(expires_at, id));
-        self.resolved.insert(id, resolution);
-        self.resolved_order.push_back((at, id));
         Ok(())
     }
 
@@ -617,14 +594,6 @@ impl Stock {
     /// Moves the state's notion of "latest" forward and prunes what can no longer matter.
     fn advance_clock(&mut self, at: Timestamp) {
         self.last_event_at = self.last_event_at.max(at);
-        let horizon = self.last_event_at.saturating_sub(RESOLVED_RETENTION);
-        while let Some(&(resolved_at, id)) = self.resolved_order.front() {
-            if resolved_at >= horizon {
-                break;
-            }
-            self.resolved_order.pop_front();
-            self.resolved.remove(&id);
-        }
         let current = self.period_of(self.last_event_at);
         if let (PoolState::PrintOnDemand { periods, .. }, Some(current)) = (&mut self.pool, current)
         {

@@ -19,6 +19,13 @@
 //! - after a conflict or a failed append the actor re-reads the stream, answers every
 //!   command of the failed batch by what the store holds, and decides the rest again
 //!   against the reloaded state. While it re-reads, it takes no new message.
+//!
+//! Memory holds live state only. History is asked of the log, off the decision path:
+//! - a keyed command whose key is not among the recent ones waits while the store is asked
+//!   whether the key's event exists (one lookup carries every key waiting); found, it is
+//!   answered with the stored outcome; not found, it is decided;
+//! - a commit or release of an id that is not live is refused as unknown, unless the log
+//!   (or the small ring of recent resolutions) says how it ended: then "already resolved".
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -29,8 +36,8 @@ use actix::prelude::*;
 use actix::{ActorFutureExt, SpawnHandle, WrapFuture};
 use stockade_domain::{Channel, Sku};
 use stockade_domain::{
-    Command, Event, EventMetadata, Expire, OrderId, Principal, ReservationId, SkuState, StockView,
-    Timestamp, decide,
+    Command, Event, EventMetadata, Expire, OrderId, Principal, Rejection, ReservationId,
+    Resolution, SkuState, StockView, Timestamp, decide,
 };
 use stockade_store::plan::{MAX_APPEND_BYTES, append_size};
 use stockade_store::{AppendResult, EventData, ExpectedRevision, StoreError, StreamName, codec};
@@ -38,9 +45,15 @@ use uuid::Uuid;
 
 use crate::engine::Shared;
 use crate::error::Error;
-use crate::idempotency::{Fingerprint, KeyScope, KeyTable, Recorded, event_id};
+use crate::history;
+use crate::idempotency::{Fingerprint, KeyLookup, KeyScope, KeyTable, Recorded, event_id};
 use crate::recovery::{self, Loaded, TailEvent};
 use crate::reply::{Reply, tell};
+
+/// Most keys one lookup asks the store about.
+const KEYS_PER_LOOKUP: usize = 512;
+/// Recent durable resolutions kept to word a refusal without asking the log.
+const RECENT_RESOLUTIONS: usize = 256;
 
 /// Bytes a batch may carry, counted as the store counts them (`plan::append_size`), so
 /// that every batch fits one append on every backend.
@@ -60,6 +73,10 @@ pub(crate) struct RequestMeta {
     pub causation_id: Option<String>,
     /// The stream version the caller read; the command is refused if it moved.
     pub expected_version: Option<u64>,
+    /// The log was asked about this command's key and does not hold it.
+    pub key_not_in_log: bool,
+    /// The log was asked how this command's reservation ended (for a refusal's wording).
+    pub history_asked: bool,
 }
 
 /// A command accepted and durable.
@@ -156,6 +173,22 @@ struct Follower {
     reply: Reply<Accepted>,
 }
 
+/// A key with a command in progress: being looked up in the log (`decided` is `None`), or
+/// decided and not yet durable. Commands under the same key wait here for its outcome.
+struct PendingKey {
+    decided: Option<Fingerprint>,
+    waiting: Vec<Follower>,
+}
+
+/// A refusal to be worded once the log says how its reservation ended.
+struct Unworded {
+    command: Command,
+    request: RequestMeta,
+    reply: Reply<Accepted>,
+    error: Error,
+    id: ReservationId,
+}
+
 enum AppendFailure {
     Store(StoreError),
     TimedOut,
@@ -179,8 +212,15 @@ pub(crate) struct SkuActor {
     speculative: SkuState,
     speculative_version: u64,
     keys: KeyTable,
-    /// Keys of decided commands not yet durable, with retries that arrived meanwhile.
-    pending_keys: HashMap<KeyScope, (Fingerprint, Vec<Follower>)>,
+    /// Keys with a command in progress, with retries that arrived meanwhile.
+    pending_keys: HashMap<KeyScope, PendingKey>,
+    /// Keys to ask the log about, and whether a lookup is in flight (at most one).
+    key_lookups: Vec<KeyScope>,
+    key_lookup_in_flight: bool,
+    /// Refusals waiting for the log to word them; each is asked on its own (a rare path).
+    unworded: Vec<Unworded>,
+    /// The latest durable resolutions, newest last.
+    recent: VecDeque<(ReservationId, Resolution)>,
     queued: VecDeque<Pending>,
     in_flight: Option<Vec<Pending>>,
     /// Refusals waiting for the events they were decided against; `after` never falls
@@ -233,6 +273,7 @@ impl Actor for SkuActor {
 impl SkuActor {
     pub(crate) fn new(sku: Sku, shared: Arc<Shared>, waiting: Arc<AtomicUsize>) -> Self {
         let retention = shared.config.idempotency_retention;
+        let keys = KeyTable::for_store(shared.store.as_ref(), retention);
         Self {
             stream: StreamName::for_sku(&sku),
             sku,
@@ -243,8 +284,12 @@ impl SkuActor {
             durable_version: 0,
             speculative: SkuState::default(),
             speculative_version: 0,
-            keys: KeyTable::new(retention),
+            keys,
             pending_keys: HashMap::new(),
+            key_lookups: Vec::new(),
+            key_lookup_in_flight: false,
+            unworded: Vec::new(),
+            recent: VecDeque::new(),
             queued: VecDeque::new(),
             deferred: VecDeque::new(),
             in_flight: None,
@@ -293,30 +338,45 @@ impl SkuActor {
         let now = self.now();
         let fingerprint = Fingerprint::of_command(&command);
         if let Some(scope) = &request.scope {
-            if let Some(recorded) = self.keys.get(scope, now) {
-                let answer = if recorded.fingerprint == fingerprint {
-                    Ok(replay(recorded))
-                } else {
-                    Err(Error::KeyReused {
-                        key: scope.key.clone(),
-                    })
-                };
-                tell(reply, answer);
-                return;
-            }
-            if let Some((pending, followers)) = self.pending_keys.get_mut(scope) {
-                match reply {
-                    Some(reply) if *pending != fingerprint => reply.send(Err(Error::KeyReused {
-                        key: scope.key.clone(),
-                    })),
-                    Some(reply) => followers.push(Follower {
+            if let Some(pending) = self.pending_keys.get_mut(scope) {
+                match (reply, &pending.decided) {
+                    (Some(reply), Some(decided)) if *decided != fingerprint => {
+                        reply.send(Err(Error::KeyReused {
+                            key: scope.key.clone(),
+                        }))
+                    }
+                    (Some(reply), _) => pending.waiting.push(Follower {
                         command,
                         request,
                         reply,
                     }),
-                    None => {}
+                    (None, _) => {}
                 }
                 return;
+            }
+            match self.keys.lookup(scope, now) {
+                KeyLookup::Found(recorded) => {
+                    tell(reply, answer_retry(recorded, &fingerprint, scope));
+                    return;
+                }
+                KeyLookup::AskTheLog if !request.key_not_in_log => {
+                    if let Some(reply) = reply {
+                        self.key_lookups.push(scope.clone());
+                        self.pending_keys.insert(
+                            scope.clone(),
+                            PendingKey {
+                                decided: None,
+                                waiting: vec![Follower {
+                                    command,
+                                    request,
+                                    reply,
+                                }],
+                            },
+                        );
+                    }
+                    return;
+                }
+                KeyLookup::Absent | KeyLookup::AskTheLog => {}
             }
         }
         if let Some(expected) = request.expected_version
@@ -386,8 +446,13 @@ impl SkuActor {
         }
         self.speculative_version += events.len() as u64;
         if let Some(scope) = &request.scope {
-            self.pending_keys
-                .insert(scope.clone(), (fingerprint.clone(), Vec::new()));
+            self.pending_keys.insert(
+                scope.clone(),
+                PendingKey {
+                    decided: Some(fingerprint.clone()),
+                    waiting: Vec::new(),
+                },
+            );
         }
         let reply = reply.map(|mut r| {
             r.mark_decided();
@@ -412,8 +477,45 @@ impl SkuActor {
         command: Command,
         request: RequestMeta,
         reply: Option<Reply<Accepted>>,
-        error: Error,
+        mut error: Error,
     ) {
+        let not_live = match (&error, &command) {
+            (
+                Error::Rejected {
+                    rejection: Rejection::UnknownReservation { reservation_id },
+                    ..
+                },
+                Command::Commit(_) | Command::Release(_),
+            ) if reply.is_some() => Some(*reservation_id),
+            _ => None,
+        };
+        if let Some(id) = not_live {
+            // Not live: never held here, or resolved. Say which if anything knows.
+            match self
+                .pending_resolution(id)
+                .or_else(|| self.recent_resolution(id))
+            {
+                Some(resolution) => {
+                    error = self.error_from(Rejection::AlreadyResolved {
+                        reservation_id: id,
+                        resolution,
+                    })
+                }
+                None if !request.history_asked => {
+                    if let Some(reply) = reply {
+                        self.unworded.push(Unworded {
+                            command,
+                            request,
+                            reply,
+                            error,
+                            id,
+                        });
+                    }
+                    return;
+                }
+                None => {}
+            }
+        }
         match reply {
             Some(reply) if self.speculative_version > self.durable_version => {
                 self.deferred.push_back(Deferred {
@@ -426,6 +528,177 @@ impl SkuActor {
             }
             reply => tell(reply, Err(error)),
         }
+    }
+
+    /// How `id` ends in the decided but not yet durable events, if it does.
+    fn pending_resolution(&self, id: ReservationId) -> Option<Resolution> {
+        let pending = self.in_flight.iter().flatten().chain(self.queued.iter());
+        pending
+            .flat_map(|p| p.events.iter())
+            .filter_map(|e| history::resolution_of(e).filter(|(r, _)| *r == id))
+            .map(|(_, resolution)| resolution)
+            .next_back()
+    }
+
+    /// How `id` ended, if it is among the recent durable resolutions.
+    fn recent_resolution(&self, id: ReservationId) -> Option<Resolution> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(r, _)| *r == id)
+            .map(|(_, resolution)| *resolution)
+    }
+
+    /// Notes the resolutions among durable events, for the refusals' wording.
+    fn note_durable<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        for (id, resolution) in events.into_iter().filter_map(history::resolution_of) {
+            if self.recent.len() == RECENT_RESOLUTIONS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back((id, resolution));
+        }
+    }
+
+    /// Starts the lookups that wait: the keys not among the recent ones (one lookup for
+    /// all of them), and how refused reservations ended.
+    fn ask_the_log(&mut self, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Ready {
+            return;
+        }
+        let patience = self.shared.config.append_timeout;
+        for u in std::mem::take(&mut self.unworded) {
+            let store = self.shared.store.clone();
+            let stream = self.stream.clone();
+            ctx.spawn(
+                async move {
+                    let asked = history::resolution_in_log(&store, &stream, u.id);
+                    let found = tokio::time::timeout(patience, asked).await;
+                    (u, found)
+                }
+                .into_actor(self)
+                .map(|(u, found), act, ctx| {
+                    let mut request = u.request;
+                    request.history_asked = true;
+                    let error = match found {
+                        Ok(Ok(Some(resolution))) => act.error_from(Rejection::AlreadyResolved {
+                            reservation_id: u.id,
+                            resolution,
+                        }),
+                        // Nothing known, or the log could not say: the refusal stands as it
+                        // was decided (the id is not live here, which is what matters).
+                        _ => u.error,
+                    };
+                    act.refuse(u.command, request, Some(u.reply), error);
+                    act.flush(ctx);
+                }),
+            );
+        }
+        if self.key_lookup_in_flight || self.key_lookups.is_empty() {
+            return;
+        }
+        let take = self.key_lookups.len().min(KEYS_PER_LOOKUP);
+        let scopes: Vec<KeyScope> = self.key_lookups.drain(..take).collect();
+        let ids: Vec<Uuid> = scopes
+            .iter()
+            .map(|scope| event_id(scope, &self.stream, 0))
+            .collect();
+        self.key_lookup_in_flight = true;
+        let store = self.shared.store.clone();
+        let stream = self.stream.clone();
+        ctx.spawn(
+            async move {
+                let found = tokio::time::timeout(patience, store.find_events(&stream, &ids))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out("looking up idempotency keys", patience)));
+                (scopes, found)
+            }
+            .into_actor(self)
+            .map(|(scopes, found), act, ctx| act.keys_looked_up(scopes, found, ctx)),
+        );
+    }
+
+    /// Answers or decides the commands whose keys the log was asked about.
+    fn keys_looked_up(
+        &mut self,
+        scopes: Vec<KeyScope>,
+        found: Result<Vec<stockade_store::RecordedEvent>, StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.key_lookup_in_flight = false;
+        let now = self.now();
+        // A key's event at or past the durable version is one this actor never saw land
+        // (an append that timed out and landed later): the actor is behind the log. Its
+        // commands wait while it catches up: at once if no append is in flight, else when
+        // that append meets the moved stream. Caught up, their keys are among the recent.
+        let behind = found
+            .as_ref()
+            .is_ok_and(|events| events.iter().any(|e| e.revision >= self.durable_version));
+        if behind {
+            if self.in_flight.is_none() {
+                self.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.resync(ctx, None);
+            }
+            return;
+        }
+        for scope in scopes {
+            // Gone (a resync or a failure answered it) or decided since: nothing to do.
+            if self
+                .pending_keys
+                .get(&scope)
+                .is_none_or(|p| p.decided.is_some())
+            {
+                continue;
+            }
+            let Some(pending) = self.pending_keys.remove(&scope) else {
+                continue;
+            };
+            let id = event_id(&scope, &self.stream, 0);
+            let stored = found.as_ref().map(|events| {
+                // A key used again after its window has more than one event: the latest.
+                events.iter().rev().find(|e| e.event_id == id)
+            });
+            let recorded = match stored {
+                Ok(Some(event)) => match codec::decode(event) {
+                    Ok((event_body, _)) if self.keys.within_window(event_body.at(), now) => {
+                        Ok(Some(Recorded {
+                            fingerprint: Fingerprint::of_event(&event_body),
+                            event: event_body,
+                            version: event.revision + 1,
+                        }))
+                    }
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(Error::Unavailable(format!(
+                        "{}: the event of idempotency key {:?} is unreadable: {e}",
+                        self.stream, scope.key
+                    ))),
+                },
+                Ok(None) => Ok(None),
+                Err(e) => Err(Error::store("look up an idempotency key", e)),
+            };
+            match recorded {
+                Ok(Some(recorded)) => {
+                    for f in pending.waiting {
+                        let fingerprint = Fingerprint::of_command(&f.command);
+                        f.reply.send(answer_retry(&recorded, &fingerprint, &scope));
+                    }
+                    self.keys.record(scope, recorded);
+                }
+                Ok(None) => {
+                    for f in pending.waiting {
+                        let mut request = f.request;
+                        request.key_not_in_log = true;
+                        self.admit(f.command, request, Some(f.reply));
+                    }
+                }
+                Err(error) => {
+                    for f in pending.waiting {
+                        f.reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        self.flush(ctx);
+        self.arm_timer(ctx);
     }
 
     /// Answers the refusals whose premises are now durable.
@@ -457,6 +730,7 @@ impl SkuActor {
 
     /// Sends the queued batch if no append is in flight.
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.ask_the_log(ctx);
         if self.phase != Phase::Ready || self.in_flight.is_some() || self.queued.is_empty() {
             return;
         }
@@ -560,6 +834,7 @@ impl SkuActor {
         }
         let mut version = first.unwrap_or(self.durable_version);
         self.shared.stats.record_batch(batch.len() as u64, events);
+        self.note_durable(batch.iter().flat_map(|p| p.events.iter()));
         for p in batch {
             for event in &p.events {
                 if sound && let Err(e) = self.durable.apply(event) {
@@ -595,8 +870,8 @@ impl SkuActor {
                     version,
                 },
             );
-            if let Some((_, followers)) = self.pending_keys.remove(&scope) {
-                for f in followers {
+            if let Some(pending) = self.pending_keys.remove(&scope) {
+                for f in pending.waiting {
                     f.reply.send(Ok(Accepted {
                         replayed: true,
                         ..accepted.clone()
@@ -647,6 +922,7 @@ impl SkuActor {
             );
         }
         self.durable_version += tail.len() as u64;
+        self.note_durable(tail.iter().map(|t| &t.event));
         if cause.is_none() && tail.is_empty() && !self.uncertain {
             // A conflict, yet nothing after our version: the store and this actor disagree
             // on where the stream ends. Deciding again would conflict forever; reload.
@@ -701,10 +977,12 @@ impl SkuActor {
                 .drain(..)
                 .map(|p| (p.command, p.request, p.reply)),
         );
+        // Keys being looked up are asked again when their commands are admitted again.
+        self.key_lookups.clear();
         let followers: Vec<Follower> = self
             .pending_keys
             .drain()
-            .flat_map(|(_, (_, f))| f)
+            .flat_map(|(_, p)| p.waiting)
             .collect();
         self.speculative = self.durable.clone();
         self.speculative_version = self.durable_version;
@@ -727,10 +1005,14 @@ impl SkuActor {
         for d in self.deferred.drain(..) {
             d.reply.send(Err(error.clone()));
         }
-        for (_, (_, followers)) in self.pending_keys.drain() {
-            for f in followers {
+        for (_, pending) in self.pending_keys.drain() {
+            for f in pending.waiting {
                 f.reply.send(Err(error.clone()));
             }
+        }
+        self.key_lookups.clear();
+        for u in self.unworded.drain(..) {
+            u.reply.send(Err(error.clone()));
         }
         self.stop(ctx);
     }
@@ -752,11 +1034,8 @@ impl SkuActor {
         if self.snapshot_in_flight {
             return;
         }
-        let size = self
-            .durable
-            .stock()
-            .map_or(0, |s| s.live_count() + s.resolved_count())
-            + self.keys.len();
+        let size =
+            self.durable.stock().map_or(0, |s| s.live_count()) + self.keys.to_entries().len();
         // Never more often than the state's own size (live holds, remembered resolutions,
         // keys): a snapshot costs O(size), so its cost per event stays constant however
         // large the SKU grows.
@@ -863,6 +1142,8 @@ impl SkuActor {
             && self.queued.is_empty()
             && self.deferred.is_empty()
             && self.pending_keys.is_empty()
+            && self.unworded.is_empty()
+            && !self.key_lookup_in_flight
             && self.waiting.load(Ordering::Acquire) == 0
     }
 
@@ -909,6 +1190,22 @@ fn replay(recorded: &Recorded) -> Accepted {
     }
 }
 
+/// The answer to a retry of the command recorded under `scope`: its outcome if it asks
+/// the same thing, else a refusal to reuse the key.
+fn answer_retry(
+    recorded: &Recorded,
+    fingerprint: &Fingerprint,
+    scope: &KeyScope,
+) -> Result<Accepted, Error> {
+    if recorded.fingerprint == *fingerprint {
+        Ok(replay(recorded))
+    } else {
+        Err(Error::KeyReused {
+            key: scope.key.clone(),
+        })
+    }
+}
+
 impl Handler<Execute> for SkuActor {
     type Result = ();
 
@@ -946,7 +1243,7 @@ impl Handler<ReadStock> for SkuActor {
 impl Handler<ReadReservation> for SkuActor {
     type Result = ();
 
-    fn handle(&mut self, msg: ReadReservation, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: ReadReservation, ctx: &mut Context<Self>) {
         if !self.accepts() {
             return;
         }
@@ -963,9 +1260,28 @@ impl Handler<ReadReservation> for SkuActor {
                     order_id: r.order_id.clone(),
                     expires_at: r.expires_at,
                 },
-                None => stock
-                    .resolution(&msg.id)
-                    .map_or(LineStatus::Unknown, LineStatus::Resolved),
+                None => match self.recent_resolution(msg.id) {
+                    Some(resolution) => LineStatus::Resolved(resolution),
+                    None => {
+                        // History: the log says how it ended, if it ever was held here.
+                        let store = self.shared.store.clone();
+                        let stream = self.stream.clone();
+                        let (id, reply) = (msg.id, msg.reply);
+                        ctx.spawn(
+                            async move {
+                                let answer = history::resolution_in_log(&store, &stream, id)
+                                    .await
+                                    .map(|r| r.map_or(LineStatus::Unknown, LineStatus::Resolved))
+                                    .map_err(|e| {
+                                        Error::store("read the reservation's history", &e)
+                                    });
+                                reply.send(answer);
+                            }
+                            .into_actor(self),
+                        );
+                        return;
+                    }
+                },
             }),
         };
         msg.reply.send(answer);

@@ -23,7 +23,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use stockade_domain::state::RESOLVED_RETENTION;
 use stockade_domain::{Event, EventMetadata, PoolConfig, ReservationId, Sku, Timestamp};
 use stockade_store::{EventStore, Position, StoreError, StreamName, codec, scan_all};
 
@@ -106,13 +105,15 @@ impl SkuCheck {
         Some((qty, at))
     }
 
-    /// Whether `id` is still known to the domain at `t` (so it may not be created again).
+    /// Whether `id` may not be held again at `t`: it is live, or it ended within the key
+    /// window (ids are random or derived from a key, and a key's reuse within its window
+    /// is answered from the log, never held again).
     fn remembers(&self, id: &ReservationId, t: Timestamp) -> bool {
         self.open.contains(id)
             || self
                 .resolved
                 .get(id)
-                .is_some_and(|at| at.checked_add(RESOLVED_RETENTION).is_none_or(|u| u >= t))
+                .is_some_and(|at| at.checked_add(KEY_RETENTION).is_none_or(|u| u >= t))
     }
 }
 
@@ -408,16 +409,16 @@ mod tests {
 
     #[test]
     fn gaps_and_keys_applied_twice_are_named() {
-        let day = 24 * 3600;
+        let window = KEY_RETENTION.as_secs();
         let report = check_records(&[
             (0, registered_physical(5, 0), None),
             (1, reserved(1, 1, secs(1), secs(100)), Some("k1")),
             (3, reserved(2, 1, secs(2), secs(100)), Some("k2")),
             (4, reserved(3, 1, secs(3), secs(100)), Some("k1")),
-            // Forgotten by the engine a day later: a new request.
+            // Past the key window: a new request.
             (
                 5,
-                reserved(4, 1, secs(day + 10), secs(day + 100)),
+                reserved(4, 1, secs(window + 10), secs(window + 100)),
                 Some("k2"),
             ),
         ]);
@@ -469,7 +470,7 @@ mod tests {
 
     #[test]
     fn a_legal_history_passes() {
-        let day = 24 * 3600;
+        let window = KEY_RETENTION.as_secs();
         let report = check(&[
             registered_physical(2, 0),
             reserved(1, 2, secs(0), secs(10)),
@@ -477,8 +478,8 @@ mod tests {
             reserved(2, 2, secs(10), secs(20)),
             expired(1, 2, secs(10), secs(11)),
             released(2, 2, secs(12)),
-            // The id comes back once the domain has forgotten it.
-            reserved(2, 1, secs(12 + day + 1), secs(12 + day + 9)),
+            // The id comes back (its key used again) once the key window has passed.
+            reserved(2, 1, secs(12 + window + 1), secs(12 + window + 9)),
         ]);
         assert_eq!(report.violations, Vec::<String>::new());
         assert_eq!(report.oversold_units, 0);

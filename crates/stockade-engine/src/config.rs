@@ -27,8 +27,11 @@ pub struct EngineConfig {
     pub default_ttl: Duration,
 }
 
-/// How long a SKU remembers an idempotency key by default.
-pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// How long an idempotency key is recognised by default: the longest hold (7 days) plus a
+/// day of retries, as long as `stockade serve` remembers a key's request. A same-key retry
+/// of a hold that is still live always gets its original answer.
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration =
+    Duration::from_secs(stockade_domain::MAX_TTL.as_secs() + 24 * 3600);
 
 impl Default for EngineConfig {
     fn default() -> Self {

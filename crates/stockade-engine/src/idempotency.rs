@@ -1,12 +1,17 @@
 //! Idempotency keys: a retried request returns the outcome of the first, never a second one.
 //!
 //! A key is scoped to its principal (two clients may pick the same key) and to the SKU whose
-//! actor keeps it. It is remembered for a retention window (default 24 h) from the event it
-//! produced. The table is rebuilt on recovery from the events' own metadata (and carried in
-//! snapshots), so a retry after a restart is still recognised.
+//! actor keeps it. It is recognised for a retention window (default 8 days: the longest
+//! hold plus a day of retries, as long as the HTTP layer remembers its requests) from the
+//! event it produced.
 //!
-//! A key also fixes the ids of the events it produces ([`event_id`]): an append retried
-//! after a lost reply carries the same ids, and the store answers it without writing twice.
+//! A key fixes the ids of the events it produces ([`event_id`]), so the log itself is the
+//! record of which keys were used: on a store that indexes event ids, the actor asks it,
+//! and keeps only a small cache of recent keys ([`KeyTable::cache`]). On a store that does
+//! not, the actor keeps every key of the window in memory ([`KeyTable::complete`]), rebuilt
+//! on recovery from the events' metadata and carried in snapshots. Either way an append
+//! retried after a lost reply carries the same ids, and the store answers it without
+//! writing twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -159,23 +164,69 @@ pub struct Recorded {
     pub version: u64,
 }
 
-/// Keys seen by one SKU within the retention window.
+/// Keys seen by one SKU: all of the retention window, or the most recent ones only.
 #[derive(Debug, Clone)]
 pub struct KeyTable {
     retention: Duration,
+    /// `None`: every key of the window is here, so a miss means "never used". `Some(n)`:
+    /// only the `n` most recent, and a miss must be asked of the log.
+    capacity: Option<usize>,
     entries: HashMap<KeyScope, Recorded>,
     /// Insertion order by event time, for pruning. Event times never decrease along a
     /// stream, so the front is always the oldest.
     order: VecDeque<(Timestamp, KeyScope)>,
 }
 
+/// What a [`KeyTable`] knows of a key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyLookup<'a> {
+    /// Used within the window, with this outcome.
+    Found(&'a Recorded),
+    /// Not used within the window.
+    Absent,
+    /// Not among the recent keys: the log knows.
+    AskTheLog,
+}
+
+/// Recent keys a SKU keeps when the log answers the rest: enough for the retries that
+/// follow a burst of timeouts, small enough to cost nothing per SKU.
+pub const KEY_CACHE: usize = 256;
+
 impl KeyTable {
-    pub fn new(retention: Duration) -> Self {
+    /// A table that holds every key of the window (for a store without an event-id index).
+    pub fn complete(retention: Duration) -> Self {
         Self {
             retention,
+            capacity: None,
             entries: HashMap::new(),
             order: VecDeque::new(),
         }
+    }
+
+    /// A cache of the `capacity` most recent keys, for a store that finds the rest.
+    pub fn cache(retention: Duration, capacity: usize) -> Self {
+        Self {
+            capacity: Some(capacity.max(1)),
+            ..Self::complete(retention)
+        }
+    }
+
+    /// The table a SKU on `store` keeps.
+    pub fn for_store(store: &dyn stockade_store::EventStore, retention: Duration) -> Self {
+        if store.indexed() {
+            Self::cache(retention, KEY_CACHE)
+        } else {
+            Self::complete(retention)
+        }
+    }
+
+    /// Whether a miss means the key was not used (see [`KeyLookup`]).
+    pub fn is_complete(&self) -> bool {
+        self.capacity.is_none()
+    }
+
+    pub fn retention(&self) -> Duration {
+        self.retention
     }
 
     /// The outcome recorded under `scope`, unless it is older than the retention window.
@@ -183,6 +234,20 @@ impl KeyTable {
         self.entries
             .get(scope)
             .filter(|r| !self.is_past_retention(r.event.at(), now))
+    }
+
+    /// What the table knows of `scope` at `now`.
+    pub fn lookup(&self, scope: &KeyScope, now: Timestamp) -> KeyLookup<'_> {
+        match self.get(scope, now) {
+            Some(recorded) => KeyLookup::Found(recorded),
+            None if self.is_complete() => KeyLookup::Absent,
+            None => KeyLookup::AskTheLog,
+        }
+    }
+
+    /// Whether an outcome recorded at `at` still answers a retry at `now`.
+    pub fn within_window(&self, at: Timestamp, now: Timestamp) -> bool {
+        !self.is_past_retention(at, now)
     }
 
     /// Records the outcome of a keyed command (first outcome wins: the store never holds
@@ -193,6 +258,14 @@ impl KeyTable {
         if !self.entries.contains_key(&scope) {
             self.order.push_back((at, scope.clone()));
             self.entries.insert(scope, recorded);
+        }
+        if let Some(capacity) = self.capacity {
+            while self.entries.len() > capacity {
+                let Some((_, oldest)) = self.order.pop_front() else {
+                    break;
+                };
+                self.entries.remove(&oldest);
+            }
         }
     }
 
@@ -218,20 +291,24 @@ impl KeyTable {
         self.entries.is_empty()
     }
 
-    /// The live entries, oldest first, for a snapshot.
+    /// The live entries, oldest first, for a snapshot. A cache has none to keep: the log
+    /// holds its keys.
     pub fn to_entries(&self) -> Vec<(KeyScope, Recorded)> {
+        if !self.is_complete() {
+            return Vec::new();
+        }
         self.order
             .iter()
             .filter_map(|(_, scope)| self.entries.get(scope).map(|r| (scope.clone(), r.clone())))
             .collect()
     }
 
-    pub fn from_entries(retention: Duration, entries: Vec<(KeyScope, Recorded)>) -> Self {
-        let mut table = Self::new(retention);
+    /// Loads snapshot `entries` into `table`.
+    pub fn with_entries(mut self, entries: Vec<(KeyScope, Recorded)>) -> Self {
         for (scope, recorded) in entries {
-            table.record(scope, recorded);
+            self.record(scope, recorded);
         }
-        table
+        self
     }
 
     fn is_past_retention(&self, at: Timestamp, now: Timestamp) -> bool {
@@ -305,7 +382,7 @@ mod tests {
 
     #[test]
     fn entries_lapse_after_the_retention_window() {
-        let mut table = KeyTable::new(Duration::from_secs(60));
+        let mut table = KeyTable::complete(Duration::from_secs(60));
         let event = reserved(1, 1, secs(0), secs(900));
         table.observe(
             &event,
@@ -328,5 +405,46 @@ mod tests {
             },
         );
         assert_eq!(table.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use std::time::Duration;
+
+    use stockade_domain::testing::{committed, rid, secs};
+
+    use super::*;
+
+    fn scope(key: &str) -> KeyScope {
+        KeyScope::new(None, key).expect("valid key")
+    }
+
+    fn recorded(n: u64) -> Recorded {
+        Recorded {
+            fingerprint: Fingerprint::Commit(rid(1)),
+            event: committed(1, 1, secs(n)),
+            version: n,
+        }
+    }
+
+    #[test]
+    fn a_cache_keeps_the_most_recent_keys_and_sends_misses_to_the_log() {
+        let mut cache = KeyTable::cache(Duration::from_secs(3600), 2);
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            cache.record(scope(key), recorded(i as u64));
+        }
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.lookup(&scope("a"), secs(3)), KeyLookup::AskTheLog);
+        assert!(matches!(
+            cache.lookup(&scope("c"), secs(3)),
+            KeyLookup::Found(_)
+        ));
+        assert!(cache.to_entries().is_empty(), "a cache is not snapshotted");
+
+        let mut complete = KeyTable::complete(Duration::from_secs(3600));
+        complete.record(scope("a"), recorded(0));
+        assert_eq!(complete.lookup(&scope("z"), secs(1)), KeyLookup::Absent);
+        assert_eq!(complete.to_entries().len(), 1);
     }
 }

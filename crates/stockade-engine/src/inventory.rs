@@ -158,6 +158,7 @@ impl Origin {
             correlation_id: correlation.map(|o| o.as_str().to_owned()),
             causation_id: self.causation_id.clone(),
             expected_version: None,
+            ..RequestMeta::default()
         })
     }
 
@@ -314,7 +315,7 @@ impl Inventory {
             config.engine,
             threads.arbiters.clone(),
         ));
-        let locator = Arc::new(Locator::new());
+        let locator = Arc::new(Locator::new(&shared.store));
         threads.spawn(start_up(shared.clone(), locator.clone()));
         Ok(Self {
             inner: Arc::new(Inner {

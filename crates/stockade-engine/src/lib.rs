@@ -25,6 +25,7 @@ pub mod clock;
 pub mod config;
 mod engine;
 pub mod error;
+mod history;
 pub mod idempotency;
 pub mod inventory;
 pub mod latency;

@@ -1,14 +1,18 @@
 //! Where a reservation lives: which SKUs hold lines of it, and which reservations an order
 //! has. Callers commit or release by reservation id or order id alone, so the engine must
-//! find the SKU actors that hold them.
+//! find the SKU actors that hold them. At start-up it also names the SKUs with live
+//! reservations, to wake their expiry timers.
 //!
-//! Built at start-up by one pass over the log (which also finds the SKUs with live
-//! reservations, to wake their expiry timers), then kept up to date as this engine
-//! reserves. An entry is dropped once it is older than the longest possible hold plus the
-//! resolution retention: by then every line is resolved and forgotten by its SKU too.
+//! On a store that indexes its events (SQLite, memory), the log answers all three: a
+//! reservation's events are filed under its id, an order's under the order, and the store
+//! keeps the open reservations per stream. Nothing is kept in memory, and start-up reads
+//! only the open reservations, however long the log.
 //!
-//! Reservations made by another engine on the same store after this one started are not
-//! indexed here; scale-out routes a SKU (and so its reservations) to one node.
+//! On a store that does not (EventStoreDB), this keeps an index in memory instead: built
+//! at start-up by one pass over the log, kept up to date as this engine reserves, and
+//! pruned once an entry is older than the longest hold plus the key window. Reservations
+//! made by another engine on the same store after this one started are not indexed there;
+//! scale-out routes a SKU (and so its reservations) to one node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +36,8 @@ struct Group {
 
 #[derive(Debug)]
 pub(crate) struct Locator {
+    /// The store, when it answers the lookups from its indexes; the maps stay empty then.
+    indexed: Option<Arc<dyn EventStore>>,
     groups: DashMap<ReservationId, Group>,
     orders: DashMap<OrderId, Vec<ReservationId>>,
     ready: watch::Sender<Scan>,
@@ -47,10 +53,16 @@ enum Scan {
 
 /// Longest a lookup waits for the start-up pass before answering `Unavailable`.
 const READY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most events read for one reservation (a hold and a resolution per line, at most
+/// `MAX_LINES` lines, and a key used again after its window).
+const RESERVATION_EVENTS: usize = 1_024;
+/// Most events read for one order.
+const ORDER_EVENTS: usize = 100_000;
 
 impl Locator {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(store: &Arc<dyn EventStore>) -> Self {
         Self {
+            indexed: store.indexed().then(|| store.clone()),
             groups: DashMap::new(),
             orders: DashMap::new(),
             ready: watch::channel(Scan::Running).0,
@@ -65,6 +77,9 @@ impl Locator {
         order_id: Option<&OrderId>,
         at: Timestamp,
     ) {
+        if self.indexed.is_some() {
+            return; // the store filed it with the event
+        }
         let mut group = self.groups.entry(id).or_insert_with(|| Group {
             skus: Vec::new(),
             order_id: order_id.cloned(),
@@ -86,6 +101,19 @@ impl Locator {
     /// The SKUs holding lines of `id`. Waits for the start-up pass, so that a reservation
     /// whose lines it has only partly indexed is never reported half.
     pub(crate) async fn skus(&self, id: &ReservationId) -> Result<Option<Vec<Sku>>, Error> {
+        if let Some(store) = &self.indexed {
+            let events = store
+                .read_subject(*id.as_uuid(), RESERVATION_EVENTS)
+                .await
+                .map_err(|e| Error::store("find the reservation", &e))?;
+            let mut skus: Vec<Sku> = Vec::new();
+            for sku in held(&events).map(|(_, sku)| sku) {
+                if !skus.contains(&sku) {
+                    skus.push(sku);
+                }
+            }
+            return Ok((!skus.is_empty()).then_some(skus));
+        }
         self.wait_ready().await?;
         Ok(self.groups.get(id).map(|g| g.skus.clone()))
     }
@@ -95,6 +123,21 @@ impl Locator {
         &self,
         order: &OrderId,
     ) -> Result<Vec<(ReservationId, Vec<Sku>)>, Error> {
+        if let Some(store) = &self.indexed {
+            let events = store
+                .read_correlation(order.as_str(), ORDER_EVENTS)
+                .await
+                .map_err(|e| Error::store("find the order", &e))?;
+            let mut found: Vec<(ReservationId, Vec<Sku>)> = Vec::new();
+            for (id, sku) in held(&events) {
+                match found.iter_mut().find(|(r, _)| *r == id) {
+                    Some((_, skus)) if !skus.contains(&sku) => skus.push(sku),
+                    Some(_) => {}
+                    None => found.push((id, vec![sku])),
+                }
+            }
+            return Ok(found);
+        }
         self.wait_ready().await?;
         let ids = self
             .orders
@@ -129,6 +172,9 @@ impl Locator {
 
     /// Drops groups made before `before`.
     pub(crate) fn prune(&self, before: Timestamp) {
+        if self.indexed.is_some() {
+            return;
+        }
         let mut dropped_orders = Vec::new();
         self.groups.retain(|_, g| {
             let keep = g.at >= before;
@@ -156,6 +202,11 @@ impl Locator {
         store: &Arc<dyn EventStore>,
         since: Timestamp,
     ) -> Result<Vec<Sku>, StoreError> {
+        if let Some(store) = &self.indexed {
+            let open = store.streams_with_open_subjects().await?;
+            self.ready.send_replace(Scan::Done);
+            return Ok(open.iter().filter_map(StreamName::sku).collect());
+        }
         let mut live: HashMap<StreamName, i64> = HashMap::new();
         scan_all(store.as_ref(), Position::START, SCAN_PAGE, |recorded| {
             let delta = match recorded.event_type.as_str() {
@@ -189,4 +240,17 @@ impl Locator {
     pub(crate) fn failed(&self, reason: String) {
         self.ready.send_replace(Scan::Failed(reason));
     }
+}
+
+/// The lines held among `events` (a reservation's or an order's): each `StockReserved`'s
+/// reservation and SKU, in commit order. An event that cannot be read is skipped here (the
+/// SKU's actor reports it when it loads).
+fn held(events: &[stockade_store::RecordedEvent]) -> impl Iterator<Item = (ReservationId, Sku)> {
+    events
+        .iter()
+        .filter(|e| e.event_type == "StockReserved")
+        .filter_map(|e| match (codec::decode(e), e.stream.sku()) {
+            (Ok((Event::StockReserved(r), _)), Some(sku)) => Some((r.reservation_id, sku)),
+            _ => None,
+        })
 }

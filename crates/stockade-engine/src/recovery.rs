@@ -64,7 +64,7 @@ pub fn encode(state: &SkuState, keys: &KeyTable, version: u64) -> Result<Snapsho
     Ok(Snapshot { revision, data })
 }
 
-fn decode(snapshot: &Snapshot, retention: Duration) -> Result<Loaded, String> {
+fn decode(snapshot: &Snapshot, keys: KeyTable) -> Result<Loaded, String> {
     let body: EngineSnapshot = rmp_serde::from_slice(&snapshot.data).map_err(|e| e.to_string())?;
     if body.format != ENGINE_SNAPSHOT_FORMAT {
         return Err(format!(
@@ -80,7 +80,7 @@ fn decode(snapshot: &Snapshot, retention: Duration) -> Result<Loaded, String> {
     Ok(Loaded {
         state,
         version,
-        keys: KeyTable::from_entries(retention, body.keys),
+        keys: keys.with_entries(body.keys),
         snapshot_version: version,
     })
 }
@@ -143,8 +143,9 @@ pub async fn load(
     stream: &StreamName,
     retention: Duration,
 ) -> Result<Loaded, StoreError> {
+    let keys = || KeyTable::for_store(store.as_ref(), retention);
     if let Some(snapshot) = store.load_snapshot(stream).await? {
-        match decode(&snapshot, retention) {
+        match decode(&snapshot, keys()) {
             Ok(base) => match continue_from(store, stream, base).await? {
                 Ok(loaded) => return Ok(loaded),
                 Err(reason) => {
@@ -159,7 +160,7 @@ pub async fn load(
     let empty = Loaded {
         state: SkuState::default(),
         version: 0,
-        keys: KeyTable::new(retention),
+        keys: keys(),
         snapshot_version: 0,
     };
     continue_from(store, stream, empty)

@@ -612,7 +612,7 @@ pub async fn history_is_found_by_id_subject_and_correlation(store: &impl EventSt
     append_ok(store, &a, ExpectedRevision::Exact(1), vec![c1.clone()]).await;
     let mut open = store.streams_with_open_subjects().await.unwrap();
     open.retain(|s| *s == a || *s == b);
-    assert_eq!(open, [b.clone()]);
+    assert_eq!(open, std::slice::from_ref(&b));
 
     let ids = |events: &[RecordedEvent]| events.iter().map(|e| e.event_id).collect::<Vec<_>>();
     let found = store

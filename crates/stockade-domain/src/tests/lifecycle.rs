@@ -1,7 +1,7 @@
 //! Commit, release and expiry of a reservation, and lazy expiry.
 
-use crate::rejection::{Rejection, Resolution};
-use crate::state::{Availability, RESOLVED_RETENTION};
+use crate::rejection::Rejection;
+use crate::state::Availability;
 use crate::testing::*;
 
 fn one_reservation() -> Vec<crate::event::Event> {
@@ -35,21 +35,21 @@ fn an_unknown_reservation_cannot_be_committed_released_or_expired() {
 #[test]
 fn a_reservation_resolves_at_most_once() {
     let cases = [
-        (committed(1, 2, secs(5)), Resolution::Committed),
-        (released(1, 2, secs(5)), Resolution::Released),
-        (expired(1, 2, secs(60), secs(61)), Resolution::Expired),
+        committed(1, 2, secs(5)),
+        released(1, 2, secs(5)),
+        expired(1, 2, secs(60), secs(61)),
     ];
-    for (resolution_event, resolution) in cases {
+    for resolution_event in cases {
         for command in [commit(1), release(1), expire(1)] {
             let mut history = one_reservation();
             history.push(resolution_event.clone());
-            given(history)
-                .at(secs(62))
-                .when(command)
-                .then_rejected(Rejection::AlreadyResolved {
+            // No longer live: the state forgets it (the engine finds the resolution in
+            // the log to say "already committed").
+            given(history).at(secs(62)).when(command).then_rejected(
+                Rejection::UnknownReservation {
                     reservation_id: rid(1),
-                    resolution,
-                });
+                },
+            );
         }
     }
 }
@@ -122,18 +122,30 @@ fn the_next_expiry_is_the_earliest_live_one() {
 }
 
 #[test]
-fn resolved_ids_are_forgotten_after_the_retention_window() {
-    let later = secs(RESOLVED_RETENTION.as_secs() + 10);
+fn the_state_holds_live_reservations_only() {
     let state = given([
         registered_physical(5, 0),
         reserved(1, 1, secs(0), secs(60)),
+        reserved(2, 1, secs(0), secs(60)),
         committed(1, 1, secs(5)),
-        reserved(2, 1, later, secs(RESOLVED_RETENTION.as_secs() + 100)),
+        released(2, 1, secs(6)),
+        reserved(3, 1, secs(7), secs(60)),
     ])
     .state()
     .clone();
     let stock = state.stock().unwrap();
-    assert_eq!(stock.resolution(&rid(1)), None);
+    assert_eq!(stock.live_count(), 1);
+    assert!(stock.reservation(&rid(1)).is_none());
+    // Resolving leaves nothing behind: the state of a SKU with one live hold is the same
+    // whatever came before it.
+    let fresh = given([registered_physical(4, 0), reserved(3, 1, secs(7), secs(60))])
+        .state()
+        .clone();
+    assert_eq!(stock.live_count(), fresh.stock().unwrap().live_count());
+    assert_eq!(
+        stock.view(secs(8)).reserved,
+        fresh.stock().unwrap().view(secs(8)).reserved
+    );
 }
 
 #[test]

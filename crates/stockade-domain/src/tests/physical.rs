@@ -71,22 +71,12 @@ fn a_zero_or_unrepresentable_ttl_is_rejected() {
 }
 
 #[test]
-fn a_reservation_id_cannot_be_reused_while_live_or_remembered() {
+fn a_reservation_id_cannot_be_reused_while_live() {
     given([registered_physical(5, 0), reserved(1, 1, secs(0), secs(60))])
         .when(reserve(1, 1, 60))
         .then_rejected(Rejection::DuplicateReservation {
             reservation_id: rid(1),
         });
-    given([
-        registered_physical(5, 0),
-        reserved(1, 1, secs(0), secs(60)),
-        released(1, 1, secs(1)),
-    ])
-    .at(secs(2))
-    .when(reserve(1, 1, 60))
-    .then_rejected(Rejection::DuplicateReservation {
-        reservation_id: rid(1),
-    });
 }
 
 #[test]
