@@ -17,6 +17,8 @@ function init(args)
    sku = args[1] or "MEM-1"
    token = args[2] or ""
    hold_secs = args[3] or "600"
+   -- Keys unique to this run: a key seen in an earlier run would replay its outcome.
+   run = args[4] or tostring(os.time())
 end
 
 function request()
@@ -29,7 +31,7 @@ function request()
    return wrk.format("POST", "/api/reservations", {
       ["Authorization"] = "Bearer " .. token,
       ["Content-Type"] = "application/json",
-      ["Idempotency-Key"] = "cycle-" .. tid .. "-" .. counter,
+      ["Idempotency-Key"] = "cycle-" .. run .. "-" .. tid .. "-" .. counter,
    }, '{"items":[{"sku":"' .. sku .. '","qty":1}],"ttl_seconds":' .. hold_secs .. '}')
 end
 

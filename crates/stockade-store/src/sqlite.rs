@@ -91,6 +91,7 @@ pub struct SqliteConfig {
     queue: usize,
     max_readers: usize,
     cross_process_poll: Duration,
+    wal_limit: u64,
 }
 
 impl SqliteConfig {
@@ -101,6 +102,7 @@ impl SqliteConfig {
             queue: 65_536,
             max_readers: 8,
             cross_process_poll: Duration::from_millis(500),
+            wal_limit: 64 * 1024 * 1024,
         }
     }
 
@@ -119,6 +121,15 @@ impl SqliteConfig {
     /// Idle reader connections kept open (default 8).
     pub fn max_readers(mut self, n: usize) -> Self {
         self.max_readers = n;
+        self
+    }
+
+    /// WAL size past which the checkpointer makes room: it waits for the readers of the
+    /// WAL to finish (holding appends back meanwhile) and starts the WAL again from an
+    /// empty file (default 64 MiB). Passive checkpoints alone cannot, while reads never
+    /// stop: the WAL would grow for as long as the load lasts.
+    pub fn wal_limit(mut self, bytes: u64) -> Self {
+        self.wal_limit = bytes.max(1);
         self
     }
 
@@ -252,6 +263,9 @@ impl SqliteStore {
                 "{context}: schema version {v} is newer than this build reads ({SCHEMA_VERSION})"
             )),
         })?;
+        // The writer resets the WAL after a RESTART checkpoint; this cuts the file back.
+        conn.pragma_update(None, "journal_size_limit", clamp(config.wal_limit))
+            .map_err(|e| unavailable(&context, e))?;
         let head = Arc::new(watch::channel(head).0);
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(config.queue);
@@ -267,10 +281,18 @@ impl SqliteStore {
             .map_err(|e| unavailable("start the writer thread", e))?;
         let (checkpoints, stop) = std::sync::mpsc::channel();
         let checkpoint_conn = open_connection(&path, OpenFlags::default())
+            .and_then(|c| {
+                c.pragma_update(None, "journal_size_limit", clamp(config.wal_limit))?;
+                Ok(c)
+            })
             .map_err(|e| unavailable("open the checkpointer", e))?;
         let checkpointer = std::thread::Builder::new()
             .name("stockade-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpoint_conn, &stop))
+            .spawn({
+                let wal = wal_path(&path);
+                let limit = config.wal_limit;
+                move || checkpoint_loop(&checkpoint_conn, &wal, limit, &stop)
+            })
             .map_err(|e| unavailable("start the checkpointer thread", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -370,7 +392,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Copies committed WAL frames into the database file, beside the writer (a passive
 /// checkpoint never blocks it), until `stop` is dropped; then one last pass.
-fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
+fn checkpoint_loop(
+    conn: &Connection,
+    wal: &Path,
+    limit: u64,
+    stop: &std::sync::mpsc::Receiver<()>,
+) {
     loop {
         let last = matches!(
             stop.recv_timeout(CHECKPOINT_EVERY),
@@ -379,10 +406,25 @@ fn checkpoint_loop(conn: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
         // A busy or failed pass is retried on the next tick; the WAL keeps every commit
         // durable meanwhile, it only grows.
         let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        // A passive checkpoint copies frames but never starts the WAL again: that needs a
+        // moment when no reader is in it, and under steady reads there is none. Past the
+        // limit, RESTART makes that moment (new appends wait for it, a few milliseconds,
+        // within the writer's busy timeout); the next commit writes from the start of the
+        // file, which `journal_size_limit` then cuts back to the limit.
+        if std::fs::metadata(wal).is_ok_and(|m| m.len() > limit) {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        }
         if last {
             return;
         }
     }
+}
+
+/// The WAL file beside the database at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// Sets durability pragmas, creates or checks the schema, returns the head position.
@@ -663,7 +705,13 @@ impl EventStore for SqliteStore {
         let name = stream.as_str().to_owned();
         let ids = ids.to_vec();
         self.read(move |conn| {
-            let sql = format!("{SELECT_EVENT} WHERE e.event_id = ?1 AND s.name = ?2");
+            // By the id index, always: left to itself the planner picks the stream's
+            // name and scans all of its events (a hot SKU's whole history per lookup).
+            let sql = format!(
+                "SELECT e.position, s.name, e.revision, e.event_id, e.event_type, e.data, \
+                 e.metadata, e.recorded_at FROM events e INDEXED BY events_by_id \
+                 JOIN streams s ON s.id = e.stream_id WHERE e.event_id = ?1 AND s.name = ?2"
+            );
             let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
             let mut found = Vec::new();
             for id in &ids {
@@ -1076,6 +1124,79 @@ mod tests {
         CREATE TABLE snapshots (stream TEXT PRIMARY KEY, revision INTEGER NOT NULL,
             data BLOB NOT NULL, taken_at INTEGER NOT NULL);
         PRAGMA user_version = 1;";
+
+    /// Under steady reads a passive checkpoint never starts the WAL again; past its limit
+    /// the checkpointer makes it, so the WAL does not grow with the load.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_is_emptied_past_its_limit_even_while_reads_never_stop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("busy.db");
+        let limit = 256 * 1024;
+        let store =
+            SqliteStore::open_with(SqliteConfig::new(&path).wal_limit(limit)).expect("open");
+        let stream = StreamName::new("sku-BUSY").expect("name");
+        // Readers that overlap, so that some read is always in the WAL.
+        let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, stream, reading) = (store.clone(), stream.clone(), reading.clone());
+                tokio::spawn(async move {
+                    while reading.load(Ordering::Relaxed) {
+                        let _ = store.read_stream(&stream, 0, 200).await;
+                    }
+                })
+            })
+            .collect();
+        let event = |n: u64| EventData {
+            event_id: Uuid::new_v4(),
+            event_type: "Test".into(),
+            data: vec![n as u8; 300],
+            metadata: vec![],
+            index: crate::EventIndex {
+                subject: Some(Uuid::new_v4()),
+                lifecycle: Lifecycle::Opens,
+                correlation: None,
+            },
+        };
+        let mut written = 0u64;
+        for _ in 0..200 {
+            let batch: Vec<EventData> = (0..50).map(|i| event(written + i)).collect();
+            let expected = match written {
+                0 => ExpectedRevision::NoStream,
+                n => ExpectedRevision::Exact(n - 1),
+            };
+            store
+                .append(&stream, expected, batch)
+                .await
+                .expect("append");
+            written += 50;
+        }
+        // The checkpointer restarts the WAL; the next commit writes from its start and
+        // cuts the file back to the limit.
+        let wal = wal_path(&path);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut size = u64::MAX;
+        while tokio::time::Instant::now() < deadline {
+            let expected = ExpectedRevision::Exact(written - 1);
+            store
+                .append(&stream, expected, vec![event(written)])
+                .await
+                .expect("append");
+            written += 1;
+            size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+            if size <= limit {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        reading.store(false, Ordering::Relaxed);
+        for reader in readers {
+            reader.await.expect("reader");
+        }
+        assert!(size <= limit, "the WAL is still {size} bytes");
+        let all = store.read_stream(&stream, 0, 20_000).await.expect("read");
+        assert_eq!(all.len() as u64, written);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_version_1_file_is_indexed_when_opened() {
