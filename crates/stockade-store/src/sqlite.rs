@@ -707,12 +707,10 @@ impl EventStore for SqliteStore {
         self.read(move |conn| {
             // By the id index, always: left to itself the planner picks the stream's
             // name and scans all of its events (a hot SKU's whole history per lookup).
-            let sql = format!(
-                "SELECT e.position, s.name, e.revision, e.event_id, e.event_type, e.data, \
-                 e.metadata, e.recorded_at FROM events e INDEXED BY events_by_id \
-                 JOIN streams s ON s.id = e.stream_id WHERE e.event_id = ?1 AND s.name = ?2"
-            );
-            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
+            let sql = "SELECT e.position, s.name, e.revision, e.event_id, e.event_type, \
+                 e.data, e.metadata, e.recorded_at FROM events e INDEXED BY events_by_id \
+                 JOIN streams s ON s.id = e.stream_id WHERE e.event_id = ?1 AND s.name = ?2";
+            let mut stmt = conn.prepare_cached(sql).map_err(read_error)?;
             let mut found = Vec::new();
             for id in &ids {
                 let rows = stmt
