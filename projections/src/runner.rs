@@ -251,8 +251,7 @@ impl Projector {
             cached
                 .state
                 .stock()
-                .and_then(|s| s.reservation(&id))
-                .and_then(|r| r.order_id.as_ref())
+                .and_then(|s| s.order_of(&id))
                 .map(|o| o.to_string())
         });
         cached.apply(&recorded.stream, recorded.revision, &event)?;

@@ -107,7 +107,7 @@ fn reserve(stock: &Stock, c: &Reserve, now: Timestamp) -> Result<Event, Rejectio
 }
 
 /// The live, unlapsed reservation `id`, or why it cannot be resolved by its holder.
-fn holdable(stock: &Stock, id: ReservationId, now: Timestamp) -> Result<&Reservation, Rejection> {
+fn holdable(stock: &Stock, id: ReservationId, now: Timestamp) -> Result<Reservation, Rejection> {
     match stock.reservation(&id) {
         Some(r) if r.expires_at <= now => Err(Rejection::Lapsed {
             reservation_id: id,

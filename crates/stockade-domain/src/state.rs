@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, StockAdjusted, StockReserved};
-use crate::ids::{Channel, OrderId, ReservationId, Sku};
+use crate::ids::{OrderId, ReservationId, Sku};
 use crate::pool::{PoolConfig, PoolKind};
 use crate::quantity::Quantity;
 use crate::rejection::{Inconsistency, Resolution};
@@ -88,20 +88,43 @@ impl SkuState {
 pub struct Stock {
     sku: Sku,
     pool: PoolState,
-    live: HashMap<ReservationId, Reservation>,
+    /// The live holds, by id; the few that name an order have it in `orders`.
+    live: HashMap<ReservationId, Hold>,
+    orders: HashMap<ReservationId, OrderId>,
     expiry: BTreeSet<(Timestamp, ReservationId)>,
     reserved: Quantity,
     next_seq: u64,
     last_event_at: Timestamp,
 }
 
+/// A live hold as the state keeps it: what decisions and reads need and nothing else (its
+/// id is the map's key; its channel, order and the rest are in the log). Hundreds of
+/// thousands of these live in one SKU during a sale, so every byte counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Hold {
+    qty: Quantity,
+    reserved_at: Timestamp,
+    expires_at: Timestamp,
+    seq: u64,
+}
+
+impl Hold {
+    fn with_id(self, id: ReservationId) -> Reservation {
+        Reservation {
+            id,
+            qty: self.qty,
+            reserved_at: self.reserved_at,
+            expires_at: self.expires_at,
+            seq: self.seq,
+        }
+    }
+}
+
 /// A live hold on stock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
     pub id: ReservationId,
-    pub order_id: Option<OrderId>,
     pub qty: Quantity,
-    pub channel: Channel,
     pub reserved_at: Timestamp,
     pub expires_at: Timestamp,
     /// Position in the line of reservations: when a SKU turns short, the latest lose first.
@@ -203,6 +226,7 @@ impl Stock {
             sku,
             pool,
             live: HashMap::new(),
+            orders: HashMap::new(),
             expiry: BTreeSet::new(),
             reserved: Quantity::ZERO,
             next_seq: 0,
@@ -223,8 +247,13 @@ impl Stock {
     }
 
     /// The live reservation `id`, lapsed or not.
-    pub fn reservation(&self, id: &ReservationId) -> Option<&Reservation> {
-        self.live.get(id)
+    pub fn reservation(&self, id: &ReservationId) -> Option<Reservation> {
+        self.live.get(id).map(|h| h.with_id(*id))
+    }
+
+    /// The order live reservation `id` was made for, if it names one.
+    pub fn order_of(&self, id: &ReservationId) -> Option<&OrderId> {
+        self.orders.get(id)
     }
 
     /// Reservations not yet resolved (lapsed ones included until their expiry is written).
@@ -232,8 +261,8 @@ impl Stock {
         self.live.len()
     }
 
-    pub fn live_reservations(&self) -> impl Iterator<Item = &Reservation> {
-        self.live.values()
+    pub fn live_reservations(&self) -> impl Iterator<Item = Reservation> + '_ {
+        self.live.iter().map(|(id, h)| h.with_id(*id))
     }
 
     /// The instant of the latest event. Decisions never happen before it (see `decide`).
@@ -252,11 +281,11 @@ impl Stock {
     }
 
     /// Reservations lapsed at `now` whose `ReservationExpired` is not yet written.
-    pub fn lapsed(&self, now: Timestamp) -> impl Iterator<Item = &Reservation> {
+    pub fn lapsed(&self, now: Timestamp) -> impl Iterator<Item = Reservation> + '_ {
         self.expiry
             .iter()
             .take_while(move |(expires_at, _)| *expires_at <= now)
-            .filter_map(|(_, id)| self.live.get(id))
+            .filter_map(|(_, id)| self.reservation(id))
     }
 
     /// The limit adjustments change: on hand, license limit or capacity.
@@ -354,9 +383,8 @@ impl Stock {
     pub fn at_risk_with_limit(&self, now: Timestamp, limit: Quantity) -> Vec<ReservationId> {
         let (_, sold) = self.used(now);
         let budget = limit.saturating_sub(sold);
-        let mut line: Vec<&Reservation> = self
-            .live
-            .values()
+        let mut line: Vec<Reservation> = self
+            .live_reservations()
             .filter(|r| self.counts_at(r, now))
             .collect();
         line.sort_by_key(|r| r.seq);
@@ -414,7 +442,7 @@ impl Stock {
                 self.reserved
             ));
         }
-        if self.live.iter().any(|(id, r)| *id != r.id)
+        if self.orders.keys().any(|id| !self.live.contains_key(id))
             || self.expiry.len() != self.live.len()
             || self
                 .expiry
@@ -486,16 +514,16 @@ impl Stock {
         self.expiry.insert((e.expires_at, e.reservation_id));
         self.live.insert(
             e.reservation_id,
-            Reservation {
-                id: e.reservation_id,
-                order_id: e.order_id.clone(),
+            Hold {
                 qty: e.qty,
-                channel: e.channel.clone(),
                 reserved_at: e.at,
                 expires_at: e.expires_at,
                 seq: self.next_seq,
             },
         );
+        if let Some(order) = &e.order_id {
+            self.orders.insert(e.reservation_id, order.clone());
+        }
         self.next_seq = self.next_seq.saturating_add(1);
         Ok(())
     }
@@ -563,6 +591,7 @@ impl Stock {
         }
         self.reserved = reserved;
         self.live.remove(&id);
+        self.orders.remove(&id);
         self.expiry.remove(&(expires_at, id));
         Ok(())
     }

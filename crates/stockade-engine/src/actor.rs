@@ -1257,7 +1257,7 @@ impl Handler<ReadReservation> for SkuActor {
                 },
                 Some(r) => LineStatus::Live {
                     qty: r.qty,
-                    order_id: r.order_id.clone(),
+                    order_id: stock.order_of(&msg.id).cloned(),
                     expires_at: r.expires_at,
                 },
                 None => match self.recent_resolution(msg.id) {

@@ -483,9 +483,10 @@ impl Inventory {
                 "a reservation needs at least one line".into(),
             ));
         };
-        for (sku, r) in &reserved {
-            self.inner.locator.add(r.id, sku, r.order_id.as_ref(), r.at);
-        }
+        let skus: Vec<Sku> = reserved.iter().map(|(sku, _)| sku.clone()).collect();
+        self.inner
+            .locator
+            .add(first.id, &skus, first.order_id.as_ref(), first.at);
         Ok(Reservation {
             id: first.id,
             order_id: first.order_id.clone(),

@@ -5,8 +5,10 @@
 //!
 //! On a store that indexes its events (SQLite, memory), the log answers all three: a
 //! reservation's events are filed under its id, an order's under the order, and the store
-//! keeps the open reservations per stream. Nothing is kept in memory, and start-up reads
-//! only the open reservations, however long the log.
+//! counts the open reservations per stream. Start-up reads only those counts, however
+//! long the log. In memory there is only a cache of the reservations this engine made
+//! most recently, of fixed size ([`RECENT`]): a commit usually follows its hold soon, and
+//! then needs no read.
 //!
 //! On a store that does not (EventStoreDB), this keeps an index in memory instead: built
 //! at start-up by one pass over the log, kept up to date as this engine reserves, and
@@ -34,10 +36,42 @@ struct Group {
     at: Timestamp,
 }
 
+/// Reservations whose SKUs a store with indexes keeps at hand: at most this many, in
+/// two generations of half as many (about 100 bytes each).
+pub(crate) const RECENT: usize = 65_536;
+
+/// A fixed-size cache: entries go into the young generation; when it is full it becomes
+/// the old one and the previous old one is dropped. Hits in either generation.
+#[derive(Debug, Default)]
+struct Recent {
+    young: HashMap<ReservationId, Vec<Sku>>,
+    old: HashMap<ReservationId, Vec<Sku>>,
+}
+
+impl Recent {
+    fn get(&self, id: &ReservationId) -> Option<Vec<Sku>> {
+        self.young.get(id).or_else(|| self.old.get(id)).cloned()
+    }
+
+    fn note(&mut self, id: ReservationId, sku: &Sku) {
+        // A reservation's lines go in together, so one never straddles the two.
+        if self.young.len() >= RECENT / 2 && !self.young.contains_key(&id) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        let skus = self.young.entry(id).or_default();
+        if !skus.contains(sku) {
+            skus.push(sku.clone());
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Locator {
     /// The store, when it answers the lookups from its indexes; the maps stay empty then.
     indexed: Option<Arc<dyn EventStore>>,
+    /// With an indexing store: the latest reservations' SKUs (a line is never taken away
+    /// from a reservation, so a cached answer stays true).
+    recent: std::sync::Mutex<Recent>,
     groups: DashMap<ReservationId, Group>,
     orders: DashMap<OrderId, Vec<ReservationId>>,
     ready: watch::Sender<Scan>,
@@ -63,6 +97,7 @@ impl Locator {
     pub(crate) fn new(store: &Arc<dyn EventStore>) -> Self {
         Self {
             indexed: store.indexed().then(|| store.clone()),
+            recent: std::sync::Mutex::new(Recent::default()),
             groups: DashMap::new(),
             orders: DashMap::new(),
             ready: watch::channel(Scan::Running).0,
@@ -73,22 +108,33 @@ impl Locator {
     pub(crate) fn add(
         &self,
         id: ReservationId,
-        sku: &Sku,
+        skus: &[Sku],
         order_id: Option<&OrderId>,
         at: Timestamp,
     ) {
         if self.indexed.is_some() {
-            return; // the store filed it with the event
+            // The store filed it with the events; keep it at hand for the commit to come.
+            // All lines under one lock: a lookup never sees part of a reservation.
+            let mut recent = self
+                .recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for sku in skus {
+                recent.note(id, sku);
+            }
+            return;
         }
         let mut group = self.groups.entry(id).or_insert_with(|| Group {
             skus: Vec::new(),
             order_id: order_id.cloned(),
             at,
         });
-        if !group.skus.contains(sku) {
-            group.skus.push(sku.clone());
+        let new_group = group.skus.is_empty();
+        for sku in skus {
+            if !group.skus.contains(sku) {
+                group.skus.push(sku.clone());
+            }
         }
-        let new_group = group.skus.len() == 1;
         drop(group);
         if let (Some(order), true) = (order_id, new_group) {
             let mut ids = self.orders.entry(order.clone()).or_default();
@@ -102,6 +148,14 @@ impl Locator {
     /// whose lines it has only partly indexed is never reported half.
     pub(crate) async fn skus(&self, id: &ReservationId) -> Result<Option<Vec<Sku>>, Error> {
         if let Some(store) = &self.indexed {
+            let cached = self
+                .recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(id);
+            if cached.is_some() {
+                return Ok(cached);
+            }
             let events = store
                 .read_subject(*id.as_uuid(), RESERVATION_EVENTS)
                 .await
@@ -215,7 +269,12 @@ impl Locator {
                         (codec::decode(recorded), recorded.stream.sku())
                         && e.at >= since
                     {
-                        self.add(e.reservation_id, &sku, e.order_id.as_ref(), e.at);
+                        self.add(
+                            e.reservation_id,
+                            std::slice::from_ref(&sku),
+                            e.order_id.as_ref(),
+                            e.at,
+                        );
                     }
                     1
                 }
@@ -253,4 +312,26 @@ fn held(events: &[stockade_store::RecordedEvent]) -> impl Iterator<Item = (Reser
             (Ok((Event::StockReserved(r), _)), Some(sku)) => Some((r.reservation_id, sku)),
             _ => None,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recent_cache_keeps_at_most_its_size_and_the_latest_entries() {
+        let sku = Sku::new("A").expect("sku");
+        let mut recent = Recent::default();
+        for n in 0..(RECENT as u128 * 2) {
+            recent.note(ReservationId::from_u128(n), &sku);
+        }
+        assert!(recent.young.len() + recent.old.len() <= RECENT);
+        let last = ReservationId::from_u128(RECENT as u128 * 2 - 1);
+        assert_eq!(recent.get(&last), Some(vec![sku.clone()]));
+        assert_eq!(recent.get(&ReservationId::from_u128(0)), None);
+        // A second line of the same reservation joins its entry.
+        let other = Sku::new("B").expect("sku");
+        recent.note(last, &other);
+        assert_eq!(recent.get(&last), Some(vec![sku, other]));
+    }
 }

@@ -13,7 +13,8 @@ use crate::{EventData, EventIndex, Lifecycle, Position, RecordedEvent, StoreErro
 pub const CONTENT_TYPE: &str = "application/msgpack";
 
 /// Layout of snapshot payloads; a snapshot of another layout is ignored (full replay).
-pub const SNAPSHOT_FORMAT: u16 = 1;
+/// Format 2: live holds only, compact (no resolved ids, no channel per hold).
+pub const SNAPSHOT_FORMAT: u16 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CodecError {

@@ -38,7 +38,10 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS streams (
     id            INTEGER PRIMARY KEY,
     name          TEXT    NOT NULL UNIQUE,
-    last_revision INTEGER NOT NULL
+    last_revision INTEGER NOT NULL,
+    -- Subjects opened and not yet closed in the stream (live holds): kept with the row
+    -- every append updates anyway, so it costs no page of its own.
+    open_subjects INTEGER NOT NULL DEFAULT 0
 );
 -- position is the rowid: it grows with commit order and is never reused (no deletes).
 CREATE TABLE IF NOT EXISTS events (
@@ -60,12 +63,6 @@ CREATE INDEX IF NOT EXISTS events_by_id ON events (event_id);
 CREATE INDEX IF NOT EXISTS events_by_subject ON events (subject) WHERE subject IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_correlation ON events (correlation)
     WHERE correlation IS NOT NULL;
--- Subjects opened and not yet closed, per stream: as many rows as live holds.
-CREATE TABLE IF NOT EXISTS open_subjects (
-    subject   BLOB    NOT NULL,
-    stream_id INTEGER NOT NULL,
-    PRIMARY KEY (subject, stream_id)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     stream   TEXT    PRIMARY KEY,
     revision INTEGER NOT NULL,
@@ -443,7 +440,8 @@ fn prepare(conn: &mut Connection) -> Result<Position, Prepared> {
     if version == 1 {
         tx.execute_batch(
             "ALTER TABLE events ADD COLUMN subject BLOB;
-             ALTER TABLE events ADD COLUMN correlation TEXT;",
+             ALTER TABLE events ADD COLUMN correlation TEXT;
+             ALTER TABLE streams ADD COLUMN open_subjects INTEGER NOT NULL DEFAULT 0;",
         )?;
     }
     tx.execute_batch(SCHEMA)?;
@@ -488,33 +486,25 @@ fn backfill_indexes(tx: &Connection) -> Result<(), rusqlite::Error> {
                 index.subject.as_ref().map(Uuid::as_bytes),
                 index.correlation
             ])?;
-            if let Some(subject) = index.subject {
-                let stream_id: i64 = tx
-                    .prepare_cached("SELECT stream_id FROM events WHERE position = ?1")?
-                    .query_row([position], |r| r.get(0))?;
-                track_subject(tx, stream_id, subject, index.lifecycle)?;
+            let opened = opened_by(&index);
+            if opened != 0 {
+                tx.prepare_cached(
+                    "UPDATE streams SET open_subjects = max(0, open_subjects + ?2) \
+                     WHERE id = (SELECT stream_id FROM events WHERE position = ?1)",
+                )?
+                .execute(params![position, opened])?;
             }
         }
     }
 }
 
-/// Keeps `open_subjects` in step with one event written to stream `stream_id`.
-fn track_subject(
-    db: &Connection,
-    stream_id: i64,
-    subject: Uuid,
-    lifecycle: Lifecycle,
-) -> Result<(), rusqlite::Error> {
-    let sql = match lifecycle {
-        Lifecycle::Touches => return Ok(()),
-        Lifecycle::Opens => {
-            "INSERT OR IGNORE INTO open_subjects (subject, stream_id) VALUES (?1, ?2)"
-        }
-        Lifecycle::Closes => "DELETE FROM open_subjects WHERE subject = ?1 AND stream_id = ?2",
-    };
-    db.prepare_cached(sql)?
-        .execute(params![subject.as_bytes(), stream_id])?;
-    Ok(())
+/// How an event changes its stream's count of open subjects.
+fn opened_by(index: &crate::EventIndex) -> i64 {
+    match (index.subject, index.lifecycle) {
+        (Some(_), Lifecycle::Opens) => 1,
+        (Some(_), Lifecycle::Closes) => -1,
+        _ => 0,
+    }
 }
 
 /// A row that cannot be turned into a `RecordedEvent`; carried through rusqlite's error
@@ -764,10 +754,7 @@ impl EventStore for SqliteStore {
     async fn streams_with_open_subjects(&self) -> Result<Vec<StreamName>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT DISTINCT s.name FROM open_subjects o \
-                     JOIN streams s ON s.id = o.stream_id ORDER BY s.name",
-                )
+                .prepare_cached("SELECT name FROM streams WHERE open_subjects > 0 ORDER BY name")
                 .map_err(read_error)?;
             let rows = stmt
                 .query_map([], |r| r.get::<_, String>(0))
@@ -1079,8 +1066,10 @@ fn append_one(
         position: Position::START,
         deduplicated: false,
     };
+    let mut opened = 0i64;
     for (offset, e) in events.iter().enumerate() {
         let revision = first_revision + offset as u64;
+        opened += opened_by(&e.index);
         insert.execute(params![
             stream_id,
             clamp(revision),
@@ -1093,17 +1082,17 @@ fn append_one(
             e.index.correlation,
         ])?;
         let position = tx.last_insert_rowid();
-        if let Some(subject) = e.index.subject {
-            track_subject(tx, stream_id, subject, e.index.lifecycle)?;
-        }
         result = AppendResult {
             revision,
             position: Position::at(u64::try_from(position).unwrap_or(0)),
             deduplicated: false,
         };
     }
-    tx.prepare_cached("UPDATE streams SET last_revision = ?2 WHERE id = ?1")?
-        .execute(params![stream_id, clamp(result.revision)])?;
+    tx.prepare_cached(
+        "UPDATE streams SET last_revision = ?2, open_subjects = max(0, open_subjects + ?3) \
+         WHERE id = ?1",
+    )?
+    .execute(params![stream_id, clamp(result.revision), opened])?;
     Ok(Ok((result, true)))
 }
 

@@ -171,3 +171,32 @@ fn decisions_never_happen_before_the_latest_event() {
     .when(release(1))
     .then([released(1, 2, secs(100))]);
 }
+
+#[test]
+fn a_hold_keeps_its_order_while_live_and_drops_it_when_resolved() {
+    use crate::event::{Event, StockReserved};
+    use crate::ids::OrderId;
+    let order = OrderId::new("order-1").unwrap();
+    let with_order = Event::StockReserved(StockReserved {
+        order_id: Some(order.clone()),
+        ..match reserved(1, 1, secs(0), secs(60)) {
+            Event::StockReserved(e) => e,
+            _ => unreachable!(),
+        }
+    });
+    let state = given([registered_physical(5, 0), with_order.clone()])
+        .state()
+        .clone();
+    let stock = state.stock().unwrap();
+    assert_eq!(stock.order_of(&rid(1)), Some(&order));
+    assert_eq!(stock.reservation(&rid(1)).map(|r| r.qty), Some(qty(1)));
+    let state = given([
+        registered_physical(5, 0),
+        with_order,
+        released(1, 1, secs(1)),
+    ])
+    .state()
+    .clone();
+    assert_eq!(state.stock().unwrap().order_of(&rid(1)), None);
+    assert!(state.validate().is_ok());
+}
