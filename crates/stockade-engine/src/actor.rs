@@ -217,6 +217,9 @@ pub(crate) struct SkuActor {
     /// Keys to ask the log about, and whether a lookup is in flight (at most one).
     key_lookups: Vec<KeyScope>,
     key_lookup_in_flight: bool,
+    /// Keys to ask about again once the append in flight is answered (see
+    /// `keys_looked_up`).
+    parked_lookups: Vec<KeyScope>,
     /// Refusals waiting for the log to word them; each is asked on its own (a rare path).
     unworded: Vec<Unworded>,
     /// The latest durable resolutions, newest last.
@@ -288,6 +291,7 @@ impl SkuActor {
             pending_keys: HashMap::new(),
             key_lookups: Vec::new(),
             key_lookup_in_flight: false,
+            parked_lookups: Vec::new(),
             unworded: Vec::new(),
             recent: VecDeque::new(),
             queued: VecDeque::new(),
@@ -593,6 +597,10 @@ impl SkuActor {
                 }),
             );
         }
+        if self.in_flight.is_none() {
+            let parked = std::mem::take(&mut self.parked_lookups);
+            self.key_lookups.extend(parked);
+        }
         if self.key_lookup_in_flight || self.key_lookups.is_empty() {
             return;
         }
@@ -630,13 +638,34 @@ impl SkuActor {
         // (an append that timed out and landed later): the actor is behind the log. Its
         // commands wait while it catches up: at once if no append is in flight, else when
         // that append meets the moved stream. Caught up, their keys are among the recent.
-        let behind = found
-            .as_ref()
-            .is_ok_and(|events| events.iter().any(|e| e.revision >= self.durable_version));
+        // Only keys still waiting count: one decided since (after a resync) may be this
+        // actor's own append in flight.
+        let waiting: Vec<KeyScope> = scopes
+            .iter()
+            .filter(|s| {
+                self.pending_keys
+                    .get(*s)
+                    .is_some_and(|p| p.decided.is_none())
+            })
+            .cloned()
+            .collect();
+        let waiting_ids: Vec<Uuid> = waiting
+            .iter()
+            .map(|scope| event_id(scope, &self.stream, 0))
+            .collect();
+        let behind = found.as_ref().is_ok_and(|events| {
+            events
+                .iter()
+                .any(|e| e.revision >= self.durable_version && waiting_ids.contains(&e.event_id))
+        });
         if behind {
             if self.in_flight.is_none() {
                 self.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 self.resync(ctx, None);
+            } else {
+                // The append in flight meets the moved stream and the re-read follows;
+                // should it land after all, these are asked again then.
+                self.parked_lookups.extend(waiting);
             }
             return;
         }
@@ -979,6 +1008,7 @@ impl SkuActor {
         );
         // Keys being looked up are asked again when their commands are admitted again.
         self.key_lookups.clear();
+        self.parked_lookups.clear();
         let followers: Vec<Follower> = self
             .pending_keys
             .drain()
@@ -1011,6 +1041,7 @@ impl SkuActor {
             }
         }
         self.key_lookups.clear();
+        self.parked_lookups.clear();
         for u in self.unworded.drain(..) {
             u.reply.send(Err(error.clone()));
         }
