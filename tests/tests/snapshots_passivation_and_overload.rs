@@ -144,3 +144,42 @@ async fn a_sku_with_a_full_mailbox_answers_overloaded() {
         "an overloaded command writes nothing"
     );
 }
+
+/// A SKU replayed from far back at load (no snapshot, or one this build cannot read) is
+/// snapshotted then, so the replay is paid once, not at every cold read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_replay_at_load_is_snapshotted_at_once() {
+    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    // Written with snapshots out of the way.
+    let never = EngineConfig {
+        snapshot_every: 1_000_000,
+        ..test_engine()
+    };
+    let inventory = open_on(memory.clone(), never).await;
+    let item = register(&inventory, "REPLAYED", 1_000).await;
+    for _ in 0..40 {
+        let held = inventory
+            .reserve(&item, Quantity::new(1), ReserveOptions::default())
+            .await
+            .unwrap();
+        inventory.commit(held.id, &Origin::default()).await.unwrap();
+    }
+    inventory.shutdown().await;
+    let stream = StreamName::for_sku(&item);
+    assert!(memory.load_snapshot(&stream).await.unwrap().is_none());
+
+    let engine = EngineConfig {
+        snapshot_every: 10,
+        ..test_engine()
+    };
+    let reopened = open_on(memory.clone(), engine).await;
+    // A read only: no write follows the load.
+    assert_eq!(reopened.stock(&item).await.unwrap().version, 81);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut snapshot = None;
+    while snapshot.is_none() && tokio::time::Instant::now() < deadline {
+        snapshot = memory.load_snapshot(&stream).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(snapshot.map(|s| s.revision), Some(80));
+}

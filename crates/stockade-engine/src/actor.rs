@@ -316,6 +316,8 @@ impl SkuActor {
                 self.snapshot_version = l.snapshot_version;
                 self.phase = Phase::Ready;
                 self.arm_timer(ctx);
+                // A long replay is paid once: the next load starts from here.
+                self.maybe_snapshot(ctx);
             }
             Err(e) => {
                 // Nothing was decided yet: callers get Unavailable and the next command

@@ -187,10 +187,30 @@ async fn continue_from(
             )));
         }
     }
-    let tail = read_tail(store, stream, base.version).await?;
-    if let Err(reason) = fold_tail(&mut base.state, &mut base.keys, &tail) {
-        return Ok(Err(reason));
+    // Page by page: a stream replayed whole may hold millions of events, and only the
+    // state they fold into needs to be in memory.
+    loop {
+        let page = store.read_stream(stream, base.version, READ_PAGE).await?;
+        let full = page.len() == READ_PAGE;
+        for recorded in &page {
+            if recorded.revision != base.version {
+                return Err(StoreError::Corrupt {
+                    position: recorded.position,
+                    reason: format!(
+                        "{stream} jumps from revision {} to {}",
+                        base.version, recorded.revision
+                    ),
+                });
+            }
+            let (event, meta) = codec::decode_stored(recorded)?;
+            if let Err(e) = base.state.apply(&event) {
+                return Ok(Err(format!("event at version {}: {e}", base.version + 1)));
+            }
+            base.version += 1;
+            base.keys.observe(&event, &meta, base.version);
+        }
+        if !full {
+            return Ok(Ok(base));
+        }
     }
-    base.version += tail.len() as u64;
-    Ok(Ok(base))
 }
