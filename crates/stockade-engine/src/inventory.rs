@@ -399,7 +399,9 @@ impl Inventory {
         // A keyed request gets a key-derived id, so a retry names the same reservation.
         let id = match &request.scope {
             Some(scope) => ReservationId::from_uuid(scope.derive("reservation")),
-            None => ReservationId::from_uuid(Uuid::new_v4()),
+            // Time-ordered, like unkeyed event ids: a reservation's events are filed under
+            // its id, and its commit then lands beside its hold in the index.
+            None => ReservationId::from_uuid(Uuid::now_v7()),
         };
         let ttl = options.ttl.unwrap_or(self.shared().config.default_ttl);
         let channel = origin.channel_or(&self.inner.default_channel);
