@@ -9,8 +9,9 @@ use std::sync::Arc;
 use futures::future::join_all;
 use stockade_domain::{Principal, Quantity, Rejection, ReservationId, Resolution, Sku};
 use stockade_engine::{Error, Inventory, LineStatus, Origin, Reservation, ReserveOptions};
+use stockade_store::testkit::Unindexed;
 use stockade_store::{EventStore, MemoryStore};
-use stockade_tests::engine::{Unindexed, checked_log, open_on, open_sqlite, register, test_engine};
+use stockade_tests::engine::{checked_log, open_on, open_sqlite, register, test_engine};
 
 /// More than the engine's recent-key cache and recent-resolution ring hold.
 const LATER: usize = 300;

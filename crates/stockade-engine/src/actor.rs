@@ -1070,8 +1070,7 @@ impl SkuActor {
         if self.snapshot_in_flight {
             return;
         }
-        let size =
-            self.durable.stock().map_or(0, |s| s.live_count()) + self.keys.to_entries().len();
+        let size = self.durable.stock().map_or(0, |s| s.live_count()) + self.keys.snapshot_len();
         // Never more often than the state's own size (live holds, remembered resolutions,
         // keys): a snapshot costs O(size), so its cost per event stays constant however
         // large the SKU grows.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use stockade_domain::{Event, ReservationId, Resolution};
-use stockade_store::{EventStore, StoreError, StreamName, codec};
+use stockade_store::{EventStore, StoreError, StreamName, codec, scan_stream};
 
 /// Most events read for one reservation's history: a hold and its resolution, and, for an
 /// id whose key was used again after its window, the same again.
@@ -52,15 +52,6 @@ pub(crate) async fn resolution_in_log(
         }
         return Ok(last);
     }
-    let mut from = 0;
-    loop {
-        let page = store.read_stream(stream, from, PAGE).await?;
-        let Some(end) = page.last().map(|e| e.revision) else {
-            return Ok(last);
-        };
-        for recorded in &page {
-            note(recorded)?;
-        }
-        from = end + 1;
-    }
+    scan_stream(store.as_ref(), stream, 0, PAGE, note).await?;
+    Ok(last)
 }

@@ -225,10 +225,6 @@ impl KeyTable {
         self.capacity.is_none()
     }
 
-    pub fn retention(&self) -> Duration {
-        self.retention
-    }
-
     /// The outcome recorded under `scope`, unless it is older than the retention window.
     pub fn get(&self, scope: &KeyScope, now: Timestamp) -> Option<&Recorded> {
         self.entries
@@ -289,6 +285,16 @@ impl KeyTable {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// How many entries a snapshot carries (see [`Self::to_entries`]), without building
+    /// them.
+    pub fn snapshot_len(&self) -> usize {
+        if self.is_complete() {
+            self.entries.len()
+        } else {
+            0
+        }
     }
 
     /// The live entries, oldest first, for a snapshot. A cache has none to keep: the log
@@ -441,10 +447,12 @@ mod cache_tests {
             KeyLookup::Found(_)
         ));
         assert!(cache.to_entries().is_empty(), "a cache is not snapshotted");
+        assert_eq!(cache.snapshot_len(), 0);
 
         let mut complete = KeyTable::complete(Duration::from_secs(3600));
         complete.record(scope("a"), recorded(0));
         assert_eq!(complete.lookup(&scope("z"), secs(1)), KeyLookup::Absent);
         assert_eq!(complete.to_entries().len(), 1);
+        assert_eq!(complete.snapshot_len(), 1);
     }
 }

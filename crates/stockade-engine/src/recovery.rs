@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stockade_domain::{Event, EventMetadata, SkuState};
-use stockade_store::{EventStore, Snapshot, StoreError, StreamName, codec};
+use stockade_store::{EventStore, Snapshot, StoreError, StreamName, codec, scan_stream};
 use uuid::Uuid;
 
 use crate::idempotency::{KeyScope, KeyTable, Recorded};
@@ -85,6 +85,51 @@ fn decode(snapshot: &Snapshot, keys: KeyTable) -> Result<Loaded, String> {
     })
 }
 
+/// Why reading a stream's events stopped early.
+enum Stop {
+    Store(StoreError),
+    /// An event contradicts the state folded so far.
+    Contradiction(String),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Store(e)
+    }
+}
+
+/// Decodes the events of `stream` from version `from` to its end, one page at a time,
+/// and hands each to `visit`. A revision out of sequence is corruption.
+async fn for_each_after(
+    store: &Arc<dyn EventStore>,
+    stream: &StreamName,
+    from: u64,
+    mut visit: impl FnMut(TailEvent) -> Result<(), Stop>,
+) -> Result<(), Stop> {
+    let mut next = from;
+    scan_stream(store.as_ref(), stream, from, READ_PAGE, |recorded| {
+        if recorded.revision != next {
+            return Err(Stop::Store(StoreError::Corrupt {
+                position: recorded.position,
+                reason: format!(
+                    "{stream} jumps from revision {next} to {}",
+                    recorded.revision
+                ),
+            }));
+        }
+        let (event, meta) = codec::decode_stored(recorded)?;
+        next += 1;
+        visit(TailEvent {
+            event,
+            meta,
+            event_id: recorded.event_id,
+            version: next,
+        })
+    })
+    .await
+    .map(|_| ())
+}
+
 /// Reads and decodes the events of `stream` from version `from` to its end.
 pub async fn read_tail(
     store: &Arc<dyn EventStore>,
@@ -92,33 +137,26 @@ pub async fn read_tail(
     from: u64,
 ) -> Result<Vec<TailEvent>, StoreError> {
     let mut tail = Vec::new();
-    let mut next = from;
-    loop {
-        let page = store.read_stream(stream, next, READ_PAGE).await?;
-        let full = page.len() == READ_PAGE;
-        for recorded in &page {
-            if recorded.revision != next {
-                return Err(StoreError::Corrupt {
-                    position: recorded.position,
-                    reason: format!(
-                        "{stream} jumps from revision {next} to {}",
-                        recorded.revision
-                    ),
-                });
-            }
-            let (event, meta) = codec::decode_stored(recorded)?;
-            next += 1;
-            tail.push(TailEvent {
-                event,
-                meta,
-                event_id: recorded.event_id,
-                version: next,
-            });
-        }
-        if !full {
-            return Ok(tail);
-        }
+    let read = for_each_after(store, stream, from, |t| {
+        tail.push(t);
+        Ok(())
+    });
+    match read.await {
+        Ok(()) => Ok(tail),
+        Err(Stop::Store(e)) => Err(e),
+        // `visit` above never stops.
+        Err(Stop::Contradiction(reason)) => Err(StoreError::Unavailable(reason)),
     }
+}
+
+/// Folds one event into `state` and `keys`. An event that contradicts the state is
+/// corruption.
+fn fold_one(state: &mut SkuState, keys: &mut KeyTable, t: &TailEvent) -> Result<(), String> {
+    state
+        .apply(&t.event)
+        .map_err(|e| format!("event at version {}: {e}", t.version))?;
+    keys.observe(&t.event, &t.meta, t.version);
+    Ok(())
 }
 
 /// Folds `tail` into `state` and `keys`. An event that contradicts the state is corruption.
@@ -127,13 +165,7 @@ pub fn fold_tail(
     keys: &mut KeyTable,
     tail: &[TailEvent],
 ) -> Result<(), String> {
-    for t in tail {
-        state
-            .apply(&t.event)
-            .map_err(|e| format!("event at version {}: {e}", t.version))?;
-        keys.observe(&t.event, &t.meta, t.version);
-    }
-    Ok(())
+    tail.iter().try_for_each(|t| fold_one(state, keys, t))
 }
 
 /// Rebuilds `stream` from its latest readable snapshot and the events after it. A snapshot
@@ -189,28 +221,14 @@ async fn continue_from(
     }
     // Page by page: a stream replayed whole may hold millions of events, and only the
     // state they fold into needs to be in memory.
-    loop {
-        let page = store.read_stream(stream, base.version, READ_PAGE).await?;
-        let full = page.len() == READ_PAGE;
-        for recorded in &page {
-            if recorded.revision != base.version {
-                return Err(StoreError::Corrupt {
-                    position: recorded.position,
-                    reason: format!(
-                        "{stream} jumps from revision {} to {}",
-                        base.version, recorded.revision
-                    ),
-                });
-            }
-            let (event, meta) = codec::decode_stored(recorded)?;
-            if let Err(e) = base.state.apply(&event) {
-                return Ok(Err(format!("event at version {}: {e}", base.version + 1)));
-            }
-            base.version += 1;
-            base.keys.observe(&event, &meta, base.version);
-        }
-        if !full {
-            return Ok(Ok(base));
-        }
+    let folded = for_each_after(store, stream, base.version, |t| {
+        fold_one(&mut base.state, &mut base.keys, &t).map_err(Stop::Contradiction)?;
+        base.version = t.version;
+        Ok(())
+    });
+    match folded.await {
+        Ok(()) => Ok(Ok(base)),
+        Err(Stop::Store(e)) => Err(e),
+        Err(Stop::Contradiction(reason)) => Ok(Err(reason)),
     }
 }

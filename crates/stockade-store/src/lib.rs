@@ -359,15 +359,14 @@ pub trait EventStore: fmt::Debug + Send + Sync + 'static {
         ids: &[Uuid],
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut found = Vec::new();
-        let mut from = 0;
-        loop {
-            let page = self.read_stream(stream, from, SCAN_PAGE).await?;
-            let Some(last) = page.last() else {
-                return Ok(found);
-            };
-            from = last.revision + 1;
-            found.extend(page.into_iter().filter(|e| ids.contains(&e.event_id)));
-        }
+        scan_stream(self, stream, 0, SCAN_PAGE, |e| {
+            if ids.contains(&e.event_id) {
+                found.push(e.clone());
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+        Ok(found)
     }
 
     /// Up to `max` events filed under `subject`, in every stream, in commit order.
@@ -444,6 +443,30 @@ fn stored_index(e: &RecordedEvent) -> EventIndex {
     codec::decode(e)
         .map(|(event, meta)| codec::index_of(&event, &meta))
         .unwrap_or_default()
+}
+
+/// Calls `visit` on every event of `stream` from revision `from`, in revision order,
+/// reading `page` events at a time, until a page comes back shorter than asked (the
+/// stream's end) or `visit` fails. Returns the revision after the last event read.
+pub async fn scan_stream<S: EventStore + ?Sized, E: From<StoreError>>(
+    store: &S,
+    stream: &StreamName,
+    from: u64,
+    page: usize,
+    mut visit: impl FnMut(&RecordedEvent) -> Result<(), E>,
+) -> Result<u64, E> {
+    let page = page.max(1);
+    let mut next = from;
+    loop {
+        let events = store.read_stream(stream, next, page).await?;
+        for recorded in &events {
+            visit(recorded)?;
+            next = recorded.revision.saturating_add(1);
+        }
+        if events.len() < page {
+            return Ok(next);
+        }
+    }
 }
 
 /// Calls `visit` on every event after `after`, in commit order, reading `page` events at

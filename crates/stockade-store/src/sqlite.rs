@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use stockade_domain::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -360,6 +361,26 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Events read by `SELECT_EVENT` followed by `filter` (its WHERE, ORDER BY and LIMIT),
+    /// with `values` bound in order, on a pooled reader.
+    async fn select_events(
+        &self,
+        filter: &'static str,
+        values: Vec<Value>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!("{SELECT_EVENT} {filter}");
+            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(values), row_to_event)
+                .map_err(read_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
+        })
+        .await
+    }
+}
+
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = open_connection(
         path,
@@ -612,17 +633,14 @@ impl EventStore for SqliteStore {
         from: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let name = stream.as_str().to_owned();
-        self.read(move |conn| {
-            let sql = format!(
-                "{SELECT_EVENT} WHERE s.name = ?1 AND e.revision >= ?2 ORDER BY e.revision LIMIT ?3"
-            );
-            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
-            let rows = stmt
-                .query_map(params![name, clamp(from), clamp(max as u64)], row_to_event)
-                .map_err(read_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
-        })
+        self.select_events(
+            "WHERE s.name = ?1 AND e.revision >= ?2 ORDER BY e.revision LIMIT ?3",
+            vec![
+                Value::Text(stream.as_str().to_owned()),
+                Value::Integer(clamp(from)),
+                Value::Integer(clamp(max as u64)),
+            ],
+        )
         .await
     }
 
@@ -631,17 +649,13 @@ impl EventStore for SqliteStore {
         after: Position,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read(move |conn| {
-            let sql = format!("{SELECT_EVENT} WHERE e.position > ?1 ORDER BY e.position LIMIT ?2");
-            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
-            let rows = stmt
-                .query_map(
-                    params![clamp(after.commit), clamp(max as u64)],
-                    row_to_event,
-                )
-                .map_err(read_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
-        })
+        self.select_events(
+            "WHERE e.position > ?1 ORDER BY e.position LIMIT ?2",
+            vec![
+                Value::Integer(clamp(after.commit)),
+                Value::Integer(clamp(max as u64)),
+            ],
+        )
         .await
     }
 
@@ -722,14 +736,13 @@ impl EventStore for SqliteStore {
         subject: Uuid,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read(move |conn| {
-            let sql = format!("{SELECT_EVENT} WHERE e.subject = ?1 ORDER BY e.position LIMIT ?2");
-            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
-            let rows = stmt
-                .query_map(params![subject.as_bytes(), clamp(max as u64)], row_to_event)
-                .map_err(read_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
-        })
+        self.select_events(
+            "WHERE e.subject = ?1 ORDER BY e.position LIMIT ?2",
+            vec![
+                Value::Blob(subject.as_bytes().to_vec()),
+                Value::Integer(clamp(max as u64)),
+            ],
+        )
         .await
     }
 
@@ -738,16 +751,13 @@ impl EventStore for SqliteStore {
         correlation: &str,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let correlation = correlation.to_owned();
-        self.read(move |conn| {
-            let sql =
-                format!("{SELECT_EVENT} WHERE e.correlation = ?1 ORDER BY e.position LIMIT ?2");
-            let mut stmt = conn.prepare_cached(&sql).map_err(read_error)?;
-            let rows = stmt
-                .query_map(params![correlation, clamp(max as u64)], row_to_event)
-                .map_err(read_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
-        })
+        self.select_events(
+            "WHERE e.correlation = ?1 ORDER BY e.position LIMIT ?2",
+            vec![
+                Value::Text(correlation.to_owned()),
+                Value::Integer(clamp(max as u64)),
+            ],
+        )
         .await
     }
 

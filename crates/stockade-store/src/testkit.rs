@@ -18,8 +18,8 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::{
-    CurrentRevision, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
-    StoreError, StreamName,
+    AppendResult, CurrentRevision, EventData, EventStore, ExpectedRevision, Position,
+    RecordedEvent, Snapshot, StoreError, StreamName, Subscription,
 };
 
 /// A store under test and whatever must live as long as it (a temporary directory).
@@ -644,4 +644,59 @@ pub async fn history_is_found_by_id_subject_and_correlation(store: &impl EventSt
             .unwrap()
             .is_empty()
     );
+}
+
+/// A store that answers only the port's required methods, as EventStoreDB does: no
+/// indexes, so the history lookups run on the port's scanning defaults (and the engine
+/// keeps its in-memory fallbacks).
+#[derive(Debug)]
+pub struct Unindexed(pub std::sync::Arc<dyn EventStore>);
+
+#[async_trait::async_trait]
+impl EventStore for Unindexed {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        self.0.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.0.read_stream(stream, from, max).await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.0.read_all(after, max).await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.0.head().await
+    }
+
+    fn subscribe_all(&self, after: Position) -> Subscription {
+        self.0.subscribe_all(after)
+    }
+
+    async fn save_snapshot(
+        &self,
+        stream: &StreamName,
+        snapshot: Snapshot,
+    ) -> Result<(), StoreError> {
+        self.0.save_snapshot(stream, snapshot).await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>, StoreError> {
+        self.0.load_snapshot(stream).await
+    }
 }
