@@ -21,6 +21,9 @@ use crate::args::{parse_duration, parse_order, parse_sku};
 use crate::log::{Format, LogArgs, csv_line, json, qty};
 use crate::report::Table;
 
+/// `audit verify --key-retention`'s default: the engine's default key window, 8 days.
+const KEY_RETENTION_DEFAULT: &str = "192h";
+
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Audit {
@@ -60,9 +63,10 @@ struct History {
 struct Verify {
     #[command(flatten)]
     log: LogArgs,
-    /// How long the engine that wrote the log remembers idempotency keys (its
-    /// `idempotency_retention`): a key seen again after this is a new request.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    /// How long the engine that wrote the log recognises idempotency keys (its
+    /// `idempotency_retention`; 8 days by default, 24h for logs written before the
+    /// history indexes): a key seen again after this is a new request.
+    #[arg(long, default_value = KEY_RETENTION_DEFAULT, value_parser = parse_duration)]
     key_retention: std::time::Duration,
     /// `json` prints one object with the counts and every violation.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -425,4 +429,17 @@ async fn check_read_models(
         ));
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_assumes_the_engines_default_key_window() {
+        assert_eq!(
+            parse_duration(KEY_RETENTION_DEFAULT),
+            Ok(stockade_engine::config::DEFAULT_IDEMPOTENCY_RETENTION)
+        );
+    }
 }

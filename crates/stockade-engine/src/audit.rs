@@ -10,8 +10,9 @@
 //! - at every `StockReserved`, live holds (the new one included) must fit in
 //!   `on_hand - safety_stock`; at every commit the sale must fit in `on_hand` and match
 //!   the quantity held;
-//! - a reservation id is created once while it is live or remembered (resolved less than
-//!   24 h before: the domain forgets it after that, and the id may come back);
+//! - a reservation id is created once while it is live or its key is still recognised
+//!   (resolved less than the key window before: after that its key, and so its id, may
+//!   come back);
 //! - a reservation is resolved at most once, only if it was created, and an expiry is
 //!   written only at or after the hold's `expires_at`;
 //! - an adjustment starts from the stock the log says there was; a SKU registers once;

@@ -20,11 +20,11 @@ use ring::digest::{SHA256, digest};
 use rusqlite::{Connection, OptionalExtension, params};
 use stockade_wire::{ApiError, ErrorKind};
 
-/// How long a key is remembered: the engine's idempotency window (24 h) plus the longest
-/// TTL (7 days). A key derives its reservation's id, and the engine can still find a
-/// reservation by id for that long, so a key reused sooner for another request would
-/// name the old reservation; it is refused instead.
-pub const RETENTION: Duration = Duration::from_secs(8 * 24 * 3600);
+/// How long a key is remembered: the engine's own key window (the longest TTL, 7 days,
+/// plus a day). A key derives its reservation's id and the engine answers a retry from
+/// the log for that long, so a key reused sooner for another request would name the old
+/// reservation; it is refused instead.
+pub const RETENTION: Duration = stockade_engine::config::DEFAULT_IDEMPOTENCY_RETENTION;
 /// Expired keys are pruned once per this many new ones.
 const PRUNE_EVERY: u64 = 4096;
 
