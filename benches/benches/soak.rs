@@ -4,8 +4,13 @@
 //! Every 10 s it samples the server's resident memory and open file descriptors from
 //! /proc and prints a row; at the end, a table and `target/soak.json`.
 //!
+//! Every reservation carries an `Idempotency-Key`, as storefronts send them, and one in
+//! twenty is sent again with the same key: the retry must get the same reservation back.
+//! The soak also draws RSS and descriptors over time (`target/soak.svg`).
+//!
 //! It fails (exit 1) on any answer outside the documented ones (a 500, a reset while the
-//! server is up), or if the log's audit finds a breach.
+//! server is up), a keyed retry answered with another reservation, or if the log's audit
+//! finds a breach.
 //!
 //! ```sh
 //! cargo build --release -p stockade-cli
@@ -47,6 +52,9 @@ struct Counts {
     sse_sessions: AtomicU64,
     notices_read: AtomicU64,
     unexpected: AtomicU64,
+    /// Keyed retries sent, and those answered with a different reservation.
+    retries: AtomicU64,
+    retries_diverged: AtomicU64,
     by_status: std::sync::Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -82,6 +90,7 @@ fn sample(pid: u32) -> (u64, usize) {
 async fn writer(n: u64, base: String, counts: Arc<Counts>, stop: Arc<AtomicBool>) {
     let http = reqwest::Client::new();
     let mut rng = Lcg(n + 11);
+    let mut keyed = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let sku = format!("SOAK-{}", rng.below(SKUS as u64));
         let roll = rng.below(100);
@@ -98,14 +107,18 @@ async fn writer(n: u64, base: String, counts: Arc<Counts>, stop: Arc<AtomicBool>
         } else {
             // Short holds, so expiry runs all the time.
             let ttl = 1 + rng.below(5);
-            let held = http
-                .post(format!("{base}/api/reservations"))
-                .bearer_auth(WEB)
-                .json(
-                    &json!({"items": [{"sku": sku, "qty": 1 + rng.below(2)}], "ttl_seconds": ttl}),
-                )
-                .send()
-                .await;
+            keyed += 1;
+            let key = format!("soak-{n}-{keyed}");
+            let body =
+                json!({"items": [{"sku": sku, "qty": 1 + rng.below(2)}], "ttl_seconds": ttl});
+            let reserve = || {
+                http.post(format!("{base}/api/reservations"))
+                    .bearer_auth(WEB)
+                    .header("Idempotency-Key", &key)
+                    .json(&body)
+                    .send()
+            };
+            let held = reserve().await;
             match held {
                 Ok(r) if r.status().as_u16() == 201 => {
                     counts.saw(201);
@@ -114,6 +127,17 @@ async fn writer(n: u64, base: String, counts: Arc<Counts>, stop: Arc<AtomicBool>
                         .as_str()
                         .unwrap_or_default()
                         .to_owned();
+                    if rng.below(20) == 0 {
+                        // A client that never saw the answer sends the same request again.
+                        counts.retries.fetch_add(1, Ordering::Relaxed);
+                        let again = match reserve().await {
+                            Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default(),
+                            Err(_) => serde_json::Value::Null,
+                        };
+                        if again["reservation_id"].as_str() != Some(id.as_str()) {
+                            counts.retries_diverged.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     match rng.below(3) {
                         0 => {
                             http.post(format!("{base}/api/reservations/{id}/commit"))
@@ -312,6 +336,12 @@ fn main() {
         max_rss as f64 / 1024.0
     );
     println!("| open fds: min / max | {min_fds} / {max_fds} |");
+    let retries = counts.retries.load(Ordering::Relaxed);
+    let diverged = counts.retries_diverged.load(Ordering::Relaxed);
+    println!(
+        "| keyed retries answered with the same reservation | {} of {retries} |",
+        retries - diverged
+    );
     println!(
         "| log audit | {} events, {} violations, {} oversold |",
         report.events,
@@ -324,14 +354,83 @@ fn main() {
         "sse_sessions": counts.sse_sessions.load(Ordering::Relaxed),
         "rss_kib": {"first_after_warmup": first_rss, "last": last_rss, "max_after_warmup": max_rss},
         "fds": {"min": min_fds, "max": max_fds},
+        "keyed_retries": retries, "keyed_retries_diverged": diverged,
         "samples": samples.iter().map(|s| json!({"t": s.0, "ops": s.1, "rss_kib": s.2, "fds": s.3})).collect::<Vec<_>>(),
         "audit": {"events": report.events, "violations": report.violations, "oversold": report.oversold_units},
         "clean_exit": exited,
     });
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/soak.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
-    println!("\nwritten: {}", out.display());
-    let failed =
-        unexpected > 0 || !report.violations.is_empty() || report.oversold_units > 0 || !exited;
+    let svg = out.with_extension("svg");
+    std::fs::write(&svg, chart(&samples, minutes)).unwrap();
+    println!("\nwritten: {} and {}", out.display(), svg.display());
+    let failed = unexpected > 0
+        || diverged > 0
+        || !report.violations.is_empty()
+        || report.oversold_units > 0
+        || !exited;
     std::process::exit(i32::from(failed));
+}
+
+/// RSS (MiB, left axis) and open descriptors (right axis) against minutes, as an SVG.
+fn chart(samples: &[(u64, u64, u64, usize)], minutes: u64) -> String {
+    use std::fmt::Write as _;
+    let (w, h, left, right, top, bottom) = (720.0, 320.0, 60.0, 60.0, 30.0, 40.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let max_rss = samples.iter().map(|s| s.2).max().unwrap_or(1) as f64 / 1024.0;
+    let rss_top = (max_rss * 1.2).max(1.0).ceil();
+    let fds_top = (samples.iter().map(|s| s.3).max().unwrap_or(1) as f64 * 1.2).ceil();
+    let t_end = (minutes * 60).max(1) as f64;
+    let x = |t: u64| left + pw * t as f64 / t_end;
+    let line = |value: &dyn Fn(&(u64, u64, u64, usize)) -> f64, top_value: f64| {
+        samples
+            .iter()
+            .map(|s| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(s.0),
+                    top + ph * (1.0 - value(s) / top_value)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"18\">Soak: RSS (blue, MiB) and open fds (orange) over {minutes} min</text>\n"
+    );
+    for i in 0..=4 {
+        let y = top + ph * f64::from(i) / 4.0;
+        let rss = rss_top * (1.0 - f64::from(i) / 4.0);
+        let fds = fds_top * (1.0 - f64::from(i) / 4.0);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{rss:.0}</text>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{fds:.0}</text>",
+            left + pw,
+            left - 6.0,
+            y + 4.0,
+            left + pw + 6.0,
+            y + 4.0
+        );
+    }
+    for m in (0..=minutes).step_by(usize::try_from((minutes / 6).max(1)).unwrap_or(1)) {
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{m} min</text>",
+            x(m * 60),
+            h - 14.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<polyline fill=\"none\" stroke=\"#1f6feb\" stroke-width=\"2\" points=\"{}\"/>\n\
+         <polyline fill=\"none\" stroke=\"#e8710a\" stroke-width=\"2\" points=\"{}\"/>\n</svg>",
+        line(&|s| s.2 as f64 / 1024.0, rss_top),
+        line(&|s| s.3 as f64, fds_top)
+    );
+    svg
 }
