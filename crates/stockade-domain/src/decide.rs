@@ -13,7 +13,7 @@ use crate::ids::ReservationId;
 use crate::pool::PoolConfig;
 use crate::quantity::ArithmeticError;
 use crate::rejection::Rejection;
-use crate::state::{Availability, Reservation, SkuState, Stock};
+use crate::state::{Availability, Reservation, SkuState, StockRef};
 use crate::time::Timestamp;
 
 /// Decides `command` against `state` at `now`.
@@ -30,7 +30,7 @@ pub fn decide(
     command: &Command,
     now: Timestamp,
 ) -> Result<Vec<Event>, Rejection> {
-    let Some(stock) = state.stock() else {
+    let Some(stock) = state.speculative() else {
         return match command {
             Command::RegisterSku(c) => register(c, now),
             _ => Err(Rejection::UnknownSku),
@@ -65,7 +65,7 @@ fn register(c: &RegisterSku, now: Timestamp) -> Result<Vec<Event>, Rejection> {
     })])
 }
 
-fn reserve(stock: &Stock, c: &Reserve, now: Timestamp) -> Result<Event, Rejection> {
+fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Rejection> {
     if c.qty.is_zero() {
         return Err(Rejection::InvalidQuantity);
     }
@@ -107,7 +107,11 @@ fn reserve(stock: &Stock, c: &Reserve, now: Timestamp) -> Result<Event, Rejectio
 }
 
 /// The live, unlapsed reservation `id`, or why it cannot be resolved by its holder.
-fn holdable(stock: &Stock, id: ReservationId, now: Timestamp) -> Result<Reservation, Rejection> {
+fn holdable(
+    stock: StockRef<'_>,
+    id: ReservationId,
+    now: Timestamp,
+) -> Result<Reservation, Rejection> {
     match stock.reservation(&id) {
         Some(r) if r.expires_at <= now => Err(Rejection::Lapsed {
             reservation_id: id,
@@ -124,7 +128,7 @@ fn not_live(id: ReservationId) -> Rejection {
     Rejection::UnknownReservation { reservation_id: id }
 }
 
-fn commit(stock: &Stock, c: &Commit, now: Timestamp) -> Result<Event, Rejection> {
+fn commit(stock: StockRef<'_>, c: &Commit, now: Timestamp) -> Result<Event, Rejection> {
     let r = holdable(stock, c.reservation_id, now)?;
     if stock.at_risk(now).contains(&r.id) {
         return Err(Rejection::AtRisk {
@@ -138,7 +142,7 @@ fn commit(stock: &Stock, c: &Commit, now: Timestamp) -> Result<Event, Rejection>
     }))
 }
 
-fn release(stock: &Stock, c: &Release, now: Timestamp) -> Result<Event, Rejection> {
+fn release(stock: StockRef<'_>, c: &Release, now: Timestamp) -> Result<Event, Rejection> {
     let r = holdable(stock, c.reservation_id, now)?;
     Ok(Event::ReservationReleased(ReservationReleased {
         reservation_id: r.id,
@@ -147,7 +151,7 @@ fn release(stock: &Stock, c: &Release, now: Timestamp) -> Result<Event, Rejectio
     }))
 }
 
-fn expire(stock: &Stock, c: &Expire, now: Timestamp) -> Result<Event, Rejection> {
+fn expire(stock: StockRef<'_>, c: &Expire, now: Timestamp) -> Result<Event, Rejection> {
     match stock.reservation(&c.reservation_id) {
         Some(r) if r.expires_at > now => Err(Rejection::NotYetExpired {
             reservation_id: r.id,
@@ -163,7 +167,7 @@ fn expire(stock: &Stock, c: &Expire, now: Timestamp) -> Result<Event, Rejection>
     }
 }
 
-fn adjust(stock: &Stock, c: &Adjust, now: Timestamp) -> Result<Event, Rejection> {
+fn adjust(stock: StockRef<'_>, c: &Adjust, now: Timestamp) -> Result<Event, Rejection> {
     let reason_chars = c.reason.trim().chars().count();
     if reason_chars == 0 || c.reason.chars().count() > MAX_REASON_CHARS {
         return Err(Rejection::InvalidReason {

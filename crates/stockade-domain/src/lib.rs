@@ -45,5 +45,5 @@ pub use ids::{Channel, InvalidId, OrderId, Principal, ReservationId, Sku};
 pub use pool::{PoolConfig, PoolKind};
 pub use quantity::{ArithmeticError, Quantity};
 pub use rejection::{Inconsistency, Rejection, Resolution};
-pub use state::{Availability, Reservation, SkuState, Stock, StockView, evolve};
+pub use state::{Availability, Landed, Reservation, SkuState, StockRef, StockView, evolve};
 pub use time::{InvalidTimestamp, Timestamp};

@@ -12,11 +12,22 @@
 //! unknown id from one that was resolved long ago is a question for the log (the engine
 //! asks the store's index); here both are "not live".
 //!
+//! Two sides, one copy. The SKU actor decides against events it has not yet seen
+//! acknowledged. Those are *staged* ([`SkuState::stage`]): they go to a small layer over
+//! the applied state (the holds they add, the ids they resolve, the figures after them),
+//! never to a second copy of every hold. [`SkuState::stock`] reads the applied (durable)
+//! side, [`SkuState::speculative`] the applied side seen through the layer, and
+//! [`decide`](crate::decide()) decides against the latter. [`SkuState::land`] moves the
+//! oldest staged event into the applied side. Layer invariants: the holds it adds are not
+//! applied holds, the ids it removes are applied holds, and once every staged event has
+//! landed the layer is empty and its figures equal the applied ones.
+//!
 //! Lazy expiry: a live reservation whose `expires_at <= now` is still in `live` until its
 //! `ReservationExpired` event, but every view at `now` leaves it out. Those lapsed holds
 //! are the earliest entries of `expiry`, so leaving them out costs only their number.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::iter::Peekable;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,12 +42,27 @@ use crate::time::Timestamp;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkuState {
     stock: Option<Stock>,
+    /// While the SKU is not registered on the applied side, its staged registration and
+    /// what was staged after it (registration happens once, so this stays tiny).
+    #[serde(skip)]
+    staged_registration: Option<Box<Stock>>,
 }
 
 /// Folds one event into `state`. Stops at the first event that contradicts the state.
 pub fn evolve(mut state: SkuState, event: &Event) -> Result<SkuState, Inconsistency> {
     state.apply(event)?;
     Ok(state)
+}
+
+/// What landing a staged event left of the layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Landed {
+    /// The layer still holds exactly the events staged after the landed one.
+    Kept,
+    /// The layer was dropped (the event was the SKU's registration, or it was not the
+    /// oldest staged event): stage again whatever is still undecided.
+    Dropped,
 }
 
 impl SkuState {
@@ -59,16 +85,39 @@ impl SkuState {
         }
     }
 
-    pub fn stock(&self) -> Option<&Stock> {
-        self.stock.as_ref()
+    /// The applied (durable) side.
+    pub fn stock(&self) -> Option<StockRef<'_>> {
+        self.stock.as_ref().map(Stock::applied)
+    }
+
+    /// The applied side with every staged event on top: what decisions see. The same as
+    /// [`SkuState::stock`] when nothing is staged.
+    pub fn speculative(&self) -> Option<StockRef<'_>> {
+        match &self.stock {
+            Some(stock) => Some(stock.speculative()),
+            None => self.staged_registration.as_deref().map(Stock::applied),
+        }
     }
 
     pub fn is_registered(&self) -> bool {
         self.stock.is_some()
     }
 
-    /// Applies one event, or leaves the state unchanged and says why it cannot.
+    /// Events staged and not yet landed.
+    pub fn staged(&self) -> usize {
+        match &self.stock {
+            Some(stock) => stock.staged.as_ref().map_or(0, |l| l.events),
+            None => self
+                .staged_registration
+                .as_ref()
+                .map_or(0, |s| s.staged_events),
+        }
+    }
+
+    /// Applies one event to the applied side, or leaves the state unchanged and says why
+    /// it cannot. Anything staged is dropped: it was staged on top of another state.
     pub fn apply(&mut self, event: &Event) -> Result<(), Inconsistency> {
+        self.discard_staged();
         match (event, &mut self.stock) {
             (Event::SkuRegistered(e), None) => {
                 self.stock = Some(Stock::new(e.sku.clone(), &e.pool, e.at));
@@ -81,20 +130,253 @@ impl SkuState {
             (other, Some(stock)) => stock.apply(other),
         }
     }
+
+    /// Stages one event on the speculative side, or leaves the state unchanged and says
+    /// why it cannot. The applied side does not change.
+    pub fn stage(&mut self, event: &Event) -> Result<(), Inconsistency> {
+        match (&mut self.stock, &mut self.staged_registration) {
+            (Some(stock), _) => stock.stage(event),
+            (None, Some(fresh)) => {
+                fresh.apply(event)?;
+                fresh.staged_events += 1;
+                Ok(())
+            }
+            (None, None) => match event {
+                Event::SkuRegistered(e) => {
+                    let mut fresh = Stock::new(e.sku.clone(), &e.pool, e.at);
+                    fresh.staged_events = 1;
+                    self.staged_registration = Some(Box::new(fresh));
+                    Ok(())
+                }
+                other => Err(Inconsistency::NotRegistered {
+                    event_type: other.event_type(),
+                }),
+            },
+        }
+    }
+
+    /// Applies the oldest staged event to the applied side, keeping the speculative side
+    /// as it is. An event that does not apply changes nothing.
+    pub fn land(&mut self, event: &Event) -> Result<Landed, Inconsistency> {
+        match &mut self.stock {
+            Some(stock) => stock.land(event),
+            None => {
+                let fresh = self.staged_registration.take();
+                if let Err(e) = self.apply(event) {
+                    self.staged_registration = fresh;
+                    return Err(e);
+                }
+                // Only the registration was staged, and it is the one that landed: the
+                // two sides are one again. Anything more must be staged again.
+                let same = match (&fresh, &self.stock) {
+                    (Some(f), Some(s)) => {
+                        f.staged_events == 1
+                            && f.sku == s.sku
+                            && f.tally == s.tally
+                            && f.holds == s.holds
+                    }
+                    _ => false,
+                };
+                Ok(if same { Landed::Kept } else { Landed::Dropped })
+            }
+        }
+    }
+
+    /// Forgets every staged event: the speculative side becomes the applied side again.
+    pub fn discard_staged(&mut self) {
+        self.staged_registration = None;
+        if let Some(stock) = &mut self.stock {
+            stock.staged = None;
+        }
+    }
 }
 
-/// Stock of a registered SKU.
+/// Stock of a registered SKU: the applied figures and holds, and the staged layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stock {
+struct Stock {
     sku: Sku,
+    tally: Tally,
+    holds: Holds,
+    #[serde(skip)]
+    staged: Option<Box<Layer>>,
+    /// Events staged into a state that is itself staged whole (an unregistered SKU's).
+    #[serde(skip)]
+    staged_events: usize,
+}
+
+/// Everything about a SKU's stock except its holds: small, so the layer keeps its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Tally {
     pool: PoolState,
-    /// The live holds, by id; the few that name an order have it in `orders`.
-    live: HashMap<ReservationId, Hold>,
-    orders: HashMap<ReservationId, OrderId>,
-    expiry: BTreeSet<(Timestamp, ReservationId)>,
     reserved: Quantity,
     next_seq: u64,
     last_event_at: Timestamp,
+}
+
+/// Live holds by id, the orders of the few that name one, and the expiry index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Holds {
+    live: HashMap<ReservationId, Hold>,
+    orders: HashMap<ReservationId, OrderId>,
+    expiry: BTreeSet<(Timestamp, ReservationId)>,
+}
+
+impl Holds {
+    fn insert(&mut self, id: ReservationId, hold: Hold, order: Option<OrderId>) {
+        self.expiry.insert((hold.expires_at, id));
+        self.live.insert(id, hold);
+        if let Some(order) = order {
+            self.orders.insert(id, order);
+        }
+    }
+
+    fn remove(&mut self, id: &ReservationId) -> bool {
+        let Some(hold) = self.live.remove(id) else {
+            return false;
+        };
+        self.orders.remove(id);
+        self.expiry.remove(&(hold.expires_at, *id));
+        true
+    }
+}
+
+/// The staged events' effect on top of the applied state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layer {
+    /// The figures after every staged event.
+    tally: Tally,
+    /// Holds created by staged events and not resolved by later ones.
+    added: Holds,
+    /// Applied holds that staged events resolve.
+    removed: HashSet<ReservationId>,
+    events: usize,
+}
+
+/// Where [`apply_to`] puts and finds holds: the applied holds, or the layer over them.
+trait HoldStore {
+    fn hold(&self, id: &ReservationId) -> Option<Hold>;
+    fn insert(&mut self, id: ReservationId, hold: Hold, order: Option<OrderId>);
+    fn remove(&mut self, id: &ReservationId);
+}
+
+impl HoldStore for Holds {
+    fn hold(&self, id: &ReservationId) -> Option<Hold> {
+        self.live.get(id).copied()
+    }
+    fn insert(&mut self, id: ReservationId, hold: Hold, order: Option<OrderId>) {
+        Holds::insert(self, id, hold, order);
+    }
+    fn remove(&mut self, id: &ReservationId) {
+        Holds::remove(self, id);
+    }
+}
+
+/// The layer, writable, over the applied holds.
+struct LayerHolds<'a> {
+    base: &'a Holds,
+    added: &'a mut Holds,
+    removed: &'a mut HashSet<ReservationId>,
+}
+
+impl HoldStore for LayerHolds<'_> {
+    fn hold(&self, id: &ReservationId) -> Option<Hold> {
+        HoldsView {
+            base: self.base,
+            layer: Some((self.added, self.removed)),
+        }
+        .get(id)
+    }
+    fn insert(&mut self, id: ReservationId, hold: Hold, order: Option<OrderId>) {
+        self.added.insert(id, hold, order);
+    }
+    fn remove(&mut self, id: &ReservationId) {
+        if !self.added.remove(id) {
+            self.removed.insert(*id);
+        }
+    }
+}
+
+/// The holds one side sees: the applied ones, or those seen through the layer.
+#[derive(Clone, Copy)]
+struct HoldsView<'a> {
+    base: &'a Holds,
+    layer: Option<(&'a Holds, &'a HashSet<ReservationId>)>,
+}
+
+impl<'a> HoldsView<'a> {
+    fn get(&self, id: &ReservationId) -> Option<Hold> {
+        if let Some((added, removed)) = self.layer {
+            if let Some(hold) = added.live.get(id) {
+                return Some(*hold);
+            }
+            if removed.contains(id) {
+                return None;
+            }
+        }
+        self.base.live.get(id).copied()
+    }
+
+    fn order(&self, id: &ReservationId) -> Option<&'a OrderId> {
+        if let Some((added, removed)) = self.layer {
+            if added.live.contains_key(id) {
+                return added.orders.get(id);
+            }
+            if removed.contains(id) {
+                return None;
+            }
+        }
+        self.base.orders.get(id)
+    }
+
+    fn len(&self) -> usize {
+        match self.layer {
+            Some((added, removed)) => (self.base.live.len() - removed.len()) + added.live.len(),
+            None => self.base.live.len(),
+        }
+    }
+
+    fn iter(self) -> impl Iterator<Item = (ReservationId, Hold)> + 'a {
+        let (added, removed) = self.layer.unzip();
+        self.base
+            .live
+            .iter()
+            .filter(move |(id, _)| removed.is_none_or(|r| !r.contains(*id)))
+            .chain(added.into_iter().flat_map(|a| a.live.iter()))
+            .map(|(id, hold)| (*id, *hold))
+    }
+
+    /// Every live hold as `(expires_at, id)`, earliest first.
+    fn by_expiry(self) -> impl Iterator<Item = (Timestamp, ReservationId)> + 'a {
+        let (added, removed) = self.layer.unzip();
+        let base = self
+            .base
+            .expiry
+            .iter()
+            .filter(move |(_, id)| removed.is_none_or(|r| !r.contains(id)))
+            .copied();
+        let added = added.into_iter().flat_map(|a| a.expiry.iter()).copied();
+        Merge {
+            a: base.peekable(),
+            b: added.peekable(),
+        }
+    }
+}
+
+/// Two sorted iterators merged into one sorted iterator.
+struct Merge<A: Iterator, B: Iterator<Item = A::Item>> {
+    a: Peekable<A>,
+    b: Peekable<B>,
+}
+
+impl<T: Ord, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Merge<A, B> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y < x => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
 }
 
 /// A live hold as the state keeps it: what decisions and reads need and nothing else (its
@@ -224,80 +506,157 @@ impl Stock {
         };
         Stock {
             sku,
-            pool,
-            live: HashMap::new(),
-            orders: HashMap::new(),
-            expiry: BTreeSet::new(),
-            reserved: Quantity::ZERO,
-            next_seq: 0,
-            last_event_at: at,
+            tally: Tally {
+                pool,
+                reserved: Quantity::ZERO,
+                next_seq: 0,
+                last_event_at: at,
+            },
+            holds: Holds::default(),
+            staged: None,
+            staged_events: 0,
         }
     }
 
-    pub fn sku(&self) -> &Sku {
-        &self.sku
-    }
-
-    pub fn pool_kind(&self) -> PoolKind {
-        match self.pool {
-            PoolState::Physical { .. } => PoolKind::Physical,
-            PoolState::Digital { .. } => PoolKind::Digital,
-            PoolState::PrintOnDemand { .. } => PoolKind::PrintOnDemand,
+    fn applied(&self) -> StockRef<'_> {
+        StockRef {
+            sku: &self.sku,
+            tally: &self.tally,
+            holds: HoldsView {
+                base: &self.holds,
+                layer: None,
+            },
         }
     }
 
-    /// The live reservation `id`, lapsed or not.
-    pub fn reservation(&self, id: &ReservationId) -> Option<Reservation> {
-        self.live.get(id).map(|h| h.with_id(*id))
-    }
-
-    /// The order live reservation `id` was made for, if it names one.
-    pub fn order_of(&self, id: &ReservationId) -> Option<&OrderId> {
-        self.orders.get(id)
-    }
-
-    /// Reservations not yet resolved (lapsed ones included until their expiry is written).
-    pub fn live_count(&self) -> usize {
-        self.live.len()
-    }
-
-    pub fn live_reservations(&self) -> impl Iterator<Item = Reservation> + '_ {
-        self.live.iter().map(|(id, h)| h.with_id(*id))
-    }
-
-    /// The instant of the latest event. Decisions never happen before it (see `decide`).
-    pub fn last_event_at(&self) -> Timestamp {
-        self.last_event_at
-    }
-
-    /// Units held by all live reservations, lapsed ones included.
-    pub fn reserved_total(&self) -> Quantity {
-        self.reserved
-    }
-
-    /// The earliest expiry among live reservations: when the expiry timer should fire next.
-    pub fn next_expiry(&self) -> Option<(Timestamp, ReservationId)> {
-        self.expiry.first().copied()
-    }
-
-    /// Reservations lapsed at `now` whose `ReservationExpired` is not yet written.
-    pub fn lapsed(&self, now: Timestamp) -> impl Iterator<Item = Reservation> + '_ {
-        self.expiry
-            .iter()
-            .take_while(move |(expires_at, _)| *expires_at <= now)
-            .filter_map(|(_, id)| self.reservation(id))
-    }
-
-    /// The limit adjustments change: on hand, license limit or capacity.
-    /// `None` for an unlimited digital pool, which has nothing to adjust.
-    pub fn limit(&self) -> Option<Quantity> {
-        match self.pool {
-            PoolState::Physical { on_hand, .. } => Some(on_hand),
-            PoolState::Digital { license_limit, .. } => license_limit,
-            PoolState::PrintOnDemand { capacity, .. } => Some(capacity),
+    fn speculative(&self) -> StockRef<'_> {
+        match &self.staged {
+            None => self.applied(),
+            Some(layer) => StockRef {
+                sku: &self.sku,
+                tally: &layer.tally,
+                holds: HoldsView {
+                    base: &self.holds,
+                    layer: Some((&layer.added, &layer.removed)),
+                },
+            },
         }
     }
 
+    fn apply(&mut self, event: &Event) -> Result<(), Inconsistency> {
+        apply_to(&mut self.tally, &mut self.holds, event)
+    }
+
+    fn stage(&mut self, event: &Event) -> Result<(), Inconsistency> {
+        let layer = self.staged.get_or_insert_with(|| {
+            Box::new(Layer {
+                tally: self.tally.clone(),
+                added: Holds::default(),
+                removed: HashSet::new(),
+                events: 0,
+            })
+        });
+        let mut holds = LayerHolds {
+            base: &self.holds,
+            added: &mut layer.added,
+            removed: &mut layer.removed,
+        };
+        let staged = apply_to(&mut layer.tally, &mut holds, event);
+        if staged.is_ok() {
+            layer.events += 1;
+        } else if layer.events == 0 {
+            self.staged = None;
+        }
+        staged
+    }
+
+    fn land(&mut self, event: &Event) -> Result<Landed, Inconsistency> {
+        self.apply(event)?;
+        let Some(layer) = &mut self.staged else {
+            return Ok(Landed::Kept);
+        };
+        let fits = match event {
+            // Now applied: either still live on the speculative side (it leaves `added`),
+            // or resolved by a later staged event (the layer removes it from now on). The
+            // line position tells the two apart even if a later hold reuses the id.
+            Event::StockReserved(e) => {
+                let id = e.reservation_id;
+                let applied = self.holds.live.get(&id).map(|h| h.seq);
+                if layer.added.live.get(&id).map(|h| h.seq) == applied {
+                    layer.added.remove(&id);
+                } else {
+                    layer.removed.insert(id);
+                }
+                true
+            }
+            Event::ReservationCommitted(_)
+            | Event::ReservationReleased(_)
+            | Event::ReservationExpired(_) => event
+                .reservation_id()
+                .is_some_and(|id| layer.removed.remove(&id)),
+            Event::StockAdjusted(_) | Event::SkuRegistered(_) => true,
+        } && layer.events > 0;
+        layer.events = layer.events.saturating_sub(1);
+        let settled = layer.events == 0;
+        let consistent = !settled
+            || (layer.added.live.is_empty()
+                && layer.removed.is_empty()
+                && layer.tally == self.tally);
+        if fits && settled && consistent {
+            self.staged = None;
+            return Ok(Landed::Kept);
+        }
+        if fits && consistent {
+            return Ok(Landed::Kept);
+        }
+        self.staged = None;
+        Ok(Landed::Dropped)
+    }
+
+    /// Checks the invariants that `apply` keeps, for a state that did not come from `apply`
+    /// (a decoded snapshot): a damaged snapshot must be refused, not trusted.
+    fn validate(&self) -> Result<(), String> {
+        let (tally, holds) = (&self.tally, &self.holds);
+        if let PoolState::PrintOnDemand {
+            period_millis: 0, ..
+        } = tally.pool
+        {
+            return Err("print-on-demand period of 0 ms".into());
+        }
+        let held: u128 = holds.live.values().map(|r| u128::from(r.qty.get())).sum();
+        if held != u128::from(tally.reserved.get()) {
+            return Err(format!(
+                "reserved {} but live holds sum to {held}",
+                tally.reserved
+            ));
+        }
+        if holds.orders.keys().any(|id| !holds.live.contains_key(id))
+            || holds.expiry.len() != holds.live.len()
+            || holds
+                .expiry
+                .iter()
+                .any(|(at, id)| holds.live.get(id).is_none_or(|r| r.expires_at != *at))
+        {
+            return Err("expiry index does not match the live reservations".into());
+        }
+        if let PoolState::PrintOnDemand { periods, .. } = &tally.pool {
+            for (period, usage) in periods {
+                let held: u128 = holds
+                    .live
+                    .values()
+                    .filter(|r| tally.period_of(r.reserved_at) == Some(*period))
+                    .map(|r| u128::from(r.qty.get()))
+                    .sum();
+                if held != u128::from(usage.reserved.get()) {
+                    return Err(format!("period {period} usage does not match its holds"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Tally {
     fn period_of(&self, at: Timestamp) -> Option<u64> {
         match self.pool {
             PoolState::PrintOnDemand { period_millis, .. } => {
@@ -307,9 +666,270 @@ impl Stock {
         }
     }
 
+    fn pool_kind(&self) -> PoolKind {
+        match self.pool {
+            PoolState::Physical { .. } => PoolKind::Physical,
+            PoolState::Digital { .. } => PoolKind::Digital,
+            PoolState::PrintOnDemand { .. } => PoolKind::PrintOnDemand,
+        }
+    }
+
+    /// Moves the notion of "latest" forward and prunes what can no longer matter.
+    fn advance_clock(&mut self, at: Timestamp) {
+        self.last_event_at = self.last_event_at.max(at);
+        let current = self.period_of(self.last_event_at);
+        if let (PoolState::PrintOnDemand { periods, .. }, Some(current)) = (&mut self.pool, current)
+        {
+            *periods = periods.split_off(&current);
+        }
+    }
+}
+
+/// Validates `event` against `tally` and `holds`, then applies it to both. The same rules
+/// for the applied side and for the layer: only where holds live differs.
+fn apply_to(
+    tally: &mut Tally,
+    holds: &mut impl HoldStore,
+    event: &Event,
+) -> Result<(), Inconsistency> {
+    let resolution = |e: Resolution| (event.event_type(), e);
+    match event {
+        Event::SkuRegistered(_) => return Err(Inconsistency::RegisteredTwice),
+        Event::StockReserved(e) => apply_reserved(tally, holds, e)?,
+        Event::ReservationCommitted(e) => apply_resolution(
+            tally,
+            holds,
+            e.reservation_id,
+            e.qty,
+            resolution(Resolution::Committed),
+        )?,
+        Event::ReservationReleased(e) => apply_resolution(
+            tally,
+            holds,
+            e.reservation_id,
+            e.qty,
+            resolution(Resolution::Released),
+        )?,
+        Event::ReservationExpired(e) => apply_resolution(
+            tally,
+            holds,
+            e.reservation_id,
+            e.qty,
+            resolution(Resolution::Expired),
+        )?,
+        Event::StockAdjusted(e) => apply_adjusted(tally, e)?,
+    }
+    tally.advance_clock(event.at());
+    Ok(())
+}
+
+fn apply_reserved(
+    tally: &mut Tally,
+    holds: &mut impl HoldStore,
+    e: &StockReserved,
+) -> Result<(), Inconsistency> {
+    if holds.hold(&e.reservation_id).is_some() {
+        return Err(Inconsistency::DuplicateReservation(e.reservation_id));
+    }
+    let reserved = tally.reserved.checked_add(e.qty)?;
+    let period = tally.period_of(e.at);
+    if let (PoolState::PrintOnDemand { periods, .. }, Some(p)) = (&mut tally.pool, period) {
+        let usage = periods.get(&p).copied().unwrap_or_default();
+        let usage = PeriodUsage {
+            reserved: usage.reserved.checked_add(e.qty)?,
+            ..usage
+        };
+        periods.insert(p, usage);
+    }
+    tally.reserved = reserved;
+    holds.insert(
+        e.reservation_id,
+        Hold {
+            qty: e.qty,
+            reserved_at: e.at,
+            expires_at: e.expires_at,
+            seq: tally.next_seq,
+        },
+        e.order_id.clone(),
+    );
+    tally.next_seq = tally.next_seq.saturating_add(1);
+    Ok(())
+}
+
+fn apply_resolution(
+    tally: &mut Tally,
+    holds: &mut impl HoldStore,
+    id: ReservationId,
+    qty: Quantity,
+    (event_type, resolution): (&'static str, Resolution),
+) -> Result<(), Inconsistency> {
+    let Some(r) = holds.hold(&id) else {
+        return Err(Inconsistency::NotLive {
+            event_type,
+            reservation_id: id,
+        });
+    };
+    if r.qty != qty {
+        return Err(Inconsistency::QuantityMismatch {
+            event_type,
+            reservation_id: id,
+            recorded: qty,
+            held: r.qty,
+        });
+    }
+    let reserved = tally.reserved.checked_sub(qty)?;
+    let period = tally.period_of(r.reserved_at);
+    // Compute the pool's new values first; assign only once nothing can fail.
+    let committed = resolution == Resolution::Committed;
+    match &mut tally.pool {
+        PoolState::Physical { on_hand, .. } => {
+            if committed {
+                *on_hand = on_hand.checked_sub(qty)?;
+            }
+        }
+        // Unlimited pools count no sales: nothing is bounded by them.
+        PoolState::Digital {
+            license_limit: Some(_),
+            sold,
+        } => {
+            if committed {
+                *sold = sold.checked_add(qty)?;
+            }
+        }
+        PoolState::Digital {
+            license_limit: None,
+            ..
+        } => {}
+        PoolState::PrintOnDemand { periods, .. } => {
+            // The period may have been pruned: then it no longer limits anything.
+            if let Some(usage) = period.and_then(|p| periods.get_mut(&p)) {
+                let new_reserved = usage.reserved.checked_sub(qty)?;
+                let new_sold = if committed {
+                    usage.sold.checked_add(qty)?
+                } else {
+                    usage.sold
+                };
+                *usage = PeriodUsage {
+                    reserved: new_reserved,
+                    sold: new_sold,
+                };
+            }
+        }
+    }
+    tally.reserved = reserved;
+    holds.remove(&id);
+    Ok(())
+}
+
+fn apply_adjusted(tally: &mut Tally, e: &StockAdjusted) -> Result<(), Inconsistency> {
+    let kind = tally.pool_kind();
+    let limit = match &mut tally.pool {
+        PoolState::Physical { on_hand, .. } => on_hand,
+        PoolState::Digital {
+            license_limit: Some(limit),
+            ..
+        } => limit,
+        PoolState::PrintOnDemand { capacity, .. } => capacity,
+        PoolState::Digital {
+            license_limit: None,
+            ..
+        } => return Err(Inconsistency::AdjustmentNotApplicable(kind)),
+    };
+    if *limit != e.previous {
+        return Err(Inconsistency::PreviousMismatch {
+            recorded: e.previous,
+            actual: *limit,
+        });
+    }
+    *limit = e.current;
+    Ok(())
+}
+
+/// One side of a SKU's stock, read-only: the applied side, or the speculative one.
+#[derive(Clone, Copy)]
+pub struct StockRef<'a> {
+    sku: &'a Sku,
+    tally: &'a Tally,
+    holds: HoldsView<'a>,
+}
+
+impl std::fmt::Debug for StockRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StockRef")
+            .field("sku", self.sku)
+            .field("live", &self.holds.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> StockRef<'a> {
+    pub fn sku(self) -> &'a Sku {
+        self.sku
+    }
+
+    pub fn pool_kind(self) -> PoolKind {
+        self.tally.pool_kind()
+    }
+
+    /// The live reservation `id`, lapsed or not.
+    pub fn reservation(self, id: &ReservationId) -> Option<Reservation> {
+        self.holds.get(id).map(|h| h.with_id(*id))
+    }
+
+    /// The order live reservation `id` was made for, if it names one.
+    pub fn order_of(self, id: &ReservationId) -> Option<&'a OrderId> {
+        self.holds.order(id)
+    }
+
+    /// Reservations not yet resolved (lapsed ones included until their expiry is written).
+    pub fn live_count(self) -> usize {
+        self.holds.len()
+    }
+
+    pub fn live_reservations(self) -> impl Iterator<Item = Reservation> + 'a {
+        self.holds.iter().map(|(id, h)| h.with_id(id))
+    }
+
+    /// The instant of the latest event. Decisions never happen before it (see `decide`).
+    pub fn last_event_at(self) -> Timestamp {
+        self.tally.last_event_at
+    }
+
+    /// Units held by all live reservations, lapsed ones included.
+    pub fn reserved_total(self) -> Quantity {
+        self.tally.reserved
+    }
+
+    /// The earliest expiry among live reservations: when the expiry timer should fire next.
+    pub fn next_expiry(self) -> Option<(Timestamp, ReservationId)> {
+        self.holds.by_expiry().next()
+    }
+
+    /// Reservations lapsed at `now` whose `ReservationExpired` is not yet written.
+    pub fn lapsed(self, now: Timestamp) -> impl Iterator<Item = Reservation> + 'a {
+        self.holds
+            .by_expiry()
+            .take_while(move |(expires_at, _)| *expires_at <= now)
+            .filter_map(move |(_, id)| self.reservation(&id))
+    }
+
+    /// The limit adjustments change: on hand, license limit or capacity.
+    /// `None` for an unlimited digital pool, which has nothing to adjust.
+    pub fn limit(self) -> Option<Quantity> {
+        match self.tally.pool {
+            PoolState::Physical { on_hand, .. } => Some(on_hand),
+            PoolState::Digital { license_limit, .. } => license_limit,
+            PoolState::PrintOnDemand { capacity, .. } => Some(capacity),
+        }
+    }
+
+    fn period_of(self, at: Timestamp) -> Option<u64> {
+        self.tally.period_of(at)
+    }
+
     /// Whether reservation `r` counts against the capacity that matters at `now`: every
     /// live unlapsed one, except in print on demand, only those of `now`'s period.
-    fn counts_at(&self, r: &Reservation, now: Timestamp) -> bool {
+    fn counts_at(self, r: &Reservation, now: Timestamp) -> bool {
         r.expires_at > now
             && match self.period_of(now) {
                 Some(period) => self.period_of(r.reserved_at) == Some(period),
@@ -318,12 +938,13 @@ impl Stock {
     }
 
     /// (units held by counting reservations, units sold that still count) at `now`.
-    fn used(&self, now: Timestamp) -> (Quantity, Quantity) {
-        let PoolState::PrintOnDemand { periods, .. } = &self.pool else {
+    fn used(self, now: Timestamp) -> (Quantity, Quantity) {
+        let PoolState::PrintOnDemand { periods, .. } = &self.tally.pool else {
             let held = self
+                .tally
                 .reserved
                 .saturating_sub(bounded_sum(self.lapsed(now).map(|r| r.qty)));
-            let sold = match self.pool {
+            let sold = match self.tally.pool {
                 PoolState::Digital { sold, .. } => sold,
                 _ => Quantity::ZERO,
             };
@@ -340,12 +961,12 @@ impl Stock {
     }
 
     /// What may still be reserved at `now`.
-    pub fn available(&self, now: Timestamp) -> Availability {
+    pub fn available(self, now: Timestamp) -> Availability {
         self.available_given(self.used(now))
     }
 
-    fn available_given(&self, (held, sold): (Quantity, Quantity)) -> Availability {
-        match self.pool {
+    fn available_given(self, (held, sold): (Quantity, Quantity)) -> Availability {
+        match self.tally.pool {
             PoolState::Physical {
                 on_hand,
                 safety_stock,
@@ -365,14 +986,14 @@ impl Stock {
     }
 
     /// Units promised beyond what exists at `now` (safety stock is a buffer, not a promise).
-    pub fn shortfall(&self, now: Timestamp) -> Quantity {
+    pub fn shortfall(self, now: Timestamp) -> Quantity {
         match self.limit() {
             None => Quantity::ZERO,
             Some(_) => self.shortfall_given(self.used(now)),
         }
     }
 
-    fn shortfall_given(&self, (held, sold): (Quantity, Quantity)) -> Quantity {
+    fn shortfall_given(self, (held, sold): (Quantity, Quantity)) -> Quantity {
         self.limit().map_or(Quantity::ZERO, |limit| {
             bounded_sum([held, sold].into_iter()).saturating_sub(limit)
         })
@@ -380,7 +1001,7 @@ impl Stock {
 
     /// The reservations that cannot all be honoured at `now` if the limit were `limit`:
     /// walking the line oldest first, those that no longer fit. Empty when nothing is short.
-    pub fn at_risk_with_limit(&self, now: Timestamp, limit: Quantity) -> Vec<ReservationId> {
+    pub fn at_risk_with_limit(self, now: Timestamp, limit: Quantity) -> Vec<ReservationId> {
         let (_, sold) = self.used(now);
         let budget = limit.saturating_sub(sold);
         let mut line: Vec<Reservation> = self
@@ -400,21 +1021,21 @@ impl Stock {
     }
 
     /// The reservations at risk at `now` with the current limit.
-    pub fn at_risk(&self, now: Timestamp) -> Vec<ReservationId> {
+    pub fn at_risk(self, now: Timestamp) -> Vec<ReservationId> {
         match self.limit() {
             Some(limit) if !self.shortfall(now).is_zero() => self.at_risk_with_limit(now, limit),
             _ => Vec::new(),
         }
     }
 
-    pub fn view(&self, now: Timestamp) -> StockView {
+    pub fn view(self, now: Timestamp) -> StockView {
         let used = self.used(now);
         let (held, sold) = used;
         StockView {
             sku: self.sku.clone(),
             pool: self.pool_kind(),
             limit: self.limit(),
-            safety_stock: match self.pool {
+            safety_stock: match self.tally.pool {
                 PoolState::Physical { safety_stock, .. } => safety_stock,
                 _ => Quantity::ZERO,
             },
@@ -422,211 +1043,7 @@ impl Stock {
             sold,
             available: self.available_given(used),
             shortfall: self.shortfall_given(used),
-            live_reservations: self.live.len(),
-        }
-    }
-
-    /// Checks the invariants that `apply` keeps, for a state that did not come from `apply`
-    /// (a decoded snapshot): a damaged snapshot must be refused, not trusted.
-    fn validate(&self) -> Result<(), String> {
-        if let PoolState::PrintOnDemand {
-            period_millis: 0, ..
-        } = self.pool
-        {
-            return Err("print-on-demand period of 0 ms".into());
-        }
-        let held: u128 = self.live.values().map(|r| u128::from(r.qty.get())).sum();
-        if held != u128::from(self.reserved.get()) {
-            return Err(format!(
-                "reserved {} but live holds sum to {held}",
-                self.reserved
-            ));
-        }
-        if self.orders.keys().any(|id| !self.live.contains_key(id))
-            || self.expiry.len() != self.live.len()
-            || self
-                .expiry
-                .iter()
-                .any(|(at, id)| self.live.get(id).is_none_or(|r| r.expires_at != *at))
-        {
-            return Err("expiry index does not match the live reservations".into());
-        }
-        if let PoolState::PrintOnDemand { periods, .. } = &self.pool {
-            for (period, usage) in periods {
-                let held: u128 = self
-                    .live
-                    .values()
-                    .filter(|r| self.period_of(r.reserved_at) == Some(*period))
-                    .map(|r| u128::from(r.qty.get()))
-                    .sum();
-                if held != u128::from(usage.reserved.get()) {
-                    return Err(format!("period {period} usage does not match its holds"));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Validates `event` against this state, then applies it.
-    fn apply(&mut self, event: &Event) -> Result<(), Inconsistency> {
-        match event {
-            Event::SkuRegistered(_) => return Err(Inconsistency::RegisteredTwice),
-            Event::StockReserved(e) => self.apply_reserved(e)?,
-            Event::ReservationCommitted(e) => self.apply_resolution(
-                event.event_type(),
-                e.reservation_id,
-                e.qty,
-                Resolution::Committed,
-            )?,
-            Event::ReservationReleased(e) => self.apply_resolution(
-                event.event_type(),
-                e.reservation_id,
-                e.qty,
-                Resolution::Released,
-            )?,
-            Event::ReservationExpired(e) => self.apply_resolution(
-                event.event_type(),
-                e.reservation_id,
-                e.qty,
-                Resolution::Expired,
-            )?,
-            Event::StockAdjusted(e) => self.apply_adjusted(e)?,
-        }
-        self.advance_clock(event.at());
-        Ok(())
-    }
-
-    fn apply_reserved(&mut self, e: &StockReserved) -> Result<(), Inconsistency> {
-        if self.live.contains_key(&e.reservation_id) {
-            return Err(Inconsistency::DuplicateReservation(e.reservation_id));
-        }
-        let reserved = self.reserved.checked_add(e.qty)?;
-        let period = self.period_of(e.at);
-        if let (PoolState::PrintOnDemand { periods, .. }, Some(p)) = (&mut self.pool, period) {
-            let usage = periods.get(&p).copied().unwrap_or_default();
-            let usage = PeriodUsage {
-                reserved: usage.reserved.checked_add(e.qty)?,
-                ..usage
-            };
-            periods.insert(p, usage);
-        }
-        self.reserved = reserved;
-        self.expiry.insert((e.expires_at, e.reservation_id));
-        self.live.insert(
-            e.reservation_id,
-            Hold {
-                qty: e.qty,
-                reserved_at: e.at,
-                expires_at: e.expires_at,
-                seq: self.next_seq,
-            },
-        );
-        if let Some(order) = &e.order_id {
-            self.orders.insert(e.reservation_id, order.clone());
-        }
-        self.next_seq = self.next_seq.saturating_add(1);
-        Ok(())
-    }
-
-    fn apply_resolution(
-        &mut self,
-        event_type: &'static str,
-        id: ReservationId,
-        qty: Quantity,
-        resolution: Resolution,
-    ) -> Result<(), Inconsistency> {
-        let Some(r) = self.live.get(&id) else {
-            return Err(Inconsistency::NotLive {
-                event_type,
-                reservation_id: id,
-            });
-        };
-        if r.qty != qty {
-            return Err(Inconsistency::QuantityMismatch {
-                event_type,
-                reservation_id: id,
-                recorded: qty,
-                held: r.qty,
-            });
-        }
-        let (expires_at, reserved_at) = (r.expires_at, r.reserved_at);
-        let reserved = self.reserved.checked_sub(qty)?;
-        let period = self.period_of(reserved_at);
-        // Compute the pool's new values first; assign only once nothing can fail.
-        let committed = resolution == Resolution::Committed;
-        match &mut self.pool {
-            PoolState::Physical { on_hand, .. } => {
-                if committed {
-                    *on_hand = on_hand.checked_sub(qty)?;
-                }
-            }
-            // Unlimited pools count no sales: nothing is bounded by them.
-            PoolState::Digital {
-                license_limit: Some(_),
-                sold,
-            } => {
-                if committed {
-                    *sold = sold.checked_add(qty)?;
-                }
-            }
-            PoolState::Digital {
-                license_limit: None,
-                ..
-            } => {}
-            PoolState::PrintOnDemand { periods, .. } => {
-                // The period may have been pruned: then it no longer limits anything.
-                if let Some(usage) = period.and_then(|p| periods.get_mut(&p)) {
-                    let new_reserved = usage.reserved.checked_sub(qty)?;
-                    let new_sold = if committed {
-                        usage.sold.checked_add(qty)?
-                    } else {
-                        usage.sold
-                    };
-                    *usage = PeriodUsage {
-                        reserved: new_reserved,
-                        sold: new_sold,
-                    };
-                }
-            }
-        }
-        self.reserved = reserved;
-        self.live.remove(&id);
-        self.orders.remove(&id);
-        self.expiry.remove(&(expires_at, id));
-        Ok(())
-    }
-
-    fn apply_adjusted(&mut self, e: &StockAdjusted) -> Result<(), Inconsistency> {
-        let kind = self.pool_kind();
-        let limit = match &mut self.pool {
-            PoolState::Physical { on_hand, .. } => on_hand,
-            PoolState::Digital {
-                license_limit: Some(limit),
-                ..
-            } => limit,
-            PoolState::PrintOnDemand { capacity, .. } => capacity,
-            PoolState::Digital {
-                license_limit: None,
-                ..
-            } => return Err(Inconsistency::AdjustmentNotApplicable(kind)),
-        };
-        if *limit != e.previous {
-            return Err(Inconsistency::PreviousMismatch {
-                recorded: e.previous,
-                actual: *limit,
-            });
-        }
-        *limit = e.current;
-        Ok(())
-    }
-
-    /// Moves the state's notion of "latest" forward and prunes what can no longer matter.
-    fn advance_clock(&mut self, at: Timestamp) {
-        self.last_event_at = self.last_event_at.max(at);
-        let current = self.period_of(self.last_event_at);
-        if let (PoolState::PrintOnDemand { periods, .. }, Some(current)) = (&mut self.pool, current)
-        {
-            *periods = periods.split_off(&current);
+            live_reservations: self.holds.len(),
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The SKU actor: the single, pipelined writer of one SKU's stream.
 //!
-//! Two copies of the state are kept:
-//! - `durable`: exactly the events the store has acknowledged. Reads answer from it.
-//! - `speculative`: `durable` plus every event decided but not yet acknowledged (the batch
-//!   in flight and the batch being built). Decisions are taken against it, so a command
-//!   never waits for the append of the one before it.
+//! One state, seen from two sides (see `stockade_domain::state`):
+//! - durable (`state.stock()`): exactly the events the store has acknowledged. Reads
+//!   answer from it.
+//! - speculative (`state.speculative()`): the durable side plus every event decided but
+//!   not yet acknowledged (the batch in flight and the batch being built), staged in a
+//!   small layer rather than a second copy of every hold. Decisions are taken against it,
+//!   so a command never waits for the append of the one before it. An acknowledged event
+//!   lands: it moves from the layer to the durable side.
 //!
 //! Invariants:
 //! - at most one append is in flight; its expected revision is the durable version, so a
@@ -36,7 +39,7 @@ use actix::prelude::*;
 use actix::{ActorFutureExt, SpawnHandle, WrapFuture};
 use stockade_domain::{Channel, Sku};
 use stockade_domain::{
-    Command, Event, EventMetadata, Expire, OrderId, Principal, Rejection, ReservationId,
+    Command, Event, EventMetadata, Expire, Landed, OrderId, Principal, Rejection, ReservationId,
     Resolution, SkuState, StockView, Timestamp, decide,
 };
 use stockade_store::plan::{MAX_APPEND_BYTES, append_size};
@@ -207,9 +210,9 @@ pub(crate) struct SkuActor {
     shared: Arc<Shared>,
     waiting: Arc<AtomicUsize>,
     phase: Phase,
-    durable: SkuState,
+    /// Durable events applied, decided ones staged on top.
+    state: SkuState,
     durable_version: u64,
-    speculative: SkuState,
     speculative_version: u64,
     keys: KeyTable,
     /// Keys with a command in progress, with retries that arrived meanwhile.
@@ -283,9 +286,8 @@ impl SkuActor {
             shared,
             waiting,
             phase: Phase::Loading,
-            durable: SkuState::default(),
+            state: SkuState::default(),
             durable_version: 0,
-            speculative: SkuState::default(),
             speculative_version: 0,
             keys,
             pending_keys: HashMap::new(),
@@ -308,9 +310,8 @@ impl SkuActor {
     fn loaded(&mut self, loaded: Result<Loaded, StoreError>, ctx: &mut Context<Self>) {
         match loaded {
             Ok(l) => {
-                self.durable = l.state;
+                self.state = l.state;
                 self.durable_version = l.version;
-                self.speculative = self.durable.clone();
                 self.speculative_version = l.version;
                 self.keys = l.keys;
                 self.snapshot_version = l.snapshot_version;
@@ -395,7 +396,7 @@ impl SkuActor {
             };
             return self.refuse(command, request, reply, error);
         }
-        let events = match decide(&self.speculative, &command, now) {
+        let events = match decide(&self.state, &command, now) {
             Ok(events) => events,
             Err(rejection) => {
                 let error = self.error_from(rejection);
@@ -440,10 +441,10 @@ impl SkuActor {
             );
             return;
         }
-        // decide's contract: its events apply. Checked anyway, on a copy-free path: apply
+        // decide's contract: its events apply. Checked anyway, on a copy-free path: staging
         // validates before it mutates, so a failure leaves the state as it was.
         for (applied, event) in events.iter().enumerate() {
-            if let Err(e) = self.speculative.apply(event) {
+            if let Err(e) = self.state.stage(event) {
                 tracing::error!(sku = %self.sku, error = %e, "decided event does not apply");
                 if applied > 0 {
                     // Cannot happen (one event per command today); rebuild to be safe.
@@ -750,12 +751,12 @@ impl SkuActor {
 
     /// Rebuilds the speculative state from the durable one plus everything still pending.
     fn rebuild_speculative(&mut self) {
-        self.speculative = self.durable.clone();
+        self.state.discard_staged();
         self.speculative_version = self.durable_version;
         let pending = self.in_flight.iter().flatten().chain(self.queued.iter());
         for p in pending {
             for event in &p.events {
-                if self.speculative.apply(event).is_ok() {
+                if self.state.stage(event).is_ok() {
                     self.speculative_version += 1;
                 }
             }
@@ -869,16 +870,28 @@ impl SkuActor {
         let mut version = first.unwrap_or(self.durable_version);
         self.shared.stats.record_batch(batch.len() as u64, events);
         self.note_durable(batch.iter().flat_map(|p| p.events.iter()));
+        let mut restage = false;
         for p in batch {
             for event in &p.events {
-                if sound && let Err(e) = self.durable.apply(event) {
-                    tracing::error!(sku = %self.sku, error = %e, "durable event does not apply");
-                    sound = false;
+                if sound {
+                    match self.state.land(event) {
+                        Ok(Landed::Kept) => {}
+                        Ok(Landed::Dropped) => restage = true,
+                        Err(e) => {
+                            tracing::error!(sku = %self.sku, error = %e, "durable event does not apply");
+                            sound = false;
+                        }
+                    }
                 }
                 version += 1;
             }
             self.durable_version = version;
             self.answer(p, None, version, false);
+        }
+        if sound && restage {
+            // The layer no longer matched (the SKU's registration landed, or a decided
+            // event had not staged): stage what is still pending again.
+            self.rebuild_speculative();
         }
         self.settle_deferred();
         sound
@@ -948,7 +961,7 @@ impl SkuActor {
                 return self.fail_everything(ctx, &error);
             }
         };
-        if let Err(reason) = recovery::fold_tail(&mut self.durable, &mut self.keys, &tail) {
+        if let Err(reason) = recovery::fold_tail(&mut self.state, &mut self.keys, &tail) {
             tracing::error!(sku = %self.sku, %reason, "stream contradicts the durable state");
             return self.fail_everything(
                 ctx,
@@ -1019,7 +1032,7 @@ impl SkuActor {
             .drain()
             .flat_map(|(_, p)| p.waiting)
             .collect();
-        self.speculative = self.durable.clone();
+        self.state.discard_staged();
         self.speculative_version = self.durable_version;
         for (command, request, reply) in redo {
             // Undecided again: a re-decision may now reject it, which is its answer.
@@ -1070,7 +1083,7 @@ impl SkuActor {
         if self.snapshot_in_flight {
             return;
         }
-        let size = self.durable.stock().map_or(0, |s| s.live_count()) + self.keys.snapshot_len();
+        let size = self.state.stock().map_or(0, |s| s.live_count()) + self.keys.snapshot_len();
         // Never more often than the state's own size (live holds, remembered resolutions,
         // keys): a snapshot costs O(size), so its cost per event stays constant however
         // large the SKU grows.
@@ -1080,7 +1093,8 @@ impl SkuActor {
         }
         let version = self.durable_version;
         // Cloning is far cheaper than encoding; the encoding runs off the actor's thread.
-        let (state, keys) = (self.durable.clone(), self.keys.clone());
+        // (The staged layer is not part of a snapshot: it is never encoded.)
+        let (state, keys) = (self.state.clone(), self.keys.clone());
         self.snapshot_in_flight = true;
         let store = self.shared.store.clone();
         let stream = self.stream.clone();
@@ -1117,8 +1131,8 @@ impl SkuActor {
     /// Keeps one timer, on the earliest expiry among the speculative reservations.
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
         let next = self
-            .speculative
-            .stock()
+            .state
+            .speculative()
             .and_then(|s| s.next_expiry())
             .map(|(at, _)| at);
         match (next, &self.timer) {
@@ -1150,8 +1164,8 @@ impl SkuActor {
         }
         let now = self.now();
         let lapsed: Vec<ReservationId> = self
-            .speculative
-            .stock()
+            .state
+            .speculative()
             .map(|s| {
                 s.lapsed(now)
                     .take(self.shared.config.max_batch_events)
@@ -1184,7 +1198,7 @@ impl SkuActor {
 
     /// Stops an actor whose SKU is not registered and that nobody is waiting on.
     fn maybe_drop_unregistered(&mut self, ctx: &mut Context<Self>) {
-        if self.quiescent() && self.speculative.stock().is_none() {
+        if self.quiescent() && self.state.speculative().is_none() {
             self.stop(ctx);
         }
     }
@@ -1192,10 +1206,7 @@ impl SkuActor {
     fn maybe_passivate(&mut self, ctx: &mut Context<Self>) {
         let idle = self.quiescent()
             && self.last_active.elapsed() >= self.shared.config.idle_timeout
-            && self
-                .speculative
-                .stock()
-                .is_none_or(|s| s.live_reservations().next().is_none());
+            && self.state.speculative().is_none_or(|s| s.live_count() == 0);
         if idle {
             self.shared
                 .stats
@@ -1262,7 +1273,7 @@ impl Handler<ReadStock> for SkuActor {
             return;
         }
         let now = self.now();
-        let answer = match self.durable.stock() {
+        let answer = match self.state.stock() {
             Some(stock) => Ok(StockLevel {
                 view: stock.view(now),
                 version: self.durable_version,
@@ -1283,7 +1294,7 @@ impl Handler<ReadReservation> for SkuActor {
             return;
         }
         let now = self.now();
-        let answer = match self.durable.stock() {
+        let answer = match self.state.stock() {
             None => Err(self.error_from(stockade_domain::Rejection::UnknownSku)),
             Some(stock) => Ok(match stock.reservation(&msg.id) {
                 Some(r) if r.expires_at <= now => LineStatus::Lapsed {

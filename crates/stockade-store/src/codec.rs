@@ -14,7 +14,8 @@ pub const CONTENT_TYPE: &str = "application/msgpack";
 
 /// Layout of snapshot payloads; a snapshot of another layout is ignored (full replay).
 /// Format 2: live holds only, compact (no resolved ids, no channel per hold).
-pub const SNAPSHOT_FORMAT: u16 = 2;
+/// Format 3: the same, with the figures (`tally`) apart from the holds (`holds`).
+pub const SNAPSHOT_FORMAT: u16 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CodecError {

@@ -3,7 +3,7 @@
 //! test keeps running totals and an expiry index; the model keeps neither, so agreement
 //! between them is evidence, not a tautology.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -14,7 +14,7 @@ use crate::event::Event;
 use crate::pool::PoolConfig;
 use crate::quantity::Quantity;
 use crate::rejection::Rejection;
-use crate::state::{Availability, SkuState};
+use crate::state::{Availability, Landed, SkuState, StockRef};
 use crate::testing::{registered, rid, web};
 use crate::time::Timestamp;
 
@@ -319,6 +319,13 @@ fn run(pool: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let first = registered(pool.clone());
     let mut state = SkuState::default();
     state.apply(&first).unwrap();
+    // The actor's way: every accepted event staged, landed a few events later (and now
+    // and then the layer rebuilt). Its durable side must read as `landed`, its
+    // speculative side as `state`, and its decisions must be `state`'s.
+    let mut pipelined = SkuState::default();
+    prop_assert_eq!(pipelined.stage(&first), Ok(()));
+    let mut staged: VecDeque<Event> = VecDeque::from([first.clone()]);
+    let mut landed = SkuState::default();
     let mut log = vec![first];
     let mut model = Model::new(&pool);
     let id_of: HashMap<_, _> = (0u8..IDS).map(|n| (rid(u128::from(n) + 1), n)).collect();
@@ -331,6 +338,7 @@ fn run(pool: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
             let cmd = command(op).unwrap();
             let expected = model.accepts(op, now);
             let at = Timestamp::from_millis(now);
+            prop_assert_eq!(decide(&pipelined, &cmd, at), decide(&state, &cmd, at));
             match decide(&state, &cmd, at) {
                 Ok(events) => {
                     prop_assert!(
@@ -347,6 +355,10 @@ fn run(pool: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         })?;
                         model.apply(event, &id_of);
                         log.push(event.clone());
+                        pipelined.stage(event).map_err(|e| {
+                            TestCaseError::fail(format!("own event does not stage: {e}"))
+                        })?;
+                        staged.push_back(event.clone());
                     }
                     // Never oversell: an accepted reservation leaves nothing promised twice.
                     if matches!(op, Op::Reserve { .. }) {
@@ -370,6 +382,31 @@ fn run(pool: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
         }
+        let lag = log.len() % 4;
+        while staged.len() > lag {
+            let Some(event) = staged.pop_front() else {
+                break;
+            };
+            landed.apply(&event).unwrap();
+            if pipelined.land(&event) == Ok(Landed::Dropped) {
+                prop_assert!(matches!(event, Event::SkuRegistered(_)));
+                pipelined.discard_staged();
+                for e in &staged {
+                    pipelined.stage(e).unwrap();
+                }
+            }
+        }
+        if log.len() % 7 == 0 {
+            pipelined.discard_staged();
+            for e in &staged {
+                pipelined.stage(e).unwrap();
+            }
+        }
+        let at = Timestamp::from_millis(now);
+        prop_assert_eq!(pipelined.staged(), staged.len());
+        same_side(pipelined.speculative(), state.stock(), at)?;
+        same_side(pipelined.stock(), landed.stock(), at)?;
+
         // Availability is exact at every instant, lapsed holds left out without events.
         let stock = state.stock().unwrap();
         let at = Timestamp::from_millis(now);
@@ -395,12 +432,60 @@ fn run(pool: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
     }
 
+    // Once everything staged has landed, the layer is gone: one state, as if applied.
+    while let Some(event) = staged.pop_front() {
+        let landing = pipelined.land(&event);
+        if landing == Ok(Landed::Dropped) {
+            // Only the registration lands on a state with no stock to layer over.
+            prop_assert!(matches!(event, Event::SkuRegistered(_)));
+            for e in &staged {
+                pipelined.stage(e).unwrap();
+            }
+        } else {
+            prop_assert_eq!(landing, Ok(Landed::Kept));
+        }
+    }
+    prop_assert_eq!(&pipelined, &state);
+
     // Folding the log from nothing gives the live state; so does a snapshot round trip.
     let folded = SkuState::from_events(&log).unwrap();
     prop_assert_eq!(&folded, &state);
     let snapshot = rmp_serde::to_vec_named(&state).unwrap();
     let restored: SkuState = rmp_serde::from_slice(&snapshot).unwrap();
     prop_assert_eq!(&restored, &state);
+    Ok(())
+}
+
+/// Two sides that must read the same at `at`, hold by hold.
+fn same_side(
+    a: Option<StockRef<'_>>,
+    b: Option<StockRef<'_>>,
+    at: Timestamp,
+) -> Result<(), TestCaseError> {
+    let (Some(a), Some(b)) = (a, b) else {
+        prop_assert_eq!(a.is_some(), b.is_some());
+        return Ok(());
+    };
+    prop_assert_eq!(a.view(at), b.view(at));
+    prop_assert_eq!(a.next_expiry(), b.next_expiry());
+    prop_assert_eq!(a.reserved_total(), b.reserved_total());
+    prop_assert_eq!(a.last_event_at(), b.last_event_at());
+    let line = |s: StockRef<'_>| {
+        let mut line: Vec<_> = s
+            .live_reservations()
+            .map(|r| (r, s.order_of(&r.id).cloned()))
+            .collect();
+        line.sort_by_key(|(r, _)| r.seq);
+        line
+    };
+    prop_assert_eq!(line(a), line(b));
+    let lapsed = |s: StockRef<'_>| s.lapsed(at).map(|r| r.id).collect::<Vec<_>>();
+    prop_assert_eq!(lapsed(a), lapsed(b));
+    prop_assert_eq!(a.at_risk(at), b.at_risk(at));
+    for n in 0..IDS {
+        let id = rid(u128::from(n) + 1);
+        prop_assert_eq!(a.reservation(&id), b.reservation(&id));
+    }
     Ok(())
 }
 
