@@ -6,7 +6,10 @@
 //! only if it is still at that version: a row the projector has moved on meanwhile is
 //! checked again next time, never rolled back. Each correction is logged, stored in the
 //! `corrections` table and counted (`stockade_reconciliation_corrections_total`). Folded
-//! states are kept between runs and only folded forward, because the log only grows.
+//! states are kept between runs and only folded forward, because the log only grows, but
+//! only up to a budget of live holds ([`KEEP_HOLDS`]): a SKU past it (a hot SKU with a
+//! sale's worth of holds) is folded from its latest snapshot each run and then dropped, so
+//! the reconciler never keeps another copy of the largest states.
 //!
 //! **Counts.** A physical count says "at `counted_at` there were N on hand". The log says
 //! how many it held at that instant. The difference is applied now as a delta, so every
@@ -37,6 +40,9 @@ pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
 const PAGE: usize = 500;
 /// Events read per page when folding.
 const FOLD_PAGE: usize = 4096;
+/// Live holds, summed over the folded states kept between runs, beyond which a state is
+/// not kept (about 100 bytes each).
+pub const KEEP_HOLDS: usize = 65_536;
 
 /// One repaired row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +57,9 @@ pub struct Reconciler {
     store: Arc<dyn EventStore>,
     models: ReadModels,
     states: HashMap<StreamName, Folded>,
+    /// Live holds in `states`, at most `budget`.
+    kept_holds: usize,
+    budget: usize,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -63,11 +72,24 @@ impl std::fmt::Debug for Reconciler {
 
 impl Reconciler {
     pub fn new(store: Arc<dyn EventStore>, models: ReadModels) -> Self {
+        Self::with_hold_budget(store, models, KEEP_HOLDS)
+    }
+
+    /// A reconciler that keeps folded states between runs only while their live holds sum
+    /// to at most `budget` (0: keeps none, every run starts from snapshots).
+    pub fn with_hold_budget(store: Arc<dyn EventStore>, models: ReadModels, budget: usize) -> Self {
         Self {
             store,
             models,
             states: HashMap::new(),
+            kept_holds: 0,
+            budget,
         }
+    }
+
+    /// SKUs whose folded state is kept for the next run.
+    pub fn kept(&self) -> usize {
+        self.states.len()
     }
 
     /// Checks every stock row; repairs the ones that differ unless `dry_run`. Returns the
@@ -115,6 +137,7 @@ impl Reconciler {
             if let Err(e) = self.reconcile(false).await {
                 tracing::error!(error = %e, "reconciliation failed; trying again next time");
                 self.states.clear();
+                self.kept_holds = 0;
             }
         }
     }
@@ -132,33 +155,64 @@ impl Reconciler {
         })?;
         let view = stock.view(folded.last_at);
         let level = Level::of(&view);
-        Ok(StockRow {
+        let expected = StockRow {
             sku: row.sku.clone(),
             pool: view.pool,
             level,
             status: status_of(&level, is_short(&view), threshold),
             version: row.version,
             updated_at: folded.last_at,
-        })
+        };
+        self.keep(stream, folded);
+        Ok(expected)
     }
 
-    /// The state of `stream` after exactly `version` events.
+    /// The state of `stream` after exactly `version` events: a kept fold moved forward,
+    /// else the latest snapshot before `version` moved forward, else a fold from the start.
     async fn fold_to(
         &mut self,
         stream: &StreamName,
         version: u64,
-    ) -> Result<&Folded, ProjectionError> {
-        // The log only grows: a fold kept from an earlier run moves forward; a row at an
-        // older version than the fold is checked by folding again from the start.
-        let folded = self.states.entry(stream.clone()).or_default();
-        if folded.version > version {
-            *folded = Folded::default();
+    ) -> Result<Folded, ProjectionError> {
+        let kept = self.states.remove(stream);
+        if let Some(k) = &kept {
+            self.kept_holds = self.kept_holds.saturating_sub(live_holds(k));
         }
+        // The log only grows: a fold kept from an earlier run moves forward; a row at an
+        // older version than the fold is checked by folding again.
+        let mut folded = match kept {
+            Some(k) if k.version <= version => k,
+            _ => {
+                match stockade_engine::snapshot_at_or_before(&self.store, stream, version).await? {
+                    Some((state, at)) => Folded {
+                        last_at: state
+                            .stock()
+                            .map_or(Timestamp::EPOCH, |s| s.last_event_at()),
+                        state,
+                        version: at,
+                    },
+                    None => Folded::default(),
+                }
+            }
+        };
         folded
             .advance_to(self.store.as_ref(), stream, version)
             .await?;
         Ok(folded)
     }
+
+    /// Keeps `folded` for the next run if the budget of live holds allows it.
+    fn keep(&mut self, stream: StreamName, folded: Folded) {
+        let holds = live_holds(&folded);
+        if self.kept_holds.saturating_add(holds) <= self.budget {
+            self.kept_holds += holds;
+            self.states.insert(stream, folded);
+        }
+    }
+}
+
+fn live_holds(folded: &Folded) -> usize {
+    folded.state.stock().map_or(0, |s| s.live_count())
 }
 
 /// One line of a counts file.

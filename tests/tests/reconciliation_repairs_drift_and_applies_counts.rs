@@ -100,6 +100,65 @@ async fn a_corrupted_row_is_repaired_by_the_next_run_and_the_correction_logged()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sku_past_the_hold_budget_is_checked_from_its_snapshot_and_not_kept() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let inventory = Inventory::open(
+        InventoryConfig::memory()
+            .engine(stockade_engine::EngineConfig {
+                snapshot_every: 4,
+                ..test_engine()
+            })
+            .clock(Arc::new(clock.clone())),
+    )
+    .await
+    .unwrap();
+    let tee = register(&inventory, "TEE", 100).await;
+    for _ in 0..40 {
+        inventory
+            .reserve(&tee, Quantity::new(1), ReserveOptions::default())
+            .await
+            .unwrap();
+    }
+    sell(&inventory, &tee, 2).await;
+    let store = inventory.store();
+    let stream = stockade_store::StreamName::for_sku(&tee);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.load_snapshot(&stream).await.unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot was taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let models = ReadModels::in_memory().unwrap();
+    Projector::new(store.clone(), models.clone(), NoticeHub::new())
+        .catch_up()
+        .await
+        .unwrap();
+
+    // A budget of no holds: nothing is kept, every row is checked from the snapshot.
+    let mut reconciler = Reconciler::with_hold_budget(store.clone(), models.clone(), 0);
+    assert!(reconciler.reconcile(false).await.unwrap().is_empty());
+    assert_eq!(reconciler.kept(), 0, "a state past the budget is not kept");
+
+    let good = models.stock(&tee).await.unwrap().unwrap();
+    assert_eq!(good.level.reserved, 40);
+    let mut bad = good.clone();
+    bad.level.reserved = 3;
+    models.put_stock_row(bad.clone()).await.unwrap();
+    let corrections = reconciler.reconcile(false).await.unwrap();
+    assert_eq!(corrections.len(), 1);
+    assert_eq!(corrections[0].expected, good);
+    assert_eq!(models.stock(&tee).await.unwrap().unwrap(), good);
+
+    // The default budget keeps a state this small.
+    let mut keeping = Reconciler::new(store, models);
+    assert!(keeping.reconcile(false).await.unwrap().is_empty());
+    assert_eq!(keeping.kept(), 1);
+    inventory.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_count_taken_before_three_sales_keeps_the_sales() {
     let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
     let inventory = open(&clock).await;

@@ -44,3 +44,4 @@ pub use inventory::{
     ReserveOptions, ReservedLine, Resolved, SQLITE_FILE, StoreConfig,
 };
 pub use latency::Percentiles;
+pub use recovery::snapshot_at_or_before;

@@ -85,6 +85,28 @@ fn decode(snapshot: &Snapshot, keys: KeyTable) -> Result<Loaded, String> {
     })
 }
 
+/// The SKU state held by `stream`'s latest snapshot and the version it was taken at, if
+/// the snapshot is readable and taken at or before `version`. Lets a reader that checks
+/// a stream at some version (reconciliation) start near it without keeping a state per
+/// SKU. An unreadable snapshot is `None`: the reader folds from the start instead.
+pub async fn snapshot_at_or_before(
+    store: &Arc<dyn EventStore>,
+    stream: &StreamName,
+    version: u64,
+) -> Result<Option<(SkuState, u64)>, StoreError> {
+    let Some(snapshot) = store.load_snapshot(stream).await? else {
+        return Ok(None);
+    };
+    if snapshot.revision >= version {
+        return Ok(None);
+    }
+    let keys = KeyTable::complete(Duration::ZERO);
+    Ok(decode(&snapshot, keys)
+        .ok()
+        .filter(|l| l.state.validate().is_ok())
+        .map(|l| (l.state, l.version)))
+}
+
 /// Why reading a stream's events stopped early.
 enum Stop {
     Store(StoreError),
