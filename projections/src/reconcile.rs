@@ -7,9 +7,10 @@
 //! checked again next time, never rolled back. Each correction is logged, stored in the
 //! `corrections` table and counted (`stockade_reconciliation_corrections_total`). Folded
 //! states are kept between runs and only folded forward, because the log only grows, but
-//! only up to a budget of live holds ([`KEEP_HOLDS`]): a SKU past it (a hot SKU with a
-//! sale's worth of holds) is folded from its latest snapshot each run and then dropped, so
-//! the reconciler never keeps another copy of the largest states.
+//! only up to a budget of live holds ([`KEEP_HOLDS`]) and of SKUs ([`KEEP_SKUS`]): a SKU
+//! past it (a hot SKU with a sale's worth of holds, or one of a million) is folded from its
+//! latest snapshot each run and then dropped, so the reconciler never keeps another copy
+//! of the largest states, nor one per SKU of a large catalogue.
 //!
 //! **Counts.** A physical count says "at `counted_at` there were N on hand". The log says
 //! how many it held at that instant. The difference is applied now as a delta, so every
@@ -43,6 +44,9 @@ const FOLD_PAGE: usize = 4096;
 /// Live holds, summed over the folded states kept between runs, beyond which a state is
 /// not kept (about 100 bytes each).
 pub const KEEP_HOLDS: usize = 65_536;
+/// Most folded states kept between runs, whatever their size: with a million SKUs, the
+/// rest are folded from their snapshots each run.
+pub const KEEP_SKUS: usize = 10_000;
 
 /// One repaired row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -204,7 +208,7 @@ impl Reconciler {
     /// Keeps `folded` for the next run if the budget of live holds allows it.
     fn keep(&mut self, stream: StreamName, folded: Folded) {
         let holds = live_holds(&folded);
-        if self.kept_holds.saturating_add(holds) <= self.budget {
+        if self.kept_holds.saturating_add(holds) <= self.budget && self.states.len() < KEEP_SKUS {
             self.kept_holds += holds;
             self.states.insert(stream, folded);
         }
