@@ -15,6 +15,7 @@
 //! - `dead_letters`: notices a channel gave up on, until replayed;
 //! - `corrections`: every repair reconciliation made, as an audit trail.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -866,16 +867,27 @@ fn apply(
 ) -> Result<Vec<Notice>, ProjectionError> {
     let mut at = checkpoint(tx)?;
     let mut notices = Vec::with_capacity(changes.len());
+    // A batch often moves one SKU many times (a flash sale, a rebuild): its threshold is
+    // read once and only its last row is written, at the end of the same transaction.
+    let mut thresholds: HashMap<String, u64> = HashMap::new();
+    let mut rows: HashMap<String, StockRow> = HashMap::new();
     for change in changes {
         let sku = change.sku.to_string();
-        let threshold = threshold(tx, &sku)?;
+        let threshold = match thresholds.get(&sku) {
+            Some(t) => *t,
+            None => {
+                let t = threshold(tx, &sku)?;
+                thresholds.insert(sku.clone(), t);
+                t
+            }
+        };
         let status_of =
             |(level, short): &(Level, bool)| crate::model::status_of(level, *short, threshold);
         let before = change.before.as_ref().map(status_of);
         let after = status_of(&change.after);
-        put_stock(
-            tx,
-            &StockRow {
+        rows.insert(
+            sku.clone(),
+            StockRow {
                 sku: change.sku.clone(),
                 pool: change.pool,
                 level: change.after.0,
@@ -883,7 +895,7 @@ fn apply(
                 version: change.version,
                 updated_at: change.at,
             },
-        )?;
+        );
         match &change.reservation {
             Some(ReservationChange::Held {
                 id,
@@ -949,6 +961,9 @@ fn apply(
         )
         .map_err(sql)?;
         notices.push(notice);
+    }
+    for row in rows.values() {
+        put_stock(tx, row)?;
     }
     cached(
         tx,

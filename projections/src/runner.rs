@@ -49,7 +49,7 @@ pub struct ProjectorConfig {
 impl Default for ProjectorConfig {
     fn default() -> Self {
         Self {
-            batch: 512,
+            batch: 4096,
             state_cache: 100_000,
             keep_notices: 100_000,
             retry_min: Duration::from_millis(100),
