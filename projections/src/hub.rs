@@ -89,12 +89,13 @@ impl NoticeHub {
     }
 
     /// Delivers `notices`, in order, to every subscriber; never waits.
-    pub fn publish(&self, notices: &[Notice]) {
-        if notices.is_empty() {
+    pub fn publish(&self, notices: Vec<Notice>) {
+        let mut slots = self.lock();
+        if notices.is_empty() || slots.is_empty() {
             return;
         }
-        let shared: Vec<Arc<Notice>> = notices.iter().cloned().map(Arc::new).collect();
-        self.lock().retain(|slot| {
+        let shared: Vec<Arc<Notice>> = notices.into_iter().map(Arc::new).collect();
+        slots.retain(|slot| {
             for notice in &shared {
                 match slot.tx.try_send(notice.clone()) {
                     Ok(()) => {}
@@ -245,7 +246,7 @@ mod tests {
         let mut slow = hub.subscribe(2);
         let mut fast = hub.subscribe(100);
         let batch: Vec<_> = (1..=5).map(notice).collect();
-        hub.publish(&batch);
+        hub.publish(batch.clone());
         assert_eq!(hub.subscribers(), 1, "the slow one is dropped");
         for seq in 1..=5 {
             match fast.recv().await {
@@ -260,7 +261,7 @@ mod tests {
         assert_eq!(slow.recv().await, Some(HubMessage::Resync { last_seq: 2 }));
         assert_eq!(slow.recv().await, None);
         // Later notices still reach the fast one.
-        hub.publish(&[notice(6)]);
+        hub.publish(vec![notice(6)]);
         assert!(matches!(fast.recv().await, Some(HubMessage::Notice(n)) if n.seq == 6));
     }
 
@@ -270,7 +271,7 @@ mod tests {
         let mut reader = hub.subscribe(2);
         assert_eq!(reader.try_recv(), None);
         assert!(!reader.is_done());
-        hub.publish(&(1..=3).map(notice).collect::<Vec<_>>());
+        hub.publish((1..=3).map(notice).collect::<Vec<_>>());
         assert!(matches!(reader.try_recv(), Some(HubMessage::Notice(n)) if n.seq == 1));
         assert!(matches!(reader.try_recv(), Some(HubMessage::Notice(n)) if n.seq == 2));
         assert_eq!(reader.try_recv(), Some(HubMessage::Resync { last_seq: 2 }));
@@ -303,7 +304,7 @@ mod tests {
         let hub = NoticeHub::new();
         let gone = hub.subscribe(10);
         drop(gone);
-        hub.publish(&[notice(1)]);
+        hub.publish(vec![notice(1)]);
         assert_eq!(hub.subscribers(), 0);
     }
 }
