@@ -372,8 +372,11 @@ fn main() {
     std::process::exit(i32::from(failed));
 }
 
+/// One sample: seconds since the start, requests answered, RSS (KiB), open descriptors.
+type Sample = (u64, u64, u64, usize);
+
 /// RSS (MiB, left axis) and open descriptors (right axis) against minutes, as an SVG.
-fn chart(samples: &[(u64, u64, u64, usize)], minutes: u64) -> String {
+fn chart(samples: &[Sample], minutes: u64) -> String {
     use std::fmt::Write as _;
     let (w, h, left, right, top, bottom) = (720.0, 320.0, 60.0, 60.0, 30.0, 40.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
@@ -382,7 +385,7 @@ fn chart(samples: &[(u64, u64, u64, usize)], minutes: u64) -> String {
     let fds_top = (samples.iter().map(|s| s.3).max().unwrap_or(1) as f64 * 1.2).ceil();
     let t_end = (minutes * 60).max(1) as f64;
     let x = |t: u64| left + pw * t as f64 / t_end;
-    let line = |value: &dyn Fn(&(u64, u64, u64, usize)) -> f64, top_value: f64| {
+    let line = |value: &dyn Fn(&Sample) -> f64, top_value: f64| {
         samples
             .iter()
             .map(|s| {
