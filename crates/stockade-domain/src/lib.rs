@@ -45,5 +45,7 @@ pub use ids::{Channel, InvalidId, OrderId, Principal, ReservationId, Sku};
 pub use pool::{PoolConfig, PoolKind};
 pub use quantity::{ArithmeticError, Quantity};
 pub use rejection::{Inconsistency, Rejection, Resolution};
-pub use state::{Availability, Landed, Reservation, SkuState, StockRef, StockView, evolve};
+pub use state::{
+    Availability, HoldFacts, Landed, Ledger, Reservation, SkuState, StockRef, StockView, evolve,
+};
 pub use time::{InvalidTimestamp, Timestamp};

@@ -657,6 +657,85 @@ impl Stock {
 }
 
 impl Tally {
+    fn limit(&self) -> Option<Quantity> {
+        match self.pool {
+            PoolState::Physical { on_hand, .. } => Some(on_hand),
+            PoolState::Digital { license_limit, .. } => license_limit,
+            PoolState::PrintOnDemand { capacity, .. } => Some(capacity),
+        }
+    }
+
+    /// (units held by counting reservations, units sold that still count) at `now`, given
+    /// the lapsed holds not yet expired by an event, as `(reserved_at, qty)`.
+    fn used(
+        &self,
+        now: Timestamp,
+        lapsed: impl Iterator<Item = (Timestamp, Quantity)>,
+    ) -> (Quantity, Quantity) {
+        let PoolState::PrintOnDemand { periods, .. } = &self.pool else {
+            let held = self
+                .reserved
+                .saturating_sub(bounded_sum(lapsed.map(|(_, qty)| qty)));
+            let sold = match self.pool {
+                PoolState::Digital { sold, .. } => sold,
+                _ => Quantity::ZERO,
+            };
+            return (held, sold);
+        };
+        let period = self.period_of(now).unwrap_or(0);
+        let usage = periods.get(&period).copied().unwrap_or_default();
+        let lapsed_here = bounded_sum(
+            lapsed
+                .filter(|(reserved_at, _)| self.period_of(*reserved_at) == Some(period))
+                .map(|(_, qty)| qty),
+        );
+        (usage.reserved.saturating_sub(lapsed_here), usage.sold)
+    }
+
+    fn available_given(&self, (held, sold): (Quantity, Quantity)) -> Availability {
+        match self.pool {
+            PoolState::Physical {
+                on_hand,
+                safety_stock,
+            } => Availability::Limited(on_hand.saturating_sub(safety_stock).saturating_sub(held)),
+            PoolState::Digital {
+                license_limit: None,
+                ..
+            } => Availability::Unlimited,
+            PoolState::Digital {
+                license_limit: Some(limit),
+                ..
+            }
+            | PoolState::PrintOnDemand {
+                capacity: limit, ..
+            } => Availability::Limited(limit.saturating_sub(sold).saturating_sub(held)),
+        }
+    }
+
+    fn shortfall_given(&self, (held, sold): (Quantity, Quantity)) -> Quantity {
+        self.limit().map_or(Quantity::ZERO, |limit| {
+            bounded_sum([held, sold].into_iter()).saturating_sub(limit)
+        })
+    }
+
+    fn view(&self, sku: &Sku, used: (Quantity, Quantity), live: usize) -> StockView {
+        let (held, sold) = used;
+        StockView {
+            sku: sku.clone(),
+            pool: self.pool_kind(),
+            limit: self.limit(),
+            safety_stock: match self.pool {
+                PoolState::Physical { safety_stock, .. } => safety_stock,
+                _ => Quantity::ZERO,
+            },
+            reserved: held,
+            sold,
+            available: self.available_given(used),
+            shortfall: self.shortfall_given(used),
+            live_reservations: live,
+        }
+    }
+
     fn period_of(&self, at: Timestamp) -> Option<u64> {
         match self.pool {
             PoolState::PrintOnDemand { period_millis, .. } => {
@@ -916,11 +995,7 @@ impl<'a> StockRef<'a> {
     /// The limit adjustments change: on hand, license limit or capacity.
     /// `None` for an unlimited digital pool, which has nothing to adjust.
     pub fn limit(self) -> Option<Quantity> {
-        match self.tally.pool {
-            PoolState::Physical { on_hand, .. } => Some(on_hand),
-            PoolState::Digital { license_limit, .. } => license_limit,
-            PoolState::PrintOnDemand { capacity, .. } => Some(capacity),
-        }
+        self.tally.limit()
     }
 
     fn period_of(self, at: Timestamp) -> Option<u64> {
@@ -939,64 +1014,21 @@ impl<'a> StockRef<'a> {
 
     /// (units held by counting reservations, units sold that still count) at `now`.
     fn used(self, now: Timestamp) -> (Quantity, Quantity) {
-        let PoolState::PrintOnDemand { periods, .. } = &self.tally.pool else {
-            let held = self
-                .tally
-                .reserved
-                .saturating_sub(bounded_sum(self.lapsed(now).map(|r| r.qty)));
-            let sold = match self.tally.pool {
-                PoolState::Digital { sold, .. } => sold,
-                _ => Quantity::ZERO,
-            };
-            return (held, sold);
-        };
-        let period = self.period_of(now).unwrap_or(0);
-        let usage = periods.get(&period).copied().unwrap_or_default();
-        let lapsed_here = bounded_sum(
-            self.lapsed(now)
-                .filter(|r| self.period_of(r.reserved_at) == Some(period))
-                .map(|r| r.qty),
-        );
-        (usage.reserved.saturating_sub(lapsed_here), usage.sold)
+        self.tally
+            .used(now, self.lapsed(now).map(|r| (r.reserved_at, r.qty)))
     }
 
     /// What may still be reserved at `now`.
     pub fn available(self, now: Timestamp) -> Availability {
-        self.available_given(self.used(now))
-    }
-
-    fn available_given(self, (held, sold): (Quantity, Quantity)) -> Availability {
-        match self.tally.pool {
-            PoolState::Physical {
-                on_hand,
-                safety_stock,
-            } => Availability::Limited(on_hand.saturating_sub(safety_stock).saturating_sub(held)),
-            PoolState::Digital {
-                license_limit: None,
-                ..
-            } => Availability::Unlimited,
-            PoolState::Digital {
-                license_limit: Some(limit),
-                ..
-            }
-            | PoolState::PrintOnDemand {
-                capacity: limit, ..
-            } => Availability::Limited(limit.saturating_sub(sold).saturating_sub(held)),
-        }
+        self.tally.available_given(self.used(now))
     }
 
     /// Units promised beyond what exists at `now` (safety stock is a buffer, not a promise).
     pub fn shortfall(self, now: Timestamp) -> Quantity {
         match self.limit() {
             None => Quantity::ZERO,
-            Some(_) => self.shortfall_given(self.used(now)),
+            Some(_) => self.tally.shortfall_given(self.used(now)),
         }
-    }
-
-    fn shortfall_given(self, (held, sold): (Quantity, Quantity)) -> Quantity {
-        self.limit().map_or(Quantity::ZERO, |limit| {
-            bounded_sum([held, sold].into_iter()).saturating_sub(limit)
-        })
     }
 
     /// The reservations that cannot all be honoured at `now` if the limit were `limit`:
@@ -1029,21 +1061,129 @@ impl<'a> StockRef<'a> {
     }
 
     pub fn view(self, now: Timestamp) -> StockView {
-        let used = self.used(now);
-        let (held, sold) = used;
-        StockView {
-            sku: self.sku.clone(),
-            pool: self.pool_kind(),
-            limit: self.limit(),
-            safety_stock: match self.tally.pool {
-                PoolState::Physical { safety_stock, .. } => safety_stock,
-                _ => Quantity::ZERO,
-            },
-            reserved: held,
-            sold,
-            available: self.available_given(used),
-            shortfall: self.shortfall_given(used),
-            live_reservations: self.holds.len(),
+        self.tally.view(self.sku, self.used(now), self.holds.len())
+    }
+}
+
+/// What a hold was, as a reader that keeps no holds is told when the hold ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldFacts {
+    pub qty: Quantity,
+    pub reserved_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A SKU's figures folded without its holds, for a reader that shows stock but decides
+/// nothing (the projector): the figures, and how many units lapse at each instant. Its
+/// views are those of [`StockRef::view`], lapsed holds left out alike. It does not know
+/// which holds are live: whoever applies a resolution says what the hold was
+/// ([`HoldFacts`], e.g. from its own record of the hold), and is trusted; the log was
+/// validated by the writer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    stock: Option<LedgerStock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LedgerStock {
+    sku: Sku,
+    tally: Tally,
+    /// Units and holds by (expires_at, reserved_at): the lazy-expiry view needs the units
+    /// lapsed by an instant, and in print on demand, their period.
+    lapses: BTreeMap<(Timestamp, Timestamp), (u128, usize)>,
+    live: usize,
+}
+
+/// The ledger's stand-in for holds: knows only the hold being resolved.
+struct LedgerHolds<'a> {
+    ended: Option<HoldFacts>,
+    lapses: &'a mut BTreeMap<(Timestamp, Timestamp), (u128, usize)>,
+    live: &'a mut usize,
+}
+
+impl HoldStore for LedgerHolds<'_> {
+    fn hold(&self, _id: &ReservationId) -> Option<Hold> {
+        self.ended.map(|f| Hold {
+            qty: f.qty,
+            reserved_at: f.reserved_at,
+            expires_at: f.expires_at,
+            seq: 0,
+        })
+    }
+    fn insert(&mut self, _id: ReservationId, hold: Hold, _order: Option<OrderId>) {
+        let slot = self
+            .lapses
+            .entry((hold.expires_at, hold.reserved_at))
+            .or_default();
+        slot.0 += u128::from(hold.qty.get());
+        slot.1 += 1;
+        *self.live += 1;
+    }
+    fn remove(&mut self, _id: &ReservationId) {
+        let Some(f) = self.ended else { return };
+        let key = (f.expires_at, f.reserved_at);
+        if let Some(slot) = self.lapses.get_mut(&key) {
+            slot.0 = slot.0.saturating_sub(u128::from(f.qty.get()));
+            slot.1 = slot.1.saturating_sub(1);
+            if slot.1 == 0 {
+                self.lapses.remove(&key);
+            }
         }
+        *self.live = self.live.saturating_sub(1);
+    }
+}
+
+impl Ledger {
+    pub fn is_registered(&self) -> bool {
+        self.stock.is_some()
+    }
+
+    /// Applies `event`. A resolution needs `ended`, the hold it ends; other events take
+    /// `None`. An event that does not apply changes nothing.
+    pub fn apply(&mut self, event: &Event, ended: Option<HoldFacts>) -> Result<(), Inconsistency> {
+        match (event, &mut self.stock) {
+            (Event::SkuRegistered(e), None) => {
+                let tally = Stock::new(e.sku.clone(), &e.pool, e.at).tally;
+                self.stock = Some(LedgerStock {
+                    sku: e.sku.clone(),
+                    tally,
+                    lapses: BTreeMap::new(),
+                    live: 0,
+                });
+                Ok(())
+            }
+            (Event::SkuRegistered(_), Some(_)) => Err(Inconsistency::RegisteredTwice),
+            (other, None) => Err(Inconsistency::NotRegistered {
+                event_type: other.event_type(),
+            }),
+            (other, Some(stock)) => {
+                let ended = match other {
+                    Event::StockReserved(_) => None,
+                    _ => ended,
+                };
+                let mut holds = LedgerHolds {
+                    ended,
+                    lapses: &mut stock.lapses,
+                    live: &mut stock.live,
+                };
+                apply_to(&mut stock.tally, &mut holds, other)
+            }
+        }
+    }
+
+    /// The SKU at `now`, as [`StockRef::view`] shows it; `None` before registration.
+    pub fn view(&self, now: Timestamp) -> Option<StockView> {
+        let stock = self.stock.as_ref()?;
+        let lapsed = stock
+            .lapses
+            .range(..=(now, Timestamp::from_millis(u64::MAX)))
+            .map(|((_, reserved_at), (units, _))| {
+                (
+                    *reserved_at,
+                    Quantity::new(u64::try_from(*units).unwrap_or(u64::MAX)),
+                )
+            });
+        let used = stock.tally.used(now, lapsed);
+        Some(stock.tally.view(&stock.sku, used, stock.live))
     }
 }
