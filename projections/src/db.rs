@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
-use stockade_domain::{PoolKind, Sku, Timestamp};
+use stockade_domain::{HoldFacts, PoolKind, Quantity, Sku, Timestamp};
 use stockade_store::Position;
 
 use crate::ProjectionError;
@@ -401,6 +401,47 @@ impl ReadModels {
     pub async fn order(&self, order_id: &str) -> Result<Vec<ReservationRow>, ProjectionError> {
         let order_id = order_id.to_owned();
         self.reservations_where("order_id = ?1", order_id).await
+    }
+
+    /// What each hold `(sku, reservation id)` was, for the holds the read models know:
+    /// the projector's [`HoldFacts`] when a hold ends, with the hold's order. One query
+    /// per batch of keys.
+    pub async fn hold_facts(
+        &self,
+        keys: Vec<(String, String)>,
+    ) -> Result<HashMap<(String, String), (HoldFacts, Option<String>)>, ProjectionError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT qty, reserved_at, expires_at, order_id FROM reservations
+                     WHERE id = ?1 AND sku = ?2",
+                )
+                .map_err(sql)?;
+            let mut found = HashMap::with_capacity(keys.len());
+            for (sku, id) in keys {
+                let row = stmt
+                    .query_row(params![id, sku], |r| {
+                        Ok((
+                            HoldFacts {
+                                qty: Quantity::new(to_u64(r.get(0)?)),
+                                reserved_at: Timestamp::from_millis(to_u64(r.get(1)?)),
+                                expires_at: Timestamp::from_millis(to_u64(r.get(2)?)),
+                            },
+                            r.get::<_, Option<String>>(3)?,
+                        ))
+                    })
+                    .optional()
+                    .map_err(sql)?;
+                if let Some(facts) = row {
+                    found.insert((sku, id), facts);
+                }
+            }
+            Ok(found)
+        })
+        .await
     }
 
     async fn reservations_where(

@@ -1,5 +1,5 @@
-//! A SKU's state folded from its stream: the projector's cache and the reconciler's
-//! reference both hold one, and move it forward the same way.
+//! A SKU's state folded from its stream, holds and all: the reconciler's reference, moved
+//! forward as the log grows. (The projector keeps figures without holds: `runner.rs`.)
 
 use stockade_domain::{Event, SkuState, Timestamp};
 use stockade_store::{EventStore, StreamName, codec};

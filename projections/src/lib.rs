@@ -7,7 +7,7 @@
 //! - [`db`]: [`ReadModels`], the SQLite read-model database, and the transaction that
 //!   applies a batch together with its checkpoint.
 //! - [`runner`]: [`Projector`], which follows the log and feeds the read models and the hub.
-//! - `fold`: a SKU's state folded from its stream, shared by the runner and reconciliation.
+//! - `fold`: a SKU's state folded from its stream, for reconciliation.
 //! - [`hub`]: [`NoticeHub`], in-process fan-out with a bounded buffer per subscriber.
 //! - [`reconcile`]: read models checked against the log and repaired; physical counts
 //!   applied as deltas against the state at the time of the count.

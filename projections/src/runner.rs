@@ -9,9 +9,14 @@
 //! resumes from it: every event takes effect exactly once, and every notice is produced
 //! exactly once, with the same `seq`.
 //!
-//! SKU states are kept in memory. A SKU seen for the first time since start-up is folded
-//! from its stream up to the event at hand, so the runner never depends on anything but the
-//! log. The cache is bounded; an evicted SKU is folded again when it next changes.
+//! SKU figures are kept in memory as a [`Ledger`]: without the holds, so a sale's hundreds
+//! of thousands of live holds are not copied here too. When a hold ends, what it was (its
+//! units, expiry, period and order) is read from the `reservations` rows, one query per
+//! batch, or taken from a hold made earlier in the same batch. A SKU seen for the first
+//! time since start-up is folded from its stream up to the event at hand (the holds of
+//! that fold are known from the stream itself), so the runner never depends on anything
+//! but the log and its own rows. The cache is bounded; an evicted SKU is folded again when
+//! it next changes.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,12 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use stockade_domain::{Event, Timestamp};
+use stockade_domain::{
+    Event, EventMetadata, HoldFacts, Ledger, ReservationId, Sku, StockView, Timestamp,
+};
 use stockade_store::{EventStore, RecordedEvent, StreamName, codec};
 
 use crate::ProjectionError;
 use crate::db::{Change, Checkpoint, ReadModels, ReservationChange};
-use crate::fold::Folded;
 use crate::hub::NoticeHub;
 use crate::model::{Cause, Level, Notice, ReservationState, Status, is_short, scopes};
 
@@ -64,7 +70,66 @@ pub struct Projector {
     models: ReadModels,
     hub: NoticeHub,
     config: ProjectorConfig,
-    states: HashMap<StreamName, Folded>,
+    states: HashMap<StreamName, Tracked>,
+}
+
+/// A SKU's figures after its first `version` events.
+#[derive(Debug, Default)]
+struct Tracked {
+    ledger: Ledger,
+    version: u64,
+    /// When the last folded event happened: the instant a row built from this shows.
+    last_at: Timestamp,
+}
+
+/// What the holds of a batch were, by SKU and id, with their orders: read from the
+/// `reservations` rows before the batch, and added to as the batch makes holds.
+type Facts = HashMap<(Sku, ReservationId), (HoldFacts, Option<String>)>;
+
+/// Events read per page when folding a SKU from its stream.
+const FOLD_PAGE: usize = 4096;
+
+impl Tracked {
+    /// Folds `event`, the stream's event at `revision`; a resolution's hold is taken out
+    /// of `facts`, a new hold put in.
+    fn apply(
+        &mut self,
+        stream: &StreamName,
+        revision: u64,
+        sku: &Sku,
+        event: &Event,
+        facts: &mut Facts,
+    ) -> Result<Option<String>, ProjectionError> {
+        let (ended, order) = match event {
+            Event::StockReserved(e) => {
+                let made = HoldFacts {
+                    qty: e.qty,
+                    reserved_at: e.at,
+                    expires_at: e.expires_at,
+                };
+                let order = e.order_id.as_ref().map(|o| o.to_string());
+                facts.insert((sku.clone(), e.reservation_id), (made, order));
+                (None, None)
+            }
+            other => match other
+                .reservation_id()
+                .and_then(|id| facts.remove(&(sku.clone(), id)))
+            {
+                Some((ended, order)) => (Some(ended), order),
+                None => (None, None),
+            },
+        };
+        self.ledger.apply(event, ended).map_err(|e| {
+            ProjectionError::Inconsistent(format!("{stream} at revision {revision}: {e}"))
+        })?;
+        self.version += 1;
+        self.last_at = event.at();
+        Ok(order)
+    }
+
+    fn view(&self, at: Timestamp) -> Option<StockView> {
+        self.ledger.view(at)
+    }
 }
 
 impl std::fmt::Debug for Projector {
@@ -213,25 +278,51 @@ impl Projector {
         events: &[RecordedEvent],
         to: stockade_store::Position,
     ) -> Result<Vec<Notice>, ProjectionError> {
-        let mut changes = Vec::with_capacity(events.len());
+        let mut decoded = Vec::with_capacity(events.len());
         for recorded in events {
-            if let Some(change) = self.change_for(recorded).await? {
+            if let Some(sku) = recorded.stream.sku() {
+                let (event, meta) = codec::decode_stored(recorded)?;
+                decoded.push((recorded, sku, event, meta));
+            }
+        }
+        // The holds this batch ends, as the read models recorded them.
+        let ending: Vec<(String, String)> = decoded
+            .iter()
+            .filter(|(_, _, event, _)| !matches!(event, Event::StockReserved(_)))
+            .filter_map(|(_, sku, event, _)| {
+                event
+                    .reservation_id()
+                    .map(|id| (sku.to_string(), id.to_string()))
+            })
+            .collect();
+        let mut facts: Facts = HashMap::with_capacity(ending.len());
+        for ((sku, id), found) in self.models.hold_facts(ending).await? {
+            if let (Ok(sku), Ok(id)) = (Sku::new(sku), id.parse::<ReservationId>()) {
+                facts.insert((sku, id), found);
+            }
+        }
+        let mut changes = Vec::with_capacity(decoded.len());
+        for (recorded, sku, event, meta) in decoded {
+            if let Some(change) = self
+                .change_for(recorded, sku, event, &meta, &mut facts)
+                .await?
+            {
                 changes.push(change);
             }
         }
         self.models.apply(changes, to).await
     }
 
-    /// What `recorded` does to the read models, or `None` if it is not a SKU event or
+    /// What `event` (`recorded`, of SKU `sku`) does to the read models, or `None` if it
     /// was already applied.
     async fn change_for(
         &mut self,
         recorded: &RecordedEvent,
+        sku: Sku,
+        event: Event,
+        meta: &EventMetadata,
+        facts: &mut Facts,
     ) -> Result<Option<Change>, ProjectionError> {
-        let Some(sku) = recorded.stream.sku() else {
-            return Ok(None);
-        };
-        let (event, meta) = codec::decode_stored(recorded)?;
         if !self.bring_to(&recorded.stream, recorded.revision).await? {
             return Ok(None);
         }
@@ -242,23 +333,13 @@ impl Projector {
         // Before: the row as it stands, seen at the previous event's instant. (Seen at
         // this event's instant, an expiry's hold would already have lapsed.)
         let before = cached
-            .state
-            .stock()
-            .map(|s| s.view(cached.last_at))
+            .view(cached.last_at)
             .map(|v| (Level::of(&v), is_short(&v)));
-        // A resolution names its reservation, not its order: the state still knows it.
-        let order_id = event.reservation_id().and_then(|id| {
-            cached
-                .state
-                .stock()
-                .and_then(|s| s.order_of(&id))
-                .map(|o| o.to_string())
-        });
-        cached.apply(&recorded.stream, recorded.revision, &event)?;
-        let Some(stock) = cached.state.stock() else {
+        // A resolution names its reservation, not its order: the hold's record has it.
+        let order_id = cached.apply(&recorded.stream, recorded.revision, &sku, &event, facts)?;
+        let Some(view) = cached.view(at) else {
             return Ok(None);
         };
-        let view = stock.view(at);
         let after = (Level::of(&view), is_short(&view));
         let notice = Notice {
             seq: 0,
@@ -269,7 +350,7 @@ impl Projector {
             previous_status: Status::InStock,
             status: Status::InStock,
             cause: {
-                let mut cause = Cause::of(&event, &meta);
+                let mut cause = Cause::of(&event, meta);
                 cause.order_id = cause.order_id.or(order_id);
                 cause
             },
@@ -302,10 +383,7 @@ impl Projector {
             Some(cached) if cached.version > revision => return Ok(false),
             _ => {}
         }
-        let mut folded = Folded::default();
-        folded
-            .advance_to(self.store.as_ref(), stream, revision)
-            .await?;
+        let folded = self.fold(stream, revision).await?;
         if self.states.len() >= self.config.state_cache.max(1)
             && let Some(evict) = self.states.keys().next().cloned()
         {
@@ -313,6 +391,40 @@ impl Projector {
         }
         self.states.insert(stream.clone(), folded);
         Ok(true)
+    }
+}
+
+impl Projector {
+    /// The figures of `stream` after its first `to` events, folded from the stream; the
+    /// holds its resolutions end are the ones it made.
+    async fn fold(&self, stream: &StreamName, to: u64) -> Result<Tracked, ProjectionError> {
+        let Some(sku) = stream.sku() else {
+            return Err(ProjectionError::Inconsistent(format!(
+                "{stream} is not a SKU's stream"
+            )));
+        };
+        let mut tracked = Tracked::default();
+        let mut facts = Facts::new();
+        while tracked.version < to {
+            let want = usize::try_from(to - tracked.version)
+                .unwrap_or(usize::MAX)
+                .min(FOLD_PAGE);
+            let page = self
+                .store
+                .read_stream(stream, tracked.version, want)
+                .await?;
+            if page.is_empty() {
+                return Err(ProjectionError::Inconsistent(format!(
+                    "{stream} ends at version {}, before version {to}",
+                    tracked.version
+                )));
+            }
+            for recorded in &page {
+                let (event, _) = codec::decode_stored(recorded)?;
+                tracked.apply(stream, recorded.revision, &sku, &event, &mut facts)?;
+            }
+        }
+        Ok(tracked)
     }
 }
 
