@@ -71,6 +71,40 @@ pub struct Projector {
     hub: NoticeHub,
     config: ProjectorConfig,
     states: HashMap<StreamName, Tracked>,
+    /// Holds made by recent batches and not ended yet: most holds end soon after they are
+    /// made (a checkout commits within minutes), and then need no query.
+    recent: RecentFacts,
+}
+
+/// Recent holds kept at hand: at most this many, in two generations of half as many.
+const RECENT_FACTS: usize = 65_536;
+
+/// A fixed-size cache of hold facts: entries go into the young generation; when it is
+/// full it becomes the old one and the previous old one is dropped.
+#[derive(Debug, Default)]
+struct RecentFacts {
+    young: Facts,
+    old: Facts,
+}
+
+impl RecentFacts {
+    fn take(&mut self, key: &(Sku, ReservationId)) -> Option<(HoldFacts, Option<String>)> {
+        self.young.remove(key).or_else(|| self.old.remove(key))
+    }
+
+    fn keep(&mut self, facts: Facts) {
+        for (key, value) in facts {
+            if self.young.len() >= RECENT_FACTS / 2 {
+                self.old = std::mem::take(&mut self.young);
+            }
+            self.young.insert(key, value);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.young.clear();
+        self.old.clear();
+    }
 }
 
 /// A SKU's figures after its first `version` events.
@@ -157,6 +191,7 @@ impl Projector {
             hub,
             config,
             states: HashMap::new(),
+            recent: RecentFacts::default(),
         }
     }
 
@@ -187,6 +222,7 @@ impl Projector {
     pub async fn rebuild(&mut self) -> Result<Checkpoint, ProjectionError> {
         self.models.clear().await?;
         self.states.clear();
+        self.recent.clear();
         let hub = std::mem::take(&mut self.hub);
         let done = self.catch_up().await;
         self.hub = hub;
@@ -212,6 +248,7 @@ impl Projector {
                 metrics::counter!("stockade_projection_failures_total").increment(1);
             }
             self.states.clear();
+            self.recent.clear();
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = &mut shutdown => return,
@@ -260,7 +297,10 @@ impl Projector {
         let applied = self.changes_then_apply(&events, to).await;
         // The cached states ran ahead of the read models; if they did not commit, the
         // cache must not claim these events were applied.
-        let notices = applied.inspect_err(|_| self.states.clear())?;
+        let notices = applied.inspect_err(|_| {
+            self.states.clear();
+            self.recent.clear();
+        })?;
         record_metrics(&notices, last_committed);
         // Prune now and then: when the last seq crosses a multiple of PRUNE_EVERY.
         let prune = matches!((notices.first(), notices.last()), (Some(first), Some(last))
@@ -285,17 +325,33 @@ impl Projector {
                 decoded.push((recorded, sku, event, meta));
             }
         }
-        // The holds this batch ends, as the read models recorded them.
-        let ending: Vec<(String, String)> = decoded
+        // The holds this batch ends and did not make: kept from recent batches, else as
+        // the read models recorded them.
+        let made: std::collections::HashSet<(&Sku, ReservationId)> = decoded
             .iter()
-            .filter(|(_, _, event, _)| !matches!(event, Event::StockReserved(_)))
-            .filter_map(|(_, sku, event, _)| {
-                event
-                    .reservation_id()
-                    .map(|id| (sku.to_string(), id.to_string()))
+            .filter_map(|(_, sku, event, _)| match event {
+                Event::StockReserved(e) => Some((sku, e.reservation_id)),
+                _ => None,
             })
             .collect();
-        let mut facts: Facts = HashMap::with_capacity(ending.len());
+        let mut facts: Facts = HashMap::new();
+        let mut ending: Vec<(String, String)> = Vec::new();
+        for (_, sku, event, _) in &decoded {
+            let Some(id) = event.reservation_id() else {
+                continue;
+            };
+            if matches!(event, Event::StockReserved(_)) || made.contains(&(sku, id)) {
+                continue;
+            }
+            let key = (sku.clone(), id);
+            match self.recent.take(&key) {
+                Some(found) => {
+                    facts.insert(key, found);
+                }
+                None => ending.push((sku.to_string(), id.to_string())),
+            }
+        }
+        drop(made);
         for ((sku, id), found) in self.models.hold_facts(ending).await? {
             if let (Ok(sku), Ok(id)) = (Sku::new(sku), id.parse::<ReservationId>()) {
                 facts.insert((sku, id), found);
@@ -310,6 +366,8 @@ impl Projector {
                 changes.push(change);
             }
         }
+        // What is left: holds this batch made and did not end.
+        self.recent.keep(facts);
         self.models.apply(changes, to).await
     }
 

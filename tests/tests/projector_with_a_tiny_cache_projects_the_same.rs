@@ -1,8 +1,9 @@
 //! The projector keeps each SKU's figures without its holds, and learns what a hold was
 //! when it ends: from a hold made earlier in the same batch, from its own `reservations`
 //! rows, or, for a SKU folded again from its stream, from the stream. A projector with a
-//! one-SKU cache and three-event batches takes the last two paths all the time; it must
-//! write exactly the notices and rows of one that takes the first.
+//! one-SKU cache and three-event batches folds from the stream all the time, and one that
+//! resumes where another stopped reads the rows; both must write exactly the notices and
+//! rows of one that projects everything at once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
@@ -94,6 +95,28 @@ async fn a_one_sku_cache_and_small_batches_project_what_a_large_cache_does() {
     assert_eq!(
         large.stock_page(None, 10).await.unwrap(),
         tiny.stock_page(None, 10).await.unwrap()
+    );
+
+    // A projector that starts where another stopped knows no recent holds: the holds the
+    // first one made are read back from the `reservations` rows.
+    let resumed = ReadModels::in_memory().unwrap();
+    let store = inventory.store();
+    let first_half = store
+        .read_all(stockade_store::Position::START, 26)
+        .await
+        .unwrap();
+    Projector::new(store.clone(), resumed.clone(), NoticeHub::new())
+        .project(first_half)
+        .await
+        .unwrap();
+    Projector::new(store, resumed.clone(), NoticeHub::new())
+        .catch_up()
+        .await
+        .unwrap();
+    assert_eq!(resumed.notices(0, 1000).await.unwrap(), a);
+    assert_eq!(
+        resumed.stock_page(None, 10).await.unwrap(),
+        large.stock_page(None, 10).await.unwrap()
     );
     inventory.shutdown().await;
 }
