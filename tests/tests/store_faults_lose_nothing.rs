@@ -72,7 +72,11 @@ async fn faulty_appends_never_oversell_or_lose_an_acknowledged_reservation() {
                         .reserve(&item, Quantity::new(1), options.clone())
                         .await
                     {
-                        Err(Error::Unavailable(_)) => unknown += 1,
+                        // A client backs off before it tries again.
+                        Err(Error::Unavailable(_)) => {
+                            unknown += 1;
+                            tokio::time::sleep(Duration::from_millis(25)).await;
+                        }
                         outcome => return (outcome, unknown),
                     }
                 }
@@ -297,4 +301,62 @@ async fn a_refusal_decided_against_a_failed_append_is_decided_again() {
     assert_eq!(level.view.reserved, Quantity::new(0));
     assert_eq!(level.view.limit, Some(Quantity::new(3)), "sold once");
     checked_log(&memory).await;
+}
+
+/// The review's orphan without a crash: one line's append is late, another line is sold
+/// out, so the order is rolled back while the late append is still on its way. The
+/// release must win over the late hold: when everything has landed, nothing is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_line_whose_append_was_late_ends_released() {
+    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    // Appends: 0-1 registrations, 2 the shirt line (lands after the engine's patience).
+    let faulty = Arc::new(FaultyStore::new(memory.clone(), |n| match n {
+        2 => Fault::Slow(Duration::from_millis(400)),
+        _ => Fault::None,
+    }));
+    let engine = EngineConfig {
+        append_timeout: Duration::from_millis(100),
+        ..test_engine()
+    };
+    let inventory = open_on(faulty, engine).await;
+    let (shirt, cap) = (sku("SHIRT"), sku("CAP"));
+    for item in [&shirt, &cap] {
+        inventory
+            .register(item, physical(1), &Origin::default())
+            .await
+            .unwrap();
+    }
+    let lines = vec![
+        stockade_engine::Line {
+            sku: shirt.clone(),
+            qty: Quantity::new(1),
+        },
+        stockade_engine::Line {
+            sku: cap.clone(),
+            qty: Quantity::new(2),
+        },
+    ];
+    let refused = inventory
+        .reserve_order(lines, ReserveOptions::default())
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::Rejected { sku, .. }) if *sku == cap),
+        "{refused:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await; // the late append has landed
+    let report = checked_log(&memory).await;
+    assert_eq!(
+        (report.reserved, report.released),
+        (1, 1),
+        "the late hold is released"
+    );
+    // The engine's own view agrees, and the unit can be sold to someone else.
+    assert_eq!(
+        inventory.stock(&shirt).await.unwrap().view.reserved,
+        Quantity::ZERO
+    );
+    inventory
+        .reserve(&shirt, Quantity::new(1), ReserveOptions::default())
+        .await
+        .unwrap();
 }

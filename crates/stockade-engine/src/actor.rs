@@ -19,6 +19,13 @@
 //!   truth. (Answered at once, a refusal such as "already committed" could reach a caller
 //!   before any reader can see the commit, or stand although the commit then failed: not
 //!   linearizable.) If those events do not land as decided, it is decided again;
+//! - an append is never forgotten while the store may still take it. Its callers are told
+//!   "outcome unknown" after `append_timeout`, but the actor waits for the store's verdict
+//!   (up to `ABANDON_FACTOR` times as long) before it re-reads: a release decided meanwhile
+//!   is decided against the hold in flight and lands after it, so compensating a line whose
+//!   append was late always wins over that append. While overdue it takes no new holds or
+//!   adjustments (refused at once, nothing written) and answers commits and releases as
+//!   "outcome unknown" once decided;
 //! - after a conflict or a failed append the actor re-reads the stream, answers every
 //!   command of the failed batch by what the store holds, and decides the rest again
 //!   against the reloaded state. While it re-reads, it takes no new message.
@@ -55,6 +62,10 @@ use crate::reply::{Reply, tell};
 
 /// Most keys one lookup asks the store about.
 const KEYS_PER_LOOKUP: usize = 512;
+/// An append the store has not answered after `append_timeout` times this is given up:
+/// the actor stops waiting and re-reads, as for a failed append. Until then it waits, so
+/// that nothing decided after the append can be decided without it.
+const ABANDON_FACTOR: u32 = 6;
 /// Recent durable resolutions kept to word a refusal without asking the log.
 const RECENT_RESOLUTIONS: usize = 256;
 
@@ -241,6 +252,12 @@ pub(crate) struct SkuActor {
     /// would take it for a retry of the stored one: from then on, a batch with keyed
     /// commands is confirmed by re-reading what the store holds.
     uncertain: bool,
+    /// Counts appends sent, so that a deadline armed for one append knows whether that
+    /// append is still the one in flight.
+    appends_sent: u64,
+    /// The append in flight has outlived `append_timeout`: its callers were told "outcome
+    /// unknown", and the actor keeps waiting for the store's verdict (see `overdue`).
+    overdue: bool,
 }
 
 impl Actor for SkuActor {
@@ -304,6 +321,8 @@ impl SkuActor {
             snapshot_in_flight: false,
             last_active: Instant::now(),
             uncertain: false,
+            appends_sent: 0,
+            overdue: false,
         }
     }
 
@@ -396,6 +415,24 @@ impl SkuActor {
             };
             return self.refuse(command, request, reply, error);
         }
+        if self.overdue
+            && matches!(
+                command,
+                Command::Reserve(_) | Command::RegisterSku(_) | Command::Adjust(_)
+            )
+        {
+            // Nothing is decided (a retry of the overdue command's key waits above): the caller knows nothing was written, and no new hold
+            // piles up behind an append the store may never take.
+            tell(
+                reply,
+                Err(Error::Unavailable(format!(
+                    "the store has not answered {}'s last append; nothing was written: \
+                     retry shortly",
+                    self.sku
+                ))),
+            );
+            return;
+        }
         let events = match decide(&self.state, &command, now) {
             Ok(events) => events,
             Err(rejection) => {
@@ -464,10 +501,14 @@ impl SkuActor {
                 },
             );
         }
-        let reply = reply.map(|mut r| {
+        let mut reply = reply.map(|mut r| {
             r.mark_decided();
             r
         });
+        if self.overdue {
+            // Decided behind an append with no verdict yet: so is its outcome.
+            tell(reply.take(), Err(self.unknown_outcome()));
+        }
         self.queued.push_back(Pending {
             command,
             request,
@@ -527,6 +568,9 @@ impl SkuActor {
             }
         }
         match reply {
+            Some(reply) if self.overdue && self.speculative_version > self.durable_version => {
+                reply.send(Err(self.unknown_outcome()));
+            }
             Some(reply) if self.speculative_version > self.durable_version => {
                 self.deferred.push_back(Deferred {
                     command,
@@ -793,10 +837,13 @@ impl SkuActor {
         };
         let store = self.shared.store.clone();
         let stream = self.stream.clone();
-        let timeout = self.shared.config.append_timeout;
+        let answer_by = self.shared.config.append_timeout;
+        let abandon = answer_by.saturating_mul(ABANDON_FACTOR);
+        self.appends_sent += 1;
+        let sent = self.appends_sent;
         ctx.spawn(
             async move {
-                match tokio::time::timeout(timeout, store.append(&stream, expected, data)).await {
+                match tokio::time::timeout(abandon, store.append(&stream, expected, data)).await {
                     Ok(result) => result.map_err(AppendFailure::Store),
                     Err(_) => Err(AppendFailure::TimedOut),
                 }
@@ -804,9 +851,39 @@ impl SkuActor {
             .into_actor(self)
             .map(|result, act, ctx| act.appended(result, ctx)),
         );
+        ctx.run_later(answer_by, move |act, _| {
+            if act.appends_sent == sent && act.in_flight.is_some() {
+                act.answer_overdue();
+            }
+        });
+    }
+
+    /// The append in flight has not been answered in `append_timeout`: every caller
+    /// waiting on it, or on a command queued or refused behind it, hears "outcome unknown"
+    /// now. Their commands stay as decided; the store's verdict settles them.
+    fn answer_overdue(&mut self) {
+        self.overdue = true;
+        let error = self.unknown_outcome();
+        let pending = self.in_flight.iter_mut().flatten();
+        for p in pending.chain(self.queued.iter_mut()) {
+            tell(p.reply.take(), Err(error.clone()));
+        }
+        // A refusal decided against the overdue events may not stand: no verdict either.
+        for d in self.deferred.drain(..) {
+            d.reply.send(Err(error.clone()));
+        }
+    }
+
+    fn unknown_outcome(&self) -> Error {
+        Error::Unavailable(format!(
+            "the store has not answered an append of {} within {:?}; the outcome is unknown: \
+             retry with the same idempotency key to learn it",
+            self.sku, self.shared.config.append_timeout
+        ))
     }
 
     fn appended(&mut self, result: Result<AppendResult, AppendFailure>, ctx: &mut Context<Self>) {
+        self.overdue = false;
         match result {
             Ok(landed) => {
                 let keyed = self
@@ -839,7 +916,13 @@ impl SkuActor {
                     AppendFailure::Store(e) => Some(Error::store("append", e)),
                     AppendFailure::TimedOut => Some(Error::store(
                         "append",
-                        &timed_out("the append", self.shared.config.append_timeout),
+                        &timed_out(
+                            "the append",
+                            self.shared
+                                .config
+                                .append_timeout
+                                .saturating_mul(ABANDON_FACTOR),
+                        ),
                     )),
                 };
                 if cause.is_some() {
@@ -1024,6 +1107,17 @@ impl SkuActor {
                 .drain(..)
                 .map(|p| (p.command, p.request, p.reply)),
         );
+        // A hold, registration or adjustment whose caller was already told "outcome unknown"
+        // (it was overdue) and that did not land is dropped, not decided again: nothing
+        // new is written for a caller that has stopped waiting. Commits and releases are
+        // decided again: their callers' intent stands (a compensation must win).
+        redo.retain(|(command, _, reply)| {
+            reply.is_some()
+                || matches!(
+                    command,
+                    Command::Commit(_) | Command::Release(_) | Command::Expire(_)
+                )
+        });
         // Keys being looked up are asked again when their commands are admitted again.
         self.key_lookups.clear();
         self.parked_lookups.clear();
