@@ -3,9 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
+use std::sync::Arc;
+
 use stockade_domain::{OrderId, Quantity, Resolution};
 use stockade_engine::{Error, Line, LineStatus, Origin, ReserveOptions};
-use stockade_tests::engine::{checked_log, open_sqlite, register};
+use stockade_store::{EventStore, MemoryStore};
+use stockade_tests::engine::{
+    Fault, FaultyStore, checked_log, open_on, open_sqlite, register, test_engine,
+};
 
 fn order(id: &str) -> ReserveOptions {
     ReserveOptions {
@@ -97,4 +102,67 @@ async fn an_order_is_committed_by_its_id_after_a_restart() {
     // Releasing a committed order is refused, line by line.
     let late = inventory.release_order(&order_id, &Origin::default()).await;
     assert!(matches!(late, Err(Error::Rejected { .. })), "{late:?}");
+}
+
+/// A commit reaches each line's SKU on its own; when one line's append fails, the other is
+/// sold. The caller must hear that, not an error for a call that changed state, and the
+/// same call again must finish the order rather than fail on the line already sold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_sold_some_lines_says_which_and_a_repeat_finishes_it() {
+    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    // Appends: 0-1 registrations, 2-3 the two lines, 4-5 their commits (one fails).
+    let faulty = Arc::new(FaultyStore::new(memory.clone(), |n| match n {
+        4 => Fault::Fail,
+        _ => Fault::None,
+    }));
+    let inventory = open_on(faulty, test_engine()).await;
+    let shirt = register(&inventory, "SHIRT", 5).await;
+    let cap = register(&inventory, "CAP", 5).await;
+    let lines = vec![
+        Line {
+            sku: shirt.clone(),
+            qty: Quantity::new(2),
+        },
+        Line {
+            sku: cap.clone(),
+            qty: Quantity::new(1),
+        },
+    ];
+    let held = inventory
+        .reserve_order(lines, ReserveOptions::default())
+        .await
+        .unwrap();
+
+    let first = inventory.commit(held.id, &Origin::default()).await;
+    let first = first.expect("a commit that sold a line is not an error");
+    assert_eq!((first.lines.len(), first.failed.len()), (1, 1), "{first:?}");
+    assert!(!first.complete());
+    let (sold, failed) = (first.lines[0].sku.clone(), first.failed[0].0.clone());
+    assert_ne!(sold, failed);
+    assert!(
+        matches!(first.failed[0].1, Error::Unavailable(_)),
+        "{first:?}"
+    );
+    let status = inventory.reservation(held.id).await.unwrap();
+    for (sku, line) in &status.lines {
+        if *sku == sold {
+            assert_eq!(line, &LineStatus::Resolved(Resolution::Committed));
+        } else {
+            assert!(matches!(line, LineStatus::Live { .. }), "{line:?}");
+        }
+    }
+
+    // The same call, unkeyed: the sold line counts as done, the other is sold now.
+    let again = inventory.commit(held.id, &Origin::default()).await.unwrap();
+    assert!(again.complete(), "{again:?}");
+    assert_eq!(again.lines.len(), 2);
+    for sku in [&shirt, &cap] {
+        let level = inventory.stock(sku).await.unwrap();
+        assert_eq!(level.view.reserved, Quantity::ZERO);
+    }
+    // A third time nothing changes, and nothing is left to do: still not an error.
+    let third = inventory.commit(held.id, &Origin::default()).await.unwrap();
+    assert!(third.complete());
+    let report = checked_log(&memory).await;
+    assert_eq!(report.committed, 2);
 }

@@ -206,12 +206,22 @@ pub struct ReservedLine {
     pub version: u64,
 }
 
-/// A reservation committed or released on every line.
+/// A reservation committed or released: `lines` are resolved (by this call, or by an
+/// earlier one: then with quantity 0), `failed` could not be, and say why. A call with
+/// failed lines changed the others: repeat it to finish (done lines answer as done).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub id: ReservationId,
     pub resolution: Resolution,
     pub lines: Vec<ReservedLine>,
+    pub failed: Vec<(Sku, Error)>,
+}
+
+impl Resolved {
+    /// Every line is resolved.
+    pub fn complete(&self) -> bool {
+        self.failed.is_empty()
+    }
 }
 
 /// What a reservation's lines hold now.
@@ -466,11 +476,20 @@ impl Inventory {
         }
         if let Some(refusal) = refusal {
             let mut to_release: Vec<Sku> = reserved.iter().map(|(sku, _)| sku.clone()).collect();
-            to_release.extend(unknown);
-            // Lines known to have been held, now released. (A line whose outcome is
-            // unknown is released too, but a same-key retry of it learns what the store
-            // holds, as before: that alone does not make the key spent.)
-            let compensated = !reserved.is_empty();
+            // A keyed order with nothing held and nothing refused, only outcomes unknown,
+            // is left as it is: its caller hears "unknown" and a retry under the key learns
+            // what the store holds. In every other case the unknown lines are released
+            // with the rest, and the actor makes that release win even over an append
+            // that lands late (see the actor's invariants).
+            let only_unknown = reserved.is_empty()
+                && unknown.len() == lines.len()
+                && matches!(refusal, Error::Unavailable(_));
+            if !(request.scope.is_some() && only_unknown) {
+                to_release.extend(unknown);
+            }
+            // Every line that is or may be held is released now, so the caller may be
+            // told "rolled back".
+            let compensated = !to_release.is_empty();
             self.compensate(id, &to_release, options.order_id.as_ref())
                 .await;
             return Err(after_rollback(
@@ -547,7 +566,9 @@ impl Inventory {
         });
         for (sku, outcome) in join_all(releases).await {
             if let Err(e @ (Error::Unavailable(_) | Error::Overloaded { .. })) = outcome {
-                // The hold lapses at its TTL; nothing is sold, nothing is lost.
+                // Unavailable: the release is decided behind an append with no verdict
+                // yet and lands after it. Overloaded, or a store that fails: the hold
+                // lapses at its TTL. Either way nothing is sold, nothing is lost.
                 tracing::warn!(%sku, error = %e, "could not release a line of a refused order");
             }
         }
@@ -563,6 +584,10 @@ impl Inventory {
         self.resolve(id, origin, Resolution::Released).await
     }
 
+    /// Commits or releases every line of `id`, each by its own SKU's actor. The answer is
+    /// per line: a call that changed any line succeeds and names the lines it could not
+    /// change in `failed` (the same call again finishes them: a line already resolved the
+    /// same way counts as done). Only a call that changed nothing is an error.
     async fn resolve(
         &self,
         id: ReservationId,
@@ -580,27 +605,61 @@ impl Inventory {
         }))
         .await;
         let mut lines = Vec::with_capacity(skus.len());
+        let mut failed: Vec<(Sku, Error)> = Vec::new();
+        let mut changed = false;
         for (sku, outcome) in skus.into_iter().zip(outcomes) {
-            let accepted = outcome?;
-            let qty = accepted
-                .events
+            match outcome {
+                Ok(accepted) => {
+                    // Replayed too: the earlier call under this key changed it, and its
+                    // retry answers as it did.
+                    changed = true;
+                    let qty = accepted
+                        .events
+                        .iter()
+                        .find_map(|e| match e {
+                            Event::ReservationCommitted(c) => Some(c.qty),
+                            Event::ReservationReleased(r) => Some(r.qty),
+                            _ => None,
+                        })
+                        .unwrap_or(Quantity::ZERO);
+                    lines.push(ReservedLine {
+                        sku,
+                        qty,
+                        version: accepted.version,
+                    });
+                }
+                // Done by an earlier call (one that answered with this line failed, or
+                // whose answer was lost): this call's work on the line is done too.
+                Err(Error::Rejected {
+                    rejection:
+                        Rejection::AlreadyResolved {
+                            resolution: done, ..
+                        },
+                    ..
+                }) if done == resolution => {
+                    let version = self.stock(&sku).await.map_or(0, |level| level.version);
+                    lines.push(ReservedLine {
+                        sku,
+                        qty: Quantity::ZERO,
+                        version,
+                    });
+                }
+                Err(e) => failed.push((sku, e)),
+            }
+        }
+        if !changed && !failed.is_empty() {
+            // Nothing changed: the most telling refusal (a business one over a transient).
+            let pick = failed
                 .iter()
-                .find_map(|e| match e {
-                    Event::ReservationCommitted(c) => Some(c.qty),
-                    Event::ReservationReleased(r) => Some(r.qty),
-                    _ => None,
-                })
-                .unwrap_or(Quantity::ZERO);
-            lines.push(ReservedLine {
-                sku,
-                qty,
-                version: accepted.version,
-            });
+                .position(|(_, e)| e.rejection().is_some())
+                .unwrap_or(0);
+            return Err(failed.swap_remove(pick).1);
         }
         Ok(Resolved {
             id,
             resolution,
             lines,
+            failed,
         })
     }
 

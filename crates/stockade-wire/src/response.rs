@@ -143,12 +143,23 @@ impl From<&Reservation> for ReservationOut {
     }
 }
 
-/// A reservation committed or released.
+/// A reservation committed or released. `items` are resolved; `failed` (present only
+/// when some line could not be) did not change: the same call again finishes them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolvedOut {
     pub reservation_id: String,
     pub status: Resolution,
     pub items: Vec<LineOut>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<LineFailureOut>,
+}
+
+/// A line a commit or release could not resolve, with the error it met.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineFailureOut {
+    pub sku: String,
+    pub error: String,
+    pub message: String,
 }
 
 impl From<&Resolved> for ResolvedOut {
@@ -157,6 +168,18 @@ impl From<&Resolved> for ResolvedOut {
             reservation_id: r.id.to_string(),
             status: r.resolution,
             items: r.lines.iter().map(LineOut::from).collect(),
+            failed: r
+                .failed
+                .iter()
+                .map(|(sku, e)| {
+                    let api = crate::ApiError::from(e.clone());
+                    LineFailureOut {
+                        sku: sku.to_string(),
+                        error: api.code.to_owned(),
+                        message: api.message,
+                    }
+                })
+                .collect(),
         }
     }
 }
