@@ -41,6 +41,7 @@ fn state_with(holds: u64) -> SkuState {
             .apply(&Event::StockReserved(StockReserved {
                 reservation_id: ReservationId::from_uuid(uuid::Uuid::now_v7()),
                 order_id: None,
+                lines: Vec::new(),
                 qty: Quantity::new(1),
                 channel: channel.clone(),
                 at,

@@ -166,3 +166,77 @@ async fn a_commit_that_sold_some_lines_says_which_and_a_repeat_finishes_it() {
     let report = checked_log(&memory).await;
     assert_eq!(report.committed, 2);
 }
+
+/// The review's crash: the process dies after one line of a keyed order is written and
+/// before the other is. Nobody was told of the order, so nobody releases it; the engine
+/// that opens the log next must, before it takes the key again, without any retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_cut_short_by_a_crash_is_released_at_the_next_start() {
+    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    // Appends: 0-1 registrations, 2-3 the two lines; the second never lands.
+    let faulty = Arc::new(FaultyStore::new(memory.clone(), |n| match n {
+        3 => Fault::Held,
+        _ => Fault::None,
+    }));
+    let first = open_on(faulty, test_engine()).await;
+    let shirt = register(&first, "SHIRT", 5).await;
+    let cap = register(&first, "CAP", 5).await;
+    let lines = vec![
+        Line {
+            sku: shirt.clone(),
+            qty: Quantity::new(2),
+        },
+        Line {
+            sku: cap.clone(),
+            qty: Quantity::new(1),
+        },
+    ];
+    let keyed = ReserveOptions {
+        order_id: Some(OrderId::new("ORD-CUT").unwrap()),
+        origin: Origin::default().idempotency_key("cart-cut"),
+        ..ReserveOptions::default()
+    };
+    let cut = {
+        let (first, lines, keyed) = (first.clone(), lines.clone(), keyed.clone());
+        tokio::spawn(async move { first.reserve_order(lines, keyed).await })
+    };
+    // Wait until one line is written, then "crash": the order is abandoned mid-way.
+    let mut landed = None;
+    for _ in 0..200 {
+        for sku in [&shirt, &cap] {
+            if first.stock(sku).await.unwrap().view.reserved > Quantity::ZERO {
+                landed = Some(sku.clone());
+            }
+        }
+        if landed.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let landed = landed.expect("one line lands");
+    cut.abort();
+    drop(first);
+
+    let second = open_on(memory.clone(), test_engine()).await;
+    // No client retries: the start-up pass alone releases the line that landed.
+    let mut released = false;
+    for _ in 0..300 {
+        if second.stock(&landed).await.unwrap().view.reserved == Quantity::ZERO {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(released, "the lone line of {landed} is still held");
+    // A retry under the key learns the order is gone, and holds nothing.
+    let retry = second.reserve_order(lines, keyed).await;
+    assert!(retry.is_err(), "{retry:?}");
+    for sku in [&shirt, &cap] {
+        assert_eq!(
+            second.stock(sku).await.unwrap().view.reserved,
+            Quantity::ZERO,
+            "{sku}"
+        );
+    }
+    checked_log(&memory).await;
+}

@@ -53,6 +53,8 @@ pub struct RegisterSku {
 pub struct Reserve {
     pub reservation_id: ReservationId,
     pub order_id: Option<OrderId>,
+    /// Every SKU of the reservation when it has more than one line; recorded on the event.
+    pub lines: Vec<Sku>,
     pub qty: Quantity,
     pub ttl: Duration,
     pub channel: Channel,

@@ -99,6 +99,7 @@ fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Re
     Ok(Event::StockReserved(StockReserved {
         reservation_id: c.reservation_id,
         order_id: c.order_id.clone(),
+        lines: c.lines.clone(),
         qty: c.qty,
         channel: c.channel.clone(),
         at: now,

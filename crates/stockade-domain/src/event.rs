@@ -102,6 +102,11 @@ pub struct StockReserved {
     pub reservation_id: ReservationId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<OrderId>,
+    /// Every SKU of the reservation, when it has more than one line (empty otherwise).
+    /// Written with each line at no extra cost, it lets recovery tell a reservation whose
+    /// process died between its lines' appends from a whole one, and release it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<Sku>,
     pub qty: Quantity,
     pub channel: Channel,
     pub at: Timestamp,

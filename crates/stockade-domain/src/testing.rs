@@ -145,6 +145,7 @@ pub fn reserve(id: u128, n: u64, ttl_secs: u64) -> Command {
     Command::Reserve(Reserve {
         reservation_id: rid(id),
         order_id: None,
+        lines: Vec::new(),
         qty: qty(n),
         ttl: Duration::from_secs(ttl_secs),
         channel: web(),
@@ -155,6 +156,7 @@ pub fn reserved(id: u128, n: u64, at: Timestamp, expires_at: Timestamp) -> Event
     Event::StockReserved(StockReserved {
         reservation_id: rid(id),
         order_id: None,
+        lines: Vec::new(),
         qty: qty(n),
         channel: web(),
         at,

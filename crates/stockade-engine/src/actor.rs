@@ -156,6 +156,13 @@ pub(crate) struct ReadReservation {
     pub reply: Reply<LineStatus>,
 }
 
+/// The ids of the SKU's durable live holds (for recovery at start-up).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ReadLiveHolds {
+    pub reply: Reply<Vec<ReservationId>>,
+}
+
 /// A decided command waiting for its events to become durable.
 struct Pending {
     command: Command,
@@ -1374,6 +1381,21 @@ impl Handler<ReadStock> for SkuActor {
                 updated_at: stock.last_event_at(),
                 as_of: now,
             }),
+            None => Err(self.error_from(stockade_domain::Rejection::UnknownSku)),
+        };
+        msg.reply.send(answer);
+    }
+}
+
+impl Handler<ReadLiveHolds> for SkuActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReadLiveHolds, _ctx: &mut Context<Self>) {
+        if !self.accepts() {
+            return;
+        }
+        let answer = match self.state.stock() {
+            Some(stock) => Ok(stock.live_reservations().map(|r| r.id).collect()),
             None => Err(self.error_from(stockade_domain::Rejection::UnknownSku)),
         };
         msg.reply.send(answer);

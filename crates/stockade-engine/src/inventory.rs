@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -18,6 +19,7 @@ use stockade_domain::{
     Rejection, Release, ReservationId, Reserve, Resolution, Sku, StockChange, Timestamp,
 };
 use stockade_store::{EventStore, MemoryStore, SqliteStore};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::actor::{
@@ -29,6 +31,7 @@ use crate::engine::{ActorThreads, EngineStats, Shared};
 use crate::error::Error;
 use crate::idempotency::KeyScope;
 use crate::locator::Locator;
+use crate::orphans::{self, CleanMarker};
 
 /// Longest causation id kept in event metadata.
 pub const MAX_CAUSATION_CHARS: usize = 256;
@@ -38,6 +41,8 @@ pub const MAX_LINES: usize = 100;
 pub const SQLITE_FILE: &str = "stockade.db";
 /// How often the reservation index drops entries nobody can resolve any more.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How long a keyed reservation waits for the start-up pass before it is told to retry.
+const RECOVERY_PATIENCE: Duration = Duration::from_secs(30);
 /// SKUs woken at once after a restart to fire their expiries.
 const WAKE_CONCURRENCY: usize = 64;
 
@@ -266,6 +271,12 @@ struct Inner {
     key_locks: DashMap<KeyScope, Arc<tokio::sync::Mutex<()>>>,
     /// Channel recorded on reservations whose origin names none.
     default_channel: Channel,
+    /// Set once the start-up pass has released incomplete reservations; keyed
+    /// reservations wait for it, so that a retry never races that release.
+    recovered: watch::Receiver<bool>,
+    /// Multi-line reservations being written now (a clean stop needs none).
+    orders_in_progress: AtomicUsize,
+    marker: Option<CleanMarker>,
     // Last field: dropped after the others, it stops and joins the actor threads.
     _threads: ActorThreads,
 }
@@ -296,8 +307,11 @@ impl Inventory {
     pub async fn open(config: InventoryConfig) -> Result<Self, Error> {
         config.engine.validate().map_err(Error::Invalid)?;
         let default_channel = Channel::new("direct").map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut marker = None;
+        let fresh = matches!(config.store, StoreConfig::Memory);
         let store: Arc<dyn EventStore> = match config.store {
             StoreConfig::Sqlite { data_dir } => {
+                marker = Some(CleanMarker::new(&data_dir));
                 let path = data_dir.join(SQLITE_FILE);
                 let store = tokio::task::spawn_blocking(move || SqliteStore::open(path))
                     .await
@@ -326,13 +340,27 @@ impl Inventory {
             threads.arbiters.clone(),
         ));
         let locator = Arc::new(Locator::new(&shared.store));
-        threads.spawn(start_up(shared.clone(), locator.clone()));
+        // A memory store starts empty; SQLite says whether the last engine stopped cleanly.
+        let examine = match &marker {
+            Some(marker) => !marker.take(),
+            None => !fresh,
+        };
+        let (recovered, recovered_rx) = watch::channel(false);
+        threads.spawn(start_up(
+            shared.clone(),
+            locator.clone(),
+            examine,
+            recovered,
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 shared,
                 locator,
                 key_locks: DashMap::new(),
                 default_channel,
+                recovered: recovered_rx,
+                orders_in_progress: AtomicUsize::new(0),
+                marker,
                 _threads: threads,
             }),
         })
@@ -406,6 +434,11 @@ impl Inventory {
             Some(scope) => Some(KeyTurn::take(&self.inner.key_locks, scope).await),
             None => None,
         };
+        if request.scope.is_some() {
+            self.recovered().await?;
+        }
+        let _in_progress =
+            (lines.len() > 1).then(|| InProgress::enter(&self.inner.orders_in_progress));
         // A keyed request gets a key-derived id, so a retry names the same reservation.
         let id = match &request.scope {
             Some(scope) => ReservationId::from_uuid(scope.derive("reservation")),
@@ -415,11 +448,17 @@ impl Inventory {
         };
         let ttl = options.ttl.unwrap_or(self.shared().config.default_ttl);
         let channel = origin.channel_or(&self.inner.default_channel);
+        // Recorded on each line, so that recovery can tell a reservation cut in half.
+        let all_skus: Vec<Sku> = match lines.len() {
+            1 => Vec::new(),
+            _ => lines.iter().map(|l| l.sku.clone()).collect(),
+        };
         let attempt = |i: usize| {
             let line = &lines[i];
             let command = Command::Reserve(Reserve {
                 reservation_id: id,
                 order_id: options.order_id.clone(),
+                lines: all_skus.clone(),
                 qty: line.qty,
                 ttl,
                 channel: channel.clone(),
@@ -527,6 +566,21 @@ impl Inventory {
                 })
                 .collect(),
         })
+    }
+
+    /// Waits for the start-up pass that releases incomplete reservations.
+    async fn recovered(&self) -> Result<(), Error> {
+        if *self.inner.recovered.borrow() {
+            return Ok(());
+        }
+        let mut state = self.inner.recovered.clone();
+        match tokio::time::timeout(RECOVERY_PATIENCE, state.wait_for(|done| *done)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Error::Unavailable(
+                "the engine is still releasing reservations cut short by the last stop; retry shortly"
+                    .into(),
+            )),
+        }
     }
 
     /// For a replayed reservation: the refusal its first attempt must have met, if any
@@ -787,10 +841,33 @@ impl Inventory {
         let shared = self.shared().clone();
         shared.close();
         let deadline = tokio::time::Instant::now() + shared.config.append_timeout;
-        while shared.waiting() > 0 && tokio::time::Instant::now() < deadline {
+        while (shared.waiting() > 0 || self.inner.orders_in_progress.load(Ordering::Acquire) > 0)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        if let Some(marker) = &self.inner.marker
+            && self.inner.orders_in_progress.load(Ordering::Acquire) == 0
+        {
+            marker.leave();
+        }
         drop(self);
+    }
+}
+
+/// Counts a multi-line reservation in progress while it lives.
+struct InProgress<'a>(&'a AtomicUsize);
+
+impl<'a> InProgress<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -886,7 +963,12 @@ fn check_lines(lines: &[Line]) -> Result<(), Error> {
 
 /// Background work at start-up: index reservations, wake SKUs with live ones, then prune
 /// the index now and then.
-async fn start_up(shared: Arc<Shared>, locator: Arc<Locator>) {
+async fn start_up(
+    shared: Arc<Shared>,
+    locator: Arc<Locator>,
+    examine: bool,
+    recovered: watch::Sender<bool>,
+) {
     let horizon = shared.config.idempotency_retention + stockade_domain::MAX_TTL;
     let since = shared.clock.now().saturating_sub(horizon);
     match locator.scan(&shared.store, since).await {
@@ -907,12 +989,25 @@ async fn start_up(shared: Arc<Shared>, locator: Arc<Locator>) {
                     }
                 }
             }
+            if examine {
+                match orphans::release_incomplete(&shared, &locator, &skus).await {
+                    Ok(r) => tracing::info!(
+                        examined = r.examined,
+                        incomplete = r.incomplete,
+                        released = r.released,
+                        "reservations cut short by the last stop released"
+                    ),
+                    Err(e) => tracing::error!(error = %e,
+                        "could not look for reservations cut short; their lines lapse at their TTL"),
+                }
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "start-up pass failed; expiries fire on next use");
             locator.failed(e.to_string());
         }
     }
+    recovered.send_replace(true);
     loop {
         tokio::time::sleep(PRUNE_EVERY).await;
         locator.prune(shared.clock.now().saturating_sub(horizon));

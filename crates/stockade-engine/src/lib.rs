@@ -30,6 +30,7 @@ pub mod idempotency;
 pub mod inventory;
 pub mod latency;
 mod locator;
+mod orphans;
 mod recovery;
 pub mod replay;
 mod reply;

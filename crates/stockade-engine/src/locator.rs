@@ -34,6 +34,8 @@ struct Group {
     skus: Vec<Sku>,
     order_id: Option<OrderId>,
     at: Timestamp,
+    /// Every SKU of the reservation, as its lines recorded it (empty for one line).
+    lines: Vec<Sku>,
 }
 
 /// Reservations whose SKUs a store with indexes keeps at hand: at most this many, in
@@ -128,6 +130,7 @@ impl Locator {
             skus: Vec::new(),
             order_id: order_id.cloned(),
             at,
+            lines: Vec::new(),
         });
         let new_group = group.skus.is_empty();
         for sku in skus {
@@ -275,6 +278,11 @@ impl Locator {
                             e.order_id.as_ref(),
                             e.at,
                         );
+                        if !e.lines.is_empty()
+                            && let Some(mut group) = self.groups.get_mut(&e.reservation_id)
+                        {
+                            group.lines = e.lines;
+                        }
                     }
                     1
                 }
@@ -295,10 +303,66 @@ impl Locator {
             .collect())
     }
 
+    /// Whether lookups are answered by the store's indexes (else by the in-memory index).
+    pub(crate) fn indexed(&self) -> bool {
+        self.indexed.is_some()
+    }
+
+    /// From the in-memory index: reservations some of whose recorded lines never landed,
+    /// with the SKUs that do hold a line and the order.
+    pub(crate) fn incomplete(&self) -> Vec<Incomplete> {
+        self.groups
+            .iter()
+            .filter(|g| g.lines.iter().any(|sku| !g.skus.contains(sku)))
+            .map(|g| Incomplete {
+                id: *g.key(),
+                held: g.skus.clone(),
+                order_id: g.order_id.clone(),
+            })
+            .collect()
+    }
+
     /// Records that the pass failed: lookups answer `Unavailable` instead of waiting.
     pub(crate) fn failed(&self, reason: String) {
         self.ready.send_replace(Scan::Failed(reason));
     }
+}
+
+/// A reservation whose process stopped between its lines' appends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Incomplete {
+    pub id: ReservationId,
+    /// The SKUs where a line landed.
+    pub held: Vec<Sku>,
+    pub order_id: Option<OrderId>,
+}
+
+/// Whether the events filed under one reservation show it incomplete: a line recorded the
+/// reservation's SKUs, and some of them hold no line.
+pub(crate) fn incomplete_in(
+    id: ReservationId,
+    events: &[stockade_store::RecordedEvent],
+) -> Option<Incomplete> {
+    let mut held: Vec<Sku> = Vec::new();
+    let mut lines: Vec<Sku> = Vec::new();
+    let mut order_id = None;
+    for e in events.iter().filter(|e| e.event_type == "StockReserved") {
+        if let (Ok((Event::StockReserved(r), _)), Some(sku)) = (codec::decode(e), e.stream.sku())
+            && r.reservation_id == id
+        {
+            if !held.contains(&sku) {
+                held.push(sku);
+            }
+            if lines.is_empty() {
+                lines = r.lines;
+            }
+            order_id = order_id.or(r.order_id);
+        }
+    }
+    lines
+        .iter()
+        .any(|sku| !held.contains(sku))
+        .then_some(Incomplete { id, held, order_id })
 }
 
 /// The lines held among `events` (a reservation's or an order's): each `StockReserved`'s

@@ -1206,6 +1206,7 @@ mod tests {
             Event::StockReserved(StockReserved {
                 reservation_id: id,
                 order_id: None,
+                lines: Vec::new(),
                 qty: Quantity::new(1),
                 channel: Channel::new("web").expect("channel"),
                 at: Timestamp::from_millis(1),

@@ -572,6 +572,7 @@ pub async fn history_is_found_by_id_subject_and_correlation(store: &impl EventSt
         Event::StockReserved(StockReserved {
             reservation_id: id,
             order_id: order_id.map(|o| OrderId::new(o).unwrap()),
+            lines: Vec::new(),
             qty: Quantity::new(1),
             channel: Channel::new("web").unwrap(),
             at: Timestamp::from_millis(1_000),

@@ -179,6 +179,7 @@ fn a_hold_keeps_its_order_while_live_and_drops_it_when_resolved() {
     let order = OrderId::new("order-1").unwrap();
     let with_order = Event::StockReserved(StockReserved {
         order_id: Some(order.clone()),
+        lines: Vec::new(),
         ..match reserved(1, 1, secs(0), secs(60)) {
             Event::StockReserved(e) => e,
             _ => unreachable!(),

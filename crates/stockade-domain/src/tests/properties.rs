@@ -288,6 +288,7 @@ fn command(op: &Op) -> Option<Command> {
         Op::Reserve { id: n, qty, ttl_ms } => Command::Reserve(Reserve {
             reservation_id: id(n),
             order_id: None,
+            lines: Vec::new(),
             qty: Quantity::new(qty),
             ttl: Duration::from_millis(ttl_ms),
             channel: web(),
