@@ -384,6 +384,11 @@ impl Ws {
         Ok(Self { stream, buffer })
     }
 
+    /// Writes raw bytes on the connection (a client frame, whole or in part).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
     /// The next text frame as JSON (pings and other control frames skipped), or `None` on
     /// close or after `wait`.
     pub async fn next(&mut self, wait: Duration) -> Option<Value> {

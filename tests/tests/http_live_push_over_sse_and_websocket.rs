@@ -135,3 +135,35 @@ async fn notices_reach_sse_and_websocket_readers_and_resume_where_they_left_off(
     );
     server.stop().unwrap();
 }
+
+/// The review's attack: an unauthenticated client sends one huge text frame. The server
+/// has nothing to read from clients; it closes the connection from the frame's header,
+/// without buffering the payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_declaring_a_huge_frame_is_closed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let mut ws = Ws::open(&server, "/api/ws").await.unwrap();
+    assert_eq!(
+        ws.next(Duration::from_secs(5)).await.unwrap()["type"],
+        "hello"
+    );
+    // A masked text frame announcing 64 MiB, then the first 64 KiB of it.
+    let mut frame = vec![0x81, 0xff];
+    frame.extend_from_slice(&(64u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[7, 7, 7, 7]);
+    ws.send_raw(&frame).await.unwrap();
+    // Writing may fail once the server has closed; either way nothing more arrives.
+    let _ = ws.send_raw(&vec![b'x'; 64 * 1024]).await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while ws.next(Duration::from_secs(30)).await.is_some() {}
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the connection stays open, buffering the frame"
+    );
+    // The server still serves everyone else.
+    let client = Client::new(&server);
+    client.register("AFTER-WS", 1).await;
+}

@@ -116,15 +116,20 @@ pub async fn websocket(
     body: web::Payload,
 ) -> Result<HttpResponse> {
     let (request, slot) = request(&req, &state, "ws")?;
-    let (response, mut session, mut incoming) = actix_ws::handle(&req, body).map_err(|e| {
+    let body = Inbound::wrap(&req, body).await?;
+    let (response, mut session, incoming) = actix_ws::handle(&req, body).map_err(|e| {
         HttpError(ApiError::new(
             ErrorKind::BadRequest,
             "not_a_websocket",
             format!("a WebSocket upgrade was expected: {e}"),
         ))
     })?;
+    // The codec refuses a frame longer than the cap as soon as its header is read.
+    let mut incoming = incoming.max_frame_size(MAX_INBOUND_FRAME);
     let mut rx = stream::start(shared(&state), request, slot);
     actix_web::rt::spawn(async move {
+        // Bytes of the client's current fragmented message.
+        let mut fragments = 0usize;
         loop {
             tokio::select! {
                 out = rx.recv() => match out {
@@ -143,7 +148,36 @@ pub async fn websocket(
                     Some(Ok(actix_ws::Message::Ping(bytes))) => {
                         if session.pong(&bytes).await.is_err() { return; }
                     }
-                    Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(actix_ws::Message::Close(_))) | None => return,
+                    // A frame past the cap (or a broken one): close with a reason.
+                    Some(Err(e)) => {
+                        let reason = actix_ws::CloseReason {
+                            code: actix_ws::CloseCode::Size,
+                            description: Some(format!("frames are limited to {MAX_INBOUND_FRAME} bytes")),
+                        };
+                        tracing::debug!(error = %e, "WebSocket client sent a frame it may not");
+                        let _ = session.close(Some(reason)).await;
+                        return;
+                    }
+                    // Fragments are counted, never kept: a message made of many small
+                    // frames meets the same cap.
+                    Some(Ok(actix_ws::Message::Continuation(item))) => {
+                        let (len, last) = match &item {
+                            actix_ws::Item::FirstText(b) | actix_ws::Item::FirstBinary(b) => (b.len(), false),
+                            actix_ws::Item::Continue(b) => (b.len(), false),
+                            actix_ws::Item::Last(b) => (b.len(), true),
+                        };
+                        fragments = fragments.saturating_add(len);
+                        if fragments > MAX_INBOUND_FRAME {
+                            let reason = actix_ws::CloseReason {
+                                code: actix_ws::CloseCode::Size,
+                                description: Some(format!("messages are limited to {MAX_INBOUND_FRAME} bytes")),
+                            };
+                            let _ = session.close(Some(reason)).await;
+                            return;
+                        }
+                        if last { fragments = 0; }
+                    }
                     // Readers have nothing to say; other frames are ignored.
                     Some(Ok(_)) => {}
                 },
@@ -154,9 +188,143 @@ pub async fn websocket(
     Ok(response)
 }
 
+/// Largest frame (and fragmented message) a WebSocket client may send. Clients have
+/// nothing to say but pings and a close; the cap keeps an unauthenticated client from
+/// making the server buffer a large frame.
+pub const MAX_INBOUND_FRAME: usize = 4 * 1024;
+
+/// The client's bytes on their way to the WebSocket decoder. The decoder checks a frame's
+/// length only once the whole frame is buffered, so this reads each frame header as the
+/// bytes pass and fails the stream as soon as one declares more than
+/// [`MAX_INBOUND_FRAME`]: nothing of it is kept. It also hands over one chunk per poll, so
+/// the decoder never buffers much more than a chunk before it looks.
+struct Inbound {
+    payload: actix_web::dev::Payload,
+    frames: FrameGuard,
+    yielded: bool,
+}
+
+impl Inbound {
+    async fn wrap(req: &HttpRequest, body: web::Payload) -> Result<web::Payload> {
+        use actix_web::FromRequest;
+        let inbound: std::pin::Pin<
+            Box<dyn futures::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>,
+        > = Box::pin(Self {
+            payload: body.into_inner(),
+            frames: FrameGuard::default(),
+            yielded: false,
+        });
+        let mut wrapped = actix_web::dev::Payload::from(inbound);
+        // Never fails: it moves the stream into the extractor's type.
+        web::Payload::from_request(req, &mut wrapped)
+            .await
+            .map_err(|_| {
+                HttpError(ApiError::new(
+                    ErrorKind::BadRequest,
+                    "not_a_websocket",
+                    "the request body could not be read",
+                ))
+            })
+    }
+}
+
+impl futures::Stream for Inbound {
+    type Item = Result<web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.yielded {
+            // Let the decoder look at what it has; come back at once.
+            self.yielded = false;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let polled = std::pin::Pin::new(&mut self.payload).poll_next(cx);
+        if let std::task::Poll::Ready(Some(Ok(bytes))) = &polled {
+            if let Err(declared) = self.frames.feed(bytes) {
+                tracing::debug!(declared, "WebSocket client declared an oversized frame");
+                return std::task::Poll::Ready(Some(Err(actix_web::error::PayloadError::Overflow)));
+            }
+            self.yielded = true;
+        }
+        polled
+    }
+}
+
+/// Follows client frames through a byte stream: their headers (RFC 6455 §5.2), and how
+/// much of the current payload is still to come.
+#[derive(Debug, Default)]
+struct FrameGuard {
+    header: Vec<u8>,
+    /// Payload bytes of the current frame still to pass.
+    remaining: u64,
+}
+
+impl FrameGuard {
+    /// Passes `bytes`; `Err(length)` when a frame declares more than the cap.
+    fn feed(&mut self, mut bytes: &[u8]) -> std::result::Result<(), u64> {
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let skip =
+                    usize::try_from(self.remaining).map_or(bytes.len(), |r| r.min(bytes.len()));
+                bytes = &bytes[skip..];
+                self.remaining -= skip as u64;
+                continue;
+            }
+            self.header.push(bytes[0]);
+            bytes = &bytes[1..];
+            if let Some(length) = Self::complete(&self.header) {
+                if length > MAX_INBOUND_FRAME as u64 {
+                    return Err(length);
+                }
+                self.header.clear();
+                self.remaining = length;
+            }
+        }
+        Ok(())
+    }
+
+    /// The payload length once `header` is a whole frame header.
+    fn complete(header: &[u8]) -> Option<u64> {
+        let second = *header.get(1)?;
+        let masked = if second & 0x80 != 0 { 4 } else { 0 };
+        let (extended, length) = match second & 0x7f {
+            126 => (2, None),
+            127 => (8, None),
+            n => (0, Some(u64::from(n))),
+        };
+        if header.len() < 2 + extended + masked {
+            return None;
+        }
+        Some(length.unwrap_or_else(|| {
+            header[2..2 + extended]
+                .iter()
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_frame_guard_passes_small_frames_and_stops_at_a_large_header() {
+        let mut guard = FrameGuard::default();
+        // A masked 5-byte text frame, fed a byte at a time, then a masked 16-bit one.
+        let small = [0x81, 0x85, 1, 2, 3, 4, b'h', b'e', b'l', b'l', b'o'];
+        for b in small {
+            assert_eq!(guard.feed(&[b]), Ok(()));
+        }
+        let mut medium = vec![0x82, 0xfe, 0x01, 0x00, 9, 9, 9, 9];
+        medium.extend(std::iter::repeat_n(0u8, 256));
+        assert_eq!(guard.feed(&medium), Ok(()));
+        // A 64-bit length of 512 MiB: refused from its header, before any payload.
+        let huge = [0x81, 0xff, 0, 0, 0, 0, 0x20, 0, 0, 0, 1, 2, 3, 4];
+        assert_eq!(guard.feed(&huge), Err(512 * 1024 * 1024));
+    }
 
     #[test]
     fn sse_frames_carry_the_seq_as_id() {
