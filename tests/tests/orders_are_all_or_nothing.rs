@@ -160,9 +160,21 @@ async fn a_commit_that_sold_some_lines_says_which_and_a_repeat_finishes_it() {
         let level = inventory.stock(sku).await.unwrap();
         assert_eq!(level.view.reserved, Quantity::ZERO);
     }
-    // A third time nothing changes, and nothing is left to do: still not an error.
-    let third = inventory.commit(held.id, &Origin::default()).await.unwrap();
-    assert!(third.complete());
+    // A third time nothing is left to do: "already committed", as for a single line.
+    let third = inventory.commit(held.id, &Origin::default()).await;
+    assert!(
+        matches!(
+            &third,
+            Err(Error::Rejected {
+                rejection: stockade_domain::Rejection::AlreadyResolved {
+                    resolution: Resolution::Committed,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{third:?}"
+    );
     let report = checked_log(&memory).await;
     assert_eq!(report.committed, 2);
 }

@@ -641,7 +641,8 @@ impl Inventory {
     /// Commits or releases every line of `id`, each by its own SKU's actor. The answer is
     /// per line: a call that changed any line succeeds and names the lines it could not
     /// change in `failed` (the same call again finishes them: a line already resolved the
-    /// same way counts as done). Only a call that changed nothing is an error.
+    /// same way counts as done). Only a call that changed nothing is an error: the most
+    /// telling refusal, or "already resolved" when every line was.
     async fn resolve(
         &self,
         id: ReservationId,
@@ -661,6 +662,8 @@ impl Inventory {
         let mut lines = Vec::with_capacity(skus.len());
         let mut failed: Vec<(Sku, Error)> = Vec::new();
         let mut changed = false;
+        // The refusal for a call that found every line already resolved this way.
+        let mut already: Option<Error> = None;
         for (sku, outcome) in skus.into_iter().zip(outcomes) {
             match outcome {
                 Ok(accepted) => {
@@ -691,6 +694,7 @@ impl Inventory {
                         },
                     ..
                 }) if done == resolution => {
+                    already.get_or_insert_with(|| already_resolved(&sku, id, resolution));
                     let version = self.stock(&sku).await.map_or(0, |level| level.version);
                     lines.push(ReservedLine {
                         sku,
@@ -699,6 +703,12 @@ impl Inventory {
                     });
                 }
                 Err(e) => failed.push((sku, e)),
+            }
+        }
+        if !changed && failed.is_empty() {
+            // Nothing to do: say so, as a single line would.
+            if let Some(refusal) = already {
+                return Err(refusal);
             }
         }
         if !changed && !failed.is_empty() {
@@ -852,6 +862,17 @@ impl Inventory {
             marker.leave();
         }
         drop(self);
+    }
+}
+
+/// The refusal a commit or release meets on a line already resolved the same way.
+fn already_resolved(sku: &Sku, id: ReservationId, resolution: Resolution) -> Error {
+    Error::Rejected {
+        sku: sku.clone(),
+        rejection: Rejection::AlreadyResolved {
+            reservation_id: id,
+            resolution,
+        },
     }
 }
 
