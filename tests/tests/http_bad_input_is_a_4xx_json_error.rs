@@ -158,6 +158,42 @@ async fn every_bad_request_gets_its_documented_error() {
         ),
         // Values out of range.
         case(
+            "a quantity past what the read models store (i64::MAX + 1)",
+            "POST",
+            r,
+            WEB,
+            r#"{"items":[{"sku":"BAD-1","qty":9223372036854775808}]}"#,
+            422,
+            "out_of_range",
+        ),
+        case(
+            "on hand past the range",
+            "POST",
+            s,
+            ADMIN,
+            r#"{"sku":"BAD-3","pool":"physical","on_hand":18446744073709551615}"#,
+            422,
+            "out_of_range",
+        ),
+        case(
+            "a license limit past the range",
+            "POST",
+            s,
+            ADMIN,
+            r#"{"sku":"BAD-3","pool":"digital","license_limit":9223372036854775808}"#,
+            422,
+            "out_of_range",
+        ),
+        case(
+            "a count past the range",
+            "POST",
+            a,
+            ADMIN,
+            r#"{"counted_on_hand":9223372036854775808,"reason":"count"}"#,
+            422,
+            "out_of_range",
+        ),
+        case(
             "zero qty",
             "POST",
             r,
@@ -231,13 +267,13 @@ async fn every_bad_request_gets_its_documented_error() {
         ),
         // Huge, but well-formed: the state says no.
         case(
-            "huge qty",
+            "huge qty (u64::MAX)",
             "POST",
             r,
             WEB,
             r#"{"items":[{"sku":"BAD-1","qty":18446744073709551615}]}"#,
-            409,
-            "insufficient_stock",
+            422,
+            "out_of_range",
         ),
         case(
             "unknown SKU",
@@ -505,6 +541,18 @@ async fn every_bad_request_gets_its_documented_error() {
         ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The refusal names the range, in the server's words (no library detail).
+    let past = client
+        .send(
+            "POST",
+            r,
+            Some(WEB),
+            &[],
+            Some(br#"{"items":[{"sku":"BAD-1","qty":9223372036854775808}]}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(past.body["max"], i64::MAX, "{}", past.text);
+    assert!(past.body.get("source").is_none(), "{}", past.text);
 
     // Nothing above wrote anything, and the server still serves.
     let after = client.get("/api/inventory/products/BAD-1", None).await;

@@ -51,6 +51,9 @@ pub fn decide(
 }
 
 fn register(c: &RegisterSku, now: Timestamp) -> Result<Vec<Event>, Rejection> {
+    for quantity in c.pool.quantities() {
+        quantity.in_range()?;
+    }
     if let PoolConfig::PrintOnDemand { period_millis, .. } = c.pool
         && period_millis == 0
     {
@@ -69,6 +72,7 @@ fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Re
     if c.qty.is_zero() {
         return Err(Rejection::InvalidQuantity);
     }
+    c.qty.in_range()?;
     // A TTL under a millisecond would expire at `now`: a hold that never holds.
     let expires_at = now
         .checked_add(c.ttl)
@@ -195,9 +199,11 @@ fn adjust(stock: StockRef<'_>, c: &Adjust, now: Timestamp) -> Result<Event, Reje
                 current: previous,
                 delta,
             },
-            overflow @ ArithmeticError::Overflow { .. } => overflow.into(),
+            other @ (ArithmeticError::Overflow { .. } | ArithmeticError::TooLarge { .. }) => {
+                other.into()
+            }
         })?,
-        StockChange::Count(counted) => counted,
+        StockChange::Count(counted) => counted.in_range()?,
     };
     // A count below what is promised is still a fact: accept it, name who is at risk.
     let at_risk = stock.at_risk_with_limit(now, current);

@@ -41,6 +41,18 @@ impl PoolConfig {
             PoolConfig::PrintOnDemand { .. } => PoolKind::PrintOnDemand,
         }
     }
+
+    /// Every quantity the pool is configured with.
+    pub fn quantities(&self) -> Vec<Quantity> {
+        match self {
+            PoolConfig::Physical {
+                on_hand,
+                safety_stock,
+            } => vec![*on_hand, *safety_stock],
+            PoolConfig::Digital { license_limit } => license_limit.iter().copied().collect(),
+            PoolConfig::PrintOnDemand { capacity, .. } => vec![*capacity],
+        }
+    }
 }
 
 /// The pool's kind, for messages and read models.

@@ -1,5 +1,10 @@
 //! Quantities of stock. Never a float, never a wrap: every operation that could leave the
-//! `u64` range returns an [`ArithmeticError`] that decisions turn into a rejection.
+//! range returns an [`ArithmeticError`] that decisions turn into a rejection.
+//!
+//! The range is 0..=`i64::MAX`, not the whole `u64`: every part of the system must hold a
+//! quantity exactly, and the read models store them in SQLite's signed 64-bit integers
+//! (as do most databases and JSON readers a client may use). A larger quantity is refused
+//! where it enters, so that no total anywhere can pass what a reader can store.
 
 use std::fmt;
 
@@ -21,11 +26,14 @@ pub enum ArithmeticError {
     Overflow { lhs: u64, rhs: u64 },
     #[error("{lhs} - {rhs} is below zero")]
     Underflow { lhs: u64, rhs: u64 },
+    #[error("{value} is above the largest quantity, {max}", max = Quantity::MAX.0)]
+    TooLarge { value: u64 },
 }
 
 impl Quantity {
     pub const ZERO: Quantity = Quantity(0);
-    pub const MAX: Quantity = Quantity(u64::MAX);
+    /// The largest quantity (`i64::MAX`): see the module docs.
+    pub const MAX: Quantity = Quantity(i64::MAX as u64);
 
     pub const fn new(units: u64) -> Self {
         Self(units)
@@ -39,9 +47,18 @@ impl Quantity {
         self.0 == 0
     }
 
+    /// `self`, if it is within the range (a value built by `new` from any `u64` may not).
+    pub fn in_range(self) -> Result<Quantity, ArithmeticError> {
+        if self.0 > Self::MAX.0 {
+            return Err(ArithmeticError::TooLarge { value: self.0 });
+        }
+        Ok(self)
+    }
+
     pub fn checked_add(self, rhs: Quantity) -> Result<Quantity, ArithmeticError> {
         self.0
             .checked_add(rhs.0)
+            .filter(|sum| *sum <= Self::MAX.0)
             .map(Quantity)
             .ok_or(ArithmeticError::Overflow {
                 lhs: self.0,
@@ -98,9 +115,25 @@ mod tests {
         assert_eq!(
             err,
             ArithmeticError::Overflow {
-                lhs: u64::MAX,
+                lhs: i64::MAX as u64,
                 rhs: 1
             }
+        );
+        assert!(
+            Quantity::new(u64::MAX - 1)
+                .checked_add(Quantity::new(1))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_range_ends_at_what_a_signed_64_bit_column_holds() {
+        assert_eq!(Quantity::MAX.in_range(), Ok(Quantity::MAX));
+        assert_eq!(
+            Quantity::new(i64::MAX as u64 + 1).in_range(),
+            Err(ArithmeticError::TooLarge {
+                value: i64::MAX as u64 + 1
+            })
         );
     }
 

@@ -150,6 +150,10 @@ impl From<Error> for ApiError {
             Error::Rejected { sku, rejection } => {
                 let mut err =
                     ApiError::new(rejection_kind(rejection), e.code(), message).with("sku", sku);
+                if let Rejection::OutOfRange { .. } = rejection {
+                    // Our own words: the range, not the arithmetic's internals.
+                    return err.with("max", stockade_domain::Quantity::MAX.get());
+                }
                 // The rejection's own fields (requested, available, reservation_id, ...).
                 if let Ok(Value::Object(fields)) = serde_json::to_value(rejection) {
                     for (k, v) in fields {

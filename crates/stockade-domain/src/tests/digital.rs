@@ -30,11 +30,12 @@ fn an_unlimited_pool_always_has_availability() {
 
 #[test]
 fn an_unlimited_pool_rejects_holds_that_would_overflow() {
-    given([unlimited(), reserved(1, u64::MAX - 1, secs(0), secs(60))])
+    let max = i64::MAX as u64;
+    given([unlimited(), reserved(1, max - 1, secs(0), secs(60))])
         .when(reserve(2, 2, 60))
         .then_rejected(Rejection::OutOfRange {
             source: ArithmeticError::Overflow {
-                lhs: u64::MAX - 1,
+                lhs: max - 1,
                 rhs: 2,
             },
         });

@@ -45,10 +45,16 @@ fn a_zero_quantity_is_rejected() {
 #[test]
 fn a_huge_quantity_is_rejected_not_wrapped() {
     given([registered_physical(5, 0), reserved(1, 3, secs(0), secs(60))])
-        .when(reserve(2, u64::MAX, 60))
+        .when(reserve(2, i64::MAX as u64, 60))
         .then_rejected(Rejection::InsufficientStock {
-            requested: qty(u64::MAX),
+            requested: qty(i64::MAX as u64),
             available: qty(2),
+        });
+    // Past the range: refused for what it is, whatever the stock.
+    given([registered_physical(5, 0)])
+        .when(reserve(2, u64::MAX, 60))
+        .then_rejected(Rejection::OutOfRange {
+            source: ArithmeticError::TooLarge { value: u64::MAX },
         });
 }
 
@@ -112,13 +118,19 @@ fn a_negative_delta_below_zero_is_rejected() {
 
 #[test]
 fn a_delta_past_the_quantity_range_is_rejected() {
-    given([registered_physical(u64::MAX - 1, 0)])
+    let max = i64::MAX as u64;
+    given([registered_physical(max - 1, 0)])
         .when(adjust(StockChange::Delta(2), "receiving"))
         .then_rejected(Rejection::OutOfRange {
             source: ArithmeticError::Overflow {
-                lhs: u64::MAX - 1,
+                lhs: max - 1,
                 rhs: 2,
             },
+        });
+    given([registered_physical(5, 0)])
+        .when(adjust(StockChange::Count(qty(max + 1)), "count"))
+        .then_rejected(Rejection::OutOfRange {
+            source: ArithmeticError::TooLarge { value: max + 1 },
         });
 }
 

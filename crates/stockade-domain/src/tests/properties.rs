@@ -29,6 +29,9 @@ enum Op {
     Advance(u64),
 }
 
+/// The largest quantity the domain takes (`Quantity::MAX`), written out for the model.
+const MAX: u64 = i64::MAX as u64;
+
 fn quantity() -> impl Strategy<Value = u64> {
     prop_oneof![
         24 => 0u64..6,
@@ -36,6 +39,7 @@ fn quantity() -> impl Strategy<Value = u64> {
         1 => Just(7 * 24 * 3600 * 1000 + 1),
         1 => (u64::MAX - 3)..=u64::MAX,
         1 => Just(i64::MAX as u64 + 1),
+        1 => Just(i64::MAX as u64),
     ]
 }
 
@@ -219,7 +223,8 @@ impl Model {
                     && self.find(id).is_none_or(|r| r.status != Status::Live)
                     && self.shortfall(now) == 0
                     && self.available(now).is_none_or(|a| u128::from(qty) <= a)
-                    && held_total + u128::from(qty) <= u128::from(u64::MAX)
+                    && qty <= MAX
+                    && held_total + u128::from(qty) <= u128::from(MAX)
             }
             Op::Commit(id) => self.find(id).is_some_and(|r| {
                 r.status == Status::Live
@@ -236,9 +241,9 @@ impl Model {
                 .is_some_and(|r| r.status == Status::Live && r.expires_at <= now),
             Op::Delta(d) => self.limit.is_some_and(|l| {
                 let next = l as i128 + i128::from(d);
-                d != 0 && next >= 0 && next <= i128::from(u64::MAX)
+                d != 0 && next >= 0 && next <= i128::from(MAX)
             }),
-            Op::Count(_) => self.limit.is_some(),
+            Op::Count(c) => self.limit.is_some() && c <= MAX,
             Op::Advance(_) => false,
         }
     }
