@@ -257,6 +257,9 @@ fn to_u64(n: i64) -> u64 {
 impl ReadModels {
     /// Opens (creating if needed) the read models in `path`.
     pub fn open(path: &Path) -> Result<Self, ProjectionError> {
+        // Owner-only, like the log: it holds every reservation's order and channel.
+        stockade_store::files::private_file(path)
+            .map_err(|e| ProjectionError::ReadModel(format!("create {}: {e}", path.display())))?;
         let writer = Connection::open(path).map_err(sql)?;
         writer
             .execute_batch(

@@ -25,6 +25,48 @@ pub struct EngineConfig {
     pub idempotency_retention: Duration,
     /// TTL of a reservation that does not name one.
     pub default_ttl: Duration,
+    /// The secret keyed reservation ids are derived with (see `secret.rs`). `None`: the
+    /// embedded store keeps one beside its log, an in-memory store makes one up, and any
+    /// other store derives ids from the key alone (anyone can compute them; a warning says
+    /// so at start).
+    pub id_secret: Option<crate::IdSecret>,
+    /// Who may commit or release a reservation.
+    pub resolve: ResolvePolicy,
+}
+
+/// Who may commit or release a reservation. Requests that name no channel (the embedded
+/// library, operator tools) are never restricted: they act for the installation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ResolvePolicy {
+    /// Any channel. The default: a reservation id is derived with the installation's
+    /// secret or at random, so knowing one is itself the capability, and an order service
+    /// commonly commits what a storefront reserved.
+    #[default]
+    Any,
+    /// Only the channel that made the reservation, or a channel named as acting for it:
+    /// `delegates[acting]` lists the channels `acting` may resolve for.
+    Owner {
+        delegates: std::collections::BTreeMap<
+            stockade_domain::Channel,
+            std::collections::BTreeSet<stockade_domain::Channel>,
+        >,
+    },
+}
+
+impl ResolvePolicy {
+    /// Whether a request of channel `acting` may resolve a reservation made by `owner`.
+    pub fn allows(
+        &self,
+        acting: &stockade_domain::Channel,
+        owner: &stockade_domain::Channel,
+    ) -> bool {
+        match self {
+            ResolvePolicy::Any => true,
+            ResolvePolicy::Owner { delegates } => {
+                acting == owner || delegates.get(acting).is_some_and(|d| d.contains(owner))
+            }
+        }
+    }
 }
 
 /// How long an idempotency key is recognised by default: the longest hold (7 days) plus a
@@ -44,6 +86,8 @@ impl Default for EngineConfig {
             idle_timeout: Duration::from_secs(5 * 60),
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             default_ttl: Duration::from_secs(15 * 60),
+            id_secret: None,
+            resolve: ResolvePolicy::Any,
         }
     }
 }

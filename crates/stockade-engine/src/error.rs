@@ -37,6 +37,11 @@ pub enum Error {
     #[error("unavailable: {0}")]
     Unavailable(String),
 
+    /// The caller may not do this to this reservation (it was made by another channel, and
+    /// the installation lets only its owner resolve it). Nothing was written.
+    #[error("{0}")]
+    NotOwner(String),
+
     /// No such reservation or order (never made, or forgotten after the retention window).
     #[error("{0} not found")]
     NotFound(String),
@@ -63,6 +68,7 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::RolledBack { .. } => "rolled_back",
             Error::NotFound(_) => "not_found",
+            Error::NotOwner(_) => "not_owner",
             Error::Invalid(_) => "invalid_request",
         }
     }

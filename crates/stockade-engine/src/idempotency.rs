@@ -71,6 +71,11 @@ impl KeyScope {
     /// A name-based id for whatever this key creates: the same key, scope and purpose give
     /// the same id on every node and after every restart.
     pub fn derive(&self, purpose: &str) -> Uuid {
+        self.derive_in(&KEY_NAMESPACE, purpose)
+    }
+
+    /// As [`KeyScope::derive`], in another namespace (one derived from a secret).
+    pub(crate) fn derive_in(&self, namespace: &Uuid, purpose: &str) -> Uuid {
         // Lengths first, so that no two (principal, key, purpose) triples share a name.
         let name = format!(
             "{}:{}:{}:{}:{purpose}",
@@ -79,7 +84,7 @@ impl KeyScope {
             self.key.len(),
             self.key
         );
-        Uuid::new_v5(&KEY_NAMESPACE, name.as_bytes())
+        Uuid::new_v5(namespace, name.as_bytes())
     }
 }
 

@@ -26,12 +26,13 @@ use crate::actor::{
     Accepted, Execute, LineStatus, ReadReservation, ReadStock, RequestMeta, StockLevel,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, ResolvePolicy};
 use crate::engine::{ActorThreads, EngineStats, Shared};
 use crate::error::Error;
 use crate::idempotency::KeyScope;
 use crate::locator::Locator;
 use crate::orphans::{self, CleanMarker};
+use crate::secret::IdSecret;
 
 /// Longest causation id kept in event metadata.
 pub const MAX_CAUSATION_CHARS: usize = 256;
@@ -277,6 +278,8 @@ struct Inner {
     /// Multi-line reservations being written now (a clean stop needs none).
     orders_in_progress: AtomicUsize,
     marker: Option<CleanMarker>,
+    /// What keyed reservation ids are derived with, besides the key.
+    id_secret: Option<IdSecret>,
     // Last field: dropped after the others, it stops and joins the actor threads.
     _threads: ActorThreads,
 }
@@ -308,10 +311,12 @@ impl Inventory {
         config.engine.validate().map_err(Error::Invalid)?;
         let default_channel = Channel::new("direct").map_err(|e| Error::Invalid(e.to_string()))?;
         let mut marker = None;
+        let mut secret_dir = None;
         let fresh = matches!(config.store, StoreConfig::Memory);
         let store: Arc<dyn EventStore> = match config.store {
             StoreConfig::Sqlite { data_dir } => {
                 marker = Some(CleanMarker::new(&data_dir));
+                secret_dir = Some(data_dir.clone());
                 let path = data_dir.join(SQLITE_FILE);
                 let store = tokio::task::spawn_blocking(move || SqliteStore::open(path))
                     .await
@@ -331,6 +336,22 @@ impl Inventory {
                     })?,
             ),
             StoreConfig::Custom(store) => store,
+        };
+        let id_secret = match (&config.engine.id_secret, secret_dir) {
+            (Some(secret), _) => Some(secret.clone()),
+            (None, Some(dir)) => Some(
+                tokio::task::spawn_blocking(move || IdSecret::load_or_create(&dir))
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("read the id secret: {e}")))??,
+            ),
+            (None, None) if fresh => IdSecret::from_text(&IdSecret::generate_text()).ok(),
+            (None, None) => {
+                tracing::warn!(
+                    "no id secret configured: keyed reservation ids are derived from the key \
+                     alone, and anyone who knows a key can compute them"
+                );
+                None
+            }
         };
         let threads = ActorThreads::start(config.engine.arbiters)?;
         let shared = Arc::new(Shared::new(
@@ -361,6 +382,7 @@ impl Inventory {
                 recovered: recovered_rx,
                 orders_in_progress: AtomicUsize::new(0),
                 marker,
+                id_secret,
                 _threads: threads,
             }),
         })
@@ -441,7 +463,10 @@ impl Inventory {
             (lines.len() > 1).then(|| InProgress::enter(&self.inner.orders_in_progress));
         // A keyed request gets a key-derived id, so a retry names the same reservation.
         let id = match &request.scope {
-            Some(scope) => ReservationId::from_uuid(scope.derive("reservation")),
+            Some(scope) => ReservationId::from_uuid(match &self.inner.id_secret {
+                Some(secret) => secret.reservation_id(scope),
+                None => scope.derive("reservation"),
+            }),
             // Time-ordered, like unkeyed event ids: a reservation's events are filed under
             // its id, and its commit then lands beside its hold in the index.
             None => ReservationId::from_uuid(Uuid::now_v7()),
@@ -544,9 +569,13 @@ impl Inventory {
             ));
         };
         let skus: Vec<Sku> = reserved.iter().map(|(sku, _)| sku.clone()).collect();
-        self.inner
-            .locator
-            .add(first.id, &skus, first.order_id.as_ref(), first.at);
+        self.inner.locator.add(
+            first.id,
+            &skus,
+            first.order_id.as_ref(),
+            Some(&channel),
+            first.at,
+        );
         Ok(Reservation {
             id: first.id,
             order_id: first.order_id.clone(),
@@ -651,6 +680,7 @@ impl Inventory {
     ) -> Result<Resolved, Error> {
         let skus = self.skus_of(id).await?;
         let request = origin.request(None)?;
+        self.check_owner(id, origin).await?;
         let outcomes = join_all(skus.iter().map(|sku| {
             let command = match resolution {
                 Resolution::Committed => Command::Commit(Commit { reservation_id: id }),
@@ -725,6 +755,20 @@ impl Inventory {
             lines,
             failed,
         })
+    }
+
+    /// Refuses a request of a channel the installation does not let resolve `id`.
+    async fn check_owner(&self, id: ReservationId, origin: &Origin) -> Result<(), Error> {
+        let policy = &self.shared().config.resolve;
+        let (ResolvePolicy::Owner { .. }, Some(acting)) = (policy, &origin.channel) else {
+            return Ok(());
+        };
+        match self.inner.locator.owner(&id).await? {
+            Some(owner) if !policy.allows(acting, &owner) => Err(Error::NotOwner(format!(
+                "reservation {id} was made by channel {owner}; channel {acting} may not resolve it"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Commits every reservation of `order`.

@@ -34,10 +34,11 @@ mod orphans;
 mod recovery;
 pub mod replay;
 mod reply;
+pub mod secret;
 
 pub use actor::{Accepted, LineStatus, StockLevel};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::EngineConfig;
+pub use config::{EngineConfig, ResolvePolicy};
 pub use engine::EngineStats;
 pub use error::Error;
 pub use inventory::{
@@ -46,3 +47,4 @@ pub use inventory::{
 };
 pub use latency::Percentiles;
 pub use recovery::snapshot_at_or_before;
+pub use secret::IdSecret;

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use stockade_domain::{Event, OrderId, ReservationId, Sku, Timestamp};
+use stockade_domain::{Channel, Event, OrderId, ReservationId, Sku, Timestamp};
 use stockade_store::{EventStore, Position, StoreError, StreamName, codec, scan_all};
 use tokio::sync::watch;
 
@@ -34,6 +34,8 @@ struct Group {
     skus: Vec<Sku>,
     order_id: Option<OrderId>,
     at: Timestamp,
+    /// The channel that made it.
+    channel: Option<Channel>,
     /// Every SKU of the reservation, as its lines recorded it (empty for one line).
     lines: Vec<Sku>,
 }
@@ -46,23 +48,37 @@ pub(crate) const RECENT: usize = 65_536;
 /// the old one and the previous old one is dropped. Hits in either generation.
 #[derive(Debug, Default)]
 struct Recent {
-    young: HashMap<ReservationId, Vec<Sku>>,
-    old: HashMap<ReservationId, Vec<Sku>>,
+    young: HashMap<ReservationId, Entry>,
+    old: HashMap<ReservationId, Entry>,
+}
+
+/// What the cache keeps of a reservation: its SKUs and the channel that made it.
+#[derive(Debug, Default)]
+struct Entry {
+    skus: Vec<Sku>,
+    channel: Option<Channel>,
 }
 
 impl Recent {
-    fn get(&self, id: &ReservationId) -> Option<Vec<Sku>> {
-        self.young.get(id).or_else(|| self.old.get(id)).cloned()
+    fn entry(&self, id: &ReservationId) -> Option<&Entry> {
+        self.young.get(id).or_else(|| self.old.get(id))
     }
 
-    fn note(&mut self, id: ReservationId, sku: &Sku) {
+    fn get(&self, id: &ReservationId) -> Option<Vec<Sku>> {
+        self.entry(id).map(|e| e.skus.clone())
+    }
+
+    fn note(&mut self, id: ReservationId, sku: &Sku, channel: Option<&Channel>) {
         // A reservation's lines go in together, so one never straddles the two.
         if self.young.len() >= RECENT / 2 && !self.young.contains_key(&id) {
             self.old = std::mem::take(&mut self.young);
         }
-        let skus = self.young.entry(id).or_default();
-        if !skus.contains(sku) {
-            skus.push(sku.clone());
+        let entry = self.young.entry(id).or_default();
+        if !entry.skus.contains(sku) {
+            entry.skus.push(sku.clone());
+        }
+        if entry.channel.is_none() {
+            entry.channel = channel.cloned();
         }
     }
 }
@@ -112,6 +128,7 @@ impl Locator {
         id: ReservationId,
         skus: &[Sku],
         order_id: Option<&OrderId>,
+        channel: Option<&Channel>,
         at: Timestamp,
     ) {
         if self.indexed.is_some() {
@@ -122,7 +139,7 @@ impl Locator {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for sku in skus {
-                recent.note(id, sku);
+                recent.note(id, sku, channel);
             }
             return;
         }
@@ -130,6 +147,7 @@ impl Locator {
             skus: Vec::new(),
             order_id: order_id.cloned(),
             at,
+            channel: channel.cloned(),
             lines: Vec::new(),
         });
         let new_group = group.skus.is_empty();
@@ -173,6 +191,34 @@ impl Locator {
         }
         self.wait_ready().await?;
         Ok(self.groups.get(id).map(|g| g.skus.clone()))
+    }
+
+    /// The channel that made reservation `id`, if it is known.
+    pub(crate) async fn owner(&self, id: &ReservationId) -> Result<Option<Channel>, Error> {
+        if let Some(store) = &self.indexed {
+            let cached = self
+                .recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(id)
+                .and_then(|e| e.channel.clone());
+            if cached.is_some() {
+                return Ok(cached);
+            }
+            let events = store
+                .read_subject(*id.as_uuid(), RESERVATION_EVENTS)
+                .await
+                .map_err(|e| Error::store("find the reservation", &e))?;
+            return Ok(events
+                .iter()
+                .filter(|e| e.event_type == "StockReserved")
+                .find_map(|e| match codec::decode(e) {
+                    Ok((Event::StockReserved(r), _)) if r.reservation_id == *id => Some(r.channel),
+                    _ => None,
+                }));
+        }
+        self.wait_ready().await?;
+        Ok(self.groups.get(id).and_then(|g| g.channel.clone()))
     }
 
     /// The reservations of `order` with their SKUs.
@@ -276,6 +322,7 @@ impl Locator {
                             e.reservation_id,
                             std::slice::from_ref(&sku),
                             e.order_id.as_ref(),
+                            Some(&e.channel),
                             e.at,
                         );
                         if !e.lines.is_empty()
@@ -387,7 +434,7 @@ mod tests {
         let sku = Sku::new("A").expect("sku");
         let mut recent = Recent::default();
         for n in 0..(RECENT as u128 * 2) {
-            recent.note(ReservationId::from_u128(n), &sku);
+            recent.note(ReservationId::from_u128(n), &sku, None);
         }
         assert!(recent.young.len() + recent.old.len() <= RECENT);
         let last = ReservationId::from_u128(RECENT as u128 * 2 - 1);
@@ -395,7 +442,7 @@ mod tests {
         assert_eq!(recent.get(&ReservationId::from_u128(0)), None);
         // A second line of the same reservation joins its entry.
         let other = Sku::new("B").expect("sku");
-        recent.note(last, &other);
+        recent.note(last, &other, None);
         assert_eq!(recent.get(&last), Some(vec![sku, other]));
     }
 }

@@ -274,6 +274,7 @@ mod tests {
             channel_tokens: BTreeMap::from([("pos".into(), "pos-token-00000000001".into())]),
             read_tokens: vec!["read-token-0000000001".into()],
             public_reads,
+            ..AuthConfig::default()
         })
         .unwrap()
     }

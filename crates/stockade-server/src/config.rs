@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use stockade_engine::EngineConfig;
+use stockade_domain::Channel;
+use stockade_engine::{EngineConfig, IdSecret, ResolvePolicy};
 
 /// Shortest token accepted: anything shorter is guessable.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -116,6 +117,24 @@ pub struct AuthConfig {
     /// Whether stock reads and the live streams need no token (a storefront's stock is
     /// public). Default true.
     pub public_reads: bool,
+    /// The secret keyed reservation ids are derived with (at least 32 characters). Unset:
+    /// `stockade.secret` in the data directory, created on first start. Nodes sharing one
+    /// event store must share it.
+    pub id_secret: Option<String>,
+    /// Who may commit or release a reservation: `any` channel (default) or its `owner`.
+    pub resolve: ResolveSetting,
+    /// With `resolve = "owner"`: channel → the channels it may also resolve for (an order
+    /// service committing what storefronts reserved).
+    pub resolve_for: BTreeMap<String, Vec<String>>,
+}
+
+/// `auth.resolve`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolveSetting {
+    #[default]
+    Any,
+    Owner,
 }
 
 /// Counts, never tokens: a configuration may be logged.
@@ -126,6 +145,9 @@ impl std::fmt::Debug for AuthConfig {
             .field("channels", &self.channel_tokens.keys().collect::<Vec<_>>())
             .field("read_tokens", &self.read_tokens.len())
             .field("public_reads", &self.public_reads)
+            .field("id_secret", &self.id_secret.as_ref().map(|_| "(set)"))
+            .field("resolve", &self.resolve)
+            .field("resolve_for", &self.resolve_for)
             .finish()
     }
 }
@@ -137,11 +159,43 @@ impl Default for AuthConfig {
             channel_tokens: BTreeMap::new(),
             read_tokens: Vec::new(),
             public_reads: true,
+            id_secret: None,
+            resolve: ResolveSetting::Any,
+            resolve_for: BTreeMap::new(),
         }
     }
 }
 
 impl AuthConfig {
+    /// The engine's resolve policy from `resolve` and `resolve_for`.
+    pub fn resolve_policy(&self) -> Result<ResolvePolicy, ConfigError> {
+        if self.resolve == ResolveSetting::Any {
+            if !self.resolve_for.is_empty() {
+                return Err(bad("auth.resolve_for needs auth.resolve = \"owner\""));
+            }
+            return Ok(ResolvePolicy::Any);
+        }
+        let channel =
+            |name: &str| Channel::new(name).map_err(|e| bad(format!("auth.resolve_for: {e}")));
+        let mut delegates = BTreeMap::new();
+        for (acting, owners) in &self.resolve_for {
+            let owners = owners
+                .iter()
+                .map(|o| channel(o))
+                .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
+            delegates.insert(channel(acting)?, owners);
+        }
+        Ok(ResolvePolicy::Owner { delegates })
+    }
+
+    /// The configured id secret, if any, checked.
+    pub fn id_secret(&self) -> Result<Option<IdSecret>, ConfigError> {
+        self.id_secret
+            .as_deref()
+            .map(|text| IdSecret::from_text(text).map_err(|e| bad(format!("auth.id_secret: {e}"))))
+            .transpose()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.admin_tokens.is_empty()
             && self.channel_tokens.is_empty()
@@ -398,6 +452,14 @@ impl ServerConfig {
                     self.auth.admin_tokens = list(&value);
                 }
                 "STOCKADE_READ_TOKENS" => self.auth.read_tokens = list(&value),
+                "STOCKADE_ID_SECRET" => self.auth.id_secret = Some(value),
+                "STOCKADE_RESOLVE" => {
+                    self.auth.resolve = match value.as_str() {
+                        "any" => ResolveSetting::Any,
+                        "owner" => ResolveSetting::Owner,
+                        _ => return Err(bad("STOCKADE_RESOLVE must be any or owner")),
+                    }
+                }
                 "STOCKADE_CHANNEL_TOKENS" => {
                     let mut tokens = BTreeMap::new();
                     for pair in list(&value) {
@@ -480,6 +542,8 @@ impl ServerConfig {
             stockade_domain::Channel::new(channel.as_str())
                 .map_err(|e| bad(format!("auth.channel_tokens: {e}")))?;
         }
+        self.auth.resolve_policy()?;
+        self.auth.id_secret()?;
         let mut names = std::collections::HashSet::new();
         for hook in &self.webhooks {
             if hook.name.is_empty() || !names.insert(hook.name.as_str()) {

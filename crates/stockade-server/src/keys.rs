@@ -43,6 +43,8 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 
 impl RequestKeys {
     pub fn open(path: &Path) -> Result<Self, String> {
+        stockade_store::files::private_file(path)
+            .map_err(|e| format!("create {}: {e}", path.display()))?;
         let conn = Connection::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
         Self::init(conn).map_err(|e| format!("{}: {e}", path.display()))
     }

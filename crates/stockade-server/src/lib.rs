@@ -108,7 +108,7 @@ async fn open(
     // Before anything is opened: an invalid policy stops start-up with its message.
     let policy = config.mcp.policy()?;
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
+    stockade_store::files::private_dir(&data_dir)
         .map_err(|e| StartError::Io(format!("create {}: {e}", data_dir.display())))?;
     writable(&data_dir)?;
     let generated = auth::ensure_tokens(&mut config.auth, &data_dir)?;
@@ -116,9 +116,14 @@ async fn open(
     telemetry::handle();
 
     let store = config.store.to_engine(&data_dir)?;
-    let inventory =
-        Inventory::open(InventoryConfig::with_store(store).engine(config.engine.to_engine()))
-            .await?;
+    let mut engine = config.engine.to_engine();
+    engine.resolve = config.auth.resolve_policy()?;
+    // Configured (shared by nodes on one store), else kept in the data directory.
+    engine.id_secret = Some(match config.auth.id_secret()? {
+        Some(secret) => secret,
+        None => stockade_engine::IdSecret::load_or_create(&data_dir)?,
+    });
+    let inventory = Inventory::open(InventoryConfig::with_store(store).engine(engine)).await?;
     let models = open_models(&data_dir.join(PROJECTIONS_FILE)).await?;
     let keys = keys::RequestKeys::open(&data_dir.join(KEYS_FILE)).map_err(StartError::Io)?;
     let hub = NoticeHub::new();

@@ -51,6 +51,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 pub mod codec;
+pub mod files;
 pub mod memory;
 pub mod plan;
 pub mod sqlite;

@@ -251,7 +251,10 @@ impl SqliteStore {
         let path = config.path.clone();
         let context = format!("open {}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| unavailable(&context, e))?;
+            crate::files::private_dir(parent).map_err(|e| unavailable(&context, e))?;
+        }
+        if path.as_os_str() != ":memory:" {
+            crate::files::private_file(&path).map_err(|e| unavailable(&context, e))?;
         }
         let mut conn =
             open_connection(&path, OpenFlags::default()).map_err(|e| unavailable(&context, e))?;

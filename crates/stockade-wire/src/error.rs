@@ -180,6 +180,7 @@ impl From<Error> for ApiError {
             // Not retryable as it stands: a 409 without Retry-After.
             Error::RolledBack { .. } => ApiError::new(ErrorKind::Conflict, e.code(), message),
             Error::NotFound(_) => ApiError::new(ErrorKind::NotFound, e.code(), message),
+            Error::NotOwner(_) => ApiError::new(ErrorKind::Forbidden, e.code(), message),
             Error::Invalid(_) => ApiError::new(ErrorKind::Unprocessable, e.code(), message),
         }
     }
