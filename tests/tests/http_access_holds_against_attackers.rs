@@ -113,3 +113,69 @@ async fn with_owner_resolution_another_channel_cannot_release_a_reservation() {
     assert_eq!(by_admin.status, 403, "{}", by_admin.text);
     server.stop().unwrap();
 }
+
+/// The review's slow-body attack: anonymous clients send `POST /mcp` bodies a byte at a
+/// time. They used to hold the global request slots for 30 s, so health checks, reads and
+/// authenticated writes all got 503. Anonymous bodies now have a budget of their own and
+/// a 5 s deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_anonymous_bodies_cannot_starve_anyone_else() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_concurrent_requests = 16;
+    cfg.limits.max_anonymous_bodies = 4;
+    let server = TestServer::start(cfg);
+    let client = Client::new(&server);
+    client.register("BUSY", 5).await;
+
+    let mut trickles = Vec::new();
+    for _ in 0..25 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: 1000\r\n\r\n{{",
+            server.addr()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        trickles.push(stream);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Everyone else is served meanwhile.
+    assert_eq!(client.get("/healthz", None).await.status, 200);
+    assert_eq!(
+        client
+            .get("/api/inventory/products/BUSY", Some(WEB))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(client.reserve("BUSY", 1).await.status, 201);
+
+    // The trickles are answered: 503 past their budget at once, 408 at the deadline.
+    let mut statuses = Vec::new();
+    for mut stream in trickles {
+        let mut answer = vec![0u8; 64];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(15), stream.read(&mut answer))
+                .await;
+        let n = read.expect("answered before 15 s").unwrap_or(0);
+        statuses.push(
+            String::from_utf8_lossy(&answer[..n])
+                .chars()
+                .skip(9)
+                .take(3)
+                .collect::<String>(),
+        );
+    }
+    assert!(
+        statuses.iter().all(|s| s == "503" || s == "408"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "408").count(),
+        4,
+        "{statuses:?}"
+    );
+    server.stop().unwrap();
+}

@@ -653,3 +653,54 @@ async fn sessions_past_the_bound_are_refused_at_initialize() {
         ]
     );
 }
+
+/// The review's lock-out: anonymous `initialize` calls used to fill `max_sessions`, and
+/// every token holder then got 503 for half an hour. Anonymous sessions now have a budget
+/// of their own and a shorter idle time, and each token its own bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_sessions_cannot_lock_token_holders_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.mcp.max_sessions = 10;
+    cfg.mcp.max_sessions_per_principal = 3;
+    cfg.mcp.max_anonymous_sessions = 4;
+    cfg.mcp.anonymous_session_idle_seconds = 1;
+    let server = TestServer::start(cfg);
+    let web = Client::new(&server);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let mut anonymous = Vec::new();
+    let mut first_session = None;
+    for _ in 0..10 {
+        let (status, session, _) = rpc(&web, None, None, init.clone()).await;
+        anonymous.push(status);
+        first_session = first_session.or(session);
+    }
+    assert_eq!(
+        anonymous.iter().filter(|s| **s == 200).count(),
+        4,
+        "{anonymous:?}"
+    );
+    assert_eq!(
+        anonymous.iter().filter(|s| **s == 503).count(),
+        6,
+        "{anonymous:?}"
+    );
+
+    // Token holders are not locked out; one token is bounded on its own.
+    let mut assistant = Vec::new();
+    for _ in 0..4 {
+        assistant.push(rpc(&web, Some(ASSISTANT), None, init.clone()).await.0);
+    }
+    assert_eq!(assistant, [200, 200, 200, 503]);
+    assert_eq!(rpc(&web, Some(WEB), None, init.clone()).await.0, 200);
+
+    // An idle anonymous session stops counting, and cannot be used afterwards.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(rpc(&web, None, None, init.clone()).await.0, 200);
+    let stale = first_session.expect("a session id");
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let (status, _, answer) = rpc(&web, None, Some(&stale), list).await;
+    assert_eq!(status, 404, "{answer}");
+}

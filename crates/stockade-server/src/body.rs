@@ -15,23 +15,29 @@ use crate::error::HttpError;
 /// How long a body may take to arrive, once the request's head has: a client trickling a
 /// body must not hold a request slot for longer.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The same for a caller without valid credentials: a few KB from a live client take
+/// milliseconds, and a trickle holds one of few anonymous slots.
+const ANONYMOUS_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The raw body, at most `limit` bytes, within `BODY_TIMEOUT`.
+/// The raw body, at most `limit` bytes, within `BODY_TIMEOUT` (`ANONYMOUS_BODY_TIMEOUT`
+/// when the caller had no valid credentials).
 pub async fn read(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
 ) -> Result<web::Bytes, HttpError> {
-    tokio::time::timeout(BODY_TIMEOUT, read_all(req, payload, limit))
+    use actix_web::HttpMessage;
+    let patience = match req.extensions().get::<crate::routes::AnonymousBody>() {
+        Some(_) => ANONYMOUS_BODY_TIMEOUT,
+        None => BODY_TIMEOUT,
+    };
+    tokio::time::timeout(patience, read_all(req, payload, limit))
         .await
         .unwrap_or_else(|_| {
             Err(HttpError(ApiError::new(
                 ErrorKind::RequestTimeout,
                 "body_timeout",
-                format!(
-                    "the body did not arrive within {} s",
-                    BODY_TIMEOUT.as_secs()
-                ),
+                format!("the body did not arrive within {} s", patience.as_secs()),
             )))
         })
 }

@@ -213,6 +213,10 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Open SSE and WebSocket streams; more get 503.
     pub max_streams: usize,
+    /// Requests with a body but without valid credentials (an anonymous MCP call) being
+    /// handled at once, on a budget of their own: a crowd of slow anonymous bodies cannot
+    /// take the slots authenticated traffic and health checks need. More get 503.
+    pub max_anonymous_bodies: usize,
     /// HTTP worker threads (default: one per core).
     pub workers: usize,
 }
@@ -223,6 +227,7 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             max_concurrent_requests: 8192,
             max_streams: 10_000,
+            max_anonymous_bodies: 64,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -347,8 +352,15 @@ pub struct McpConfig {
     /// Browser `Origin` values `/mcp` accepts (`http://localhost:*`). Unset: loopback
     /// origins when the server listens on loopback, unchecked otherwise; `[]`: unchecked.
     pub allowed_origins: Option<Vec<String>>,
-    /// MCP sessions open at once; an `initialize` past it gets 503.
+    /// Sessions of token holders open at once; an `initialize` past it gets 503.
     pub max_sessions: usize,
+    /// Sessions one principal (one token) may have open; past it, its `initialize` gets 503.
+    pub max_sessions_per_principal: usize,
+    /// Sessions without a token, on a budget of their own (so they can never lock token
+    /// holders out); past it, an anonymous `initialize` gets 503.
+    pub max_anonymous_sessions: usize,
+    /// An anonymous session with no message for this long stops counting and is refused.
+    pub anonymous_session_idle_seconds: u64,
 }
 
 impl Default for McpConfig {
@@ -360,6 +372,9 @@ impl Default for McpConfig {
             allowed_hosts: None,
             allowed_origins: None,
             max_sessions: 1000,
+            max_sessions_per_principal: 100,
+            max_anonymous_sessions: 50,
+            anonymous_session_idle_seconds: 300,
         }
     }
 }
@@ -509,6 +524,10 @@ impl ServerConfig {
                 self.limits.max_concurrent_requests,
             ),
             ("limits.max_streams", self.limits.max_streams),
+            (
+                "limits.max_anonymous_bodies",
+                self.limits.max_anonymous_bodies,
+            ),
             ("limits.workers", self.limits.workers),
             ("stream.buffer", self.stream.buffer),
         ];
@@ -518,10 +537,17 @@ impl ServerConfig {
         if self.stream.keepalive_seconds == 0 {
             return Err(bad("stream.keepalive_seconds must be positive"));
         }
-        if self.mcp.session_idle_seconds == 0 || self.mcp.max_sessions == 0 {
-            return Err(bad(
-                "mcp.session_idle_seconds and mcp.max_sessions must be positive",
-            ));
+        let mcp = &self.mcp;
+        if [
+            mcp.session_idle_seconds,
+            mcp.anonymous_session_idle_seconds,
+            mcp.max_sessions as u64,
+            mcp.max_sessions_per_principal as u64,
+            mcp.max_anonymous_sessions as u64,
+        ]
+        .contains(&0)
+        {
+            return Err(bad("mcp session limits and idle times must be positive"));
         }
         self.engine.to_engine().validate().map_err(bad)?;
         self.store.to_engine(&self.data_dir)?;

@@ -199,6 +199,7 @@ async fn open(
         keys,
         thresholds: Default::default(),
         in_flight: AtomicUsize::new(0),
+        anonymous_in_flight: AtomicUsize::new(0),
         streams: AtomicUsize::new(0),
         stop_streams: streams_rx,
         closing: AtomicBool::new(false),

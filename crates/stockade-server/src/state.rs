@@ -30,8 +30,10 @@ pub struct AppState {
     /// Low-stock thresholds read from the read models, by SKU. This server is the only
     /// writer of thresholds (at registration), so the cache never goes stale.
     pub thresholds: Mutex<HashMap<Sku, u64>>,
-    /// Requests being handled (streams excluded).
+    /// Requests being handled (streams and anonymous bodies excluded).
     pub in_flight: AtomicUsize,
+    /// Requests with a body and no valid credentials being handled.
+    pub anonymous_in_flight: AtomicUsize,
     /// Open SSE and WebSocket streams.
     pub streams: AtomicUsize,
     /// Turns true when the server begins to shut down: streams end, readiness fails.

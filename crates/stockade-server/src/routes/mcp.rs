@@ -10,7 +10,8 @@
 //! - who opened each session (at `initialize`): a request naming the session under any
 //!   other principal (or none) is refused with 403 before rmcp sees it, GET and DELETE
 //!   included, so a leaked `Mcp-Session-Id` lends nobody the session;
-//! - a bound on open sessions (`mcp.max_sessions`; an `initialize` past it gets 503);
+//! - bounds on open sessions: per principal, in total, and for anonymous callers on a
+//!   budget of their own with a shorter idle time (an `initialize` past one gets 503);
 //! - the server's load accounting: a call answered as a stream counts as in flight until
 //!   the stream ends, and the standalone GET stream takes a slot of `max_streams`.
 
@@ -36,20 +37,64 @@ use crate::stream::StreamSlot;
 const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Who opened each MCP session, and when it was last used.
+///
+/// Sessions are bounded per principal: each token may hold `max_sessions_per_principal`,
+/// all tokens together `max_sessions`, and sessions without a token have a budget of
+/// their own (`max_anonymous_sessions`) and a shorter idle time. So no principal, and no
+/// crowd of anonymous clients, can take the sessions another principal needs.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    owners: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
+    inner: Mutex<SessionTable>,
+}
+
+#[derive(Debug, Default)]
+struct SessionTable {
+    owners: HashMap<String, (Option<Principal>, Instant)>,
+    /// Anonymous sessions this table stopped counting while rmcp may still keep them (until
+    /// its own idle time): refused, so that a forgotten session cannot be used uncounted.
+    retired: HashMap<String, Instant>,
+}
+
+/// The bounds `Sessions::admit` applies.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub max: usize,
+    pub per_principal: usize,
+    pub anonymous: usize,
+    pub idle: Duration,
+    pub anonymous_idle: Duration,
+}
+
+impl SessionLimits {
+    pub fn from_config(c: &crate::config::McpConfig) -> Self {
+        Self {
+            max: c.max_sessions,
+            per_principal: c.max_sessions_per_principal,
+            anonymous: c.max_anonymous_sessions,
+            idle: Duration::from_secs(c.session_idle_seconds),
+            anonymous_idle: Duration::from_secs(c.anonymous_session_idle_seconds),
+        }
+    }
 }
 
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<Principal>, Instant)>> {
-        self.owners.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionTable> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Refuses a request for session `id` from anyone but its owner. An id never seen
-    /// passes: rmcp answers it with 404, as the protocol wants.
+    /// Refuses a request for session `id` from anyone but its owner, and for an anonymous
+    /// session that went idle. An id never seen passes: rmcp answers it with 404, as the
+    /// protocol wants.
     fn check(&self, id: &str, principal: Option<&Principal>) -> Result<()> {
-        match self.lock().get_mut(id) {
+        let mut table = self.lock();
+        if table.retired.contains_key(id) {
+            return Err(HttpError(ApiError::new(
+                ErrorKind::NotFound,
+                "session_expired",
+                "this MCP session was idle too long; initialize a new one",
+            )));
+        }
+        match table.owners.get_mut(id) {
             Some((owner, seen)) if owner.as_ref() == principal => {
                 *seen = Instant::now();
                 Ok(())
@@ -63,20 +108,58 @@ impl Sessions {
         }
     }
 
-    /// Whether `max` sessions are open, after forgetting those idle past `idle` (rmcp has
-    /// closed them by then).
-    fn full(&self, max: usize, idle: Duration) -> bool {
-        let mut owners = self.lock();
-        owners.retain(|_, (_, seen)| seen.elapsed() < idle);
-        owners.len() >= max
+    /// Whether `principal` may open one more session, after forgetting the sessions idle
+    /// past their time (rmcp has closed the others by then).
+    fn admit(&self, principal: Option<&Principal>, limits: SessionLimits) -> Result<()> {
+        let mut table = self.lock();
+        let SessionTable { owners, retired } = &mut *table;
+        retired.retain(|_, at| at.elapsed() < limits.idle);
+        owners.retain(|id, (owner, seen)| {
+            let idle = match owner {
+                None => limits.anonymous_idle,
+                Some(_) => limits.idle,
+            };
+            let keep = seen.elapsed() < idle;
+            if !keep && owner.is_none() {
+                retired.insert(id.clone(), Instant::now());
+            }
+            keep
+        });
+        let full = |what: &str| {
+            Err(unavailable(
+                "too_many_sessions",
+                &format!("{what} as many MCP sessions open as allowed; close one or retry later"),
+            ))
+        };
+        let Some(principal) = principal else {
+            let anonymous = owners.values().filter(|(o, _)| o.is_none()).count();
+            return match anonymous >= limits.anonymous {
+                true => full("callers without a token have"),
+                false => Ok(()),
+            };
+        };
+        let (mut total, mut own) = (0usize, 0usize);
+        for (owner, _) in owners.values() {
+            if let Some(owner) = owner {
+                total += 1;
+                own += usize::from(owner == principal);
+            }
+        }
+        if own >= limits.per_principal {
+            return full("this token has");
+        }
+        if total >= limits.max {
+            return full("the server has");
+        }
+        Ok(())
     }
 
     fn opened(&self, id: String, principal: Option<Principal>) {
-        self.lock().insert(id, (principal, Instant::now()));
+        self.lock().owners.insert(id, (principal, Instant::now()));
     }
 
     fn closed(&self, id: &str) {
-        self.lock().remove(id);
+        self.lock().owners.remove(id);
     }
 }
 
@@ -122,18 +205,11 @@ pub async fn endpoint(
     } else {
         web::Bytes::new()
     };
-    let limits = &state.config.mcp;
-    if session.is_none()
-        && is_initialize(&bytes)
-        && state.mcp_sessions.full(
-            limits.max_sessions,
-            Duration::from_secs(limits.session_idle_seconds),
-        )
-    {
-        return Err(unavailable(
-            "too_many_sessions",
-            "the server has as many MCP sessions open as it allows; retry later",
-        ));
+    if session.is_none() && is_initialize(&bytes) {
+        state.mcp_sessions.admit(
+            caller.principal.as_ref(),
+            SessionLimits::from_config(&state.config.mcp),
+        )?;
     }
     // The standalone GET stream stays open for the session's life: it is a stream.
     let slot = if method == actix_web::http::Method::GET {

@@ -71,10 +71,24 @@ pub async fn guard(
             .map(ServiceResponse::map_into_left_body);
     };
     let counted = !is_stream(req.path());
+    // A body from a caller without valid credentials is read on its own budget, within a
+    // shorter deadline (see `body`): it cannot starve anyone else.
+    let anonymous_body = counted && has_body(&req) && !authenticated(&req, &state);
+    if anonymous_body {
+        actix_web::HttpMessage::extensions_mut(&req).insert(AnonymousBody);
+    }
     if counted {
-        let max = state.config.limits.max_concurrent_requests;
-        let admitted = state
-            .in_flight
+        let (count, max) = match anonymous_body {
+            true => (
+                &state.anonymous_in_flight,
+                state.config.limits.max_anonymous_bodies,
+            ),
+            false => (
+                &state.in_flight,
+                state.config.limits.max_concurrent_requests,
+            ),
+        };
+        let admitted = count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
@@ -90,7 +104,10 @@ pub async fn guard(
             return Ok(req.into_response(response));
         }
     }
-    let _in_flight = counted.then(|| InFlight(state.clone()));
+    let _in_flight = counted.then(|| InFlight {
+        state: state.clone(),
+        anonymous: anonymous_body,
+    });
     let started = Instant::now();
     let mut response = next.call(req).await?;
     if state.closing.load(Ordering::Acquire) {
@@ -115,20 +132,55 @@ pub async fn guard(
     Ok(response.map_into_left_body())
 }
 
+/// Marks a request whose body comes from a caller without valid credentials.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AnonymousBody;
+
+/// Whether the request says a body follows.
+fn has_body(req: &ServiceRequest) -> bool {
+    let headers = req.headers();
+    if headers.contains_key(actix_web::http::header::TRANSFER_ENCODING) {
+        return true;
+    }
+    headers
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.to_str().map_or(true, |v| v.trim() != "0"))
+}
+
+/// Whether the request carries a token this server knows (the handler still checks that
+/// its role may do what it asks).
+fn authenticated(req: &ServiceRequest, state: &AppState) -> bool {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::bearer)
+        .is_some_and(|token| state.tokens.find(token).is_some())
+}
+
 /// One request in flight; counted out when dropped, even if the handler failed.
-pub(crate) struct InFlight(web::Data<AppState>);
+pub(crate) struct InFlight {
+    state: web::Data<AppState>,
+    anonymous: bool,
+}
 
 impl InFlight {
     /// Counts in work that outlives its response head (an MCP call answered as a
     /// stream): admission was the middleware's; this keeps the count true.
     pub(crate) fn enter(state: web::Data<AppState>) -> Self {
         state.in_flight.fetch_add(1, Ordering::AcqRel);
-        Self(state)
+        Self {
+            state,
+            anonymous: false,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let count = match self.anonymous {
+            true => &self.state.anonymous_in_flight,
+            false => &self.state.in_flight,
+        };
+        count.fetch_sub(1, Ordering::AcqRel);
     }
 }
