@@ -179,3 +179,133 @@ async fn slow_anonymous_bodies_cannot_starve_anyone_else() {
     );
     server.stop().unwrap();
 }
+
+/// One raw HTTP/1.1 request; the status line and the whole answer.
+async fn raw(server: &TestServer, request: String) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// The review's smaller findings, each as it was probed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_hosts_and_echoes_are_handled_strictly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let client = Client::new(&server);
+    client.register("STRICT", 5).await;
+    let addr = server.addr();
+
+    // A header sent twice is refused, so a proxy and this server cannot disagree.
+    let twice = |name: &str, a: &str, b: &str| {
+        let body = r#"{"items":[{"sku":"STRICT","qty":1}]}"#;
+        format!(
+            "POST /api/reservations HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nAuthorization: Bearer {WEB}\r\n{name}: {a}\r\n\
+             {name}: {b}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let (status, text) = raw(&server, twice("Idempotency-Key", "a", "b")).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("duplicate_header"), "{text}");
+    let doubled_auth = format!(
+        "GET /api/inventory/products/STRICT HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {WEB}\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
+    );
+    let (status, text) = raw(&server, doubled_auth).await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(
+        client
+            .get("/api/inventory/products/STRICT", None)
+            .await
+            .body["reserved"],
+        0,
+        "nothing was reserved"
+    );
+
+    // Host is checked on every route when listening on loopback, and parsed strictly.
+    for host in ["evil.com", "evil.com@127.0.0.1", "127.0.0.1/x"] {
+        for path in ["/healthz", "/api/inventory/products", "/mcp"] {
+            let (status, text) = raw(
+                &server,
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+            )
+            .await;
+            assert_eq!(status, 403, "{host} {path}: {text}");
+        }
+    }
+    let (status, text) = raw(
+        &server,
+        format!(
+            "GET /api/inventory/products HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.com\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("origin_not_allowed"), "{text}");
+
+    // 401 says which scheme; 405 says which methods.
+    let unauthorized = client
+        .post("/api/skus", None, json!({"sku": "X", "pool": "physical"}))
+        .await;
+    assert_eq!(unauthorized.status, 401);
+    assert_eq!(
+        unauthorized
+            .headers
+            .get("www-authenticate")
+            .map(String::as_str),
+        Some("Bearer realm=\"stockade\"")
+    );
+    let wrong = client
+        .send("PUT", "/api/skus", Some(ADMIN), &[], None)
+        .await;
+    assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.headers.get("allow").map(String::as_str), Some("POST"));
+
+    // Error bodies quote inputs briefly, in our words.
+    let long = format!("/{}", "p".repeat(8000));
+    let missing = client.get(&long, None).await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.text.len() < 400, "{} bytes", missing.text.len());
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let nested = client
+        .send(
+            "POST",
+            "/api/reservations",
+            Some(WEB),
+            &[],
+            Some(format!("{{\"items\":{deep}}}").into_bytes()),
+        )
+        .await;
+    assert!((400..500).contains(&nested.status), "{}", nested.text);
+    assert!(!nested.text.contains("recursion"), "{}", nested.text);
+    let query = client.get("/api/inventory/products?limit=many", None).await;
+    assert_eq!(query.status, 422, "{}", query.text);
+    assert!(!query.text.contains("Query deserialize"), "{}", query.text);
+
+    // The dashboard cannot be framed and runs only its own script.
+    let page = client.get("/", None).await;
+    assert_eq!(
+        page.headers.get("x-frame-options").map(String::as_str),
+        Some("DENY")
+    );
+    let policy = page
+        .headers
+        .get("content-security-policy")
+        .cloned()
+        .unwrap_or_default();
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(policy.contains("script-src 'sha256-"), "{policy}");
+    server.stop().unwrap();
+}

@@ -9,8 +9,6 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::prelude::*;
 
 /// mimalloc, not glibc's malloc: the server allocates per request, and this measured
 /// about 30% more reservations/s over HTTP (docs/benchmarks.md).
@@ -21,6 +19,7 @@ mod args;
 mod audit;
 mod dlq;
 mod log;
+mod logs;
 mod mcp;
 mod multichannel;
 mod reconcile;
@@ -90,17 +89,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Warnings and errors on stderr. The EventStoreDB client's own logs are off: it logs
-    // every failed connection attempt, which the backend already reports in its errors.
-    let filter = Targets::new()
-        .with_default(LevelFilter::WARN)
-        .with_target("kurrentdb", LevelFilter::OFF);
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(LevelFilter::WARN)
-        .finish()
-        .with(filter)
-        .init();
+    logs::init();
     match cli.command {
         Top::Serve(args) => match serve::run(args, |banner| emit(banner.0.trim_end())) {
             Ok(()) => ExitCode::SUCCESS,

@@ -48,8 +48,11 @@ impl<const N: usize> Table<N> {
         out
     }
 
+    /// Adds a row. Control characters in a cell (a reason or reference someone typed: a
+    /// newline, a terminal escape) are shown escaped, as JSON shows them, never sent raw
+    /// to the terminal.
     pub fn row<S: Into<String>>(&mut self, cells: [S; N]) {
-        self.rows.push(cells.map(Into::into));
+        self.rows.push(cells.map(|c| escape_controls(c.into())));
     }
 
     fn widths(&self) -> [usize; N] {
@@ -85,9 +88,29 @@ impl<const N: usize> Table<N> {
     }
 }
 
+/// `text` with every control character written as an escape (`\n`, `\u{1b}`).
+fn escape_controls(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .flat_map(|c| match c.is_control() {
+            true => c.escape_default().collect::<Vec<_>>(),
+            false => vec![c],
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_cells_are_escaped() {
+        let mut t = Table::new(["", ""]);
+        t.row(["a\nb", "\u{1b}[31mred"]);
+        assert_eq!(t.render_untitled(), "a\\nb  \\u{1b}[31mred\n");
+    }
 
     #[test]
     fn columns_align() {

@@ -105,12 +105,36 @@ pub struct InvalidTimestamp(pub String);
 impl std::str::FromStr for Timestamp {
     type Err = InvalidTimestamp;
 
+    /// RFC 3339: `Z` or a numeric offset (`+01:00`, `-05:30`), any number of fraction
+    /// digits (kept to the millisecond, rounded down), a leap second (`:60`, read as the
+    /// next minute's start). The result is the UTC instant meant.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || InvalidTimestamp(s.to_owned());
-        let rest = s
-            .strip_suffix('Z')
-            .or_else(|| s.strip_suffix('z'))
-            .ok_or_else(bad)?;
+        let bad = || InvalidTimestamp(s.chars().take(80).collect());
+        let (rest, offset_secs) = match s.strip_suffix(['Z', 'z']) {
+            Some(rest) => (rest, 0i64),
+            None => {
+                let at = s.len().checked_sub(6).ok_or_else(bad)?;
+                let (rest, offset) = (s.get(..at).ok_or_else(bad)?, s.get(at..).ok_or_else(bad)?);
+                let b = offset.as_bytes();
+                let sign = match b[0] {
+                    b'+' => 1i64,
+                    b'-' => -1,
+                    _ => return Err(bad()),
+                };
+                let digits = |r: std::ops::Range<usize>| -> Result<i64, InvalidTimestamp> {
+                    let part = offset.get(r).ok_or_else(bad)?;
+                    if !part.bytes().all(|c| c.is_ascii_digit()) {
+                        return Err(bad());
+                    }
+                    part.parse().map_err(|_| bad())
+                };
+                let (h, m) = (digits(1..3)?, digits(4..6)?);
+                if b[3] != b':' || h > 23 || m > 59 {
+                    return Err(bad());
+                }
+                (rest, sign * (h * 3600 + m * 60))
+            }
+        };
         let (date, time) = rest.split_once(['T', 't', ' ']).ok_or_else(bad)?;
         let number = |part: &str, len: usize| -> Result<u64, InvalidTimestamp> {
             if part.len() != len || !part.bytes().all(|b| b.is_ascii_digit()) {
@@ -150,9 +174,12 @@ impl std::str::FromStr for Timestamp {
             || d > month_days[(m - 1) as usize]
             || hh > 23
             || mm > 59
-            || ss > 59
+            || ss > 60
         {
             return Err(bad());
+        }
+        if time.ends_with('.') {
+            return Err(bad()); // a decimal point needs digits after it
         }
         let millis = if fraction.is_empty() {
             0
@@ -163,7 +190,13 @@ impl std::str::FromStr for Timestamp {
             let padded = format!("{fraction:0<3}");
             padded[..3].parse::<u64>().map_err(|_| bad())?
         };
-        let secs = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
+        let local = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
+        // The offset says how far local time is ahead of UTC.
+        let secs = i64::try_from(local)
+            .ok()
+            .and_then(|l| l.checked_sub(offset_secs))
+            .and_then(|u| u64::try_from(u).ok())
+            .ok_or_else(bad)?;
         secs.checked_mul(1000)
             .and_then(|ms| ms.checked_add(millis))
             .map(Timestamp)
@@ -189,9 +222,26 @@ mod tests {
             "2026-11-27T09:00:00.5Z".parse::<Timestamp>(),
             Ok(Timestamp::from_millis(1_795_770_000_500))
         );
+        // Offsets, long fractions and leap seconds, as RFC 3339 allows: the UTC instant.
+        let nine = Timestamp::from_millis(1_795_770_000_000);
+        assert_eq!("2026-11-27T10:00:00+01:00".parse::<Timestamp>(), Ok(nine));
+        assert_eq!("2026-11-27T03:30:00-05:30".parse::<Timestamp>(), Ok(nine));
+        assert_eq!("2026-11-27T09:00:00+00:00".parse::<Timestamp>(), Ok(nine));
+        assert_eq!(
+            "2026-11-27T09:00:00.123456789Z".parse::<Timestamp>(),
+            Ok(Timestamp::from_millis(1_795_770_000_123))
+        );
+        assert_eq!(
+            "2026-11-27T08:59:60Z".parse::<Timestamp>(),
+            Ok(nine),
+            "a leap second reads as the next minute's start"
+        );
         for bad in [
             "2026-11-27T09:00:00",
-            "2026-11-27T09:00:00+01:00",
+            "2026-11-27T09:00:00+0100",
+            "2026-11-27T09:00:00+24:00",
+            "2026-11-27T09:00:00.Z",
+            "1970-01-01T00:30:00+01:00",
             "2026-02-30T00:00:00Z",
             "1969-12-31T23:59:59Z",
             "2026-11-27T24:00:00Z",

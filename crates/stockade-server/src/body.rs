@@ -101,15 +101,26 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
         )));
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        let kind = match e.classify() {
-            serde_json::error::Category::Data => ErrorKind::Unprocessable,
-            _ => ErrorKind::BadRequest,
-        };
-        let code = match kind {
-            ErrorKind::Unprocessable => "invalid_body",
-            _ => "malformed_json",
-        };
-        HttpError(ApiError::new(kind, code, e.to_string()))
+        let at = format!("line {}, column {}", e.line(), e.column());
+        HttpError(match e.classify() {
+            // The shape is wrong: serde names the field and what it expected (cut short,
+            // since it may quote the value sent).
+            serde_json::error::Category::Data => ApiError::new(
+                ErrorKind::Unprocessable,
+                "invalid_body",
+                crate::error::echo_up_to(&e.to_string(), 160),
+            ),
+            serde_json::error::Category::Eof => ApiError::new(
+                ErrorKind::BadRequest,
+                "malformed_json",
+                format!("the body ends before its JSON does ({at})"),
+            ),
+            _ => ApiError::new(
+                ErrorKind::BadRequest,
+                "malformed_json",
+                format!("the body is not valid JSON, or nests too deep ({at})"),
+            ),
+        })
     })
 }
 

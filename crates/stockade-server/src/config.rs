@@ -538,16 +538,24 @@ impl ServerConfig {
             return Err(bad("stream.keepalive_seconds must be positive"));
         }
         let mcp = &self.mcp;
-        if [
-            mcp.session_idle_seconds,
-            mcp.anonymous_session_idle_seconds,
-            mcp.max_sessions as u64,
-            mcp.max_sessions_per_principal as u64,
-            mcp.max_anonymous_sessions as u64,
-        ]
-        .contains(&0)
-        {
-            return Err(bad("mcp session limits and idle times must be positive"));
+        let mcp_positive = [
+            ("mcp.session_idle_seconds", mcp.session_idle_seconds),
+            (
+                "mcp.anonymous_session_idle_seconds",
+                mcp.anonymous_session_idle_seconds,
+            ),
+            ("mcp.max_sessions", mcp.max_sessions as u64),
+            (
+                "mcp.max_sessions_per_principal",
+                mcp.max_sessions_per_principal as u64,
+            ),
+            (
+                "mcp.max_anonymous_sessions",
+                mcp.max_anonymous_sessions as u64,
+            ),
+        ];
+        if let Some((name, _)) = mcp_positive.iter().find(|(_, v)| *v == 0) {
+            return Err(bad(format!("{name} must be positive")));
         }
         self.engine.to_engine().validate().map_err(bad)?;
         self.store.to_engine(&self.data_dir)?;

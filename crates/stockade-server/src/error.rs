@@ -30,8 +30,38 @@ impl ResponseError for HttpError {
         if self.0.kind.retryable() {
             response.insert_header(("Retry-After", "1"));
         }
+        if self.0.kind == ErrorKind::Unauthorized {
+            // RFC 6750: say which scheme would be accepted.
+            response.insert_header(("WWW-Authenticate", "Bearer realm=\"stockade\""));
+        }
         response.json(self.0.body())
     }
+}
+
+/// Longest piece of a request (a path, a value) quoted back in an error message: enough
+/// to recognise it, never the whole of a large input.
+pub const MAX_ECHO_CHARS: usize = 80;
+
+/// `text`, cut to [`MAX_ECHO_CHARS`] characters (with `…` when cut), control characters
+/// escaped, for quoting a client's input in a message.
+pub fn echo(text: &str) -> String {
+    echo_up_to(text, MAX_ECHO_CHARS)
+}
+
+/// As [`echo`], cut at `max` characters.
+pub fn echo_up_to(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .flat_map(|c| match c.is_control() {
+            true => c.escape_default().collect::<Vec<_>>(),
+            false => vec![c],
+        })
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 pub type Result<T, E = HttpError> = std::result::Result<T, E>;
@@ -41,19 +71,25 @@ pub async fn no_route(req: actix_web::HttpRequest) -> HttpResponse {
     HttpError(ApiError::new(
         ErrorKind::NotFound,
         "no_route",
-        format!("no endpoint at {} (see docs/api.md)", req.path()),
+        format!("no endpoint at {} (see docs/api.md)", echo(req.path())),
     ))
     .error_response()
 }
 
-/// A JSON 405 for a known path called with the wrong method.
-pub async fn wrong_method(req: actix_web::HttpRequest) -> HttpResponse {
-    HttpResponse::MethodNotAllowed().json(
-        ApiError::new(
-            ErrorKind::BadRequest,
-            "method_not_allowed",
-            format!("{} does not take {}", req.path(), req.method()),
+/// A JSON 405 for a known path called with the wrong method; `allow` lists those it takes.
+pub async fn wrong_method(req: actix_web::HttpRequest, allow: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("Allow", allow))
+        .json(
+            ApiError::new(
+                ErrorKind::BadRequest,
+                "method_not_allowed",
+                format!(
+                    "{} takes {allow}, not {}",
+                    echo(req.path()),
+                    echo(req.method().as_str())
+                ),
+            )
+            .body(),
         )
-        .body(),
-    )
 }

@@ -37,6 +37,7 @@ pub mod auth;
 mod body;
 pub mod config;
 mod error;
+pub mod host;
 mod keys;
 pub mod routes;
 mod state;
@@ -177,6 +178,7 @@ async fn open(
         None => config.listen,
     };
     let (allowed_hosts, allowed_origins) = config.mcp.allowed(listen);
+    let host_check = host::HostCheck::new(allowed_hosts.clone(), allowed_origins.clone());
     let mcp = config.mcp.enabled.then(|| {
         state::McpService(stockade_mcp::http_service(
             mcp_backend.clone(),
@@ -206,6 +208,7 @@ async fn open(
         mcp_backend,
         mcp,
         mcp_sessions: Default::default(),
+        host_check,
     });
     let (addr, server) = match listener {
         Some(listener) => {

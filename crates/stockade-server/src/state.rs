@@ -45,6 +45,8 @@ pub struct AppState {
     pub mcp: Option<McpService>,
     /// Who opened each MCP session.
     pub mcp_sessions: crate::routes::mcp::Sessions,
+    /// The `Host` and `Origin` every request must carry (DNS-rebinding protection).
+    pub host_check: crate::host::HostCheck,
 }
 
 /// rmcp's HTTP service, shared by every worker (sessions live in it).
@@ -66,6 +68,7 @@ impl AppState {
         need: Need,
         query_token: Option<&str>,
     ) -> Result<Option<Caller>, HttpError> {
+        single(req, actix_web::http::header::AUTHORIZATION.as_str())?;
         let header = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
@@ -124,6 +127,7 @@ impl AppState {
 
 /// A header as text; a header that is not visible ASCII is a 400, not ignored.
 pub fn header(req: &HttpRequest, name: &str) -> Result<Option<String>, HttpError> {
+    single(req, name)?;
     req.headers()
         .get(name)
         .map(|v| {
@@ -136,4 +140,17 @@ pub fn header(req: &HttpRequest, name: &str) -> Result<Option<String>, HttpError
             })
         })
         .transpose()
+}
+
+/// Refuses a request that sends `name` more than once: taking one of them silently would
+/// let a proxy and this server act on different values (another token, another key).
+fn single(req: &HttpRequest, name: &str) -> Result<(), HttpError> {
+    if req.headers().get_all(name).nth(1).is_some() {
+        return Err(HttpError(ApiError::new(
+            stockade_wire::ErrorKind::BadRequest,
+            "duplicate_header",
+            format!("the {name} header was sent more than once; send it once"),
+        )));
+    }
+    Ok(())
 }

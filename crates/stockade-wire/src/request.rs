@@ -279,7 +279,10 @@ pub fn reservation_id(value: &str) -> Result<ReservationId, ApiError> {
         ApiError::new(
             ErrorKind::NotFound,
             "not_found",
-            format!("reservation {value:?} not found (ids are UUIDs)"),
+            format!(
+                "reservation {:?} not found (ids are UUIDs)",
+                value.chars().take(40).collect::<String>()
+            ),
         )
     })
 }

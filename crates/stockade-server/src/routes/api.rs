@@ -167,10 +167,18 @@ pub fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(query: &str) -> Re
     web::Query::<T>::from_query(query)
         .map(web::Query::into_inner)
         .map_err(|e| {
+            // Our words around serde's account of which parameter is wrong.
+            let detail = match &e {
+                actix_web::error::QueryPayloadError::Deserialize(inner) => inner.to_string(),
+                other => other.to_string(),
+            };
             HttpError(ApiError::new(
                 ErrorKind::Unprocessable,
                 "invalid_query",
-                e.to_string(),
+                format!(
+                    "the query string cannot be read: {}",
+                    crate::error::echo_up_to(&detail, 160)
+                ),
             ))
         })
 }

@@ -25,32 +25,39 @@ pub mod push;
 
 /// Every route of `stockade serve`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(wrong_method));
+    // Each resource names the methods it takes: a 405 lists them in `Allow`.
+    let resource = |path: &str, allow: &'static str| {
+        web::resource(path).default_service(web::to(move |req| wrong_method(req, allow)))
+    };
     // Matched in order: the hot path first, and static paths before patterns, so a
     // reservation never pays for trying the `{sku}` patterns.
-    cfg.service(resource("/api/reservations").route(web::post().to(api::reserve)))
-        .service(resource("/").route(web::get().to(ops::dashboard)))
-        .service(resource("/healthz").route(web::get().to(ops::healthz)))
-        .service(resource("/readyz").route(web::get().to(ops::readyz)))
-        .service(resource("/metrics").route(web::get().to(ops::metrics)))
-        .service(resource("/api/skus").route(web::post().to(api::register)))
+    cfg.service(resource("/api/reservations", "POST").route(web::post().to(api::reserve)))
+        .service(resource("/", "GET").route(web::get().to(ops::dashboard)))
+        .service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
+        .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
+        .service(resource("/api/skus", "POST").route(web::post().to(api::register)))
         .service(
-            resource("/mcp")
+            resource("/mcp", "GET, POST, DELETE")
                 .route(web::post().to(mcp::endpoint))
                 .route(web::get().to(mcp::endpoint))
                 .route(web::delete().to(mcp::endpoint)),
         )
-        .service(resource("/api/events").route(web::get().to(push::events)))
-        .service(resource("/api/ws").route(web::get().to(push::websocket)))
-        .service(resource("/api/inventory/products").route(web::get().to(api::list)))
-        .service(resource("/api/inventory/products/{sku}").route(web::get().to(api::stock)))
+        .service(resource("/api/events", "GET").route(web::get().to(push::events)))
+        .service(resource("/api/ws", "GET").route(web::get().to(push::websocket)))
+        .service(resource("/api/inventory/products", "GET").route(web::get().to(api::list)))
+        .service(resource("/api/inventory/products/{sku}", "GET").route(web::get().to(api::stock)))
         .service(
-            resource("/api/inventory/products/{sku}/adjustments")
+            resource("/api/inventory/products/{sku}/adjustments", "POST")
                 .route(web::post().to(api::adjust)),
         )
-        .service(resource("/api/reservations/{id}").route(web::get().to(api::reservation)))
-        .service(resource("/api/reservations/{id}/commit").route(web::post().to(api::commit)))
-        .service(resource("/api/reservations/{id}/release").route(web::post().to(api::release)))
+        .service(resource("/api/reservations/{id}", "GET").route(web::get().to(api::reservation)))
+        .service(
+            resource("/api/reservations/{id}/commit", "POST").route(web::post().to(api::commit)),
+        )
+        .service(
+            resource("/api/reservations/{id}/release", "POST").route(web::post().to(api::release)),
+        )
         .default_service(web::to(no_route));
 }
 
@@ -70,6 +77,25 @@ pub async fn guard(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
+    if let Err(refusal) = state.host_check.check(
+        req.headers()
+            .get(actix_web::http::header::HOST)
+            .and_then(|v| v.to_str().ok()),
+        req.headers()
+            .get(actix_web::http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        let (code, what) = match refusal {
+            crate::host::Refusal::Host => ("host_not_allowed", "Host"),
+            crate::host::Refusal::Origin => ("origin_not_allowed", "Origin"),
+        };
+        let error = HttpError(ApiError::new(
+            ErrorKind::Forbidden,
+            code,
+            format!("this server does not answer requests with that {what} header"),
+        ));
+        return Ok(req.into_response(error.error_response().map_into_right_body()));
+    }
     let counted = !is_stream(req.path());
     // A body from a caller without valid credentials is read on its own budget, within a
     // shorter deadline (see `body`): it cannot starve anyone else.
