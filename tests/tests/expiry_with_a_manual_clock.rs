@@ -119,3 +119,43 @@ async fn a_hold_made_before_a_restart_expires_after_it_exactly_once() {
     let stock = inventory.stock(&sku("RESTARTED")).await.unwrap();
     assert_eq!(stock.view.reserved, Quantity::ZERO);
 }
+
+/// The key window covers the longest hold: a same-key retry of a seven-day hold, days
+/// later and across a restart, gets its original answer, never "duplicate reservation".
+/// (With a 24 h window it did not: the review's finding.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_retry_of_a_week_long_hold_days_later_gets_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let item = sku("WEEK");
+    let options = ReserveOptions {
+        ttl: Some(stockade_domain::MAX_TTL),
+        origin: Origin::default().idempotency_key("slow-checkout"),
+        ..ReserveOptions::default()
+    };
+    let first = {
+        let inventory = open(dir.path(), &clock).await;
+        inventory
+            .register(&item, physical(5), &Origin::default())
+            .await
+            .unwrap();
+        let held = inventory
+            .reserve(&item, Quantity::new(2), options.clone())
+            .await
+            .unwrap();
+        inventory.shutdown().await;
+        held
+    };
+    clock.advance(Duration::from_secs(6 * 24 * 3600));
+    let inventory = open(dir.path(), &clock).await;
+    let retry = inventory
+        .reserve(&item, Quantity::new(2), options)
+        .await
+        .unwrap();
+    assert!(retry.replayed);
+    assert_eq!((retry.id, retry.expires_at), (first.id, first.expires_at));
+    assert_eq!(
+        inventory.stock(&item).await.unwrap().view.reserved,
+        Quantity::new(2)
+    );
+}
