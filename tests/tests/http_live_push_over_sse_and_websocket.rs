@@ -163,6 +163,19 @@ async fn a_websocket_client_declaring_a_huge_frame_is_closed_at_once() {
         closed.is_ok(),
         "the connection stays open, buffering the frame"
     );
+    // And the connection is cut, not drained: the client cannot go on sending.
+    let chunk = vec![b'x'; 1 << 20];
+    let mut sent = 0usize;
+    while sent < 256 {
+        match tokio::time::timeout(Duration::from_secs(5), ws.send_raw(&chunk)).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+    }
+    assert!(
+        sent < 256,
+        "the server read and discarded {sent} MiB after closing"
+    );
     // The server still serves everyone else.
     let client = Client::new(&server);
     client.register("AFTER-WS", 1).await;

@@ -127,6 +127,13 @@ pub async fn websocket(
     // The codec refuses a frame longer than the cap as soon as its header is read.
     let mut incoming = incoming.max_frame_size(MAX_INBOUND_FRAME);
     let mut rx = stream::start(shared(&state), request, slot);
+    // Set when the client broke the cap: after the close frame, the connection is cut
+    // (left open, the HTTP layer would read and discard whatever the client sends).
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let response = response.map_body({
+        let cut = cut.clone();
+        move |_, body| actix_web::body::BoxBody::new(CutAfter { body, cut })
+    });
     actix_web::rt::spawn(async move {
         // Bytes of the client's current fragmented message.
         let mut fragments = 0usize;
@@ -156,6 +163,7 @@ pub async fn websocket(
                             description: Some(format!("frames are limited to {MAX_INBOUND_FRAME} bytes")),
                         };
                         tracing::debug!(error = %e, "WebSocket client sent a frame it may not");
+                        cut.store(true, std::sync::atomic::Ordering::Release);
                         let _ = session.close(Some(reason)).await;
                         return;
                     }
@@ -173,6 +181,7 @@ pub async fn websocket(
                                 code: actix_ws::CloseCode::Size,
                                 description: Some(format!("messages are limited to {MAX_INBOUND_FRAME} bytes")),
                             };
+                            cut.store(true, std::sync::atomic::Ordering::Release);
                             let _ = session.close(Some(reason)).await;
                             return;
                         }
@@ -186,6 +195,35 @@ pub async fn websocket(
         let _ = session.close(None).await;
     });
     Ok(response)
+}
+
+/// The WebSocket's outgoing body; once it has ended (the close frame sent) after the
+/// client broke the cap, it fails instead, and a failed body makes the HTTP layer drop the
+/// connection.
+struct CutAfter {
+    body: actix_web::body::BoxBody,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl actix_web::body::MessageBody for CutAfter {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<web::Bytes, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_next(cx);
+        match polled {
+            std::task::Poll::Ready(None) if self.cut.load(std::sync::atomic::Ordering::Acquire) => {
+                std::task::Poll::Ready(Some(Err("the client broke the frame cap".into())))
+            }
+            other => other,
+        }
+    }
 }
 
 /// Largest frame (and fragmented message) a WebSocket client may send. Clients have
