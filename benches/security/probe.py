@@ -12,6 +12,7 @@ count and time. The server runs on a fresh data directory and is stopped at the 
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -265,17 +266,19 @@ def main():
             f"`X-Frame-Options: {headers.get('x-frame-options')}`, CSP "
             f"{'with' if 'frame-ancestors' in headers.get('content-security-policy', '') else 'WITHOUT'} frame-ancestors and hashed script",
         )
-        for _ in range(100):
-            request(port, "POST", "/mcp", {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": 7},
-                    {"Accept": "application/json, text/event-stream"})
+        for n in range(100):
+            body = ({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": 7}, "{not json", "[]")[n % 3]
+            request(port, "POST", "/mcp", body, {"Accept": "application/json, text/event-stream"})
+        for _ in range(30):
+            ws_huge_frame(port, 1 << 30, 1 << 20)
         proc.terminate()
         proc.wait()
         log.flush()
         with open(log.name) as f:
-            lines = f.read().splitlines()
+            lines = re.sub(r"\x1b\[[0-9;]*m", "", f.read()).splitlines()
         row(
             "malformed requests fill the log",
-            "100 malformed MCP `initialize` calls",
+            "100 malformed MCP calls and 30 oversized WebSocket frames, after the probes above",
             f"{sum(' ERROR ' in l for l in lines)} ERROR and {sum(' WARN ' in l for l in lines)} WARN lines in the whole run",
         )
         modes = ", ".join(

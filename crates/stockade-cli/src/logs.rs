@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::{FilterFn, LevelFilter, Targets};
+use tracing_subscriber::filter::{LevelFilter, Targets, dynamic_filter_fn};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
@@ -34,11 +34,18 @@ pub fn init() {
         // already reports in its errors.
         .with_target("kurrentdb", LevelFilter::OFF);
     let budget = Budget::default();
-    let limited = FilterFn::new(move |meta| !client_facing(meta.target()) || budget.take());
+    // Dynamic: asked for every event (a plain filter's answer is cached per call site,
+    // which would spend the budget once and never again).
+    // Below WARN nothing is shown (see `targets`), so nothing below it spends the budget.
+    let limited = dynamic_filter_fn(move |meta, _| {
+        *meta.level() <= Level::WARN && (!client_facing(meta.target()) || budget.take())
+    });
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                // Colour for a person at a terminal; plain text for a file or a collector.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .event_format(Demoted::default())
                 .with_filter(targets)
                 .with_filter(limited),
