@@ -5,12 +5,26 @@
 
 use std::sync::Arc;
 
-use stockade_domain::{OrderId, Quantity, Resolution};
+use stockade_domain::{OrderId, Quantity, Resolution, Sku};
 use stockade_engine::{Error, Line, LineStatus, Origin, ReserveOptions};
 use stockade_store::{EventStore, MemoryStore};
 use stockade_tests::engine::{
     Fault, FaultyStore, checked_log, open_on, open_sqlite, register, test_engine,
 };
+
+/// An order of `a` units of one SKU and `b` of another.
+fn two_lines(one: &Sku, a: u64, two: &Sku, b: u64) -> Vec<Line> {
+    vec![
+        Line {
+            sku: one.clone(),
+            qty: Quantity::new(a),
+        },
+        Line {
+            sku: two.clone(),
+            qty: Quantity::new(b),
+        },
+    ]
+}
 
 fn order(id: &str) -> ReserveOptions {
     ReserveOptions {
@@ -25,16 +39,7 @@ async fn a_refused_line_releases_the_lines_already_held() {
     let inventory = open_sqlite(dir.path()).await;
     let shirt = register(&inventory, "SHIRT", 5).await;
     let cap = register(&inventory, "CAP", 1).await;
-    let lines = vec![
-        Line {
-            sku: shirt.clone(),
-            qty: Quantity::new(2),
-        },
-        Line {
-            sku: cap.clone(),
-            qty: Quantity::new(3),
-        },
-    ];
+    let lines = two_lines(&shirt, 2, &cap, 3);
     let refused = inventory.reserve_order(lines, order("ORD-1")).await;
     match refused {
         Err(Error::Rejected { sku, rejection }) => {
@@ -62,16 +67,7 @@ async fn an_order_is_committed_by_its_id_after_a_restart() {
         let inventory = open_sqlite(dir.path()).await;
         let shirt = register(&inventory, "SHIRT", 5).await;
         let cap = register(&inventory, "CAP", 5).await;
-        let lines = vec![
-            Line {
-                sku: shirt.clone(),
-                qty: Quantity::new(2),
-            },
-            Line {
-                sku: cap.clone(),
-                qty: Quantity::new(1),
-            },
-        ];
+        let lines = two_lines(&shirt, 2, &cap, 1);
         let held = inventory
             .reserve_order(lines, order("ORD-2"))
             .await
@@ -118,16 +114,7 @@ async fn a_commit_that_sold_some_lines_says_which_and_a_repeat_finishes_it() {
     let inventory = open_on(faulty, test_engine()).await;
     let shirt = register(&inventory, "SHIRT", 5).await;
     let cap = register(&inventory, "CAP", 5).await;
-    let lines = vec![
-        Line {
-            sku: shirt.clone(),
-            qty: Quantity::new(2),
-        },
-        Line {
-            sku: cap.clone(),
-            qty: Quantity::new(1),
-        },
-    ];
+    let lines = two_lines(&shirt, 2, &cap, 1);
     let held = inventory
         .reserve_order(lines, ReserveOptions::default())
         .await
@@ -193,16 +180,7 @@ async fn an_order_cut_short_by_a_crash_is_released_at_the_next_start() {
     let first = open_on(faulty, test_engine()).await;
     let shirt = register(&first, "SHIRT", 5).await;
     let cap = register(&first, "CAP", 5).await;
-    let lines = vec![
-        Line {
-            sku: shirt.clone(),
-            qty: Quantity::new(2),
-        },
-        Line {
-            sku: cap.clone(),
-            qty: Quantity::new(1),
-        },
-    ];
+    let lines = two_lines(&shirt, 2, &cap, 1);
     let keyed = ReserveOptions {
         order_id: Some(OrderId::new("ORD-CUT").unwrap()),
         origin: Origin::default().idempotency_key("cart-cut"),

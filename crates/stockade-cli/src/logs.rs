@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tracing::subscriber::Interest;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{LevelFilter, Targets, dynamic_filter_fn};
 use tracing_subscriber::fmt::FmtContext;
@@ -36,9 +37,20 @@ pub fn init() {
     let budget = Budget::default();
     // Dynamic: asked for every event (a plain filter's answer is cached per call site,
     // which would spend the budget once and never again).
-    // Below WARN nothing is shown (see `targets`), so nothing below it spends the budget.
+    // Asked per event only where it counts: client-facing targets at WARN and above. Every
+    // other call site is decided once (a plain filter's cached answer would spend the
+    // budget once and never again), and nothing below WARN is ever asked, so the hot
+    // paths' debug and trace events stay disabled at their call sites.
     let limited = dynamic_filter_fn(move |meta, _| {
         *meta.level() <= Level::WARN && (!client_facing(meta.target()) || budget.take())
+    })
+    .with_max_level_hint(LevelFilter::WARN)
+    .with_callsite_filter(|meta| {
+        match (*meta.level() <= Level::WARN, client_facing(meta.target())) {
+            (false, _) => Interest::never(),
+            (true, true) => Interest::sometimes(),
+            (true, false) => Interest::always(),
+        }
     });
     tracing_subscriber::registry()
         .with(

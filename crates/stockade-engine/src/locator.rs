@@ -64,6 +64,7 @@ impl Recent {
         self.young.get(id).or_else(|| self.old.get(id))
     }
 
+    #[cfg(test)]
     fn get(&self, id: &ReservationId) -> Option<Vec<Sku>> {
         self.entry(id).map(|e| e.skus.clone())
     }
@@ -168,21 +169,12 @@ impl Locator {
     /// The SKUs holding lines of `id`. Waits for the start-up pass, so that a reservation
     /// whose lines it has only partly indexed is never reported half.
     pub(crate) async fn skus(&self, id: &ReservationId) -> Result<Option<Vec<Sku>>, Error> {
-        if let Some(store) = &self.indexed {
-            let cached = self
-                .recent
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(id);
-            if cached.is_some() {
-                return Ok(cached);
+        if self.indexed.is_some() {
+            if let Some(skus) = self.cached(id, |e| Some(e.skus.clone())) {
+                return Ok(Some(skus));
             }
-            let events = store
-                .read_subject(*id.as_uuid(), RESERVATION_EVENTS)
-                .await
-                .map_err(|e| Error::store("find the reservation", &e))?;
             let mut skus: Vec<Sku> = Vec::new();
-            for sku in held(&events).map(|(_, sku)| sku) {
+            for sku in held(&self.filed_under(id).await?).map(|(_, sku)| sku) {
                 if !skus.contains(&sku) {
                     skus.push(sku);
                 }
@@ -195,21 +187,13 @@ impl Locator {
 
     /// The channel that made reservation `id`, if it is known.
     pub(crate) async fn owner(&self, id: &ReservationId) -> Result<Option<Channel>, Error> {
-        if let Some(store) = &self.indexed {
-            let cached = self
-                .recent
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .entry(id)
-                .and_then(|e| e.channel.clone());
-            if cached.is_some() {
-                return Ok(cached);
+        if self.indexed.is_some() {
+            if let Some(channel) = self.cached(id, |e| e.channel.clone()) {
+                return Ok(Some(channel));
             }
-            let events = store
-                .read_subject(*id.as_uuid(), RESERVATION_EVENTS)
-                .await
-                .map_err(|e| Error::store("find the reservation", &e))?;
-            return Ok(events
+            return Ok(self
+                .filed_under(id)
+                .await?
                 .iter()
                 .filter(|e| e.event_type == "StockReserved")
                 .find_map(|e| match codec::decode(e) {
@@ -219,6 +203,29 @@ impl Locator {
         }
         self.wait_ready().await?;
         Ok(self.groups.get(id).and_then(|g| g.channel.clone()))
+    }
+
+    /// What the cache of recent reservations says of `id`, through `pick`.
+    fn cached<T>(&self, id: &ReservationId, pick: impl FnOnce(&Entry) -> Option<T>) -> Option<T> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(id)
+            .and_then(pick)
+    }
+
+    /// The events the store filed under reservation `id` (a store with indexes only).
+    async fn filed_under(
+        &self,
+        id: &ReservationId,
+    ) -> Result<Vec<stockade_store::RecordedEvent>, Error> {
+        let Some(store) = &self.indexed else {
+            return Ok(Vec::new());
+        };
+        store
+            .read_subject(*id.as_uuid(), RESERVATION_EVENTS)
+            .await
+            .map_err(|e| Error::store("find the reservation", &e))
     }
 
     /// The reservations of `order` with their SKUs.
