@@ -74,6 +74,8 @@ pub struct Projector {
     /// Holds made by recent batches and not ended yet: most holds end soon after they are
     /// made (a checkout commits within minutes), and then need no query.
     recent: RecentFacts,
+    /// Told each batch's SKU versions (see `observe`).
+    observer: Option<Box<dyn Fn(&Sku, u64) + Send + Sync>>,
 }
 
 /// Recent holds kept at hand: at most this many, in two generations of half as many.
@@ -192,7 +194,16 @@ impl Projector {
             config,
             states: HashMap::new(),
             recent: RecentFacts::default(),
+            observer: None,
         }
+    }
+
+    /// Calls `observer(sku, version)` after each batch for every SKU the batch touched,
+    /// with the stream's version after it (a server tells its engine, so that appends
+    /// made by another process reach the engine's exact reads).
+    pub fn observe(mut self, observer: impl Fn(&Sku, u64) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
     }
 
     pub fn models(&self) -> &ReadModels {
@@ -302,6 +313,19 @@ impl Projector {
             self.recent.clear();
         })?;
         record_metrics(&notices, last_committed);
+        if let Some(observer) = &self.observer {
+            // One call per SKU per batch, with the stream's version after the batch.
+            let mut versions: HashMap<Sku, u64> = HashMap::new();
+            for e in &events {
+                if let Some(sku) = e.stream.sku() {
+                    let v = versions.entry(sku).or_default();
+                    *v = (*v).max(e.revision + 1);
+                }
+            }
+            for (sku, version) in &versions {
+                observer(sku, *version);
+            }
+        }
         // Prune now and then: when the last seq crosses a multiple of PRUNE_EVERY.
         let prune = matches!((notices.first(), notices.last()), (Some(first), Some(last))
             if first.seq.div_ceil(PRUNE_EVERY) != (last.seq + 1).div_ceil(PRUNE_EVERY));

@@ -552,3 +552,61 @@ async fn a_missing_log_is_one_line_and_exit_two() {
         "a read created a log"
     );
 }
+
+/// The newcomer's finding: a count applied by `stockade reconcile` beside a running server
+/// left the server's exact read (`GET /api/inventory/products/{sku}`, from the engine's
+/// durable state) at the old figure until the SKU's next write, while the list said the
+/// new one. The server's projector follows every append, a tool's too, and tells the
+/// engine, whose actor re-reads what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_applied_beside_a_running_server_reaches_its_exact_read() {
+    use stockade_tests::server::{Client, TestServer, config};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let client = Client::new(&server);
+    client.register("BOLT", 20).await;
+    let before = client.get("/api/inventory/products/BOLT", None).await;
+    assert_eq!(before.body["on_hand"], 20);
+
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let counts = dir.path().join("counts.csv");
+    std::fs::write(
+        &counts,
+        format!("sku,counted_on_hand,counted_at\nBOLT,12,{now}\n"),
+    )
+    .unwrap();
+    let applied = stockade(&[
+        "reconcile",
+        "--data-dir",
+        &dir_arg(dir.path()),
+        "--counts",
+        &dir_arg(&counts),
+    ])
+    .await;
+    assert_eq!(
+        code(&applied),
+        0,
+        "{}{}",
+        stdout(&applied),
+        stderr(&applied)
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut exact = before.body;
+    while tokio::time::Instant::now() < deadline {
+        exact = client.get("/api/inventory/products/BOLT", None).await.body;
+        if exact["on_hand"] == 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        exact["on_hand"], 12,
+        "the exact read stayed behind: {exact}"
+    );
+    assert_eq!(exact["version"], 2, "{exact}");
+    // The engine decides on the new figure too: 12 can be held, 13 cannot.
+    assert_eq!(client.try_reserve("BOLT", 13).await, Some(409));
+    assert_eq!(client.try_reserve("BOLT", 12).await, Some(201));
+    server.stop().unwrap();
+}

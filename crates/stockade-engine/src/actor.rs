@@ -157,6 +157,15 @@ pub(crate) struct ReadReservation {
 }
 
 /// The ids of the SKU's durable live holds (for recovery at start-up).
+/// The stream reached `version` (seen by a follower of the log): re-read it if this actor
+/// knows less and has no append in flight (an append in flight finds out by itself: the
+/// store fences it, and the actor re-reads then).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Refresh {
+    pub version: u64,
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct ReadLiveHolds {
@@ -227,6 +236,8 @@ pub(crate) struct SkuActor {
     stream: StreamName,
     shared: Arc<Shared>,
     waiting: Arc<AtomicUsize>,
+    /// `durable_version`, published for `Shared::observe` (read without a message).
+    published: Arc<std::sync::atomic::AtomicU64>,
     phase: Phase,
     /// Durable events applied, decided ones staged on top.
     state: SkuState,
@@ -301,7 +312,12 @@ impl Actor for SkuActor {
 }
 
 impl SkuActor {
-    pub(crate) fn new(sku: Sku, shared: Arc<Shared>, waiting: Arc<AtomicUsize>) -> Self {
+    pub(crate) fn new(
+        sku: Sku,
+        shared: Arc<Shared>,
+        waiting: Arc<AtomicUsize>,
+        published: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
         let retention = shared.config.idempotency_retention;
         let keys = KeyTable::for_store(shared.store.as_ref(), retention);
         Self {
@@ -309,6 +325,7 @@ impl SkuActor {
             sku,
             shared,
             waiting,
+            published,
             phase: Phase::Loading,
             state: SkuState::default(),
             durable_version: 0,
@@ -338,6 +355,7 @@ impl SkuActor {
             Ok(l) => {
                 self.state = l.state;
                 self.durable_version = l.version;
+                self.publish_version();
                 self.speculative_version = l.version;
                 self.keys = l.keys;
                 self.snapshot_version = l.snapshot_version;
@@ -357,6 +375,11 @@ impl SkuActor {
 
     fn now(&self) -> Timestamp {
         self.shared.clock.now()
+    }
+
+    fn publish_version(&self) {
+        self.published
+            .store(self.durable_version, Ordering::Release);
     }
 
     fn error_from(&self, rejection: stockade_domain::Rejection) -> Error {
@@ -976,6 +999,7 @@ impl SkuActor {
                 version += 1;
             }
             self.durable_version = version;
+            self.publish_version();
             self.answer(p, None, version, false);
         }
         if sound && restage {
@@ -1059,6 +1083,7 @@ impl SkuActor {
             );
         }
         self.durable_version += tail.len() as u64;
+        self.publish_version();
         self.note_durable(tail.iter().map(|t| &t.event));
         if cause.is_none() && tail.is_empty() && !self.uncertain {
             // A conflict, yet nothing after our version: the store and this actor disagree
@@ -1384,6 +1409,21 @@ impl Handler<ReadStock> for SkuActor {
             None => Err(self.error_from(stockade_domain::Rejection::UnknownSku)),
         };
         msg.reply.send(answer);
+    }
+}
+
+impl Handler<Refresh> for SkuActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Refresh, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Ready
+            && self.in_flight.is_none()
+            && self.durable_version < msg.version
+        {
+            // As after a conflict: fold what others appended, decide what is queued again.
+            self.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+            self.resync(ctx, None);
+        }
     }
 }
 

@@ -46,6 +46,8 @@ struct Slot {
     addr: Addr<SkuActor>,
     /// Commands sent to this actor and not yet answered (the mailbox bound).
     waiting: Arc<AtomicUsize>,
+    /// The actor's durable version, as it last published it (see `Shared::observe`).
+    durable: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -192,11 +194,29 @@ impl Shared {
 
     fn start(self: &Arc<Self>, sku: &Sku) -> Slot {
         let waiting = Arc::new(AtomicUsize::new(0));
+        let durable = Arc::new(AtomicU64::new(0));
         let (shared, actor_waiting, actor_sku) = (self.clone(), waiting.clone(), sku.clone());
+        let actor_durable = durable.clone();
         let addr = SkuActor::start_in_arbiter(self.registry.arbiter_for(sku), move |_| {
-            SkuActor::new(actor_sku, shared, actor_waiting)
+            SkuActor::new(actor_sku, shared, actor_waiting, actor_durable)
         });
-        Slot { addr, waiting }
+        Slot {
+            addr,
+            waiting,
+            durable,
+        }
+    }
+
+    /// Someone following the log saw `sku`'s stream reach `version`. A running actor that
+    /// knows less (another process appended beside this one) re-reads its stream, so its
+    /// exact reads catch up without waiting for its next write. Costs one map lookup when
+    /// the actor already knows it, as for every append this engine made itself.
+    pub(crate) fn observe(&self, sku: &Sku, version: u64) {
+        if let Some(slot) = self.registry.slots.get(sku)
+            && slot.durable.load(Ordering::Acquire) < version
+        {
+            slot.addr.do_send(crate::actor::Refresh { version });
+        }
     }
 
     /// Sends `make(reply)` to `sku`'s actor and waits for the answer, re-sending to a

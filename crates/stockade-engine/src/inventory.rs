@@ -873,6 +873,14 @@ impl Inventory {
             .ok_or_else(|| Error::NotFound(format!("reservation {id}")))
     }
 
+    /// Tells the engine that `sku`'s stream has reached `version`, as a follower of the log
+    /// (the projector) saw it. When another process appended to the log beside this engine
+    /// (an operator tool), the SKU's running actor re-reads its stream, so its exact reads
+    /// are not left behind until its next write. Cheap when the actor already knows.
+    pub fn observe(&self, sku: &Sku, version: u64) {
+        self.shared().observe(sku, version);
+    }
+
     /// The event store the engine writes to (for audits and tools that read the log).
     pub fn store(&self) -> Arc<dyn EventStore> {
         self.shared().store.clone()

@@ -138,7 +138,11 @@ async fn open(
         }
     };
     let mut background = Vec::new();
-    let projector = Projector::new(inventory.store(), models.clone(), hub.clone());
+    // The projector follows the whole log, appends of operator tools included: it tells
+    // the engine, whose actors then re-read what they missed.
+    let observed = inventory.clone();
+    let projector = Projector::new(inventory.store(), models.clone(), hub.clone())
+        .observe(move |sku, version| observed.observe(sku, version));
     background.push(actix_web::rt::spawn(projector.run(stopped(&background_rx))));
     for hook in &config.webhooks {
         let endpoint = Endpoint {

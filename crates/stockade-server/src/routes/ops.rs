@@ -50,6 +50,11 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
     metrics::gauge!("stockade_engine_commands").set(stats.commands as f64);
     metrics::gauge!("stockade_engine_conflicts").set(stats.conflicts as f64);
     metrics::gauge!("stockade_engine_max_batch").set(stats.max_batch as f64);
+    // Read at each scrape, not only when this process changes it: `stockade dlq replay`
+    // run beside the server empties the queue from another process.
+    if let Ok(depth) = state.models.dead_letter_count().await {
+        metrics::gauge!("stockade_dlq_depth").set(depth as f64);
+    }
     Ok(match telemetry::handle() {
         Some(handle) => {
             handle.run_upkeep();
