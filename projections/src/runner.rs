@@ -75,8 +75,11 @@ pub struct Projector {
     /// made (a checkout commits within minutes), and then need no query.
     recent: RecentFacts,
     /// Told each batch's SKU versions (see `observe`).
-    observer: Option<Box<dyn Fn(&Sku, u64) + Send + Sync>>,
+    observer: Option<VersionObserver>,
 }
+
+/// Told a SKU and its stream's version after a batch (see `Projector::observe`).
+type VersionObserver = Box<dyn Fn(&Sku, u64) + Send + Sync>;
 
 /// Recent holds kept at hand: at most this many, in two generations of half as many.
 const RECENT_FACTS: usize = 65_536;
