@@ -193,6 +193,15 @@ pub struct ReserveOptions {
     pub expected_versions: BTreeMap<Sku, u64>,
 }
 
+/// What `register_if_absent` found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    /// The SKU's stream version.
+    pub version: u64,
+    /// This call registered it (else it was registered before, and is unchanged).
+    pub created: bool,
+}
+
 /// A reservation that is durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
@@ -422,6 +431,31 @@ impl Inventory {
             .execute(sku, command, origin.request(None)?)
             .await?
             .version)
+    }
+
+    /// Registers a SKU unless it is registered already: for a program that registers its
+    /// catalogue at every start. Says whether this call registered it, and the SKU's
+    /// version. An existing SKU keeps its pool as it is (change it with `adjust`).
+    pub async fn register_if_absent(
+        &self,
+        sku: &Sku,
+        pool: PoolConfig,
+        origin: &Origin,
+    ) -> Result<Registration, Error> {
+        match self.register(sku, pool, origin).await {
+            Ok(version) => Ok(Registration {
+                version,
+                created: true,
+            }),
+            Err(Error::Rejected {
+                rejection: Rejection::AlreadyRegistered { .. },
+                ..
+            }) => Ok(Registration {
+                version: self.stock(sku).await?.version,
+                created: false,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Holds `qty` of one SKU.

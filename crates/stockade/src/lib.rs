@@ -49,7 +49,8 @@
 //!
 //! To keep the log in EventStoreDB instead (several app nodes, a replicated store), open
 //! with `InventoryConfig::esdb("esdb://node1:2113,node2:2113,node3:2113")` (feature `esdb`,
-//! on by default); the repository's `docs/operations.md` covers clusters and failover.
+//! off by default); the repository's `docs/operations.md` covers clusters and failover,
+//! and `docs/embedding.md` the whole of embedding this crate.
 //!
 //! The crates underneath, for what this one does not re-export: [`domain`] (the pure rules),
 //! [`store`] (the event store port and backends), [`engine`] (the SKU actors).
@@ -58,7 +59,8 @@ pub use stockade_domain as domain;
 pub use stockade_engine as engine;
 pub use stockade_store as store;
 
-/// The EventStoreDB backend (feature `esdb`, on by default).
+/// The EventStoreDB backend (feature `esdb`, off by default: an embedded-only build does
+/// not compile the gRPC client).
 #[cfg(feature = "esdb")]
 pub use stockade_esdb::{EsdbConfig, EsdbStore};
 
@@ -68,6 +70,6 @@ pub use stockade_domain::{
 };
 pub use stockade_engine::{
     Adjusted, Adjustment, Clock, EngineConfig, Error, Inventory, InventoryConfig, Line, LineStatus,
-    ManualClock, Origin, Reservation, ReservationStatus, ReserveOptions, Resolved, StockLevel,
-    StoreConfig, SystemClock,
+    ManualClock, Origin, Registration, Reservation, ReservationStatus, ReserveOptions, Resolved,
+    StockLevel, StoreConfig, SystemClock,
 };
