@@ -133,3 +133,90 @@ async fn an_invalid_policy_is_one_line_and_status_2() {
     );
     assert!(output.stdout.is_empty(), "nothing but protocol on stdout");
 }
+
+/// The newcomer's finding: the desktop config in `docs/mcp.md` set only a channel token,
+/// so a fresh directory had no admin token and no SKU could ever be registered. The
+/// config, as the page shows it, is started here as a host starts it (only its `env`, a
+/// fresh data directory), then the page's steps: the admin token from `tokens.toml`, a SKU
+/// registered over REST, and the assistant reading and ordering it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desktop_config_starts_from_an_empty_directory() {
+    let guide = include_str!("../../../docs/mcp.md");
+    let start = guide
+        .find("```json\n{\n  \"mcpServers\"")
+        .expect("the desktop config")
+        + "```json\n".len();
+    let end = start + guide[start..].find("```").expect("its end");
+    let config: serde_json::Value = serde_json::from_str(&guide[start..end]).unwrap();
+    let server = &config["mcpServers"]["stockade"];
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let mut args: Vec<String> = server["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    for (flag, value) in [
+        ("--data-dir", data.to_str().unwrap()),
+        ("--listen", "127.0.0.1:0"),
+    ] {
+        let at = args.iter().position(|a| a == flag).expect(flag) + 1;
+        args[at] = value.to_owned();
+    }
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stockade"));
+    cmd.args(&args).env_clear().kill_on_drop(true);
+    for (k, v) in server["env"].as_object().unwrap() {
+        cmd.env(k, v.as_str().unwrap());
+    }
+    let (transport, stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the configured command");
+    let mut lines = BufReader::new(stderr.unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("banner");
+            if let Some(addr) = line.split("listening on http://").nth(1) {
+                return addr.trim().to_owned();
+            }
+        }
+    })
+    .await
+    .expect("no banner");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let assistant = McpClient::over(transport).await;
+
+    // Step 2 of the page: the admin token from tokens.toml, a SKU over REST.
+    let tokens = std::fs::read_to_string(data.join("tokens.toml")).expect("tokens.toml");
+    let admin = tokens
+        .lines()
+        .find_map(|l| l.strip_prefix("admin_tokens = [\""))
+        .and_then(|l| l.strip_suffix("\"]"))
+        .expect("an admin token")
+        .to_owned();
+    let web = Client::at(&format!("http://{addr}"));
+    let registered = web
+        .post(
+            "/api/skus",
+            Some(&admin),
+            serde_json::json!({"sku": "SKU-7782", "pool": "physical", "on_hand": 3}),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.text);
+
+    let read = assistant
+        .call("inventory.getStock", serde_json::json!({"sku": "SKU-7782"}))
+        .await;
+    assert!(!read.is_error, "{read:?}");
+    assert_eq!(read.structured["available"], 3, "{read:?}");
+    let order = assistant
+        .call(
+            "orders.create",
+            serde_json::json!({"items": [{"sku": "SKU-7782", "qty": 1}]}),
+        )
+        .await;
+    assert!(!order.is_error, "{order:?}");
+    assistant.close().await;
+}
