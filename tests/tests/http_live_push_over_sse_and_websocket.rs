@@ -180,3 +180,74 @@ async fn a_websocket_client_declaring_a_huge_frame_is_closed_at_once() {
     let client = Client::new(&server);
     client.register("AFTER-WS", 1).await;
 }
+
+/// The keys of a JSON value, recursively (`a`, `a.b`, ...), array items not included.
+fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            let path = format!("{prefix}{k}");
+            out.push(path.clone());
+            key_paths(v, &format!("{path}."), out);
+        }
+    }
+}
+
+/// The newcomer's finding: the page showed one notice shape, the streams sent another, the
+/// dead-letter listing a third. Now the page's example, SSE and WebSocket carry the same
+/// keys (the streams add their envelope's `type`), and SSE and WebSocket the same values.
+/// (`dlq list --format json` prints the same type, `NoticeOut`: see the operator tools.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_has_one_shape_on_every_channel() {
+    let guide = include_str!("../../docs/notices.md");
+    let start = guide.find("## The notice").unwrap();
+    let block = start + guide[start..].find("```json\n").unwrap() + "```json\n".len();
+    let end = block + guide[block..].find("```").unwrap();
+    let example: serde_json::Value = serde_json::from_str(&guide[block..end]).unwrap();
+    let mut documented = Vec::new();
+    key_paths(&example, "", &mut documented);
+    documented.sort();
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let client = Client::new(&server);
+    let mut sse = Sse::open(&server, "/api/events", &[]).await;
+    assert_eq!(
+        sse.next(Duration::from_secs(5)).await.unwrap().event,
+        "hello"
+    );
+    let mut ws = Ws::open(&server, "/api/ws").await.unwrap();
+    assert_eq!(
+        ws.next(Duration::from_secs(5)).await.unwrap()["type"],
+        "hello"
+    );
+    client.register("SHAPE-1", 4).await;
+    let held = client
+        .post(
+            "/api/reservations",
+            Some(stockade_tests::server::WEB),
+            serde_json::json!({"items": [{"sku": "SHAPE-1", "qty": 1}], "order_id": "order-77"}),
+        )
+        .await;
+    assert_eq!(held.status, 201);
+
+    let _registered = sse.notice().await;
+    let mut over_sse = sse.notice().await;
+    assert_eq!(over_sse["type"], "notice");
+    over_sse.as_object_mut().unwrap().remove("type");
+    let _registered = ws.next(Duration::from_secs(5)).await.unwrap();
+    let mut over_ws = ws.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(over_ws["type"], "notice");
+    over_ws.as_object_mut().unwrap().remove("type");
+    assert_eq!(over_sse, over_ws, "SSE and WebSocket send the same notice");
+    let mut sent = Vec::new();
+    key_paths(&over_sse, "", &mut sent);
+    sent.sort();
+    assert_eq!(sent, documented, "the notice has the documented keys");
+    assert!(
+        over_sse["committed_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{over_sse}"
+    );
+    server.stop().unwrap();
+}

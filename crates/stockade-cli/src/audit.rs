@@ -176,7 +176,7 @@ async fn stream_history(
     Ok(())
 }
 
-const CSV_HEADER: [&str; 22] = [
+const CSV_HEADER: [&str; 23] = [
     "position",
     "at",
     "recorded_at",
@@ -184,6 +184,7 @@ const CSV_HEADER: [&str; 22] = [
     "revision",
     "event",
     "qty",
+    "delta",
     "principal",
     "channel",
     "order_id",
@@ -254,7 +255,11 @@ fn table_cells(e: &Entry) -> [String; 10] {
         e.at.to_string(),
         e.sku.to_string(),
         event,
-        e.qty.map(|q| q.to_string()).unwrap_or_default(),
+        // A reservation's units, or an adjustment's change (signed).
+        e.qty
+            .map(|q| q.to_string())
+            .or_else(|| e.delta.map(|d| format!("{d:+}")))
+            .unwrap_or_default(),
         who,
         why,
         change(e, limit),
@@ -263,7 +268,7 @@ fn table_cells(e: &Entry) -> [String; 10] {
     ]
 }
 
-fn csv_cells(e: &Entry) -> [String; 22] {
+fn csv_cells(e: &Entry) -> [String; 23] {
     [
         e.position.to_string(),
         e.at.to_string(),
@@ -272,6 +277,7 @@ fn csv_cells(e: &Entry) -> [String; 22] {
         e.revision.to_string(),
         e.event.to_owned(),
         e.qty.map(|q| q.to_string()).unwrap_or_default(),
+        e.delta.map(|d| d.to_string()).unwrap_or_default(),
         opt(&e.principal),
         opt(&e.channel),
         opt(&e.order_id),

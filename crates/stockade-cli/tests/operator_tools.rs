@@ -179,9 +179,31 @@ async fn replay_at_a_past_instant_shows_what_stock_returned_then() {
         .await;
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         let replayed = &json(&out)["skus"][0];
-        let view = serde_json::to_value(&read.view).unwrap();
         assert_eq!(replayed["version"], read.version, "{item} at {at}");
-        assert_eq!(replayed["view"], view, "{item} at {at}");
+        // The figures under the API's names: what `GET /api/inventory/products` says.
+        let view = &read.view;
+        let limited = |a: stockade_domain::state::Availability| match a {
+            stockade_domain::state::Availability::Limited(q) => Some(q.get()),
+            stockade_domain::state::Availability::Unlimited => None,
+        };
+        assert_eq!(
+            (
+                replayed["on_hand"].as_u64(),
+                replayed["reserved"].as_u64(),
+                replayed["sold"].as_u64(),
+                replayed["available"].as_u64(),
+                replayed["live_reservations"].as_u64(),
+            ),
+            (
+                view.limit.map(|q| q.get()),
+                Some(view.reserved.get()),
+                Some(view.sold.get()),
+                limited(view.available),
+                Some(view.live_reservations as u64),
+            ),
+            "{item} at {at}: {replayed}"
+        );
+        assert!(replayed.get("view").is_none() && replayed.get("limit").is_none());
     }
     // All SKUs at once, by position: the whole log is the last read of each.
     let out = stockade(&["replay", "--data-dir", &d, "--format", "json"]).await;
@@ -266,13 +288,15 @@ async fn the_history_says_when_what_who_why_and_the_figures() {
     assert!(table.contains("admin via backoffice"), "{table}");
     assert!(table.contains("goods received (po-7)"), "{table}");
     assert!(table.contains("3 → 13"), "{table}");
+    // An adjustment's qty column is its change, not the new on hand.
+    assert!(table.contains("+10"), "{table}");
 
     let all = json(&stockade(&["audit", "--data-dir", &d, "--format", "json"]).await);
     let all = all.as_array().unwrap();
     assert_eq!(all.len(), 6);
     assert_eq!(all[2]["event"], "ReservationCommitted");
-    assert_eq!(all[2]["before"]["limit"], 5);
-    assert_eq!(all[2]["after"]["limit"], 3);
+    assert_eq!(all[2]["before"]["on_hand"], 5);
+    assert_eq!(all[2]["after"]["on_hand"], 3);
     assert_eq!(all[1]["principal"], "channel:web");
     assert_eq!(all[1]["idempotency_key"], "checkout-1");
 
@@ -491,6 +515,31 @@ async fn dead_letters_are_listed_and_replayed_once_the_endpoint_works() {
     let listed = json(&stockade(&["dlq", "list", "--data-dir", &d, "--format", "json"]).await);
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(listed[0]["attempts"], 9);
+    // The notice in the one shape every channel uses (the streams' `NoticeOut`).
+    let notice = &listed[0]["notice"];
+    let expected: std::collections::BTreeSet<&str> = [
+        "seq",
+        "sku",
+        "version",
+        "previous",
+        "current",
+        "previous_status",
+        "status",
+        "cause",
+        "scopes",
+        "committed_at",
+        "event_id",
+    ]
+    .into();
+    let keys: std::collections::BTreeSet<&str> = notice
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, expected, "{notice}");
+    assert!(notice["committed_at"].is_string(), "{notice}");
+    assert_eq!(listed[0]["endpoint"], "market", "{listed}");
 
     receiver.set(Behaviour::Up);
     let done = stockade(&[

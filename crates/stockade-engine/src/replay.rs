@@ -54,7 +54,8 @@ pub enum ReplayError {
     },
 }
 
-/// One SKU as of a cut.
+/// One SKU as of a cut. Serialized with the REST API's names and shapes (`on_hand`, a
+/// number or `null` for `available`), flat: the same concept reads the same everywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replayed {
     pub sku: Sku,
@@ -65,7 +66,37 @@ pub struct Replayed {
     pub position: Position,
     #[serde(serialize_with = "rfc3339")]
     pub last_event_at: Timestamp,
+    #[serde(flatten, serialize_with = "view_as_api")]
     pub view: StockView,
+}
+
+/// A view's figures under the API's names (see `StockOut` in `stockade-wire`).
+fn view_as_api<S: serde::Serializer>(v: &StockView, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Figures {
+        pool: PoolKind,
+        on_hand: Option<u64>,
+        safety_stock: u64,
+        reserved: u64,
+        sold: u64,
+        available: Option<u64>,
+        shortfall: u64,
+        live_reservations: usize,
+    }
+    Figures {
+        pool: v.pool,
+        on_hand: v.limit.map(|q| q.get()),
+        safety_stock: v.safety_stock.get(),
+        reserved: v.reserved.get(),
+        sold: v.sold.get(),
+        available: match v.available {
+            Availability::Unlimited => None,
+            Availability::Limited(q) => Some(q.get()),
+        },
+        shortfall: v.shortfall.get(),
+        live_reservations: v.live_reservations,
+    }
+    .serialize(s)
 }
 
 /// The state of every SKU (or only `sku`) at `cut`, in SKU order, and the instant the
@@ -175,6 +206,8 @@ pub struct HistoryFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Figures {
     /// On hand (physical), the license limit or the period's capacity; `None` unlimited.
+    /// Named `on_hand`, as the API names it.
+    #[serde(rename = "on_hand")]
     pub limit: Option<u64>,
     pub reserved: u64,
     /// `None` for unlimited.
@@ -213,7 +246,11 @@ pub struct Entry {
     pub channel: Option<String>,
     pub order_id: Option<String>,
     pub reservation_id: Option<ReservationId>,
+    /// The units of a reservation.
     pub qty: Option<u64>,
+    /// An adjustment's change to on hand (or the limit), signed: `after.on_hand` minus
+    /// `before.on_hand`.
+    pub delta: Option<i64>,
     /// The adjustment's reason, or what resolved a reservation.
     pub reason: Option<String>,
     pub reference: Option<String>,
@@ -327,6 +364,7 @@ fn entry(
         order_id: None,
         reservation_id: event.reservation_id(),
         qty: None,
+        delta: None,
         reason: None,
         reference: None,
         correlation_id: meta.correlation_id,
@@ -338,7 +376,8 @@ fn entry(
     match event {
         Event::SkuRegistered(_) => entry.reason = Some("registered".into()),
         Event::StockAdjusted(e) => {
-            entry.qty = Some(e.current.get());
+            let change = i128::from(e.current.get()) - i128::from(e.previous.get());
+            entry.delta = Some(i64::try_from(change).unwrap_or(i64::MAX));
             entry.reason = Some(e.reason);
             entry.reference = e.reference;
         }
