@@ -659,3 +659,68 @@ async fn a_count_applied_beside_a_running_server_reaches_its_exact_read() {
     assert_eq!(client.try_reserve("BOLT", 12).await, Some(201));
     server.stop().unwrap();
 }
+
+/// The newcomer's finding: `stockade dlq replay` emptied the queue from the command line,
+/// and the running server's `stockade_dlq_depth` stayed at 1 until a restart. It is now
+/// read from the read models at each scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dlq_gauge_follows_a_replay_made_beside_the_server() {
+    use stockade_tests::server::{Client, TestServer, config};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let client = Client::new(&server);
+    client.register("GAUGE", 5).await;
+    let models = ReadModels::open(&dir.path().join("projections.db")).unwrap();
+    let mut notices = Vec::new();
+    for _ in 0..100 {
+        notices = models.notices(0, 10).await.unwrap();
+        if !notices.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    models
+        .dead_letter("webhook:market", &notices[0], "503 Service Unavailable", 8)
+        .await
+        .unwrap();
+    let depth = |text: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix("stockade_dlq_depth ")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let before = client.get("/metrics", None).await.text;
+    assert_eq!(depth(&before), Some(1.0), "{before}");
+
+    let receiver = Receiver::start(Behaviour::Up).await;
+    let config_file = dir.path().join("stockade.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[[webhooks]]\nname = \"market\"\nurl = \"{}\"\nsecret = \"whsec_0123456789abcdef\"\n",
+            receiver.url
+        ),
+    )
+    .unwrap();
+    let replayed = stockade(&[
+        "dlq",
+        "replay",
+        "--data-dir",
+        &dir_arg(dir.path()),
+        "--config",
+        &dir_arg(&config_file),
+    ])
+    .await;
+    assert_eq!(
+        code(&replayed),
+        0,
+        "{}{}",
+        stdout(&replayed),
+        stderr(&replayed)
+    );
+    let after = client.get("/metrics", None).await.text;
+    assert_eq!(depth(&after), Some(0.0), "{after}");
+    server.stop().unwrap();
+}
