@@ -55,6 +55,7 @@ pub async fn fold_everything(
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub mod backend;
+pub mod browser;
 pub mod engine;
 pub mod fixtures;
 pub mod http_receiver;

@@ -53,7 +53,12 @@ pub fn config(data_dir: &Path) -> ServerConfig {
 impl TestServer {
     /// Starts a server with `config` and waits until it listens.
     pub fn start(config: ServerConfig) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Self::start_at(config, "127.0.0.1:0")
+    }
+
+    /// As `start`, on `addr` (a restart on the port a page already points at).
+    pub fn start_at(config: ServerConfig, addr: &str) -> Self {
+        let listener = TcpListener::bind(addr).expect("bind the test server's address");
         let data_dir = config.data_dir.clone();
         let server = match stockade_server::spawn(config, listener) {
             Ok(server) => server,

@@ -43,6 +43,17 @@ pub struct ServerConfig {
     pub reconcile: ReconcileConfig,
     /// The MCP endpoint (`/mcp`) for assistants.
     pub mcp: McpConfig,
+    /// Pages of other origins that may read stock (the storefront indicator).
+    pub cors: CorsConfig,
+}
+
+/// Cross-origin reads, off by default: an origin listed here may load `/stock.js` and
+/// read stock and the live stream from its pages (public reads only; writes never).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`https://shop.example`, `http://localhost:3000`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +69,7 @@ impl Default for ServerConfig {
             webhooks: Vec::new(),
             reconcile: ReconcileConfig::default(),
             mcp: McpConfig::default(),
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -468,6 +480,7 @@ impl ServerConfig {
                 }
                 "STOCKADE_READ_TOKENS" => self.auth.read_tokens = list(&value),
                 "STOCKADE_ID_SECRET" => self.auth.id_secret = Some(value),
+                "STOCKADE_CORS_ORIGINS" => self.cors.allowed_origins = list(&value),
                 "STOCKADE_RESOLVE" => {
                     self.auth.resolve = match value.as_str() {
                         "any" => ResolveSetting::Any,
@@ -578,6 +591,19 @@ impl ServerConfig {
         }
         self.auth.resolve_policy()?;
         self.auth.id_secret()?;
+        for origin in &self.cors.allowed_origins {
+            let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && origin
+                    .split("://")
+                    .nth(1)
+                    .is_some_and(|rest| !rest.contains('/'));
+            if !valid {
+                return Err(bad(format!(
+                    "cors.allowed_origins: {origin:?} is not an origin (scheme://host[:port])"
+                )));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for hook in &self.webhooks {
             if hook.name.is_empty() || !names.insert(hook.name.as_str()) {
@@ -714,6 +740,8 @@ mod tests {
         );
         assert!(c.apply_env(env(&[("STOCKADE_LISTEN", "nowhere")])).is_err());
         assert!(err("[store]\nkind = \"eventstoredb\"").contains("store.url"));
+        assert!(err("[cors]\nallowed_origins = [\"shop.example\"]").contains("cors"));
+        assert!(err("[cors]\nallowed_origins = [\"https://shop.example/\"]").contains("cors"));
         assert!(err("[store]\nurl = \"esdb://x:2113\"").contains("eventstoredb"));
     }
 

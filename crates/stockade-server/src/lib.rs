@@ -182,7 +182,12 @@ async fn open(
         None => config.listen,
     };
     let (allowed_hosts, allowed_origins) = config.mcp.allowed(listen);
-    let host_check = host::HostCheck::new(allowed_hosts.clone(), allowed_origins.clone());
+    // Pages of the origins allowed to read stock cross-origin pass the Origin check too.
+    let mut checked_origins = allowed_origins.clone();
+    if !checked_origins.is_empty() {
+        checked_origins.extend(config.cors.allowed_origins.iter().cloned());
+    }
+    let host_check = host::HostCheck::new(allowed_hosts.clone(), checked_origins);
     let mcp = config.mcp.enabled.then(|| {
         state::McpService(stockade_mcp::http_service(
             mcp_backend.clone(),

@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // reservation never pays for trying the `{sku}` patterns.
     cfg.service(resource("/api/reservations", "POST").route(web::post().to(api::reserve)))
         .service(resource("/", "GET").route(web::get().to(ops::dashboard)))
+        .service(resource("/stock.js", "GET").route(web::get().to(ops::stock_script)))
         .service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
         .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
         .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
@@ -96,6 +97,19 @@ pub async fn guard(
         ));
         return Ok(req.into_response(error.error_response().map_into_right_body()));
     }
+    let cors = cross_origin(&req, &state);
+    if let (Some(origin), true) = (&cors, req.method() == actix_web::http::Method::OPTIONS) {
+        // A preflight for a public read from an allowed origin.
+        let response = actix_web::HttpResponse::NoContent()
+            .insert_header(("Access-Control-Allow-Origin", origin.as_str()))
+            .insert_header(("Access-Control-Allow-Methods", "GET"))
+            .insert_header(("Access-Control-Allow-Headers", "Last-Event-ID"))
+            .insert_header(("Access-Control-Max-Age", "600"))
+            .insert_header(("Vary", "Origin"))
+            .finish()
+            .map_into_right_body();
+        return Ok(req.into_response(response));
+    }
     let counted = !is_stream(req.path());
     // A body from a caller without valid credentials is read on its own budget, within a
     // shorter deadline (see `body`): it cannot starve anyone else.
@@ -136,6 +150,16 @@ pub async fn guard(
     });
     let started = Instant::now();
     let mut response = next.call(req).await?;
+    if let Some(origin) = cors
+        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&origin)
+    {
+        let headers = response.headers_mut();
+        headers.insert(actix_web::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(
+            actix_web::http::header::VARY,
+            actix_web::http::header::HeaderValue::from_static("Origin"),
+        );
+    }
     if state.closing.load(Ordering::Acquire) {
         // Shutting down: close keep-alive connections after this answer, so the grace
         // period drains them instead of serving their next requests until it runs out.
@@ -156,6 +180,39 @@ pub async fn guard(
             .record(started.elapsed().as_secs_f64());
     }
     Ok(response.map_into_left_body())
+}
+
+/// The request's `Origin`, when it is one of `cors.allowed_origins` and the request is a
+/// public read (the storefront indicator's script, stock, the live stream): then the
+/// answer carries `Access-Control-Allow-Origin`. Writes never do.
+fn cross_origin(req: &ServiceRequest, state: &AppState) -> Option<String> {
+    let allowed = &state.config.cors.allowed_origins;
+    if allowed.is_empty() {
+        return None;
+    }
+    let read = matches!(
+        *req.method(),
+        actix_web::http::Method::GET
+            | actix_web::http::Method::HEAD
+            | actix_web::http::Method::OPTIONS
+    );
+    let path = req.path();
+    let public = path == "/stock.js"
+        || path == "/api/events"
+        || path == "/api/inventory/products"
+        || path.starts_with("/api/inventory/products/") && !path.ends_with("/adjustments");
+    if !(read && public) {
+        return None;
+    }
+    let origin = req
+        .headers()
+        .get(actix_web::http::header::ORIGIN)?
+        .to_str()
+        .ok()?;
+    allowed
+        .iter()
+        .find(|a| a.eq_ignore_ascii_case(origin))
+        .map(|_| origin.to_owned())
 }
 
 /// Marks a request whose body comes from a caller without valid credentials.

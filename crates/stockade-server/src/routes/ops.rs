@@ -14,6 +14,8 @@ use crate::telemetry;
 
 /// The dashboard: one self-contained page, compiled into the binary.
 const DASHBOARD: &str = include_str!("../../assets/dashboard.html");
+/// The storefront indicator (`<stockade-stock>`), see `docs/storefront.md`.
+const STOCK_SCRIPT: &str = include_str!("../../assets/stock.js");
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
@@ -79,6 +81,15 @@ pub async fn dashboard() -> HttpResponse {
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header(("Referrer-Policy", "no-referrer"))
         .body(DASHBOARD)
+}
+
+/// `GET /stock.js`: the storefront indicator, for any shop page to embed.
+pub async fn stock_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(STOCK_SCRIPT)
 }
 
 /// The dashboard's policy: its own inline script and style (by hash) and nothing else;
