@@ -244,7 +244,13 @@ impl Sender {
     ) -> Result<(), (u32, String)> {
         let mut attempt = 1u32;
         loop {
-            match self.send(notice).await {
+            let sent = self.send(notice).await;
+            if sent.is_err() {
+                metrics::counter!("stockade_webhook_failures_total",
+                    "endpoint" => self.endpoint.name.clone())
+                .increment(1);
+            }
+            match sent {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt > policy.retries => return Err((attempt, e)),
                 Err(e) => {
