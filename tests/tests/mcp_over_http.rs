@@ -624,7 +624,8 @@ async fn a_session_answers_only_the_principal_that_opened_it() {
             None,
         )
         .await;
-    assert!(ended.status < 300, "{}", ended.text);
+    // 204: clients (the official Python SDK among them) read it as done.
+    assert_eq!(ended.status, 204, "{}", ended.text);
     let (status, _, _) = rpc(&web, Some(ASSISTANT), Some(&session), call(6)).await;
     assert_eq!(status, 404);
 }
@@ -703,4 +704,37 @@ async fn anonymous_sessions_cannot_lock_token_holders_out() {
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
     let (status, _, answer) = rpc(&web, None, Some(&stale), list).await;
     assert_eq!(status, 404, "{answer}");
+}
+
+/// SEP-2549 cache hints, as rmcp's client reads them: listings (the same for every
+/// caller, changing only with the server) may be kept an hour, publicly; a stock read is
+/// `no-store` in the policy, so `ttlMs: 0`, private to its caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_and_reads_carry_cache_hints_that_follow_the_policy() {
+    use rmcp::model::{CacheScope, ReadResourceRequestParams};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let web = Client::new(&server);
+    web.register("HINT-1", 5).await;
+    let client = McpClient::http(&server.base, Some(READER)).await;
+
+    let tools = client.service.list_tools(None).await.unwrap();
+    assert_eq!(
+        (tools.ttl_ms, tools.cache_scope),
+        (Some(3_600_000), Some(CacheScope::Public))
+    );
+    let templates = client.service.list_resource_templates(None).await.unwrap();
+    assert_eq!(templates.ttl_ms, Some(3_600_000));
+    let resources = client.service.list_resources(None).await.unwrap();
+    assert_eq!(resources.ttl_ms, Some(3_600_000));
+    let read = client
+        .service
+        .read_resource(ReadResourceRequestParams::new("inventory://sku/HINT-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (read.ttl_ms, read.cache_scope),
+        (Some(0), Some(CacheScope::Private))
+    );
+    client.close().await;
 }

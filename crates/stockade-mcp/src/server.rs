@@ -15,11 +15,11 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListResourceTemplatesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ResourceContents,
-    ResourceTemplate, ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter,
-    Tool, UnsubscribeRequestParams,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+    Implementation, JsonObject, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, SubscribeRequestParams,
+    SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -33,7 +33,7 @@ use stockade_wire::{
     ResolvedOut, StockOut,
 };
 
-use crate::policy::Policy;
+use crate::policy::{CacheDirective, Policy};
 use crate::session::{Session, resource_sku, resource_uri};
 use crate::tools::{
     AdjustArgs, CreateOrderArgs, GetStockArgs, ListArgs, NoArgs, ReservationArgs, ToolName,
@@ -42,6 +42,11 @@ use crate::tools::{
 
 /// Recorded as the causation of every event an MCP call writes.
 const CAUSATION: &str = "mcp";
+/// How long a listing (tools, resources, templates) may be kept: they change only with
+/// the server's version, so an hour (SEP-2549 `ttlMs`).
+const LISTING_TTL_MS: u64 = 3_600_000;
+/// The tool whose policy also rules `inventory://sku/{sku}` reads.
+const READ_STOCK_TOOL: &str = "inventory.getStock";
 
 /// What every session of one server shares: the engine, the read models, the notices,
 /// and the tool table built once from the policy.
@@ -469,7 +474,21 @@ impl ServerHandler for StockadeMcp {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.backend.tools.clone()))
+        // The same list for every caller, for the server's life (SEP-2549 cache hints).
+        Ok(ListToolsResult::with_all_items(self.backend.tools.clone())
+            .with_ttl_ms(LISTING_TTL_MS)
+            .with_cache_scope(CacheScope::Public))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        // Stock is read through the template, one SKU at a time: nothing to list.
+        Ok(ListResourcesResult::with_all_items(Vec::new())
+            .with_ttl_ms(LISTING_TTL_MS)
+            .with_cache_scope(CacheScope::Public))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -567,7 +586,9 @@ impl ServerHandler for StockadeMcp {
                      Subscribe to be told when it changes.",
                 )
                 .with_mime_type("application/json"),
-        ]))
+        ])
+        .with_ttl_ms(LISTING_TTL_MS)
+        .with_cache_scope(CacheScope::Public))
     }
 
     async fn read_resource(
@@ -593,9 +614,17 @@ impl ServerHandler for StockadeMcp {
         self.session.read(&sku, level.version);
         let body = serde_json::to_string(&StockOut::from_level(&level, threshold))
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        // As fresh as the policy says reading stock is (`inventory.getStock`): with the
+        // built-in policy, `no-store`, so 0: read again before every use.
+        let ttl = match self.backend.policy.directive(READ_STOCK_TOOL) {
+            CacheDirective::NoStore => 0,
+            CacheDirective::Immutable => LISTING_TTL_MS,
+        };
         Ok(ReadResourceResult::new(vec![
             ResourceContents::text(body, uri).with_mime_type("application/json"),
         ])
+        .with_ttl_ms(ttl)
+        .with_cache_scope(CacheScope::Private)
         .into())
     }
 

@@ -258,6 +258,11 @@ pub async fn endpoint(
             _ => {}
         }
     }
+    if method == actix_web::http::Method::DELETE && status == StatusCode::ACCEPTED {
+        // The session is gone: say so as 204, which every client reads as done (the
+        // official Python SDK logs "Session termination failed: 202" otherwise).
+        return Ok(HttpResponse::NoContent().finish());
+    }
     let mut response = HttpResponse::build(status);
     for (name, value) in &parts.headers {
         if !NOT_COPIED.contains(&name.as_str()) {
