@@ -197,6 +197,24 @@ pub struct ReservationRow {
     pub resolved_at: Option<Timestamp>,
 }
 
+/// A `reservations` row selected as `id, sku, order_id, qty, channel, state,
+/// reserved_at, expires_at, resolved_at`.
+fn reservation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReservationRow> {
+    Ok(ReservationRow {
+        id: r.get(0)?,
+        sku: r.get(1)?,
+        order_id: r.get(2)?,
+        qty: to_u64(r.get(3)?),
+        channel: r.get(4)?,
+        state: r.get(5)?,
+        reserved_at: Timestamp::from_millis(to_u64(r.get(6)?)),
+        expires_at: Timestamp::from_millis(to_u64(r.get(7)?)),
+        resolved_at: r
+            .get::<_, Option<i64>>(8)?
+            .map(|t| Timestamp::from_millis(to_u64(t))),
+    })
+}
+
 /// A change to the `reservations` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReservationChange {
@@ -406,6 +424,30 @@ impl ReadModels {
         self.reservations_where("order_id = ?1", order_id).await
     }
 
+    /// Reservation lines in `(id, sku)` order after `after`, at most `limit` (an export).
+    pub async fn reservations_page(
+        &self,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<ReservationRow>, ProjectionError> {
+        let (id, sku) = after.unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, sku, order_id, qty, channel, state, reserved_at, expires_at,
+                            resolved_at
+                     FROM reservations WHERE (id, sku) > (?1, ?2) ORDER BY id, sku LIMIT ?3",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![id, sku, limit], reservation_row)
+                .map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)
+        })
+        .await
+    }
+
     /// What each hold `(sku, reservation id)` was, for the holds the read models know:
     /// the projector's [`HoldFacts`] when a hold ends, with the hold's order. One query
     /// per batch of keys.
@@ -460,23 +502,7 @@ impl ReadModels {
                      FROM reservations WHERE {condition} ORDER BY sku"
                 ))
                 .map_err(sql)?;
-            let rows = stmt
-                .query_map([value], |r| {
-                    Ok(ReservationRow {
-                        id: r.get(0)?,
-                        sku: r.get(1)?,
-                        order_id: r.get(2)?,
-                        qty: to_u64(r.get(3)?),
-                        channel: r.get(4)?,
-                        state: r.get(5)?,
-                        reserved_at: Timestamp::from_millis(to_u64(r.get(6)?)),
-                        expires_at: Timestamp::from_millis(to_u64(r.get(7)?)),
-                        resolved_at: r
-                            .get::<_, Option<i64>>(8)?
-                            .map(|t| Timestamp::from_millis(to_u64(t))),
-                    })
-                })
-                .map_err(sql)?;
+            let rows = stmt.query_map([value], reservation_row).map_err(sql)?;
             rows.collect::<Result<_, _>>().map_err(sql)
         })
         .await

@@ -157,6 +157,13 @@ pub(crate) struct ReadReservation {
 }
 
 /// The ids of the SKU's durable live holds (for recovery at start-up).
+/// Stop now if nothing is in progress and no hold is live, instead of after the idle
+/// timeout (a bulk load registers many SKUs nobody will use soon: their actors would
+/// otherwise stay in memory for minutes).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Rest;
+
 /// The stream reached `version` (seen by a follower of the log): re-read it if this actor
 /// knows less and has no append in flight (an append in flight finds out by itself: the
 /// store fences it, and the actor re-reads then).
@@ -1409,6 +1416,17 @@ impl Handler<ReadStock> for SkuActor {
             None => Err(self.error_from(stockade_domain::Rejection::UnknownSku)),
         };
         msg.reply.send(answer);
+    }
+}
+
+impl Handler<Rest> for SkuActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Rest, ctx: &mut Context<Self>) {
+        let idle = self.quiescent() && self.state.speculative().is_none_or(|s| s.live_count() == 0);
+        if idle {
+            self.stop(ctx);
+        }
     }
 }
 

@@ -207,6 +207,13 @@ impl Shared {
         }
     }
 
+    /// Asks `sku`'s actor, if one runs, to stop now when it has nothing to do.
+    pub(crate) fn rest(&self, sku: &Sku) {
+        if let Some(slot) = self.registry.slots.get(sku) {
+            slot.addr.do_send(crate::actor::Rest);
+        }
+    }
+
     /// Someone following the log saw `sku`'s stream reach `version`. A running actor that
     /// knows less (another process appended beside this one) re-reads its stream, so its
     /// exact reads catch up without waiting for its next write. Costs one map lookup when

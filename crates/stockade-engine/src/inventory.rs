@@ -907,6 +907,13 @@ impl Inventory {
             .ok_or_else(|| Error::NotFound(format!("reservation {id}")))
     }
 
+    /// Lets `sku`'s actor stop now if it has nothing in progress and no live hold, rather
+    /// than after `idle_timeout`: for bulk loads, so that memory follows the SKUs in use,
+    /// not the SKUs just imported. The next command loads it again from the log.
+    pub fn rest(&self, sku: &Sku) {
+        self.shared().rest(sku);
+    }
+
     /// Tells the engine that `sku`'s stream has reached `version`, as a follower of the log
     /// (the projector) saw it. When another process appended to the log beside this engine
     /// (an operator tool), the SKU's running actor re-reads its stream, so its exact reads

@@ -19,6 +19,7 @@ use crate::error::{HttpError, no_route, wrong_method};
 use crate::state::AppState;
 
 pub mod api;
+pub mod bulk;
 pub mod mcp;
 pub mod ops;
 pub mod push;
@@ -38,6 +39,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
         .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
         .service(resource("/api/skus", "POST").route(web::post().to(api::register)))
+        .service(resource("/api/skus/import", "POST").route(web::post().to(bulk::import)))
+        .service(resource("/api/skus/export", "GET").route(web::get().to(bulk::export_skus)))
+        .service(
+            resource("/api/reservations/export", "GET")
+                .route(web::get().to(bulk::export_reservations)),
+        )
         .service(
             resource("/mcp", "GET, POST, DELETE")
                 .route(web::post().to(mcp::endpoint))
