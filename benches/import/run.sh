@@ -39,6 +39,13 @@ curl -sS -XPOST "http://127.0.0.1:$PORT/api/skus/import" \
     -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/x-ndjson' \
     --data-binary @"$DIR/skus.ndjson" | tail -1 > "$DIR/summary.json"
 end=$(date +%s.%N)
+# The read models follow the log by a moment: wait until they hold every SKU (2 min at
+# most), then time one whole export.
+for _ in $(seq 60); do
+    rows=$(curl -sS "http://127.0.0.1:$PORT/api/inventory/products?limit=1&after=IMP-$(printf '%07d' $((N - 2)))" | grep -c "IMP-" || true)
+    [ "$rows" -ge 1 ] && break
+    sleep 2
+done
 exported_start=$(date +%s.%N)
 lines=$(curl -sS "http://127.0.0.1:$PORT/api/skus/export" | wc -l)
 exported_end=$(date +%s.%N)

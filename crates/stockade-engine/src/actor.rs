@@ -283,6 +283,8 @@ pub(crate) struct SkuActor {
     /// The append in flight has outlived `append_timeout`: its callers were told "outcome
     /// unknown", and the actor keeps waiting for the store's verdict (see `overdue`).
     overdue: bool,
+    /// The timer that makes the append in flight overdue; cancelled when it is answered.
+    deadline: Option<SpawnHandle>,
 }
 
 impl Actor for SkuActor {
@@ -354,6 +356,7 @@ impl SkuActor {
             uncertain: false,
             appends_sent: 0,
             overdue: false,
+            deadline: None,
         }
     }
 
@@ -888,11 +891,17 @@ impl SkuActor {
             .into_actor(self)
             .map(|result, act, ctx| act.appended(result, ctx)),
         );
-        ctx.run_later(answer_by, move |act, _| {
+        // One deadline at a time, cancelled when the append is answered: a context polls
+        // every future it holds, so timers left to expire would pile up under load.
+        let deadline = ctx.run_later(answer_by, move |act, _| {
+            act.deadline = None;
             if act.appends_sent == sent && act.in_flight.is_some() {
                 act.answer_overdue();
             }
         });
+        if let Some(previous) = self.deadline.replace(deadline) {
+            ctx.cancel_future(previous);
+        }
     }
 
     /// The append in flight has not been answered in `append_timeout`: every caller
@@ -921,6 +930,9 @@ impl SkuActor {
 
     fn appended(&mut self, result: Result<AppendResult, AppendFailure>, ctx: &mut Context<Self>) {
         self.overdue = false;
+        if let Some(deadline) = self.deadline.take() {
+            ctx.cancel_future(deadline);
+        }
         match result {
             Ok(landed) => {
                 let keyed = self
