@@ -79,3 +79,48 @@ async fn concurrent_retries_of_one_key_reserve_once() {
     assert_eq!(ids.len(), 1);
     assert_eq!(checked_log(&inventory.store()).await.reserved, 1);
 }
+
+/// The bulk path: a new SKU is registered straight into the log, without an actor; an
+/// existing one, a keyed retry, and a SKU whose actor is running all get the answers
+/// `register_if_absent` gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_new_skus_in_bulk_answers_as_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = stockade_tests::engine::open_sqlite(dir.path()).await;
+    let pool = stockade_tests::engine::physical(5);
+    let keyed = Origin::default().idempotency_key("bulk-1/1");
+    let item = stockade_tests::engine::sku("BULK-1");
+    let first = inventory
+        .register_new(&item, pool.clone(), &keyed)
+        .await
+        .unwrap();
+    assert_eq!((first.created, first.version), (true, 1));
+    assert_eq!(inventory.active_skus(), 0, "no actor was started");
+    // The same keyed registration again: replayed, still "created" by that key.
+    let again = inventory
+        .register_new(&item, pool.clone(), &keyed)
+        .await
+        .unwrap();
+    assert_eq!((again.created, again.version), (true, 1));
+    // Unkeyed, it exists: not created, nothing written.
+    let exists = inventory
+        .register_new(&item, pool.clone(), &Origin::default())
+        .await
+        .unwrap();
+    assert_eq!((exists.created, exists.version), (false, 1));
+    assert_eq!(
+        inventory.stock(&item).await.unwrap().view.limit,
+        Some(Quantity::new(5))
+    );
+    // A SKU someone just asked about has an actor: the actor's path registers it.
+    let other = stockade_tests::engine::sku("BULK-2");
+    assert!(inventory.stock(&other).await.is_err());
+    let through_actor = inventory
+        .register_new(&other, pool, &Origin::default())
+        .await
+        .unwrap();
+    assert!(through_actor.created);
+    assert_eq!(inventory.stock(&other).await.unwrap().version, 1);
+    let report = stockade_tests::engine::checked_log(&inventory.store()).await;
+    assert_eq!(report.events, 2, "one registration each");
+}

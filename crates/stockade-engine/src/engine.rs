@@ -207,6 +207,11 @@ impl Shared {
         }
     }
 
+    /// Whether an actor runs for `sku` now.
+    pub(crate) fn has_actor(&self, sku: &Sku) -> bool {
+        self.registry.slots.contains_key(sku)
+    }
+
     /// Asks `sku`'s actor, if one runs, to stop now when it has nothing to do.
     pub(crate) fn rest(&self, sku: &Sku) {
         if let Some(slot) = self.registry.slots.get(sku) {

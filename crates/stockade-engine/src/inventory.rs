@@ -458,6 +458,69 @@ impl Inventory {
         }
     }
 
+    /// `register_if_absent` for a SKU nobody is using, without starting its actor: the
+    /// registration is appended straight to the store, fenced by "no stream yet" (so a
+    /// SKU registered meanwhile, by anyone, makes it fall back to the actor's path). For
+    /// bulk loads: a million new SKUs need no actor each. Same answers, same events, same
+    /// idempotency keys as `register_if_absent`.
+    pub async fn register_new(
+        &self,
+        sku: &Sku,
+        pool: PoolConfig,
+        origin: &Origin,
+    ) -> Result<Registration, Error> {
+        if self.shared().has_actor(sku) {
+            return self.register_if_absent(sku, pool, origin).await;
+        }
+        let request = origin.request(None)?;
+        let command = Command::RegisterSku(RegisterSku {
+            sku: sku.clone(),
+            pool: pool.clone(),
+        });
+        let now = self.shared().clock.now();
+        let events = stockade_domain::decide(&stockade_domain::SkuState::default(), &command, now)
+            .map_err(|rejection| Error::Rejected {
+                sku: sku.clone(),
+                rejection,
+            })?;
+        let stream = stockade_store::StreamName::for_sku(sku);
+        let mut data = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let id = match &request.scope {
+                Some(scope) => crate::idempotency::event_id(scope, &stream, index),
+                None => Uuid::now_v7(),
+            };
+            let meta = stockade_domain::EventMetadata {
+                correlation_id: request.correlation_id.clone(),
+                causation_id: request.causation_id.clone(),
+                idempotency_key: request.scope.as_ref().map(|s| s.key.clone()),
+                channel: request.channel.clone(),
+                principal: request.principal.clone(),
+                ..stockade_domain::EventMetadata::new(id, now)
+            };
+            data.push(
+                stockade_store::codec::encode(event, &meta)
+                    .map_err(|e| Error::Unavailable(format!("encode: {e}")))?,
+            );
+        }
+        let appended = tokio::time::timeout(
+            self.shared().config.append_timeout,
+            self.shared()
+                .store
+                .append(&stream, stockade_store::ExpectedRevision::NoStream, data),
+        )
+        .await;
+        match appended {
+            Ok(Ok(landed)) if !landed.deduplicated => Ok(Registration {
+                version: landed.revision + 1,
+                created: true,
+            }),
+            // The stream exists (registered before, or a keyed retry of this very
+            // registration), or the outcome is unknown: the actor's path knows.
+            _ => self.register_if_absent(sku, pool, origin).await,
+        }
+    }
+
     /// Holds `qty` of one SKU.
     pub async fn reserve(
         &self,

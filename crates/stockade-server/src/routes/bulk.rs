@@ -11,8 +11,9 @@
 //! - `GET /api/skus/export` (read) and `GET /api/reservations/export` (admin) stream the
 //!   read models, NDJSON or `?format=csv`, in pages.
 //!
-//! An imported SKU's actor is let go at once (`Inventory::rest`), so memory follows the
-//! SKUs in use, not the SKUs just loaded.
+//! A new SKU is registered without starting its actor (`Inventory::register_new`: one
+//! append fenced by "no stream yet"); an existing one's actor is let go after its line
+//! (`Inventory::rest`). Memory follows the SKUs in use, not the SKUs just loaded.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::{SinkExt, StreamExt};
@@ -307,7 +308,7 @@ async fn import_line(
     let fail = |e: Error| LineResult::error(n, name.clone(), &ApiError::from(e));
     let registered = state
         .inventory
-        .register_if_absent(&sku, pool.clone(), &line_origin(origin, n, ""))
+        .register_new(&sku, pool.clone(), &line_origin(origin, n, ""))
         .await;
     let result = match registered {
         Err(e) => fail(e),
