@@ -62,7 +62,12 @@ async fn list(args: DlqArgs) -> Result<String, String> {
         .await
         .map_err(|e| format!("read the dead letters: {e}"))?;
     Ok(match args.format {
-        Format::Json => json(&letters.iter().map(DeadLetterOut::from).collect::<Vec<_>>())?,
+        Format::Json => json(
+            &letters
+                .iter()
+                .map(stockade_wire::DeadLetterOut::from)
+                .collect::<Vec<_>>(),
+        )?,
         Format::Csv => {
             let mut out = crate::log::csv_line(&[
                 "id",
@@ -102,35 +107,6 @@ async fn list(args: DlqArgs) -> Result<String, String> {
             format!("{} dead letter(s)\n\n{}", letters.len(), t.render())
         }
     })
-}
-
-/// A dead letter as `dlq list --format json` prints it: its notice in the one shape every
-/// channel uses (`stockade_wire::NoticeOut`, as SSE and WebSocket send it).
-#[derive(Debug, Serialize)]
-struct DeadLetterOut {
-    id: u64,
-    endpoint: String,
-    attempts: u32,
-    failed_at: String,
-    error: String,
-    notice: stockade_wire::NoticeOut,
-}
-
-impl From<&DeadLetter> for DeadLetterOut {
-    fn from(l: &DeadLetter) -> Self {
-        Self {
-            id: l.id,
-            endpoint: l
-                .channel
-                .strip_prefix("webhook:")
-                .unwrap_or(&l.channel)
-                .to_owned(),
-            attempts: l.attempts,
-            failed_at: l.failed_at.to_string(),
-            error: l.error.clone(),
-            notice: stockade_wire::NoticeOut::from(&l.notice),
-        }
-    }
 }
 
 fn cells(l: &DeadLetter) -> [String; 8] {

@@ -19,6 +19,6 @@ pub mod response;
 pub use error::{ApiError, ErrorKind};
 pub use request::{AdjustRequest, Item, PoolName, RegisterSkuRequest, ReserveRequest};
 pub use response::{
-    AdjustedOut, LineFailureOut, LineOut, LineStateOut, NoticeOut, Page, ReservationOut,
-    ReservationStatusOut, ResolvedOut, StockOut, StreamMessage,
+    AdjustedOut, DeadLetterOut, LineFailureOut, LineOut, LineStateOut, NoticeOut, Page,
+    ReservationOut, ReservationStatusOut, ResolvedOut, StockOut, StreamMessage,
 };

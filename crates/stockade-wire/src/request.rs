@@ -273,6 +273,20 @@ pub fn sku(value: &str, field: &str) -> Result<Sku, ApiError> {
     })
 }
 
+/// An order id from a path segment; a malformed one cannot name anything.
+pub fn order_id(value: &str) -> Result<stockade_domain::OrderId, ApiError> {
+    stockade_domain::OrderId::new(value).map_err(|_| {
+        ApiError::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!(
+                "order {:?} not found",
+                value.chars().take(40).collect::<String>()
+            ),
+        )
+    })
+}
+
 /// A reservation id from a path segment; a malformed one cannot name anything.
 pub fn reservation_id(value: &str) -> Result<ReservationId, ApiError> {
     value.parse().map_err(|_| {

@@ -322,3 +322,33 @@ pub enum StreamMessage {
         reason: String,
     },
 }
+
+/// A dead letter, as `stockade dlq list --format json` and `GET /api/dead-letters` show it: its notice in the one shape every
+/// channel uses (`stockade_wire::NoticeOut`, as SSE and WebSocket send it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterOut {
+    pub id: u64,
+    /// The endpoint's name in the configuration.
+    pub endpoint: String,
+    pub attempts: u32,
+    pub failed_at: String,
+    pub error: String,
+    pub notice: NoticeOut,
+}
+
+impl From<&stockade_projections::db::DeadLetter> for DeadLetterOut {
+    fn from(l: &stockade_projections::db::DeadLetter) -> Self {
+        Self {
+            id: l.id,
+            endpoint: l
+                .channel
+                .strip_prefix("webhook:")
+                .unwrap_or(&l.channel)
+                .to_owned(),
+            attempts: l.attempts,
+            failed_at: l.failed_at.to_string(),
+            error: l.error.clone(),
+            notice: NoticeOut::from(&l.notice),
+        }
+    }
+}

@@ -18,6 +18,7 @@ use stockade_wire::{ApiError, ErrorKind};
 use crate::error::{HttpError, no_route, wrong_method};
 use crate::state::AppState;
 
+pub mod admin;
 pub mod api;
 pub mod bulk;
 pub mod mcp;
@@ -40,6 +41,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
         .service(resource("/api/skus", "POST").route(web::post().to(api::register)))
         .service(resource("/api/skus/import", "POST").route(web::post().to(bulk::import)))
+        .service(resource("/api/counts", "POST").route(web::post().to(admin::counts)))
+        .service(resource("/api/alerts", "GET").route(web::get().to(admin::alerts)))
+        .service(resource("/api/dead-letters", "GET").route(web::get().to(admin::dead_letters)))
+        .service(resource("/api/dead-letters/replay", "POST").route(web::post().to(admin::replay)))
+        .service(resource("/api/orders/{order_id}", "GET").route(web::get().to(admin::order)))
         .service(resource("/api/skus/export", "GET").route(web::get().to(bulk::export_skus)))
         .service(
             resource("/api/reservations/export", "GET")

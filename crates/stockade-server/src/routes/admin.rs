@@ -1,0 +1,187 @@
+//! The operator's REST endpoints, everything an admin console needs beyond stock and
+//! reservations (all admin-only, enforced here):
+//! - `POST /api/counts` (`?dry_run=true`): a physical-count CSV, previewed or applied, as
+//!   `stockade reconcile --counts` does from the command line;
+//! - `GET /api/alerts`: low-stock, out-of-stock and short alerts, oldest first, paged by
+//!   `seq`;
+//! - `GET /api/dead-letters` and `POST /api/dead-letters/replay`: the webhook notices given
+//!   up on, and one more try of each with the configured endpoints;
+//! - `GET /api/orders/{order_id}`: an order's reservation lines.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use stockade_projections::webhook::{Endpoint, Sender, replay_dead_letters};
+use stockade_wire::{ApiError, DeadLetterOut, ErrorKind};
+
+use crate::auth::Need;
+use crate::body;
+use crate::error::{HttpError, Result};
+use crate::routes::api::{serde_urlencoded_query, shared};
+use crate::state::AppState;
+
+/// The largest count file accepted.
+const MAX_COUNTS_BYTES: usize = 8 * 1024 * 1024;
+/// Most alerts per page.
+const MAX_ALERTS: usize = 1_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountsQuery {
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+/// One count's outcome, as `stockade reconcile --format json` prints it.
+#[derive(Debug, Serialize)]
+struct CountOut {
+    sku: String,
+    counted_at: String,
+    counted: u64,
+    on_hand_then: Option<u64>,
+    delta: i64,
+    outcome: String,
+    version: Option<u64>,
+}
+
+/// `POST /api/counts`.
+pub async fn counts(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Admin, None)?;
+    let query: CountsQuery = serde_urlencoded_query(req.query_string())?;
+    let bytes = body::read(&req, payload, MAX_COUNTS_BYTES).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        HttpError(ApiError::new(
+            ErrorKind::BadRequest,
+            "malformed_counts",
+            "the count file is not UTF-8",
+        ))
+    })?;
+    let counts = stockade_projections::reconcile::parse_counts(text).map_err(|e| {
+        HttpError(
+            ApiError::new(ErrorKind::Unprocessable, "invalid_counts", e.to_string())
+                .with("line", e.line),
+        )
+    })?;
+    let state = shared(&state);
+    let dry_run = query.dry_run.unwrap_or(false);
+    let outcomes = actix_web::rt::spawn(async move {
+        stockade_projections::reconcile::apply_counts(&state.inventory, &counts, dry_run).await
+    })
+    .await
+    .map_err(|e| {
+        HttpError(ApiError::new(
+            ErrorKind::Unavailable,
+            "unavailable",
+            format!("the counts' task ended early: {e}"),
+        ))
+    })??;
+    let counts: Vec<CountOut> = outcomes
+        .into_iter()
+        .map(|o| CountOut {
+            sku: o.sku,
+            counted_at: o.counted_at.to_string(),
+            counted: o.counted,
+            on_hand_then: o.on_hand_then,
+            delta: o.delta,
+            outcome: o.outcome,
+            version: o.version,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "dry_run": dry_run, "counts": counts })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsQuery {
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /api/alerts`.
+pub async fn alerts(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Admin, None)?;
+    let query: AlertsQuery = serde_urlencoded_query(req.query_string())?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_ALERTS {
+        return Err(HttpError(ApiError::invalid(
+            "limit",
+            format!("limit must be 1-{MAX_ALERTS}"),
+        )));
+    }
+    let alerts = state.models.alerts(query.after.unwrap_or(0), limit).await?;
+    let items: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "seq": a.seq, "sku": a.sku, "kind": a.kind, "available": a.available,
+                "threshold": a.threshold, "version": a.version, "at": a.at.to_string(),
+            })
+        })
+        .collect();
+    let next_after = (alerts.len() == limit).then(|| alerts.last().map(|a| a.seq));
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "items": items, "next_after": next_after.flatten() })))
+}
+
+/// `GET /api/dead-letters`.
+pub async fn dead_letters(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Admin, None)?;
+    let letters = state.models.dead_letters(None).await?;
+    let items: Vec<DeadLetterOut> = letters.iter().map(DeadLetterOut::from).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+}
+
+/// `POST /api/dead-letters/replay`: one more try of every dead letter, with the endpoints
+/// of this server's configuration.
+pub async fn replay(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Admin, None)?;
+    let mut endpoints = Vec::new();
+    for hook in &state.config.webhooks {
+        let sender = Sender::new(Endpoint::new(&hook.name, &hook.url, &hook.secret))?;
+        let report = replay_dead_letters(&state.models, &sender).await?;
+        endpoints.push(serde_json::json!({
+            "endpoint": hook.name,
+            "delivered": report.delivered,
+            "still_failing": report.still_failing,
+        }));
+    }
+    if let Ok(depth) = state.models.dead_letter_count().await {
+        metrics::gauge!("stockade_dlq_depth").set(depth as f64);
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "endpoints": endpoints })))
+}
+
+/// `GET /api/orders/{order_id}`.
+pub async fn order(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Admin, None)?;
+    let order = stockade_wire::request::order_id(&path)?;
+    let rows = state.models.order(order.as_str()).await?;
+    if rows.is_empty() {
+        return Err(HttpError(ApiError::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("order {order} not found"),
+        )));
+    }
+    let lines: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "reservation_id": r.id, "sku": r.sku, "qty": r.qty, "channel": r.channel,
+                "state": r.state, "reserved_at": r.reserved_at.to_string(),
+                "expires_at": r.expires_at.to_string(),
+                "resolved_at": r.resolved_at.map(|t| t.to_string()),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "order_id": order.as_str(), "lines": lines })))
+}
