@@ -2,7 +2,8 @@
 //! chromedriver (Debian's `chromium` and `chromium-driver`, which `.ci/run` installs),
 //! opens `/`, a reservation is made over HTTP, and the page shows the new availability
 //! within 2 s, asserted on the DOM. A screenshot is kept in
-//! `target/test-artifacts/dashboard.png`.
+//! `target/test-artifacts/dashboard.png`. The operator's console on the same page runs each
+//! of its actions through the REST API (`target/test-artifacts/console.png`).
 //!
 //! Without chromedriver the test says SKIPPED and passes, except under CI (`CI` set),
 //! where a missing browser is a failure: CI must prove the page works.
@@ -89,5 +90,155 @@ async fn the_dashboard_shows_a_reservation_within_two_seconds() {
     println!("screenshot: {}", artifact.display());
     let session = driver.path("");
     driver.call(reqwest::Method::DELETE, &session, None).await;
+    server.stop().unwrap();
+}
+
+/// Fills the console's fields and submits one of its forms (or clicks a button).
+fn act(fields: &[(&str, &str)], submit: &str) -> String {
+    let mut script = String::new();
+    for (id, value) in fields {
+        script.push_str(&format!(
+            "document.getElementById('{id}').value = {value:?}; \
+             document.getElementById('{id}').dispatchEvent(new Event('change'));"
+        ));
+    }
+    script.push_str(&format!(
+        "const el = document.getElementById('{submit}'); \
+         if (el.tagName === 'FORM') el.requestSubmit(); else el.click(); return null;"
+    ));
+    script
+}
+
+/// True once the console's output (or its error line) contains `text`.
+fn shows(area: &str, text: &str) -> String {
+    format!("return document.getElementById('{area}').textContent.includes({text:?});")
+}
+
+/// The operator's console in the same browser: each action through the REST API with the
+/// admin token, a bad input and a stale version shown as readable errors, and a channel
+/// token refused by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_runs_each_operator_action() {
+    let Some(chromedriver) = chromedriver_or_skip("dashboard_in_a_browser") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let client = Client::new(&server);
+    let mut driver = Driver::start(&chromedriver).await;
+    driver.open_session().await;
+    driver.go(&server.url("/")).await;
+    let ready = "return document.body.dataset.ready === 'true';";
+    driver
+        .until(ready, &json!(true), Duration::from_secs(20))
+        .await;
+    let patience = Duration::from_secs(5);
+    let yes = json!(true);
+
+    // A channel token is refused by the server, whatever the page does.
+    driver
+        .script(&act(
+            &[
+                ("op-token", stockade_tests::server::WEB),
+                ("op-reg-sku", "CON-1"),
+                ("op-reg-qty", "8"),
+            ],
+            "op-register",
+        ))
+        .await;
+    driver
+        .until(&shows("op-err", "forbidden"), &yes, patience)
+        .await;
+
+    // With the admin token: register, and the live table shows it.
+    driver
+        .script(&act(&[("op-token", ADMIN)], "op-register"))
+        .await;
+    driver
+        .until(&shows("op-out", "\"CON-1\""), &yes, patience)
+        .await;
+    driver
+        .until(&cell("CON-1", "available"), &json!("8"), WITHIN)
+        .await;
+    // A bad input is a readable error.
+    driver
+        .script(&act(&[("op-reg-sku", "BAD SKU")], "op-register"))
+        .await;
+    driver
+        .until(&shows("op-err", "invalid_sku"), &yes, patience)
+        .await;
+    // A stale version is refused, and the page says what to do.
+    driver
+        .script(&act(
+            &[
+                ("op-adj-sku", "CON-1"),
+                ("op-adj-delta", "2"),
+                ("op-adj-reason", "received"),
+                ("op-adj-version", "7"),
+            ],
+            "op-adjust",
+        ))
+        .await;
+    driver
+        .until(&shows("op-err", "read it again"), &yes, patience)
+        .await;
+    driver
+        .script(&act(&[("op-adj-version", "")], "op-adjust"))
+        .await;
+    driver
+        .until(&cell("CON-1", "on_hand"), &json!("10"), WITHIN)
+        .await;
+
+    // A count: previewed, then applied.
+    let now = stockade_domain::Timestamp::from_system_time(std::time::SystemTime::now());
+    let csv = format!("sku,counted_on_hand,counted_at\nCON-1,7,{now}");
+    driver
+        .script(&act(&[("op-counts-csv", csv.as_str())], "op-counts"))
+        .await;
+    driver
+        .until(&shows("op-out", "would apply"), &yes, patience)
+        .await;
+    driver.script(&act(&[], "op-counts-apply")).await;
+    driver
+        .until(&shows("op-out", "\"applied\""), &yes, patience)
+        .await;
+    driver
+        .until(&cell("CON-1", "on_hand"), &json!("7"), WITHIN)
+        .await;
+
+    // Look up an order; the queues.
+    let held = client
+        .post(
+            "/api/reservations",
+            Some(stockade_tests::server::WEB),
+            json!({"items": [{"sku": "CON-1", "qty": 5}], "order_id": "ORD-CON"}),
+        )
+        .await;
+    assert_eq!(held.status, 201);
+    driver
+        .until(&cell("CON-1", "reserved"), &json!("5"), WITHIN)
+        .await;
+    driver
+        .script(&act(&[("op-lookup-id", "ORD-CON")], "op-lookup"))
+        .await;
+    driver
+        .until(&shows("op-out", "\"CON-1\""), &yes, patience)
+        .await;
+    driver.script(&act(&[], "op-alerts")).await;
+    driver
+        .until(&shows("op-out", "low_stock"), &yes, patience)
+        .await;
+    driver.script(&act(&[], "op-letters")).await;
+    driver
+        .until(&shows("op-out", "\"items\""), &yes, patience)
+        .await;
+    driver.script(&act(&[], "op-replay")).await;
+    driver
+        .until(&shows("op-out", "\"endpoints\""), &yes, patience)
+        .await;
+
+    let artifact =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts/console.png");
+    driver.screenshot(&artifact).await;
     server.stop().unwrap();
 }
