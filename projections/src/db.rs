@@ -397,15 +397,28 @@ impl ReadModels {
         after: Option<Sku>,
         limit: usize,
     ) -> Result<Vec<StockRow>, ProjectionError> {
+        self.stock_search(after, "", limit).await
+    }
+
+    /// As `stock_page`, only the SKUs that start with `prefix` (a range of the primary
+    /// key: as fast on a million SKUs as on ten).
+    pub async fn stock_search(
+        &self,
+        after: Option<Sku>,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<StockRow>, ProjectionError> {
         let after = after.map(|s| s.to_string()).unwrap_or_default();
+        // SKU characters are [A-Za-z0-9._-], all below '~': prefix..prefix~ is the range.
+        let (low, high) = (prefix.to_owned(), format!("{prefix}~"));
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
-                    "{SELECT_STOCK} WHERE sku > ?1 ORDER BY sku LIMIT ?2"
+                    "{SELECT_STOCK} WHERE sku > ?1 AND sku >= ?2 AND sku < ?3 ORDER BY sku LIMIT ?4"
                 ))
                 .map_err(sql)?;
             let rows = stmt
-                .query_map(params![after, to_i64(limit as u64)], stock_row)
+                .query_map(params![after, low, high, to_i64(limit as u64)], stock_row)
                 .map_err(sql)?;
             rows.map(|r| r.map_err(sql).and_then(|row| row)).collect()
         })

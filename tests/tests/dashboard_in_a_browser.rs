@@ -242,3 +242,91 @@ async fn the_console_runs_each_operator_action() {
     driver.screenshot(&artifact).await;
     server.stop().unwrap();
 }
+
+/// A catalogue of a hundred thousand SKUs: the page shows one page of 100 rows, pages on,
+/// searches by prefix, and keeps the rows it shows live. The load times are printed (a
+/// benchmark figure, not an assertion).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_pages_and_searches_a_hundred_thousand_skus() {
+    let Some(chromedriver) = chromedriver_or_skip("dashboard_in_a_browser") else {
+        return;
+    };
+    const N: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let client = Client::new(&server);
+    let body: String = (0..N)
+        .map(|i| format!("{{\"sku\":\"BIG-{i:06}\",\"pool\":\"physical\",\"on_hand\":50}}\n"))
+        .collect();
+    let imported = client
+        .send(
+            "POST",
+            "/api/skus/import",
+            Some(ADMIN),
+            &[("content-type", "application/x-ndjson")],
+            Some(body.into_bytes()),
+        )
+        .await;
+    assert!(
+        imported.text.contains("\"registered\":100000"),
+        "{}",
+        &imported.text[imported.text.len().saturating_sub(300)..]
+    );
+    // The read models follow: wait for the last SKU.
+    let mut listed = false;
+    for _ in 0..600 {
+        let tail = client
+            .get("/api/inventory/products?after=BIG-099998&limit=5", None)
+            .await;
+        if tail.body["items"][0]["sku"] == "BIG-099999" {
+            listed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listed, "the read models did not reach the last SKU");
+
+    let mut driver = Driver::start(&chromedriver).await;
+    driver.open_session().await;
+    let started = std::time::Instant::now();
+    driver.go(&server.url("/")).await;
+    let ready = "return document.body.dataset.ready === 'true';";
+    driver
+        .until(ready, &json!(true), Duration::from_secs(20))
+        .await;
+    println!(
+        "a 100k-SKU catalogue: first page shown after {:?}",
+        started.elapsed()
+    );
+    let count = "return document.querySelectorAll('#rows tr').length;";
+    let first = "const r = document.querySelector('#rows tr'); return r ? r.dataset.sku : null;";
+    assert_eq!(driver.script(count).await, json!(100));
+    assert_eq!(driver.script(first).await, json!("BIG-000000"));
+
+    driver
+        .script("document.getElementById('next').click(); return null;")
+        .await;
+    driver.until(first, &json!("BIG-000100"), WITHIN).await;
+    driver
+        .script("document.getElementById('prev').click(); return null;")
+        .await;
+    driver.until(first, &json!("BIG-000000"), WITHIN).await;
+
+    let searched = std::time::Instant::now();
+    driver
+        .script(
+            "const s = document.getElementById('search'); s.value = 'BIG-0999'; \
+             s.dispatchEvent(new Event('input')); return null;",
+        )
+        .await;
+    driver.until(first, &json!("BIG-099900"), WITHIN).await;
+    println!("a prefix search answered after {:?}", searched.elapsed());
+    assert_eq!(driver.script(count).await, json!(100));
+
+    // The rows shown stay live.
+    assert_eq!(client.reserve("BIG-099950", 3).await.status, 201);
+    driver
+        .until(&cell("BIG-099950", "available"), &json!("47"), WITHIN)
+        .await;
+    server.stop().unwrap();
+}

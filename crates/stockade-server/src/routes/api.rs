@@ -144,6 +144,9 @@ pub async fn stock(
 struct ListQuery {
     #[serde(default)]
     after: Option<String>,
+    /// Only SKUs that start with this.
+    #[serde(default)]
+    prefix: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
 }
@@ -158,7 +161,12 @@ pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse> {
         .map(|a| sku(a, "after"))
         .transpose()?;
     let limit = page_limit(query.limit)?;
-    let rows = state.models.stock_page(after, limit).await?;
+    let prefix = match query.prefix.as_deref() {
+        None | Some("") => String::new(),
+        // A prefix is checked like a SKU: it is the start of one.
+        Some(p) => sku(p, "prefix")?.to_string(),
+    };
+    let rows = state.models.stock_search(after, &prefix, limit).await?;
     Ok(HttpResponse::Ok().json(Page::of_stock(&rows, limit)))
 }
 
