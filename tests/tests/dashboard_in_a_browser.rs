@@ -236,6 +236,10 @@ async fn the_console_runs_each_operator_action() {
     driver
         .until(&shows("op-out", "\"endpoints\""), &yes, patience)
         .await;
+    driver.script(&act(&[], "op-health")).await;
+    driver
+        .until(&shows("op-out", "caught_up"), &yes, patience)
+        .await;
 
     let artifact =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts/console.png");

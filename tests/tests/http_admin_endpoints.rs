@@ -120,5 +120,19 @@ async fn counts_alerts_dead_letters_and_orders_for_the_admin() {
         .await;
     assert_eq!(replayed.body["endpoints"], json!([]), "{}", replayed.text);
     assert_eq!(client.get("/api/dead-letters", Some(WEB)).await.status, 403);
+
+    // Health: the read models catch up with the log.
+    let mut health = serde_json::Value::Null;
+    for _ in 0..100 {
+        health = client.get("/api/health", Some(ADMIN)).await.body;
+        if health["projection"]["caught_up"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(health["projection"]["caught_up"], true, "{health}");
+    assert_eq!(health["dead_letters"], 0);
+    assert_eq!(health["webhooks"], json!([]));
+    assert_eq!(client.get("/api/health", Some(WEB)).await.status, 403);
     server.stop().unwrap();
 }

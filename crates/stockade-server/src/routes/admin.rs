@@ -6,7 +6,9 @@
 //!   `seq`;
 //! - `GET /api/dead-letters` and `POST /api/dead-letters/replay`: the webhook notices given
 //!   up on, and one more try of each with the configured endpoints;
-//! - `GET /api/orders/{order_id}`: an order's reservation lines.
+//! - `GET /api/orders/{order_id}`: an order's reservation lines;
+//! - `GET /api/health`: how far the read models are behind the log, and each webhook
+//!   endpoint's backlog and dead letters.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -184,4 +186,39 @@ pub async fn order(
         })
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "order_id": order.as_str(), "lines": lines })))
+}
+
+/// `GET /api/health`.
+pub async fn health(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Admin, None)?;
+    let head = state.inventory.store().head().await.map_err(|e| {
+        HttpError(ApiError::new(
+            ErrorKind::Unavailable,
+            "unavailable",
+            e.to_string(),
+        ))
+    })?;
+    let checkpoint = state.models.checkpoint().await?;
+    let letters = state.models.dead_letters(None).await?;
+    let mut webhooks = Vec::new();
+    for hook in &state.config.webhooks {
+        let channel = format!("webhook:{}", hook.name);
+        let cursor = state.models.cursor_or_start(&channel).await?;
+        webhooks.push(serde_json::json!({
+            "endpoint": hook.name,
+            "delivered_up_to": cursor,
+            "backlog": checkpoint.events.saturating_sub(cursor),
+            "dead_letters": letters.iter().filter(|l| l.channel == channel).count(),
+        }));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "projection": {
+            "log_head": head.to_string(),
+            "projected_to": checkpoint.position.to_string(),
+            "caught_up": checkpoint.position >= head,
+            "notices": checkpoint.events,
+        },
+        "dead_letters": letters.len(),
+        "webhooks": webhooks,
+    })))
 }
