@@ -73,6 +73,13 @@ CREATE TABLE IF NOT EXISTS alerts (
     version   INTEGER NOT NULL,
     at        INTEGER NOT NULL
 );
+-- An operator's acknowledgement of an alert, by the alert's seq. Not derived from the log:
+-- a rebuild keeps them, and a rebuilt alert gets the same seq again.
+CREATE TABLE IF NOT EXISTS alert_acks (
+    seq INTEGER PRIMARY KEY,
+    at  INTEGER NOT NULL,
+    by  TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS notices (
     seq      INTEGER PRIMARY KEY,
     sku      TEXT NOT NULL,
@@ -170,6 +177,8 @@ pub struct Alert {
     pub threshold: u64,
     pub version: u64,
     pub at: Timestamp,
+    /// When, and by whom, an operator acknowledged it.
+    pub acknowledged: Option<(Timestamp, String)>,
 }
 
 /// A notice a channel gave up on.
@@ -527,25 +536,85 @@ impl ReadModels {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<Alert>, ProjectionError> {
+        self.alerts_where(after_seq, limit, false).await
+    }
+
+    /// Alerts no operator has acknowledged yet, oldest first.
+    pub async fn open_alerts(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Alert>, ProjectionError> {
+        self.alerts_where(after_seq, limit, true).await
+    }
+
+    /// Records that `by` acknowledged alert `seq`; `false` if there is no such alert. A
+    /// second acknowledgement keeps the first.
+    pub async fn acknowledge_alert(&self, seq: u64, by: &str) -> Result<bool, ProjectionError> {
+        let by = by.to_owned();
+        self.write(move |tx| {
+            let exists = tx
+                .query_row("SELECT 1 FROM alerts WHERE seq = ?1", [to_i64(seq)], |_| {
+                    Ok(())
+                })
+                .optional()
+                .map_err(sql)?
+                .is_some();
+            if exists {
+                tx.execute(
+                    "INSERT OR IGNORE INTO alert_acks (seq, at, by) VALUES (?1, ?2, ?3)",
+                    params![to_i64(seq), now_millis(), by],
+                )
+                .map_err(sql)?;
+            }
+            Ok(exists)
+        })
+        .await
+    }
+
+    async fn alerts_where(
+        &self,
+        after_seq: u64,
+        limit: usize,
+        open_only: bool,
+    ) -> Result<Vec<Alert>, ProjectionError> {
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT seq, sku, kind, available, threshold, version, at FROM alerts
-                     WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    "SELECT a.seq, a.sku, a.kind, a.available, a.threshold, a.version, a.at,
+                            k.at, k.by
+                     FROM alerts a LEFT JOIN alert_acks k ON k.seq = a.seq
+                     WHERE a.seq > ?1 AND (?3 = 0 OR k.seq IS NULL) ORDER BY a.seq LIMIT ?2",
                 )
                 .map_err(sql)?;
             let rows = stmt
-                .query_map(params![to_i64(after_seq), to_i64(limit as u64)], |r| {
-                    Ok(Alert {
-                        seq: to_u64(r.get(0)?),
-                        sku: r.get(1)?,
-                        kind: r.get(2)?,
-                        available: r.get::<_, Option<i64>>(3)?.map(to_u64),
-                        threshold: to_u64(r.get(4)?),
-                        version: to_u64(r.get(5)?),
-                        at: Timestamp::from_millis(to_u64(r.get(6)?)),
-                    })
-                })
+                .query_map(
+                    params![
+                        to_i64(after_seq),
+                        to_i64(limit as u64),
+                        i64::from(open_only)
+                    ],
+                    |r| {
+                        Ok(Alert {
+                            seq: to_u64(r.get(0)?),
+                            sku: r.get(1)?,
+                            kind: r.get(2)?,
+                            available: r.get::<_, Option<i64>>(3)?.map(to_u64),
+                            threshold: to_u64(r.get(4)?),
+                            version: to_u64(r.get(5)?),
+                            at: Timestamp::from_millis(to_u64(r.get(6)?)),
+                            acknowledged: match (
+                                r.get::<_, Option<i64>>(7)?,
+                                r.get::<_, Option<String>>(8)?,
+                            ) {
+                                (Some(at), Some(by)) => {
+                                    Some((Timestamp::from_millis(to_u64(at)), by))
+                                }
+                                _ => None,
+                            },
+                        })
+                    },
+                )
                 .map_err(sql)?;
             rows.collect::<Result<_, _>>().map_err(sql)
         })

@@ -228,6 +228,17 @@ async fn the_console_runs_each_operator_action() {
     driver
         .until(&shows("op-out", "low_stock"), &yes, patience)
         .await;
+    let seq = driver
+        .script(
+            "return String(JSON.parse(document.getElementById('op-out').textContent).items[0].seq);",
+        )
+        .await;
+    driver
+        .script(&act(&[("op-ack-seq", seq.as_str().unwrap())], "op-ack"))
+        .await;
+    driver
+        .until(&shows("op-out", "\"acknowledged\": true"), &yes, patience)
+        .await;
     driver.script(&act(&[], "op-letters")).await;
     driver
         .until(&shows("op-out", "\"items\""), &yes, patience)

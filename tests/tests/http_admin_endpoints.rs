@@ -111,6 +111,31 @@ async fn counts_alerts_dead_letters_and_orders_for_the_admin() {
     }
     assert!(kinds.iter().any(|k| k == "low_stock"), "{kinds:?}");
     assert_eq!(client.get("/api/alerts", Some(WEB)).await.status, 403);
+    // Acknowledged: gone from the open ones, kept in the list with who and when.
+    let alerts = client.get("/api/alerts", Some(ADMIN)).await.body;
+    let seq = alerts["items"][0]["seq"].as_u64().unwrap();
+    let ack = |token: &'static str, seq: u64| {
+        let client = client.clone();
+        async move {
+            client
+                .post(&format!("/api/alerts/{seq}/ack"), Some(token), json!({}))
+                .await
+        }
+    };
+    assert_eq!(ack(WEB, seq).await.status, 403);
+    assert_eq!(ack(ADMIN, seq).await.status, 200);
+    assert_eq!(ack(ADMIN, 999_999).await.status, 404);
+    let open = client.get("/api/alerts?open=true", Some(ADMIN)).await.body;
+    assert!(
+        !open["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["seq"] == seq),
+        "{open}"
+    );
+    let all = client.get("/api/alerts", Some(ADMIN)).await.body;
+    assert_eq!(all["items"][0]["acknowledged_by"], "admin", "{all}");
 
     // No webhook here: an empty queue, and a replay with no endpoint to try.
     let letters = client.get("/api/dead-letters", Some(ADMIN)).await;

@@ -2,8 +2,10 @@
 //! reservations (all admin-only, enforced here):
 //! - `POST /api/counts` (`?dry_run=true`): a physical-count CSV, previewed or applied, as
 //!   `stockade reconcile --counts` does from the command line;
-//! - `GET /api/alerts`: low-stock, out-of-stock and short alerts, oldest first, paged by
-//!   `seq`;
+//! - `GET /api/alerts` (`?open=true`: unacknowledged only) and `POST /api/alerts/{seq}/ack`:
+//!   low-stock, out-of-stock and short alerts, oldest first, paged by `seq`, and an
+//!   operator's acknowledgement of one (kept apart from the derived tables, so a rebuild
+//!   keeps it);
 //! - `GET /api/dead-letters` and `POST /api/dead-letters/replay`: the webhook notices given
 //!   up on, and one more try of each with the configured endpoints;
 //! - `GET /api/orders/{order_id}`: an order's reservation lines;
@@ -102,6 +104,9 @@ struct AlertsQuery {
     after: Option<u64>,
     #[serde(default)]
     limit: Option<usize>,
+    /// Only the alerts nobody has acknowledged.
+    #[serde(default)]
+    open: Option<bool>,
 }
 
 /// `GET /api/alerts`.
@@ -115,19 +120,50 @@ pub async fn alerts(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
             format!("limit must be 1-{MAX_ALERTS}"),
         )));
     }
-    let alerts = state.models.alerts(query.after.unwrap_or(0), limit).await?;
+    let after = query.after.unwrap_or(0);
+    let alerts = match query.open {
+        Some(true) => state.models.open_alerts(after, limit).await?,
+        _ => state.models.alerts(after, limit).await?,
+    };
     let items: Vec<serde_json::Value> = alerts
         .iter()
         .map(|a| {
             serde_json::json!({
                 "seq": a.seq, "sku": a.sku, "kind": a.kind, "available": a.available,
                 "threshold": a.threshold, "version": a.version, "at": a.at.to_string(),
+                "acknowledged_at": a.acknowledged.as_ref().map(|(at, _)| at.to_string()),
+                "acknowledged_by": a.acknowledged.as_ref().map(|(_, by)| by.clone()),
             })
         })
         .collect();
     let next_after = (alerts.len() == limit).then(|| alerts.last().map(|a| a.seq));
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({ "items": items, "next_after": next_after.flatten() })))
+}
+
+/// `POST /api/alerts/{seq}/ack`: the operator has seen it.
+pub async fn acknowledge(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let caller = state.authorize(&req, Need::Admin, None)?;
+    let Ok(seq) = path.parse::<u64>() else {
+        return Err(HttpError(ApiError::new(
+            ErrorKind::NotFound,
+            "not_found",
+            "alerts are named by their seq (a number)",
+        )));
+    };
+    let by = caller.map_or_else(|| "admin".to_owned(), |c| c.principal.to_string());
+    if !state.models.acknowledge_alert(seq, &by).await? {
+        return Err(HttpError(ApiError::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("alert {seq} not found"),
+        )));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "seq": seq, "acknowledged": true })))
 }
 
 /// `GET /api/dead-letters`.

@@ -44,6 +44,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/counts", "POST").route(web::post().to(admin::counts)))
         .service(resource("/api/alerts", "GET").route(web::get().to(admin::alerts)))
         .service(resource("/api/health", "GET").route(web::get().to(admin::health)))
+        .service(
+            resource("/api/alerts/{seq}/ack", "POST").route(web::post().to(admin::acknowledge)),
+        )
         .service(resource("/api/dead-letters", "GET").route(web::get().to(admin::dead_letters)))
         .service(resource("/api/dead-letters/replay", "POST").route(web::post().to(admin::replay)))
         .service(resource("/api/orders/{order_id}", "GET").route(web::get().to(admin::order)))
