@@ -159,5 +159,23 @@ async fn counts_alerts_dead_letters_and_orders_for_the_admin() {
     assert_eq!(health["dead_letters"], 0);
     assert_eq!(health["webhooks"], json!([]));
     assert_eq!(client.get("/api/health", Some(WEB)).await.status, 403);
+
+    // A repaired read-model row is listed as a correction.
+    let models =
+        stockade_projections::ReadModels::open(&dir.path().join("projections.db")).unwrap();
+    let bolt = stockade_domain::Sku::new("BOLT").unwrap();
+    let expected = models.stock(&bolt).await.unwrap().unwrap();
+    let mut found = expected.clone();
+    found.level.reserved += 1;
+    let correction = stockade_projections::reconcile::Correction {
+        sku: "BOLT".into(),
+        found,
+        expected,
+    };
+    models.repair(&correction).await.unwrap();
+    let listed = client.get("/api/corrections", Some(ADMIN)).await.body;
+    assert_eq!(listed["items"][0]["sku"], "BOLT", "{listed}");
+    assert!(listed["items"][0]["expected"].is_object(), "{listed}");
+    assert_eq!(client.get("/api/corrections", Some(WEB)).await.status, 403);
     server.stop().unwrap();
 }

@@ -9,6 +9,7 @@
 //! - `GET /api/dead-letters` and `POST /api/dead-letters/replay`: the webhook notices given
 //!   up on, and one more try of each with the configured endpoints;
 //! - `GET /api/orders/{order_id}`: an order's reservation lines;
+//! - `GET /api/corrections`: the read-model rows the reconciler found wrong and repaired;
 //! - `GET /api/health`: how far the read models are behind the log, and each webhook
 //!   endpoint's backlog and dead letters.
 
@@ -257,4 +258,41 @@ pub async fn health(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         "dead_letters": letters.len(),
         "webhooks": webhooks,
     })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrectionsQuery {
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /api/corrections`.
+pub async fn corrections(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Admin, None)?;
+    let query: CorrectionsQuery = serde_urlencoded_query(req.query_string())?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_ALERTS {
+        return Err(HttpError(ApiError::invalid(
+            "limit",
+            format!("limit must be 1-{MAX_ALERTS}"),
+        )));
+    }
+    let rows = state
+        .models
+        .corrections(query.after.unwrap_or(0), limit)
+        .await?;
+    let parse = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(seq, sku, found, expected)| {
+            serde_json::json!({"seq": seq, "sku": sku, "found": parse(found), "expected": parse(expected)})
+        })
+        .collect();
+    let next_after = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.0))
+        .flatten();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_after": next_after })))
 }

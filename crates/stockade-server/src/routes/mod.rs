@@ -44,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/counts", "POST").route(web::post().to(admin::counts)))
         .service(resource("/api/alerts", "GET").route(web::get().to(admin::alerts)))
         .service(resource("/api/health", "GET").route(web::get().to(admin::health)))
+        .service(resource("/api/corrections", "GET").route(web::get().to(admin::corrections)))
         .service(
             resource("/api/alerts/{seq}/ack", "POST").route(web::post().to(admin::acknowledge)),
         )
