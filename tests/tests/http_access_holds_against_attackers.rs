@@ -309,3 +309,44 @@ async fn headers_hosts_and_echoes_are_handled_strictly() {
     assert!(policy.contains("script-src 'sha256-"), "{policy}");
     server.stop().unwrap();
 }
+
+/// With `limits.anonymous_per_second`, one address without a token gets its burst and then
+/// 429s, while token holders are not counted against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_reads_from_one_address_are_rate_limited_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.anonymous_per_second = 5;
+    let server = TestServer::start(cfg);
+    let client = Client::new(&server);
+    client.register("LIMITED", 5).await;
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let answer = client.get("/api/inventory/products/LIMITED", None).await;
+        if answer.status == 429 {
+            assert_eq!(answer.body["error"], "rate_limited", "{}", answer.text);
+            assert_eq!(
+                answer.headers.get("retry-after").map(String::as_str),
+                Some("1")
+            );
+        }
+        statuses.push(answer.status);
+    }
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(refused >= 15, "{statuses:?}");
+    assert!(
+        statuses[..10].iter().all(|s| *s == 200),
+        "the burst: {statuses:?}"
+    );
+    // A token holder is not limited.
+    for _ in 0..30 {
+        assert_eq!(
+            client
+                .get("/api/inventory/products/LIMITED", Some(WEB))
+                .await
+                .status,
+            200
+        );
+    }
+    server.stop().unwrap();
+}

@@ -229,6 +229,10 @@ pub struct Limits {
     /// handled at once, on a budget of their own: a crowd of slow anonymous bodies cannot
     /// take the slots authenticated traffic and health checks need. More get 503.
     pub max_anonymous_bodies: usize,
+    /// Requests a second per client address for callers without a valid token (storefront
+    /// reads), twice that in a burst; past it, 429. 0 (the default) is off: behind a
+    /// proxy every client has the proxy's address.
+    pub anonymous_per_second: u32,
     /// HTTP worker threads (default: one per core).
     pub workers: usize,
 }
@@ -240,6 +244,7 @@ impl Default for Limits {
             max_concurrent_requests: 8192,
             max_streams: 10_000,
             max_anonymous_bodies: 64,
+            anonymous_per_second: 0,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -481,6 +486,10 @@ impl ServerConfig {
                 "STOCKADE_READ_TOKENS" => self.auth.read_tokens = list(&value),
                 "STOCKADE_ID_SECRET" => self.auth.id_secret = Some(value),
                 "STOCKADE_CORS_ORIGINS" => self.cors.allowed_origins = list(&value),
+                "STOCKADE_ANONYMOUS_PER_SECOND" => {
+                    self.limits.anonymous_per_second = u32::try_from(number(&name, &value)?)
+                        .map_err(|_| bad(format!("{name} is too large")))?;
+                }
                 "STOCKADE_RESOLVE" => {
                     self.auth.resolve = match value.as_str() {
                         "any" => ResolveSetting::Any,

@@ -39,6 +39,7 @@ pub mod config;
 mod error;
 pub mod host;
 mod keys;
+mod limit;
 pub mod routes;
 mod state;
 mod stream;
@@ -201,6 +202,7 @@ async fn open(
     });
 
     let workers = config.limits.workers;
+    let anonymous_per_second = config.limits.anonymous_per_second;
     let state = Arc::new(state::AppState {
         config,
         inventory,
@@ -218,6 +220,7 @@ async fn open(
         mcp,
         mcp_sessions: Default::default(),
         host_check,
+        anonymous_limit: limit::AnonymousLimit::new(anonymous_per_second),
     });
     let (addr, server) = match listener {
         Some(listener) => {

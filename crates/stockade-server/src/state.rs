@@ -47,6 +47,8 @@ pub struct AppState {
     pub mcp_sessions: crate::routes::mcp::Sessions,
     /// The `Host` and `Origin` every request must carry (DNS-rebinding protection).
     pub host_check: crate::host::HostCheck,
+    /// Requests a second per address for callers without a token.
+    pub anonymous_limit: crate::limit::AnonymousLimit,
 }
 
 /// rmcp's HTTP service, shared by every worker (sessions live in it).

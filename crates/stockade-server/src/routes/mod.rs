@@ -115,6 +115,19 @@ pub async fn guard(
         ));
         return Ok(req.into_response(error.error_response().map_into_right_body()));
     }
+    let anonymous = !authenticated(&req, &state);
+    if anonymous
+        && let Some(peer) = req.peer_addr()
+        && !state.anonymous_limit.allow(peer.ip())
+    {
+        metrics::counter!("stockade_http_shed_total").increment(1);
+        let error = HttpError(ApiError::new(
+            ErrorKind::TooManyRequests,
+            "rate_limited",
+            "this address sends more requests without a token than the server takes; slow down",
+        ));
+        return Ok(req.into_response(error.error_response().map_into_right_body()));
+    }
     let cors = cross_origin(&req, &state);
     if let (Some(origin), true) = (&cors, req.method() == actix_web::http::Method::OPTIONS) {
         // A preflight for a public read from an allowed origin.
@@ -131,7 +144,7 @@ pub async fn guard(
     let counted = !is_stream(req.path());
     // A body from a caller without valid credentials is read on its own budget, within a
     // shorter deadline (see `body`): it cannot starve anyone else.
-    let anonymous_body = counted && has_body(&req) && !authenticated(&req, &state);
+    let anonymous_body = counted && has_body(&req) && anonymous;
     if anonymous_body {
         actix_web::HttpMessage::extensions_mut(&req).insert(AnonymousBody);
     }
