@@ -22,6 +22,7 @@ use crate::auth::Need;
 use crate::body;
 use crate::error::{HttpError, Result};
 use crate::routes::api::{serde_urlencoded_query, shared};
+use crate::routes::bulk::ReservationLineOut;
 use crate::state::AppState;
 
 /// The largest count file accepted.
@@ -110,17 +111,23 @@ struct AlertsQuery {
     open: Option<bool>,
 }
 
-/// `GET /api/alerts`.
-pub async fn alerts(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
-    state.authorize(&req, Need::Admin, None)?;
-    let query: AlertsQuery = serde_urlencoded_query(req.query_string())?;
-    let limit = query.limit.unwrap_or(100);
+/// A page's size: 100 unless asked, at most `MAX_ALERTS`.
+fn page_size(limit: Option<usize>) -> Result<usize> {
+    let limit = limit.unwrap_or(100);
     if limit == 0 || limit > MAX_ALERTS {
         return Err(HttpError(ApiError::invalid(
             "limit",
             format!("limit must be 1-{MAX_ALERTS}"),
         )));
     }
+    Ok(limit)
+}
+
+/// `GET /api/alerts`.
+pub async fn alerts(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
+    state.authorize(&req, Need::Admin, None)?;
+    let query: AlertsQuery = serde_urlencoded_query(req.query_string())?;
+    let limit = page_size(query.limit)?;
     let after = query.after.unwrap_or(0);
     let alerts = match query.open {
         Some(true) => state.models.open_alerts(after, limit).await?,
@@ -211,17 +218,7 @@ pub async fn order(
             format!("order {order} not found"),
         )));
     }
-    let lines: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "reservation_id": r.id, "sku": r.sku, "qty": r.qty, "channel": r.channel,
-                "state": r.state, "reserved_at": r.reserved_at.to_string(),
-                "expires_at": r.expires_at.to_string(),
-                "resolved_at": r.resolved_at.map(|t| t.to_string()),
-            })
-        })
-        .collect();
+    let lines: Vec<ReservationLineOut> = rows.into_iter().map(ReservationLineOut::from).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "order_id": order.as_str(), "lines": lines })))
 }
 
@@ -273,13 +270,7 @@ struct CorrectionsQuery {
 pub async fn corrections(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
     state.authorize(&req, Need::Admin, None)?;
     let query: CorrectionsQuery = serde_urlencoded_query(req.query_string())?;
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_ALERTS {
-        return Err(HttpError(ApiError::invalid(
-            "limit",
-            format!("limit must be 1-{MAX_ALERTS}"),
-        )));
-    }
+    let limit = page_size(query.limit)?;
     let rows = state
         .models
         .corrections(query.after.unwrap_or(0), limit)

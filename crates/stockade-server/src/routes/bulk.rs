@@ -463,6 +463,17 @@ where
     futures::stream::iter(header.map(Ok)).chain(rows)
 }
 
+/// A streamed export answer.
+fn streamed(csv: bool, body: impl futures::Stream<Item = Chunk> + 'static) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(if csv {
+            "text/csv"
+        } else {
+            "application/x-ndjson"
+        })
+        .streaming(body)
+}
+
 /// `GET /api/skus/export`.
 pub async fn export_skus(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
     state.authorize(&req, Need::Read, None)?;
@@ -496,18 +507,13 @@ pub async fn export_skus(req: HttpRequest, state: web::Data<AppState>) -> Result
             Ok((rows.iter().map(StockOut::from_row).collect(), next))
         }
     });
-    Ok(HttpResponse::Ok()
-        .content_type(if csv {
-            "text/csv"
-        } else {
-            "application/x-ndjson"
-        })
-        .streaming(body))
+    Ok(streamed(csv, body))
 }
 
-/// A reservation line as exported: instants in RFC 3339, as everywhere.
+/// A reservation line from the read models, as exported and as an order lookup shows
+/// it: instants in RFC 3339, as everywhere.
 #[derive(Debug, Serialize)]
-struct ReservationOut {
+pub(crate) struct ReservationLineOut {
     reservation_id: String,
     sku: String,
     order_id: Option<String>,
@@ -517,6 +523,22 @@ struct ReservationOut {
     reserved_at: String,
     expires_at: String,
     resolved_at: Option<String>,
+}
+
+impl From<stockade_projections::db::ReservationRow> for ReservationLineOut {
+    fn from(r: stockade_projections::db::ReservationRow) -> Self {
+        Self {
+            reservation_id: r.id,
+            sku: r.sku,
+            order_id: r.order_id,
+            qty: r.qty,
+            channel: r.channel,
+            state: r.state,
+            reserved_at: r.reserved_at.to_string(),
+            expires_at: r.expires_at.to_string(),
+            resolved_at: r.resolved_at.map(|t| t.to_string()),
+        }
+    }
 }
 
 /// `GET /api/reservations/export` (admin: it names every order and channel).
@@ -551,28 +573,10 @@ pub async fn export_reservations(
             let next = (rows.len() == EXPORT_PAGE)
                 .then(|| rows.last().map(|r| json!([r.id, r.sku])))
                 .flatten();
-            let out = rows
-                .into_iter()
-                .map(|r| ReservationOut {
-                    reservation_id: r.id,
-                    sku: r.sku,
-                    order_id: r.order_id,
-                    qty: r.qty,
-                    channel: r.channel,
-                    state: r.state,
-                    reserved_at: r.reserved_at.to_string(),
-                    expires_at: r.expires_at.to_string(),
-                    resolved_at: r.resolved_at.map(|t| t.to_string()),
-                })
-                .collect();
+            let out: Vec<ReservationLineOut> =
+                rows.into_iter().map(ReservationLineOut::from).collect();
             Ok((out, next))
         }
     });
-    Ok(HttpResponse::Ok()
-        .content_type(if csv {
-            "text/csv"
-        } else {
-            "application/x-ndjson"
-        })
-        .streaming(body))
+    Ok(streamed(csv, body))
 }
