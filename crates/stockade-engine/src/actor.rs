@@ -480,33 +480,13 @@ impl SkuActor {
                 return self.refuse(command, request, reply, error);
             }
         };
-        let mut data = Vec::with_capacity(events.len());
-        let mut event_ids = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            let id = match &request.scope {
-                Some(scope) => event_id(scope, &self.stream, index),
-                // Time-ordered: the store files every event under its id, and ids that
-                // grow with time land on the index's last page instead of a random one
-                // (a random id costs a page written per event at scale).
-                None => Uuid::now_v7(),
-            };
-            let meta = EventMetadata {
-                correlation_id: request.correlation_id.clone(),
-                causation_id: request.causation_id.clone(),
-                idempotency_key: request.scope.as_ref().map(|s| s.key.clone()),
-                channel: request.channel.clone(),
-                principal: request.principal.clone(),
-                ..EventMetadata::new(id, now)
-            };
-            match codec::encode(event, &meta) {
-                Ok(d) => data.push(d),
-                Err(e) => {
-                    tell(reply, Err(Error::Unavailable(format!("encode: {e}"))));
-                    return;
-                }
+        let (data, event_ids) = match encode_decided(&events, &request, &self.stream, now) {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                tell(reply, Err(e));
+                return;
             }
-            event_ids.push(id);
-        }
+        };
         let bytes: usize = data.iter().map(append_size).fold(0, usize::saturating_add);
         if bytes > BATCH_BYTES {
             // No append could carry it: refuse it before it touches any state.
@@ -1367,6 +1347,42 @@ impl SkuActor {
         self.last_active = Instant::now();
         self.phase == Phase::Ready
     }
+}
+
+/// A decided command's events as the store takes them, with their ids and metadata: a
+/// keyed command's ids are derived from its key (so a retry carries the same ones), others
+/// are time-ordered. Shared by the actor and `Inventory::register_new`, which must write
+/// exactly what the actor would.
+pub(crate) fn encode_decided(
+    events: &[Event],
+    request: &RequestMeta,
+    stream: &StreamName,
+    now: Timestamp,
+) -> Result<(Vec<EventData>, Vec<Uuid>), Error> {
+    let mut data = Vec::with_capacity(events.len());
+    let mut event_ids = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let id = match &request.scope {
+            Some(scope) => event_id(scope, stream, index),
+            // Time-ordered: the store files every event under its id, and ids that grow
+            // with time land on the index's last page instead of a random one (a random
+            // id costs a page written per event at scale).
+            None => Uuid::now_v7(),
+        };
+        let meta = EventMetadata {
+            correlation_id: request.correlation_id.clone(),
+            causation_id: request.causation_id.clone(),
+            idempotency_key: request.scope.as_ref().map(|s| s.key.clone()),
+            channel: request.channel.clone(),
+            principal: request.principal.clone(),
+            ..EventMetadata::new(id, now)
+        };
+        data.push(
+            codec::encode(event, &meta).map_err(|e| Error::Unavailable(format!("encode: {e}")))?,
+        );
+        event_ids.push(id);
+    }
+    Ok((data, event_ids))
 }
 
 fn timed_out(what: &str, after: std::time::Duration) -> StoreError {

@@ -207,6 +207,34 @@ impl Shared {
         }
     }
 
+    /// Releases reservation `id`'s lines on `skus`, concurrently, on the engine's own
+    /// behalf (a refused order's compensation, recovery's release of an order cut short):
+    /// `causation` names why in the events, `order` correlates them. One outcome per SKU,
+    /// in order; a line not live answers with a rejection, which is the outcome wanted.
+    pub(crate) async fn release_lines(
+        self: &Arc<Self>,
+        id: stockade_domain::ReservationId,
+        skus: &[Sku],
+        causation: &str,
+        order: Option<&stockade_domain::OrderId>,
+    ) -> Vec<Result<crate::actor::Accepted, Error>> {
+        let request = crate::actor::RequestMeta {
+            causation_id: Some(causation.to_owned()),
+            correlation_id: order.map(|o| o.as_str().to_owned()),
+            ..crate::actor::RequestMeta::default()
+        };
+        let command =
+            stockade_domain::Command::Release(stockade_domain::Release { reservation_id: id });
+        futures::future::join_all(skus.iter().map(|sku| {
+            self.ask(sku, |reply| crate::actor::Execute {
+                command: command.clone(),
+                request: request.clone(),
+                reply,
+            })
+        }))
+        .await
+    }
+
     /// Whether an actor runs for `sku` now.
     pub(crate) fn has_actor(&self, sku: &Sku) -> bool {
         self.registry.slots.contains_key(sku)

@@ -484,25 +484,7 @@ impl Inventory {
                 rejection,
             })?;
         let stream = stockade_store::StreamName::for_sku(sku);
-        let mut data = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            let id = match &request.scope {
-                Some(scope) => crate::idempotency::event_id(scope, &stream, index),
-                None => Uuid::now_v7(),
-            };
-            let meta = stockade_domain::EventMetadata {
-                correlation_id: request.correlation_id.clone(),
-                causation_id: request.causation_id.clone(),
-                idempotency_key: request.scope.as_ref().map(|s| s.key.clone()),
-                channel: request.channel.clone(),
-                principal: request.principal.clone(),
-                ..stockade_domain::EventMetadata::new(id, now)
-            };
-            data.push(
-                stockade_store::codec::encode(event, &meta)
-                    .map_err(|e| Error::Unavailable(format!("encode: {e}")))?,
-            );
-        }
+        let (data, _) = crate::actor::encode_decided(&events, &request, &stream, now)?;
         let appended = tokio::time::timeout(
             self.shared().config.append_timeout,
             self.shared()
@@ -734,17 +716,11 @@ impl Inventory {
     /// completed. A line that is not held (never landed, already released) answers with a
     /// rejection, which is the outcome wanted.
     async fn compensate(&self, id: ReservationId, skus: &[Sku], order: Option<&OrderId>) {
-        let request = RequestMeta {
-            causation_id: Some("compensation".into()),
-            correlation_id: order.map(|o| o.as_str().to_owned()),
-            ..RequestMeta::default()
-        };
-        let releases = skus.iter().map(|sku| {
-            let command = Command::Release(Release { reservation_id: id });
-            let request = request.clone();
-            async move { (sku, self.execute(sku, command, request).await) }
-        });
-        for (sku, outcome) in join_all(releases).await {
+        let outcomes = self
+            .shared()
+            .release_lines(id, skus, "compensation", order)
+            .await;
+        for (sku, outcome) in skus.iter().zip(outcomes) {
             if let Err(e @ (Error::Unavailable(_) | Error::Overloaded { .. })) = outcome {
                 // Unavailable: the release is decided behind an append with no verdict
                 // yet and lands after it. Overloaded, or a store that fails: the hold

@@ -24,9 +24,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use stockade_domain::{Command, Release, ReservationId, Sku};
+use stockade_domain::{ReservationId, Sku};
 
-use crate::actor::{Execute, ReadLiveHolds, RequestMeta};
+use crate::actor::ReadLiveHolds;
 use crate::engine::Shared;
 use crate::error::Error;
 use crate::locator::{Incomplete, Locator, incomplete_in};
@@ -91,22 +91,15 @@ pub(crate) async fn release_incomplete(
     };
     report.incomplete = found.len();
     for incomplete in found {
-        for sku in &incomplete.held {
-            let request = RequestMeta {
-                causation_id: Some("recovery".into()),
-                correlation_id: incomplete.order_id.as_ref().map(|o| o.as_str().to_owned()),
-                ..RequestMeta::default()
-            };
-            let command = Command::Release(Release {
-                reservation_id: incomplete.id,
-            });
-            let outcome = shared
-                .ask(sku, |reply| Execute {
-                    command: command.clone(),
-                    request: request.clone(),
-                    reply,
-                })
-                .await;
+        let outcomes = shared
+            .release_lines(
+                incomplete.id,
+                &incomplete.held,
+                "recovery",
+                incomplete.order_id.as_ref(),
+            )
+            .await;
+        for (sku, outcome) in incomplete.held.iter().zip(outcomes) {
             match outcome {
                 Ok(_) => report.released += 1,
                 // Resolved already (by its TTL, or a pass before this one).
