@@ -141,7 +141,17 @@ impl Tokens {
     /// Checks a request's credentials against what the endpoint needs. `Ok(None)` is an
     /// anonymous public read.
     pub fn authorize(&self, bearer: Option<&str>, need: Need) -> Result<Option<Caller>, ApiError> {
-        let caller = match bearer {
+        self.check(bearer.map(|token| self.find(token)), need)
+    }
+
+    /// As `authorize`, with the token already looked up: `None` when no token was
+    /// presented, `Some(None)` when one was and it matches nothing.
+    pub fn check(
+        &self,
+        presented: Option<Option<&Caller>>,
+        need: Need,
+    ) -> Result<Option<Caller>, ApiError> {
+        let caller = match presented {
             None if need == Need::Read && self.public_reads => return Ok(None),
             None => {
                 return Err(ApiError::new(
@@ -150,7 +160,7 @@ impl Tokens {
                     "this endpoint needs a bearer token (Authorization: Bearer <token>)",
                 ));
             }
-            Some(token) => self.find(token).ok_or_else(|| {
+            Some(found) => found.ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::Unauthorized,
                     "unauthorized",

@@ -264,11 +264,29 @@ fn has_body(req: &ServiceRequest) -> bool {
 /// Whether the request carries a token this server knows (the handler still checks that
 /// its role may do what it asks).
 fn authenticated(req: &ServiceRequest, state: &AppState) -> bool {
-    req.headers()
+    let Some(token) = req
+        .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::auth::bearer)
-        .is_some_and(|token| state.tokens.find(token).is_some())
+    else {
+        return false;
+    };
+    let caller = state.tokens.find(token).cloned();
+    let known = caller.is_some();
+    actix_web::HttpMessage::extensions_mut(req).insert(LookedUp {
+        token: token.to_owned(),
+        caller,
+    });
+    known
+}
+
+/// The header token the middleware looked up, and whom it names: `AppState::authorize`
+/// reuses it instead of hashing the token a second time per request.
+#[derive(Debug, Clone)]
+pub(crate) struct LookedUp {
+    pub token: String,
+    pub caller: Option<crate::auth::Caller>,
 }
 
 /// One request in flight; counted out when dropped, even if the handler failed.
