@@ -8,17 +8,21 @@
 //! and refuses a later request under that key whose digest differs. Entries are kept for
 //! 8 days (see [`RETENTION`]) and then pruned.
 //!
+//! One thread owns the table and records every check waiting when it wakes in one
+//! transaction (group commit), so keyed requests under load share commits.
+//!
 //! The table is written with `synchronous = NORMAL`: it survives a crash of the process,
 //! and an operating-system crash can lose only its last entries, in which case the engine's
 //! own per-SKU check still refuses a changed request on any SKU the first one touched.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use ring::digest::{SHA256, digest};
 use rusqlite::{Connection, OptionalExtension, params};
 use stockade_wire::{ApiError, ErrorKind};
+use tokio::sync::oneshot;
 
 /// How long a key is remembered: the engine's own key window (the longest TTL, 7 days,
 /// plus a day). A key derives its reservation's id and the engine answers a retry from
@@ -27,10 +31,25 @@ use stockade_wire::{ApiError, ErrorKind};
 pub const RETENTION: Duration = stockade_engine::config::DEFAULT_IDEMPOTENCY_RETENTION;
 /// Expired keys are pruned once per this many new ones.
 const PRUNE_EVERY: u64 = 4096;
+/// At most this many checks share one transaction.
+const CHECKS_PER_TRANSACTION: usize = 1024;
 
+/// The handle requests use. Checks go to one thread that owns the connection and puts
+/// every check waiting when it wakes into one transaction: under load a keyed request
+/// costs a share of a commit rather than a commit, a mutex and a blocking-pool hop of
+/// its own (which made keyed reservations a third as fast as unkeyed ones).
 #[derive(Debug, Clone)]
 pub struct RequestKeys {
-    conn: Arc<Mutex<(Connection, u64)>>,
+    checks: mpsc::Sender<Check>,
+}
+
+/// One key to record or compare, and where its verdict goes (`true`: the request may run).
+struct Check {
+    principal: String,
+    key: String,
+    digest: Vec<u8>,
+    now_millis: u64,
+    verdict: oneshot::Sender<Result<bool, String>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
@@ -54,7 +73,7 @@ impl RequestKeys {
         Self::init(conn).map_err(|e| e.to_string())
     }
 
-    fn init(conn: Connection) -> rusqlite::Result<Self> {
+    fn init(conn: Connection) -> Result<Self, String> {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;
              CREATE TABLE IF NOT EXISTS request_keys (
@@ -64,10 +83,15 @@ impl RequestKeys {
                  created_at INTEGER NOT NULL,
                  PRIMARY KEY (principal, key)
              ) WITHOUT ROWID;",
-        )?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new((conn, 0))),
-        })
+        )
+        .map_err(|e| e.to_string())?;
+        let (checks, queue) = mpsc::channel();
+        // The thread ends when the last handle is dropped (the channel disconnects).
+        std::thread::Builder::new()
+            .name("stockade-keys".into())
+            .spawn(move || Keeper::new(conn).run(&queue))
+            .map_err(|e| format!("start the idempotency key thread: {e}"))?;
+        Ok(Self { checks })
     }
 
     /// Records `key` for `principal` with the digest of `endpoint` and `body`, or checks it
@@ -84,44 +108,21 @@ impl RequestKeys {
         material.extend_from_slice(endpoint.as_bytes());
         material.push(0);
         material.extend_from_slice(body);
-        let wanted = digest(&SHA256, &material).as_ref().to_vec();
-        let (principal, key) = (principal.to_owned(), key.to_owned());
-        let conn = self.conn.clone();
-        let retention = u64::try_from(RETENTION.as_millis()).unwrap_or(u64::MAX);
-        let since = now_millis.saturating_sub(retention);
-        let outcome = tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let (conn, inserted) = &mut *guard;
-            let recorded: Option<(Vec<u8>, i64)> = conn
-                .query_row(
-                    "SELECT digest, created_at FROM request_keys WHERE principal = ?1 AND key = ?2",
-                    params![principal, key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let live = recorded.filter(|(_, at)| u64::try_from(*at).unwrap_or(0) >= since);
-            match live {
-                Some((digest, _)) => Ok(digest == wanted),
-                None => {
-                    let at = i64::try_from(now_millis).unwrap_or(i64::MAX);
-                    conn.execute(
-                        "INSERT OR REPLACE INTO request_keys (principal, key, digest, created_at)
-                         VALUES (?1, ?2, ?3, ?4)",
-                        params![principal, key, wanted, at],
-                    )?;
-                    *inserted += 1;
-                    if (*inserted).is_multiple_of(PRUNE_EVERY) {
-                        let cutoff = i64::try_from(since).unwrap_or(i64::MAX);
-                        conn.execute("DELETE FROM request_keys WHERE created_at < ?1", [cutoff])?;
-                    }
-                    Ok(true)
-                }
-            }
-        })
-        .await
-        .map_err(unavailable)?
-        .map_err(|e: rusqlite::Error| unavailable(e))?;
-        if outcome {
+        let (verdict, answer) = oneshot::channel();
+        self.checks
+            .send(Check {
+                principal: principal.to_owned(),
+                key: key.to_owned(),
+                digest: digest(&SHA256, &material).as_ref().to_vec(),
+                now_millis,
+                verdict,
+            })
+            .map_err(|_| unavailable("the key thread stopped"))?;
+        let fits = answer
+            .await
+            .map_err(|_| unavailable("the key thread stopped before answering"))?
+            .map_err(unavailable)?;
+        if fits {
             Ok(())
         } else {
             Err(ApiError::new(
@@ -130,6 +131,92 @@ impl RequestKeys {
                 "this Idempotency-Key was already used for a different request",
             ))
         }
+    }
+}
+
+/// The thread that owns `http.db`.
+struct Keeper {
+    conn: Connection,
+    /// Keys inserted since start-up, for pruning every [`PRUNE_EVERY`].
+    inserted: u64,
+}
+
+impl Keeper {
+    fn new(conn: Connection) -> Self {
+        Self { conn, inserted: 0 }
+    }
+
+    fn run(mut self, queue: &mpsc::Receiver<Check>) {
+        let retention = u64::try_from(RETENTION.as_millis()).unwrap_or(u64::MAX);
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < CHECKS_PER_TRANSACTION {
+                match queue.try_recv() {
+                    Ok(check) => batch.push(check),
+                    Err(_) => break,
+                }
+            }
+            match self.decide(&batch, retention) {
+                Ok(verdicts) => {
+                    for (check, fits) in batch.into_iter().zip(verdicts) {
+                        // A caller that went away does not need its verdict.
+                        let _ = check.verdict.send(Ok(fits));
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for check in batch {
+                        let _ = check.verdict.send(Err(message.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction for the whole batch: all of its keys are recorded, or none (and
+    /// every caller hears the error). Checks of one key within a batch see each other, in
+    /// arrival order, as if they had come one by one.
+    fn decide(&mut self, batch: &[Check], retention: u64) -> rusqlite::Result<Vec<bool>> {
+        let tx = self.conn.transaction()?;
+        let mut verdicts = Vec::with_capacity(batch.len());
+        let mut inserted = 0;
+        {
+            let mut read = tx.prepare_cached(
+                "SELECT digest, created_at FROM request_keys WHERE principal = ?1 AND key = ?2",
+            )?;
+            let mut write = tx.prepare_cached(
+                "INSERT OR REPLACE INTO request_keys (principal, key, digest, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for check in batch {
+                let since = check.now_millis.saturating_sub(retention);
+                let recorded: Option<(Vec<u8>, i64)> = read
+                    .query_row(params![check.principal, check.key], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                let live = recorded.filter(|(_, at)| u64::try_from(*at).unwrap_or(0) >= since);
+                verdicts.push(match live {
+                    Some((digest, _)) => digest == check.digest,
+                    None => {
+                        let at = i64::try_from(check.now_millis).unwrap_or(i64::MAX);
+                        write.execute(params![check.principal, check.key, check.digest, at])?;
+                        inserted += 1;
+                        true
+                    }
+                });
+            }
+        }
+        let before = self.inserted;
+        let after = before + inserted;
+        if after / PRUNE_EVERY > before / PRUNE_EVERY {
+            let newest = batch.iter().map(|c| c.now_millis).max().unwrap_or(0);
+            let cutoff = i64::try_from(newest.saturating_sub(retention)).unwrap_or(i64::MAX);
+            tx.execute("DELETE FROM request_keys WHERE created_at < ?1", [cutoff])?;
+        }
+        tx.commit()?;
+        self.inserted = after;
+        Ok(verdicts)
     }
 }
 
@@ -156,5 +243,37 @@ mod tests {
         keys.check("web", "k1", "reserve", b"{b}", later)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn concurrent_checks_share_transactions_and_one_body_wins_a_key() {
+        let keys = RequestKeys::in_memory().unwrap();
+        let t = 1_000_000_000;
+        let checks = (0..200).map(|i| {
+            let keys = keys.clone();
+            async move {
+                let body: &[u8] = if i % 2 == 0 { b"{a}" } else { b"{b}" };
+                let shared = keys.check("web", "same", "reserve", body, t).await.is_ok();
+                let own = keys
+                    .check("web", &format!("k{i}"), "reserve", body, t)
+                    .await;
+                (body, shared, own.is_ok())
+            }
+        });
+        let outcomes = futures::future::join_all(checks).await;
+        assert!(
+            outcomes.iter().all(|(_, _, own)| *own),
+            "fresh keys all fit"
+        );
+        let winners: std::collections::HashSet<&[u8]> = outcomes
+            .iter()
+            .filter(|(_, shared, _)| *shared)
+            .map(|(body, _, _)| *body)
+            .collect();
+        assert_eq!(winners.len(), 1, "exactly one body owns the shared key");
+        assert_eq!(
+            outcomes.iter().filter(|(_, shared, _)| *shared).count(),
+            100
+        );
     }
 }
