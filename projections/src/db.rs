@@ -950,22 +950,23 @@ fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StockRow, Project
 }
 
 pub(crate) fn checkpoint(c: &Connection) -> Result<Checkpoint, ProjectionError> {
-    Ok(c.query_row(
-        "SELECT commit_pos, prepare_pos, events FROM checkpoint WHERE id = 1",
-        [],
-        |r| {
-            Ok(Checkpoint {
-                position: Position {
-                    commit: to_u64(r.get(0)?),
-                    prepare: to_u64(r.get(1)?),
-                },
-                events: to_u64(r.get(2)?),
+    // Cached: it runs in every projected batch's transaction.
+    Ok(
+        c.prepare_cached("SELECT commit_pos, prepare_pos, events FROM checkpoint WHERE id = 1")
+            .map_err(sql)?
+            .query_row([], |r| {
+                Ok(Checkpoint {
+                    position: Position {
+                        commit: to_u64(r.get(0)?),
+                        prepare: to_u64(r.get(1)?),
+                    },
+                    events: to_u64(r.get(2)?),
+                })
             })
-        },
+            .optional()
+            .map_err(sql)?
+            .unwrap_or_default(),
     )
-    .optional()
-    .map_err(sql)?
-    .unwrap_or_default())
 }
 
 fn threshold(c: &Connection, sku: &str) -> Result<u64, ProjectionError> {
