@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The inner half of benches/wire/run.sh: expects STOCKADE_PEER_PG_URL and
+# STOCKADE_PEER_REDIS_URL (set by benches/peer/run.sh) and runs, at each connection count,
+# in this order on state that accumulates through the run (holds with a 10-minute TTL
+# pile up in Stockade, the Redis list and the PostgreSQL table grow):
+#   1. wrk, unkeyed:   POST /api/reservations, one unit of HOT;
+#   2. wrk, keyed:     the same with a fresh Idempotency-Key on every request;
+#   3. redis-benchmark: EVALSHA of a check-and-decrement + RPUSH Lua script;
+#   4. pgbench:        one statement, a conditional UPDATE of the stock row and an INSERT
+#                      of the reservation row.
+# Every acknowledged reservation is durable before its answer in all three systems.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+here=benches/wire
+: "${STOCKADE_PEER_PG_URL:?run benches/wire/run.sh, which starts PostgreSQL and Redis}"
+: "${STOCKADE_PEER_REDIS_URL:?run benches/wire/run.sh, which starts PostgreSQL and Redis}"
+CONNS=${CONNS:-1 64 256 512 1000}
+SECS=${SECS:-10}
+BIN=${STOCKADE_BIN:-target/release/stockade}
+OUT=${STOCKADE_PEER_DIR:-target/peer}
+ADMIN=wire-bench-admin-token-0001
+WEB=wire-bench-web-token-000001
+log() { printf '== %s\n' "$*" >&2; }
+
+for tool in wrk redis-benchmark pgbench python3; do
+    if ! command -v "$tool" >/dev/null; then
+        log "installing wrk (Debian package)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+        command -v "$tool" >/dev/null || { echo "wire: $tool not found" >&2; exit 1; }
+    fi
+done
+if [[ ! -x $BIN ]]; then
+    log "building the release binary"
+    cargo build --release -p stockade-cli
+fi
+# 1000 connections on each side of loopback, plus the servers' files.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+redis_port=${STOCKADE_PEER_REDIS_URL##*:}; redis_port=${redis_port%/}
+rcli() { redis-cli -h 127.0.0.1 -p "$redis_port" "$@"; }
+redis_pid=$(rcli info server | tr -d '\r' | sed -n 's/^process_id://p')
+
+work=$(mktemp -d)
+results=$work/results.tsv
+pid=
+trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+# --- Stockade ---------------------------------------------------------------------
+STOCKADE_ADMIN_TOKEN=$ADMIN STOCKADE_CHANNEL_TOKENS="web:$WEB" \
+    "$BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/out" 2>"$work/err" &
+pid=$!
+addr=
+for _ in $(seq 100); do
+    addr=$(grep -o 'listening on http://[0-9.:]*' "$work/out" | head -1 | sed 's|listening on http://||') || true
+    [[ -n $addr ]] && break
+    sleep 0.1
+done
+[[ -n $addr ]] || { cat "$work/err" >&2; echo "wire: the server did not start" >&2; exit 1; }
+H=http://$addr
+curl -sf -XPOST "$H/api/skus" -H "Authorization: Bearer $ADMIN" \
+    -d '{"sku":"HOT","pool":"physical","on_hand":1000000000}' >/dev/null
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# PostgreSQL is many processes sharing buffers: their proportional set sizes add up.
+pg_pss_kib() {
+    local total=0 p v
+    for p in $(pgrep -x postgres); do
+        v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# --- Redis --------------------------------------------------------------------------
+rcli flushall >/dev/null
+rcli set stock 1000000000000 >/dev/null
+lua='local a = tonumber(redis.call("GET", KEYS[1]))
+if a >= tonumber(ARGV[1]) then
+  redis.call("DECRBY", KEYS[1], ARGV[1])
+  redis.call("RPUSH", KEYS[2], ARGV[2])
+  return 1
+end
+return 0'
+sha=$(rcli script load "$lua")
+
+# --- PostgreSQL ---------------------------------------------------------------------
+psql -X -q -v ON_ERROR_STOP=1 "$STOCKADE_PEER_PG_URL" <<'SQL'
+DROP TABLE IF EXISTS wire_stock, wire_reservations;
+CREATE TABLE wire_stock (sku text PRIMARY KEY, available bigint NOT NULL CHECK (available >= 0));
+CREATE TABLE wire_reservations (id bigserial PRIMARY KEY, sku text NOT NULL, qty int NOT NULL,
+                                at timestamptz NOT NULL DEFAULT now());
+INSERT INTO wire_stock VALUES ('HOT', 1000000000000);
+SQL
+cat >"$work/reserve.sql" <<'SQL'
+WITH taken AS (UPDATE wire_stock SET available = available - 1
+               WHERE sku = 'HOT' AND available >= 1 RETURNING sku)
+INSERT INTO wire_reservations (sku, qty) SELECT sku, 1 FROM taken;
+SQL
+
+total_201=0
+# wrk stops at its deadline with a request in flight on each connection: the server may
+# still hold those units, but no client was told. So at most this many more than the 201s.
+cut_off=0
+for c in $CONNS; do
+    threads=$((c < 2 ? 1 : 2))
+    for mode in plain keyed; do
+        log "stockade $mode, $c connections, ${SECS}s"
+        line=$(wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s -s $here/reserve.lua "$H" \
+            -- HOT "$WEB" "$mode" "$c-$(date +%s%N)" | grep '^COUNTS') ||
+            { echo "wire: wrk failed" >&2; exit 1; }
+        get() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$line"; }
+        total_201=$((total_201 + $(get reserved)))
+        cut_off=$((cut_off + c))
+        printf 'stockade\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$c" "$(get reserved)" \
+            "$(get secs)" "$(get p50_us)" "$(get p99_us)" "$(get max_us)" \
+            "$(get failures)" "$(rss_kib "$pid")" "$(get p999_us)" >>"$results"
+    done
+
+    log "redis-benchmark, $c connections"
+    # As many requests as Redis answers in about SECS seconds (measured at 4k/s alone,
+    # 45k/s with many clients).
+    n=$(( (c == 1 ? 4000 : 45000) * SECS ))
+    csv=$(redis-benchmark -h 127.0.0.1 -p "$redis_port" -c "$c" -n "$n" --csv --precision 3 \
+        EVALSHA "$sha" 2 stock reservations 1 __rand_int__ 2>/dev/null | tail -1)
+    IFS=, read -r _ rps _ _ p50 _ p99 max <<<"$(tr -d '"' <<<"$csv")"
+    printf 'redis\tlua\t%s\t%s\t%s\t%s\t%s\t%s\t0\t%s\t\n' "$c" "$n" \
+        "$(python3 -c "print(f'{$n/$rps:.3f}')")" \
+        "$(python3 -c "print(round($p50*1000))")" "$(python3 -c "print(round($p99*1000))")" \
+        "$(python3 -c "print(round($max*1000))")" "$(rss_kib "$redis_pid")" >>"$results"
+
+    log "pgbench, $c connections, ${SECS}s"
+    rm -f "$work"/pgbench_log.*
+    pg_out=$(cd "$work" && pgbench -n -M prepared -c "$c" -j "$threads" -T "$SECS" -l \
+        -f reserve.sql "$STOCKADE_PEER_PG_URL" 2>&1) || { echo "$pg_out" >&2; exit 1; }
+    python3 - "$work" "$c" "$(pg_pss_kib)" "$SECS" >>"$results" <<'PY'
+import glob, sys
+work, conns, pss, secs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+lat = []
+for path in glob.glob(f"{work}/pgbench_log.*"):
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 3 and f[2].isdigit():
+            lat.append(int(f[2]))
+lat.sort()
+pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else 0
+print(f"postgres\tupdate\t{conns}\t{len(lat)}\t{secs:.3f}\t{pick(0.5)}\t{pick(0.99)}\t"
+      f"{lat[-1] if lat else 0}\t0\t{pss}\t{pick(0.999)}")
+PY
+done
+
+# Nothing acknowledged and lost: every 201 is a live hold now (holds last 10 minutes);
+# the only extra holds are requests wrk cut off at a deadline, at most one per connection.
+reserved=$(curl -sf "$H/api/inventory/products/HOT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["reserved"])')
+log "stockade: $total_201 reservations acknowledged, $reserved held ($((reserved - total_201)) cut off by wrk's deadlines, at most $cut_off)"
+if ((reserved < total_201 || reserved > total_201 + cut_off)); then
+    echo "wire: the ledger disagrees: $reserved held, $total_201 acknowledged, $cut_off cut off at most" >&2
+    exit 1
+fi
+
+mkdir -p "$OUT"
+python3 $here/report.py "$results" "$OUT" "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+    "$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')" \
+    "$(postgres --version 2>/dev/null | sed -e "s/^postgres (PostgreSQL) //" -e "s/ (.*//")" "$reserved"
+cat "$OUT/wire.md"

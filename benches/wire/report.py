@@ -1,0 +1,86 @@
+"""Turns benches/wire/compare.sh's rows into target/peer/wire.md, wire.json and wire.svg.
+
+Rows (tab-separated): system, mode, connections, acknowledged, seconds, p50 us, p99 us,
+max us, failures, RSS KiB (PSS summed over processes for PostgreSQL), p99.9 us.
+"""
+import json
+import sys
+
+rows_path, out, when, redis_version, pg_version, held = sys.argv[1:7]
+NAMES = {
+    ("stockade", "plain"): "Stockade, wrk",
+    ("stockade", "keyed"): "Stockade, wrk, Idempotency-Key",
+    ("redis", "lua"): f"Redis {redis_version} Lua, redis-benchmark",
+    ("postgres", "update"): f"PostgreSQL {pg_version} conditional UPDATE, pgbench",
+}
+rows = []
+for line in open(rows_path):
+    f = line.rstrip("\n").split("\t")
+    count, secs = int(f[3]), float(f[4])
+    rows.append({
+        "system": f[0], "mode": f[1], "connections": int(f[2]),
+        "name": NAMES[(f[0], f[1])],
+        "acknowledged": count, "seconds": secs,
+        "per_second": count / secs if secs else 0.0,
+        "p50_ms": int(f[5]) / 1000, "p99_ms": int(f[6]) / 1000,
+        "p999_ms": int(f[10]) / 1000 if len(f) > 10 and f[10] else None,
+        "max_ms": int(f[7]) / 1000, "failures": int(f[8]), "rss_mib": int(f[9]) / 1024,
+    })
+redis = {r["connections"]: r["per_second"] for r in rows if r["system"] == "redis"}
+for r in rows:
+    base = redis.get(r["connections"])
+    r["vs_redis"] = r["per_second"] / base if base else None
+
+md = [
+    f"Run {when}: one hot SKU on loopback, every acknowledged reservation durable "
+    f"(Stockade: SQLite `synchronous=FULL`; Redis `appendfsync always`; PostgreSQL "
+    f"`fsync`, `synchronous_commit` on). Clients and servers share the machine's cores. "
+    f"Afterwards Stockade held {held} units: every 201 its clients counted, plus requests "
+    f"`wrk` cut off at its deadlines (at most one per connection per phase).",
+    "",
+    "| connections | system and client | reservations/s | vs Redis | p50 ms | p99 ms | p99.9 ms | max ms | errors | server RSS MiB |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+]
+for r in rows:
+    vs = f"{r['vs_redis']:.2f}×" if r["vs_redis"] is not None else "—"
+    p999 = f"{r['p999_ms']:.2f}" if r["p999_ms"] is not None else "—"
+    md.append(
+        f"| {r['connections']} | {r['name']} | {r['per_second']:,.0f} | {vs} | "
+        f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {p999} | {r['max_ms']:.1f} | "
+        f"{r['failures']} | {r['rss_mib']:.0f} |"
+    )
+open(f"{out}/wire.md", "w").write("\n".join(md) + "\n")
+json.dump({"when": when, "rows": rows}, open(f"{out}/wire.json", "w"), indent=2)
+
+# A line chart: reservations/s against connections, one line per system.
+conns = sorted({r["connections"] for r in rows})
+series = {}
+for r in rows:
+    series.setdefault(r["name"], {})[r["connections"]] = r["per_second"]
+W, H, L, T, B, R = 760, 420, 70, 30, 60, 250
+top = max(r["per_second"] for r in rows) * 1.1 or 1
+x = lambda i: L + (W - L - R) * (i / max(1, len(conns) - 1))
+y = lambda v: T + (H - T - B) * (1 - v / top)
+colours = ["#1f77b4", "#6baed6", "#d62728", "#2ca02c"]
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+       f'font-family="sans-serif" font-size="12">',
+       f'<rect width="{W}" height="{H}" fill="white"/>',
+       f'<text x="{L}" y="18" font-size="14">Durable reservations/s on one hot SKU, '
+       f'standard clients on loopback</text>']
+for k in range(6):
+    v = top * k / 5
+    svg.append(f'<line x1="{L}" x2="{W - R}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
+    svg.append(f'<text x="{L - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v / 1000:.0f}k</text>')
+for i, c in enumerate(conns):
+    svg.append(f'<text x="{x(i):.1f}" y="{H - B + 18}" text-anchor="middle">{c}</text>')
+svg.append(f'<text x="{(L + W - R) / 2:.0f}" y="{H - 20}" text-anchor="middle">connections</text>')
+for n, (name, points) in enumerate(series.items()):
+    colour = colours[n % len(colours)]
+    pts = " ".join(f"{x(conns.index(c)):.1f},{y(v):.1f}" for c, v in sorted(points.items()))
+    svg.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
+    for c, v in points.items():
+        svg.append(f'<circle cx="{x(conns.index(c)):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>')
+    svg.append(f'<rect x="{W - R + 15}" y="{T + 20 * n}" width="12" height="12" fill="{colour}"/>')
+    svg.append(f'<text x="{W - R + 32}" y="{T + 20 * n + 10}">{name[:34]}</text>')
+svg.append("</svg>")
+open(f"{out}/wire.svg", "w").write("\n".join(svg) + "\n")
