@@ -11,6 +11,7 @@ NAMES = {
     ("stockade", "plain"): "Stockade, wrk",
     ("stockade", "keyed"): "Stockade, wrk, Idempotency-Key",
     ("redis", "lua"): f"Redis {redis_version} Lua, redis-benchmark",
+    ("redis", "keyed"): f"Redis {redis_version} Lua, keyed, redis-benchmark",
     ("postgres", "update"): f"PostgreSQL {pg_version} conditional UPDATE, pgbench",
 }
 rows = []
@@ -26,9 +27,11 @@ for line in open(rows_path):
         "p999_ms": int(f[10]) / 1000 if len(f) > 10 and f[10] else None,
         "max_ms": int(f[7]) / 1000, "failures": int(f[8]), "rss_mib": int(f[9]) / 1024,
     })
-redis = {r["connections"]: r["per_second"] for r in rows if r["system"] == "redis"}
+# Keyed rows are compared with keyed Redis, the others with plain Redis.
+redis = {(r["connections"], r["mode"] == "keyed"): r["per_second"]
+         for r in rows if r["system"] == "redis"}
 for r in rows:
-    base = redis.get(r["connections"])
+    base = redis.get((r["connections"], r["mode"] == "keyed"))
     r["vs_redis"] = r["per_second"] / base if base else None
 
 md = [
@@ -37,6 +40,8 @@ md = [
     f"`fsync`, `synchronous_commit` on). Clients and servers share the machine's cores. "
     f"Afterwards Stockade held {held} units: every 201 its clients counted, plus requests "
     f"`wrk` cut off at its deadlines (at most one per connection per phase).",
+    "",
+    "\"vs Redis\" compares a keyed row with keyed Redis, the others with plain Redis.",
     "",
     "| connections | system and client | reservations/s | vs Redis | p50 ms | p99 ms | p99.9 ms | max ms | errors | server RSS MiB |",
     "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -61,7 +66,7 @@ W, H, L, T, B, R = 760, 420, 70, 30, 60, 250
 top = max(r["per_second"] for r in rows) * 1.1 or 1
 x = lambda i: L + (W - L - R) * (i / max(1, len(conns) - 1))
 y = lambda v: T + (H - T - B) * (1 - v / top)
-colours = ["#1f77b4", "#6baed6", "#d62728", "#2ca02c"]
+colours = ["#1f77b4", "#6baed6", "#d62728", "#ff9896", "#2ca02c"]
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
        f'font-family="sans-serif" font-size="12">',
        f'<rect width="{W}" height="{H}" fill="white"/>',

@@ -72,7 +72,11 @@ impl Recent {
     fn note(&mut self, id: ReservationId, sku: &Sku, channel: Option<&Channel>) {
         // A reservation's lines go in together, so one never straddles the two.
         if self.young.len() >= RECENT / 2 && !self.young.contains_key(&id) {
-            self.old = std::mem::take(&mut self.young);
+            // The old generation's table, emptied, becomes the young one: it keeps its
+            // capacity, so the hot path does not grow a table from nothing (and rehash it
+            // a dozen times) after every rotation.
+            std::mem::swap(&mut self.old, &mut self.young);
+            self.young.clear();
         }
         let entry = self.young.entry(id).or_default();
         if !entry.skus.contains(sku) {
