@@ -345,6 +345,45 @@ impl<'a> HoldsView<'a> {
             .map(|(id, hold)| (*id, *hold))
     }
 
+    /// The live holds lapsed at `now` (expiring at or before it) as `(expires_at, id)`,
+    /// earliest first. Bounded by a range on each side, so that the cost is the number of
+    /// lapsed holds: with a whole batch of commits staged, the earliest holds are the ones
+    /// the layer removes, and a scan from the start would step over every one of them at
+    /// each decision (quadratic in the batch; it took a third of a flash sale's CPU).
+    fn lapsed_by_expiry(
+        self,
+        now: Timestamp,
+    ) -> impl Iterator<Item = (Timestamp, ReservationId)> + 'a {
+        let upto = ..=(now, ReservationId::from_uuid(uuid::Uuid::max()));
+        let (added, removed) = self.layer.unzip();
+        let base = self
+            .base
+            .expiry
+            .range(upto)
+            .filter(move |(_, id)| removed.is_none_or(|r| !r.contains(id)))
+            .copied();
+        let added = added
+            .into_iter()
+            .flat_map(move |a| a.expiry.range(upto))
+            .copied();
+        Merge {
+            a: base.peekable(),
+            b: added.peekable(),
+        }
+    }
+
+    /// A bound on the earliest expiry among live holds: never later than it, and equal to
+    /// it unless a staged event resolves the applied hold that expires first. Costs two
+    /// lookups whatever is staged.
+    fn earliest_expiry_bound(self) -> Option<Timestamp> {
+        let base = self.base.expiry.first().map(|(at, _)| *at);
+        let added = self
+            .layer
+            .and_then(|(added, _)| added.expiry.first())
+            .map(|(at, _)| *at);
+        base.into_iter().chain(added).min()
+    }
+
     /// Every live hold as `(expires_at, id)`, earliest first.
     fn by_expiry(self) -> impl Iterator<Item = (Timestamp, ReservationId)> + 'a {
         let (added, removed) = self.layer.unzip();
@@ -984,11 +1023,16 @@ impl<'a> StockRef<'a> {
         self.holds.by_expiry().next()
     }
 
+    /// A bound on [`StockRef::next_expiry`] that costs two lookups: never later than it.
+    /// A timer armed at or before this is early enough for every live hold.
+    pub fn next_expiry_bound(self) -> Option<Timestamp> {
+        self.holds.earliest_expiry_bound()
+    }
+
     /// Reservations lapsed at `now` whose `ReservationExpired` is not yet written.
     pub fn lapsed(self, now: Timestamp) -> impl Iterator<Item = Reservation> + 'a {
         self.holds
-            .by_expiry()
-            .take_while(move |(expires_at, _)| *expires_at <= now)
+            .lapsed_by_expiry(now)
             .filter_map(move |(_, id)| self.reservation(&id))
     }
 

@@ -489,6 +489,14 @@ fn same_side(
     };
     prop_assert_eq!(a.view(at), b.view(at));
     prop_assert_eq!(a.next_expiry(), b.next_expiry());
+    // The bound a timer may be armed at is never later than the next expiry, on the
+    // staged side too; with nothing staged it is the next expiry.
+    for side in [a, b] {
+        let exact = side.next_expiry().map(|(t, _)| t);
+        let bound = side.next_expiry_bound();
+        prop_assert!(exact.is_none_or(|e| bound.is_some_and(|b| b <= e)));
+    }
+    prop_assert_eq!(b.next_expiry_bound(), b.next_expiry().map(|(t, _)| t));
     prop_assert_eq!(a.reserved_total(), b.reserved_total());
     prop_assert_eq!(a.last_event_at(), b.last_event_at());
     let line = |s: StockRef<'_>| {
