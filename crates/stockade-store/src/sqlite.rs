@@ -277,13 +277,6 @@ impl SqliteStore {
         // The writer resets the WAL after a RESTART checkpoint; this cuts the file back.
         conn.pragma_update(None, "journal_size_limit", clamp(config.wal_limit))
             .map_err(|e| unavailable(&context, e))?;
-        // A page cache for the indexes' upper levels and recent leaves. Keyed events carry
-        // ids derived from their keys (random, unlike the time-ordered ids of unkeyed
-        // ones), so their index entries land on pages all over the index; with SQLite's
-        // default 2 MiB the writer read most of those pages back from the file for every
-        // group. The cache fills only as far as the log needs it.
-        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB.saturating_neg())
-            .map_err(|e| unavailable(&context, e))?;
         let head = Arc::new(watch::channel(head).0);
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(config.queue);
@@ -434,9 +427,6 @@ impl From<rusqlite::Error> for Prepared {
         Prepared::Sql(e)
     }
 }
-
-/// The writer's page cache, in KiB (SQLite's default is 2 MiB).
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
