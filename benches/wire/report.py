@@ -14,6 +14,14 @@ NAMES = {
     ("redis", "keyed"): f"Redis {redis_version} Lua, keyed, redis-benchmark",
     ("postgres", "update"): f"PostgreSQL {pg_version} conditional UPDATE, pgbench",
 }
+# Short names for the chart's legend.
+SHORT = {
+    ("stockade", "plain"): "Stockade",
+    ("stockade", "keyed"): "Stockade, keyed",
+    ("redis", "lua"): "Redis Lua",
+    ("redis", "keyed"): "Redis Lua, keyed",
+    ("postgres", "update"): "PostgreSQL UPDATE",
+}
 rows = []
 for line in open(rows_path):
     f = line.rstrip("\n").split("\t")
@@ -61,7 +69,7 @@ json.dump({"when": when, "rows": rows}, open(f"{out}/wire.json", "w"), indent=2)
 conns = sorted({r["connections"] for r in rows})
 series = {}
 for r in rows:
-    series.setdefault(r["name"], {})[r["connections"]] = r["per_second"]
+    series.setdefault(SHORT[(r["system"], r["mode"])], {})[r["connections"]] = r["per_second"]
 W, H, L, T, B, R = 760, 420, 70, 30, 60, 250
 top = max(r["per_second"] for r in rows) * 1.1 or 1
 x = lambda i: L + (W - L - R) * (i / max(1, len(conns) - 1))
@@ -86,6 +94,6 @@ for n, (name, points) in enumerate(series.items()):
     for c, v in points.items():
         svg.append(f'<circle cx="{x(conns.index(c)):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>')
     svg.append(f'<rect x="{W - R + 15}" y="{T + 20 * n}" width="12" height="12" fill="{colour}"/>')
-    svg.append(f'<text x="{W - R + 32}" y="{T + 20 * n + 10}">{name[:34]}</text>')
+    svg.append(f'<text x="{W - R + 32}" y="{T + 20 * n + 10}">{name}</text>')
 svg.append("</svg>")
 open(f"{out}/wire.svg", "w").write("\n".join(svg) + "\n")
