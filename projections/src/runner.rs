@@ -50,13 +50,6 @@ pub struct ProjectorConfig {
     pub retry_min: Duration,
     /// ...doubling up to this.
     pub retry_max: Duration,
-    /// Shortest time between the starts of two batches. Each batch costs two hand-offs to
-    /// the blocking pool, a read and a transaction whatever its size: with one client
-    /// that was one batch per reservation, and waiting for the next events instead cut
-    /// the server's CPU by a quarter and raised its rate by about 30% (issue 20). An
-    /// event after a quiet spell is projected at once; one in a stream waits at most
-    /// this long, which bounds what it adds to notice latency.
-    pub gather: Duration,
 }
 
 impl Default for ProjectorConfig {
@@ -67,7 +60,6 @@ impl Default for ProjectorConfig {
             keep_notices: 100_000,
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(30),
-            gather: Duration::from_millis(2),
         }
     }
 }
@@ -287,7 +279,6 @@ impl Projector {
         // wait for a projection that will never come.
         self.hub.advance(from.position);
         let mut events = self.store.subscribe_all(from.position);
-        let mut last_batch: Option<std::time::Instant> = None;
         loop {
             let Some(first) = events.next().await else {
                 return Err(ProjectionError::Store(
@@ -295,15 +286,7 @@ impl Projector {
                 ));
             };
             let mut batch = vec![first?];
-            // Batches start at most once per `gather`: an event that follows the last
-            // batch closely waits out the rest of it, so the events behind it join.
-            if let Some(since) = last_batch.map(|at| at.elapsed())
-                && since < self.config.gather
-            {
-                tokio::time::sleep(self.config.gather - since).await;
-            }
-            last_batch = Some(std::time::Instant::now());
-            // Whatever else has already arrived joins the batch.
+            // Whatever else has already arrived joins the batch; never wait for more.
             while batch.len() < self.config.batch {
                 match events.next().now_or_never() {
                     Some(Some(Ok(event))) => batch.push(event),
