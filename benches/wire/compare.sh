@@ -23,12 +23,14 @@ ADMIN=wire-bench-admin-token-0001
 WEB=wire-bench-web-token-000001
 log() { printf '== %s\n' "$*" >&2; }
 
+if ! command -v wrk >/dev/null; then
+    log "installing wrk (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+# redis-benchmark comes with redis-server (redis-tools), pgbench with the PostgreSQL
+# server package, both installed by benches/peer/run.sh.
 for tool in wrk redis-benchmark pgbench python3; do
-    if ! command -v "$tool" >/dev/null; then
-        log "installing wrk (Debian package)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-        command -v "$tool" >/dev/null || { echo "wire: $tool not found" >&2; exit 1; }
-    fi
+    command -v "$tool" >/dev/null || { echo "wire: $tool not found" >&2; exit 1; }
 done
 if [[ ! -x $BIN ]]; then
     log "building the release binary"
