@@ -176,8 +176,14 @@ impl Keeper {
     /// One transaction for the whole batch: all of its keys are recorded, or none (and
     /// every caller hears the error). Checks of one key within a batch see each other, in
     /// arrival order, as if they had come one by one.
+    /// A statement that fails fails the whole batch: every caller in it hears the error
+    /// (503) and none of its keys is recorded, so each may retry.
     fn decide(&mut self, batch: &[Check], retention: u64) -> rusqlite::Result<Vec<bool>> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock from the start, so a read never has to be upgraded
+        // (which fails if another connection wrote meanwhile).
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut verdicts = Vec::with_capacity(batch.len());
         let mut inserted = 0;
         {
