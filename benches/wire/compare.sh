@@ -17,7 +17,7 @@ here=benches/wire
 : "${STOCKADE_PEER_REDIS_URL:?run benches/wire/run.sh, which starts PostgreSQL and Redis}"
 CONNS=${CONNS:-1 64 256 512 1000}
 SECS=${SECS:-10}
-BIN=${STOCKADE_BIN:-target/release/stockade}
+BIN=${STOCKADE_BIN:-}
 OUT=${STOCKADE_PEER_DIR:-target/peer}
 ADMIN=wire-bench-admin-token-0001
 WEB=wire-bench-web-token-000001
@@ -32,10 +32,14 @@ fi
 for tool in wrk redis-benchmark pgbench python3; do
     command -v "$tool" >/dev/null || { echo "wire: $tool not found" >&2; exit 1; }
 done
-if [[ ! -x $BIN ]]; then
-    log "building the release binary"
+# Without STOCKADE_BIN, the binary of this checkout: cargo rebuilds it if it is stale (a
+# no-op when it is not), so a run never measures an older build by mistake.
+if [[ -z $BIN ]]; then
+    log "building the release binary (if it is not up to date)"
     cargo build --release -p stockade-cli
+    BIN=target/release/stockade
 fi
+[[ -x $BIN ]] || { echo "wire: $BIN is not an executable" >&2; exit 1; }
 # 1000 connections on each side of loopback, plus the servers' files.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
