@@ -85,9 +85,6 @@ pub async fn reserve_concurrently(
     callers: usize,
     total: u64,
 ) -> Result<(Duration, Vec<u64>), stockade_engine::Error> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use stockade_domain::{PoolConfig, Quantity};
     use stockade_engine::{Origin, ReserveOptions};
 
@@ -96,17 +93,35 @@ pub async fn reserve_concurrently(
         safety_stock: Quantity::ZERO,
     };
     inventory.register(sku, pool, &Origin::default()).await?;
+    reserve_load(inventory, sku, callers, total, ReserveOptions::default()).await
+}
+
+/// `callers` tasks reserving one unit of the registered `sku` each, `total` in all, with
+/// `options`; returns the elapsed time and each call's latency in microseconds.
+pub async fn reserve_load(
+    inventory: &stockade_engine::Inventory,
+    sku: &stockade_domain::Sku,
+    callers: usize,
+    total: u64,
+    options: stockade_engine::ReserveOptions,
+) -> Result<(Duration, Vec<u64>), stockade_engine::Error> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use stockade_domain::Quantity;
+
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..callers)
         .map(|_| {
             let (inventory, sku, next) = (inventory.clone(), sku.clone(), next.clone());
+            let options = options.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while next.fetch_add(1, Ordering::Relaxed) < total {
                     let asked = Instant::now();
                     inventory
-                        .reserve(&sku, Quantity::new(1), ReserveOptions::default())
+                        .reserve(&sku, Quantity::new(1), options.clone())
                         .await?;
                     latencies.push(asked.elapsed().as_micros() as u64);
                 }
