@@ -18,6 +18,7 @@
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source benches/lib.sh
 here=benches/memory
 
 CONNECTIONS=${CONNECTIONS:-64}
@@ -30,10 +31,7 @@ WEB=mem-bench-web-token-000001
 
 log() { printf '== %s\n' "$*" >&2; }
 
-if ! command -v wrk >/dev/null; then
-    log "installing wrk"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+need_wrk
 if [[ ! -x $BIN ]]; then
     log "building the release binary"
     cargo build --release -p stockade-cli
@@ -44,12 +42,7 @@ trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 STOCKADE_ADMIN_TOKEN=$ADMIN STOCKADE_CHANNEL_TOKENS="web:$WEB" \
     "$BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/out" 2>"$work/err" &
 pid=$!
-for _ in $(seq 100); do
-    addr=$(grep -o 'listening on http://[0-9.:]*' "$work/out" | head -1 | sed 's|listening on http://||') || true
-    [[ -n $addr ]] && break
-    sleep 0.1
-done
-[[ -n ${addr:-} ]] || { cat "$work/err" >&2; echo "the server did not start" >&2; exit 1; }
+addr=$(listening_address "$work/out" "$work/err") || exit 1
 H=http://$addr
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 register() {

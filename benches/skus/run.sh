@@ -15,6 +15,7 @@
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source benches/lib.sh
 here=benches/skus
 
 SKUS=${SKUS:-1000000}
@@ -27,10 +28,7 @@ log() { printf '== %s\n' "$*" >&2; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 
-if ! command -v wrk >/dev/null; then
-    log "installing wrk"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+need_wrk
 if [[ ! -x $BIN ]]; then
     log "building the release binary"
     cargo build --release -p stockade-cli
@@ -45,12 +43,7 @@ TOML
 STOCKADE_ADMIN_TOKEN=$ADMIN STOCKADE_CONFIG="$work/stockade.toml" \
     "$BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/out" 2>"$work/err" &
 pid=$!
-for _ in $(seq 100); do
-    addr=$(grep -o 'listening on http://[0-9.:]*' "$work/out" | head -1 | sed 's|listening on http://||') || true
-    [[ -n $addr ]] && break
-    sleep 0.1
-done
-[[ -n ${addr:-} ]] || { cat "$work/err" >&2; echo "the server did not start" >&2; exit 1; }
+addr=$(listening_address "$work/out" "$work/err") || exit 1
 H=http://$addr
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 rss_start=$(rss)

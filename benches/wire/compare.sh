@@ -12,6 +12,7 @@
 # Every acknowledged reservation is durable before its answer in all three systems.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source benches/lib.sh
 here=benches/wire
 : "${STOCKADE_PEER_PG_URL:?run benches/wire/run.sh, which starts PostgreSQL and Redis}"
 : "${STOCKADE_PEER_REDIS_URL:?run benches/wire/run.sh, which starts PostgreSQL and Redis}"
@@ -23,10 +24,7 @@ ADMIN=wire-bench-admin-token-0001
 WEB=wire-bench-web-token-000001
 log() { printf '== %s\n' "$*" >&2; }
 
-if ! command -v wrk >/dev/null; then
-    log "installing wrk (Debian package)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+need_wrk
 # redis-benchmark comes with redis-server (redis-tools), pgbench with the PostgreSQL
 # server package, both installed by benches/peer/run.sh.
 for tool in wrk redis-benchmark pgbench python3; do
@@ -56,13 +54,7 @@ trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"
 STOCKADE_ADMIN_TOKEN=$ADMIN STOCKADE_CHANNEL_TOKENS="web:$WEB" \
     "$BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/out" 2>"$work/err" &
 pid=$!
-addr=
-for _ in $(seq 100); do
-    addr=$(grep -o 'listening on http://[0-9.:]*' "$work/out" | head -1 | sed 's|listening on http://||') || true
-    [[ -n $addr ]] && break
-    sleep 0.1
-done
-[[ -n $addr ]] || { cat "$work/err" >&2; echo "wire: the server did not start" >&2; exit 1; }
+addr=$(listening_address "$work/out" "$work/err") || exit 1
 H=http://$addr
 curl -sf -XPOST "$H/api/skus" -H "Authorization: Bearer $ADMIN" \
     -d '{"sku":"HOT","pool":"physical","on_hand":1000000000}' >/dev/null

@@ -2,9 +2,14 @@
 -- send them so that a retry is safe.
 --   wrk ... -s reserve-keyed.lua URL -- SKU TOKEN RUN
 -- RUN makes the keys unique to the run: a key seen before would replay its outcome.
--- No response() callback, as in reserve.lua.
+-- Defining request() makes wrk build every request anew, so this is a file of its own;
+-- the rest (headers, body, the COUNTS line) is reserve.lua's, loaded from beside it.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "reserve.lua")
+
 local counter = 0
 local thread_id = 0
+local plain_init = init
 
 function setup(thread)
    thread_id = thread_id + 1
@@ -12,28 +17,12 @@ function setup(thread)
 end
 
 function init(args)
-   local sku = args[1] or "HOT"
-   local token = args[2] or ""
+   plain_init(args)
    run = args[3] or tostring(os.time())
-   wrk.method = "POST"
-   wrk.path = "/api/reservations"
-   wrk.headers["Authorization"] = "Bearer " .. token
-   wrk.headers["Content-Type"] = "application/json"
-   wrk.body = '{"items":[{"sku":"' .. sku .. '","qty":1}],"ttl_seconds":600}'
 end
 
 function request()
    counter = counter + 1
    wrk.headers["Idempotency-Key"] = "r-" .. run .. "-" .. tid .. "-" .. counter
    return wrk.format()
-end
-
-function done(summary, latency, requests)
-   local e = summary.errors
-   local failures = e.status + e.connect + e.read + e.write + e.timeout
-   io.write(string.format(
-      "COUNTS reserved=%d failures=%d secs=%.3f p50_us=%d p90_us=%d p99_us=%d p999_us=%d max_us=%d\n",
-      summary.requests - e.status, failures, summary.duration / 1e6,
-      latency:percentile(50), latency:percentile(90), latency:percentile(99),
-      latency:percentile(99.9), latency.max))
 end
