@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::iter::Peekable;
+use std::ops::RangeBounds;
 
 use serde::{Deserialize, Serialize};
 
@@ -345,33 +346,6 @@ impl<'a> HoldsView<'a> {
             .map(|(id, hold)| (*id, *hold))
     }
 
-    /// The live holds lapsed at `now` (expiring at or before it) as `(expires_at, id)`,
-    /// earliest first. Bounded by a range on each side, so that the cost is the number of
-    /// lapsed holds: with a whole batch of commits staged, the earliest holds are the ones
-    /// the layer removes, and a scan from the start would step over every one of them at
-    /// each decision (quadratic in the batch; it took a third of a flash sale's CPU).
-    fn lapsed_by_expiry(
-        self,
-        now: Timestamp,
-    ) -> impl Iterator<Item = (Timestamp, ReservationId)> + 'a {
-        let upto = ..=(now, ReservationId::from_uuid(uuid::Uuid::max()));
-        let (added, removed) = self.layer.unzip();
-        let base = self
-            .base
-            .expiry
-            .range(upto)
-            .filter(move |(_, id)| removed.is_none_or(|r| !r.contains(id)))
-            .copied();
-        let added = added
-            .into_iter()
-            .flat_map(move |a| a.expiry.range(upto))
-            .copied();
-        Merge {
-            a: base.peekable(),
-            b: added.peekable(),
-        }
-    }
-
     /// A bound on the earliest expiry among live holds: never later than it, and equal to
     /// it unless a staged event resolves the applied hold that expires first. Costs two
     /// lookups whatever is staged.
@@ -384,16 +358,27 @@ impl<'a> HoldsView<'a> {
         base.into_iter().chain(added).min()
     }
 
-    /// Every live hold as `(expires_at, id)`, earliest first.
-    fn by_expiry(self) -> impl Iterator<Item = (Timestamp, ReservationId)> + 'a {
+    /// The live holds whose `(expires_at, id)` falls in `within`, earliest first. Each
+    /// side is cut by the range before the two are merged, so the cost is the holds in
+    /// it: with a batch of commits staged, the earliest applied holds are the ones the
+    /// layer removes, and a scan from the start to find the lapsed ones stepped over every
+    /// one of them at each decision (quadratic in the batch; a third of a flash sale's
+    /// CPU).
+    fn by_expiry(
+        self,
+        within: impl RangeBounds<(Timestamp, ReservationId)> + Clone + 'a,
+    ) -> impl Iterator<Item = (Timestamp, ReservationId)> + 'a {
         let (added, removed) = self.layer.unzip();
         let base = self
             .base
             .expiry
-            .iter()
+            .range(within.clone())
             .filter(move |(_, id)| removed.is_none_or(|r| !r.contains(id)))
             .copied();
-        let added = added.into_iter().flat_map(|a| a.expiry.iter()).copied();
+        let added = added
+            .into_iter()
+            .flat_map(move |a| a.expiry.range(within.clone()))
+            .copied();
         Merge {
             a: base.peekable(),
             b: added.peekable(),
@@ -1020,7 +1005,7 @@ impl<'a> StockRef<'a> {
 
     /// The earliest expiry among live reservations: when the expiry timer should fire next.
     pub fn next_expiry(self) -> Option<(Timestamp, ReservationId)> {
-        self.holds.by_expiry().next()
+        self.holds.by_expiry(..).next()
     }
 
     /// A bound on [`StockRef::next_expiry`] that costs two lookups: never later than it.
@@ -1031,8 +1016,10 @@ impl<'a> StockRef<'a> {
 
     /// Reservations lapsed at `now` whose `ReservationExpired` is not yet written.
     pub fn lapsed(self, now: Timestamp) -> impl Iterator<Item = Reservation> + 'a {
+        // Every id sorts at or below the largest: the range ends with `now`'s last hold.
+        let lapsed = ..=(now, ReservationId::from_uuid(uuid::Uuid::max()));
         self.holds
-            .lapsed_by_expiry(now)
+            .by_expiry(lapsed)
             .filter_map(move |(_, id)| self.reservation(&id))
     }
 
