@@ -78,8 +78,19 @@ CREATE VIEW IF NOT EXISTS event_log AS
     FROM events e JOIN streams s ON s.id = e.stream_id;
 ";
 
-const SELECT_EVENT: &str = "SELECT e.position, s.name, e.revision, e.event_id, e.event_type, \
-     e.data, e.metadata, e.recorded_at FROM events e JOIN streams s ON s.id = e.stream_id";
+/// The columns [`row_to_event`] reads, in its order, from `events e` and `streams s`: a
+/// literal, so that each read below is one `concat!` with its own FROM clause.
+macro_rules! select_event_columns {
+    () => {
+        "SELECT e.position, s.name, e.revision, e.event_id, e.event_type, e.data, \
+         e.metadata, e.recorded_at"
+    };
+}
+
+const SELECT_EVENT: &str = concat!(
+    select_event_columns!(),
+    " FROM events e JOIN streams s ON s.id = e.stream_id"
+);
 
 /// `SELECT_EVENT` for reads by position: the projector's read, once per batch. `NOT
 /// INDEXED` keeps the plan (the rowid range, then the stream by its key) and keeps the
@@ -87,9 +98,10 @@ const SELECT_EVENT: &str = "SELECT e.position, s.name, e.revision, e.event_id, e
 /// `sqlite3Reprepare`, one client): the plain join was prepared again on about a third of
 /// these reads, each a full parse and plan; with `NOT INDEXED`, on none. A small test
 /// did not reproduce the trigger, so the cause is not pinned down.
-const SELECT_EVENT_BY_POSITION: &str = "SELECT e.position, s.name, e.revision, e.event_id, \
-     e.event_type, e.data, e.metadata, e.recorded_at \
-     FROM events e NOT INDEXED JOIN streams s ON s.id = e.stream_id";
+const SELECT_EVENT_BY_POSITION: &str = concat!(
+    select_event_columns!(),
+    " FROM events e NOT INDEXED JOIN streams s ON s.id = e.stream_id"
+);
 
 /// How the embedded store is opened. Defaults work out of the box.
 #[derive(Debug, Clone)]
@@ -735,9 +747,11 @@ impl EventStore for SqliteStore {
         self.read(move |conn| {
             // By the id index, always: left to itself the planner picks the stream's
             // name and scans all of its events (a hot SKU's whole history per lookup).
-            let sql = "SELECT e.position, s.name, e.revision, e.event_id, e.event_type, \
-                 e.data, e.metadata, e.recorded_at FROM events e INDEXED BY events_by_id \
-                 JOIN streams s ON s.id = e.stream_id WHERE e.event_id = ?1 AND s.name = ?2";
+            let sql = concat!(
+                select_event_columns!(),
+                " FROM events e INDEXED BY events_by_id JOIN streams s ON s.id = e.stream_id \
+                 WHERE e.event_id = ?1 AND s.name = ?2"
+            );
             let mut stmt = conn.prepare_cached(sql).map_err(read_error)?;
             let mut found = Vec::new();
             for id in &ids {
