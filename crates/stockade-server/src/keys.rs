@@ -173,11 +173,9 @@ impl Keeper {
         }
     }
 
-    /// One transaction for the whole batch: all of its keys are recorded, or none (and
-    /// every caller hears the error). Checks of one key within a batch see each other, in
-    /// arrival order, as if they had come one by one.
-    /// A statement that fails fails the whole batch: every caller in it hears the error
-    /// (503) and none of its keys is recorded, so each may retry.
+    /// One transaction for the whole batch: all of its keys are recorded, or none, and
+    /// then every caller in it hears the error (503) and may retry. Checks of one key
+    /// within a batch see each other, in arrival order, as if they had come one by one.
     fn decide(&mut self, batch: &[Check], retention: u64) -> rusqlite::Result<Vec<bool>> {
         // IMMEDIATE: the write lock from the start, so a read never has to be upgraded
         // (which fails if another connection wrote meanwhile).
