@@ -110,6 +110,8 @@ WITH taken AS (UPDATE wire_stock SET available = available - 1
 INSERT INTO wire_reservations (sku, qty) SELECT sku, 1 FROM taken;
 SQL
 
+# One figure of wrk's COUNTS line (the last phase's, in $line).
+get() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$line"; }
 total_201=0
 # wrk stops at its deadline with a request in flight on each connection: the server may
 # still hold those units, but no client was told. So at most this many more than the 201s.
@@ -123,7 +125,6 @@ for c in $CONNS; do
         line=$(wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s -s "$script" "$H" \
             -- HOT "$WEB" "$c-$(date +%s%N)" | grep '^COUNTS') ||
             { echo "wire: wrk failed" >&2; exit 1; }
-        get() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$line"; }
         total_201=$((total_201 + $(get reserved)))
         cut_off=$((cut_off + c))
         printf 'stockade\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$c" "$(get reserved)" \
