@@ -288,6 +288,7 @@ impl ReadModels {
         stockade_store::files::private_file(path)
             .map_err(|e| ProjectionError::ReadModel(format!("create {}: {e}", path.display())))?;
         let writer = Connection::open(path).map_err(sql)?;
+        stockade_store::sqlite::fixed_plans(&writer).map_err(sql)?;
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
@@ -316,6 +317,7 @@ impl ReadModels {
         reader
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
+        stockade_store::sqlite::fixed_plans(&reader).map_err(sql)?;
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
@@ -327,6 +329,7 @@ impl ReadModels {
         // One connection for both: a second connection to a shared-cache memory database
         // would take table locks and fail (SQLITE_LOCKED) whenever the two overlap.
         let conn = Connection::open_in_memory().map_err(sql)?;
+        stockade_store::sqlite::fixed_plans(&conn).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         let conn = Arc::new(Mutex::new(conn));
         Ok(Self {

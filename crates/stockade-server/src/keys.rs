@@ -74,6 +74,7 @@ impl RequestKeys {
     }
 
     fn init(conn: Connection) -> Result<Self, String> {
+        stockade_store::sqlite::fixed_plans(&conn).map_err(|e| e.to_string())?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;
              CREATE TABLE IF NOT EXISTS request_keys (
