@@ -112,6 +112,59 @@ SQL
 
 # One figure of wrk's COUNTS line (the last phase's, in $line).
 get() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$line"; }
+# CPU time in clock ticks, user + system: of a process; of PostgreSQL's processes and the
+# backends that have exited (the postmaster's reaped children) together.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+    local total=0 p
+    for p in $(pgrep -x postgres); do total=$((total + $(ticks "$p"))); done
+    p=$(pgrep -o -x postgres) && total=$((total + $(awk '{print $16 + $17}' "/proc/$p/stat")))
+    echo "$total"
+}
+hz=$(getconf CLK_TCK)
+# Stockade's CPU ticks by thread name ("name ticks" lines, names as the kernel shows them).
+thread_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        printf '%s\t%s\n' "$(cat "$t/comm" 2>/dev/null)" \
+            "$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null || echo 0)"
+    done | awk -F'\t' '{ticks[$1] += $2} END {for (n in ticks) printf "%s\t%d\n", n, ticks[n]}'
+}
+# "name=us;name=us": microseconds of CPU per request by thread name between two
+# thread_ticks files (threads that ended in between are not counted).
+threads_per_request() {
+    python3 - "$1" "$2" "$3" "$hz" <<'PY'
+import sys
+read = lambda p: {n: int(t) for n, t in (l.rstrip("\n").split("\t") for l in open(p) if "\t" in l)}
+before, after, n, hz = read(sys.argv[1]), read(sys.argv[2]), max(1, int(sys.argv[3])), int(sys.argv[4])
+print(";".join(f"{k}={(after[k] - before.get(k, 0)) / hz * 1e6 / n:.1f}" for k in sorted(after)))
+PY
+}
+# Runs a client, its output to $work/client.out; its CPU seconds (user + system) to
+# $work/client.cpu. The clients share the cores with the servers, so what a client costs
+# per request is part of the comparison.
+client() {
+    local TIMEFORMAT='%3U %3S'
+    { time "$@" >"$work/client.out" 2>"$work/client.err"; } 2>"$work/client.time" ||
+        { cat "$work/client.err" >&2; return 1; }
+    awk '{print $1 + $2}' "$work/client.time" >"$work/client.cpu"
+}
+# Microseconds of CPU per request, from ticks before and after and the request count.
+per_request() { python3 -c "print(f'{($2 - $1) / $hz * 1e6 / max(1, $3):.1f}')"; }
+client_per_request() { python3 -c "print(f'{$(cat "$work/client.cpu") * 1e6 / max(1, $1):.1f}')"; }
+# A Stockade row of the results, after a wrk phase that began at $before and
+# $work/threads.before.
+stockade_row() {
+    line=$(grep '^COUNTS' "$work/client.out")
+    thread_ticks "$pid" >"$work/threads.after"
+    printf 'stockade\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$c" \
+        "$(get reserved)" "$(get secs)" "$(get p50_us)" "$(get p99_us)" "$(get max_us)" \
+        "$(get failures)" "$(rss_kib "$pid")" "$(get p999_us)" \
+        "$(per_request "$before" "$(ticks "$pid")" "$(get reserved)")" \
+        "$(client_per_request "$(get reserved)")" \
+        "$(threads_per_request "$work/threads.before" "$work/threads.after" "$(get reserved)")" \
+        >>"$results"
+}
 total_201=0
 # wrk stops at its deadline with a request in flight on each connection: the server may
 # still hold those units, but no client was told. So at most this many more than the 201s.
@@ -122,15 +175,21 @@ for c in $CONNS; do
         log "stockade $mode, $c connections, ${SECS}s"
         script=$here/reserve.lua
         [[ $mode == keyed ]] && script=$here/reserve-keyed.lua
-        line=$(wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s -s "$script" "$H" \
-            -- HOT "$WEB" "$c-$(date +%s%N)" | grep '^COUNTS') ||
-            { echo "wire: wrk failed" >&2; exit 1; }
+        before=$(ticks "$pid")
+        thread_ticks "$pid" >"$work/threads.before"
+        client wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s -s "$script" "$H" \
+            -- HOT "$WEB" "$c-$(date +%s%N)" || { echo "wire: wrk failed" >&2; exit 1; }
+        stockade_row "$mode"
         total_201=$((total_201 + $(get reserved)))
         cut_off=$((cut_off + c))
-        printf 'stockade\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$c" "$(get reserved)" \
-            "$(get secs)" "$(get p50_us)" "$(get p99_us)" "$(get max_us)" \
-            "$(get failures)" "$(rss_kib "$pid")" "$(get p999_us)" >>"$results"
     done
+    # The floor: what an HTTP request that does nothing costs, on the same connections.
+    log "stockade GET /healthz (the HTTP floor), $c connections, ${SECS}s"
+    before=$(ticks "$pid")
+    thread_ticks "$pid" >"$work/threads.before"
+    client wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s -s "$here/floor.lua" "$H" \
+        -- HOT "$WEB" || { echo "wire: wrk failed" >&2; exit 1; }
+    stockade_row floor
 
     for mode in lua keyed; do
         log "redis-benchmark $mode, $c connections"
@@ -143,22 +202,29 @@ for c in $CONNS; do
         else
             command=(EVALSHA "$sha_keyed" 3 stock reservations key:__rand_int__ 1 __rand_int__)
         fi
-        csv=$(redis-benchmark -h 127.0.0.1 -p "$redis_port" -c "$c" -n "$n" -r 1000000000 \
-            --csv --precision 3 "${command[@]}" 2>/dev/null | tail -1)
+        before=$(ticks "$redis_pid")
+        client redis-benchmark -h 127.0.0.1 -p "$redis_port" -c "$c" -n "$n" -r 1000000000 \
+            --csv --precision 3 "${command[@]}"
+        csv=$(tail -1 "$work/client.out")
         IFS=, read -r _ rps _ _ p50 _ p99 max <<<"$(tr -d '"' <<<"$csv")"
-        printf 'redis\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t0\t%s\t\n' "$mode" "$c" "$n" \
+        printf 'redis\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t0\t%s\t\t%s\t%s\n' "$mode" "$c" "$n" \
             "$(python3 -c "print(f'{$n/$rps:.3f}')")" \
             "$(python3 -c "print(round($p50*1000))")" "$(python3 -c "print(round($p99*1000))")" \
-            "$(python3 -c "print(round($max*1000))")" "$(rss_kib "$redis_pid")" >>"$results"
+            "$(python3 -c "print(round($max*1000))")" "$(rss_kib "$redis_pid")" \
+            "$(per_request "$before" "$(ticks "$redis_pid")" "$n")" \
+            "$(client_per_request "$n")" >>"$results"
     done
 
     log "pgbench, $c connections, ${SECS}s"
     rm -f "$work"/pgbench_log.*
-    pg_out=$(cd "$work" && pgbench -n -M prepared -c "$c" -j "$threads" -T "$SECS" -l \
-        -f reserve.sql "$STOCKADE_PEER_PG_URL" 2>&1) || { echo "$pg_out" >&2; exit 1; }
-    python3 - "$work" "$c" "$(pg_pss_kib)" "$SECS" >>"$results" <<'PY'
+    before=$(pg_ticks)
+    (cd "$work" && client pgbench -n -M prepared -c "$c" -j "$threads" -T "$SECS" -l \
+        -f reserve.sql "$STOCKADE_PEER_PG_URL") || { echo "wire: pgbench failed" >&2; exit 1; }
+    python3 - "$work" "$c" "$(pg_pss_kib)" "$SECS" "$before" "$(pg_ticks)" "$hz" \
+        "$(cat "$work/client.cpu")" >>"$results" <<'PY'
 import glob, sys
 work, conns, pss, secs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+before, after, hz, client = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8])
 lat = []
 for path in glob.glob(f"{work}/pgbench_log.*"):
     for line in open(path):
@@ -167,8 +233,10 @@ for path in glob.glob(f"{work}/pgbench_log.*"):
             lat.append(int(f[2]))
 lat.sort()
 pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else 0
+n = max(1, len(lat))
 print(f"postgres\tupdate\t{conns}\t{len(lat)}\t{secs:.3f}\t{pick(0.5)}\t{pick(0.99)}\t"
-      f"{lat[-1] if lat else 0}\t0\t{pss}\t{pick(0.999)}")
+      f"{lat[-1] if lat else 0}\t0\t{pss}\t{pick(0.999)}\t"
+      f"{(after - before) / hz * 1e6 / n:.1f}\t{client * 1e6 / n:.1f}")
 PY
 done
 

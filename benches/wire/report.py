@@ -1,7 +1,10 @@
 """Turns benches/wire/compare.sh's rows into target/peer/wire.md, wire.json and wire.svg.
 
 Rows (tab-separated): system, mode, connections, acknowledged, seconds, p50 us, p99 us,
-max us, failures, RSS KiB (PSS summed over processes for PostgreSQL), p99.9 us.
+max us, failures, RSS KiB (PSS summed over processes for PostgreSQL), p99.9 us, server
+CPU us per request, client CPU us per request, and for Stockade the server's CPU us per
+request by thread name ("name=us;..."). Stockade's "floor" rows are GET /healthz: they
+go to the CPU tables only.
 """
 import json
 import sys
@@ -13,6 +16,7 @@ NAMES = {
     ("redis", "lua"): f"Redis {redis_version} Lua, redis-benchmark",
     ("redis", "keyed"): f"Redis {redis_version} Lua, keyed, redis-benchmark",
     ("postgres", "update"): f"PostgreSQL {pg_version} conditional UPDATE, pgbench",
+    ("stockade", "floor"): "Stockade, wrk, GET /healthz (no work: the HTTP floor)",
 }
 # Short names for the chart's legend.
 SHORT = {
@@ -34,7 +38,14 @@ for line in open(rows_path):
         "p50_ms": int(f[5]) / 1000, "p99_ms": int(f[6]) / 1000,
         "p999_ms": int(f[10]) / 1000 if len(f) > 10 and f[10] else None,
         "max_ms": int(f[7]) / 1000, "failures": int(f[8]), "rss_mib": int(f[9]) / 1024,
+        "server_cpu_us": float(f[11]) if len(f) > 11 and f[11] else None,
+        "client_cpu_us": float(f[12]) if len(f) > 12 and f[12] else None,
+        "threads_us": {k: float(v) for k, v in
+                       (kv.split("=", 1) for kv in f[13].split(";") if "=" in kv)}
+                      if len(f) > 13 and f[13] else {},
     })
+floors = [r for r in rows if r["mode"] == "floor"]
+rows = [r for r in rows if r["mode"] != "floor"]
 # Keyed rows are compared with keyed Redis, the others with plain Redis.
 redis = {(r["connections"], r["mode"] == "keyed"): r["per_second"]
          for r in rows if r["system"] == "redis"}
@@ -62,8 +73,53 @@ for r in rows:
         f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {p999} | {r['max_ms']:.1f} | "
         f"{r['failures']} | {r['rss_mib']:.0f} |"
     )
+
+# Where the cores went: the server's and the client's CPU per request, measured from
+# /proc and the shell's `time` around each phase. On two shared cores, throughput is
+# bounded by 2 s / (server + client CPU per request) once the cores are busy.
+cpu = lambda v: f"{v:.1f}" if v is not None else "—"
+md += [
+    "",
+    "CPU per request, from the processes' user + system time over each phase (servers) "
+    "and `time` around each client. With both cores busy, requests/s cannot exceed "
+    "2 s / (server + client CPU per request).",
+    "",
+    "| connections | system and client | requests/s | server CPU µs | client CPU µs |",
+    "|---:|---|---:|---:|---:|",
+]
+for r in sorted(rows + floors, key=lambda r: r["connections"]):
+    md.append(
+        f"| {r['connections']} | {r['name']} | {r['per_second']:,.0f} | "
+        f"{cpu(r['server_cpu_us'])} | {cpu(r['client_cpu_us'])} |"
+    )
+
+# Stockade's server CPU by what does it, from the threads' names (as the kernel shows
+# them: cut to 15 characters).
+PARTS = [
+    ("HTTP workers", ("actix-rt|system", "actix-server ac")),
+    ("SKU actors", ("stockade-skus",)),
+    ("log writer and checkpointer", ("stockade-sqlite",)),
+    ("projector (main thread)", ("stockade",)),
+    ("blocking pool: read models, log reads", ("tokio-rt-worker",)),
+    ("idempotency keys", ("stockade-keys",)),
+]
+known = {n for _, names in PARTS for n in names}
+md += [
+    "",
+    "Stockade's server CPU per request by thread, µs:",
+    "",
+    "| connections | request | " + " | ".join(p for p, _ in PARTS) + " | other |",
+    "|---:|---|" + "---:|" * (len(PARTS) + 1),
+]
+for r in sorted((r for r in rows + floors if r["threads_us"]), key=lambda r: r["connections"]):
+    t = r["threads_us"]
+    cells = [sum(t.get(n, 0.0) for n in names) for _, names in PARTS]
+    cells.append(sum(v for n, v in t.items() if n not in known))
+    what = {"plain": "reserve", "keyed": "reserve, keyed", "floor": "GET /healthz"}[r["mode"]]
+    md.append(f"| {r['connections']} | {what} | " + " | ".join(f"{v:.1f}" for v in cells) + " |")
 open(f"{out}/wire.md", "w").write("\n".join(md) + "\n")
-json.dump({"when": when, "rows": rows}, open(f"{out}/wire.json", "w"), indent=2)
+json.dump({"when": when, "rows": rows, "floor": floors},
+          open(f"{out}/wire.json", "w"), indent=2)
 
 # A line chart: reservations/s against connections, one line per system.
 conns = sorted({r["connections"] for r in rows})

@@ -297,6 +297,21 @@ impl Shared {
     }
 }
 
+/// What the arbiters' threads are called in `top -H`, `perf` and `/proc`: actix names
+/// them `actix-rt|system:…`, like the HTTP workers, which the kernel cuts to the same 15
+/// characters, so a profile could not tell the SKU actors from the HTTP server.
+const ACTOR_THREAD: &str = "stockade-skus";
+
+/// Renames the calling thread as the kernel shows it, where the platform lets a thread do
+/// that through a file (Linux); elsewhere, and if it fails, the thread keeps its name.
+/// Only tools read it: `std::thread::current().name()` keeps the name actix gave.
+fn name_this_thread(name: &str) {
+    #[cfg(target_os = "linux")]
+    let _ = std::fs::write("/proc/thread-self/comm", name);
+    #[cfg(not(target_os = "linux"))]
+    let _ = name;
+}
+
 /// The actix system the actors run on: one thread for the system, one per arbiter.
 #[derive(Debug)]
 pub(crate) struct ActorThreads {
@@ -316,6 +331,9 @@ impl ActorThreads {
                     (0..arbiters).map(|_| Arbiter::try_new()).collect();
                 match started {
                     Ok(started) => {
+                        for arbiter in &started {
+                            arbiter.spawn(async { name_this_thread(ACTOR_THREAD) });
+                        }
                         let handles = started.iter().map(Arbiter::handle).collect();
                         let _ = tx.send(Ok((System::current(), handles)));
                         if let Err(e) = runner.run() {
