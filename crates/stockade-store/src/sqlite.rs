@@ -270,7 +270,10 @@ fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, rusqlite
 /// written for one plan, so nothing is lost. Every connection Stockade opens (log, read
 /// models, idempotency keys) goes through this.
 pub fn fixed_plans(conn: &Connection) -> Result<(), rusqlite::Error> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
 
