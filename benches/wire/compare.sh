@@ -122,22 +122,28 @@ pg_ticks() {
     echo "$total"
 }
 hz=$(getconf CLK_TCK)
-# Stockade's CPU ticks by thread name ("name ticks" lines, names as the kernel shows them).
+# Stockade's threads: "tid name ticks" lines (names as the kernel shows them).
 thread_ticks() {
     local t
     for t in /proc/"$1"/task/*; do
-        printf '%s\t%s\n' "$(cat "$t/comm" 2>/dev/null)" \
+        printf '%s\t%s\t%s\n' "${t##*/}" "$(cat "$t/comm" 2>/dev/null)" \
             "$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null || echo 0)"
-    done | awk -F'\t' '{ticks[$1] += $2} END {for (n in ticks) printf "%s\t%d\n", n, ticks[n]}'
+    done
 }
 # "name=us;name=us": microseconds of CPU per request by thread name between two
-# thread_ticks files (threads that ended in between are not counted).
+# thread_ticks files, thread by thread (one born in between counts from zero; the CPU of
+# one that ended in between, such as an idle blocking-pool thread, is not counted).
 threads_per_request() {
     python3 - "$1" "$2" "$3" "$hz" <<'PY'
 import sys
-read = lambda p: {n: int(t) for n, t in (l.rstrip("\n").split("\t") for l in open(p) if "\t" in l)}
+def read(path):
+    rows = (line.rstrip("\n").split("\t") for line in open(path))
+    return {r[0]: (r[1], int(r[2])) for r in rows if len(r) == 3 and r[2].isdigit()}
 before, after, n, hz = read(sys.argv[1]), read(sys.argv[2]), max(1, int(sys.argv[3])), int(sys.argv[4])
-print(";".join(f"{k}={(after[k] - before.get(k, 0)) / hz * 1e6 / n:.1f}" for k in sorted(after)))
+by_name = {}
+for tid, (name, ticks) in after.items():
+    by_name[name] = by_name.get(name, 0) + ticks - before.get(tid, (name, 0))[1]
+print(";".join(f"{k}={v / hz * 1e6 / n:.1f}" for k, v in sorted(by_name.items())))
 PY
 }
 # Runs a client, its output to $work/client.out; its CPU seconds (user + system) to
@@ -157,13 +163,13 @@ client_per_request() { python3 -c "print(f'{$(cat "$work/client.cpu") * 1e6 / ma
 stockade_row() {
     line=$(grep '^COUNTS' "$work/client.out")
     thread_ticks "$pid" >"$work/threads.after"
-    printf 'stockade\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$c" \
+    printf 'stockade\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$c" \
         "$(get reserved)" "$(get secs)" "$(get p50_us)" "$(get p99_us)" "$(get max_us)" \
         "$(get failures)" "$(rss_kib "$pid")" "$(get p999_us)" \
         "$(per_request "$before" "$(ticks "$pid")" "$(get reserved)")" \
         "$(client_per_request "$(get reserved)")" \
         "$(threads_per_request "$work/threads.before" "$work/threads.after" "$(get reserved)")" \
-        >>"$results"
+        "$(cat "$work/sse" 2>/dev/null || true)" >>"$results"
 }
 total_201=0
 # wrk stops at its deadline with a request in flight on each connection: the server may
@@ -175,10 +181,16 @@ for c in $CONNS; do
         log "stockade $mode, $c connections, ${SECS}s"
         script=$here/reserve.lua
         [[ $mode == keyed ]] && script=$here/reserve-keyed.lua
+        # A storefront on the live stream through the phase: how fresh its notices are.
+        rm -f "$work/sse"
+        python3 $here/sse_lag.py "$addr" "$WEB" "$work/sse" & sse=$!
+        sleep 0.2
         before=$(ticks "$pid")
         thread_ticks "$pid" >"$work/threads.before"
         client wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s -s "$script" "$H" \
             -- HOT "$WEB" "$c-$(date +%s%N)" || { echo "wire: wrk failed" >&2; exit 1; }
+        sleep 0.5 # the last notices of the phase
+        kill "$sse" 2>/dev/null; wait "$sse" 2>/dev/null || true
         stockade_row "$mode"
         total_201=$((total_201 + $(get reserved)))
         cut_off=$((cut_off + c))
@@ -189,6 +201,7 @@ for c in $CONNS; do
     thread_ticks "$pid" >"$work/threads.before"
     client wrk -t"$threads" -c"$c" -d"${SECS}s" --timeout 10s -s "$here/floor.lua" "$H" \
         -- HOT "$WEB" || { echo "wire: wrk failed" >&2; exit 1; }
+    rm -f "$work/sse"
     stockade_row floor
 
     for mode in lua keyed; do

@@ -3,8 +3,9 @@
 Rows (tab-separated): system, mode, connections, acknowledged, seconds, p50 us, p99 us,
 max us, failures, RSS KiB (PSS summed over processes for PostgreSQL), p99.9 us, server
 CPU us per request, client CPU us per request, and for Stockade the server's CPU us per
-request by thread name ("name=us;..."). Stockade's "floor" rows are GET /healthz: they
-go to the CPU tables only.
+request by thread name ("name=us;...") and what an SSE reader saw through the phase
+("notices p50_ms p99_ms max_ms resyncs", from sse_lag.py). Stockade's "floor" rows are
+GET /healthz: they go to the CPU tables only.
 """
 import json
 import sys
@@ -43,6 +44,8 @@ for line in open(rows_path):
         "threads_us": {k: float(v) for k, v in
                        (kv.split("=", 1) for kv in f[13].split(";") if "=" in kv)}
                       if len(f) > 13 and f[13] else {},
+        "sse": dict(zip(("notices", "p50_ms", "p99_ms", "max_ms", "resyncs"),
+                        map(int, f[14].split()))) if len(f) > 14 and f[14].strip() else None,
     })
 floors = [r for r in rows if r["mode"] == "floor"]
 rows = [r for r in rows if r["mode"] != "floor"]
@@ -117,6 +120,22 @@ for r in sorted((r for r in rows + floors if r["threads_us"]), key=lambda r: r["
     cells.append(sum(v for n, v in t.items() if n not in known))
     what = {"plain": "reserve", "keyed": "reserve, keyed", "floor": "GET /healthz"}[r["mode"]]
     md.append(f"| {r['connections']} | {what} | " + " | ".join(f"{v:.1f}" for v in cells) + " |")
+
+# Freshness under the load: a storefront's SSE stream open through each Stockade phase.
+md += [
+    "",
+    "Commit → SSE notice during each Stockade phase, as one storefront reading "
+    "`GET /api/events` saw it (its clock minus `committed_at`, 1 ms resolution):",
+    "",
+    "| connections | request | notices read | p50 ms | p99 ms | max ms | resyncs |",
+    "|---:|---|---:|---:|---:|---:|---:|",
+]
+for r in rows:
+    if r["system"] == "stockade" and r.get("sse"):
+        e = r["sse"]
+        what = "reserve, keyed" if r["mode"] == "keyed" else "reserve"
+        md.append(f"| {r['connections']} | {what} | {e['notices']:,} | {e['p50_ms']} | "
+                  f"{e['p99_ms']} | {e['max_ms']} | {e['resyncs']} |")
 open(f"{out}/wire.md", "w").write("\n".join(md) + "\n")
 json.dump({"when": when, "rows": rows, "floor": floors},
           open(f"{out}/wire.json", "w"), indent=2)
