@@ -409,7 +409,7 @@ async fn on_hand_at(
             break;
         }
         for recorded in &page {
-            from = recorded.revision + 1;
+            from = recorded.version();
             let (event, _) = codec::decode_stored(recorded)?;
             if let Event::StockAdjusted(e) = &event
                 && e.reason == PHYSICAL_COUNT_REASON

@@ -322,7 +322,7 @@ impl Projector {
             for e in &events {
                 if let Some(sku) = e.stream.sku() {
                     let v = versions.entry(sku).or_default();
-                    *v = (*v).max(e.revision + 1);
+                    *v = (*v).max(e.version());
                 }
             }
             for (sku, version) in &versions {

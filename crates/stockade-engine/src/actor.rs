@@ -762,7 +762,7 @@ impl SkuActor {
                         Ok(Some(Recorded {
                             fingerprint: Fingerprint::of_event(&event_body),
                             event: event_body,
-                            version: event.revision + 1,
+                            version: event.version(),
                         }))
                     }
                     Ok(_) => Ok(None),
@@ -851,10 +851,7 @@ impl SkuActor {
             self.in_flight.get_or_insert_with(Vec::new).push(p);
         }
         let data: Vec<EventData> = batch.into_iter().flatten().collect();
-        let expected = match self.durable_version {
-            0 => ExpectedRevision::NoStream,
-            v => ExpectedRevision::Exact(v - 1),
-        };
+        let expected = ExpectedRevision::at_version(self.durable_version);
         let store = self.shared.store.clone();
         let stream = self.stream.clone();
         let answer_by = self.shared.config.append_timeout;
@@ -969,7 +966,7 @@ impl SkuActor {
     /// events are durable), but the actor must stop so that a fresh one reloads the truth.
     fn made_durable(&mut self, batch: Vec<Pending>, last_revision: u64) -> bool {
         let events: u64 = batch.iter().map(|p| p.events.len() as u64).sum();
-        let first = (last_revision + 1).checked_sub(events);
+        let first = stockade_store::version_after(last_revision).checked_sub(events);
         let mut sound = first == Some(self.durable_version);
         if !sound {
             tracing::error!(

@@ -190,7 +190,7 @@ fn check_record(
             check.next_revision
         ));
     }
-    check.next_revision = revision.saturating_add(1);
+    check.next_revision = stockade_store::version_after(revision);
     if let Some(key) = &meta.idempotency_key {
         let principal = meta
             .principal

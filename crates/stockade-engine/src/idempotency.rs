@@ -165,7 +165,7 @@ impl Fingerprint {
 pub struct Recorded {
     pub fingerprint: Fingerprint,
     pub event: Event,
-    /// Stream version after the event (its revision + 1).
+    /// Stream version after the event (`stockade_store::version_after` its revision).
     pub version: u64,
 }
 

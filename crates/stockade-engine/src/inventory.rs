@@ -494,7 +494,7 @@ impl Inventory {
         .await;
         match appended {
             Ok(Ok(landed)) if !landed.deduplicated => Ok(Registration {
-                version: landed.revision + 1,
+                version: landed.version(),
                 created: true,
             }),
             // The stream exists (registered before, or a keyed retry of this very

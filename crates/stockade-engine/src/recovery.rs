@@ -231,7 +231,7 @@ async fn continue_from(
     stream: &StreamName,
     mut base: Loaded,
 ) -> Result<Result<Loaded, String>, StoreError> {
-    if let Some(revision) = base.version.checked_sub(1) {
+    if let Some(revision) = stockade_store::last_revision(base.version) {
         // A snapshot is only good if the log reaches it (a restored or truncated log
         // may not).
         let at = store.read_stream(stream, revision, 1).await?;

@@ -426,7 +426,7 @@ async fn each_event(
             return Ok(());
         };
         after = last.position;
-        from = last.revision + 1;
+        from = last.version();
         for recorded in &page {
             if let Step::Stop = visit(recorded)? {
                 return Ok(());

@@ -167,6 +167,24 @@ impl std::str::FromStr for Position {
     }
 }
 
+/// The stream's version once the event at `revision` is in it.
+///
+/// Two counts meet at the store's edge. An event's *revision* is its place in its stream,
+/// from 0 (the store's term, as in EventStoreDB). A stream's *version* is how many events
+/// it holds, 0 before the first (the engine's term: what SKUs, notices and read models
+/// carry). So the event at revision `r` leaves its stream at version `r + 1`, which is
+/// also the revision the next event takes; a writer that has seen version `v` expects
+/// revision `v − 1` ([`last_revision`], [`ExpectedRevision::at_version`]). Every crossing
+/// goes through these, so the ±1 is written in one place.
+pub const fn version_after(revision: u64) -> u64 {
+    revision.saturating_add(1)
+}
+
+/// The revision of the last event of a stream at `version`: none at version 0.
+pub const fn last_revision(version: u64) -> Option<u64> {
+    version.checked_sub(1)
+}
+
 /// What the writer believes about the stream before appending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExpectedRevision {
@@ -178,6 +196,17 @@ pub enum ExpectedRevision {
     StreamExists,
     /// No check.
     Any,
+}
+
+impl ExpectedRevision {
+    /// What a writer that has seen its stream at `version` expects: no stream before the
+    /// first event, else the revision of the last one (see [`version_after`]).
+    pub const fn at_version(version: u64) -> Self {
+        match last_revision(version) {
+            None => ExpectedRevision::NoStream,
+            Some(revision) => ExpectedRevision::Exact(revision),
+        }
+    }
 }
 
 impl fmt::Display for ExpectedRevision {
@@ -262,6 +291,13 @@ pub struct RecordedEvent {
     pub recorded_at: Timestamp,
 }
 
+impl RecordedEvent {
+    /// The stream's version once this event is in it ([`version_after`]).
+    pub const fn version(&self) -> u64 {
+        version_after(self.revision)
+    }
+}
+
 /// Where an append landed: the revision and position of its last event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendResult {
@@ -272,6 +308,13 @@ pub struct AppendResult {
     /// what the stream holds is the stored events, which may differ from the ones sent
     /// under the same ids (a writer that decided again after losing track of an append).
     pub deduplicated: bool,
+}
+
+impl AppendResult {
+    /// The stream's version after the append ([`version_after`]).
+    pub const fn version(&self) -> u64 {
+        version_after(self.revision)
+    }
 }
 
 /// The latest snapshot of a stream's state, taken at `revision`.
@@ -462,7 +505,7 @@ pub async fn scan_stream<S: EventStore + ?Sized, E: From<StoreError>>(
         let events = store.read_stream(stream, next, page).await?;
         for recorded in &events {
             visit(recorded)?;
-            next = recorded.revision.saturating_add(1);
+            next = recorded.version();
         }
         if events.len() < page {
             return Ok(next);
@@ -489,5 +532,34 @@ pub async fn scan_all<S: EventStore + ?Sized>(
         for recorded in &events {
             visit(recorded)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Versions count events, revisions index them: the two helpers are each other's
+    /// inverse, and the first event is revision 0, version 1.
+    #[test]
+    fn versions_and_revisions_meet_at_one_place() {
+        assert_eq!(version_after(0), 1);
+        assert_eq!(last_revision(0), None);
+        assert_eq!(last_revision(1), Some(0));
+        for revision in [0, 1, 41, u64::MAX - 1] {
+            assert_eq!(last_revision(version_after(revision)), Some(revision));
+        }
+        assert_eq!(ExpectedRevision::at_version(0), ExpectedRevision::NoStream);
+        assert_eq!(ExpectedRevision::at_version(3), ExpectedRevision::Exact(2));
+        // The stream's version after an append is what the next append expects from.
+        let landed = AppendResult {
+            revision: 6,
+            position: Position::at(100),
+            deduplicated: false,
+        };
+        assert_eq!(
+            ExpectedRevision::at_version(landed.version()),
+            ExpectedRevision::Exact(6)
+        );
     }
 }

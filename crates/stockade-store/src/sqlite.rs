@@ -1211,10 +1211,7 @@ mod tests {
         let mut written = 0u64;
         for _ in 0..200 {
             let batch: Vec<EventData> = (0..50).map(|i| event(written + i)).collect();
-            let expected = match written {
-                0 => ExpectedRevision::NoStream,
-                n => ExpectedRevision::Exact(n - 1),
-            };
+            let expected = ExpectedRevision::at_version(written);
             store
                 .append(&stream, expected, batch)
                 .await
@@ -1227,7 +1224,7 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let mut size = u64::MAX;
         while tokio::time::Instant::now() < deadline {
-            let expected = ExpectedRevision::Exact(written - 1);
+            let expected = ExpectedRevision::at_version(written);
             store
                 .append(&stream, expected, vec![event(written)])
                 .await
