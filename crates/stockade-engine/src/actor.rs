@@ -30,6 +30,11 @@
 //!   command of the failed batch by what the store holds, and decides the rest again
 //!   against the reloaded state. While it re-reads, it takes no new message.
 //!
+//! What only a bug could break is asserted in debug builds, so every test stops at it:
+//! decided and durable events apply, an append lands right after the durable version, and
+//! the durable version never passes the speculative one. A release build logs it and takes
+//! the recovery path instead (the actor stops; a fresh one loads the truth from the log).
+//!
 //! Memory holds live state only. History is asked of the log, off the decision path:
 //! - a keyed command whose key is not among the recent ones waits while the store is asked
 //!   whether the key's event exists (one lookup carries every key waiting); found, it is
@@ -502,6 +507,7 @@ impl SkuActor {
         // validates before it mutates, so a failure leaves the state as it was.
         for (applied, event) in events.iter().enumerate() {
             if let Err(e) = self.state.stage(event) {
+                debug_assert!(false, "{}: a decided event does not apply: {e}", self.sku);
                 tracing::error!(sku = %self.sku, error = %e, "decided event does not apply");
                 if applied > 0 {
                     // Cannot happen (one event per command today); rebuild to be safe.
@@ -969,6 +975,14 @@ impl SkuActor {
         let first = stockade_store::version_after(last_revision).checked_sub(events);
         let mut sound = first == Some(self.durable_version);
         if !sound {
+            // The append expected revision `durable_version - 1`, so the store can only
+            // have put it right after: anything else is a bug here or in the backend.
+            debug_assert!(
+                false,
+                "{}: {events} events landed up to revision {last_revision}, \
+                 but the durable version was {}",
+                self.sku, self.durable_version
+            );
             tracing::error!(
                 sku = %self.sku,
                 last_revision,
@@ -987,6 +1001,11 @@ impl SkuActor {
                         Ok(Landed::Kept) => {}
                         Ok(Landed::Dropped) => restage = true,
                         Err(e) => {
+                            debug_assert!(
+                                false,
+                                "{}: a durable event does not apply: {e}",
+                                self.sku
+                            );
                             tracing::error!(sku = %self.sku, error = %e, "durable event does not apply");
                             sound = false;
                         }
@@ -995,6 +1014,14 @@ impl SkuActor {
                 version += 1;
             }
             self.durable_version = version;
+            // What is durable was decided first: the speculative side is never behind.
+            debug_assert!(
+                !sound || self.durable_version <= self.speculative_version,
+                "{}: durable version {} passed the speculative {}",
+                self.sku,
+                self.durable_version,
+                self.speculative_version
+            );
             self.publish_version();
             self.answer(p, None, version, false);
         }
