@@ -526,7 +526,7 @@ impl ServerConfig {
                 "STOCKADE_ESDB_URL" => esdb_url = Some(value),
                 "STOCKADE_ARBITERS" => self.engine.arbiters = number(&name, &value)?,
                 "STOCKADE_MCP_POLICY" => self.mcp.policy_file = Some(PathBuf::from(value)),
-                _ => {}
+                other => check_not_a_setting(other)?,
             }
         }
         if self.store.kind == StoreKind::Eventstoredb
@@ -655,6 +655,78 @@ fn redact_strings(message: &str) -> String {
     out
 }
 
+/// Every server setting `apply_env` reads, as `stockade serve` documents them.
+pub const ENV_SETTINGS: &[&str] = &[
+    "STOCKADE_LISTEN",
+    "STOCKADE_DATA_DIR",
+    "STOCKADE_STORE",
+    "STOCKADE_ESDB_URL",
+    "STOCKADE_ADMIN_TOKEN",
+    "STOCKADE_ADMIN_TOKENS",
+    "STOCKADE_READ_TOKENS",
+    "STOCKADE_CHANNEL_TOKENS",
+    "STOCKADE_ID_SECRET",
+    "STOCKADE_PUBLIC_READS",
+    "STOCKADE_RESOLVE",
+    "STOCKADE_CORS_ORIGINS",
+    "STOCKADE_ANONYMOUS_PER_SECOND",
+    "STOCKADE_MAX_BODY_BYTES",
+    "STOCKADE_MAX_CONCURRENT_REQUESTS",
+    "STOCKADE_WORKERS",
+    "STOCKADE_ARBITERS",
+    "STOCKADE_MCP_POLICY",
+];
+
+/// `STOCKADE_` names that are not server settings but are read elsewhere: the config
+/// file's path (a flag's default), and what the project's benches and tests pass to the
+/// processes they start. Names starting with one of these are left alone.
+const NOT_SETTINGS: &[&str] = &[
+    "STOCKADE_CONFIG",
+    "STOCKADE_BIN",
+    "STOCKADE_BENCH_",
+    "STOCKADE_PEER_",
+    "STOCKADE_TEST_",
+];
+
+/// Refuses a `STOCKADE_*` variable that is neither a setting nor one of [`NOT_SETTINGS`]:
+/// a misspelt setting (`STOCKADE_WORKER=4`) would otherwise do nothing, silently, as an
+/// unknown key in the file would not. Names outside the namespace are not ours to judge.
+fn check_not_a_setting(name: &str) -> Result<(), ConfigError> {
+    if !name.starts_with("STOCKADE_") || NOT_SETTINGS.iter().any(|n| name.starts_with(n)) {
+        return Ok(());
+    }
+    let closest = ENV_SETTINGS
+        .iter()
+        .map(|known| (edit_distance(name, known), *known))
+        .min()
+        .filter(|(distance, _)| *distance <= 3)
+        .map(|(_, known)| format!(" (did you mean {known}?)"))
+        .unwrap_or_default();
+    Err(bad(format!(
+        "unknown environment variable {name}{closest}; the settings read from the \
+         environment are {}",
+        ENV_SETTINGS.join(", ")
+    )))
+}
+
+/// Levenshtein distance, for the suggestion above (names are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 fn list(value: &str) -> Vec<String> {
     value
         .split(',')
@@ -748,6 +820,22 @@ mod tests {
                 .is_err()
         );
         assert!(c.apply_env(env(&[("STOCKADE_LISTEN", "nowhere")])).is_err());
+        let typo = c
+            .apply_env(env(&[("STOCKADE_WORKER", "4")]))
+            .expect_err("a misspelt setting is refused");
+        assert!(
+            typo.0.contains("STOCKADE_WORKER") && typo.0.contains("did you mean STOCKADE_WORKERS?"),
+            "{typo}"
+        );
+        // Not ours (another program's), or the project's tools': left alone.
+        for name in [
+            "PATH",
+            "STOCKADE_CONFIG",
+            "STOCKADE_BENCH_SECONDS",
+            "STOCKADE_TEST_PYTHON",
+        ] {
+            assert!(c.apply_env(env(&[(name, "x")])).is_ok(), "{name}");
+        }
         assert!(err("[store]\nkind = \"eventstoredb\"").contains("store.url"));
         assert!(err("[cors]\nallowed_origins = [\"shop.example\"]").contains("cors"));
         assert!(err("[cors]\nallowed_origins = [\"https://shop.example/\"]").contains("cors"));
@@ -816,5 +904,24 @@ mod tests {
             e.contains("mcp.policy_file /nonexistent/policy.toml"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod env_names {
+    use super::*;
+
+    /// The list the error message and the docs quote is the list `apply_env` reads: each
+    /// name, given a value it cannot parse, gets some answer other than "unknown".
+    #[test]
+    fn every_listed_setting_is_one_apply_env_reads() {
+        for name in ENV_SETTINGS {
+            let mut config = ServerConfig::default();
+            let answer = config.apply_env([(name.to_string(), "?".to_owned())]);
+            assert!(
+                !answer.is_err_and(|e| e.0.contains("unknown environment variable")),
+                "{name}"
+            );
+        }
     }
 }
