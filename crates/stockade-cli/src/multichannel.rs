@@ -319,7 +319,7 @@ enum Due {
 
 /// A channel's copy of one SKU.
 #[derive(Debug, Clone, Copy, Default)]
-struct Copy {
+struct ChannelCopy {
     version: u64,
     /// `None`: unlimited.
     available: Option<u64>,
@@ -348,7 +348,7 @@ struct World {
     popularity: Vec<f64>,
     truth: Vec<Truth>,
     /// copies[channel][sku]
-    copies: Vec<Vec<Copy>>,
+    copies: Vec<Vec<ChannelCopy>>,
     /// Notices scheduled but not yet applied, per channel and SKU.
     in_flight: Vec<Vec<u32>>,
     last_poll: Vec<u64>,
@@ -429,7 +429,7 @@ impl World {
             after = Some(last.sku.clone());
             for row in rows {
                 if let Some(&sku) = self.index.get(&row.sku) {
-                    self.copies[channel][sku] = Copy {
+                    self.copies[channel][sku] = ChannelCopy {
                         version: row.version,
                         available: row.level.available,
                     };
@@ -558,7 +558,7 @@ impl World {
                 let copy = &mut self.copies[channel][sku];
                 // Consumers keep the newest version: a late notice never rolls a copy back.
                 if version > copy.version {
-                    *copy = Copy { version, available };
+                    *copy = ChannelCopy { version, available };
                 }
             }
             Due::Checkout { channel, id, pay } => {
@@ -680,7 +680,7 @@ pub async fn run(args: Multichannel) -> Result<Report, String> {
         skus,
         popularity,
         truth: (0..n).map(|_| Truth::default()).collect(),
-        copies: vec![vec![Copy::default(); n]; CHANNELS.len()],
+        copies: vec![vec![ChannelCopy::default(); n]; CHANNELS.len()],
         in_flight: vec![vec![0; n]; CHANNELS.len()],
         last_poll: vec![0; CHANNELS.len()],
         channels: CHANNELS

@@ -58,7 +58,7 @@ use stockade_store::plan::{MAX_APPEND_BYTES, append_size};
 use stockade_store::{AppendResult, EventData, ExpectedRevision, StoreError, StreamName, codec};
 use uuid::Uuid;
 
-use crate::engine::Shared;
+use crate::engine::EngineCore;
 use crate::error::Error;
 use crate::history;
 use crate::idempotency::{Fingerprint, KeyLookup, KeyScope, KeyTable, Recorded, event_id};
@@ -246,9 +246,9 @@ enum Phase {
 pub(crate) struct SkuActor {
     sku: Sku,
     stream: StreamName,
-    shared: Arc<Shared>,
+    shared: Arc<EngineCore>,
     waiting: Arc<AtomicUsize>,
-    /// `durable_version`, published for `Shared::observe` (read without a message).
+    /// `durable_version`, published for `EngineCore::observe` (read without a message).
     published: Arc<std::sync::atomic::AtomicU64>,
     phase: Phase,
     /// Durable events applied, decided ones staged on top.
@@ -328,7 +328,7 @@ impl Actor for SkuActor {
 impl SkuActor {
     pub(crate) fn new(
         sku: Sku,
-        shared: Arc<Shared>,
+        shared: Arc<EngineCore>,
         waiting: Arc<AtomicUsize>,
         published: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {

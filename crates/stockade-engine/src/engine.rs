@@ -1,5 +1,5 @@
 //! The engine's shared core: the actor threads, the registry that finds or starts a SKU's
-//! actor, and the one way of asking an actor something ([`Shared::ask`]).
+//! actor, and the one way of asking an actor something ([`EngineCore::ask`]).
 //!
 //! Placement: one actix arbiter (thread) per core; a SKU's actor lives on the arbiter its
 //! name hashes to, so a hot SKU never shares its thread with a scheduler's whims.
@@ -30,9 +30,10 @@ use crate::reply::{Failure, Reply};
 /// Times a command is re-sent after landing on a stopping actor before giving up.
 const MAX_MOVES: usize = 16;
 
-/// Everything the SKU actors share.
+/// What every SKU actor and the inventory reach through: the store, the clock, the
+/// settings, the registry of live actors and the counters.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct EngineCore {
     pub store: Arc<dyn EventStore>,
     pub clock: Arc<dyn Clock>,
     pub config: EngineConfig,
@@ -46,7 +47,7 @@ struct Slot {
     addr: Addr<SkuActor>,
     /// Commands sent to this actor and not yet answered (the mailbox bound).
     waiting: Arc<AtomicUsize>,
-    /// The actor's durable version, as it last published it (see `Shared::observe`).
+    /// The actor's durable version, as it last published it (see `EngineCore::observe`).
     durable: Arc<AtomicU64>,
 }
 
@@ -141,7 +142,7 @@ impl EngineStats {
     }
 }
 
-impl Shared {
+impl EngineCore {
     pub(crate) fn new(
         store: Arc<dyn EventStore>,
         clock: Arc<dyn Clock>,

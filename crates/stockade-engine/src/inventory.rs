@@ -27,7 +27,7 @@ use crate::actor::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::{EngineConfig, ResolvePolicy};
-use crate::engine::{ActorThreads, EngineStats, Shared};
+use crate::engine::{ActorThreads, EngineCore, EngineStats};
 use crate::error::Error;
 use crate::idempotency::KeyScope;
 use crate::locator::Locator;
@@ -275,7 +275,7 @@ pub struct Inventory {
 
 #[derive(Debug)]
 struct Inner {
-    shared: Arc<Shared>,
+    shared: Arc<EngineCore>,
     locator: Arc<Locator>,
     /// One lock per idempotency key in use by `reserve_order` (see there).
     key_locks: DashMap<KeyScope, Arc<tokio::sync::Mutex<()>>>,
@@ -363,7 +363,7 @@ impl Inventory {
             }
         };
         let threads = ActorThreads::start(config.engine.arbiters)?;
-        let shared = Arc::new(Shared::new(
+        let shared = Arc::new(EngineCore::new(
             store,
             config.clock,
             config.engine,
@@ -397,7 +397,7 @@ impl Inventory {
         })
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    fn shared(&self) -> &Arc<EngineCore> {
         &self.inner.shared
     }
 
@@ -1117,7 +1117,7 @@ fn check_lines(lines: &[Line]) -> Result<(), Error> {
 /// Background work at start-up: index reservations, wake SKUs with live ones, then prune
 /// the index now and then.
 async fn start_up(
-    shared: Arc<Shared>,
+    shared: Arc<EngineCore>,
     locator: Arc<Locator>,
     examine: bool,
     recovered: watch::Sender<bool>,

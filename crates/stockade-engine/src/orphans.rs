@@ -27,7 +27,7 @@ use futures::StreamExt;
 use stockade_domain::{ReservationId, Sku};
 
 use crate::actor::ReadLiveHolds;
-use crate::engine::Shared;
+use crate::engine::EngineCore;
 use crate::error::Error;
 use crate::locator::{Incomplete, Locator, incomplete_in};
 
@@ -48,7 +48,7 @@ pub(crate) struct Recovered {
 /// Finds the incomplete reservations among the live holds of `live_skus` and releases
 /// their lines.
 pub(crate) async fn release_incomplete(
-    shared: &Arc<Shared>,
+    shared: &Arc<EngineCore>,
     locator: &Locator,
     live_skus: &[Sku],
 ) -> Result<Recovered, Error> {

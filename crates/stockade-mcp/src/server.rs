@@ -138,13 +138,13 @@ fn forbidden(wanted: &str) -> ApiError {
 }
 
 /// A tool that ran: what to show, and what the session read or wrote at which version.
-struct Done {
+struct ToolOutcome {
     value: Value,
     reads: Vec<(Sku, u64)>,
     writes: Vec<(Sku, u64)>,
 }
 
-impl Done {
+impl ToolOutcome {
     fn value(value: impl serde::Serialize) -> Self {
         Self {
             value: serde_json::to_value(value).unwrap_or(Value::Null),
@@ -208,7 +208,7 @@ impl StockadeMcp {
         tool: ToolName,
         args: JsonObject,
         caller: &McpCaller,
-    ) -> Result<Done, ApiError> {
+    ) -> Result<ToolOutcome, ApiError> {
         let b = &self.backend;
         match tool {
             ToolName::GetStock => {
@@ -217,9 +217,9 @@ impl StockadeMcp {
                 self.session.follow(b);
                 let level = b.inventory.stock(&sku).await?;
                 let threshold = b.models.threshold(&sku).await?;
-                Ok(Done {
+                Ok(ToolOutcome {
                     reads: vec![(sku, level.version)],
-                    ..Done::value(StockOut::from_level(&level, threshold))
+                    ..ToolOutcome::value(StockOut::from_level(&level, threshold))
                 })
             }
             ToolName::List => {
@@ -232,9 +232,9 @@ impl StockadeMcp {
                 let limit = page_limit(a.limit)?;
                 self.session.follow(b);
                 let rows = b.models.stock_page(after, limit).await?;
-                Ok(Done {
+                Ok(ToolOutcome {
                     reads: rows.iter().map(|r| (r.sku.clone(), r.version)).collect(),
-                    ..Done::value(Page::of_stock(&rows, limit))
+                    ..ToolOutcome::value(Page::of_stock(&rows, limit))
                 })
             }
             ToolName::Adjust => {
@@ -257,9 +257,9 @@ impl StockadeMcp {
                         async move { inventory.adjust(&adjusting, adjustment, &origin).await },
                     )
                     .await?;
-                Ok(Done {
+                Ok(ToolOutcome {
                     writes: vec![(sku.clone(), adjusted.version)],
-                    ..Done::value(AdjustedOut::new(&sku, &adjusted))
+                    ..ToolOutcome::value(AdjustedOut::new(&sku, &adjusted))
                 })
             }
             ToolName::OrdersCreate => {
@@ -289,9 +289,9 @@ impl StockadeMcp {
                 let held =
                     detached(async move { inventory.reserve_order(checked.lines, options).await })
                         .await?;
-                Ok(Done {
+                Ok(ToolOutcome {
                     writes: versions(&held.lines),
-                    ..Done::value(ReservationOut::from(&held))
+                    ..ToolOutcome::value(ReservationOut::from(&held))
                 })
             }
             ToolName::OrdersConfirm | ToolName::OrdersCancel => {
@@ -309,14 +309,14 @@ impl StockadeMcp {
                     }
                 })
                 .await?;
-                Ok(Done {
+                Ok(ToolOutcome {
                     writes: versions(&resolved.lines),
-                    ..Done::value(ResolvedOut::from(&resolved))
+                    ..ToolOutcome::value(ResolvedOut::from(&resolved))
                 })
             }
             ToolName::PoolTypes => {
                 let _: NoArgs = parse(tool, args)?;
-                Ok(Done::value(pool_types()))
+                Ok(ToolOutcome::value(pool_types()))
             }
         }
     }

@@ -19,11 +19,11 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
-    shared: Arc<Shared>,
+    shared: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Shared {
+struct Inner {
     log: Mutex<Log>,
     head: watch::Sender<Position>,
 }
@@ -65,7 +65,7 @@ impl Default for MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Inner {
                 log: Mutex::new(Log::default()),
                 head: watch::channel(Position::START).0,
             }),

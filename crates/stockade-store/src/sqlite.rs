@@ -296,8 +296,8 @@ impl SqliteStore {
         let mut conn =
             open_connection(&path, OpenFlags::default()).map_err(|e| unavailable(&context, e))?;
         let head = prepare(&mut conn).map_err(|e| match e {
-            Prepared::Sql(e) => unavailable(&context, e),
-            Prepared::TooNew(v) => StoreError::Unavailable(format!(
+            SchemaError::Sql(e) => unavailable(&context, e),
+            SchemaError::TooNew(v) => StoreError::Unavailable(format!(
                 "{context}: schema version {v} is newer than this build reads ({SCHEMA_VERSION})"
             )),
         })?;
@@ -444,14 +444,15 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-enum Prepared {
+/// Why the log's schema could not be created or checked at open.
+enum SchemaError {
     Sql(rusqlite::Error),
     TooNew(i64),
 }
 
-impl From<rusqlite::Error> for Prepared {
+impl From<rusqlite::Error> for SchemaError {
     fn from(e: rusqlite::Error) -> Self {
-        Prepared::Sql(e)
+        SchemaError::Sql(e)
     }
 }
 
@@ -496,7 +497,7 @@ fn wal_path(path: &Path) -> PathBuf {
 }
 
 /// Sets durability pragmas, creates or checks the schema, returns the head position.
-fn prepare(conn: &mut Connection) -> Result<Position, Prepared> {
+fn prepare(conn: &mut Connection) -> Result<Position, SchemaError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: every commit is fsynced; an acknowledged append survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -505,7 +506,7 @@ fn prepare(conn: &mut Connection) -> Result<Position, Prepared> {
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(Prepared::TooNew(version));
+        return Err(SchemaError::TooNew(version));
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if version == 1 {
