@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use stockade_domain::Channel;
-use stockade_engine::{EngineConfig, IdSecret, ResolvePolicy};
+use stockade_engine::{IdSecret, ResolvePolicy};
 
 /// Shortest token accepted: anything shorter is guessable.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -34,11 +34,11 @@ pub struct ServerConfig {
     /// fingerprints (`http.db`) and generated tokens (`tokens.toml`).
     pub data_dir: PathBuf,
     /// Where the log lives: the embedded SQLite file (default) or EventStoreDB.
-    pub store: StoreSettings,
+    pub store: StoreConfig,
     pub auth: AuthConfig,
     pub limits: Limits,
     pub stream: StreamConfig,
-    pub engine: EngineSettings,
+    pub engine: EngineConfig,
     pub webhooks: Vec<WebhookConfig>,
     pub reconcile: ReconcileConfig,
     /// The MCP endpoint (`/mcp`) for assistants.
@@ -61,11 +61,11 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
-            store: StoreSettings::default(),
+            store: StoreConfig::default(),
             auth: AuthConfig::default(),
             limits: Limits::default(),
             stream: StreamConfig::default(),
-            engine: EngineSettings::default(),
+            engine: EngineConfig::default(),
             webhooks: Vec::new(),
             reconcile: ReconcileConfig::default(),
             mcp: McpConfig::default(),
@@ -74,10 +74,11 @@ impl Default for ServerConfig {
     }
 }
 
-/// The event store.
+/// The `[store]` section: which event store. Every section is a `*Config`; the engine's
+/// own types of the same names are written with their path (`stockade_engine::…`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct StoreSettings {
+pub struct StoreConfig {
     pub kind: StoreKind,
     /// EventStoreDB connection string (`esdb://host:2113?tls=false`, or a cluster's hosts).
     pub url: Option<String>,
@@ -94,7 +95,7 @@ pub enum StoreKind {
     Eventstoredb,
 }
 
-impl StoreSettings {
+impl StoreConfig {
     /// The engine's store configuration for `data_dir`.
     pub fn to_engine(&self, data_dir: &Path) -> Result<stockade_engine::StoreConfig, ConfigError> {
         match (self.kind, &self.url) {
@@ -273,10 +274,10 @@ impl Default for StreamConfig {
     }
 }
 
-/// The engine settings worth exposing to an operator.
+/// The `[engine]` section: the engine settings worth exposing to an operator.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct EngineSettings {
+pub struct EngineConfig {
     /// Threads the SKU actors run on (default: one per core).
     pub arbiters: usize,
     /// TTL of a reservation that names none.
@@ -287,9 +288,9 @@ pub struct EngineSettings {
     pub idle_timeout_seconds: u64,
 }
 
-impl Default for EngineSettings {
+impl Default for EngineConfig {
     fn default() -> Self {
-        let d = EngineConfig::default();
+        let d = stockade_engine::EngineConfig::default();
         Self {
             arbiters: d.arbiters,
             default_ttl_seconds: d.default_ttl.as_secs(),
@@ -300,15 +301,15 @@ impl Default for EngineSettings {
     }
 }
 
-impl EngineSettings {
-    pub fn to_engine(&self) -> EngineConfig {
-        EngineConfig {
+impl EngineConfig {
+    pub fn to_engine(&self) -> stockade_engine::EngineConfig {
+        stockade_engine::EngineConfig {
             arbiters: self.arbiters,
             default_ttl: Duration::from_secs(self.default_ttl_seconds),
             mailbox_capacity: self.mailbox_capacity,
             snapshot_every: self.snapshot_every,
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
-            ..EngineConfig::default()
+            ..stockade_engine::EngineConfig::default()
         }
     }
 }
