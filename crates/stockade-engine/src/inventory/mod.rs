@@ -5,9 +5,11 @@
 //! id, so `commit` and `release` by id reach all of them. Reserving several lines is
 //! all-or-nothing: if one line is refused, the lines already held are released before the
 //! refusal is returned (and if that release cannot be written, the hold lapses at its TTL).
+//!
+//! Here: `Inventory` and the order saga. Beside it: `config` (what `open` takes),
+//! `types` (the values the API takes and answers with), `guards` (the in-progress count
+//! and the per-key turn) and `start_up` (the background pass after a restart).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,8 +17,8 @@ use std::time::Duration;
 use dashmap::DashMap;
 use futures::future::join_all;
 use stockade_domain::{
-    Adjust, Channel, Command, Commit, Event, OrderId, PoolConfig, Principal, Quantity, RegisterSku,
-    Rejection, Release, ReservationId, Reserve, Resolution, Sku, StockChange, Timestamp,
+    Adjust, Channel, Command, Commit, Event, OrderId, PoolConfig, Quantity, RegisterSku, Rejection,
+    Release, ReservationId, Reserve, Resolution, Sku, Timestamp,
 };
 use stockade_store::{EventStore, MemoryStore, SqliteStore};
 use tokio::sync::watch;
@@ -25,13 +27,12 @@ use uuid::Uuid;
 use crate::actor::{
     Accepted, Execute, LineStatus, ReadReservation, ReadStock, RequestMeta, StockLevel,
 };
-use crate::clock::{Clock, SystemClock};
-use crate::config::{EngineConfig, ResolvePolicy};
+use crate::config::ResolvePolicy;
 use crate::engine::{ActorThreads, EngineCore, EngineStats};
 use crate::error::Error;
 use crate::idempotency::KeyScope;
 use crate::locator::Locator;
-use crate::orphans::{self, CleanMarker};
+use crate::orphans::CleanMarker;
 use crate::secret::IdSecret;
 
 /// Longest causation id kept in event metadata.
@@ -47,225 +48,19 @@ const RECOVERY_PATIENCE: Duration = Duration::from_secs(30);
 /// SKUs woken at once after a restart to fire their expiries.
 const WAKE_CONCURRENCY: usize = 64;
 
-/// Where the events live.
-#[derive(Debug, Clone)]
-pub enum StoreConfig {
-    /// The embedded SQLite log, `stockade.db` in this directory (created if missing).
-    Sqlite { data_dir: PathBuf },
-    /// In memory: gone when the process ends. For tests and simulations.
-    Memory,
-    /// EventStoreDB (KurrentDB), the clustered store for production. `open` connects
-    /// once to check the address and credentials.
-    #[cfg(feature = "esdb")]
-    EventStoreDb(stockade_esdb::EsdbConfig),
-    /// Any other backend (a test wrapper, a store opened by the caller).
-    Custom(Arc<dyn EventStore>),
-}
+mod config;
+mod guards;
+mod start_up;
+mod types;
 
-/// Everything `Inventory::open` needs.
-#[derive(Debug, Clone)]
-pub struct InventoryConfig {
-    pub store: StoreConfig,
-    pub engine: EngineConfig,
-    pub clock: Arc<dyn Clock>,
-}
+pub use config::{InventoryConfig, StoreConfig};
+pub use types::{
+    Adjusted, Adjustment, Line, Origin, Registration, Reservation, ReservationStatus,
+    ReserveOptions, ReservedLine, Resolved,
+};
 
-impl InventoryConfig {
-    /// The production default: the embedded store in `data_dir`, the system clock.
-    pub fn sqlite(data_dir: impl Into<PathBuf>) -> Self {
-        Self::with_store(StoreConfig::Sqlite {
-            data_dir: data_dir.into(),
-        })
-    }
-
-    /// An in-memory store, for tests and simulations.
-    pub fn memory() -> Self {
-        Self::with_store(StoreConfig::Memory)
-    }
-
-    /// EventStoreDB at `url` (`esdb://host:2113?tls=false`, or a cluster's hosts), with
-    /// the backend's defaults; use `with_store(StoreConfig::EventStoreDb(..))` to tune.
-    #[cfg(feature = "esdb")]
-    pub fn esdb(url: impl Into<String>) -> Self {
-        Self::with_store(StoreConfig::EventStoreDb(stockade_esdb::EsdbConfig::new(
-            url,
-        )))
-    }
-
-    pub fn with_store(store: StoreConfig) -> Self {
-        Self {
-            store,
-            engine: EngineConfig::default(),
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    pub fn engine(mut self, engine: EngineConfig) -> Self {
-        self.engine = engine;
-        self
-    }
-}
-
-/// Who is asking, through what, and under which idempotency key.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub principal: Option<Principal>,
-    /// Recorded on reservations and in event metadata; `direct` when not given.
-    pub channel: Option<Channel>,
-    /// Same key (for the same principal) and same request → the first outcome, once.
-    pub idempotency_key: Option<String>,
-    /// The message that caused this request (a request id), kept in event metadata.
-    pub causation_id: Option<String>,
-}
-
-impl Origin {
-    pub fn channel(channel: Channel) -> Self {
-        Self {
-            channel: Some(channel),
-            ..Self::default()
-        }
-    }
-
-    pub fn principal(mut self, principal: Principal) -> Self {
-        self.principal = Some(principal);
-        self
-    }
-
-    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
-        self.idempotency_key = Some(key.into());
-        self
-    }
-
-    fn scope(&self) -> Result<Option<KeyScope>, Error> {
-        self.idempotency_key
-            .as_deref()
-            .map(|key| KeyScope::new(self.principal.as_ref(), key))
-            .transpose()
-    }
-
-    fn request(&self, correlation: Option<&OrderId>) -> Result<RequestMeta, Error> {
-        if let Some(causation) = &self.causation_id
-            && (causation.chars().count() > MAX_CAUSATION_CHARS
-                || causation.chars().any(char::is_control))
-        {
-            return Err(Error::Invalid(format!(
-                "a causation id must be at most {MAX_CAUSATION_CHARS} printable characters"
-            )));
-        }
-        Ok(RequestMeta {
-            principal: self.principal.clone(),
-            channel: self.channel.clone(),
-            scope: self.scope()?,
-            correlation_id: correlation.map(|o| o.as_str().to_owned()),
-            causation_id: self.causation_id.clone(),
-            expected_version: None,
-            ..RequestMeta::default()
-        })
-    }
-
-    fn channel_or(&self, default: &Channel) -> Channel {
-        self.channel.clone().unwrap_or_else(|| default.clone())
-    }
-}
-
-/// One line of a reservation request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    pub sku: Sku,
-    pub qty: Quantity,
-}
-
-/// Terms of a reservation.
-#[derive(Debug, Clone, Default)]
-pub struct ReserveOptions {
-    /// How long the hold lasts; the engine default (15 minutes) when `None`.
-    pub ttl: Option<Duration>,
-    pub order_id: Option<OrderId>,
-    pub origin: Origin,
-    /// Hold a line only if its SKU is still at this version, else refuse the order with
-    /// `Conflict` (for a caller that decided on what it read, such as an assistant).
-    /// SKUs not named are not checked.
-    pub expected_versions: BTreeMap<Sku, u64>,
-}
-
-/// What `register_if_absent` found or did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Registration {
-    /// The SKU's stream version.
-    pub version: u64,
-    /// This call registered it (else it was registered before, and is unchanged).
-    pub created: bool,
-}
-
-/// A reservation that is durable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    pub id: ReservationId,
-    pub order_id: Option<OrderId>,
-    pub lines: Vec<ReservedLine>,
-    pub expires_at: Timestamp,
-    /// This answers a retry: the reservation was made by the first request.
-    pub replayed: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReservedLine {
-    pub sku: Sku,
-    pub qty: Quantity,
-    /// The SKU's stream version after this line.
-    pub version: u64,
-}
-
-/// A reservation committed or released: `lines` are resolved (by this call, or by an
-/// earlier one: then with quantity 0), `failed` could not be, and say why. A call with
-/// failed lines changed the others: repeat it to finish (done lines answer as done).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
-    pub id: ReservationId,
-    pub resolution: Resolution,
-    pub lines: Vec<ReservedLine>,
-    pub failed: Vec<(Sku, Error)>,
-}
-
-impl Resolved {
-    /// Every line is resolved.
-    pub fn complete(&self) -> bool {
-        self.failed.is_empty()
-    }
-}
-
-/// What a reservation's lines hold now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReservationStatus {
-    pub id: ReservationId,
-    pub lines: Vec<(Sku, LineStatus)>,
-}
-
-/// A change to a SKU's limit (on hand, license limit or capacity).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Adjustment {
-    pub change: StockChange,
-    pub reason: String,
-    pub reference: Option<String>,
-    /// Refuse with `Conflict` unless the SKU is still at this version (read-modify-write).
-    pub expected_version: Option<u64>,
-}
-
-/// An adjustment that is durable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Adjusted {
-    pub previous: Quantity,
-    pub current: Quantity,
-    /// Reservations that can no longer all be honoured (the SKU is short).
-    pub at_risk: Vec<ReservationId>,
-    pub version: u64,
-    pub replayed: bool,
-}
+use guards::{InProgress, KeyTurn};
+use start_up::start_up;
 
 /// The inventory engine. Cheap to clone; all clones share one engine.
 #[derive(Debug, Clone)]
@@ -1008,52 +803,6 @@ fn already_resolved(sku: &Sku, id: ReservationId, resolution: Resolution) -> Err
     }
 }
 
-/// Counts a multi-line reservation in progress while it lives.
-struct InProgress<'a>(&'a AtomicUsize);
-
-impl<'a> InProgress<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Self(count)
-    }
-}
-
-impl Drop for InProgress<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A turn of one idempotency key; the key's lock is dropped from the map with the last turn.
-struct KeyTurn<'a> {
-    locks: &'a DashMap<KeyScope, Arc<tokio::sync::Mutex<()>>>,
-    scope: KeyScope,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl<'a> KeyTurn<'a> {
-    async fn take(
-        locks: &'a DashMap<KeyScope, Arc<tokio::sync::Mutex<()>>>,
-        scope: &KeyScope,
-    ) -> KeyTurn<'a> {
-        let lock = locks.entry(scope.clone()).or_default().clone();
-        KeyTurn {
-            locks,
-            scope: scope.clone(),
-            guard: Some(lock.lock_owned().await),
-        }
-    }
-}
-
-impl Drop for KeyTurn<'_> {
-    fn drop(&mut self) {
-        self.guard.take();
-        // Only the map still refers to the lock: nobody waits on this key.
-        self.locks
-            .remove_if(&self.scope, |_, lock| Arc::strong_count(lock) == 1);
-    }
-}
-
 /// One line as its SKU holds it: the parts of a `StockReserved` an order needs.
 #[derive(Debug, Clone)]
 struct HeldLine {
@@ -1112,59 +861,6 @@ fn check_lines(lines: &[Line]) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// Background work at start-up: index reservations, wake SKUs with live ones, then prune
-/// the index now and then.
-async fn start_up(
-    shared: Arc<EngineCore>,
-    locator: Arc<Locator>,
-    examine: bool,
-    recovered: watch::Sender<bool>,
-) {
-    let horizon = shared.config.idempotency_retention + stockade_domain::MAX_TTL;
-    let since = shared.clock.now().saturating_sub(horizon);
-    match locator.scan(&shared.store, since).await {
-        Ok(skus) => {
-            tracing::info!(
-                skus = skus.len(),
-                indexed = locator.len(),
-                "start-up pass done"
-            );
-            for chunk in skus.chunks(WAKE_CONCURRENCY) {
-                // A read loads the actor, which arms its expiry timer.
-                let wakes = chunk
-                    .iter()
-                    .map(|sku| shared.ask(sku, |reply| ReadStock { reply }));
-                for (sku, woke) in chunk.iter().zip(join_all(wakes).await) {
-                    if let Err(e) = woke {
-                        tracing::warn!(%sku, error = %e, "could not wake SKU for its expiries");
-                    }
-                }
-            }
-            if examine {
-                match orphans::release_incomplete(&shared, &locator, &skus).await {
-                    Ok(r) => tracing::info!(
-                        examined = r.examined,
-                        incomplete = r.incomplete,
-                        released = r.released,
-                        "reservations cut short by the last stop released"
-                    ),
-                    Err(e) => tracing::error!(error = %e,
-                        "could not look for reservations cut short; their lines lapse at their TTL"),
-                }
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "start-up pass failed; expiries fire on next use");
-            locator.failed(e.to_string());
-        }
-    }
-    recovered.send_replace(true);
-    loop {
-        tokio::time::sleep(PRUNE_EVERY).await;
-        locator.prune(shared.clock.now().saturating_sub(horizon));
-    }
 }
 
 #[cfg(test)]
