@@ -104,30 +104,5 @@ pub async fn mixed_history(dir: &std::path::Path, skus: usize, rounds: usize, se
 
 /// Every row of every derived table, as text, in a stable order.
 pub async fn dump(models: &ReadModels) -> Vec<String> {
-    models
-        .read(|c| {
-            let mut rows = Vec::new();
-            for (table, order) in [
-                ("checkpoint", "id"),
-                ("stock_levels", "sku"),
-                ("reservations", "id, sku"),
-                ("alerts", "seq"),
-                ("notices", "seq"),
-            ] {
-                let mut stmt = c
-                    .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))
-                    .unwrap();
-                let columns = stmt.column_count();
-                let mut query = stmt.query([]).unwrap();
-                while let Some(row) = query.next().unwrap() {
-                    let cells: Vec<String> = (0..columns)
-                        .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
-                        .collect();
-                    rows.push(format!("{table}: {}", cells.join(" | ")));
-                }
-            }
-            Ok(rows)
-        })
-        .await
-        .unwrap()
+    models.dump_derived().await.expect("dump the read models")
 }

@@ -24,102 +24,17 @@ use stockade_domain::{HoldFacts, PoolKind, Quantity, Sku, Timestamp};
 use stockade_store::Position;
 
 use crate::ProjectionError;
-use crate::model::{
-    DEFAULT_LOW_STOCK_THRESHOLD, Level, Notice, ReservationState, Status, StockRow,
-};
+use crate::model::{DEFAULT_LOW_STOCK_THRESHOLD, Level, Notice, Status, StockRow};
+
+mod delivery;
+mod project;
+mod schema;
+
+pub use project::{Change, ReservationChange};
+use schema::{DERIVED, SCHEMA, SCHEMA_VERSION};
 
 /// File name of the read models inside the data directory.
 pub const FILE: &str = "projections.db";
-/// Version of the schema below; a file from a newer build is refused.
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS checkpoint (
-    id          INTEGER PRIMARY KEY CHECK (id = 1),
-    commit_pos  INTEGER NOT NULL,
-    prepare_pos INTEGER NOT NULL,
-    events      INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stock_levels (
-    sku        TEXT PRIMARY KEY,
-    pool       TEXT NOT NULL,
-    on_hand    INTEGER,
-    reserved   INTEGER NOT NULL,
-    available  INTEGER,
-    status     TEXT NOT NULL,
-    version    INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reservations (
-    id          TEXT NOT NULL,
-    sku         TEXT NOT NULL,
-    order_id    TEXT,
-    qty         INTEGER NOT NULL,
-    channel     TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    reserved_at INTEGER NOT NULL,
-    expires_at  INTEGER NOT NULL,
-    resolved_at INTEGER,
-    PRIMARY KEY (id, sku)
-);
-CREATE INDEX IF NOT EXISTS reservations_by_order ON reservations (order_id)
-    WHERE order_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS alerts (
-    seq       INTEGER PRIMARY KEY,
-    sku       TEXT NOT NULL,
-    kind      TEXT NOT NULL,
-    available INTEGER,
-    threshold INTEGER NOT NULL,
-    version   INTEGER NOT NULL,
-    at        INTEGER NOT NULL
-);
--- An operator's acknowledgement of an alert, by the alert's seq. Not derived from the log:
--- a rebuild keeps them, and a rebuilt alert gets the same seq again.
-CREATE TABLE IF NOT EXISTS alert_acks (
-    seq INTEGER PRIMARY KEY,
-    at  INTEGER NOT NULL,
-    by  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS notices (
-    seq      INTEGER PRIMARY KEY,
-    sku      TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    body     TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS thresholds (
-    sku       TEXT PRIMARY KEY,
-    low_stock INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS delivery_cursors (
-    channel TEXT PRIMARY KEY,
-    seq     INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS corrections (
-    seq      INTEGER PRIMARY KEY,
-    sku      TEXT NOT NULL,
-    found    TEXT NOT NULL,
-    expected TEXT NOT NULL,
-    at       INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id        INTEGER PRIMARY KEY,
-    channel   TEXT NOT NULL,
-    seq       INTEGER NOT NULL,
-    body      TEXT NOT NULL,
-    error     TEXT NOT NULL,
-    attempts  INTEGER NOT NULL,
-    failed_at INTEGER NOT NULL
-);
-";
-
-/// Tables derived from the log: emptied by a rebuild. Thresholds and cursors are not.
-const DERIVED: [&str; 5] = [
-    "checkpoint",
-    "stock_levels",
-    "reservations",
-    "alerts",
-    "notices",
-];
 
 /// How far the read models have got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -224,38 +139,6 @@ fn reservation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReservationRow> {
     })
 }
 
-/// A change to the `reservations` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReservationChange {
-    Held {
-        id: String,
-        order_id: Option<String>,
-        qty: u64,
-        channel: String,
-        reserved_at: Timestamp,
-        expires_at: Timestamp,
-    },
-    Resolved {
-        id: String,
-        state: ReservationState,
-        at: Timestamp,
-    },
-}
-
-/// Everything one event does to the read models, worked out before the transaction.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub sku: Sku,
-    pub pool: PoolKind,
-    pub version: u64,
-    pub before: Option<(Level, bool)>,
-    pub after: (Level, bool),
-    pub at: Timestamp,
-    pub reservation: Option<ReservationChange>,
-    /// The notice, with `seq`, statuses and scopes still to fill in.
-    pub notice: Notice,
-}
-
 /// The read models. On a file, writes go through one connection and reads through another,
 /// so a read never waits for a batch to commit (WAL); reads do wait for each other. In
 /// memory, both share one connection.
@@ -338,8 +221,9 @@ impl ReadModels {
         })
     }
 
-    /// Runs `f` on the reader connection, off the async threads.
-    pub async fn read<T: Send + 'static>(
+    /// Runs `f` on the reader connection, off the async threads. Crate-private: other
+    /// crates ask for what they need through the methods below, never for a connection.
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, ProjectionError> + Send + 'static,
     ) -> Result<T, ProjectionError> {
@@ -349,8 +233,39 @@ impl ReadModels {
             .map_err(|e| ProjectionError::ReadModel(e.to_string()))?
     }
 
-    /// Runs `f` in one write transaction, off the async threads.
-    pub async fn write<T: Send + 'static>(
+    /// Every row of every table derived from the log, as text, in a stable order: two
+    /// read models built from the same log (one followed live, one rebuilt) dump the same.
+    pub async fn dump_derived(&self) -> Result<Vec<String>, ProjectionError> {
+        self.read(|c| {
+            let mut rows = Vec::new();
+            for (table, order) in [
+                ("checkpoint", "id"),
+                ("stock_levels", "sku"),
+                ("reservations", "id, sku"),
+                ("alerts", "seq"),
+                ("notices", "seq"),
+            ] {
+                let mut stmt = c
+                    .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))
+                    .map_err(sql)?;
+                let columns = stmt.column_count();
+                let mut query = stmt.query([]).map_err(sql)?;
+                while let Some(row) = query.next().map_err(sql)? {
+                    let cells = (0..columns)
+                        .map(|i| row.get_ref(i).map(|v| format!("{v:?}")))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(sql)?;
+                    rows.push(format!("{table}: {}", cells.join(" | ")));
+                }
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Runs `f` in one write transaction, off the async threads (crate-private, as
+    /// `read`).
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, ProjectionError> + Send + 'static,
     ) -> Result<T, ProjectionError> {
@@ -389,7 +304,7 @@ impl ReadModels {
         changes: Vec<Change>,
         to: Position,
     ) -> Result<Vec<Notice>, ProjectionError> {
-        self.write(move |tx| apply(tx, changes, to)).await
+        self.write(move |tx| project::apply(tx, changes, to)).await
     }
 
     pub async fn stock(&self, sku: &Sku) -> Result<Option<StockRow>, ProjectionError> {
@@ -755,160 +670,6 @@ impl ReadModels {
     }
 }
 
-impl ReadModels {
-    /// The channel's cursor; a channel seen for the first time starts at the current end
-    /// of the outbox (it gets what happens from now on, not the history).
-    pub async fn cursor_or_start(&self, channel: &str) -> Result<u64, ProjectionError> {
-        let channel = channel.to_owned();
-        self.write(move |tx| {
-            let at = tx
-                .query_row(
-                    "SELECT seq FROM delivery_cursors WHERE channel = ?1",
-                    [&channel],
-                    |r| r.get::<_, i64>(0),
-                )
-                .optional()
-                .map_err(sql)?;
-            match at {
-                Some(seq) => Ok(to_u64(seq)),
-                None => {
-                    let end = checkpoint(tx)?.events;
-                    set_cursor(tx, &channel, end)?;
-                    Ok(end)
-                }
-            }
-        })
-        .await
-    }
-
-    pub async fn set_cursor(&self, channel: &str, seq: u64) -> Result<(), ProjectionError> {
-        let channel = channel.to_owned();
-        self.write(move |tx| set_cursor(tx, &channel, seq)).await
-    }
-
-    /// Moves `notice` to the dead-letter queue and the channel's cursor past it, together.
-    pub async fn dead_letter(
-        &self,
-        channel: &str,
-        notice: &Notice,
-        error: &str,
-        attempts: u32,
-    ) -> Result<(), ProjectionError> {
-        let (channel, error, seq) = (channel.to_owned(), error.to_owned(), notice.seq);
-        let body = serde_json::to_string(notice)
-            .map_err(|e| ProjectionError::ReadModel(format!("encode notice: {e}")))?;
-        let depth = self
-            .write(move |tx| {
-                tx.execute(
-                    "INSERT INTO dead_letters (channel, seq, body, error, attempts, failed_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![channel, to_i64(seq), body, error, attempts, now_millis()],
-                )
-                .map_err(sql)?;
-                set_cursor(tx, &channel, seq)?;
-                dead_letter_depth(tx)
-            })
-            .await?;
-        metrics::gauge!("stockade_dlq_depth").set(depth as f64);
-        Ok(())
-    }
-
-    /// The dead letters of `channel` (or of every channel), oldest first.
-    pub async fn dead_letters(
-        &self,
-        channel: Option<&str>,
-    ) -> Result<Vec<DeadLetter>, ProjectionError> {
-        let channel = channel.map(str::to_owned);
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, channel, body, error, attempts, failed_at FROM dead_letters
-                     WHERE ?1 IS NULL OR channel = ?1 ORDER BY id",
-                )
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map([channel], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, i64>(5)?,
-                    ))
-                })
-                .map_err(sql)?;
-            rows.map(|row| {
-                let (id, channel, body, error, attempts, failed_at) = row.map_err(sql)?;
-                let notice = serde_json::from_str(&body).map_err(|e| {
-                    ProjectionError::ReadModel(format!("dead letter {id} unreadable: {e}"))
-                })?;
-                Ok(DeadLetter {
-                    id: to_u64(id),
-                    channel,
-                    notice,
-                    error,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    failed_at: Timestamp::from_millis(to_u64(failed_at)),
-                })
-            })
-            .collect()
-        })
-        .await
-    }
-
-    /// How many dead letters there are, over all channels.
-    pub async fn dead_letter_count(&self) -> Result<u64, ProjectionError> {
-        self.read(dead_letter_depth).await
-    }
-
-    /// Removes a dead letter that has now been delivered.
-    pub async fn forget_dead_letter(&self, id: u64) -> Result<(), ProjectionError> {
-        let depth = self
-            .write(move |tx| {
-                tx.execute("DELETE FROM dead_letters WHERE id = ?1", [to_i64(id)])
-                    .map_err(sql)?;
-                dead_letter_depth(tx)
-            })
-            .await?;
-        metrics::gauge!("stockade_dlq_depth").set(depth as f64);
-        Ok(())
-    }
-
-    /// Records another failed attempt at a dead letter.
-    pub async fn retry_failed(&self, id: u64, error: &str) -> Result<(), ProjectionError> {
-        let error = error.to_owned();
-        self.write(move |tx| {
-            tx.execute(
-                "UPDATE dead_letters SET error = ?2, attempts = attempts + 1, failed_at = ?3
-                 WHERE id = ?1",
-                params![to_i64(id), error, now_millis()],
-            )
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
-    }
-}
-
-fn set_cursor(tx: &Transaction<'_>, channel: &str, seq: u64) -> Result<(), ProjectionError> {
-    tx.execute(
-        "INSERT INTO delivery_cursors (channel, seq) VALUES (?1, ?2)
-         ON CONFLICT (channel) DO UPDATE SET seq = excluded.seq",
-        params![channel, to_i64(seq)],
-    )
-    .map_err(sql)?;
-    Ok(())
-}
-
-fn dead_letter_depth(c: &Connection) -> Result<u64, ProjectionError> {
-    c.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(to_u64)
-    .map_err(sql)
-}
-
 fn now_millis() -> i64 {
     to_i64(Timestamp::from_system_time(std::time::SystemTime::now()).as_millis())
 }
@@ -1014,122 +775,6 @@ fn put_stock(tx: &Transaction<'_>, row: &StockRow) -> Result<(), ProjectionError
     )
     .map_err(sql)?;
     Ok(())
-}
-
-fn apply(
-    tx: &Transaction<'_>,
-    changes: Vec<Change>,
-    to: Position,
-) -> Result<Vec<Notice>, ProjectionError> {
-    let mut at = checkpoint(tx)?;
-    let mut notices = Vec::with_capacity(changes.len());
-    // A batch often moves one SKU many times (a flash sale, a rebuild): its threshold is
-    // read once and only its last row is written, at the end of the same transaction.
-    let mut thresholds: HashMap<String, u64> = HashMap::new();
-    let mut rows: HashMap<String, StockRow> = HashMap::new();
-    for change in changes {
-        let sku = change.sku.to_string();
-        let threshold = match thresholds.get(&sku) {
-            Some(t) => *t,
-            None => {
-                let t = threshold(tx, &sku)?;
-                thresholds.insert(sku.clone(), t);
-                t
-            }
-        };
-        let status_of =
-            |(level, short): &(Level, bool)| crate::model::status_of(level, *short, threshold);
-        let before = change.before.as_ref().map(status_of);
-        let after = status_of(&change.after);
-        rows.insert(
-            sku.clone(),
-            StockRow {
-                sku: change.sku.clone(),
-                pool: change.pool,
-                level: change.after.0,
-                status: after,
-                version: change.version,
-                updated_at: change.at,
-            },
-        );
-        match &change.reservation {
-            Some(ReservationChange::Held {
-                id,
-                order_id,
-                qty,
-                channel,
-                reserved_at,
-                expires_at,
-            }) => {
-                cached(
-                    tx,
-                    "INSERT OR REPLACE INTO reservations
-                     (id, sku, order_id, qty, channel, state, reserved_at, expires_at, resolved_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6, ?7, NULL)",
-                    params![
-                        id,
-                        sku,
-                        order_id,
-                        to_i64(*qty),
-                        channel,
-                        to_i64(reserved_at.as_millis()),
-                        to_i64(expires_at.as_millis())
-                    ],
-                )
-                .map_err(sql)?;
-            }
-            Some(ReservationChange::Resolved { id, state, at }) => {
-                cached(tx,
-                    "UPDATE reservations SET state = ?3, resolved_at = ?4 WHERE id = ?1 AND sku = ?2",
-                    params![id, sku, state.as_str(), to_i64(at.as_millis())],
-                )
-                .map_err(sql)?;
-            }
-            None => {}
-        }
-        if let Some(kind) = AlertKind::on_transition(before, after) {
-            cached(
-                tx,
-                "INSERT INTO alerts (sku, kind, available, threshold, version, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    sku,
-                    kind.as_str(),
-                    change.after.0.available.map(to_i64),
-                    to_i64(threshold),
-                    to_i64(change.version),
-                    to_i64(change.at.as_millis())
-                ],
-            )
-            .map_err(sql)?;
-        }
-        at.events += 1;
-        let mut notice = change.notice;
-        notice.seq = at.events;
-        notice.previous_status = before.unwrap_or(after);
-        notice.status = after;
-        let body = serde_json::to_string(&notice)
-            .map_err(|e| ProjectionError::ReadModel(format!("encode notice: {e}")))?;
-        cached(
-            tx,
-            "INSERT INTO notices (seq, sku, event_id, body) VALUES (?1, ?2, ?3, ?4)",
-            params![to_i64(notice.seq), sku, notice.event_id.to_string(), body],
-        )
-        .map_err(sql)?;
-        notices.push(notice);
-    }
-    for row in rows.values() {
-        put_stock(tx, row)?;
-    }
-    cached(
-        tx,
-        "INSERT INTO checkpoint (id, commit_pos, prepare_pos, events) VALUES (1, ?1, ?2, ?3)
-         ON CONFLICT (id) DO UPDATE SET commit_pos = excluded.commit_pos,
-             prepare_pos = excluded.prepare_pos, events = excluded.events",
-        params![to_i64(to.commit), to_i64(to.prepare), to_i64(at.events)],
-    )
-    .map_err(sql)?;
-    Ok(notices)
 }
 
 pub(crate) fn notices_after(
