@@ -2,7 +2,7 @@
 and read a SKU's stock (checking the SEP-2549 cache hints), call a tool, and end the
 session with DELETE. Prints one JSON line of what it saw; any SDK warning (such as
 "Session termination failed") is reported in it. Run by
-tests/tests/mcp_with_the_official_python_sdk.rs.
+tests/tests/scenarios/mcp_with_the_official_python_sdk.rs.
 
     python mcp_sdk_client.py http://127.0.0.1:8080/mcp <token> <sku>
 """

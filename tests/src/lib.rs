@@ -1,4 +1,5 @@
-//! Helpers shared by the black-box scenarios in `tests/tests/`, one behaviour per file.
+//! Helpers shared by the black-box scenarios in `tests/tests/scenarios/`, one behaviour per
+//! module.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Engine concurrency scenarios written once and run on every backend: the SQLite files in
-//! `tests/tests/` run them always, `tests/tests/on_eventstoredb.rs` when a server is set.
+//! `tests/tests/scenarios/` run them always, its `on_eventstoredb` module when a server is set.
 
 use std::collections::HashSet;
 

@@ -16,7 +16,7 @@ const SECRET: &str = "whsec_guide_test_0001";
 
 /// The ```python block of the webhooks section.
 fn guide_snippet() -> String {
-    let guide = include_str!("../../docs/notices.md");
+    let guide = include_str!("../../../docs/notices.md");
     let start = guide.find("```python\n").expect("a Python snippet") + "```python\n".len();
     let end = start + guide[start..].find("```").expect("its end");
     guide[start..end].to_owned()

@@ -141,7 +141,7 @@ async fn an_invalid_policy_is_one_line_and_status_2() {
 /// registered over REST, and the assistant reading and ordering it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_desktop_config_starts_from_an_empty_directory() {
-    let guide = include_str!("../../../docs/mcp.md");
+    let guide = include_str!("../../../../docs/mcp.md");
     let start = guide
         .find("```json\n{\n  \"mcpServers\"")
         .expect("the desktop config")

@@ -3,7 +3,7 @@
 //! coverage-guided runs (`cargo fuzz run`, nightly) are described in docs/reliability.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../fuzz/src/lib.rs"]
+#[path = "../../../fuzz/src/lib.rs"]
 mod targets;
 
 use stockade_domain::testing::{registered_physical, reserved, secs};

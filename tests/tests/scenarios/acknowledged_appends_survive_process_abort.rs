@@ -28,7 +28,7 @@ fn acknowledged_appends_survive_process_abort() {
     let exe = std::env::current_exe().unwrap();
     let output = Command::new(exe)
         .args([
-            CHILD_TEST,
+            crate::child_test(module_path!(), CHILD_TEST).as_str(),
             "--exact",
             "--ignored",
             "--nocapture",

@@ -198,7 +198,7 @@ fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
 /// (`dlq list --format json` prints the same type, `NoticeOut`: see the operator tools.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notice_has_one_shape_on_every_channel() {
-    let guide = include_str!("../../docs/notices.md");
+    let guide = include_str!("../../../docs/notices.md");
     let start = guide.find("## The notice").unwrap();
     let block = start + guide[start..].find("```json\n").unwrap() + "```json\n".len();
     let end = block + guide[block..].find("```").unwrap();

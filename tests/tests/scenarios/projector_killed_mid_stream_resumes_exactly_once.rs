@@ -3,7 +3,8 @@
 //!
 //! The engine writes a mixed history (reservations in and out of orders, commits,
 //! releases, recounts, expiries). Then this test re-runs its own binary as a child that
-//! projects the log in small batches, and SIGKILLs it at random moments, ten times. After
+//! projects the log in small batches, and SIGKILLs it at random moments just after it
+//! starts to make progress, ten times. After
 //! the last kill it finishes the projection in-process, rebuilds a second database from
 //! zero, and compares every table row by row.
 
@@ -49,14 +50,30 @@ fn a_projector_killed_mid_stream_ends_equal_to_a_rebuild() {
     let mut checkpoints = Vec::new();
     for _ in 0..KILLS {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([CHILD_TEST, "--exact", "--ignored", "--test-threads=1"])
+            .args([
+                crate::child_test(module_path!(), CHILD_TEST).as_str(),
+                "--exact",
+                "--ignored",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(30 + rng.below(90)));
+        // Kill a few milliseconds after the child starts to make progress, not at a fixed
+        // time after spawning: on a loaded machine (this binary runs other scenarios
+        // beside this one) a fixed sleep can outlast a whole pass of the projection.
+        let before = checkpoints.last().copied().unwrap_or(0);
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none()
+            && checkpoint_events(&models_path).is_none_or(|at| at <= before)
+            && started.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(20)));
         // SIGKILL: no destructor, no flush, whatever the child was doing.
         child.kill().unwrap();
         child.wait().unwrap();
@@ -115,6 +132,18 @@ fn a_projector_killed_mid_stream_ends_equal_to_a_rebuild() {
             "a notice for the same event twice"
         );
     });
+}
+
+/// The child's checkpoint, read beside its writes; `None` until the child has made it.
+fn checkpoint_events(path: &std::path::Path) -> Option<u64> {
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(path, flags).ok()?;
+    conn.query_row("SELECT events FROM checkpoint WHERE id = 1", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .ok()
+    .and_then(|n| u64::try_from(n).ok())
 }
 
 /// The child's body: project in small batches until killed.
