@@ -1,5 +1,7 @@
 //! Webhook delivery: every notice, as an `inventory-updated` event, POSTed to each
 //! configured endpoint, signed, retried with backoff, and dead-lettered, never dropped.
+//! What the body says is the channels' business (`stockade_wire::webhook`); a [`Sender`]
+//! is given the function that writes it.
 //!
 //! One dispatcher per endpoint reads the notice outbox (`ReadModels::notices`) from its
 //! persisted cursor, in `seq` order. It wakes on the hub and, as a fallback, once a second.
@@ -26,7 +28,7 @@ use serde::Serialize;
 use crate::ProjectionError;
 use crate::db::ReadModels;
 use crate::hub::NoticeHub;
-use crate::model::{Cause, Notice};
+use crate::model::Notice;
 
 pub const SIGNATURE_HEADER: &str = "X-Stockade-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Stockade-Timestamp";
@@ -95,68 +97,9 @@ impl RetryPolicy {
     }
 }
 
-/// The body of a webhook call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookEvent {
-    /// The notice's event id: the same notice always has the same id.
-    pub event_id: String,
-    pub event_type: &'static str,
-    /// When the change was committed (RFC 3339).
-    pub timestamp: String,
-    /// The SKU's version after the change.
-    pub version: u64,
-    pub seq: u64,
-    pub payload: WebhookPayload,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookPayload {
-    pub sku: String,
-    /// Units available before and after; `null` for unlimited goods.
-    pub previous_quantity: Option<u64>,
-    pub new_quantity: Option<u64>,
-    pub status: &'static str,
-    pub trigger: &'static str,
-    pub order_id: Option<String>,
-    pub updated_by: Option<String>,
-}
-
-/// What caused a notice, in the words marketplaces use.
-pub fn trigger(cause: &Cause) -> &'static str {
-    match cause.command.as_str() {
-        "reserve" => "RESERVED",
-        "commit" => "ORDER_CONFIRMED",
-        "release" => "RELEASED",
-        "expire" => "EXPIRED",
-        "adjust" if cause.reason.as_deref() == Some(PHYSICAL_COUNT_REASON) => "SCHEDULED_SYNC",
-        _ => "ADMIN_UPDATE",
-    }
-}
-
-pub fn event_of(notice: &Notice) -> WebhookEvent {
-    WebhookEvent {
-        event_id: notice.event_id.to_string(),
-        event_type: "inventory-updated",
-        timestamp: notice.committed_at.to_string(),
-        version: notice.version,
-        seq: notice.seq,
-        payload: WebhookPayload {
-            sku: notice.sku.to_string(),
-            previous_quantity: notice.previous.available,
-            new_quantity: notice.current.available,
-            status: notice.status.as_str(),
-            trigger: trigger(&notice.cause),
-            order_id: notice.cause.order_id.clone(),
-            updated_by: notice
-                .cause
-                .principal
-                .clone()
-                .or_else(|| notice.cause.channel.clone()),
-        },
-    }
-}
+/// Turns a notice into the body of its webhook call. The shape belongs to the channels
+/// (`stockade_wire::webhook::body`), so the caller hands it in.
+pub type Body = fn(&Notice) -> Result<Vec<u8>, String>;
 
 /// `sha256=<hex>` of HMAC-SHA256 over `"<timestamp>.<body>"`.
 pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
@@ -194,18 +137,23 @@ fn unix_seconds() -> String {
 #[derive(Debug, Clone)]
 pub struct Sender {
     endpoint: Endpoint,
+    body: Body,
     client: reqwest::Client,
 }
 
 impl Sender {
-    pub fn new(endpoint: Endpoint) -> Result<Self, ProjectionError> {
+    pub fn new(endpoint: Endpoint, body: Body) -> Result<Self, ProjectionError> {
         let client = reqwest::Client::builder()
             .timeout(endpoint.timeout)
             // A redirected POST would be re-sent as a GET, and its 2xx taken for delivery.
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ProjectionError::Delivery(format!("HTTP client: {e}")))?;
-        Ok(Self { endpoint, client })
+        Ok(Self {
+            endpoint,
+            body,
+            client,
+        })
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -214,7 +162,7 @@ impl Sender {
 
     /// One POST of one notice; `Err` names why it did not count as delivered.
     pub async fn send(&self, notice: &Notice) -> Result<(), String> {
-        let body = serde_json::to_vec(&event_of(notice)).map_err(|e| e.to_string())?;
+        let body = (self.body)(notice)?;
         let timestamp = unix_seconds();
         let signature = sign(&self.endpoint.secret, &timestamp, &body);
         let response = self
@@ -274,18 +222,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(
-        models: ReadModels,
-        hub: NoticeHub,
-        endpoint: Endpoint,
-        policy: RetryPolicy,
-    ) -> Result<Self, ProjectionError> {
-        Ok(Self {
+    pub fn new(models: ReadModels, hub: NoticeHub, sender: Sender, policy: RetryPolicy) -> Self {
+        Self {
             models,
             hub,
-            sender: Sender::new(endpoint)?,
+            sender,
             policy,
-        })
+        }
     }
 
     fn channel(&self) -> String {
@@ -449,26 +392,5 @@ mod tests {
             "sha256=e9d2ff00eac9e4ec8ccf68ff9b64c3ff83e67e8bd9aa142ad3fc49f1302c73dc"
         );
         assert_ne!(sign("other", "1", b"x"), sign("whsec_test", "1", b"x"));
-    }
-
-    #[test]
-    fn triggers_name_the_cause() {
-        let cause = |command: &str, reason: Option<&str>| Cause {
-            command: command.into(),
-            channel: None,
-            order_id: None,
-            principal: None,
-            reason: reason.map(str::to_owned),
-        };
-        assert_eq!(trigger(&cause("reserve", None)), "RESERVED");
-        assert_eq!(trigger(&cause("commit", None)), "ORDER_CONFIRMED");
-        assert_eq!(trigger(&cause("release", None)), "RELEASED");
-        assert_eq!(trigger(&cause("expire", None)), "EXPIRED");
-        assert_eq!(trigger(&cause("adjust", Some("damaged"))), "ADMIN_UPDATE");
-        assert_eq!(
-            trigger(&cause("adjust", Some(PHYSICAL_COUNT_REASON))),
-            "SCHEDULED_SYNC"
-        );
-        assert_eq!(trigger(&cause("register", None)), "ADMIN_UPDATE");
     }
 }

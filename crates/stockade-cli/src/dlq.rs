@@ -7,10 +7,10 @@
 //! a running server: the dispatchers never touch the queue once a letter is in it.
 
 use clap::{Args, Subcommand};
-use serde::Serialize;
 use stockade_projections::ReadModels;
 use stockade_projections::db::DeadLetter;
-use stockade_projections::webhook::{Endpoint, ReplayReport, Sender, replay_dead_letters};
+use stockade_projections::webhook::{Endpoint, Sender, replay_dead_letters};
+use stockade_wire::{DeadLetterReplayOut, EndpointReplayOut};
 
 use crate::log::{Format, LogArgs, json};
 use crate::report::Table;
@@ -125,20 +125,6 @@ fn cells(l: &DeadLetter) -> [String; 8] {
     ]
 }
 
-#[derive(Debug, Serialize)]
-struct EndpointReplay {
-    endpoint: String,
-    #[serde(flatten)]
-    report: ReplayReport,
-}
-
-#[derive(Debug, Serialize)]
-struct ReplayOutput {
-    endpoints: Vec<EndpointReplay>,
-    /// Dead letters of endpoints the config no longer has: left in the queue.
-    unconfigured: Vec<String>,
-}
-
 async fn replay(args: DlqArgs) -> Result<(String, bool), String> {
     if args.format == Format::Csv {
         return Err("dlq replay prints a table or JSON".into());
@@ -150,23 +136,20 @@ async fn replay(args: DlqArgs) -> Result<(String, bool), String> {
         return Err(format!("no webhook named {name:?} in the configuration"));
     }
     let models = models(&args.log).await?;
-    let mut output = ReplayOutput {
-        endpoints: Vec::new(),
-        unconfigured: Vec::new(),
-    };
+    let mut endpoints = Vec::new();
+    // Dead letters of endpoints the config no longer has: left in the queue.
+    let mut unconfigured = Vec::new();
     for hook in &config.webhooks {
         if args.endpoint.as_ref().is_some_and(|n| n != &hook.name) {
             continue;
         }
         let endpoint = Endpoint::new(&hook.name, &hook.url, &hook.secret);
-        let sender = Sender::new(endpoint).map_err(|e| format!("webhook {}: {e}", hook.name))?;
+        let sender = Sender::new(endpoint, stockade_wire::webhook::body)
+            .map_err(|e| format!("webhook {}: {e}", hook.name))?;
         let report = replay_dead_letters(&models, &sender)
             .await
             .map_err(|e| format!("replay webhook {}: {e}", hook.name))?;
-        output.endpoints.push(EndpointReplay {
-            endpoint: hook.name.clone(),
-            report,
-        });
+        endpoints.push(EndpointReplayOut::new(&hook.name, &report));
     }
     if args.endpoint.is_none() {
         let all = models
@@ -178,13 +161,16 @@ async fn replay(args: DlqArgs) -> Result<(String, bool), String> {
                 .webhooks
                 .iter()
                 .any(|w| channel_of(&w.name) == letter.channel);
-            if !known && !output.unconfigured.contains(&letter.channel) {
-                output.unconfigured.push(letter.channel);
+            if !known && !unconfigured.contains(&letter.channel) {
+                unconfigured.push(letter.channel);
             }
         }
     }
-    let clean = output.endpoints.iter().all(|e| e.report.still_failing == 0)
-        && output.unconfigured.is_empty();
+    let clean = endpoints.iter().all(|e| e.still_failing == 0) && unconfigured.is_empty();
+    let output = DeadLetterReplayOut {
+        endpoints,
+        unconfigured: Some(unconfigured),
+    };
     let text = match args.format {
         Format::Json => json(&output)?,
         _ => {
@@ -192,8 +178,8 @@ async fn replay(args: DlqArgs) -> Result<(String, bool), String> {
             for e in &output.endpoints {
                 t.row([
                     e.endpoint.clone(),
-                    e.report.delivered.to_string(),
-                    e.report.still_failing.to_string(),
+                    e.delivered.to_string(),
+                    e.still_failing.to_string(),
                 ]);
             }
             let mut out = if output.endpoints.is_empty() {
@@ -201,7 +187,7 @@ async fn replay(args: DlqArgs) -> Result<(String, bool), String> {
             } else {
                 t.render()
             };
-            for channel in &output.unconfigured {
+            for channel in output.unconfigured.iter().flatten() {
                 out.push_str(&format!(
                     "{channel}: dead letters kept; the configuration has no such endpoint\n"
                 ));

@@ -14,8 +14,9 @@ use serde::Serialize;
 use stockade_engine::{Inventory, InventoryConfig};
 use stockade_projections::StockRow;
 use stockade_projections::reconcile::{
-    Correction, CountOutcome, Reconciler, apply_counts, parse_counts, preview_counts,
+    Correction, Reconciler, apply_counts, parse_counts, preview_counts,
 };
+use stockade_wire::CountOut;
 
 use crate::log::{Format, LogArgs, json, qty};
 use crate::report::Table;
@@ -40,7 +41,8 @@ struct Output {
     dry_run: bool,
     read_models_checked: bool,
     corrections: Vec<Correction>,
-    counts: Vec<CountOutcome>,
+    /// The same shape `POST /api/counts` answers with.
+    counts: Vec<CountOut>,
 }
 
 /// Outcomes of a count that are not a refusal.
@@ -93,7 +95,7 @@ pub async fn run(args: Reconcile) -> Result<(String, bool), String> {
         dry_run: args.dry_run,
         read_models_checked,
         corrections,
-        counts: outcomes,
+        counts: outcomes.iter().map(CountOut::from).collect(),
     };
     let text = match args.format {
         Format::Json => json(&output)?,
@@ -147,7 +149,7 @@ fn render(output: &Output) -> String {
         for c in &output.counts {
             t.row([
                 c.sku.clone(),
-                c.counted_at.to_string(),
+                c.counted_at.clone(),
                 c.counted.to_string(),
                 c.on_hand_then.map(|q| q.to_string()).unwrap_or_default(),
                 format!("{:+}", c.delta),

@@ -29,15 +29,14 @@ use stockade_engine::{Inventory, Origin, ReserveOptions};
 use stockade_projections::{HubMessage, NoticeHub, ReadModels};
 use stockade_wire::request::{page_limit, reservation_id, sku as parse_sku};
 use stockade_wire::{
-    AdjustRequest, AdjustedOut, ApiError, ErrorKind, Item, Page, ReservationOut, ReserveRequest,
-    ResolvedOut, StockOut,
+    AdjustedOut, ApiError, Code, ErrorKind, Page, ReservationOut, ResolvedOut, StockOut,
 };
 
 use crate::policy::{CacheDirective, Policy};
 use crate::session::{Session, resource_sku, resource_uri};
 use crate::tools::{
     AdjustArgs, CreateOrderArgs, GetStockArgs, ListArgs, NoArgs, ReservationArgs, ToolName,
-    catalogue,
+    WithEnvelope, catalogue,
 };
 
 /// Recorded as the causation of every event an MCP call writes.
@@ -132,7 +131,7 @@ impl McpCaller {
 fn forbidden(wanted: &str) -> ApiError {
     ApiError::new(
         ErrorKind::Forbidden,
-        "forbidden",
+        Code::Forbidden,
         format!("this tool needs {wanted}; connect with one to use it"),
     )
 }
@@ -196,7 +195,7 @@ impl StockadeMcp {
         if !self.session.admits(caller.principal.as_ref()) {
             return Err(ApiError::new(
                 ErrorKind::Forbidden,
-                "session_owner",
+                Code::SessionOwner,
                 "this MCP session was opened by another principal; open a session of your own",
             ));
         }
@@ -238,18 +237,11 @@ impl StockadeMcp {
                 })
             }
             ToolName::Adjust => {
-                let a: AdjustArgs = parse(tool, args)?;
+                let a: AdjustArgs = parse_with_envelope(tool, args)?;
                 caller.may_adjust()?;
-                let sku = parse_sku(&a.sku, "sku")?;
-                let adjustment = AdjustRequest {
-                    delta: a.delta,
-                    counted_on_hand: a.counted_on_hand,
-                    reason: a.reason,
-                    reference: a.reference,
-                    expected_version: a.expected_version,
-                }
-                .validate()?;
-                let origin = caller.origin(None, a.idempotency_key);
+                let sku = parse_sku(&a.envelope.sku, "sku")?;
+                let adjustment = a.request.validate()?;
+                let origin = caller.origin(None, a.envelope.idempotency_key);
                 let inventory = b.inventory.clone();
                 let adjusting = sku.clone();
                 let adjusted =
@@ -263,26 +255,13 @@ impl StockadeMcp {
                 })
             }
             ToolName::OrdersCreate => {
-                let a: CreateOrderArgs = parse(tool, args)?;
+                let a: CreateOrderArgs = parse_with_envelope(tool, args)?;
                 let channel = caller.may_order()?;
-                let checked = ReserveRequest {
-                    items: a
-                        .items
-                        .into_iter()
-                        .map(|i| Item {
-                            sku: i.sku,
-                            qty: i.qty,
-                        })
-                        .collect(),
-                    ttl_seconds: a.ttl_seconds,
-                    order_id: a.order_id,
-                    expected_versions: a.expected_versions,
-                }
-                .validate()?;
+                let checked = a.request.validate()?;
                 let options = ReserveOptions {
                     ttl: checked.ttl,
                     order_id: checked.order_id,
-                    origin: caller.origin(channel, a.idempotency_key),
+                    origin: caller.origin(channel, a.envelope.idempotency_key),
                     expected_versions: checked.expected_versions,
                 };
                 let inventory = b.inventory.clone();
@@ -334,7 +313,7 @@ impl StockadeMcp {
         let mut shown = None;
         if matches!(
             error.code,
-            "insufficient_stock" | "version_conflict" | "short"
+            Code::InsufficientStock | Code::VersionConflict | Code::Short
         ) && let Some(sku) = error
             .details
             .get("sku")
@@ -391,13 +370,27 @@ fn order_skus(arguments: &JsonObject) -> Vec<Sku> {
 
 /// The tool's arguments as `T`; a shape error names the tool and the field.
 fn parse<T: serde::de::DeserializeOwned>(tool: ToolName, args: JsonObject) -> Result<T, ApiError> {
-    serde_json::from_value(Value::Object(args)).map_err(|e| {
-        ApiError::new(
-            ErrorKind::Unprocessable,
-            "invalid_arguments",
-            format!("invalid arguments for {}: {e}", tool.as_str()),
-        )
-    })
+    serde_json::from_value(Value::Object(args)).map_err(|e| invalid_arguments(tool, &e))
+}
+
+/// The arguments of a tool that takes a wire request plus an envelope.
+fn parse_with_envelope<E, R>(
+    tool: ToolName,
+    args: JsonObject,
+) -> Result<WithEnvelope<E, R>, ApiError>
+where
+    E: serde::de::DeserializeOwned + schemars::JsonSchema + 'static,
+    R: serde::de::DeserializeOwned + schemars::JsonSchema + 'static,
+{
+    WithEnvelope::parse(args).map_err(|e| invalid_arguments(tool, &e))
+}
+
+fn invalid_arguments(tool: ToolName, e: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        ErrorKind::Unprocessable,
+        Code::InvalidArguments,
+        format!("invalid arguments for {}: {e}", tool.as_str()),
+    )
 }
 
 /// Runs an engine write to completion even if the request is cancelled: an order whose
@@ -409,7 +402,7 @@ async fn detached<T: Send + 'static>(
         Ok(done) => done.map_err(ApiError::from),
         Err(e) => Err(ApiError::new(
             ErrorKind::Unavailable,
-            "unavailable",
+            Code::Unavailable,
             format!("the call's task ended early: {e}"),
         )),
     }

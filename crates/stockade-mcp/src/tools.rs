@@ -1,17 +1,22 @@
 //! The tool table: names, descriptions (with the policy's cache-control tag), input
 //! schemas and annotations, and the argument shapes the tools accept.
 //!
-//! Arguments mirror the REST API's bodies and deny unknown fields, so a misspelt option
-//! is refused with a message instead of quietly ignored. Annotations are hints a client
+//! The writing tools take the REST API's request types from `stockade-wire` (their JSON
+//! Schema comes from there too), plus the few fields REST carries in the path or a header;
+//! every argument shape denies unknown fields, so a misspelt option is refused with a
+//! message instead of quietly ignored. Annotations are hints a client
 //! may act on (skip confirmation for read-only tools, retry idempotent ones), so each is
 //! set to what the tool really does.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rmcp::handler::server::common::schema_for_type;
-use rmcp::model::{Tool, ToolAnnotations};
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use stockade_wire::{AdjustRequest, ReserveRequest};
 
 use crate::policy::Policy;
 
@@ -134,12 +139,12 @@ impl ToolName {
         }
     }
 
-    fn input_schema(self) -> std::sync::Arc<rmcp::model::JsonObject> {
+    fn input_schema(self) -> Arc<JsonObject> {
         match self {
             ToolName::GetStock => schema_for_type::<GetStockArgs>(),
             ToolName::List => schema_for_type::<ListArgs>(),
-            ToolName::Adjust => schema_for_type::<AdjustArgs>(),
-            ToolName::OrdersCreate => schema_for_type::<CreateOrderArgs>(),
+            ToolName::Adjust => AdjustArgs::schema(),
+            ToolName::OrdersCreate => CreateOrderArgs::schema(),
             ToolName::OrdersConfirm | ToolName::OrdersCancel => {
                 schema_for_type::<ReservationArgs>()
             }
@@ -183,55 +188,106 @@ pub struct ListArgs {
     pub limit: Option<usize>,
 }
 
+/// What `inventory.adjust` takes beside the REST body ([`AdjustRequest`]): the SKU, which
+/// REST has in the path, and the idempotency key, which REST has in a header.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AdjustArgs {
+pub struct AdjustEnvelope {
+    /// The SKU id, e.g. "SKU-7782".
     pub sku: String,
-    /// Units received (positive) or written off (negative). Give this or counted_on_hand.
-    #[serde(default)]
-    pub delta: Option<i64>,
-    /// A physical count: the new on-hand figure. Give this or delta.
-    #[serde(default)]
-    pub counted_on_hand: Option<u64>,
-    /// Why, in a few words: "received PO-118", "damaged", "cycle count".
-    pub reason: String,
-    #[serde(default)]
-    pub reference: Option<String>,
-    /// Refuse unless the SKU is still at this version (from inventory.getStock).
-    #[serde(default)]
-    pub expected_version: Option<u64>,
     /// A retry with the same key is answered with the first outcome.
     #[serde(default)]
     pub idempotency_key: Option<String>,
 }
 
+/// What `orders.create` takes beside the REST body ([`ReserveRequest`]): the idempotency
+/// key, which REST has in a header.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderItem {
-    pub sku: String,
-    /// Units, at least 1.
-    #[schemars(range(min = 1))]
-    pub qty: u64,
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateOrderArgs {
-    /// One line per SKU; all are held or none is.
-    pub items: Vec<OrderItem>,
-    /// How long the hold lasts, 1-604800 seconds (default 900).
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 604_800))]
-    pub ttl_seconds: Option<u64>,
-    #[serde(default)]
-    pub order_id: Option<String>,
+pub struct KeyEnvelope {
     /// A retry with the same key returns the same reservation instead of holding again.
     #[serde(default)]
     pub idempotency_key: Option<String>,
-    /// SKU → the version you decided on; the order is refused if any of them moved.
-    #[serde(default)]
-    pub expected_versions: Option<BTreeMap<String, u64>>,
 }
+
+/// A tool's arguments as one flat object: an envelope (what HTTP carries in the path or a
+/// header) and the wire request, the same type the REST API reads, so the two channels
+/// cannot drift. The envelope's own properties pick its fields out; every other field goes
+/// to the request, which refuses the ones it does not know.
+#[derive(Debug, Clone)]
+pub struct WithEnvelope<E, R> {
+    pub envelope: E,
+    pub request: R,
+}
+
+impl<E, R> WithEnvelope<E, R>
+where
+    E: DeserializeOwned + JsonSchema + 'static,
+    R: DeserializeOwned + JsonSchema + 'static,
+{
+    /// Splits `args` between the envelope and the request; a shape error says which
+    /// field, as serde words it.
+    pub fn parse(args: JsonObject) -> Result<Self, serde_json::Error> {
+        let envelope_fields = properties(&schema_for_type::<E>());
+        let (outer, inner): (JsonObject, JsonObject) = args
+            .into_iter()
+            .partition(|(k, _)| envelope_fields.contains(k));
+        Ok(Self {
+            envelope: serde_json::from_value(Value::Object(outer))?,
+            request: serde_json::from_value(Value::Object(inner))?,
+        })
+    }
+
+    /// One object schema with the properties, required fields and definitions of both.
+    pub fn schema() -> Arc<JsonObject> {
+        let mut merged = (*schema_for_type::<R>()).clone();
+        let envelope = schema_for_type::<E>();
+        for key in ["properties", "$defs"] {
+            if let Some(Value::Object(extra)) = envelope.get(key) {
+                let into = merged
+                    .entry(key)
+                    .or_insert_with(|| Value::Object(JsonObject::new()));
+                if let Value::Object(into) = into {
+                    into.extend(extra.clone());
+                }
+            }
+        }
+        let mut required: Vec<Value> = envelope
+            .get("required")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        required.extend(
+            merged
+                .get("required")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        if !required.is_empty() {
+            merged.insert("required".into(), Value::Array(required));
+        }
+        // The tool's own title and description say what it does; the request's doc
+        // comment names the REST route.
+        merged.remove("title");
+        merged.remove("description");
+        Arc::new(merged)
+    }
+}
+
+/// The property names of an object schema.
+fn properties(schema: &JsonObject) -> Vec<String> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// `inventory.adjust`'s arguments.
+pub type AdjustArgs = WithEnvelope<AdjustEnvelope, AdjustRequest>;
+/// `orders.create`'s arguments.
+pub type CreateOrderArgs = WithEnvelope<KeyEnvelope, ReserveRequest>;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -275,6 +331,55 @@ mod tests {
             required,
             &serde_json::json!(["items"]),
             "only items is required"
+        );
+    }
+
+    #[test]
+    fn writing_tools_take_the_rest_requests_plus_their_envelope() {
+        let adjust = AdjustArgs::schema();
+        let fields = properties(&adjust);
+        for field in [
+            "sku",
+            "idempotency_key",
+            "delta",
+            "counted_on_hand",
+            "reason",
+            "reference",
+            "expected_version",
+        ] {
+            assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
+        }
+        assert_eq!(adjust["required"], serde_json::json!(["sku", "reason"]));
+        assert_eq!(adjust["additionalProperties"], serde_json::json!(false));
+
+        let args = |v: Value| v.as_object().unwrap().clone();
+        let a = AdjustArgs::parse(args(serde_json::json!(
+            {"sku": "A", "delta": -2, "reason": "damaged", "idempotency_key": "k"}
+        )))
+        .unwrap();
+        assert_eq!(a.envelope.sku, "A");
+        assert_eq!(a.envelope.idempotency_key.as_deref(), Some("k"));
+        assert_eq!(a.request.delta, Some(-2));
+        let misspelt = AdjustArgs::parse(args(serde_json::json!(
+            {"sku": "A", "delta": 1, "reason": "x", "resaon": "y"}
+        )))
+        .unwrap_err();
+        assert!(misspelt.to_string().contains("resaon"), "{misspelt}");
+        let no_sku =
+            AdjustArgs::parse(args(serde_json::json!({"delta": 1, "reason": "x"}))).unwrap_err();
+        assert!(no_sku.to_string().contains("sku"), "{no_sku}");
+
+        let create = CreateOrderArgs::parse(args(serde_json::json!(
+            {"items": [{"sku": "A", "qty": 1}], "idempotency_key": "k"}
+        )))
+        .unwrap();
+        assert_eq!(create.request.items.len(), 1);
+        assert_eq!(create.envelope.idempotency_key.as_deref(), Some("k"));
+        assert!(
+            CreateOrderArgs::parse(args(serde_json::json!(
+                {"items": [{"sku": "A", "qty": 1, "qtty": 2}]}
+            )))
+            .is_err()
         );
     }
 }

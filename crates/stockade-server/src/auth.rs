@@ -21,7 +21,7 @@ use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use stockade_domain::{Channel, Principal};
-use stockade_wire::{ApiError, ErrorKind};
+use stockade_wire::{ApiError, Code, ErrorKind};
 
 use crate::config::{AuthConfig, ConfigError};
 
@@ -156,14 +156,14 @@ impl Tokens {
             None => {
                 return Err(ApiError::new(
                     ErrorKind::Unauthorized,
-                    "unauthorized",
+                    Code::Unauthorized,
                     "this endpoint needs a bearer token (Authorization: Bearer <token>)",
                 ));
             }
             Some(found) => found.ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::Unauthorized,
-                    "unauthorized",
+                    Code::Unauthorized,
                     "the bearer token is not valid",
                 )
             })?,
@@ -180,7 +180,7 @@ impl Tokens {
             };
             return Err(ApiError::new(
                 ErrorKind::Forbidden,
-                "forbidden",
+                Code::Forbidden,
                 format!("this needs {wanted} token"),
             ));
         }

@@ -8,7 +8,7 @@
 use actix_web::{HttpRequest, web};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
-use stockade_wire::{ApiError, ErrorKind};
+use stockade_wire::{ApiError, Code, ErrorKind};
 
 use crate::error::HttpError;
 
@@ -36,7 +36,7 @@ pub async fn read(
         .unwrap_or_else(|_| {
             Err(HttpError(ApiError::new(
                 ErrorKind::RequestTimeout,
-                "body_timeout",
+                Code::BodyTimeout,
                 format!("the body did not arrive within {} s", patience.as_secs()),
             )))
         })
@@ -50,7 +50,7 @@ async fn read_all(
     let too_large = || {
         HttpError(ApiError::new(
             ErrorKind::PayloadTooLarge,
-            "payload_too_large",
+            Code::PayloadTooLarge,
             format!("the body is larger than {limit} bytes"),
         ))
     };
@@ -67,7 +67,7 @@ async fn read_all(
         let chunk = chunk.map_err(|e| {
             HttpError(ApiError::new(
                 ErrorKind::BadRequest,
-                "bad_body",
+                Code::BadBody,
                 format!("the body could not be read: {e}"),
             ))
         })?;
@@ -84,7 +84,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(HttpError(ApiError::new(
             ErrorKind::BadRequest,
-            "malformed_json",
+            Code::MalformedJson,
             "the body is empty; send a JSON object",
         )));
     }
@@ -96,7 +96,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
     {
         return Err(HttpError(ApiError::new(
             ErrorKind::Unprocessable,
-            "invalid_body",
+            Code::InvalidBody,
             "the body must be a JSON object",
         )));
     }
@@ -107,17 +107,17 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
             // since it may quote the value sent).
             serde_json::error::Category::Data => ApiError::new(
                 ErrorKind::Unprocessable,
-                "invalid_body",
+                Code::InvalidBody,
                 crate::error::echo_up_to(&e.to_string(), 160),
             ),
             serde_json::error::Category::Eof => ApiError::new(
                 ErrorKind::BadRequest,
-                "malformed_json",
+                Code::MalformedJson,
                 format!("the body ends before its JSON does ({at})"),
             ),
             _ => ApiError::new(
                 ErrorKind::BadRequest,
-                "malformed_json",
+                Code::MalformedJson,
                 format!("the body is not valid JSON, or nests too deep ({at})"),
             ),
         })

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use stockade_wire::{ApiError, ErrorKind};
+use stockade_wire::{ApiError, Code, ErrorKind};
 
 #[derive(Debug)]
 pub struct HttpError(pub ApiError);
@@ -70,7 +70,7 @@ pub type Result<T, E = HttpError> = std::result::Result<T, E>;
 pub async fn no_route(req: actix_web::HttpRequest) -> HttpResponse {
     HttpError(ApiError::new(
         ErrorKind::NotFound,
-        "no_route",
+        Code::NoRoute,
         format!("no endpoint at {} (see docs/api.md)", echo(req.path())),
     ))
     .error_response()
@@ -83,7 +83,7 @@ pub async fn wrong_method(req: actix_web::HttpRequest, allow: &'static str) -> H
         .json(
             ApiError::new(
                 ErrorKind::BadRequest,
-                "method_not_allowed",
+                Code::MethodNotAllowed,
                 format!(
                     "{} takes {allow}, not {}",
                     echo(req.path()),

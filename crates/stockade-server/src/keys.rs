@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use ring::digest::{SHA256, digest};
 use rusqlite::{Connection, OptionalExtension, params};
-use stockade_wire::{ApiError, ErrorKind};
+use stockade_wire::{ApiError, Code, ErrorKind};
 use tokio::sync::oneshot;
 
 /// How long a key is remembered: the engine's own key window (the longest TTL, 7 days,
@@ -37,7 +37,7 @@ const CHECKS_PER_TRANSACTION: usize = 1024;
 /// The handle requests use. Checks go to one thread that owns the connection and puts
 /// every check waiting when it wakes into one transaction: under load a keyed request
 /// costs a share of a commit rather than a commit, a mutex and a blocking-pool hop of
-/// its own (which made keyed reservations a third as fast as unkeyed ones).
+/// its own.
 #[derive(Debug, Clone)]
 pub struct RequestKeys {
     checks: mpsc::Sender<Check>,
@@ -55,7 +55,7 @@ struct Check {
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         ErrorKind::Unavailable,
-        "unavailable",
+        Code::Unavailable,
         format!("idempotency keys: {e}"),
     )
 }
@@ -128,7 +128,7 @@ impl RequestKeys {
         } else {
             Err(ApiError::new(
                 ErrorKind::Unprocessable,
-                "idempotency_key_reused",
+                Code::IdempotencyKeyReused,
                 "this Idempotency-Key was already used for a different request",
             ))
         }

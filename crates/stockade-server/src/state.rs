@@ -79,7 +79,7 @@ impl AppState {
                 v.to_str().ok().and_then(bearer).ok_or_else(|| {
                     HttpError(ApiError::new(
                         stockade_wire::ErrorKind::Unauthorized,
-                        "unauthorized",
+                        stockade_wire::Code::Unauthorized,
                         "the Authorization header must be `Bearer <token>`",
                     ))
                 })
@@ -145,7 +145,7 @@ pub fn header(req: &HttpRequest, name: &str) -> Result<Option<String>, HttpError
             v.to_str().map(str::to_owned).map_err(|_| {
                 HttpError(ApiError::new(
                     stockade_wire::ErrorKind::BadRequest,
-                    "bad_header",
+                    stockade_wire::Code::BadHeader,
                     format!("the {name} header must be visible ASCII"),
                 ))
             })
@@ -159,7 +159,7 @@ fn single(req: &HttpRequest, name: &str) -> Result<(), HttpError> {
     if req.headers().get_all(name).nth(1).is_some() {
         return Err(HttpError(ApiError::new(
             stockade_wire::ErrorKind::BadRequest,
-            "duplicate_header",
+            stockade_wire::Code::DuplicateHeader,
             format!("the {name} header was sent more than once; send it once"),
         )));
     }

@@ -10,6 +10,8 @@ use serde_json::Value;
 use stockade_domain::Rejection;
 use stockade_engine::Error;
 
+use crate::code::Code;
+
 /// What kind of failure this is; each channel maps a kind to exactly one status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,14 +65,14 @@ impl ErrorKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub kind: ErrorKind,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     /// Extra fields merged into the body (`sku`, `available`, `current_version`, ...).
     pub details: serde_json::Map<String, Value>,
 }
 
 impl ApiError {
-    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, code: Code, message: impl Into<String>) -> Self {
         Self {
             kind,
             code,
@@ -89,13 +91,13 @@ impl ApiError {
 
     /// A field of the request is missing, of the wrong type, or out of range.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Unprocessable, "invalid_field", message).with("field", field)
+        Self::new(ErrorKind::Unprocessable, Code::InvalidField, message).with("field", field)
     }
 
     /// The JSON body of this error.
     pub fn body(&self) -> Value {
         let mut body = serde_json::Map::new();
-        body.insert("error".into(), Value::from(self.code));
+        body.insert("error".into(), Value::from(self.code.as_str()));
         body.insert("message".into(), Value::from(self.message.clone()));
         for (k, v) in &self.details {
             body.entry(k.clone()).or_insert_with(|| v.clone());
@@ -139,17 +141,18 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
 /// The read models could not answer (locked, unreadable): retry later.
 impl From<stockade_projections::ProjectionError> for ApiError {
     fn from(e: stockade_projections::ProjectionError) -> Self {
-        ApiError::new(ErrorKind::Unavailable, "unavailable", e.to_string())
+        ApiError::new(ErrorKind::Unavailable, Code::Unavailable, e.to_string())
     }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let message = e.to_string();
+        let code = Code::of_error(&e);
         match &e {
             Error::Rejected { sku, rejection } => {
                 let mut err =
-                    ApiError::new(rejection_kind(rejection), e.code(), message).with("sku", sku);
+                    ApiError::new(rejection_kind(rejection), code, message).with("sku", sku);
                 if let Rejection::OutOfRange { .. } = rejection {
                     // Our own words: the range, not the arithmetic's internals.
                     return err.with("max", stockade_domain::Quantity::MAX.get());
@@ -168,20 +171,20 @@ impl From<Error> for ApiError {
                 sku,
                 expected,
                 actual,
-            } => ApiError::new(ErrorKind::Conflict, e.code(), message)
+            } => ApiError::new(ErrorKind::Conflict, code, message)
                 .with("sku", sku)
                 .with("expected_version", expected)
                 .with("current_version", actual),
-            Error::KeyReused { .. } => ApiError::new(ErrorKind::Unprocessable, e.code(), message),
+            Error::KeyReused { .. } => ApiError::new(ErrorKind::Unprocessable, code, message),
             Error::Overloaded { sku, .. } => {
-                ApiError::new(ErrorKind::TooManyRequests, e.code(), message).with("sku", sku)
+                ApiError::new(ErrorKind::TooManyRequests, code, message).with("sku", sku)
             }
-            Error::Unavailable(_) => ApiError::new(ErrorKind::Unavailable, e.code(), message),
+            Error::Unavailable(_) => ApiError::new(ErrorKind::Unavailable, code, message),
             // Not retryable as it stands: a 409 without Retry-After.
-            Error::RolledBack { .. } => ApiError::new(ErrorKind::Conflict, e.code(), message),
-            Error::NotFound(_) => ApiError::new(ErrorKind::NotFound, e.code(), message),
-            Error::NotOwner(_) => ApiError::new(ErrorKind::Forbidden, e.code(), message),
-            Error::Invalid(_) => ApiError::new(ErrorKind::Unprocessable, e.code(), message),
+            Error::RolledBack { .. } => ApiError::new(ErrorKind::Conflict, code, message),
+            Error::NotFound(_) => ApiError::new(ErrorKind::NotFound, code, message),
+            Error::NotOwner(_) => ApiError::new(ErrorKind::Forbidden, code, message),
+            Error::Invalid(_) => ApiError::new(ErrorKind::Unprocessable, code, message),
         }
     }
 }
@@ -251,13 +254,13 @@ mod tests {
         for (error, status) in cases {
             let api: ApiError = error.clone().into();
             assert_eq!(api.kind.http_status(), status, "{error:?}");
-            assert_eq!(api.code, error.code());
+            assert_eq!(api.code.as_str(), error.code());
         }
     }
 
     #[test]
     fn details_never_replace_the_code_or_the_message() {
-        let e = ApiError::new(ErrorKind::Conflict, "x", "m").with("error", "sneaky");
-        assert_eq!(e.body()["error"], "x");
+        let e = ApiError::new(ErrorKind::Conflict, Code::Short, "m").with("error", "sneaky");
+        assert_eq!(e.body()["error"], "short");
     }
 }

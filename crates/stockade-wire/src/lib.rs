@@ -5,20 +5,26 @@
 //! - [`request`]: what callers send. Requests are strict: an unknown field is an error, not
 //!   an option silently ignored, and every value is checked here before the engine sees it.
 //! - [`response`]: what callers get back. Responses may gain fields; they never rename one.
-//! - [`error`]: [`ApiError`], one error type with a stable `code`, a sentence for people,
+//! - [`error`]: [`ApiError`], one error type with a stable [`Code`], a sentence for people,
 //!   and a [`ErrorKind`] that each channel maps to one status (HTTP) or one tool error (MCP).
+//! - [`code`]: [`Code`], every error code any channel sends, in one list.
+//! - [`webhook`]: the body of a webhook call (camelCase, as `docs/notices.md` documents).
 //!
 //! Conventions: times are RFC 3339 UTC strings with milliseconds
 //! (`2026-11-27T09:00:00.000Z`); quantities are JSON integers; an unlimited quantity
 //! (a digital SKU without a licence cap) is `null`.
 
+pub mod code;
 pub mod error;
 pub mod request;
 pub mod response;
+pub mod webhook;
 
+pub use code::Code;
 pub use error::{ApiError, ErrorKind};
 pub use request::{AdjustRequest, Item, PoolName, RegisterSkuRequest, ReserveRequest};
 pub use response::{
-    AdjustedOut, DeadLetterOut, LineFailureOut, LineOut, LineStateOut, NoticeOut, Page,
-    ReservationOut, ReservationStatusOut, ResolvedOut, StockOut, StreamMessage,
+    AdjustedOut, CountOut, DeadLetterOut, DeadLetterReplayOut, EndpointReplayOut, LineFailureOut,
+    LineOut, LineStateOut, NoticeOut, Page, ReservationOut, ReservationStatusOut, ResolvedOut,
+    StockOut, StreamMessage,
 };

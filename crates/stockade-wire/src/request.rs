@@ -3,6 +3,9 @@
 //! Every struct denies unknown fields, so a misspelt option (`"qtty"`) is refused instead
 //! of ignored. `validate` methods check ranges here, once for every channel, so that an
 //! order with one bad line is refused before any line is held.
+//!
+//! With the `schema` feature the requests also describe themselves as JSON Schema (their
+//! doc comments become the descriptions), which is how MCP's tools take these same shapes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use stockade_domain::{MAX_TTL, OrderId, PoolConfig, Quantity, ReservationId, Sku
 use stockade_engine::inventory::MAX_LINES;
 use stockade_engine::{Adjustment, Line};
 
+use crate::code::Code;
 use crate::error::{ApiError, ErrorKind};
 
 /// The kind of pool a SKU draws from.
@@ -110,24 +114,32 @@ impl RegisterSkuRequest {
 
 /// One line of a reservation request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Item {
+    /// The SKU id, e.g. "SKU-7782".
     pub sku: String,
+    /// Units, at least 1.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub qty: u64,
 }
 
-/// `POST /api/reservations`: only `items` is required.
+/// `POST /api/reservations` and MCP's `orders.create`: only `items` is required.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReserveRequest {
+    /// One line per SKU; all are held or none is.
     pub items: Vec<Item>,
-    /// How long the hold lasts (default 15 minutes, at most 7 days).
+    /// How long the hold lasts, 1-604800 seconds (default 900, or the server's setting).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 604_800)))]
     pub ttl_seconds: Option<u64>,
+    /// The caller's order id, recorded on the hold and in notices.
     #[serde(default)]
     pub order_id: Option<String>,
-    /// SKU → the version the caller decided on; the order is refused with 409
-    /// `version_conflict` if any of them moved. Every SKU named must be on an item.
+    /// SKU → the version the caller decided on; the order is refused (`version_conflict`)
+    /// if any of them moved. Every SKU named must be on an item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_versions: Option<BTreeMap<String, u64>>,
 }
@@ -156,7 +168,7 @@ impl ReserveRequest {
             if item.qty == 0 {
                 return Err(ApiError::new(
                     ErrorKind::Unprocessable,
-                    "invalid_quantity",
+                    Code::InvalidQuantity,
                     format!("{field}.qty must be greater than zero"),
                 )
                 .with("field", format!("{field}.qty")));
@@ -177,7 +189,7 @@ impl ReserveRequest {
             Some(s) if s == 0 || s > MAX_TTL.as_secs() => {
                 return Err(ApiError::new(
                     ErrorKind::Unprocessable,
-                    "invalid_ttl",
+                    Code::InvalidTtl,
                     format!("ttl_seconds must be 1-{}", MAX_TTL.as_secs()),
                 )
                 .with("field", "ttl_seconds"));
@@ -210,21 +222,25 @@ impl ReserveRequest {
     }
 }
 
-/// `POST /api/inventory/products/{sku}/adjustments`: exactly one of `delta` and
-/// `counted_on_hand`.
+/// `POST /api/inventory/products/{sku}/adjustments` and MCP's `inventory.adjust`: exactly
+/// one of `delta` and `counted_on_hand`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AdjustRequest {
-    /// Units received (positive) or written off (negative).
+    /// Units received (positive) or written off (negative). Give this or counted_on_hand.
     #[serde(default)]
     pub delta: Option<i64>,
-    /// A physical count: the new on-hand figure.
+    /// A physical count: the new on-hand figure. Give this or delta.
     #[serde(default)]
     pub counted_on_hand: Option<u64>,
+    /// Why, in a few words: "received PO-118", "damaged", "cycle count".
     pub reason: String,
+    /// A document the change refers to, e.g. a purchase order.
     #[serde(default)]
     pub reference: Option<String>,
-    /// Refuse with 409 unless the SKU is still at this version.
+    /// Refuse (`version_conflict`) unless the SKU is still at this version (from a read of
+    /// its stock).
     #[serde(default)]
     pub expected_version: Option<u64>,
 }
@@ -269,7 +285,8 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
 /// A SKU id from a body field or a path segment.
 pub fn sku(value: &str, field: &str) -> Result<Sku, ApiError> {
     Sku::new(value).map_err(|e| {
-        ApiError::new(ErrorKind::Unprocessable, "invalid_sku", e.to_string()).with("field", field)
+        ApiError::new(ErrorKind::Unprocessable, Code::InvalidSku, e.to_string())
+            .with("field", field)
     })
 }
 
@@ -278,7 +295,7 @@ pub fn order_id(value: &str) -> Result<stockade_domain::OrderId, ApiError> {
     stockade_domain::OrderId::new(value).map_err(|_| {
         ApiError::new(
             ErrorKind::NotFound,
-            "not_found",
+            Code::NotFound,
             format!(
                 "order {:?} not found",
                 value.chars().take(40).collect::<String>()
@@ -292,7 +309,7 @@ pub fn reservation_id(value: &str) -> Result<ReservationId, ApiError> {
     value.parse().map_err(|_| {
         ApiError::new(
             ErrorKind::NotFound,
-            "not_found",
+            Code::NotFound,
             format!(
                 "reservation {:?} not found (ids are UUIDs)",
                 value.chars().take(40).collect::<String>()
@@ -307,7 +324,7 @@ mod tests {
 
     fn reserve(json: &str) -> Result<CheckedReserve, String> {
         let request: ReserveRequest = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        request.validate().map_err(|e| e.code.to_owned())
+        request.validate().map_err(|e| e.code.as_str().to_owned())
     }
 
     #[test]

@@ -8,6 +8,8 @@ use stockade_engine::{
     Adjusted, LineStatus, Reservation, ReservationStatus, ReservedLine, Resolved, StockLevel,
 };
 use stockade_projections::model::{Cause, is_short, status_of};
+use stockade_projections::reconcile::CountOutcome;
+use stockade_projections::webhook::ReplayReport;
 use stockade_projections::{Level, Notice, Status, StockRow};
 
 /// One SKU's stock.
@@ -175,7 +177,7 @@ impl From<&Resolved> for ResolvedOut {
                     let api = crate::ApiError::from(e.clone());
                     LineFailureOut {
                         sku: sku.to_string(),
-                        error: api.code.to_owned(),
+                        error: api.code.as_str().to_owned(),
                         message: api.message,
                     }
                 })
@@ -351,4 +353,65 @@ impl From<&stockade_projections::db::DeadLetter> for DeadLetterOut {
             notice: NoticeOut::from(&l.notice),
         }
     }
+}
+
+/// One physical count's outcome: `POST /api/counts` and `stockade reconcile --format json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountOut {
+    pub sku: String,
+    /// When the count was taken (RFC 3339).
+    pub counted_at: String,
+    pub counted: u64,
+    /// On hand at `counted_at`, by the log.
+    pub on_hand_then: Option<u64>,
+    /// Units added (positive) or removed (negative) now.
+    pub delta: i64,
+    /// `applied`, `would apply` (dry run), `no change`, `already applied`, or why not.
+    pub outcome: String,
+    /// The SKU's version after the adjustment, when one was made.
+    pub version: Option<u64>,
+}
+
+impl From<&CountOutcome> for CountOut {
+    fn from(o: &CountOutcome) -> Self {
+        Self {
+            sku: o.sku.clone(),
+            counted_at: o.counted_at.to_string(),
+            counted: o.counted,
+            on_hand_then: o.on_hand_then,
+            delta: o.delta,
+            outcome: o.outcome.clone(),
+            version: o.version,
+        }
+    }
+}
+
+/// One endpoint's part of a dead-letter replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointReplayOut {
+    /// The endpoint's name in the configuration.
+    pub endpoint: String,
+    pub delivered: usize,
+    pub still_failing: usize,
+}
+
+impl EndpointReplayOut {
+    pub fn new(endpoint: &str, report: &ReplayReport) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            delivered: report.delivered,
+            still_failing: report.still_failing,
+        }
+    }
+}
+
+/// A replay of dead letters: `POST /api/dead-letters/replay` and `stockade dlq replay
+/// --format json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterReplayOut {
+    pub endpoints: Vec<EndpointReplayOut>,
+    /// Dead letters of endpoints the configuration no longer has, left in the queue: the
+    /// command line looks for them; the server does not, and leaves this out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfigured: Option<Vec<String>>,
 }

@@ -227,7 +227,7 @@ async fn a_count_taken_before_three_sales_keeps_the_sales() {
     let notices = models.notices(0, 100).await.unwrap();
     let last = notices.last().unwrap();
     assert_eq!(
-        stockade_projections::webhook::trigger(&last.cause),
+        stockade_wire::webhook::trigger(&last.cause),
         "SCHEDULED_SYNC"
     );
     assert_eq!(checked_log(&inventory.store()).await.oversold_units, 0);

@@ -43,7 +43,8 @@ async fn fixture() -> Fixture {
 /// Starts a dispatcher; dropping the returned sender stops it.
 fn dispatch(f: &Fixture, endpoint: Endpoint, policy: RetryPolicy) -> oneshot::Sender<()> {
     let (stop, stopped) = oneshot::channel::<()>();
-    let dispatcher = Dispatcher::new(f.models.clone(), f.hub.clone(), endpoint, policy).unwrap();
+    let sender = Sender::new(endpoint, stockade_wire::webhook::body).unwrap();
+    let dispatcher = Dispatcher::new(f.models.clone(), f.hub.clone(), sender, policy);
     tokio::spawn(dispatcher.run(async move {
         let _ = stopped.await;
     }));
@@ -143,7 +144,7 @@ async fn a_flaky_endpoint_gets_the_notice_after_backoff_and_a_dead_one_dead_lett
     assert!(dead.delivered().is_empty());
 
     // A replay while still down keeps it; once up, delivers it and empties the queue.
-    let sender = Sender::new(dead_endpoint).unwrap();
+    let sender = Sender::new(dead_endpoint, stockade_wire::webhook::body).unwrap();
     let report = webhook::replay_dead_letters(&f.models, &sender)
         .await
         .unwrap();

@@ -430,6 +430,8 @@ async fn drift_is_found_then_repaired_and_counts_applied_once() {
     );
     assert_eq!(dry["counts"][0]["outcome"], "would apply");
     assert_eq!(dry["counts"][0]["delta"], -3);
+    // The shape `POST /api/counts` answers with: times as RFC 3339, as on every channel.
+    assert_eq!(dry["counts"][0]["counted_at"], "2026-11-27T09:00:07.000Z");
     let applied = json(
         &stockade(&[
             "reconcile",

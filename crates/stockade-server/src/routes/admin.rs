@@ -14,9 +14,11 @@
 //!   endpoint's backlog and dead letters.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use stockade_projections::webhook::{Endpoint, Sender, replay_dead_letters};
-use stockade_wire::{ApiError, DeadLetterOut, ErrorKind};
+use stockade_wire::{
+    ApiError, Code, CountOut, DeadLetterOut, DeadLetterReplayOut, EndpointReplayOut, ErrorKind,
+};
 
 use crate::auth::Need;
 use crate::body;
@@ -37,18 +39,6 @@ struct CountsQuery {
     dry_run: Option<bool>,
 }
 
-/// One count's outcome, as `stockade reconcile --format json` prints it.
-#[derive(Debug, Serialize)]
-struct CountOut {
-    sku: String,
-    counted_at: String,
-    counted: u64,
-    on_hand_then: Option<u64>,
-    delta: i64,
-    outcome: String,
-    version: Option<u64>,
-}
-
 /// `POST /api/counts`.
 pub async fn counts(
     req: HttpRequest,
@@ -61,13 +51,13 @@ pub async fn counts(
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         HttpError(ApiError::new(
             ErrorKind::BadRequest,
-            "malformed_counts",
+            Code::MalformedCounts,
             "the count file is not UTF-8",
         ))
     })?;
     let counts = stockade_projections::reconcile::parse_counts(text).map_err(|e| {
         HttpError(
-            ApiError::new(ErrorKind::Unprocessable, "invalid_counts", e.to_string())
+            ApiError::new(ErrorKind::Unprocessable, Code::InvalidCounts, e.to_string())
                 .with("line", e.line),
         )
     })?;
@@ -80,22 +70,11 @@ pub async fn counts(
     .map_err(|e| {
         HttpError(ApiError::new(
             ErrorKind::Unavailable,
-            "unavailable",
+            Code::Unavailable,
             format!("the counts' task ended early: {e}"),
         ))
     })??;
-    let counts: Vec<CountOut> = outcomes
-        .into_iter()
-        .map(|o| CountOut {
-            sku: o.sku,
-            counted_at: o.counted_at.to_string(),
-            counted: o.counted,
-            on_hand_then: o.on_hand_then,
-            delta: o.delta,
-            outcome: o.outcome,
-            version: o.version,
-        })
-        .collect();
+    let counts: Vec<CountOut> = outcomes.iter().map(CountOut::from).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "dry_run": dry_run, "counts": counts })))
 }
 
@@ -159,7 +138,7 @@ pub async fn acknowledge(
     let Ok(seq) = path.parse::<u64>() else {
         return Err(HttpError(ApiError::new(
             ErrorKind::NotFound,
-            "not_found",
+            Code::NotFound,
             "alerts are named by their seq (a number)",
         )));
     };
@@ -167,7 +146,7 @@ pub async fn acknowledge(
     if !state.models.acknowledge_alert(seq, &by).await? {
         return Err(HttpError(ApiError::new(
             ErrorKind::NotFound,
-            "not_found",
+            Code::NotFound,
             format!("alert {seq} not found"),
         )));
     }
@@ -188,18 +167,20 @@ pub async fn replay(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     state.authorize(&req, Need::Admin, None)?;
     let mut endpoints = Vec::new();
     for hook in &state.config.webhooks {
-        let sender = Sender::new(Endpoint::new(&hook.name, &hook.url, &hook.secret))?;
+        let sender = Sender::new(
+            Endpoint::new(&hook.name, &hook.url, &hook.secret),
+            stockade_wire::webhook::body,
+        )?;
         let report = replay_dead_letters(&state.models, &sender).await?;
-        endpoints.push(serde_json::json!({
-            "endpoint": hook.name,
-            "delivered": report.delivered,
-            "still_failing": report.still_failing,
-        }));
+        endpoints.push(EndpointReplayOut::new(&hook.name, &report));
     }
     if let Ok(depth) = state.models.dead_letter_count().await {
         metrics::gauge!("stockade_dlq_depth").set(depth as f64);
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "endpoints": endpoints })))
+    Ok(HttpResponse::Ok().json(DeadLetterReplayOut {
+        endpoints,
+        unconfigured: None,
+    }))
 }
 
 /// `GET /api/orders/{order_id}`.
@@ -214,7 +195,7 @@ pub async fn order(
     if rows.is_empty() {
         return Err(HttpError(ApiError::new(
             ErrorKind::NotFound,
-            "not_found",
+            Code::NotFound,
             format!("order {order} not found"),
         )));
     }
@@ -228,7 +209,7 @@ pub async fn health(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let head = state.inventory.store().head().await.map_err(|e| {
         HttpError(ApiError::new(
             ErrorKind::Unavailable,
-            "unavailable",
+            Code::Unavailable,
             e.to_string(),
         ))
     })?;

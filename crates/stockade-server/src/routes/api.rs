@@ -2,8 +2,9 @@
 //!
 //! Single-SKU reads answer from the engine's durable state, exact at the instant of the
 //! read (`as_of`), so a reader never sees a hold that is not durable or a lapsed hold that
-//! still counts. Lists answer from the stock-levels read model, which follows the log by
-//! milliseconds; every item carries its `version`, so a reader can tell.
+//! still counts. Lists answer from the stock-levels read model, which follows the log (how
+//! closely under load: `docs/benchmarks.md`); every item carries its `version`, so a
+//! reader can tell.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -14,8 +15,8 @@ use stockade_domain::{Sku, Timestamp};
 use stockade_engine::ReserveOptions;
 use stockade_wire::request::{page_limit, reservation_id, sku};
 use stockade_wire::{
-    AdjustRequest, AdjustedOut, ApiError, ErrorKind, Page, RegisterSkuRequest, ReservationOut,
-    ReservationStatusOut, ReserveRequest, ResolvedOut, StockOut,
+    AdjustRequest, AdjustedOut, ApiError, Code, ErrorKind, Page, RegisterSkuRequest,
+    ReservationOut, ReservationStatusOut, ReserveRequest, ResolvedOut, StockOut,
 };
 
 use crate::auth::Need;
@@ -60,7 +61,7 @@ async fn detached<T: 'static>(
     actix_web::rt::spawn(work).await.map_err(|e| {
         HttpError(ApiError::new(
             ErrorKind::Unavailable,
-            "unavailable",
+            Code::Unavailable,
             format!("the request's task ended early: {e}"),
         ))
     })
@@ -182,7 +183,7 @@ pub fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(query: &str) -> Re
             };
             HttpError(ApiError::new(
                 ErrorKind::Unprocessable,
-                "invalid_query",
+                Code::InvalidQuery,
                 format!(
                     "the query string cannot be read: {}",
                     crate::error::echo_up_to(&detail, 160)

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use stockade_domain::{PoolConfig, Quantity, Rejection, StockChange};
 use stockade_engine::{Adjustment, Error, Origin};
 use stockade_wire::request::RegisterSkuRequest;
-use stockade_wire::{ApiError, ErrorKind, StockOut};
+use stockade_wire::{ApiError, Code, ErrorKind, StockOut};
 
 use crate::auth::Need;
 use crate::error::{HttpError, Result};
@@ -49,7 +49,7 @@ struct LineResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'static str>,
+    error: Option<Code>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
 }
@@ -115,7 +115,7 @@ async fn run_import(
         match payload.next().await {
             Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
             Some(Err(e)) => {
-                let e = ApiError::new(ErrorKind::BadRequest, "bad_body", e.to_string());
+                let e = ApiError::new(ErrorKind::BadRequest, Code::BadBody, e.to_string());
                 let _ = send(&mut tx, &json!({"error": e.code, "message": e.message})).await;
                 return;
             }
@@ -151,7 +151,7 @@ async fn run_import(
             number += 1;
             let e = ApiError::new(
                 ErrorKind::PayloadTooLarge,
-                "line_too_long",
+                Code::LineTooLong,
                 format!("a line may hold at most {MAX_LINE} bytes"),
             );
             chunk.push((number, Err(e)));
@@ -176,7 +176,7 @@ fn parse_line(
         Err(_) => {
             return Some(Err(ApiError::new(
                 ErrorKind::BadRequest,
-                "malformed_line",
+                Code::MalformedLine,
                 "the line is not UTF-8",
             )));
         }
@@ -188,7 +188,7 @@ fn parse_line(
         return Some(serde_json::from_str(text).map_err(|e| {
             ApiError::new(
                 ErrorKind::Unprocessable,
-                "invalid_body",
+                Code::InvalidBody,
                 crate::error::echo_up_to(&e.to_string(), 160),
             )
         }));
@@ -201,7 +201,7 @@ fn parse_line(
     if cells.len() != names.len() {
         return Some(Err(ApiError::new(
             ErrorKind::Unprocessable,
-            "invalid_body",
+            Code::InvalidBody,
             format!("expected {} fields, found {}", names.len(), cells.len()),
         )));
     }
@@ -228,7 +228,7 @@ fn parse_line(
     Some(serde_json::from_value(Value::Object(object)).map_err(|e| {
         ApiError::new(
             ErrorKind::Unprocessable,
-            "invalid_body",
+            Code::InvalidBody,
             crate::error::echo_up_to(&e.to_string(), 160),
         )
     }))

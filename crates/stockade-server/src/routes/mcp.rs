@@ -25,7 +25,7 @@ use futures::StreamExt;
 use http_body_util::{BodyDataStream, BodyExt, Full};
 use stockade_domain::Principal;
 use stockade_mcp::{Access, McpCaller};
-use stockade_wire::{ApiError, ErrorKind};
+use stockade_wire::{ApiError, Code, ErrorKind};
 
 use crate::auth::{Caller, Need, Role};
 use crate::body;
@@ -90,7 +90,7 @@ impl Sessions {
         if table.retired.contains_key(id) {
             return Err(HttpError(ApiError::new(
                 ErrorKind::NotFound,
-                "session_expired",
+                Code::SessionExpired,
                 "this MCP session was idle too long; initialize a new one",
             )));
         }
@@ -101,7 +101,7 @@ impl Sessions {
             }
             Some(_) => Err(HttpError(ApiError::new(
                 ErrorKind::Forbidden,
-                "session_owner",
+                Code::SessionOwner,
                 "this MCP session was opened by another principal; initialize a session of your own",
             ))),
             None => Ok(()),
@@ -127,7 +127,7 @@ impl Sessions {
         });
         let full = |what: &str| {
             Err(unavailable(
-                "too_many_sessions",
+                Code::TooManySessions,
                 &format!("{what} as many MCP sessions open as allowed; close one or retry later"),
             ))
         };
@@ -169,7 +169,7 @@ fn is_initialize(body: &[u8]) -> bool {
         .is_ok_and(|v| v.get("method").and_then(|m| m.as_str()) == Some("initialize"))
 }
 
-fn unavailable(code: &'static str, message: &str) -> HttpError {
+fn unavailable(code: Code, message: &str) -> HttpError {
     HttpError(ApiError::new(ErrorKind::Unavailable, code, message))
 }
 
@@ -190,7 +190,7 @@ pub async fn endpoint(
     let Some(service) = state.mcp.as_ref() else {
         return Err(HttpError(ApiError::new(
             ErrorKind::NotFound,
-            "not_found",
+            Code::NotFound,
             "MCP is turned off on this server (mcp.enabled = false)",
         )));
     };
@@ -216,7 +216,7 @@ pub async fn endpoint(
         Some(
             StreamSlot::take(&state.clone().into_inner()).ok_or_else(|| {
                 unavailable(
-                    "too_many_streams",
+                    Code::TooManyStreams,
                     "the server has as many streams open as it allows",
                 )
             })?,
@@ -237,7 +237,7 @@ pub async fn endpoint(
     let mut request = builder.body(Full::new(bytes)).map_err(|e| {
         HttpError(ApiError::new(
             ErrorKind::BadRequest,
-            "bad_request",
+            Code::BadRequest,
             format!("the request cannot be passed to MCP: {e}"),
         ))
     })?;

@@ -13,7 +13,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
-use stockade_wire::{ApiError, ErrorKind};
+use stockade_wire::{ApiError, Code, ErrorKind};
 
 use crate::error::{HttpError, no_route, wrong_method};
 use crate::state::AppState;
@@ -105,8 +105,8 @@ pub async fn guard(
             .and_then(|v| v.to_str().ok()),
     ) {
         let (code, what) = match refusal {
-            crate::host::Refusal::Host => ("host_not_allowed", "Host"),
-            crate::host::Refusal::Origin => ("origin_not_allowed", "Origin"),
+            crate::host::Refusal::Host => (Code::HostNotAllowed, "Host"),
+            crate::host::Refusal::Origin => (Code::OriginNotAllowed, "Origin"),
         };
         let error = HttpError(ApiError::new(
             ErrorKind::Forbidden,
@@ -123,7 +123,7 @@ pub async fn guard(
         metrics::counter!("stockade_http_shed_total").increment(1);
         let error = HttpError(ApiError::new(
             ErrorKind::TooManyRequests,
-            "rate_limited",
+            Code::RateLimited,
             "this address sends more requests without a token than the server takes; slow down",
         ));
         return Ok(req.into_response(error.error_response().map_into_right_body()));
@@ -168,7 +168,7 @@ pub async fn guard(
             metrics::counter!("stockade_http_shed_total").increment(1);
             let error = HttpError(ApiError::new(
                 ErrorKind::Unavailable,
-                "overloaded",
+                Code::Overloaded,
                 "the server has as many requests in flight as it allows; retry shortly",
             ));
             let response = error.error_response().map_into_right_body();

@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use serde::Deserialize;
 use stockade_wire::request::sku;
-use stockade_wire::{ApiError, ErrorKind, StreamMessage};
+use stockade_wire::{ApiError, Code, ErrorKind, StreamMessage};
 
 use crate::auth::Need;
 use crate::error::{HttpError, Result};
@@ -53,7 +53,7 @@ fn request(
             v.trim().parse::<u64>().map_err(|_| {
                 HttpError(ApiError::new(
                     ErrorKind::BadRequest,
-                    "bad_header",
+                    Code::BadHeader,
                     "Last-Event-ID must be a notice seq (a whole number)",
                 ))
             })
@@ -62,7 +62,7 @@ fn request(
     let slot = StreamSlot::take(&shared(state)).ok_or_else(|| {
         HttpError(ApiError::new(
             ErrorKind::Unavailable,
-            "too_many_streams",
+            Code::TooManyStreams,
             "this server has as many live streams open as it allows",
         ))
     })?;
@@ -120,7 +120,7 @@ pub async fn websocket(
     let (response, mut session, incoming) = actix_ws::handle(&req, body).map_err(|e| {
         HttpError(ApiError::new(
             ErrorKind::BadRequest,
-            "not_a_websocket",
+            Code::NotAWebsocket,
             format!("a WebSocket upgrade was expected: {e}"),
         ))
     })?;
@@ -259,7 +259,7 @@ impl Inbound {
             .map_err(|_| {
                 HttpError(ApiError::new(
                     ErrorKind::BadRequest,
-                    "not_a_websocket",
+                    Code::NotAWebsocket,
                     "the request body could not be read",
                 ))
             })
