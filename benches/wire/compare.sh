@@ -206,9 +206,9 @@ for c in $CONNS; do
 
     for mode in lua keyed; do
         log "redis-benchmark $mode, $c connections"
-        # As many requests as Redis answers in about SECS seconds (measured at 4k/s alone,
-        # 45k/s with many clients). -r: __rand_int__ ranges over a billion values, so
-        # every keyed request has a fresh key.
+        # Enough requests to keep Redis busy for about SECS seconds: a rough rate, alone and
+        # with many clients, not a measurement (the run reports what it measured). -r:
+        # __rand_int__ ranges over a billion values, so every keyed request has a fresh key.
         n=$(( (c == 1 ? 4000 : 45000) * SECS ))
         if [[ $mode == lua ]]; then
             command=(EVALSHA "$sha" 2 stock reservations 1 __rand_int__)

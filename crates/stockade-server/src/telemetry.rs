@@ -19,7 +19,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// How often recorded histogram samples are folded into their buckets. Until then the
 /// exporter keeps every sample: with nobody scraping `/metrics`, a histogram recorded per
-/// notice or per request grew without bound (about 10 MiB a minute under the soak).
+/// notice or per request grew without bound (the soak in `docs/reliability.md` found it).
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The process's recorder, installed on first use; `None` if another recorder was

@@ -960,8 +960,9 @@ impl Writer {
 ///
 /// With `isolate`, each request runs inside its own savepoint, and an error SQLite raises
 /// about one request's content (too big, a constraint) rolls back that request only and is
-/// its answer. Without it (the fast path: savepoints cost about a third of the throughput
-/// at high concurrency) any SQL error aborts the group. I/O errors abort it either way.
+/// its answer. Without it (the fast path: savepoints cost throughput at high concurrency;
+/// `docs/benchmarks.md`, "Embedded store") any SQL error aborts the group. I/O errors abort
+/// it either way.
 fn write_group(
     conn: &mut Connection,
     group: &[Request],
