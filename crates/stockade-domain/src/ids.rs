@@ -106,6 +106,11 @@ string_id!(
     Channel, "channel", 32, is_plain, "1-32 characters of A-Z a-z 0-9 . _ -"
 );
 string_id!(
+    /// Where stock is held (a warehouse, a store, a drop-shipper): 1–64 characters of
+    /// `[A-Za-z0-9._-]`.
+    LocationId, "location", 64, is_plain, "1-64 characters of A-Z a-z 0-9 . _ -"
+);
+string_id!(
     /// Who acted: a user, service or token name; 1–128 printable characters.
     Principal, "principal", 128, is_printable, "1-128 printable characters"
 );

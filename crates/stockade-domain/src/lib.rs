@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! - [`ids`]: validated identifiers ([`Sku`], [`OrderId`], [`Channel`], [`Principal`],
-//!   [`ReservationId`]).
+//!   [`ReservationId`], [`LocationId`]).
 //! - [`quantity`]: [`Quantity`], a `u64` whose arithmetic is checked (overflow is an error).
 //! - [`time`]: [`Timestamp`] (Unix milliseconds) and its RFC 3339 rendering.
 //! - [`pool`]: the three kinds of stock pool and their registration settings.
@@ -13,10 +13,13 @@
 //! - [`event`]: what happened (one stream per SKU), plus the metadata each event carries.
 //! - [`state`]: [`SkuState`], folded from events by [`evolve`]; availability with lazy expiry.
 //! - [`decide()`]: the pure decision `(&SkuState, &Command, now) -> events | rejection`.
+//! - [`allocation`]: which locations a line's units come from, by strategy (pure; not yet
+//!   called by [`decide()`]: locations are being built, see `docs/adr/0006`).
 //! - [`rejection`]: why a command was refused ([`Rejection`]) and why an event could not be
 //!   applied ([`Inconsistency`]).
 //! - `testing` (feature `testkit`): the given / when / then harness.
 
+pub mod allocation;
 pub mod command;
 pub mod decide;
 pub mod event;
@@ -41,7 +44,7 @@ pub use event::{
     Event, EventMetadata, ReservationCommitted, ReservationExpired, ReservationReleased,
     SCHEMA_VERSION, SkuRegistered, StockAdjusted, StockReserved,
 };
-pub use ids::{Channel, InvalidId, OrderId, Principal, ReservationId, Sku};
+pub use ids::{Channel, InvalidId, LocationId, OrderId, Principal, ReservationId, Sku};
 pub use pool::{PoolConfig, PoolKind};
 pub use quantity::{ArithmeticError, Quantity};
 pub use rejection::{Inconsistency, Rejection, Resolution};
