@@ -425,6 +425,12 @@ impl Projector {
         let Some(view) = cached.view(at) else {
             return Ok(None);
         };
+        // A kit's stock is its components' (ADR 0006): its own stream would show it out of
+        // stock for ever. Until the read models derive it, kits have no row and no notice;
+        // the engine's read of a kit is exact.
+        if view.pool == stockade_domain::PoolKind::Kit {
+            return Ok(None);
+        }
         let after = (Level::of(&view), is_short(&view));
         let notice = Notice {
             seq: 0,

@@ -10,7 +10,7 @@ use crate::event::{
     StockAdjusted, StockReserved,
 };
 use crate::ids::ReservationId;
-use crate::pool::PoolConfig;
+use crate::pool::{MAX_COMPONENTS, PoolConfig, PoolKind};
 use crate::quantity::ArithmeticError;
 use crate::rejection::Rejection;
 use crate::state::{Availability, Reservation, SkuState, StockRef};
@@ -61,6 +61,9 @@ fn register(c: &RegisterSku, now: Timestamp) -> Result<Vec<Event>, Rejection> {
             reason: "a print-on-demand period must be at least 1 ms".into(),
         });
     }
+    if let PoolConfig::Kit { components } = &c.pool {
+        check_kit(&c.sku, components)?;
+    }
     Ok(vec![Event::SkuRegistered(SkuRegistered {
         sku: c.sku.clone(),
         pool: c.pool.clone(),
@@ -68,7 +71,43 @@ fn register(c: &RegisterSku, now: Timestamp) -> Result<Vec<Event>, Rejection> {
     })])
 }
 
+/// A kit's own rules; that its components exist, and are not this kit by another route,
+/// is the engine's to check (it needs their streams).
+fn check_kit(
+    sku: &crate::ids::Sku,
+    components: &[crate::pool::Component],
+) -> Result<(), Rejection> {
+    let invalid = |reason: String| Err(Rejection::InvalidPool { reason });
+    if components.is_empty() || components.len() > MAX_COMPONENTS {
+        return invalid(format!("a kit needs 1-{MAX_COMPONENTS} components"));
+    }
+    for (i, component) in components.iter().enumerate() {
+        if component.qty.is_zero() {
+            return invalid(format!(
+                "component {} needs a quantity of at least 1",
+                component.sku
+            ));
+        }
+        if &component.sku == sku {
+            return invalid(format!("kit {sku} cannot contain itself"));
+        }
+        if components[..i].iter().any(|c| c.sku == component.sku) {
+            return invalid(format!(
+                "component {} is listed twice; list it once with the total quantity",
+                component.sku
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Rejection> {
+    if stock.pool_kind() == PoolKind::Kit {
+        return Err(Rejection::UnsupportedForPool {
+            pool: PoolKind::Kit,
+            what: "be held itself (an order for a kit holds its components)".into(),
+        });
+    }
     if c.qty.is_zero() {
         return Err(Rejection::InvalidQuantity);
     }
@@ -186,6 +225,12 @@ fn adjust(stock: StockRef<'_>, c: &Adjust, now: Timestamp) -> Result<Event, Reje
             max: MAX_REFERENCE_CHARS,
         });
     }
+    if stock.pool_kind() == PoolKind::Kit {
+        return Err(Rejection::UnsupportedForPool {
+            pool: PoolKind::Kit,
+            what: "be adjusted (its stock is its components')".into(),
+        });
+    }
     let Some(previous) = stock.limit() else {
         return Err(Rejection::UnsupportedForPool {
             pool: stock.pool_kind(),
@@ -199,9 +244,9 @@ fn adjust(stock: StockRef<'_>, c: &Adjust, now: Timestamp) -> Result<Event, Reje
                 current: previous,
                 delta,
             },
-            other @ (ArithmeticError::Overflow { .. } | ArithmeticError::TooLarge { .. }) => {
-                other.into()
-            }
+            other @ (ArithmeticError::Overflow { .. }
+            | ArithmeticError::TooLarge { .. }
+            | ArithmeticError::ProductOverflow { .. }) => other.into(),
         })?,
         StockChange::Count(counted) => counted.in_range()?,
     };

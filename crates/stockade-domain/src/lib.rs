@@ -8,7 +8,7 @@
 //!   [`ReservationId`], [`LocationId`]).
 //! - [`quantity`]: [`Quantity`], a `u64` whose arithmetic is checked (overflow is an error).
 //! - [`time`]: [`Timestamp`] (Unix milliseconds) and its RFC 3339 rendering.
-//! - [`pool`]: the three kinds of stock pool and their registration settings.
+//! - [`pool`]: the kinds of stock pool (and kits) and their registration settings.
 //! - [`command`]: what a caller asks for.
 //! - [`event`]: what happened (one stream per SKU), plus the metadata each event carries.
 //! - [`state`]: [`SkuState`], folded from events by [`evolve`]; availability with lazy expiry.
@@ -45,7 +45,7 @@ pub use event::{
     SCHEMA_VERSION, SkuRegistered, StockAdjusted, StockReserved,
 };
 pub use ids::{Channel, InvalidId, LocationId, OrderId, Principal, ReservationId, Sku};
-pub use pool::{PoolConfig, PoolKind};
+pub use pool::{Component, MAX_COMPONENTS, PoolConfig, PoolKind};
 pub use quantity::{ArithmeticError, Quantity};
 pub use rejection::{Inconsistency, Rejection, Resolution};
 pub use state::{

@@ -6,13 +6,25 @@
 //! - digital: unlimited, or `license_limit`; used is reserved plus sold.
 //! - print on demand: `capacity` per period; used is reserved plus sold in the period in
 //!   which those reservations were made.
+//! - kit: no stock of its own. A kit is its components; the engine holds them in its place
+//!   and derives its availability from theirs (`docs/adr/0006-locations-and-kits.md`).
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::Sku;
 use crate::quantity::Quantity;
 
 /// One day, the default production period of a print-on-demand SKU.
 pub const DAY_MILLIS: u64 = 86_400_000;
+/// Most components one kit may list.
+pub const MAX_COMPONENTS: usize = 50;
+
+/// One component of a kit: `qty` units of `sku` in every kit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Component {
+    pub sku: Sku,
+    pub qty: Quantity,
+}
 
 /// How a SKU's stock is bounded, as given at registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +43,8 @@ pub enum PoolConfig {
         capacity: Quantity,
         period_millis: u64,
     },
+    /// Sold as a set of other SKUs: a kit is held, sold and given back as its components.
+    Kit { components: Vec<Component> },
 }
 
 impl PoolConfig {
@@ -39,6 +53,7 @@ impl PoolConfig {
             PoolConfig::Physical { .. } => PoolKind::Physical,
             PoolConfig::Digital { .. } => PoolKind::Digital,
             PoolConfig::PrintOnDemand { .. } => PoolKind::PrintOnDemand,
+            PoolConfig::Kit { .. } => PoolKind::Kit,
         }
     }
 
@@ -51,6 +66,7 @@ impl PoolConfig {
             } => vec![*on_hand, *safety_stock],
             PoolConfig::Digital { license_limit } => license_limit.iter().copied().collect(),
             PoolConfig::PrintOnDemand { capacity, .. } => vec![*capacity],
+            PoolConfig::Kit { components } => components.iter().map(|c| c.qty).collect(),
         }
     }
 }
@@ -62,6 +78,7 @@ pub enum PoolKind {
     Physical,
     Digital,
     PrintOnDemand,
+    Kit,
 }
 
 impl PoolKind {
@@ -70,6 +87,7 @@ impl PoolKind {
             PoolKind::Physical => "physical",
             PoolKind::Digital => "digital",
             PoolKind::PrintOnDemand => "print_on_demand",
+            PoolKind::Kit => "kit",
         }
     }
 }

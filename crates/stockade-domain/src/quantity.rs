@@ -28,6 +28,8 @@ pub enum ArithmeticError {
     Underflow { lhs: u64, rhs: u64 },
     #[error("{value} is above the largest quantity, {max}", max = Quantity::MAX.0)]
     TooLarge { value: u64 },
+    #[error("{lhs} × {rhs} overflows the quantity range")]
+    ProductOverflow { lhs: u64, rhs: u64 },
 }
 
 impl Quantity {
@@ -71,6 +73,18 @@ impl Quantity {
             .checked_sub(rhs.0)
             .map(Quantity)
             .ok_or(ArithmeticError::Underflow {
+                lhs: self.0,
+                rhs: rhs.0,
+            })
+    }
+
+    /// `self × rhs` (a kit's component units times the kits ordered).
+    pub fn checked_mul(self, rhs: Quantity) -> Result<Quantity, ArithmeticError> {
+        self.0
+            .checked_mul(rhs.0)
+            .filter(|product| *product <= Self::MAX.0)
+            .map(Quantity)
+            .ok_or(ArithmeticError::ProductOverflow {
                 lhs: self.0,
                 rhs: rhs.0,
             })

@@ -144,6 +144,8 @@ pub enum Inconsistency {
     },
     #[error("adjustment does not apply to a {0} SKU")]
     AdjustmentNotApplicable(PoolKind),
+    #[error("a {0} SKU holds nothing itself")]
+    NotHoldable(PoolKind),
     #[error("arithmetic out of range: {0}")]
     OutOfRange(#[from] ArithmeticError),
     #[error("state breaks its invariants: {0}")]

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, StockAdjusted, StockReserved};
 use crate::ids::{OrderId, ReservationId, Sku};
-use crate::pool::{PoolConfig, PoolKind};
+use crate::pool::{Component, PoolConfig, PoolKind};
 use crate::quantity::Quantity;
 use crate::rejection::{Inconsistency, Resolution};
 use crate::time::Timestamp;
@@ -453,6 +453,8 @@ enum PoolState {
         /// Usage by period index; periods before the latest event's period are pruned.
         periods: BTreeMap<u64, PeriodUsage>,
     },
+    /// A kit holds nothing: its stream is its definition.
+    Kit { components: Vec<Component> },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -492,10 +494,15 @@ pub struct StockView {
     pub reserved: Quantity,
     /// Units sold that still count against the limit (capped digital, the current period).
     pub sold: Quantity,
+    /// For a kit, nothing: what it can offer is derived from its components (the engine's
+    /// read of a kit fills it in).
     pub available: Availability,
     /// Units promised beyond what exists; non-zero means the SKU is short.
     pub shortfall: Quantity,
     pub live_reservations: usize,
+    /// A kit's components (empty for every other pool).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<Component>,
 }
 
 /// Sums quantities known to be bounded by a `Quantity` total (the parts of `reserved`).
@@ -526,6 +533,9 @@ impl Stock {
                 // decide refuses a zero period; a hand-written log with one gets one-ms periods.
                 period_millis: period_millis.max(1),
                 periods: BTreeMap::new(),
+            },
+            PoolConfig::Kit { ref components } => PoolState::Kit {
+                components: components.clone(),
             },
         };
         Stock {
@@ -686,6 +696,7 @@ impl Tally {
             PoolState::Physical { on_hand, .. } => Some(on_hand),
             PoolState::Digital { license_limit, .. } => license_limit,
             PoolState::PrintOnDemand { capacity, .. } => Some(capacity),
+            PoolState::Kit { .. } => None,
         }
     }
 
@@ -733,6 +744,7 @@ impl Tally {
             | PoolState::PrintOnDemand {
                 capacity: limit, ..
             } => Availability::Limited(limit.saturating_sub(sold).saturating_sub(held)),
+            PoolState::Kit { .. } => Availability::Limited(Quantity::ZERO),
         }
     }
 
@@ -757,6 +769,10 @@ impl Tally {
             available: self.available_given(used),
             shortfall: self.shortfall_given(used),
             live_reservations: live,
+            components: match &self.pool {
+                PoolState::Kit { components } => components.clone(),
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -774,6 +790,7 @@ impl Tally {
             PoolState::Physical { .. } => PoolKind::Physical,
             PoolState::Digital { .. } => PoolKind::Digital,
             PoolState::PrintOnDemand { .. } => PoolKind::PrintOnDemand,
+            PoolState::Kit { .. } => PoolKind::Kit,
         }
     }
 
@@ -831,6 +848,9 @@ fn apply_reserved(
     holds: &mut impl HoldStore,
     e: &StockReserved,
 ) -> Result<(), Inconsistency> {
+    if let PoolState::Kit { .. } = tally.pool {
+        return Err(Inconsistency::NotHoldable(PoolKind::Kit));
+    }
     if holds.hold(&e.reservation_id).is_some() {
         return Err(Inconsistency::DuplicateReservation(e.reservation_id));
     }
@@ -902,7 +922,8 @@ fn apply_resolution(
         PoolState::Digital {
             license_limit: None,
             ..
-        } => {}
+        }
+        | PoolState::Kit { .. } => {}
         PoolState::PrintOnDemand { periods, .. } => {
             // The period may have been pruned: then it no longer limits anything.
             if let Some(usage) = period.and_then(|p| periods.get_mut(&p)) {
@@ -936,7 +957,8 @@ fn apply_adjusted(tally: &mut Tally, e: &StockAdjusted) -> Result<(), Inconsiste
         PoolState::Digital {
             license_limit: None,
             ..
-        } => return Err(Inconsistency::AdjustmentNotApplicable(kind)),
+        }
+        | PoolState::Kit { .. } => return Err(Inconsistency::AdjustmentNotApplicable(kind)),
     };
     if *limit != e.previous {
         return Err(Inconsistency::PreviousMismatch {

@@ -28,6 +28,7 @@ mod http_live_push_over_sse_and_websocket;
 mod http_overload_is_answered_at_once;
 mod http_reservations_lapse_at_their_ttl;
 mod idempotent_retries;
+mod kits_are_held_as_their_components;
 mod mcp_over_http;
 mod mcp_with_the_official_python_sdk;
 mod notices_reach_live_subscribers;

@@ -1,6 +1,7 @@
 //! Business rules, one given / when / then per rule, and properties over random histories.
 
 mod digital;
+mod kit;
 mod lifecycle;
 mod physical;
 mod print_on_demand;

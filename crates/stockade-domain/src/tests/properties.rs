@@ -130,6 +130,8 @@ impl Model {
             } => (Some(on_hand.get().into()), safety_stock.get().into()),
             PoolConfig::Digital { license_limit } => (license_limit.map(|q| q.get().into()), 0),
             PoolConfig::PrintOnDemand { capacity, .. } => (Some(capacity.get().into()), 0),
+            // Never generated: a kit holds nothing, its components do (tests/kit.rs).
+            PoolConfig::Kit { .. } => (Some(0), 0),
         };
         Model {
             pool: pool.clone(),

@@ -51,11 +51,13 @@ const WAKE_CONCURRENCY: usize = 64;
 
 mod config;
 mod guards;
+mod kits;
 mod saga;
 mod start_up;
 mod types;
 
 pub use config::{InventoryConfig, StoreConfig};
+pub use kits::MAX_KIT_DEPTH;
 pub use types::{
     Adjusted, Adjustment, Line, Origin, Registration, Reservation, ReservationStatus,
     ReserveOptions, ReservedLine, Resolved,
@@ -86,6 +88,8 @@ struct Inner {
     marker: Option<CleanMarker>,
     /// What keyed reservation ids are derived with, besides the key.
     id_secret: Option<IdSecret>,
+    /// Which SKUs are kits, as far as this engine has seen.
+    pools: kits::Pools,
     // Last field: dropped after the others, it stops and joins the actor threads.
     _threads: ActorThreads,
 }
@@ -189,6 +193,7 @@ impl Inventory {
                 orders_in_progress: AtomicUsize::new(0),
                 marker,
                 id_secret,
+                pools: kits::Pools::default(),
                 _threads: threads,
             }),
         })
@@ -220,14 +225,23 @@ impl Inventory {
         pool: PoolConfig,
         origin: &Origin,
     ) -> Result<u64, Error> {
+        let request = origin.request(None)?;
+        if let PoolConfig::Kit { components } = &pool {
+            self.check_components(sku, components).await?;
+        }
+        let kit = match &pool {
+            PoolConfig::Kit { components } => Some(components.clone()),
+            _ => None,
+        };
         let command = Command::RegisterSku(RegisterSku {
             sku: sku.clone(),
             pool,
         });
-        Ok(self
-            .execute(sku, command, origin.request(None)?)
-            .await?
-            .version)
+        let version = self.execute(sku, command, request).await?.version;
+        if let Some(components) = kit {
+            self.inner.pools.remember_kit(sku, &components);
+        }
+        Ok(version)
     }
 
     /// Registers a SKU unless it is registered already: for a program that registers its
@@ -266,7 +280,8 @@ impl Inventory {
         pool: PoolConfig,
         origin: &Origin,
     ) -> Result<Registration, Error> {
-        if self.shared().has_actor(sku) {
+        // A kit's components are checked first, through their actors: the actor's path.
+        if self.shared().has_actor(sku) || matches!(pool, PoolConfig::Kit { .. }) {
             return self.register_if_absent(sku, pool, origin).await;
         }
         let request = origin.request(None)?;
@@ -346,8 +361,18 @@ impl Inventory {
         }
     }
 
-    /// The SKU's durable stock now.
+    /// The SKU's durable stock now. A kit's is derived from its components', read at the
+    /// same call: what whole kits they allow, and a version that moves with any of them.
     pub async fn stock(&self, sku: &Sku) -> Result<StockLevel, Error> {
+        let level = self.stock_of_stream(sku).await?;
+        if level.view.pool == stockade_domain::PoolKind::Kit {
+            return self.derive_kit(sku, level).await;
+        }
+        Ok(level)
+    }
+
+    /// What `sku`'s own stream says, a kit's definition included.
+    async fn stock_of_stream(&self, sku: &Sku) -> Result<StockLevel, Error> {
         self.shared().ask(sku, |reply| ReadStock { reply }).await
     }
 

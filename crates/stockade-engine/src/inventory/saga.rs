@@ -8,13 +8,27 @@
 use super::*;
 
 impl Inventory {
-    /// Holds every line, or none: a refused line releases the lines already held.
+    /// Holds every line, or none: a refused line releases the lines already held. A kit's
+    /// line holds its components (see `kits`); the answer lists those.
     pub async fn reserve_order(
         &self,
         lines: Vec<Line>,
         options: ReserveOptions,
     ) -> Result<Reservation, Error> {
         check_lines(&lines)?;
+        let lines = self.expand_kits(lines).await?;
+        // A version is a stream's; a kit's derived one is not what its components' actors
+        // can check. Name the components instead.
+        if let Some(named) = options
+            .expected_versions
+            .keys()
+            .find(|sku| !lines.iter().any(|l| &l.sku == *sku))
+        {
+            return Err(Error::Invalid(format!(
+                "expected_versions names {named}, which is not a line of this order once \
+                 its kits are expanded; name their components' versions"
+            )));
+        }
         let origin = &options.origin;
         let request = origin.request(options.order_id.as_ref())?;
         // Two requests under one key run one after the other, so the second sees the

@@ -284,12 +284,14 @@ fn line_origin(origin: &Origin, n: usize, what: &str) -> Origin {
     }
 }
 
-/// The pool's limit: on hand, license limit (`None`: unlimited) or capacity.
+/// The pool's limit: on hand, license limit (`None`: unlimited) or capacity; a kit has
+/// none of its own (the wire's requests cannot name one yet).
 fn limit_of(pool: &PoolConfig) -> Option<Quantity> {
     match pool {
         PoolConfig::Physical { on_hand, .. } => Some(*on_hand),
         PoolConfig::Digital { license_limit } => *license_limit,
         PoolConfig::PrintOnDemand { capacity, .. } => Some(*capacity),
+        PoolConfig::Kit { .. } => None,
     }
 }
 
