@@ -118,6 +118,22 @@ pub struct StockLevel {
     pub updated_at: Timestamp,
     /// The instant the view was computed for.
     pub as_of: Timestamp,
+    /// For a kit, the SKUs its stock was derived from, each with the version read: a
+    /// reader that must notice when what it read went stale watches these (a kit's own
+    /// stream never changes). Empty for every other SKU.
+    pub derived_from: Vec<(Sku, u64)>,
+}
+
+impl StockLevel {
+    /// The streams and versions this read depends on: the SKU's own, or for a kit, the
+    /// SKUs it was derived from. A reader is stale once any of them moves.
+    pub fn read_versions(&self) -> Vec<(Sku, u64)> {
+        if self.derived_from.is_empty() {
+            vec![(self.view.sku.clone(), self.version)]
+        } else {
+            self.derived_from.clone()
+        }
+    }
 }
 
 /// One SKU's part of a reservation, as the durable state knows it.
@@ -1485,6 +1501,7 @@ impl Handler<ReadStock> for SkuActor {
                 version: self.durable_version,
                 updated_at: stock.last_event_at(),
                 as_of: now,
+                derived_from: Vec::new(),
             }),
             None => Err(self.error_from(stockade_domain::Rejection::UnknownSku)),
         };

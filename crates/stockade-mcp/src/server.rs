@@ -217,7 +217,8 @@ impl StockadeMcp {
                 let level = b.inventory.stock(&sku).await?;
                 let threshold = b.models.threshold(&sku).await?;
                 Ok(ToolOutcome {
-                    reads: vec![(sku, level.version)],
+                    // A kit's stream never changes: watch what it was derived from.
+                    reads: level.read_versions(),
                     ..ToolOutcome::value(StockOut::from_level(&level, threshold))
                 })
             }
@@ -437,6 +438,15 @@ fn pool_types() -> Value {
                     "available = capacity - reserved - sold in the current period",
                     "capacity renews at the start of every period"
                 ]
+            },
+            {
+                "pool": "kit",
+                "limit": "none of its own: a kit is its components (sku and qty per kit)",
+                "rules": [
+                    "available = the fewest whole kits the components' available allow",
+                    "ordering a kit holds its components, all or none",
+                    "a kit's version moves whenever a component changes; kits are not in inventory.list yet"
+                ]
             }
         ],
         "statuses": ["in_stock", "low_stock", "out_of_stock", "short"],
@@ -604,7 +614,9 @@ impl ServerHandler for StockadeMcp {
             Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
         };
         let threshold = self.backend.models.threshold(&sku).await.unwrap_or(0);
-        self.session.read(&sku, level.version);
+        for (read, version) in level.read_versions() {
+            self.session.read(&read, version);
+        }
         let body = serde_json::to_string(&StockOut::from_level(&level, threshold))
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         // As fresh as the policy says reading stock is (`inventory.getStock`): with the

@@ -105,7 +105,7 @@ impl ToolName {
             }
             ToolName::PoolTypes => {
                 "The kinds of stock pool a SKU can draw from (physical, digital, print on \
-                 demand) and the rules each follows. Reference data: it does not change while \
+                 demand), kits made of other SKUs, and the rules each follows. Reference data: it does not change while \
                  the server runs."
             }
         }

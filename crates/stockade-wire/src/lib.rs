@@ -22,9 +22,9 @@ pub mod webhook;
 
 pub use code::Code;
 pub use error::{ApiError, ErrorKind};
-pub use request::{AdjustRequest, Item, PoolName, RegisterSkuRequest, ReserveRequest};
+pub use request::{AdjustRequest, ComponentIn, Item, PoolName, RegisterSkuRequest, ReserveRequest};
 pub use response::{
-    AdjustedOut, CountOut, DeadLetterOut, DeadLetterReplayOut, EndpointReplayOut, LineFailureOut,
-    LineOut, LineStateOut, NoticeOut, Page, ReservationOut, ReservationStatusOut, ResolvedOut,
-    StockOut, StreamMessage,
+    AdjustedOut, ComponentOut, CountOut, DeadLetterOut, DeadLetterReplayOut, EndpointReplayOut,
+    LineFailureOut, LineOut, LineStateOut, NoticeOut, Page, ReservationOut, ReservationStatusOut,
+    ResolvedOut, StockOut, StreamMessage,
 };

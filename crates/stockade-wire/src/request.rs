@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stockade_domain::pool::DAY_MILLIS;
-use stockade_domain::{MAX_TTL, OrderId, PoolConfig, Quantity, ReservationId, Sku, StockChange};
+use stockade_domain::{
+    Component, MAX_TTL, OrderId, PoolConfig, Quantity, ReservationId, Sku, StockChange,
+};
 use stockade_engine::inventory::MAX_LINES;
 use stockade_engine::{Adjustment, Line};
 
@@ -26,6 +28,16 @@ pub enum PoolName {
     Physical,
     Digital,
     PrintOnDemand,
+    Kit,
+}
+
+/// One component of a kit, as a registration names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentIn {
+    pub sku: String,
+    /// Units of this SKU in one kit, at least 1.
+    pub qty: u64,
 }
 
 /// `POST /api/skus`.
@@ -52,6 +64,9 @@ pub struct RegisterSkuRequest {
     /// At or below this many available, the SKU shows `low_stock` (default 3).
     #[serde(default)]
     pub low_stock_threshold: Option<u64>,
+    /// Kit: what one kit is made of (required), each component registered first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<ComponentIn>>,
 }
 
 impl RegisterSkuRequest {
@@ -64,6 +79,12 @@ impl RegisterSkuRequest {
             )),
             None => Ok(()),
         };
+        if self.pool != PoolName::Kit && self.components.is_some() {
+            return Err(ApiError::invalid(
+                "components",
+                format!("components does not apply to a {:?} pool", self.pool).to_lowercase(),
+            ));
+        }
         let pool = match self.pool {
             PoolName::Physical => {
                 unused("license_limit", self.license_limit)?;
@@ -106,6 +127,26 @@ impl RegisterSkuRequest {
                     capacity: Quantity::new(capacity),
                     period_millis,
                 }
+            }
+            PoolName::Kit => {
+                unused("on_hand", self.on_hand)?;
+                unused("safety_stock", self.safety_stock)?;
+                unused("license_limit", self.license_limit)?;
+                unused("capacity", self.capacity)?;
+                unused("period_seconds", self.period_seconds)?;
+                let given = self.components.as_deref().ok_or_else(|| {
+                    ApiError::invalid("components", "a kit pool needs its components")
+                })?;
+                let mut components = Vec::with_capacity(given.len());
+                for (i, c) in given.iter().enumerate() {
+                    components.push(Component {
+                        sku: self::sku(&c.sku, &format!("components[{i}].sku"))?,
+                        qty: Quantity::new(c.qty),
+                    });
+                }
+                // The rest (1-50 distinct components, each at least 1, not the kit, each
+                // registered) is the domain's and the engine's to check.
+                PoolConfig::Kit { components }
             }
         };
         Ok((sku, pool))

@@ -38,6 +38,17 @@ pub struct StockOut {
     pub shortfall: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_reservations: Option<usize>,
+    /// A kit's components (exact reads of a kit only). A kit's `available` is the fewest
+    /// whole kits they allow, and its `version` moves whenever one of them changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<ComponentOut>>,
+}
+
+/// One component of a kit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentOut {
+    pub sku: String,
+    pub qty: u64,
 }
 
 impl StockOut {
@@ -62,6 +73,15 @@ impl StockOut {
             sold: Some(view.sold.get()),
             shortfall: Some(view.shortfall.get()),
             live_reservations: Some(view.live_reservations),
+            components: (!view.components.is_empty()).then(|| {
+                view.components
+                    .iter()
+                    .map(|c| ComponentOut {
+                        sku: c.sku.to_string(),
+                        qty: c.qty.get(),
+                    })
+                    .collect()
+            }),
         }
     }
 
@@ -81,6 +101,7 @@ impl StockOut {
             sold: None,
             shortfall: None,
             live_reservations: None,
+            components: None,
         }
     }
 }

@@ -24,6 +24,7 @@ mod http_bad_input_is_a_4xx_json_error;
 mod http_bulk_import_and_export;
 mod http_graceful_shutdown_keeps_every_acknowledged_hold;
 mod http_idempotency_keys_survive_a_restart;
+mod http_kits;
 mod http_live_push_over_sse_and_websocket;
 mod http_overload_is_answered_at_once;
 mod http_reservations_lapse_at_their_ttl;

@@ -226,6 +226,7 @@ impl Inventory {
         let mut available = Availability::Unlimited;
         for (leaf, part) in leaves.iter().zip(parts) {
             let part = part?;
+            level.derived_from.push((leaf.sku.clone(), part.version));
             level.version = level.version.saturating_add(part.version);
             level.updated_at = level.updated_at.max(part.updated_at);
             level.as_of = level.as_of.max(part.as_of);

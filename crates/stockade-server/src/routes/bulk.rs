@@ -285,7 +285,7 @@ fn line_origin(origin: &Origin, n: usize, what: &str) -> Origin {
 }
 
 /// The pool's limit: on hand, license limit (`None`: unlimited) or capacity; a kit has
-/// none of its own (the wire's requests cannot name one yet).
+/// none of its own.
 fn limit_of(pool: &PoolConfig) -> Option<Quantity> {
     match pool {
         PoolConfig::Physical { on_hand, .. } => Some(*on_hand),
@@ -360,6 +360,19 @@ async fn update(
             rejection: Rejection::UnsupportedForPool {
                 pool: level.view.pool,
                 what: format!("become a {:?} SKU by import", pool.kind()).to_lowercase(),
+            },
+        });
+    }
+    // A kit is its components, fixed at registration.
+    if let PoolConfig::Kit { components } = pool {
+        if level.view.components == *components {
+            return Ok(done("unchanged", level.version));
+        }
+        return Err(Error::Rejected {
+            sku: sku.clone(),
+            rejection: Rejection::UnsupportedForPool {
+                pool: level.view.pool,
+                what: "change its components (register the new kit under a new SKU)".into(),
             },
         });
     }
