@@ -2,7 +2,9 @@
 //! independent check of the log.
 //!
 //! Each buyer reserves, then commits or walks away (the abandon rate); walked-away holds
-//! lapse at their TTL and their stock goes back on sale. After the last buyer, the run
+//! lapse at their TTL and their stock goes back on sale. With `--kit-share`, that share of
+//! the buyers buys a kit made of the sale's first two SKUs instead (one of each, or two of
+//! the only one), so the kit's orders and single-SKU buyers compete for the same units. After the last buyer, the run
 //! waits for the abandoned holds to lapse, folds the whole log with the independent
 //! checker and compares it with what the buyers were told.
 
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use stockade_domain::{PoolConfig, Quantity, ReservationId, Sku};
+use stockade_domain::{Component, PoolConfig, Quantity, ReservationId, Sku};
 use stockade_engine::audit::check_log_of;
 use stockade_engine::{
     EngineConfig, Error, Inventory, InventoryConfig, Origin, Percentiles, ReserveOptions,
@@ -64,6 +66,9 @@ pub struct FlashSale {
     /// Share of buyers who reserve and never come back (0 to 1).
     #[arg(long, default_value_t = 0.1, value_parser = parse_share)]
     abandon_rate: f64,
+    /// Share of buyers who buy a kit of the sale's first two SKUs instead (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    kit_share: f64,
     /// Where the events go.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
@@ -110,8 +115,13 @@ pub struct Report {
     pub concurrency: u64,
     pub attempts: u64,
     pub reserved: u64,
+    /// Of `reserved`, the kits (each held as its components).
+    pub kits_reserved: u64,
     pub committed: u64,
     pub abandoned: u64,
+    /// Holds of the abandoned reservations: `abandoned`, plus a kit's extra components.
+    pub abandoned_holds: u64,
+    /// Expiries in the log (one per hold).
     pub expired: u64,
     pub rejected: u64,
     pub errors: u64,
@@ -151,10 +161,20 @@ impl Report {
         ]);
         t.row(["attempts".to_string(), n(self.attempts)]);
         t.row(["reserved".to_string(), n(self.reserved)]);
+        if self.kits_reserved > 0 {
+            t.row(["  of which kits".to_string(), n(self.kits_reserved)]);
+        }
         t.row(["committed".to_string(), n(self.committed)]);
         t.row([
             "abandoned → expired".to_string(),
-            format!("{} → {}", self.abandoned, self.expired),
+            if self.abandoned_holds == self.abandoned {
+                format!("{} → {}", self.abandoned, self.expired)
+            } else {
+                format!(
+                    "{} ({} holds) → {} holds",
+                    self.abandoned, self.abandoned_holds, self.expired
+                )
+            },
         ]);
         t.row(["rejected (sold out)".to_string(), n(self.rejected)]);
         t.row(["errors".to_string(), n(self.errors)]);
@@ -197,7 +217,12 @@ struct Outcomes {
     latencies_us: Vec<u64>,
     acknowledged: Vec<(Sku, ReservationId)>,
     commits: Vec<(Sku, ReservationId)>,
+    reserved: u64,
+    kits: u64,
     committed: u64,
+    /// Holds of the abandoned reservations (a kit's are its components'): the expiries
+    /// the log must come to show.
+    abandoned_holds: u64,
     abandoned: u64,
     rejected: u64,
     errors: u64,
@@ -238,6 +263,35 @@ fn abandons(seed: u64, buyer: u64, rate: f64) -> bool {
     // SplitMix64: a well-mixed 64-bit hash of the pair.
     let z = splitmix(seed ^ buyer.wrapping_mul(GOLDEN));
     rate >= 1.0 || (z as f64 / u64::MAX as f64) < rate
+}
+
+/// Whether a buyer buys the kit: a second coin, independent of the first.
+fn buys_kit(seed: u64, buyer: u64, share: f64) -> bool {
+    abandons(splitmix(seed ^ 0x6b69_7473), buyer, share)
+}
+
+/// Registers the run's kit: one each of the first two SKUs, or two of the only one.
+async fn register_kit(inventory: &Inventory, skus: &[Sku]) -> Result<Sku, String> {
+    let components = match skus {
+        [one] => vec![Component {
+            sku: one.clone(),
+            qty: Quantity::new(2),
+        }],
+        [one, two, ..] => [one, two]
+            .into_iter()
+            .map(|sku| Component {
+                sku: sku.clone(),
+                qty: Quantity::new(1),
+            })
+            .collect(),
+        [] => return Err("a kit needs a SKU to be made of".into()),
+    };
+    let kit = Sku::new(format!("{}-KIT", skus[0])).map_err(|e| e.to_string())?;
+    inventory
+        .register(&kit, PoolConfig::Kit { components }, &Origin::default())
+        .await
+        .map_err(|e| format!("register {kit}: {e}"))?;
+    Ok(kit)
 }
 
 /// Where a finished run reads its log back from: a fresh handle, not the engine's.
@@ -292,6 +346,10 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         .map_err(|e| format!("open the inventory: {e}"))?;
 
     let skus = register_run_skus(&inventory, "SALE", args.skus, 0, args.stock).await?;
+    let kit = match args.kit_share > 0.0 {
+        true => Some(register_kit(&inventory, &skus).await?),
+        false => None,
+    };
 
     let progress = if args.json {
         ProgressBar::hidden()
@@ -309,18 +367,20 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (inventory, next, skus, progress) = (
+            let (inventory, next, skus, progress, kit) = (
                 inventory.clone(),
                 next.clone(),
                 skus.clone(),
                 progress.clone(),
+                kit.clone(),
             );
-            let (buyers, qty, ttl, rate, seed) = (
+            let (buyers, qty, ttl, rate, seed, kit_share) = (
                 args.buyers,
                 args.qty,
                 args.ttl,
                 args.abandon_rate,
                 args.seed,
+                args.kit_share,
             );
             tokio::spawn(async move {
                 let mut seen = Outcomes::default();
@@ -329,7 +389,10 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                     if buyer >= buyers {
                         return seen;
                     }
-                    let sku = &skus[(buyer % skus.len() as u64) as usize];
+                    let sku = match &kit {
+                        Some(kit) if buys_kit(seed, buyer, kit_share) => kit,
+                        _ => &skus[(buyer % skus.len() as u64) as usize],
+                    };
                     let options = ReserveOptions {
                         ttl: Some(Duration::from_secs(ttl)),
                         ..ReserveOptions::default()
@@ -339,14 +402,24 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                     seen.latencies_us.push(asked.elapsed().as_micros() as u64);
                     match outcome {
                         Ok(held) => {
-                            seen.acknowledged.push((sku.clone(), held.id));
+                            // What the log must show: a hold on every line (a kit's
+                            // components), under the reservation's id.
+                            let lines: Vec<(Sku, ReservationId)> = held
+                                .lines
+                                .iter()
+                                .map(|l| (l.sku.clone(), held.id))
+                                .collect();
+                            seen.reserved += 1;
+                            seen.kits += u64::from(kit.as_ref() == Some(sku));
+                            seen.acknowledged.extend(lines.iter().cloned());
                             if abandons(seed, buyer, rate) {
                                 seen.abandoned += 1;
+                                seen.abandoned_holds += lines.len() as u64;
                             } else {
                                 match inventory.commit(held.id, &Origin::default()).await {
                                     Ok(_) => {
                                         seen.committed += 1;
-                                        seen.commits.push((sku.clone(), held.id));
+                                        seen.commits.extend(lines);
                                     }
                                     Err(e) => seen.error(e),
                                 }
@@ -385,7 +458,7 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
             let report = check_log_of(&store, |s| ours.contains(s))
                 .await
                 .map_err(|e| e.to_string())?;
-            if report.expired >= seen.abandoned || Instant::now() > deadline {
+            if report.expired >= seen.abandoned_holds || Instant::now() > deadline {
                 break;
             }
         }
@@ -431,7 +504,7 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
     if let Some(e) = &seen.first_error {
         eprintln!("first error: {e}");
     }
-    let reserved = seen.acknowledged.len() as u64;
+    let reserved = seen.reserved;
     let appends = during.appends.saturating_sub(before.appends);
     let commands = during.commands.saturating_sub(before.commands);
     let report = Report {
@@ -446,8 +519,10 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         concurrency: args.concurrency,
         attempts: seen.latencies_us.len() as u64,
         reserved,
+        kits_reserved: seen.kits,
         committed: seen.committed,
         abandoned: seen.abandoned,
+        abandoned_holds: seen.abandoned_holds,
         expired: log.expired,
         rejected: seen.rejected,
         errors: seen.errors,
@@ -479,8 +554,11 @@ impl Outcomes {
         self.latencies_us.extend(other.latencies_us);
         self.acknowledged.extend(other.acknowledged);
         self.commits.extend(other.commits);
+        self.reserved += other.reserved;
+        self.kits += other.kits;
         self.committed += other.committed;
         self.abandoned += other.abandoned;
+        self.abandoned_holds += other.abandoned_holds;
         self.rejected += other.rejected;
         self.errors += other.errors;
         if self.first_error.is_none() {

@@ -196,3 +196,48 @@ fn a_small_sale_on_a_live_eventstoredb_passes_the_log_check() {
     ]);
     assert_eq!(report["store"], "eventstoredb");
 }
+
+/// A quarter of the buyers want a kit of both SKUs (one of each); the rest one unit of a
+/// SKU. Kit orders and single buyers compete for the same units: the stock sells, never
+/// more, and every acknowledged hold of a kit's components is in the log.
+#[test]
+fn a_sale_with_a_kit_sells_no_unit_twice_and_passes_the_log_check() {
+    let out = stockade(&[
+        "simulate",
+        "flash-sale",
+        "--skus",
+        "2",
+        "--stock",
+        "60",
+        "--buyers",
+        "1000",
+        "--concurrency",
+        "100",
+        "--kit-share",
+        "0.25",
+        "--abandon-rate",
+        "0.2",
+        "--ttl",
+        "1",
+        "--store",
+        "memory",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kits = report["kits_reserved"].as_u64().unwrap();
+    let reserved = report["reserved"].as_u64().unwrap();
+    assert!(kits > 0, "{report}");
+    assert!(reserved > kits, "{report}");
+    assert_eq!(report["oversold"], 0);
+    assert_eq!(report["missing_acknowledged"], 0);
+    assert_eq!(report["missing_committed"], 0);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["log_violations"], serde_json::json!([]));
+    // Every abandoned hold, a kit's two included, lapsed and was written as expired.
+    assert_eq!(report["expired"], report["abandoned_holds"], "{report}");
+}
