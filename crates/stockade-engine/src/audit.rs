@@ -69,6 +69,8 @@ struct KeyUse {
 struct SkuCheck {
     registered: bool,
     physical: Option<(u128, u128)>, // (on_hand, safety_stock)
+    /// A kit's stream: it holds nothing; its components hold for it.
+    kit: bool,
     /// Live holds: quantity and expiry.
     holds: HashMap<ReservationId, (u128, Timestamp)>,
     by_expiry: BTreeSet<(Timestamp, ReservationId)>,
@@ -269,6 +271,7 @@ fn check_event(
             {
                 check.physical = Some((on_hand.get().into(), safety_stock.get().into()));
             }
+            check.kit = matches!(e.pool, PoolConfig::Kit { .. });
         }
         Event::StockAdjusted(e) => {
             if let Some((on_hand, _)) = &mut check.physical {
@@ -283,6 +286,12 @@ fn check_event(
         }
         Event::StockReserved(e) => {
             let id = e.reservation_id;
+            if check.kit {
+                breach(format!(
+                    "holds {} for {id}, but it is a kit: its components hold for it",
+                    e.qty
+                ));
+            }
             if check.remembers(&id, t) {
                 breach(format!("reservation {id} created twice"));
                 // Count the new hold instead of the old one, not both.
@@ -495,6 +504,25 @@ mod tests {
             reserved(2, 2, secs(2), secs(10)),
         ]);
         assert_eq!(report.oversold_units, 1, "{:?}", report.violations);
+    }
+
+    #[test]
+    fn a_kit_that_holds_stock_itself_is_a_breach() {
+        use stockade_domain::testing::registered;
+        use stockade_domain::{Component, PoolConfig, Quantity};
+        let kit = PoolConfig::Kit {
+            components: vec![Component {
+                sku: Sku::new("MUG").expect("sku"),
+                qty: Quantity::new(2),
+            }],
+        };
+        assert!(check(&[registered(kit.clone())]).violations.is_empty());
+        let report = check(&[registered(kit), reserved(1, 1, secs(0), secs(10))]);
+        assert!(
+            report.violations.join("\n").contains("it is a kit"),
+            "{:?}",
+            report.violations
+        );
     }
 
     #[test]
