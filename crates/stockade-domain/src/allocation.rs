@@ -3,8 +3,9 @@
 //! A SKU may be stocked at several locations (warehouses, stores, drop-shippers), each with
 //! what it can still offer. [`allocate`] takes those figures, the line's request and a
 //! [`Strategy`], and answers with the units to take from each location, or why it cannot.
-//! It is pure and deterministic: the SKU's single writer calls it while deciding, so two
-//! orders never both get the last unit at a location, and a replay decides the same way.
+//! It is pure and deterministic, for the SKU's single writer to call while deciding (it
+//! does not yet: locations are being built, ADR 0006), so that two orders never both get
+//! the last unit at a location, and a replay decides the same way.
 //!
 //! The rules, for a request of `qty` units:
 //! - a line that names its location (a *hard* location) takes every unit there or fails;
@@ -93,14 +94,17 @@ pub enum Unallocatable {
 }
 
 /// The units to take from each location, in the order they are taken, summing to
-/// `request.qty`; or why not. A zero `qty` allocates nothing and succeeds.
+/// `request.qty`; or why not. A zero `qty` allocates nothing and succeeds (a hard location
+/// must still be one the SKU is stocked at).
 pub fn allocate(stock: &[LocationStock], request: &Request) -> Result<Vec<Part>, Unallocatable> {
     let qty = request.qty;
     if let Some(hard) = &request.location {
         let Some(here) = stock.iter().find(|s| &s.location == hard) else {
             return Err(Unallocatable::UnknownLocation(hard.clone()));
         };
-        return if here.available >= qty {
+        return if qty.is_zero() {
+            Ok(Vec::new())
+        } else if here.available >= qty {
             Ok(parts([(here, qty)]))
         } else {
             Err(Unallocatable::Insufficient {
@@ -369,6 +373,11 @@ mod tests {
             plan(allocate(&stock, &request(0, Strategy::Priority, true))),
             ok(&[])
         );
+        let at_berlin = Request {
+            location: Some(LocationId::new("berlin").unwrap()),
+            ..request(0, Strategy::Priority, false)
+        };
+        assert_eq!(plan(allocate(&stock, &at_berlin)), ok(&[]));
     }
 
     fn stocks() -> impl proptest::strategy::Strategy<Value = Vec<LocationStock>> {

@@ -10,7 +10,7 @@ use crate::event::{
     StockAdjusted, StockReserved,
 };
 use crate::ids::ReservationId;
-use crate::pool::{MAX_COMPONENTS, PoolConfig, PoolKind};
+use crate::pool::{PoolConfig, PoolKind};
 use crate::quantity::ArithmeticError;
 use crate::rejection::Rejection;
 use crate::state::{Availability, Reservation, SkuState, StockRef};
@@ -62,43 +62,13 @@ fn register(c: &RegisterSku, now: Timestamp) -> Result<Vec<Event>, Rejection> {
         });
     }
     if let PoolConfig::Kit { components } = &c.pool {
-        check_kit(&c.sku, components)?;
+        crate::pool::check_kit(&c.sku, components)?;
     }
     Ok(vec![Event::SkuRegistered(SkuRegistered {
         sku: c.sku.clone(),
         pool: c.pool.clone(),
         at: now,
     })])
-}
-
-/// A kit's own rules; that its components exist, and are not this kit by another route,
-/// is the engine's to check (it needs their streams).
-fn check_kit(
-    sku: &crate::ids::Sku,
-    components: &[crate::pool::Component],
-) -> Result<(), Rejection> {
-    let invalid = |reason: String| Err(Rejection::InvalidPool { reason });
-    if components.is_empty() || components.len() > MAX_COMPONENTS {
-        return invalid(format!("a kit needs 1-{MAX_COMPONENTS} components"));
-    }
-    for (i, component) in components.iter().enumerate() {
-        if component.qty.is_zero() {
-            return invalid(format!(
-                "component {} needs a quantity of at least 1",
-                component.sku
-            ));
-        }
-        if &component.sku == sku {
-            return invalid(format!("kit {sku} cannot contain itself"));
-        }
-        if components[..i].iter().any(|c| c.sku == component.sku) {
-            return invalid(format!(
-                "component {} is listed twice; list it once with the total quantity",
-                component.sku
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Rejection> {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::Sku;
 use crate::quantity::Quantity;
+use crate::rejection::Rejection;
 
 /// One day, the default production period of a print-on-demand SKU.
 pub const DAY_MILLIS: u64 = 86_400_000;
@@ -45,6 +46,36 @@ pub enum PoolConfig {
     },
     /// Sold as a set of other SKUs: a kit is held, sold and given back as its components.
     Kit { components: Vec<Component> },
+}
+
+/// A kit's own rules: 1-[`MAX_COMPONENTS`] distinct components, each at least one unit
+/// (and within the quantity range), never the kit itself. That the components exist is
+/// the engine's to check: it needs their streams. Pure, so it runs before anything is
+/// asked of a component.
+pub fn check_kit(sku: &Sku, components: &[Component]) -> Result<(), Rejection> {
+    let invalid = |reason: String| Err(Rejection::InvalidPool { reason });
+    if components.is_empty() || components.len() > MAX_COMPONENTS {
+        return invalid(format!("a kit needs 1-{MAX_COMPONENTS} components"));
+    }
+    for (i, component) in components.iter().enumerate() {
+        if component.qty.is_zero() {
+            return invalid(format!(
+                "component {} needs a quantity of at least 1",
+                component.sku
+            ));
+        }
+        component.qty.in_range()?;
+        if &component.sku == sku {
+            return invalid(format!("kit {sku} cannot contain itself"));
+        }
+        if components[..i].iter().any(|c| c.sku == component.sku) {
+            return invalid(format!(
+                "component {} is listed twice; list it once with the total quantity",
+                component.sku
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl PoolConfig {

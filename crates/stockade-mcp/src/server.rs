@@ -302,16 +302,12 @@ impl StockadeMcp {
     }
 
     /// A refusal as the model reads it, with the stock as it is now when the refusal was
-    /// about stock (too little of it, or a version that moved); and that SKU and version,
-    /// when one was shown.
-    async fn refusal(
-        &self,
-        tool: ToolName,
-        error: ApiError,
-    ) -> (CallToolResult, Option<(Sku, u64)>) {
+    /// about stock (too little of it, or a version that moved); and the reads that stock
+    /// counts as (the SKU and version shown, or for a kit what it was derived from).
+    async fn refusal(&self, tool: ToolName, error: ApiError) -> (CallToolResult, Vec<(Sku, u64)>) {
         let mut error = error;
         let mut now = String::new();
-        let mut shown = None;
+        let mut shown = Vec::new();
         if matches!(
             error.code,
             Code::InsufficientStock | Code::VersionConflict | Code::Short
@@ -332,7 +328,8 @@ impl StockadeMcp {
                 current.version,
                 current.as_of.as_deref().unwrap_or("now")
             );
-            shown = Some((sku.clone(), current.version));
+            // A kit's read is recorded as what it was derived from, as getStock does.
+            shown = level.read_versions();
             error = error.with("current", current);
         }
         let nothing = if tool == ToolName::OrdersCreate {
@@ -555,13 +552,18 @@ impl ServerHandler for StockadeMcp {
                 let (result, shown) = self.refusal(tool, e).await;
                 // A refused order held and released its lines itself: those changes are
                 // the session's own, not news from another channel.
-                for sku in ordered.iter().filter(|s| self.session.has_read(s)) {
+                // A kit's holds are its components': those are what the session read.
+                for sku in &ordered {
                     if let Ok(level) = self.backend.inventory.stock(sku).await {
-                        self.session.wrote(sku, level.version);
+                        for (read, version) in level.read_versions() {
+                            if self.session.has_read(&read) {
+                                self.session.wrote(&read, version);
+                            }
+                        }
                     }
                 }
                 // The stock the refusal showed is what the model now holds.
-                if let Some((sku, version)) = shown {
+                for (sku, version) in shown {
                     self.session.read(&sku, version);
                 }
                 result
@@ -644,12 +646,29 @@ impl ServerHandler for StockadeMcp {
         self.caller(&ctx)
             .map_err(|e| ErrorData::invalid_request(e.message, None))?;
         // Only SKUs that exist: a subscription to a typo would never fire.
-        if let Err(stockade_engine::Error::Rejected {
-            rejection: Rejection::UnknownSku,
-            ..
-        }) = self.backend.inventory.stock(&sku).await
-        {
-            return Err(not_found(&uri));
+        match self.backend.inventory.stock(&sku).await {
+            Err(stockade_engine::Error::Rejected {
+                rejection: Rejection::UnknownSku,
+                ..
+            }) => return Err(not_found(&uri)),
+            // Updates follow notices, and a kit has none of its own yet: a subscription
+            // to it would never fire. Its components' do.
+            Ok(level) if !level.derived_from.is_empty() => {
+                let parts: Vec<String> = level
+                    .derived_from
+                    .iter()
+                    .map(|(part, _)| resource_uri(part))
+                    .collect();
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "{uri} is a kit, whose updates are not pushed yet; subscribe to its \
+                         components instead: {}",
+                        parts.join(", ")
+                    ),
+                    None,
+                ));
+            }
+            _ => {}
         }
         self.session
             .subscribe(&self.backend, resource_uri(&sku), ctx.peer.clone());

@@ -160,6 +160,21 @@ async fn an_assistant_that_read_a_kit_is_told_when_a_component_moves() {
     let quiet = assistant.call("reference.poolTypes", json!({})).await;
     assert!(quiet.system_blocks().is_empty(), "{quiet:?}");
 
+    // Updates follow notices, and a kit has none of its own yet: a subscription to it is
+    // refused, naming the components to subscribe to instead.
+    #[allow(deprecated)]
+    let subscribed = assistant
+        .service
+        .subscribe(rmcp::model::SubscribeRequestParams::new(
+            "inventory://sku/GIFT",
+        ))
+        .await;
+    let refusal = format!("{subscribed:?}");
+    assert!(
+        subscribed.is_err() && refusal.contains("inventory://sku/TEA"),
+        "{refusal}"
+    );
+
     // The kit's own stream does not change; a tea sold on the web moves what it read.
     web.checkout("TEA", 1).await;
     let told = assistant.call("reference.poolTypes", json!({})).await;

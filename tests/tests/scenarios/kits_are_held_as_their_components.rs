@@ -263,3 +263,114 @@ async fn a_thousand_buyers_on_a_kit_and_its_component_never_oversell() {
     // And the log, checked on its own, shows no unit promised twice.
     checked_log(&inventory.store()).await;
 }
+
+/// What a kit cannot be or do, each refused before anything is written: nested more than
+/// `MAX_KIT_DEPTH` deep, coming down to more SKUs than an order may hold, adjusted (even
+/// with the version a read of it showed), or ordered zero times beside its own component.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kits_stay_within_their_limits_and_their_own_stream_is_never_changed() {
+    use stockade_engine::{Adjustment, MAX_KIT_DEPTH};
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = open_sqlite(dir.path()).await;
+    let mug = register(&inventory, "MUG", 100).await;
+    let tea = register(&inventory, "TEA", 100).await;
+
+    // A chain of kits, each containing the one before: the one past the limit is refused.
+    let mut inner = mug.clone();
+    for depth in 1..=MAX_KIT_DEPTH + 1 {
+        let name = sku(&format!("NEST-{depth}"));
+        let registered = inventory
+            .register(&name, kit(&[(&inner, 1), (&tea, 1)]), &Origin::default())
+            .await;
+        if depth <= MAX_KIT_DEPTH {
+            registered.unwrap();
+        } else {
+            match registered {
+                Err(Error::Rejected {
+                    rejection: Rejection::InvalidPool { reason },
+                    ..
+                }) => assert!(reason.contains("nest more than"), "{reason}"),
+                other => panic!("a kit {depth} deep: {other:?}"),
+            }
+        }
+        inner = name;
+    }
+
+    // 3 kits of 40 plain SKUs each come down to 120 SKUs: more than an order may hold.
+    let mut wide = Vec::new();
+    for k in 0..3 {
+        let mut parts = Vec::new();
+        for n in 0..40 {
+            parts.push(register(&inventory, &format!("P{k}-{n}"), 10).await);
+        }
+        let components: Vec<(&Sku, u64)> = parts.iter().map(|p| (p, 1)).collect();
+        let name = sku(&format!("WIDE-{k}"));
+        inventory
+            .register(&name, kit(&components), &Origin::default())
+            .await
+            .unwrap();
+        wide.push(name);
+    }
+    let parts: Vec<(&Sku, u64)> = wide.iter().map(|w| (w, 1)).collect();
+    let too_wide = inventory
+        .register(&sku("WIDEST"), kit(&parts), &Origin::default())
+        .await;
+    assert!(
+        matches!(&too_wide, Err(Error::Rejected { rejection: Rejection::InvalidPool { reason }, .. }) if reason.contains("more than 100")),
+        "{too_wide:?}"
+    );
+    let order = inventory
+        .reserve_order(
+            wide.iter().map(|w| line(w, 1)).collect(),
+            ReserveOptions::default(),
+        )
+        .await;
+    assert!(matches!(order, Err(Error::Invalid(_))), "{order:?}");
+
+    // A kit's own stream is never adjusted, whatever version the caller names.
+    let gift = sku("NEST-1");
+    let shown = inventory.stock(&gift).await.unwrap().version;
+    let adjusted = inventory
+        .adjust(
+            &gift,
+            Adjustment {
+                change: stockade_domain::StockChange::Delta(5),
+                reason: "received".into(),
+                reference: None,
+                expected_version: Some(shown),
+            },
+            &Origin::default(),
+        )
+        .await;
+    assert!(
+        matches!(
+            &adjusted,
+            Err(Error::Rejected {
+                rejection: Rejection::UnsupportedForPool { .. },
+                ..
+            })
+        ),
+        "{adjusted:?}"
+    );
+
+    // Zero kits beside one of its component: refused, not absorbed into the mug line.
+    let zero = inventory
+        .reserve_order(
+            vec![line(&gift, 0), line(&mug, 1)],
+            ReserveOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(
+            &zero,
+            Err(Error::Rejected {
+                rejection: Rejection::InvalidQuantity,
+                ..
+            })
+        ),
+        "{zero:?}"
+    );
+    assert_eq!(reserved(&inventory, &mug).await, 0);
+    let report = checked_log(&inventory.store()).await;
+    assert_eq!(report.reserved, 0, "nothing was ever held");
+}

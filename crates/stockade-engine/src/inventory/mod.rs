@@ -226,11 +226,8 @@ impl Inventory {
         origin: &Origin,
     ) -> Result<u64, Error> {
         let request = origin.request(None)?;
-        if let PoolConfig::Kit { components } = &pool {
-            self.check_components(sku, components).await?;
-        }
-        let kit = match &pool {
-            PoolConfig::Kit { components } => Some(components.clone()),
+        let plan = match &pool {
+            PoolConfig::Kit { components } => Some(self.check_kit(sku, components).await?),
             _ => None,
         };
         let command = Command::RegisterSku(RegisterSku {
@@ -238,8 +235,8 @@ impl Inventory {
             pool,
         });
         let version = self.execute(sku, command, request).await?.version;
-        if let Some(components) = kit {
-            self.inner.pools.remember_kit(sku, &components);
+        if let Some(plan) = plan {
+            self.remember_kit(sku, plan);
         }
         Ok(version)
     }
@@ -340,6 +337,8 @@ impl Inventory {
         origin: &Origin,
     ) -> Result<Adjusted, Error> {
         let mut request = origin.request(None)?;
+        self.refuse_kit(sku, "be adjusted (its stock is its components')")
+            .await?;
         request.expected_version = adjustment.expected_version;
         let command = Command::Adjust(Adjust {
             change: adjustment.change,

@@ -451,6 +451,14 @@ fn check_lines(lines: &[Line]) -> Result<(), Error> {
         )));
     }
     for (i, line) in lines.iter().enumerate() {
+        // As the SKU's actor would answer; here, before a kit's expansion could absorb
+        // a zero line into another line of the same SKU.
+        if line.qty.is_zero() {
+            return Err(Error::Rejected {
+                sku: line.sku.clone(),
+                rejection: Rejection::InvalidQuantity,
+            });
+        }
         if lines[..i].iter().any(|l| l.sku == line.sku) {
             return Err(Error::Invalid(format!(
                 "SKU {} appears on two lines; merge them",
