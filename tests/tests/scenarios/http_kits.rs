@@ -7,11 +7,8 @@ use serde_json::json;
 use stockade_tests::mcp::McpClient;
 use stockade_tests::server::{ADMIN, Client, READER, TestServer, WEB, config};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kit_is_registered_read_and_ordered_as_its_components() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config(dir.path()));
-    let client = Client::new(&server);
+/// MUG (10) and TEA (5) registered, then the kit GIFT of two mugs and a tea, over HTTP.
+async fn gift_shop(client: &Client) {
     client.register("MUG", 10).await;
     client.register("TEA", 5).await;
     let kit = client
@@ -23,6 +20,14 @@ async fn a_kit_is_registered_read_and_ordered_as_its_components() {
         )
         .await;
     assert_eq!(kit.status, 201, "{}", kit.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kit_is_registered_read_and_ordered_as_its_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let client = Client::new(&server);
+    gift_shop(&client).await;
 
     let read = client.get("/api/inventory/products/GIFT", None).await;
     assert_eq!(read.status, 200, "{}", read.text);
@@ -139,17 +144,7 @@ async fn an_assistant_that_read_a_kit_is_told_when_a_component_moves() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config(dir.path()));
     let web = Client::new(&server);
-    web.register("MUG", 10).await;
-    web.register("TEA", 5).await;
-    let kit = web
-        .post(
-            "/api/skus",
-            Some(ADMIN),
-            json!({"sku": "GIFT", "pool": "kit",
-                   "components": [{"sku": "MUG", "qty": 2}, {"sku": "TEA", "qty": 1}]}),
-        )
-        .await;
-    assert_eq!(kit.status, 201, "{}", kit.text);
+    gift_shop(&web).await;
 
     let assistant = McpClient::http(&server.base, Some(READER)).await;
     let read = assistant

@@ -40,17 +40,23 @@ async fn reserved(inventory: &Inventory, sku: &Sku) -> u64 {
     inventory.stock(sku).await.unwrap().view.reserved.get()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kit_holds_its_components_and_its_stock_follows_theirs() {
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = open_sqlite(dir.path()).await;
-    let mug = register(&inventory, "MUG", 10).await;
-    let tea = register(&inventory, "TEA", 5).await;
+/// MUG and TEA with `mugs` and `teas` on hand, and the kit GIFT of two mugs and a tea.
+async fn gift_shop(inventory: &Inventory, mugs: u64, teas: u64) -> (Sku, Sku, Sku) {
+    let mug = register(inventory, "MUG", mugs).await;
+    let tea = register(inventory, "TEA", teas).await;
     let gift = sku("GIFT");
     inventory
         .register(&gift, kit(&[(&mug, 2), (&tea, 1)]), &Origin::default())
         .await
         .unwrap();
+    (mug, tea, gift)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kit_holds_its_components_and_its_stock_follows_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = open_sqlite(dir.path()).await;
+    let (mug, tea, gift) = gift_shop(&inventory, 10, 5).await;
 
     let level = inventory.stock(&gift).await.unwrap();
     assert_eq!(level.view.pool, PoolKind::Kit);
@@ -211,13 +217,7 @@ async fn kits_in_kits_expand_and_a_restarted_engine_still_knows_its_kits() {
 async fn a_thousand_buyers_on_a_kit_and_its_component_never_oversell() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = open_sqlite(dir.path()).await;
-    let mug = register(&inventory, "MUG", 100).await;
-    let tea = register(&inventory, "TEA", 30).await;
-    let gift = sku("GIFT");
-    inventory
-        .register(&gift, kit(&[(&mug, 2), (&tea, 1)]), &Origin::default())
-        .await
-        .unwrap();
+    let (mug, tea, gift) = gift_shop(&inventory, 100, 30).await;
     let buyers: Vec<_> = (0..1000)
         .map(|i| {
             let inventory = inventory.clone();
