@@ -28,10 +28,7 @@ struct Row {
 }
 
 fn physical(on_hand: u64) -> PoolConfig {
-    PoolConfig::Physical {
-        on_hand: Quantity::new(on_hand),
-        safety_stock: Quantity::ZERO,
-    }
+    PoolConfig::physical(Quantity::new(on_hand), Quantity::ZERO)
 }
 
 /// An engine on a fresh SQLite log with MUG, TEA and the kit GIFT (2 MUG + 1 TEA).

@@ -49,10 +49,7 @@ async fn measure(duration: Duration) {
         let _ = stopped.await;
     }));
 
-    let shelf = |n| PoolConfig::Physical {
-        on_hand: Quantity::new(n),
-        safety_stock: Quantity::ZERO,
-    };
+    let shelf = |n| PoolConfig::physical(Quantity::new(n), Quantity::ZERO);
     let probe = Sku::new("PROBE").unwrap();
     inventory
         .register(&probe, shelf(1_000_000), &Origin::default())

@@ -122,6 +122,7 @@ fn holding(c: &mut Criterion, runtime: &tokio::runtime::Runtime) -> Row {
         ..ReserveOptions::default()
     };
     let pool = PoolConfig::Physical {
+        locations: Vec::new(),
         on_hand: Quantity::new(1_000_000_000),
         safety_stock: Quantity::ZERO,
     };

@@ -28,6 +28,7 @@ fn state_with(holds: u64) -> SkuState {
         .apply(&Event::SkuRegistered(SkuRegistered {
             sku: Sku::new("SNAP").unwrap(),
             pool: PoolConfig::Physical {
+                locations: Vec::new(),
                 on_hand: Quantity::new(holds),
                 safety_stock: Quantity::ZERO,
             },
@@ -39,6 +40,7 @@ fn state_with(holds: u64) -> SkuState {
         let at = Timestamp::from_millis(start.as_millis() + n);
         state
             .apply(&Event::StockReserved(StockReserved {
+                parts: Vec::new(),
                 reservation_id: ReservationId::from_uuid(uuid::Uuid::now_v7()),
                 order_id: None,
                 lines: Vec::new(),

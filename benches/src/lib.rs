@@ -89,6 +89,7 @@ pub async fn reserve_concurrently(
     use stockade_engine::{Origin, ReserveOptions};
 
     let pool = PoolConfig::Physical {
+        locations: Vec::new(),
         on_hand: Quantity::new(total),
         safety_stock: Quantity::ZERO,
     };

@@ -105,6 +105,7 @@ pub fn decide_sequence(data: &[u8]) {
     let register = Command::RegisterSku(RegisterSku {
         sku: sku(),
         pool: PoolConfig::Physical {
+            locations: Vec::new(),
             on_hand: Quantity::new(u64::from(first % 64)),
             safety_stock: Quantity::new(u64::from(first / 64)),
         },
@@ -121,6 +122,7 @@ pub fn decide_sequence(data: &[u8]) {
             3 => release(id),
             4 => expire(id),
             5 => Command::Adjust(Adjust {
+                location: None,
                 change: if c % 2 == 0 {
                     StockChange::Delta(i64::from(b as i8))
                 } else {

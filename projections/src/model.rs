@@ -124,7 +124,8 @@ impl ReservationState {
 /// What caused a change: the command, and who sent it through which channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cause {
-    /// `register`, `adjust`, `reserve`, `commit`, `release` or `expire`.
+    /// `register`, `adjust`, `reserve`, `commit`, `release`, `expire`, `ship_transfer` or
+    /// `receive_transfer`.
     pub command: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
@@ -146,6 +147,8 @@ impl Cause {
             Event::ReservationCommitted(_) => "commit",
             Event::ReservationReleased(_) => "release",
             Event::ReservationExpired(_) => "expire",
+            Event::TransferShipped(_) => "ship_transfer",
+            Event::TransferReceived(_) => "receive_transfer",
         };
         let order_id = match event {
             Event::StockReserved(e) => e.order_id.as_ref().map(|o| o.to_string()),

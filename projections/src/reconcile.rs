@@ -361,6 +361,7 @@ async fn run_counts(
             "no change".into()
         } else if let Some(inventory) = inventory {
             let adjustment = Adjustment {
+                location: None,
                 change: StockChange::Delta(outcome.delta),
                 reason: PHYSICAL_COUNT_REASON.into(),
                 reference: Some(count_reference(count)),

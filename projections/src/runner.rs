@@ -142,6 +142,7 @@ impl Tracked {
         let (ended, order) = match event {
             Event::StockReserved(e) => {
                 let made = HoldFacts {
+                    parts: e.parts.clone(),
                     qty: e.qty,
                     reserved_at: e.at,
                     expires_at: e.expires_at,
@@ -533,6 +534,7 @@ fn reservation_change(event: &Event) -> Option<ReservationChange> {
             channel: e.channel.to_string(),
             reserved_at: e.at,
             expires_at: e.expires_at,
+            parts: e.parts.clone(),
         }),
         Event::ReservationCommitted(e) => Some(resolved(
             &e.reservation_id,
@@ -547,7 +549,10 @@ fn reservation_change(event: &Event) -> Option<ReservationChange> {
         Event::ReservationExpired(e) => {
             Some(resolved(&e.reservation_id, ReservationState::Expired, e.at))
         }
-        Event::SkuRegistered(_) | Event::StockAdjusted(_) => None,
+        Event::SkuRegistered(_)
+        | Event::StockAdjusted(_)
+        | Event::TransferShipped(_)
+        | Event::TransferReceived(_) => None,
     }
 }
 

@@ -19,10 +19,7 @@ pub fn sku(name: &str) -> Sku {
 }
 
 pub fn physical(on_hand: u64) -> PoolConfig {
-    PoolConfig::Physical {
-        on_hand: Quantity::new(on_hand),
-        safety_stock: Quantity::ZERO,
-    }
+    PoolConfig::physical(Quantity::new(on_hand), Quantity::ZERO)
 }
 
 /// Engine settings for tests: two arbiters, whatever the machine.

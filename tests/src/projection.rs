@@ -50,6 +50,7 @@ pub async fn mixed_history(dir: &std::path::Path, skus: usize, rounds: usize, se
         if round % 40 == 39 {
             let count = StockChange::Count(Quantity::new(40 + rng.below(80)));
             let adjustment = Adjustment {
+                location: None,
                 change: count,
                 reason: "cycle count".into(),
                 reference: None,

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use futures::future::join_all;
-use stockade_domain::Quantity;
-use stockade_engine::{Error, Origin, ReserveOptions};
+use stockade_domain::{LocationConfig, LocationId, Placement, PoolConfig, Quantity};
+use stockade_engine::{Error, Line, Origin, ReserveOptions};
 
 use crate::backend::Backend;
 use crate::engine::{checked_log, physical, register, sku};
@@ -37,6 +37,89 @@ pub async fn a_thousand_buyers_on_one_unit(backend: &Backend) {
     // The pipeline batched: far fewer appends than the 1000 commands it decided.
     assert!(inventory.stats().appends <= 2, "{:?}", inventory.stats());
     inventory.shutdown().await;
+}
+
+/// A SKU at four locations with one unit at each of three and none at the fourth; a
+/// thousand buyers race: a third must have Berlin's unit, a third Munich's, a third take
+/// any. Exactly three hold, one at each stocked location; nobody gets the empty one; the
+/// parts answered are the parts in the log; and after a reopen every figure is the same.
+pub async fn a_thousand_buyers_on_the_last_unit_at_each_location(backend: &Backend) {
+    let inventory = backend.open().await;
+    let sku = sku("LAST-AT-EACH");
+    let at = |name: &str, on_hand: u64, priority: u32| LocationConfig {
+        location: LocationId::new(name).unwrap(),
+        on_hand: Quantity::new(on_hand),
+        safety_stock: Quantity::ZERO,
+        priority,
+    };
+    let pool = PoolConfig::at_locations(vec![
+        at("berlin", 1, 1),
+        at("munich", 1, 2),
+        at("hamburg", 1, 3),
+        at("paris", 0, 0),
+    ]);
+    inventory
+        .register(&sku, pool, &Origin::default())
+        .await
+        .unwrap();
+    let attempts = join_all((0..1000).map(|buyer| {
+        let (inventory, sku) = (inventory.clone(), sku.clone());
+        let placement = match buyer % 3 {
+            0 => Placement::at(LocationId::new("berlin").unwrap()),
+            1 => Placement::at(LocationId::new("munich").unwrap()),
+            _ => Placement::default(),
+        };
+        tokio::spawn(async move {
+            let line = Line {
+                sku,
+                qty: Quantity::new(1),
+                placement,
+            };
+            inventory
+                .reserve_order(vec![line], ReserveOptions::default())
+                .await
+        })
+    }))
+    .await;
+    let mut held_at: Vec<String> = Vec::new();
+    for attempt in attempts {
+        match attempt.unwrap() {
+            Ok(r) => {
+                let parts = &r.lines[0].parts;
+                assert_eq!(parts.len(), 1, "{parts:?}");
+                held_at.push(parts[0].location.to_string());
+            }
+            Err(Error::Rejected { rejection, .. }) => {
+                assert_eq!(rejection.code(), "insufficient_stock")
+            }
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    held_at.sort();
+    assert_eq!(held_at, ["berlin", "hamburg", "munich"]);
+    let report = checked_log(&inventory.store()).await;
+    assert_eq!(report.reserved, 3);
+    let figures = |view: &stockade_domain::StockView| -> Vec<(String, u64, u64)> {
+        view.locations
+            .iter()
+            .map(|l| (l.location.to_string(), l.reserved.get(), l.available.get()))
+            .collect()
+    };
+    let before = figures(&inventory.stock(&sku).await.unwrap().view);
+    assert_eq!(
+        before,
+        [
+            ("berlin".to_owned(), 1, 0),
+            ("munich".to_owned(), 1, 0),
+            ("hamburg".to_owned(), 1, 0),
+            ("paris".to_owned(), 0, 0),
+        ]
+    );
+    inventory.shutdown().await;
+
+    let reopened = backend.open().await;
+    assert_eq!(figures(&reopened.stock(&sku).await.unwrap().view), before);
+    reopened.shutdown().await;
 }
 
 /// Ten thousand buyers over ten SKUs of ten units: exactly a hundred reservations, and

@@ -370,6 +370,7 @@ impl Backend {
         match self {
             Backend::Engine(inventory, _) => {
                 let pool = PoolConfig::Physical {
+                    locations: Vec::new(),
                     on_hand: Quantity::new(stock),
                     safety_stock: Quantity::ZERO,
                 };

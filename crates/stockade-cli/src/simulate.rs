@@ -247,6 +247,7 @@ pub async fn register_run_skus(
         .map_err(|e| e.to_string())?;
     for sku in &skus {
         let pool = PoolConfig::Physical {
+            locations: Vec::new(),
             on_hand: Quantity::new(stock),
             safety_stock: Quantity::ZERO,
         };

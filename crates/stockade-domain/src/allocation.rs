@@ -3,9 +3,10 @@
 //! A SKU may be stocked at several locations (warehouses, stores, drop-shippers), each with
 //! what it can still offer. [`allocate`] takes those figures, the line's request and a
 //! [`Strategy`], and answers with the units to take from each location, or why it cannot.
-//! It is pure and deterministic, for the SKU's single writer to call while deciding (it
-//! does not yet: locations are being built, ADR 0006), so that two orders never both get
-//! the last unit at a location, and a replay decides the same way.
+//! It is pure and deterministic, and the SKU's single writer calls it while deciding a
+//! reservation ([`decide`](crate::decide())), so two orders never both get the last unit
+//! at a location. The outcome is recorded on the event (its parts), so a replay never
+//! decides again.
 //!
 //! The rules, for a request of `qty` units:
 //! - a line that names its location (a *hard* location) takes every unit there or fails;
@@ -65,6 +66,40 @@ impl Strategy {
     }
 }
 
+/// Where one reservation line's units may come from, as its caller asks. The default
+/// (no location, no split, `priority`) is what a SKU at one location always gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Placement {
+    /// Take every unit from this location, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<LocationId>,
+    /// Whether units may come from more than one location.
+    #[serde(default)]
+    pub allow_split: bool,
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+impl Placement {
+    /// A line that must come from `location`.
+    pub fn at(location: LocationId) -> Self {
+        Placement {
+            location: Some(location),
+            ..Placement::default()
+        }
+    }
+
+    /// The allocation request for `qty` units placed this way.
+    pub fn request(&self, qty: Quantity) -> Request {
+        Request {
+            qty,
+            location: self.location.clone(),
+            allow_split: self.allow_split,
+            strategy: self.strategy,
+        }
+    }
+}
+
 /// One line's request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -77,7 +112,7 @@ pub struct Request {
 }
 
 /// Units taken from one location.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Part {
     pub location: LocationId,
     pub qty: Quantity,

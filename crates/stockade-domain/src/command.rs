@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{Channel, OrderId, ReservationId, Sku};
+use crate::allocation::Placement;
+use crate::ids::{Channel, LocationId, OrderId, ReservationId, Sku, TransferId};
 use crate::pool::PoolConfig;
 use crate::quantity::Quantity;
 
@@ -24,6 +25,8 @@ pub enum Command {
     Commit(Commit),
     Release(Release),
     Adjust(Adjust),
+    ShipTransfer(ShipTransfer),
+    ReceiveTransfer(ReceiveTransfer),
     /// Internal: written by the engine's expiry timer, never by callers.
     Expire(Expire),
 }
@@ -37,6 +40,8 @@ impl Command {
             Command::Commit(_) => "commit",
             Command::Release(_) => "release",
             Command::Adjust(_) => "adjust",
+            Command::ShipTransfer(_) => "ship_transfer",
+            Command::ReceiveTransfer(_) => "receive_transfer",
             Command::Expire(_) => "expire",
         }
     }
@@ -58,6 +63,8 @@ pub struct Reserve {
     pub qty: Quantity,
     pub ttl: Duration,
     pub channel: Channel,
+    /// Where the units may come from (matters only for a SKU at several locations).
+    pub placement: Placement,
 }
 
 /// Turn a live reservation into a sale.
@@ -85,6 +92,26 @@ pub struct Adjust {
     pub change: StockChange,
     pub reason: String,
     pub reference: Option<String>,
+    /// The location counted or corrected. Required when the SKU is at several locations;
+    /// otherwise its one location.
+    pub location: Option<LocationId>,
+}
+
+/// Send `qty` units from one location to another: they leave `from` now and are in
+/// transit (neither sellable nor lost) until received at `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShipTransfer {
+    pub transfer_id: TransferId,
+    pub from: LocationId,
+    pub to: LocationId,
+    pub qty: Quantity,
+    pub reference: Option<String>,
+}
+
+/// The units of an in-transit transfer arrived at its destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveTransfer {
+    pub transfer_id: TransferId,
 }
 
 /// A relative correction (goods received, damaged) or an absolute count.

@@ -1,19 +1,20 @@
 //! The decision: given a SKU's state, a command and the time, which events happen, or why
 //! not. Pure and total: every input, however hostile, gives events or a [`Rejection`].
 
+use crate::allocation::{Part, Unallocatable, allocate};
 use crate::command::{
-    Adjust, Command, Commit, Expire, MAX_REASON_CHARS, MAX_REFERENCE_CHARS, MAX_TTL, RegisterSku,
-    Release, Reserve, StockChange,
+    Adjust, Command, Commit, Expire, MAX_REASON_CHARS, MAX_REFERENCE_CHARS, MAX_TTL,
+    ReceiveTransfer, RegisterSku, Release, Reserve, ShipTransfer, StockChange,
 };
 use crate::event::{
     Event, ReservationCommitted, ReservationExpired, ReservationReleased, SkuRegistered,
-    StockAdjusted, StockReserved,
+    StockAdjusted, StockReserved, TransferReceived, TransferShipped,
 };
 use crate::ids::ReservationId;
 use crate::pool::{PoolConfig, PoolKind};
-use crate::quantity::ArithmeticError;
+use crate::quantity::{ArithmeticError, Quantity};
 use crate::rejection::Rejection;
-use crate::state::{Availability, Reservation, SkuState, StockRef};
+use crate::state::{Availability, MAX_IN_TRANSIT, Reservation, SkuState, StockRef};
 use crate::time::Timestamp;
 
 /// Decides `command` against `state` at `now`.
@@ -46,6 +47,8 @@ pub fn decide(
         Command::Release(c) => release(stock, c, now)?,
         Command::Expire(c) => expire(stock, c, now)?,
         Command::Adjust(c) => adjust(stock, c, now)?,
+        Command::ShipTransfer(c) => ship(stock, c, now)?,
+        Command::ReceiveTransfer(c) => receive(stock, c, now)?,
     };
     Ok(vec![event])
 }
@@ -63,6 +66,14 @@ fn register(c: &RegisterSku, now: Timestamp) -> Result<Vec<Event>, Rejection> {
     }
     if let PoolConfig::Kit { components } = &c.pool {
         crate::pool::check_kit(&c.sku, components)?;
+    }
+    if let PoolConfig::Physical {
+        on_hand,
+        safety_stock,
+        locations,
+    } = &c.pool
+    {
+        crate::pool::check_locations(*on_hand, *safety_stock, locations)?;
     }
     Ok(vec![Event::SkuRegistered(SkuRegistered {
         sku: c.sku.clone(),
@@ -95,18 +106,38 @@ fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Re
             reservation_id: c.reservation_id,
         });
     }
-    let shortfall = stock.shortfall(now);
-    if !shortfall.is_zero() {
-        return Err(Rejection::Short { shortfall });
-    }
-    if let Availability::Limited(available) = stock.available(now)
-        && c.qty > available
-    {
-        return Err(Rejection::InsufficientStock {
-            requested: c.qty,
-            available,
-        });
-    }
+    let parts = if stock.location_count() > 1 {
+        place(stock, c, now)?
+    } else {
+        // One location (or none): the whole SKU's figures are that location's.
+        if let Some(location) = &c.placement.location
+            && stock.location_count() == 0
+        {
+            return Err(Rejection::UnknownLocation {
+                location: location.clone(),
+            });
+        }
+        if let Some(location) = &c.placement.location
+            && stock.locations(now).first().map(|l| &l.location) != Some(location)
+        {
+            return Err(Rejection::UnknownLocation {
+                location: location.clone(),
+            });
+        }
+        let shortfall = stock.shortfall(now);
+        if !shortfall.is_zero() {
+            return Err(Rejection::Short { shortfall });
+        }
+        if let Availability::Limited(available) = stock.available(now)
+            && c.qty > available
+        {
+            return Err(Rejection::InsufficientStock {
+                requested: c.qty,
+                available,
+            });
+        }
+        Vec::new()
+    };
     // Every pool counts what it holds (unlimited ones too); that count must not wrap.
     stock.reserved_total().checked_add(c.qty)?;
     Ok(Event::StockReserved(StockReserved {
@@ -114,10 +145,48 @@ fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Re
         order_id: c.order_id.clone(),
         lines: c.lines.clone(),
         qty: c.qty,
+        parts,
         channel: c.channel.clone(),
         at: now,
         expires_at,
     }))
+}
+
+/// Where the units of a line at a SKU with several locations come from: the allocation,
+/// decided here, in the writer, against what each location can offer now. A location
+/// short of what it promised offers nothing; a line that names one is refused as short.
+fn place(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Vec<Part>, Rejection> {
+    let locations = stock.locations(now);
+    if let Some(hard) = &c.placement.location {
+        match locations.iter().find(|l| &l.location == hard) {
+            None => {
+                return Err(Rejection::UnknownLocation {
+                    location: hard.clone(),
+                });
+            }
+            Some(l) if !l.shortfall.is_zero() => {
+                return Err(Rejection::Short {
+                    shortfall: l.shortfall,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let offer: Vec<_> = locations
+        .into_iter()
+        .map(|l| crate::allocation::LocationStock {
+            location: l.location,
+            available: l.available,
+            priority: l.priority,
+        })
+        .collect();
+    allocate(&offer, &c.placement.request(c.qty)).map_err(|e| match e {
+        Unallocatable::UnknownLocation(location) => Rejection::UnknownLocation { location },
+        Unallocatable::Insufficient { available } => Rejection::InsufficientStock {
+            requested: c.qty,
+            available,
+        },
+    })
 }
 
 /// The live, unlapsed reservation `id`, or why it cannot be resolved by its holder.
@@ -201,14 +270,34 @@ fn adjust(stock: StockRef<'_>, c: &Adjust, now: Timestamp) -> Result<Event, Reje
             what: "be adjusted (its stock is its components')".into(),
         });
     }
+    if stock.location_count() > 1 || c.location.is_some() {
+        return adjust_location(stock, c, now);
+    }
     let Some(previous) = stock.limit() else {
         return Err(Rejection::UnsupportedForPool {
             pool: stock.pool_kind(),
             what: "be adjusted (it has no limit)".into(),
         });
     };
-    let current = match c.change {
-        StockChange::Delta(0) => return Err(Rejection::ZeroDelta),
+    let current = changed(previous, c.change)?;
+    // A count below what is promised is still a fact: accept it, name who is at risk.
+    let at_risk = stock.at_risk_with_limit(now, current);
+    Ok(Event::StockAdjusted(StockAdjusted {
+        location: None,
+        change: c.change,
+        previous,
+        current,
+        reason: c.reason.clone(),
+        reference: c.reference.clone(),
+        at_risk,
+        at: now,
+    }))
+}
+
+/// The new figure after `change` to `previous`, or why not.
+fn changed(previous: Quantity, change: StockChange) -> Result<Quantity, Rejection> {
+    match change {
+        StockChange::Delta(0) => Err(Rejection::ZeroDelta),
         StockChange::Delta(delta) => previous.checked_add_signed(delta).map_err(|e| match e {
             ArithmeticError::Underflow { .. } => Rejection::BelowZero {
                 current: previous,
@@ -217,18 +306,134 @@ fn adjust(stock: StockRef<'_>, c: &Adjust, now: Timestamp) -> Result<Event, Reje
             other @ (ArithmeticError::Overflow { .. }
             | ArithmeticError::TooLarge { .. }
             | ArithmeticError::ProductOverflow { .. }) => other.into(),
-        })?,
-        StockChange::Count(counted) => counted.in_range()?,
-    };
-    // A count below what is promised is still a fact: accept it, name who is at risk.
-    let at_risk = stock.at_risk_with_limit(now, current);
+        }),
+        StockChange::Count(counted) => Ok(counted.in_range()?),
+    }
+}
+
+/// An adjustment or count of one location's on hand. At a SKU with several locations the
+/// location must be named; at a SKU with one, naming it is allowed. The SKU's total moves
+/// by the same amount, and only holds at this location can be put at risk.
+fn adjust_location(stock: StockRef<'_>, c: &Adjust, now: Timestamp) -> Result<Event, Rejection> {
+    let locations = stock.locations(now);
+    if locations.is_empty() {
+        return Err(match &c.location {
+            Some(location) => Rejection::UnknownLocation {
+                location: location.clone(),
+            },
+            None => Rejection::UnsupportedForPool {
+                pool: stock.pool_kind(),
+                what: "be adjusted (it has no limit)".into(),
+            },
+        });
+    }
+    let here = match &c.location {
+        None if locations.len() > 1 => Err(Rejection::LocationRequired),
+        None => locations.first().ok_or(Rejection::LocationRequired),
+        Some(location) => locations
+            .iter()
+            .find(|l| &l.location == location)
+            .ok_or_else(|| Rejection::UnknownLocation {
+                location: location.clone(),
+            }),
+    }?;
+    let previous = here.on_hand;
+    let current = changed(previous, c.change)?;
+    // The SKU's total must stay in range too.
+    stock
+        .limit()
+        .unwrap_or(Quantity::ZERO)
+        .saturating_sub(previous)
+        .checked_add(current)?
+        .in_range()?;
     Ok(Event::StockAdjusted(StockAdjusted {
+        // Recorded when named (always, at several locations): so a keyed retry's command
+        // and the event it wrote compare equal.
+        location: c.location.clone(),
         change: c.change,
         previous,
         current,
         reason: c.reason.clone(),
         reference: c.reference.clone(),
-        at_risk,
+        at_risk: stock.at_risk_at(now, &here.location, current),
+        at: now,
+    }))
+}
+
+fn ship(stock: StockRef<'_>, c: &ShipTransfer, now: Timestamp) -> Result<Event, Rejection> {
+    let invalid = |reason: &str| {
+        Err(Rejection::InvalidTransfer {
+            reason: reason.into(),
+        })
+    };
+    if stock.location_count() == 0 {
+        return Err(Rejection::UnsupportedForPool {
+            pool: stock.pool_kind(),
+            what: "transfer stock (it has no locations)".into(),
+        });
+    }
+    if let Some(reference) = &c.reference
+        && reference.chars().count() > MAX_REFERENCE_CHARS
+    {
+        return Err(Rejection::InvalidReference {
+            max: MAX_REFERENCE_CHARS,
+        });
+    }
+    if c.qty.is_zero() {
+        return Err(Rejection::InvalidQuantity);
+    }
+    c.qty.in_range()?;
+    if c.from == c.to {
+        return invalid("a transfer needs two different locations");
+    }
+    if stock.transfer(&c.transfer_id).is_some() {
+        return Err(Rejection::DuplicateTransfer {
+            transfer_id: c.transfer_id.clone(),
+        });
+    }
+    if stock.transfers_in_transit() >= MAX_IN_TRANSIT {
+        return invalid("too many transfers in transit; receive some first");
+    }
+    let locations = stock.locations(now);
+    let find = |l| locations.iter().find(|v| &v.location == l);
+    let Some(from) = find(&c.from) else {
+        return Err(Rejection::UnknownLocation {
+            location: c.from.clone(),
+        });
+    };
+    if find(&c.to).is_none() {
+        return Err(Rejection::UnknownLocation {
+            location: c.to.clone(),
+        });
+    }
+    // Units promised to buyers here stay here; the rest (safety stock too) may leave.
+    let free = from.on_hand.saturating_sub(from.reserved);
+    if c.qty > free {
+        return Err(Rejection::InsufficientStock {
+            requested: c.qty,
+            available: free,
+        });
+    }
+    Ok(Event::TransferShipped(TransferShipped {
+        transfer_id: c.transfer_id.clone(),
+        from: c.from.clone(),
+        to: c.to.clone(),
+        qty: c.qty,
+        reference: c.reference.clone(),
+        at: now,
+    }))
+}
+
+fn receive(stock: StockRef<'_>, c: &ReceiveTransfer, now: Timestamp) -> Result<Event, Rejection> {
+    let Some((_, to, qty)) = stock.transfer(&c.transfer_id) else {
+        return Err(Rejection::UnknownTransfer {
+            transfer_id: c.transfer_id.clone(),
+        });
+    };
+    Ok(Event::TransferReceived(TransferReceived {
+        transfer_id: c.transfer_id.clone(),
+        to,
+        qty,
         at: now,
     }))
 }

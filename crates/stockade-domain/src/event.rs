@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::allocation::Part;
 use crate::command::StockChange;
-use crate::ids::{Channel, OrderId, Principal, ReservationId, Sku};
+use crate::ids::{Channel, LocationId, OrderId, Principal, ReservationId, Sku, TransferId};
 use crate::pool::PoolConfig;
 use crate::quantity::Quantity;
 use crate::time::Timestamp;
@@ -25,17 +26,21 @@ pub enum Event {
     ReservationCommitted(ReservationCommitted),
     ReservationReleased(ReservationReleased),
     ReservationExpired(ReservationExpired),
+    TransferShipped(TransferShipped),
+    TransferReceived(TransferReceived),
 }
 
 impl Event {
     /// All event type names, as stored beside each payload.
-    pub const TYPES: [&'static str; 6] = [
+    pub const TYPES: [&'static str; 8] = [
         "SkuRegistered",
         "StockAdjusted",
         "StockReserved",
         "ReservationCommitted",
         "ReservationReleased",
         "ReservationExpired",
+        "TransferShipped",
+        "TransferReceived",
     ];
 
     /// The type name stored beside the payload; one of [`Event::TYPES`].
@@ -47,6 +52,8 @@ impl Event {
             Event::ReservationCommitted(_) => Self::TYPES[3],
             Event::ReservationReleased(_) => Self::TYPES[4],
             Event::ReservationExpired(_) => Self::TYPES[5],
+            Event::TransferShipped(_) => Self::TYPES[6],
+            Event::TransferReceived(_) => Self::TYPES[7],
         }
     }
 
@@ -59,6 +66,8 @@ impl Event {
             Event::ReservationCommitted(e) => e.at,
             Event::ReservationReleased(e) => e.at,
             Event::ReservationExpired(e) => e.at,
+            Event::TransferShipped(e) => e.at,
+            Event::TransferReceived(e) => e.at,
         }
     }
 
@@ -69,7 +78,10 @@ impl Event {
             Event::ReservationCommitted(e) => Some(e.reservation_id),
             Event::ReservationReleased(e) => Some(e.reservation_id),
             Event::ReservationExpired(e) => Some(e.reservation_id),
-            Event::SkuRegistered(_) | Event::StockAdjusted(_) => None,
+            Event::SkuRegistered(_)
+            | Event::StockAdjusted(_)
+            | Event::TransferShipped(_)
+            | Event::TransferReceived(_) => None,
         }
     }
 }
@@ -85,8 +97,13 @@ pub struct SkuRegistered {
 /// The pool's limit changed from `previous` to `current`. When the new limit is below what
 /// is already promised, the SKU is short and `at_risk` lists the reservations that can no
 /// longer all be honoured (newest first in line to lose).
+///
+/// At a SKU with several locations, the figures are those of `location`, and so is the
+/// shortfall; absent, the adjustment is of the SKU's one location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockAdjusted {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<LocationId>,
     pub change: StockChange,
     pub previous: Quantity,
     pub current: Quantity,
@@ -108,6 +125,11 @@ pub struct StockReserved {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<Sku>,
     pub qty: Quantity,
+    /// Where the units are held, summing to `qty`, when the SKU is at several locations
+    /// (the writer's allocation, recorded so nothing is decided again on replay). Empty
+    /// at a SKU with one location: everything is there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
     pub channel: Channel,
     pub at: Timestamp,
     pub expires_at: Timestamp,
@@ -135,6 +157,27 @@ pub struct ReservationExpired {
     pub reservation_id: ReservationId,
     pub qty: Quantity,
     pub expires_at: Timestamp,
+    pub at: Timestamp,
+}
+
+/// `qty` units left `from` for `to`: in transit until [`TransferReceived`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferShipped {
+    pub transfer_id: TransferId,
+    pub from: LocationId,
+    pub to: LocationId,
+    pub qty: Quantity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub at: Timestamp,
+}
+
+/// The transfer's units arrived at `to` and can be sold there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferReceived {
+    pub transfer_id: TransferId,
+    pub to: LocationId,
+    pub qty: Quantity,
     pub at: Timestamp,
 }
 

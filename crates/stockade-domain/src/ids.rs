@@ -111,6 +111,11 @@ string_id!(
     LocationId, "location", 64, is_plain, "1-64 characters of A-Z a-z 0-9 . _ -"
 );
 string_id!(
+    /// A transfer of stock between two locations, named by its caller (a shipment or
+    /// transfer-order number): 1–64 characters of `[A-Za-z0-9._-]`.
+    TransferId, "transfer id", 64, is_plain, "1-64 characters of A-Z a-z 0-9 . _ -"
+);
+string_id!(
     /// Who acted: a user, service or token name; 1–128 printable characters.
     Principal, "principal", 128, is_printable, "1-128 printable characters"
 );

@@ -13,8 +13,8 @@
 //! - [`event`]: what happened (one stream per SKU), plus the metadata each event carries.
 //! - [`state`]: [`SkuState`], folded from events by [`evolve`]; availability with lazy expiry.
 //! - [`decide()`]: the pure decision `(&SkuState, &Command, now) -> events | rejection`.
-//! - [`allocation`]: which locations a line's units come from, by strategy (pure; not yet
-//!   called by [`decide()`]: locations are being built, see `docs/adr/0006`).
+//! - [`allocation`]: which locations a line's units come from, by strategy (pure; called
+//!   by [`decide()`] for a SKU at several locations, see `docs/adr/0006`).
 //! - [`rejection`]: why a command was refused ([`Rejection`]) and why an event could not be
 //!   applied ([`Inconsistency`]).
 //! - `testing` (feature `testkit`): the given / when / then harness.
@@ -36,19 +36,22 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use allocation::{Part, Placement};
 pub use command::{
-    Adjust, Command, Commit, Expire, MAX_TTL, RegisterSku, Release, Reserve, StockChange,
+    Adjust, Command, Commit, Expire, MAX_TTL, ReceiveTransfer, RegisterSku, Release, Reserve,
+    ShipTransfer, StockChange,
 };
 pub use decide::decide;
 pub use event::{
     Event, EventMetadata, ReservationCommitted, ReservationExpired, ReservationReleased,
-    SCHEMA_VERSION, SkuRegistered, StockAdjusted, StockReserved,
+    SCHEMA_VERSION, SkuRegistered, StockAdjusted, StockReserved, TransferReceived, TransferShipped,
 };
-pub use ids::{Channel, InvalidId, LocationId, OrderId, Principal, ReservationId, Sku};
-pub use pool::{Component, MAX_COMPONENTS, PoolConfig, PoolKind};
+pub use ids::{Channel, InvalidId, LocationId, OrderId, Principal, ReservationId, Sku, TransferId};
+pub use pool::{Component, LocationConfig, MAX_COMPONENTS, MAX_LOCATIONS, PoolConfig, PoolKind};
 pub use quantity::{ArithmeticError, Quantity};
 pub use rejection::{Inconsistency, Rejection, Resolution};
 pub use state::{
-    Availability, HoldFacts, Landed, Ledger, Reservation, SkuState, StockRef, StockView, evolve,
+    Availability, HoldFacts, Landed, Ledger, LocationView, Reservation, SkuState, StockRef,
+    StockView, evolve,
 };
 pub use time::{InvalidTimestamp, Timestamp};

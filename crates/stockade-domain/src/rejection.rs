@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::ids::{ReservationId, Sku};
+use crate::ids::{LocationId, ReservationId, Sku, TransferId};
 use crate::pool::PoolKind;
 use crate::quantity::{ArithmeticError, Quantity};
 use crate::time::Timestamp;
@@ -87,6 +87,16 @@ pub enum Rejection {
     InvalidReason { max: usize },
     #[error("reference must be at most {max} characters")]
     InvalidReference { max: usize },
+    #[error("location {location} is not one of the SKU's locations")]
+    UnknownLocation { location: LocationId },
+    #[error("the SKU is stocked at several locations: name the location")]
+    LocationRequired,
+    #[error("transfer {transfer_id} is not in transit")]
+    UnknownTransfer { transfer_id: TransferId },
+    #[error("transfer {transfer_id} is already in transit")]
+    DuplicateTransfer { transfer_id: TransferId },
+    #[error("invalid transfer: {reason}")]
+    InvalidTransfer { reason: String },
 }
 
 impl Rejection {
@@ -112,6 +122,11 @@ impl Rejection {
             Rejection::UnsupportedForPool { .. } => "unsupported_for_pool",
             Rejection::InvalidReason { .. } => "invalid_reason",
             Rejection::InvalidReference { .. } => "invalid_reference",
+            Rejection::UnknownLocation { .. } => "unknown_location",
+            Rejection::LocationRequired => "location_required",
+            Rejection::UnknownTransfer { .. } => "unknown_transfer",
+            Rejection::DuplicateTransfer { .. } => "duplicate_transfer",
+            Rejection::InvalidTransfer { .. } => "invalid_transfer",
         }
     }
 }
@@ -150,4 +165,6 @@ pub enum Inconsistency {
     OutOfRange(#[from] ArithmeticError),
     #[error("state breaks its invariants: {0}")]
     InvalidSnapshot(String),
+    #[error("locations: {0}")]
+    Locations(String),
 }

@@ -5,7 +5,12 @@
 //! - `reserved` is the sum of the quantities of the live reservations;
 //! - `expiry` indexes exactly the live reservations, by `(expires_at, id)`;
 //! - a reservation id is live at most once, and resolving it removes it;
-//! - print-on-demand period usage counts the reservations and sales made in that period.
+//! - print-on-demand period usage counts the reservations and sales made in that period;
+//! - a physical SKU has at least one location; its `on_hand` and `safety_stock` are the
+//!   sums of its locations', each location's `reserved` is the sum of the live holds'
+//!   parts there, and its `incoming` the sum of the transfers in transit to it;
+//! - a hold is at one location (`Hold::site`) or split, and then its parts are in
+//!   `Holds::splits`, summing to its quantity.
 //!
 //! The state is live state only: it knows the holds that are live now, never the ones
 //! that ended. So its size follows the live holds, not the SKU's history. Telling an
@@ -29,12 +34,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::iter::Peekable;
 use std::ops::RangeBounds;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, StockAdjusted, StockReserved};
-use crate::ids::{OrderId, ReservationId, Sku};
-use crate::pool::{Component, PoolConfig, PoolKind};
+use crate::allocation::{LocationStock, Part};
+use crate::event::{Event, StockAdjusted, StockReserved, TransferReceived, TransferShipped};
+use crate::ids::{LocationId, OrderId, ReservationId, Sku, TransferId};
+use crate::pool::{Component, DEFAULT_LOCATION, LocationConfig, PoolConfig, PoolKind};
 use crate::quantity::Quantity;
 use crate::rejection::{Inconsistency, Resolution};
 use crate::time::Timestamp;
@@ -214,20 +221,35 @@ struct Tally {
     last_event_at: Timestamp,
 }
 
-/// Live holds by id, the orders of the few that name one, and the expiry index.
+/// Live holds by id, the orders of the few that name one, the parts of the few split over
+/// locations, and the expiry index.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Holds {
     live: HashMap<ReservationId, Hold>,
     orders: HashMap<ReservationId, OrderId>,
+    #[serde(default)]
+    splits: HashMap<ReservationId, Split>,
     expiry: BTreeSet<(Timestamp, ReservationId)>,
 }
 
+/// A split hold's parts: (site index, units), two or more, summing to the hold's quantity.
+type Split = Box<[(u32, Quantity)]>;
+
 impl Holds {
-    fn insert(&mut self, id: ReservationId, hold: Hold, order: Option<OrderId>) {
+    fn insert(
+        &mut self,
+        id: ReservationId,
+        hold: Hold,
+        order: Option<OrderId>,
+        split: Option<Split>,
+    ) {
         self.expiry.insert((hold.expires_at, id));
         self.live.insert(id, hold);
         if let Some(order) = order {
             self.orders.insert(id, order);
+        }
+        if let Some(split) = split {
+            self.splits.insert(id, split);
         }
     }
 
@@ -236,6 +258,7 @@ impl Holds {
             return false;
         };
         self.orders.remove(id);
+        self.splits.remove(id);
         self.expiry.remove(&(hold.expires_at, *id));
         true
     }
@@ -256,7 +279,15 @@ struct Layer {
 /// Where [`apply_to`] puts and finds holds: the applied holds, or the layer over them.
 trait HoldStore {
     fn hold(&self, id: &ReservationId) -> Option<Hold>;
-    fn insert(&mut self, id: ReservationId, hold: Hold, order: Option<OrderId>);
+    /// The parts of a split hold (`hold.site == SPLIT`).
+    fn split(&self, id: &ReservationId) -> Option<Split>;
+    fn insert(
+        &mut self,
+        id: ReservationId,
+        hold: Hold,
+        order: Option<OrderId>,
+        split: Option<Split>,
+    );
     fn remove(&mut self, id: &ReservationId);
 }
 
@@ -264,8 +295,17 @@ impl HoldStore for Holds {
     fn hold(&self, id: &ReservationId) -> Option<Hold> {
         self.live.get(id).copied()
     }
-    fn insert(&mut self, id: ReservationId, hold: Hold, order: Option<OrderId>) {
-        Holds::insert(self, id, hold, order);
+    fn split(&self, id: &ReservationId) -> Option<Split> {
+        self.splits.get(id).cloned()
+    }
+    fn insert(
+        &mut self,
+        id: ReservationId,
+        hold: Hold,
+        order: Option<OrderId>,
+        split: Option<Split>,
+    ) {
+        Holds::insert(self, id, hold, order, split);
     }
     fn remove(&mut self, id: &ReservationId) {
         Holds::remove(self, id);
@@ -287,8 +327,22 @@ impl HoldStore for LayerHolds<'_> {
         }
         .get(id)
     }
-    fn insert(&mut self, id: ReservationId, hold: Hold, order: Option<OrderId>) {
-        self.added.insert(id, hold, order);
+    fn split(&self, id: &ReservationId) -> Option<Split> {
+        HoldsView {
+            base: self.base,
+            layer: Some((self.added, self.removed)),
+        }
+        .split(id)
+        .cloned()
+    }
+    fn insert(
+        &mut self,
+        id: ReservationId,
+        hold: Hold,
+        order: Option<OrderId>,
+        split: Option<Split>,
+    ) {
+        self.added.insert(id, hold, order, split);
     }
     fn remove(&mut self, id: &ReservationId) {
         if !self.added.remove(id) {
@@ -315,6 +369,18 @@ impl<'a> HoldsView<'a> {
             }
         }
         self.base.live.get(id).copied()
+    }
+
+    fn split(&self, id: &ReservationId) -> Option<&'a Split> {
+        if let Some((added, removed)) = self.layer {
+            if added.live.contains_key(id) {
+                return added.splits.get(id);
+            }
+            if removed.contains(id) {
+                return None;
+            }
+        }
+        self.base.splits.get(id)
     }
 
     fn order(&self, id: &ReservationId) -> Option<&'a OrderId> {
@@ -412,7 +478,13 @@ struct Hold {
     reserved_at: Timestamp,
     expires_at: Timestamp,
     seq: u64,
+    /// The location (index into the SKU's sites) every unit is held at, or [`SPLIT`].
+    /// Pools without locations use 0.
+    site: u32,
 }
+
+/// [`Hold::site`] of a hold whose units are at several locations (see `Holds::splits`).
+const SPLIT: u32 = u32::MAX;
 
 impl Hold {
     fn with_id(self, id: ReservationId) -> Reservation {
@@ -440,8 +512,16 @@ pub struct Reservation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum PoolState {
     Physical {
+        /// Sums over `sites`, kept for the figures every pool answers.
         on_hand: Quantity,
         safety_stock: Quantity,
+        /// Where the stock is: fixed at registration, so shared, not copied, by the
+        /// staged layer's copy of the figures.
+        places: Arc<[Place]>,
+        /// Each place's figures, by the same index.
+        sites: Vec<Site>,
+        /// Transfers shipped and not yet received.
+        transfers: BTreeMap<TransferId, InTransit>,
     },
     Digital {
         license_limit: Option<Quantity>,
@@ -456,6 +536,35 @@ enum PoolState {
     /// A kit holds nothing: its stream is its definition.
     Kit { components: Vec<Component> },
 }
+
+/// A location's identity and preference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Place {
+    id: LocationId,
+    priority: u32,
+}
+
+/// A location's figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Site {
+    on_hand: Quantity,
+    safety_stock: Quantity,
+    /// Units held here by live reservations, lapsed ones included until their expiry.
+    reserved: Quantity,
+    /// Units in transit to here.
+    incoming: Quantity,
+}
+
+/// A transfer on its way: site indices and units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct InTransit {
+    from: u32,
+    to: u32,
+    qty: Quantity,
+}
+
+/// Most transfers one SKU may have in transit at once: they live in its state.
+pub const MAX_IN_TRANSIT: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct PeriodUsage {
@@ -503,6 +612,66 @@ pub struct StockView {
     /// A kit's components (empty for every other pool).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<Component>,
+    /// Each location's figures, for a SKU registered with locations (empty for a SKU at
+    /// the one default location: the totals say it all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<LocationView>,
+    /// Units in transit between the SKU's locations: not sellable, not lost.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub in_transit: Quantity,
+}
+
+fn is_zero(q: &Quantity) -> bool {
+    q.is_zero()
+}
+
+/// One location of a SKU, read at one instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationView {
+    pub location: LocationId,
+    pub priority: u32,
+    pub on_hand: Quantity,
+    pub safety_stock: Quantity,
+    /// Units held here by live, unlapsed reservations.
+    pub reserved: Quantity,
+    /// What may still be reserved here.
+    pub available: Quantity,
+    /// Units promised here beyond what is here.
+    pub shortfall: Quantity,
+    /// Units in transit to here.
+    pub incoming: Quantity,
+}
+
+/// A hold's parts, by site index, without allocating for the usual one-location hold.
+#[derive(Clone)]
+enum PartsIter<'a> {
+    One(Option<(u32, Quantity)>),
+    Many(std::slice::Iter<'a, (u32, Quantity)>),
+}
+
+impl Iterator for PartsIter<'_> {
+    type Item = (u32, Quantity);
+    fn next(&mut self) -> Option<(u32, Quantity)> {
+        match self {
+            PartsIter::One(one) => one.take(),
+            PartsIter::Many(many) => many.next().copied(),
+        }
+    }
+}
+
+fn parts_iter<'a>(hold: &Hold, split: Option<&'a Split>) -> PartsIter<'a> {
+    match (hold.site, split) {
+        (SPLIT, Some(parts)) => PartsIter::Many(parts.iter()),
+        // A split hold without its parts cannot be applied (see `apply_reserved`).
+        (SPLIT, None) => PartsIter::One(None),
+        (site, _) => PartsIter::One(Some((site, hold.qty))),
+    }
+}
+
+/// The location of a SKU registered without locations.
+fn default_location() -> LocationId {
+    #[allow(clippy::expect_used)] // a constant that satisfies the rule; tested below
+    LocationId::new(DEFAULT_LOCATION).expect("the default location id is valid")
 }
 
 /// Sums quantities known to be bounded by a `Quantity` total (the parts of `reserved`).
@@ -517,10 +686,38 @@ impl Stock {
             PoolConfig::Physical {
                 on_hand,
                 safety_stock,
-            } => PoolState::Physical {
-                on_hand,
-                safety_stock,
-            },
+                ref locations,
+            } => {
+                let configured: Vec<LocationConfig> = match locations.as_slice() {
+                    [] => vec![LocationConfig {
+                        location: default_location(),
+                        on_hand,
+                        safety_stock,
+                        priority: 0,
+                    }],
+                    some => some.to_vec(),
+                };
+                PoolState::Physical {
+                    on_hand,
+                    safety_stock,
+                    places: configured
+                        .iter()
+                        .map(|l| Place {
+                            id: l.location.clone(),
+                            priority: l.priority,
+                        })
+                        .collect(),
+                    sites: configured
+                        .iter()
+                        .map(|l| Site {
+                            on_hand: l.on_hand,
+                            safety_stock: l.safety_stock,
+                            ..Site::default()
+                        })
+                        .collect(),
+                    transfers: BTreeMap::new(),
+                }
+            }
             PoolConfig::Digital { license_limit } => PoolState::Digital {
                 license_limit,
                 sold: Quantity::ZERO,
@@ -628,7 +825,10 @@ impl Stock {
             | Event::ReservationExpired(_) => event
                 .reservation_id()
                 .is_some_and(|id| layer.removed.remove(&id)),
-            Event::StockAdjusted(_) | Event::SkuRegistered(_) => true,
+            Event::StockAdjusted(_)
+            | Event::SkuRegistered(_)
+            | Event::TransferShipped(_)
+            | Event::TransferReceived(_) => true,
         } && layer.events > 0;
         layer.events = layer.events.saturating_sub(1);
         let settled = layer.events == 0;
@@ -686,8 +886,81 @@ impl Stock {
                 }
             }
         }
+        if let PoolState::Physical {
+            on_hand,
+            safety_stock,
+            places,
+            sites,
+            transfers,
+        } = &tally.pool
+        {
+            validate_sites(holds, *on_hand, *safety_stock, places, sites, transfers)?;
+        } else if !holds.splits.is_empty() || holds.live.values().any(|h| h.site != 0) {
+            return Err("holds at locations in a pool without locations".into());
+        }
         Ok(())
     }
+}
+
+/// The location invariants (module docs) of a decoded physical state.
+fn validate_sites(
+    holds: &Holds,
+    on_hand: Quantity,
+    safety_stock: Quantity,
+    places: &[Place],
+    sites: &[Site],
+    transfers: &BTreeMap<TransferId, InTransit>,
+) -> Result<(), String> {
+    if places.is_empty() || places.len() != sites.len() {
+        return Err("a physical SKU needs one figure set per location, and a location".into());
+    }
+    let sum =
+        |f: fn(&Site) -> Quantity| -> u128 { sites.iter().map(|s| u128::from(f(s).get())).sum() };
+    if sum(|s| s.on_hand) != u128::from(on_hand.get())
+        || sum(|s| s.safety_stock) != u128::from(safety_stock.get())
+    {
+        return Err("on hand or safety stock is not the sum of its locations'".into());
+    }
+    let mut held = vec![0u128; sites.len()];
+    let mut incoming = vec![0u128; sites.len()];
+    for (id, hold) in &holds.live {
+        let split = holds.splits.get(id);
+        if (hold.site == SPLIT) != split.is_some() {
+            return Err(format!("hold {id} and its parts disagree"));
+        }
+        let mut total = 0u128;
+        for (site, qty) in parts_iter(hold, split) {
+            let slot = held
+                .get_mut(site as usize)
+                .ok_or_else(|| format!("hold {id} is at a location that does not exist"))?;
+            *slot += u128::from(qty.get());
+            total += u128::from(qty.get());
+        }
+        if total != u128::from(hold.qty.get()) {
+            return Err(format!("hold {id}'s parts do not sum to its quantity"));
+        }
+    }
+    if holds.splits.keys().any(|id| !holds.live.contains_key(id)) {
+        return Err("parts kept for a hold that is not live".into());
+    }
+    for t in transfers.values() {
+        let slot = incoming
+            .get_mut(t.to as usize)
+            .filter(|_| (t.from as usize) < sites.len() && t.from != t.to)
+            .ok_or("a transfer between locations that do not exist")?;
+        *slot += u128::from(t.qty.get());
+    }
+    for (i, site) in sites.iter().enumerate() {
+        if held[i] != u128::from(site.reserved.get())
+            || incoming[i] != u128::from(site.incoming.get())
+        {
+            return Err(format!(
+                "location {}'s figures do not match its holds and transfers",
+                places[i].id
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Tally {
@@ -727,12 +1000,75 @@ impl Tally {
         (usage.reserved.saturating_sub(lapsed_here), usage.sold)
     }
 
-    fn available_given(&self, (held, sold): (Quantity, Quantity)) -> Availability {
-        match self.pool {
+    /// Units held at each location given the lapsed holds' parts not yet expired, as
+    /// `(site, qty)`; `None` for a pool at fewer than two locations, whose totals say it.
+    fn held_by_site(&self, lapsed: impl Iterator<Item = (u32, Quantity)>) -> Option<Vec<Quantity>> {
+        let PoolState::Physical { sites, .. } = &self.pool else {
+            return None;
+        };
+        if sites.len() < 2 {
+            return None;
+        }
+        let mut held: Vec<Quantity> = sites.iter().map(|s| s.reserved).collect();
+        for (site, qty) in lapsed {
+            if let Some(h) = held.get_mut(site as usize) {
+                *h = h.saturating_sub(qty);
+            }
+        }
+        Some(held)
+    }
+
+    /// Each location's figures, given what is held at each (`by_site`, or the total for a
+    /// SKU at one location). Empty for pools without locations.
+    fn locations(&self, held: Quantity, by_site: Option<&[Quantity]>) -> Vec<LocationView> {
+        let PoolState::Physical { places, sites, .. } = &self.pool else {
+            return Vec::new();
+        };
+        places
+            .iter()
+            .zip(sites)
+            .enumerate()
+            .map(|(i, (place, site))| {
+                let held = by_site.and_then(|b| b.get(i).copied()).unwrap_or(held);
+                LocationView {
+                    location: place.id.clone(),
+                    priority: place.priority,
+                    on_hand: site.on_hand,
+                    safety_stock: site.safety_stock,
+                    reserved: held,
+                    available: site
+                        .on_hand
+                        .saturating_sub(site.safety_stock)
+                        .saturating_sub(held),
+                    shortfall: held.saturating_sub(site.on_hand),
+                    incoming: site.incoming,
+                }
+            })
+            .collect()
+    }
+
+    fn available_given(
+        &self,
+        (held, sold): (Quantity, Quantity),
+        by_site: Option<&[Quantity]>,
+    ) -> Availability {
+        match &self.pool {
+            // A location short of what it promised offers nothing, and cannot borrow from
+            // another's figures: what may be reserved is summed per location.
+            PoolState::Physical { sites, .. } if by_site.is_some() => {
+                let by_site = by_site.unwrap_or_default();
+                Availability::Limited(bounded_sum(
+                    sites
+                        .iter()
+                        .zip(by_site)
+                        .map(|(s, h)| s.on_hand.saturating_sub(s.safety_stock).saturating_sub(*h)),
+                ))
+            }
             PoolState::Physical {
                 on_hand,
                 safety_stock,
-            } => Availability::Limited(on_hand.saturating_sub(safety_stock).saturating_sub(held)),
+                ..
+            } => Availability::Limited(on_hand.saturating_sub(*safety_stock).saturating_sub(held)),
             PoolState::Digital {
                 license_limit: None,
                 ..
@@ -748,14 +1084,38 @@ impl Tally {
         }
     }
 
-    fn shortfall_given(&self, (held, sold): (Quantity, Quantity)) -> Quantity {
+    fn shortfall_given(
+        &self,
+        (held, sold): (Quantity, Quantity),
+        by_site: Option<&[Quantity]>,
+    ) -> Quantity {
+        if let (PoolState::Physical { sites, .. }, Some(by_site)) = (&self.pool, by_site) {
+            return bounded_sum(
+                sites
+                    .iter()
+                    .zip(by_site)
+                    .map(|(s, h)| h.saturating_sub(s.on_hand)),
+            );
+        }
         self.limit().map_or(Quantity::ZERO, |limit| {
             bounded_sum([held, sold].into_iter()).saturating_sub(limit)
         })
     }
 
-    fn view(&self, sku: &Sku, used: (Quantity, Quantity), live: usize) -> StockView {
+    fn view(
+        &self,
+        sku: &Sku,
+        used: (Quantity, Quantity),
+        by_site: Option<&[Quantity]>,
+        live: usize,
+    ) -> StockView {
         let (held, sold) = used;
+        let explicit = match &self.pool {
+            PoolState::Physical { places, .. } => {
+                places.len() > 1 || places.iter().any(|p| p.id.as_str() != DEFAULT_LOCATION)
+            }
+            _ => false,
+        };
         StockView {
             sku: sku.clone(),
             pool: self.pool_kind(),
@@ -766,12 +1126,23 @@ impl Tally {
             },
             reserved: held,
             sold,
-            available: self.available_given(used),
-            shortfall: self.shortfall_given(used),
+            available: self.available_given(used, by_site),
+            shortfall: self.shortfall_given(used, by_site),
             live_reservations: live,
             components: match &self.pool {
                 PoolState::Kit { components } => components.clone(),
                 _ => Vec::new(),
+            },
+            locations: if explicit {
+                self.locations(held, by_site)
+            } else {
+                Vec::new()
+            },
+            in_transit: match &self.pool {
+                PoolState::Physical { transfers, .. } => {
+                    bounded_sum(transfers.values().map(|t| t.qty))
+                }
+                _ => Quantity::ZERO,
             },
         }
     }
@@ -838,8 +1209,111 @@ fn apply_to(
             resolution(Resolution::Expired),
         )?,
         Event::StockAdjusted(e) => apply_adjusted(tally, e)?,
+        Event::TransferShipped(e) => apply_shipped(tally, e)?,
+        Event::TransferReceived(e) => apply_received(tally, e)?,
     }
     tally.advance_clock(event.at());
+    Ok(())
+}
+
+/// Where a hold recorded with `parts` is: its one site, or [`SPLIT`] and its parts.
+/// A physical SKU at one location records no parts; at several, always some.
+fn site_of_parts(
+    tally: &Tally,
+    qty: Quantity,
+    parts: &[Part],
+) -> Result<(u32, Option<Split>), Inconsistency> {
+    let bad = |why: String| Err(Inconsistency::Locations(why));
+    let PoolState::Physical { places, .. } = &tally.pool else {
+        return if parts.is_empty() {
+            Ok((0, None))
+        } else {
+            bad(format!("a {} SKU has no locations", tally.pool_kind()))
+        };
+    };
+    if parts.is_empty() {
+        return if places.len() == 1 {
+            Ok((0, None))
+        } else {
+            bad("a hold at a SKU with several locations must say where its units are".into())
+        };
+    }
+    let mut split: Vec<(u32, Quantity)> = Vec::with_capacity(parts.len());
+    let mut total = Quantity::ZERO;
+    for part in parts {
+        let Some(site) = site_index(places, &part.location) else {
+            return bad(format!(
+                "location {} is not one of the SKU's",
+                part.location
+            ));
+        };
+        if part.qty.is_zero() || split.iter().any(|(s, _)| *s == site) {
+            return bad(format!(
+                "location {} is a part twice or with 0 units",
+                part.location
+            ));
+        }
+        total = total.checked_add(part.qty)?;
+        split.push((site, part.qty));
+    }
+    if total != qty {
+        return bad(format!("parts sum to {total}, the hold is {qty}"));
+    }
+    Ok(match split.as_slice() {
+        [(site, _)] => (*site, None),
+        _ => (SPLIT, Some(split.into_boxed_slice())),
+    })
+}
+
+fn site_index(places: &[Place], location: &LocationId) -> Option<u32> {
+    places
+        .iter()
+        .position(|p| &p.id == location)
+        .and_then(|i| u32::try_from(i).ok())
+}
+
+/// Adds (`give` false) or gives back (`give` true) a hold's parts to the sites' `reserved`,
+/// and on a sale takes them from `on_hand` too. All or nothing: on error, nothing changed.
+/// A hold's parts name distinct sites, so each can be checked on its own before any
+/// changes (no copy of the figures on this path: it runs for every hold).
+fn move_parts(
+    tally: &mut Tally,
+    parts: impl Iterator<Item = (u32, Quantity)> + Clone,
+    give: bool,
+    sold: bool,
+) -> Result<(), Inconsistency> {
+    let PoolState::Physical { on_hand, sites, .. } = &mut tally.pool else {
+        return Ok(());
+    };
+    let mut total = *on_hand;
+    for (site, qty) in parts.clone() {
+        let Some(s) = sites.get(site as usize) else {
+            return Err(Inconsistency::Locations(format!("no location #{site}")));
+        };
+        if give {
+            s.reserved.checked_sub(qty)?;
+        } else {
+            s.reserved.checked_add(qty)?;
+        }
+        if sold {
+            s.on_hand.checked_sub(qty)?;
+            total = total.checked_sub(qty)?;
+        }
+    }
+    for (site, qty) in parts {
+        if let Some(s) = sites.get_mut(site as usize) {
+            s.reserved = if give {
+                s.reserved.saturating_sub(qty)
+            } else {
+                // Checked in the first pass.
+                s.reserved.checked_add(qty).unwrap_or(s.reserved)
+            };
+            if sold {
+                s.on_hand = s.on_hand.saturating_sub(qty);
+            }
+        }
+    }
+    *on_hand = total;
     Ok(())
 }
 
@@ -855,6 +1329,14 @@ fn apply_reserved(
         return Err(Inconsistency::DuplicateReservation(e.reservation_id));
     }
     let reserved = tally.reserved.checked_add(e.qty)?;
+    let (site, split) = site_of_parts(tally, e.qty, &e.parts)?;
+    let placed = Hold {
+        qty: e.qty,
+        reserved_at: e.at,
+        expires_at: e.expires_at,
+        seq: tally.next_seq,
+        site,
+    };
     let period = tally.period_of(e.at);
     if let (PoolState::PrintOnDemand { periods, .. }, Some(p)) = (&mut tally.pool, period) {
         let usage = periods.get(&p).copied().unwrap_or_default();
@@ -864,17 +1346,10 @@ fn apply_reserved(
         };
         periods.insert(p, usage);
     }
+    // Locations and periods never both apply: at most one of the two changed anything.
+    move_parts(tally, parts_iter(&placed, split.as_ref()), false, false)?;
     tally.reserved = reserved;
-    holds.insert(
-        e.reservation_id,
-        Hold {
-            qty: e.qty,
-            reserved_at: e.at,
-            expires_at: e.expires_at,
-            seq: tally.next_seq,
-        },
-        e.order_id.clone(),
-    );
+    holds.insert(e.reservation_id, placed, e.order_id.clone(), split);
     tally.next_seq = tally.next_seq.saturating_add(1);
     Ok(())
 }
@@ -905,10 +1380,14 @@ fn apply_resolution(
     // Compute the pool's new values first; assign only once nothing can fail.
     let committed = resolution == Resolution::Committed;
     match &mut tally.pool {
-        PoolState::Physical { on_hand, .. } => {
-            if committed {
-                *on_hand = on_hand.checked_sub(qty)?;
-            }
+        PoolState::Physical { .. } => {
+            // Back to (or, sold, out of) exactly the locations the hold took from.
+            let split = if r.site == SPLIT {
+                holds.split(&id)
+            } else {
+                None
+            };
+            move_parts(tally, parts_iter(&r, split.as_ref()), true, committed)?;
         }
         // Unlimited pools count no sales: nothing is bounded by them.
         PoolState::Digital {
@@ -947,6 +1426,40 @@ fn apply_resolution(
 
 fn apply_adjusted(tally: &mut Tally, e: &StockAdjusted) -> Result<(), Inconsistency> {
     let kind = tally.pool_kind();
+    if let PoolState::Physical {
+        on_hand,
+        places,
+        sites,
+        ..
+    } = &mut tally.pool
+    {
+        let site = match &e.location {
+            Some(location) => site_index(places, location),
+            None if places.len() == 1 => Some(0),
+            None => None,
+        };
+        let Some(site) = site.and_then(|i| sites.get_mut(i as usize)) else {
+            return Err(Inconsistency::Locations(match &e.location {
+                Some(l) => format!("adjustment at {l}, which is not one of the SKU's locations"),
+                None => "adjustment without a location at a SKU with several".into(),
+            }));
+        };
+        if site.on_hand != e.previous {
+            return Err(Inconsistency::PreviousMismatch {
+                recorded: e.previous,
+                actual: site.on_hand,
+            });
+        }
+        let total = on_hand.saturating_sub(e.previous).checked_add(e.current)?;
+        site.on_hand = e.current;
+        *on_hand = total;
+        return Ok(());
+    }
+    if let Some(location) = &e.location {
+        return Err(Inconsistency::Locations(format!(
+            "adjustment at {location} of a {kind} SKU, which has no locations"
+        )));
+    }
     let limit = match &mut tally.pool {
         PoolState::Physical { on_hand, .. } => on_hand,
         PoolState::Digital {
@@ -967,6 +1480,84 @@ fn apply_adjusted(tally: &mut Tally, e: &StockAdjusted) -> Result<(), Inconsiste
         });
     }
     *limit = e.current;
+    Ok(())
+}
+
+fn apply_shipped(tally: &mut Tally, e: &TransferShipped) -> Result<(), Inconsistency> {
+    let bad = |why: String| Err(Inconsistency::Locations(why));
+    let PoolState::Physical {
+        on_hand,
+        places,
+        sites,
+        transfers,
+        ..
+    } = &mut tally.pool
+    else {
+        return bad("a transfer at a SKU without locations".into());
+    };
+    let (Some(from), Some(to)) = (site_index(places, &e.from), site_index(places, &e.to)) else {
+        return bad(format!(
+            "transfer {} between unknown locations",
+            e.transfer_id
+        ));
+    };
+    if from == to || e.qty.is_zero() || transfers.contains_key(&e.transfer_id) {
+        return bad(format!(
+            "transfer {} shipped twice, to its origin, or empty",
+            e.transfer_id
+        ));
+    }
+    let (f, t) = (sites[from as usize], sites[to as usize]);
+    let left = f.on_hand.checked_sub(e.qty)?;
+    let incoming = t.incoming.checked_add(e.qty)?;
+    let total = on_hand.checked_sub(e.qty)?;
+    sites[from as usize].on_hand = left;
+    sites[to as usize].incoming = incoming;
+    *on_hand = total;
+    transfers.insert(
+        e.transfer_id.clone(),
+        InTransit {
+            from,
+            to,
+            qty: e.qty,
+        },
+    );
+    Ok(())
+}
+
+fn apply_received(tally: &mut Tally, e: &TransferReceived) -> Result<(), Inconsistency> {
+    let PoolState::Physical {
+        on_hand,
+        places,
+        sites,
+        transfers,
+        ..
+    } = &mut tally.pool
+    else {
+        return Err(Inconsistency::Locations(
+            "a transfer at a SKU without locations".into(),
+        ));
+    };
+    let Some(t) = transfers.get(&e.transfer_id).copied() else {
+        return Err(Inconsistency::Locations(format!(
+            "transfer {} received but not in transit",
+            e.transfer_id
+        )));
+    };
+    if site_index(places, &e.to) != Some(t.to) || t.qty != e.qty {
+        return Err(Inconsistency::Locations(format!(
+            "transfer {} received at {} with {} units; it was shipped there with {}",
+            e.transfer_id, e.to, e.qty, t.qty
+        )));
+    }
+    let site = sites[t.to as usize];
+    let here = site.on_hand.checked_add(t.qty)?;
+    let incoming = site.incoming.checked_sub(t.qty)?;
+    let total = on_hand.checked_add(t.qty)?;
+    sites[t.to as usize].on_hand = here;
+    sites[t.to as usize].incoming = incoming;
+    *on_hand = total;
+    transfers.remove(&e.transfer_id);
     Ok(())
 }
 
@@ -1071,17 +1662,135 @@ impl<'a> StockRef<'a> {
             .used(now, self.lapsed(now).map(|r| (r.reserved_at, r.qty)))
     }
 
+    /// The parts of live hold `id` (`hold` is its record), by site index.
+    fn parts(self, id: &ReservationId, hold: &Hold) -> PartsIter<'a> {
+        let split = if hold.site == SPLIT {
+            self.holds.split(id)
+        } else {
+            None
+        };
+        parts_iter(hold, split)
+    }
+
+    /// Units held at each location at `now`, lapsed holds left out; `None` for a SKU at
+    /// fewer than two locations (the totals say it).
+    fn held_by_site(self, now: Timestamp) -> Option<Vec<Quantity>> {
+        match &self.tally.pool {
+            PoolState::Physical { sites, .. } if sites.len() > 1 => {}
+            _ => return None,
+        }
+        let lapsed = ..=(now, ReservationId::from_uuid(uuid::Uuid::max()));
+        let parts = self.holds.by_expiry(lapsed).flat_map(move |(_, id)| {
+            let hold = self.holds.get(&id);
+            hold.map(|h| self.parts(&id, &h).collect::<Vec<_>>())
+                .unwrap_or_default()
+        });
+        self.tally.held_by_site(parts)
+    }
+
     /// What may still be reserved at `now`.
     pub fn available(self, now: Timestamp) -> Availability {
-        self.tally.available_given(self.used(now))
+        let by_site = self.held_by_site(now);
+        self.tally
+            .available_given(self.used(now), by_site.as_deref())
     }
 
     /// Units promised beyond what exists at `now` (safety stock is a buffer, not a promise).
+    /// At a SKU with several locations, the sum of each location's.
     pub fn shortfall(self, now: Timestamp) -> Quantity {
         match self.limit() {
             None => Quantity::ZERO,
-            Some(_) => self.tally.shortfall_given(self.used(now)),
+            Some(_) => {
+                let by_site = self.held_by_site(now);
+                self.tally
+                    .shortfall_given(self.used(now), by_site.as_deref())
+            }
         }
+    }
+
+    /// Each location's figures at `now`; empty for a pool without locations. A SKU
+    /// registered without locations has one, `default`.
+    pub fn locations(self, now: Timestamp) -> Vec<LocationView> {
+        let by_site = self.held_by_site(now);
+        let (held, _) = self.used(now);
+        self.tally.locations(held, by_site.as_deref())
+    }
+
+    /// How many locations the SKU is stocked at (0 for a pool without locations).
+    pub fn location_count(self) -> usize {
+        match &self.tally.pool {
+            PoolState::Physical { places, .. } => places.len(),
+            _ => 0,
+        }
+    }
+
+    /// What each location can offer at `now`, for [`allocate`](crate::allocation::allocate).
+    pub fn location_stock(self, now: Timestamp) -> Vec<LocationStock> {
+        self.locations(now)
+            .into_iter()
+            .map(|l| LocationStock {
+                location: l.location,
+                available: l.available,
+                priority: l.priority,
+            })
+            .collect()
+    }
+
+    /// The transfer `id` if it is in transit: (from, to, units).
+    pub fn transfer(self, id: &TransferId) -> Option<(LocationId, LocationId, Quantity)> {
+        let PoolState::Physical {
+            places, transfers, ..
+        } = &self.tally.pool
+        else {
+            return None;
+        };
+        let t = transfers.get(id)?;
+        let name = |i: u32| places.get(i as usize).map(|p| p.id.clone());
+        Some((name(t.from)?, name(t.to)?, t.qty))
+    }
+
+    /// Transfers in transit.
+    pub fn transfers_in_transit(self) -> usize {
+        match &self.tally.pool {
+            PoolState::Physical { transfers, .. } => transfers.len(),
+            _ => 0,
+        }
+    }
+
+    /// The reservations with units at `location` that cannot all be honoured at `now` if
+    /// it had `on_hand`: walking that location's line oldest first, those that no longer
+    /// fit. A split hold is at risk if its part here is.
+    pub fn at_risk_at(
+        self,
+        now: Timestamp,
+        location: &LocationId,
+        on_hand: Quantity,
+    ) -> Vec<ReservationId> {
+        let PoolState::Physical { places, .. } = &self.tally.pool else {
+            return Vec::new();
+        };
+        let Some(site) = site_index(places, location) else {
+            return Vec::new();
+        };
+        let mut line: Vec<(u64, ReservationId, Quantity)> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| h.expires_at > now)
+            .filter_map(|(id, h)| {
+                let here = self.parts(&id, &h).find(|(s, _)| *s == site)?;
+                Some((h.seq, id, here.1))
+            })
+            .collect();
+        line.sort_by_key(|(seq, _, _)| *seq);
+        let mut promised: u128 = 0;
+        let mut at_risk = Vec::new();
+        for (_, id, qty) in line {
+            promised += u128::from(qty.get());
+            if promised > u128::from(on_hand.get()) {
+                at_risk.push(id);
+            }
+        }
+        at_risk
     }
 
     /// The reservations that cannot all be honoured at `now` if the limit were `limit`:
@@ -1105,8 +1814,20 @@ impl<'a> StockRef<'a> {
         at_risk
     }
 
-    /// The reservations at risk at `now` with the current limit.
+    /// The reservations at risk at `now` with the current limit (at a SKU with several
+    /// locations, with each short location's on hand).
     pub fn at_risk(self, now: Timestamp) -> Vec<ReservationId> {
+        if self.location_count() > 1 {
+            let mut at_risk: Vec<ReservationId> = self
+                .locations(now)
+                .into_iter()
+                .filter(|l| !l.shortfall.is_zero())
+                .flat_map(|l| self.at_risk_at(now, &l.location, l.on_hand))
+                .collect();
+            at_risk.sort_unstable();
+            at_risk.dedup();
+            return at_risk;
+        }
         match self.limit() {
             Some(limit) if !self.shortfall(now).is_zero() => self.at_risk_with_limit(now, limit),
             _ => Vec::new(),
@@ -1114,16 +1835,24 @@ impl<'a> StockRef<'a> {
     }
 
     pub fn view(self, now: Timestamp) -> StockView {
-        self.tally.view(self.sku, self.used(now), self.holds.len())
+        let by_site = self.held_by_site(now);
+        self.tally.view(
+            self.sku,
+            self.used(now),
+            by_site.as_deref(),
+            self.holds.len(),
+        )
     }
 }
 
 /// What a hold was, as a reader that keeps no holds is told when the hold ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldFacts {
     pub qty: Quantity,
     pub reserved_at: Timestamp,
     pub expires_at: Timestamp,
+    /// Where its units were, as its `StockReserved` recorded (empty: the one location).
+    pub parts: Vec<Part>,
 }
 
 /// A SKU's figures folded without its holds, for a reader that shows stock but decides
@@ -1141,45 +1870,58 @@ pub struct Ledger {
 struct LedgerStock {
     sku: Sku,
     tally: Tally,
-    /// Units and holds by (expires_at, reserved_at): the lazy-expiry view needs the units
-    /// lapsed by an instant, and in print on demand, their period.
-    lapses: BTreeMap<(Timestamp, Timestamp), (u128, usize)>,
+    /// Units and hold parts by (expires_at, reserved_at, site): the lazy-expiry view needs
+    /// the units lapsed by an instant, in print on demand their period, and at several
+    /// locations where they were.
+    lapses: Lapses,
     live: usize,
 }
 
+type Lapses = BTreeMap<(Timestamp, Timestamp, u32), (u128, usize)>;
+
 /// The ledger's stand-in for holds: knows only the hold being resolved.
 struct LedgerHolds<'a> {
-    ended: Option<HoldFacts>,
-    lapses: &'a mut BTreeMap<(Timestamp, Timestamp), (u128, usize)>,
+    ended: Option<(Hold, Option<Split>)>,
+    lapses: &'a mut Lapses,
     live: &'a mut usize,
 }
 
 impl HoldStore for LedgerHolds<'_> {
     fn hold(&self, _id: &ReservationId) -> Option<Hold> {
-        self.ended.map(|f| Hold {
-            qty: f.qty,
-            reserved_at: f.reserved_at,
-            expires_at: f.expires_at,
-            seq: 0,
-        })
+        self.ended.as_ref().map(|(hold, _)| *hold)
     }
-    fn insert(&mut self, _id: ReservationId, hold: Hold, _order: Option<OrderId>) {
-        let slot = self
-            .lapses
-            .entry((hold.expires_at, hold.reserved_at))
-            .or_default();
-        slot.0 += u128::from(hold.qty.get());
-        slot.1 += 1;
+    fn split(&self, _id: &ReservationId) -> Option<Split> {
+        self.ended.as_ref().and_then(|(_, split)| split.clone())
+    }
+    fn insert(
+        &mut self,
+        _id: ReservationId,
+        hold: Hold,
+        _order: Option<OrderId>,
+        split: Option<Split>,
+    ) {
+        for (site, qty) in parts_iter(&hold, split.as_ref()) {
+            let slot = self
+                .lapses
+                .entry((hold.expires_at, hold.reserved_at, site))
+                .or_default();
+            slot.0 += u128::from(qty.get());
+            slot.1 += 1;
+        }
         *self.live += 1;
     }
     fn remove(&mut self, _id: &ReservationId) {
-        let Some(f) = self.ended else { return };
-        let key = (f.expires_at, f.reserved_at);
-        if let Some(slot) = self.lapses.get_mut(&key) {
-            slot.0 = slot.0.saturating_sub(u128::from(f.qty.get()));
-            slot.1 = slot.1.saturating_sub(1);
-            if slot.1 == 0 {
-                self.lapses.remove(&key);
+        let Some((hold, split)) = &self.ended else {
+            return;
+        };
+        for (site, qty) in parts_iter(hold, split.as_ref()) {
+            let key = (hold.expires_at, hold.reserved_at, site);
+            if let Some(slot) = self.lapses.get_mut(&key) {
+                slot.0 = slot.0.saturating_sub(u128::from(qty.get()));
+                slot.1 = slot.1.saturating_sub(1);
+                if slot.1 == 0 {
+                    self.lapses.remove(&key);
+                }
             }
         }
         *self.live = self.live.saturating_sub(1);
@@ -1210,9 +1952,19 @@ impl Ledger {
                 event_type: other.event_type(),
             }),
             (other, Some(stock)) => {
-                let ended = match other {
-                    Event::StockReserved(_) => None,
-                    _ => ended,
+                let ended = match (other, ended) {
+                    (Event::StockReserved(_), _) | (_, None) => None,
+                    (_, Some(f)) => {
+                        let (site, split) = site_of_parts(&stock.tally, f.qty, &f.parts)?;
+                        let hold = Hold {
+                            qty: f.qty,
+                            reserved_at: f.reserved_at,
+                            expires_at: f.expires_at,
+                            seq: 0,
+                            site,
+                        };
+                        Some((hold, split))
+                    }
                 };
                 let mut holds = LedgerHolds {
                     ended,
@@ -1227,16 +1979,25 @@ impl Ledger {
     /// The SKU at `now`, as [`StockRef::view`] shows it; `None` before registration.
     pub fn view(&self, now: Timestamp) -> Option<StockView> {
         let stock = self.stock.as_ref()?;
-        let lapsed = stock
-            .lapses
-            .range(..=(now, Timestamp::from_millis(u64::MAX)))
-            .map(|((_, reserved_at), (units, _))| {
-                (
-                    *reserved_at,
-                    Quantity::new(u64::try_from(*units).unwrap_or(u64::MAX)),
-                )
-            });
-        let used = stock.tally.used(now, lapsed);
-        Some(stock.tally.view(&stock.sku, used, stock.live))
+        let lapsed = || {
+            stock
+                .lapses
+                .range(..=(now, Timestamp::from_millis(u64::MAX), u32::MAX))
+                .map(|((_, reserved_at, site), (units, _))| {
+                    let units = Quantity::new(u64::try_from(*units).unwrap_or(u64::MAX));
+                    (*reserved_at, *site, units)
+                })
+        };
+        let used = stock
+            .tally
+            .used(now, lapsed().map(|(at, _, units)| (at, units)));
+        let by_site = stock
+            .tally
+            .held_by_site(lapsed().map(|(_, site, units)| (site, units)));
+        Some(
+            stock
+                .tally
+                .view(&stock.sku, used, by_site.as_deref(), stock.live),
+        )
     }
 }

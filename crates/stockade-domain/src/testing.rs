@@ -136,6 +136,7 @@ pub fn registered(pool: PoolConfig) -> Event {
 
 pub fn registered_physical(on_hand: u64, safety_stock: u64) -> Event {
     registered(PoolConfig::Physical {
+        locations: Vec::new(),
         on_hand: qty(on_hand),
         safety_stock: qty(safety_stock),
     })
@@ -143,6 +144,7 @@ pub fn registered_physical(on_hand: u64, safety_stock: u64) -> Event {
 
 pub fn reserve(id: u128, n: u64, ttl_secs: u64) -> Command {
     Command::Reserve(Reserve {
+        placement: Default::default(),
         reservation_id: rid(id),
         order_id: None,
         lines: Vec::new(),
@@ -154,6 +156,7 @@ pub fn reserve(id: u128, n: u64, ttl_secs: u64) -> Command {
 
 pub fn reserved(id: u128, n: u64, at: Timestamp, expires_at: Timestamp) -> Event {
     Event::StockReserved(StockReserved {
+        parts: Vec::new(),
         reservation_id: rid(id),
         order_id: None,
         lines: Vec::new(),
@@ -209,6 +212,7 @@ pub fn expired(id: u128, n: u64, expires_at: Timestamp, at: Timestamp) -> Event 
 
 pub fn adjust(change: StockChange, reason: &str) -> Command {
     Command::Adjust(Adjust {
+        location: None,
         change,
         reason: reason.into(),
         reference: None,
@@ -224,6 +228,7 @@ pub fn adjusted(
     at: Timestamp,
 ) -> Event {
     Event::StockAdjusted(StockAdjusted {
+        location: None,
         change,
         previous: qty(previous),
         current: qty(current),

@@ -7,9 +7,13 @@
 //!
 //! Rules, per SKU, walking its events in order at each event's own time `t`:
 //! - a hold counts from its `StockReserved` until it is resolved or `expires_at <= t`;
-//! - at every `StockReserved`, live holds (the new one included) must fit in
-//!   `on_hand - safety_stock`; at every commit the sale must fit in `on_hand` and match
-//!   the quantity held;
+//! - stock is per location (a SKU registered without locations has one): at every
+//!   `StockReserved`, the live holds at each location it takes from (the new one
+//!   included) must fit in that location's `on_hand - safety_stock`; at every commit each
+//!   part of the sale must fit in its location's `on_hand`, and the sale must match the
+//!   quantity held;
+//! - a hold's parts name the SKU's locations and sum to its quantity; a transfer ships
+//!   only units not promised to live holds, and is received once, where it was sent;
 //! - a reservation id is created once while it is live or its key is still recognised
 //!   (resolved less than the key window before: after that its key, and so its id, may
 //!   come back);
@@ -21,10 +25,13 @@
 //!   are one append (consecutive revisions); the key may come back only after the engine
 //!   has forgotten it ([`KEY_RETENTION`]).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use stockade_domain::{Event, EventMetadata, PoolConfig, ReservationId, Sku, Timestamp};
+use stockade_domain::pool::DEFAULT_LOCATION;
+use stockade_domain::{
+    Event, EventMetadata, LocationId, PoolConfig, ReservationId, Sku, Timestamp,
+};
 use stockade_store::{EventStore, Position, StoreError, StreamName, codec, scan_all};
 
 /// Events read per page.
@@ -65,14 +72,29 @@ struct KeyUse {
     ids: Vec<uuid::Uuid>,
 }
 
+/// One location's stock as the log tells it.
+#[derive(Default)]
+struct Place {
+    on_hand: u128,
+    safety_stock: u128,
+    /// Units of unlapsed live holds here.
+    held: u128,
+}
+
+/// A live hold: quantity, expiry, and its units by location (physical pools only).
+type HeldHere = (u128, Timestamp, Vec<(LocationId, u128)>);
+
 #[derive(Default)]
 struct SkuCheck {
     registered: bool,
-    physical: Option<(u128, u128)>, // (on_hand, safety_stock)
+    /// A physical SKU's locations (one, `default`, when registered without).
+    physical: Option<BTreeMap<LocationId, Place>>,
+    /// Transfers in transit: destination and units.
+    transfers: HashMap<String, (LocationId, u128)>,
     /// A kit's stream: it holds nothing; its components hold for it.
     kit: bool,
-    /// Live holds: quantity and expiry.
-    holds: HashMap<ReservationId, (u128, Timestamp)>,
+    /// Live holds.
+    holds: HashMap<ReservationId, HeldHere>,
     by_expiry: BTreeSet<(Timestamp, ReservationId)>,
     held: u128,
     /// Created and not yet resolved (lapsed holds included: they still await their event).
@@ -95,17 +117,36 @@ impl SkuCheck {
                 break;
             }
             self.by_expiry.pop_first();
-            if let Some((qty, _)) = self.holds.remove(&id) {
-                self.held -= qty;
+            if let Some(hold) = self.holds.remove(&id) {
+                self.release_parts(&hold);
             }
         }
     }
 
-    fn unhold(&mut self, id: &ReservationId) -> Option<(u128, Timestamp)> {
-        let (qty, at) = self.holds.remove(id)?;
-        self.by_expiry.remove(&(at, *id));
+    fn unhold(&mut self, id: &ReservationId) -> Option<HeldHere> {
+        let hold = self.holds.remove(id)?;
+        self.by_expiry.remove(&(hold.1, *id));
+        self.release_parts(&hold);
+        Some(hold)
+    }
+
+    fn release_parts(&mut self, (qty, _, parts): &HeldHere) {
         self.held -= qty;
-        Some((qty, at))
+        if let Some(places) = &mut self.physical {
+            for (location, units) in parts {
+                if let Some(place) = places.get_mut(location) {
+                    place.held = place.held.saturating_sub(*units);
+                }
+            }
+        }
+    }
+
+    /// The location an event that names none is about: the SKU's only one.
+    fn only_location(&self) -> Option<LocationId> {
+        match &self.physical {
+            Some(places) if places.len() == 1 => places.keys().next().cloned(),
+            _ => None,
+        }
     }
 
     /// Whether `id` may not be held again at `t`: it is live, or it ended within the key
@@ -267,21 +308,102 @@ fn check_event(
             if let PoolConfig::Physical {
                 on_hand,
                 safety_stock,
-            } = e.pool
+                locations,
+            } = &e.pool
             {
-                check.physical = Some((on_hand.get().into(), safety_stock.get().into()));
+                let mut places = BTreeMap::new();
+                if locations.is_empty()
+                    && let Ok(default) = LocationId::new(DEFAULT_LOCATION)
+                {
+                    places.insert(
+                        default,
+                        Place {
+                            on_hand: on_hand.get().into(),
+                            safety_stock: safety_stock.get().into(),
+                            held: 0,
+                        },
+                    );
+                }
+                for l in locations {
+                    places.insert(
+                        l.location.clone(),
+                        Place {
+                            on_hand: l.on_hand.get().into(),
+                            safety_stock: l.safety_stock.get().into(),
+                            held: 0,
+                        },
+                    );
+                }
+                let sum = |f: fn(&Place) -> u128| places.values().map(f).sum::<u128>();
+                if sum(|p| p.on_hand) != u128::from(on_hand.get())
+                    || sum(|p| p.safety_stock) != u128::from(safety_stock.get())
+                {
+                    breach("registers totals that are not its locations' sums".into());
+                }
+                check.physical = Some(places);
             }
             check.kit = matches!(e.pool, PoolConfig::Kit { .. });
         }
         Event::StockAdjusted(e) => {
-            if let Some((on_hand, _)) = &mut check.physical {
-                if u128::from(e.previous.get()) != *on_hand {
-                    breach(format!(
-                        "adjusts from {} but had {on_hand} on hand",
-                        e.previous
-                    ));
+            let location = e.location.clone().or_else(|| check.only_location());
+            if let Some(places) = &mut check.physical {
+                match location.as_ref().and_then(|l| places.get_mut(l)) {
+                    None => breach(format!(
+                        "adjusts {}, not one of its locations",
+                        location.map_or("no location".into(), |l| l.to_string())
+                    )),
+                    Some(place) => {
+                        if u128::from(e.previous.get()) != place.on_hand {
+                            breach(format!(
+                                "adjusts from {} but had {} on hand",
+                                e.previous, place.on_hand
+                            ));
+                        }
+                        place.on_hand = e.current.get().into();
+                    }
                 }
-                *on_hand = e.current.get().into();
+            }
+        }
+        Event::TransferShipped(e) => match &mut check.physical {
+            None => breach(format!(
+                "ships transfer {}, but has no locations",
+                e.transfer_id
+            )),
+            Some(places) => {
+                let qty = u128::from(e.qty.get());
+                let to_known = places.contains_key(&e.to) && e.to != e.from;
+                match places.get_mut(&e.from) {
+                    Some(from) if to_known => {
+                        let free = from.on_hand.saturating_sub(from.held);
+                        if qty > free {
+                            breach(format!(
+                                "ships {qty} from {} with {free} not promised",
+                                e.from
+                            ));
+                        }
+                        from.on_hand = from.on_hand.saturating_sub(qty);
+                    }
+                    _ => breach(format!(
+                        "ships transfer {} between unknown locations",
+                        e.transfer_id
+                    )),
+                }
+                let key = e.transfer_id.as_str().to_owned();
+                if check.transfers.insert(key, (e.to.clone(), qty)).is_some() {
+                    breach(format!("ships transfer {} twice", e.transfer_id));
+                }
+            }
+        },
+        Event::TransferReceived(e) => {
+            match check.transfers.remove(e.transfer_id.as_str()) {
+                Some((to, qty)) if to == e.to && qty == u128::from(e.qty.get()) => {}
+                _ => breach(format!(
+                    "receives transfer {}, which is not in transit there with {} units",
+                    e.transfer_id, e.qty
+                )),
+            }
+            if let Some(place) = check.physical.as_mut().and_then(|p| p.get_mut(&e.to)) {
+                place.on_hand += u128::from(e.qty.get());
             }
         }
         Event::StockReserved(e) => {
@@ -306,39 +428,100 @@ fn check_event(
             check.open.insert(id);
             check.resolved.remove(&id);
             let qty = u128::from(e.qty.get());
-            check.holds.insert(id, (qty, e.expires_at));
+            let parts: Vec<(LocationId, u128)> = match (&check.physical, e.parts.as_slice()) {
+                (None, []) => Vec::new(),
+                (None, _) => {
+                    breach(format!("holds {id} at locations, but has none"));
+                    Vec::new()
+                }
+                (Some(_), []) => match check.only_location() {
+                    Some(only) => vec![(only, qty)],
+                    None => {
+                        breach(format!(
+                            "holds {id} without saying at which of its locations"
+                        ));
+                        Vec::new()
+                    }
+                },
+                (Some(_), parts) => {
+                    let parts: Vec<_> = parts
+                        .iter()
+                        .map(|p| (p.location.clone(), u128::from(p.qty.get())))
+                        .collect();
+                    if parts.iter().map(|(_, q)| q).sum::<u128>() != qty {
+                        breach(format!("holds {id} in parts that do not sum to {qty}"));
+                    }
+                    parts
+                }
+            };
             check.by_expiry.insert((e.expires_at, id));
             check.held += qty;
-            if let Some((on_hand, safety)) = check.physical {
-                let offer = on_hand.saturating_sub(safety);
-                if check.held > offer {
-                    let over = check.held - offer;
-                    report.oversold_units += over.min(qty) as u64;
-                    breach(format!("holds {} of {offer} on offer", check.held));
+            if let Some(places) = &mut check.physical {
+                let many = places_len_gt1(places);
+                for (location, units) in &parts {
+                    let Some(place) = places.get_mut(location) else {
+                        breach(format!(
+                            "holds {id} at {location}, not one of its locations"
+                        ));
+                        continue;
+                    };
+                    place.held += units;
+                    let offer = place.on_hand.saturating_sub(place.safety_stock);
+                    if place.held > offer {
+                        let over = place.held - offer;
+                        report.oversold_units += over.min(*units) as u64;
+                        let at = if many {
+                            format!(" at {location}")
+                        } else {
+                            String::new()
+                        };
+                        breach(format!("holds {}{at} of {offer} on offer", place.held));
+                    }
                 }
             }
+            check.holds.insert(id, (qty, e.expires_at, parts));
         }
         Event::ReservationCommitted(e) => {
             report.committed += 1;
             let id = e.reservation_id;
             report.commits.entry(sku.clone()).or_default().insert(id);
             let sold = u128::from(e.qty.get());
-            match check.unhold(&id) {
-                None => breach(format!(
-                    "commits {id}, which is not live (never reserved, resolved or lapsed)"
-                )),
-                Some((held, _)) if held != sold => {
-                    breach(format!("commits {sold} of {id}, which holds {held}"))
+            let parts = match check.unhold(&id) {
+                None => {
+                    breach(format!(
+                        "commits {id}, which is not live (never reserved, resolved or lapsed)"
+                    ));
+                    // Judge the sale against the only location, if there is one.
+                    check
+                        .only_location()
+                        .map(|l| vec![(l, sold)])
+                        .unwrap_or_default()
                 }
-                Some(_) => {}
-            }
+                Some((held, _, parts)) => {
+                    if held != sold {
+                        breach(format!("commits {sold} of {id}, which holds {held}"));
+                    }
+                    parts
+                }
+            };
             resolve(check, id, t, &mut breach);
-            if let Some((on_hand, _)) = &mut check.physical {
-                if sold > *on_hand {
-                    report.oversold_units += (sold - *on_hand) as u64;
-                    breach(format!("sells {sold} with {on_hand} on hand"));
+            if let Some(places) = &mut check.physical {
+                let many = places_len_gt1(places);
+                for (location, units) in parts {
+                    let Some(place) = places.get_mut(&location) else {
+                        continue;
+                    };
+                    if units > place.on_hand {
+                        report.oversold_units += (units - place.on_hand) as u64;
+                        let at = if many {
+                            format!(" at {location}")
+                        } else {
+                            String::new()
+                        };
+                        breach(format!("sells {units}{at} with {} on hand", place.on_hand));
+                    }
+                    place.on_hand = place.on_hand.saturating_sub(units);
                 }
-                *on_hand = on_hand.saturating_sub(sold);
             }
         }
         Event::ReservationReleased(e) => {
@@ -349,7 +532,7 @@ fn check_event(
         Event::ReservationExpired(e) => {
             report.expired += 1;
             // A hold still counted at `t` has not reached its expiry: written too early.
-            if let Some((_, expires_at)) = check.unhold(&e.reservation_id) {
+            if let Some((_, expires_at, _)) = check.unhold(&e.reservation_id) {
                 breach(format!(
                     "expires {} at {t}, before its expiry {expires_at}",
                     e.reservation_id
@@ -358,6 +541,10 @@ fn check_event(
             resolve(check, e.reservation_id, t, &mut breach);
         }
     }
+}
+
+fn places_len_gt1(places: &BTreeMap<LocationId, Place>) -> bool {
+    places.len() > 1
 }
 
 /// Marks `id` resolved at `t`; it must have been created and not resolved since.
@@ -504,6 +691,126 @@ mod tests {
             reserved(2, 2, secs(2), secs(10)),
         ]);
         assert_eq!(report.oversold_units, 1, "{:?}", report.violations);
+    }
+
+    /// A reservation at `location`s of a SKU at several locations.
+    fn held_at(id: u128, parts: &[(&str, u64)], at: u64) -> Event {
+        let qty = parts.iter().map(|(_, q)| q).sum();
+        let Event::StockReserved(e) = reserved(id, qty, secs(at), secs(at + 60)) else {
+            unreachable!("reserved builds a StockReserved")
+        };
+        Event::StockReserved(stockade_domain::StockReserved {
+            parts: parts
+                .iter()
+                .map(|(l, q)| stockade_domain::Part {
+                    location: LocationId::new(*l).expect("location"),
+                    qty: stockade_domain::Quantity::new(*q),
+                })
+                .collect(),
+            ..e
+        })
+    }
+
+    fn two_locations() -> Event {
+        use stockade_domain::testing::registered;
+        use stockade_domain::{LocationConfig, Quantity};
+        let at = |l: &str, n: u64| LocationConfig {
+            location: LocationId::new(l).expect("location"),
+            on_hand: Quantity::new(n),
+            safety_stock: Quantity::ZERO,
+            priority: 0,
+        };
+        registered(PoolConfig::at_locations(vec![
+            at("berlin", 1),
+            at("munich", 5),
+        ]))
+    }
+
+    #[test]
+    fn each_location_is_judged_on_its_own_stock() {
+        // Legal: within each location, and given back where it was held.
+        let legal = check(&[
+            two_locations(),
+            held_at(1, &[("berlin", 1), ("munich", 2)], 0),
+            released(1, 3, secs(1)),
+            held_at(2, &[("berlin", 1)], 2),
+            committed(2, 1, secs(3)),
+        ]);
+        assert_eq!(legal.violations, Vec::<String>::new());
+
+        // The SKU has 6 in all, but Berlin has 1: two there is an oversell, though the
+        // total would cover it.
+        let over = check(&[
+            two_locations(),
+            held_at(1, &[("berlin", 1)], 0),
+            held_at(2, &[("berlin", 1)], 1),
+        ]);
+        assert_eq!(over.oversold_units, 1, "{:?}", over.violations);
+        assert!(
+            over.violations.join("\n").contains("at berlin"),
+            "{:?}",
+            over.violations
+        );
+
+        let nowhere = check(&[two_locations(), reserved(1, 1, secs(0), secs(10))]);
+        assert!(
+            nowhere
+                .violations
+                .join("\n")
+                .contains("without saying at which"),
+            "{:?}",
+            nowhere.violations
+        );
+        let unknown = check(&[two_locations(), held_at(1, &[("paris", 1)], 0)]);
+        assert!(
+            unknown
+                .violations
+                .join("\n")
+                .contains("not one of its locations"),
+            "{:?}",
+            unknown.violations
+        );
+    }
+
+    #[test]
+    fn a_transfer_of_promised_units_or_received_twice_is_a_breach() {
+        use stockade_domain::{Quantity, TransferId, TransferReceived, TransferShipped};
+        let ship = |n: u64| {
+            Event::TransferShipped(TransferShipped {
+                transfer_id: TransferId::new("T1").expect("id"),
+                from: LocationId::new("munich").expect("location"),
+                to: LocationId::new("berlin").expect("location"),
+                qty: Quantity::new(n),
+                reference: None,
+                at: secs(1),
+            })
+        };
+        let receive = Event::TransferReceived(TransferReceived {
+            transfer_id: TransferId::new("T1").expect("id"),
+            to: LocationId::new("berlin").expect("location"),
+            qty: Quantity::new(3),
+            at: secs(2),
+        });
+        let legal = check(&[
+            two_locations(),
+            held_at(1, &[("munich", 2)], 0),
+            ship(3),
+            receive.clone(),
+            held_at(2, &[("berlin", 4)], 3),
+        ]);
+        assert_eq!(legal.violations, Vec::<String>::new());
+        let promised = check(&[two_locations(), held_at(1, &[("munich", 2)], 0), ship(4)]);
+        assert!(
+            promised.violations.join("\n").contains("not promised"),
+            "{:?}",
+            promised.violations
+        );
+        let twice = check(&[two_locations(), ship(3), receive.clone(), receive]);
+        assert!(
+            twice.violations.join("\n").contains("not in transit"),
+            "{:?}",
+            twice.violations
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stockade_domain::{
-    Channel, Command, Event, EventMetadata, OrderId, PoolConfig, Principal, Quantity,
-    ReservationId, StockChange, Timestamp,
+    Channel, Command, Event, EventMetadata, LocationId, OrderId, PoolConfig, Principal, Quantity,
+    ReservationId, StockChange, Timestamp, TransferId,
 };
 use stockade_store::StreamName;
 use uuid::Uuid;
@@ -103,6 +103,8 @@ pub enum Fingerprint {
         qty: Quantity,
         order_id: Option<OrderId>,
         channel: Channel,
+        // Where a line asked its units to come from is not recorded on the event (its
+        // outcome, the parts, is), so it is not compared: a retry gets the parts back.
         ttl_millis: u64,
     },
     Commit(ReservationId),
@@ -112,7 +114,16 @@ pub enum Fingerprint {
         change: StockChange,
         reason: String,
         reference: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<LocationId>,
     },
+    Ship {
+        transfer_id: TransferId,
+        from: LocationId,
+        to: LocationId,
+        qty: Quantity,
+    },
+    Receive(TransferId),
 }
 
 impl Fingerprint {
@@ -133,7 +144,15 @@ impl Fingerprint {
                 change: c.change,
                 reason: c.reason.clone(),
                 reference: c.reference.clone(),
+                location: c.location.clone(),
             },
+            Command::ShipTransfer(c) => Fingerprint::Ship {
+                transfer_id: c.transfer_id.clone(),
+                from: c.from.clone(),
+                to: c.to.clone(),
+                qty: c.qty,
+            },
+            Command::ReceiveTransfer(c) => Fingerprint::Receive(c.transfer_id.clone()),
         }
     }
 
@@ -155,7 +174,15 @@ impl Fingerprint {
                 change: e.change,
                 reason: e.reason.clone(),
                 reference: e.reference.clone(),
+                location: e.location.clone(),
             },
+            Event::TransferShipped(e) => Fingerprint::Ship {
+                transfer_id: e.transfer_id.clone(),
+                from: e.from.clone(),
+                to: e.to.clone(),
+                qty: e.qty,
+            },
+            Event::TransferReceived(e) => Fingerprint::Receive(e.transfer_id.clone()),
         }
     }
 }

@@ -44,7 +44,7 @@ pub use error::Error;
 pub use inventory::{
     Adjusted, Adjustment, Inventory, InventoryConfig, Line, MAX_KIT_DEPTH, Origin, Registration,
     Reservation, ReservationStatus, ReserveOptions, ReservedLine, Resolved, SQLITE_FILE,
-    StoreConfig,
+    StoreConfig, Transfer, Transferred,
 };
 pub use latency::Percentiles;
 pub use recovery::snapshot_at_or_before;

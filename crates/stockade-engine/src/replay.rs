@@ -400,6 +400,18 @@ fn entry(
             entry.qty = Some(e.qty.get());
             entry.reason = Some(format!("lapsed at {}", e.expires_at));
         }
+        Event::TransferShipped(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some(format!(
+                "transfer {} from {} to {}",
+                e.transfer_id, e.from, e.to
+            ));
+            entry.reference = e.reference;
+        }
+        Event::TransferReceived(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some(format!("transfer {} received at {}", e.transfer_id, e.to));
+        }
     }
     entry
 }

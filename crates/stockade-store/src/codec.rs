@@ -15,7 +15,8 @@ pub const CONTENT_TYPE: &str = "application/msgpack";
 /// Layout of snapshot payloads; a snapshot of another layout is ignored (full replay).
 /// Format 2: live holds only, compact (no resolved ids, no channel per hold).
 /// Format 3: the same, with the figures (`tally`) apart from the holds (`holds`).
-pub const SNAPSHOT_FORMAT: u16 = 3;
+/// Format 4: a physical SKU's locations, transfers in transit, and where each hold is.
+pub const SNAPSHOT_FORMAT: u16 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CodecError {
@@ -62,6 +63,8 @@ pub fn encode(event: &Event, metadata: &EventMetadata) -> Result<EventData, Code
         Event::ReservationCommitted(e) => to_bytes(e, what),
         Event::ReservationReleased(e) => to_bytes(e, what),
         Event::ReservationExpired(e) => to_bytes(e, what),
+        Event::TransferShipped(e) => to_bytes(e, what),
+        Event::TransferReceived(e) => to_bytes(e, what),
     }?;
     Ok(EventData {
         event_id: metadata.event_id,
@@ -83,7 +86,10 @@ pub fn index_of(event: &Event, metadata: &EventMetadata) -> EventIndex {
         Event::ReservationCommitted(e) => (Some(e.reservation_id), Lifecycle::Closes),
         Event::ReservationReleased(e) => (Some(e.reservation_id), Lifecycle::Closes),
         Event::ReservationExpired(e) => (Some(e.reservation_id), Lifecycle::Closes),
-        Event::SkuRegistered(_) | Event::StockAdjusted(_) => (None, Lifecycle::Touches),
+        Event::SkuRegistered(_)
+        | Event::StockAdjusted(_)
+        | Event::TransferShipped(_)
+        | Event::TransferReceived(_) => (None, Lifecycle::Touches),
     };
     let correlation = match event {
         Event::StockReserved(e) => e.order_id.as_ref().map(|o| o.as_str().to_owned()),
@@ -125,6 +131,8 @@ pub fn decode(recorded: &RecordedEvent) -> Result<(Event, EventMetadata), CodecE
         "ReservationCommitted" => data(bytes).map(Event::ReservationCommitted),
         "ReservationReleased" => data(bytes).map(Event::ReservationReleased),
         "ReservationExpired" => data(bytes).map(Event::ReservationExpired),
+        "TransferShipped" => data(bytes).map(Event::TransferShipped),
+        "TransferReceived" => data(bytes).map(Event::TransferReceived),
         other => {
             return Err(CodecError::UnknownType {
                 event_type: other.to_owned(),

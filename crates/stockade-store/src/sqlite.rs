@@ -1256,6 +1256,7 @@ mod tests {
         let (live, gone) = (ReservationId::from_u128(1), ReservationId::from_u128(2));
         let reserved = |id| {
             Event::StockReserved(StockReserved {
+                parts: Vec::new(),
                 reservation_id: id,
                 order_id: None,
                 lines: Vec::new(),

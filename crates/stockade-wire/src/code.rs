@@ -61,6 +61,11 @@ codes! {
     UnsupportedForPool = "unsupported_for_pool",
     InvalidReason = "invalid_reason",
     InvalidReference = "invalid_reference",
+    UnknownLocation = "unknown_location",
+    LocationRequired = "location_required",
+    UnknownTransfer = "unknown_transfer",
+    DuplicateTransfer = "duplicate_transfer",
+    InvalidTransfer = "invalid_transfer",
 
     // The engine (`stockade_engine::Error::code`).
     /// Someone else wrote first: an expected version no longer holds.
@@ -134,6 +139,11 @@ impl Code {
             Rejection::UnsupportedForPool { .. } => Code::UnsupportedForPool,
             Rejection::InvalidReason { .. } => Code::InvalidReason,
             Rejection::InvalidReference { .. } => Code::InvalidReference,
+            Rejection::UnknownLocation { .. } => Code::UnknownLocation,
+            Rejection::LocationRequired => Code::LocationRequired,
+            Rejection::UnknownTransfer { .. } => Code::UnknownTransfer,
+            Rejection::DuplicateTransfer { .. } => Code::DuplicateTransfer,
+            Rejection::InvalidTransfer { .. } => Code::InvalidTransfer,
         }
     }
 

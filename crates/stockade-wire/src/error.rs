@@ -117,7 +117,9 @@ impl std::error::Error for ApiError {}
 /// The kind of a domain rejection: is it the state (409) or the request (422)?
 pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
     match rejection {
-        Rejection::UnknownSku | Rejection::UnknownReservation { .. } => ErrorKind::NotFound,
+        Rejection::UnknownSku
+        | Rejection::UnknownReservation { .. }
+        | Rejection::UnknownTransfer { .. } => ErrorKind::NotFound,
         Rejection::AlreadyRegistered { .. }
         | Rejection::InsufficientStock { .. }
         | Rejection::Short { .. }
@@ -126,7 +128,8 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
         | Rejection::AlreadyResolved { .. }
         | Rejection::Lapsed { .. }
         | Rejection::NotYetExpired { .. }
-        | Rejection::BelowZero { .. } => ErrorKind::Conflict,
+        | Rejection::BelowZero { .. }
+        | Rejection::DuplicateTransfer { .. } => ErrorKind::Conflict,
         Rejection::InvalidPool { .. }
         | Rejection::InvalidQuantity
         | Rejection::InvalidTtl
@@ -134,7 +137,10 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
         | Rejection::OutOfRange { .. }
         | Rejection::UnsupportedForPool { .. }
         | Rejection::InvalidReason { .. }
-        | Rejection::InvalidReference { .. } => ErrorKind::Unprocessable,
+        | Rejection::InvalidReference { .. }
+        | Rejection::UnknownLocation { .. }
+        | Rejection::LocationRequired
+        | Rejection::InvalidTransfer { .. } => ErrorKind::Unprocessable,
     }
 }
 

@@ -22,9 +22,12 @@ pub mod webhook;
 
 pub use code::Code;
 pub use error::{ApiError, ErrorKind};
-pub use request::{AdjustRequest, ComponentIn, Item, PoolName, RegisterSkuRequest, ReserveRequest};
+pub use request::{
+    AdjustRequest, ComponentIn, Item, LocationIn, PoolName, RegisterSkuRequest, ReserveRequest,
+    StrategyName, TransferRequest,
+};
 pub use response::{
     AdjustedOut, ComponentOut, CountOut, DeadLetterOut, DeadLetterReplayOut, EndpointReplayOut,
-    LineFailureOut, LineOut, LineStateOut, NoticeOut, Page, ReservationOut, ReservationStatusOut,
-    ResolvedOut, StockOut, StreamMessage,
+    LineFailureOut, LineOut, LineStateOut, LocationOut, NoticeOut, Page, PartOut, ReservationOut,
+    ReservationStatusOut, ResolvedOut, StockOut, StreamMessage, TransferOut,
 };

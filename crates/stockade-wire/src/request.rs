@@ -11,12 +11,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use stockade_domain::allocation::Strategy;
 use stockade_domain::pool::DAY_MILLIS;
 use stockade_domain::{
-    Component, MAX_TTL, OrderId, PoolConfig, Quantity, ReservationId, Sku, StockChange,
+    Component, LocationConfig, LocationId, MAX_TTL, OrderId, Placement, PoolConfig, Quantity,
+    ReservationId, Sku, StockChange, TransferId,
 };
 use stockade_engine::inventory::MAX_LINES;
-use stockade_engine::{Adjustment, Line};
+use stockade_engine::{Adjustment, Line, Transfer};
 
 use crate::code::Code;
 use crate::error::{ApiError, ErrorKind};
@@ -38,6 +40,21 @@ pub struct ComponentIn {
     pub sku: String,
     /// Units of this SKU in one kit, at least 1.
     pub qty: u64,
+}
+
+/// One location of a physical SKU, as a registration names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationIn {
+    /// The location's id, e.g. "berlin": 1-64 of A-Z a-z 0-9 . _ -
+    pub location: String,
+    pub on_hand: u64,
+    /// Units here never offered (default 0).
+    #[serde(default)]
+    pub safety_stock: Option<u64>,
+    /// Lower is preferred by the `priority` strategy (default 0).
+    #[serde(default)]
+    pub priority: Option<u32>,
 }
 
 /// `POST /api/skus`.
@@ -67,6 +84,10 @@ pub struct RegisterSkuRequest {
     /// Kit: what one kit is made of (required), each component registered first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub components: Option<Vec<ComponentIn>>,
+    /// Physical: where the stock is, instead of `on_hand` and `safety_stock` (the SKU's
+    /// totals are then the locations' sums).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations: Option<Vec<LocationIn>>,
 }
 
 impl RegisterSkuRequest {
@@ -79,6 +100,12 @@ impl RegisterSkuRequest {
             )),
             None => Ok(()),
         };
+        if self.pool != PoolName::Physical && self.locations.is_some() {
+            return Err(ApiError::invalid(
+                "locations",
+                format!("locations does not apply to a {:?} pool", self.pool).to_lowercase(),
+            ));
+        }
         if self.pool != PoolName::Kit && self.components.is_some() {
             return Err(ApiError::invalid(
                 "components",
@@ -90,9 +117,42 @@ impl RegisterSkuRequest {
                 unused("license_limit", self.license_limit)?;
                 unused("capacity", self.capacity)?;
                 unused("period_seconds", self.period_seconds)?;
-                PoolConfig::Physical {
-                    on_hand: Quantity::new(self.on_hand.unwrap_or(0)),
-                    safety_stock: Quantity::new(self.safety_stock.unwrap_or(0)),
+                match &self.locations {
+                    None => PoolConfig::physical(
+                        Quantity::new(self.on_hand.unwrap_or(0)),
+                        Quantity::new(self.safety_stock.unwrap_or(0)),
+                    ),
+                    Some(given) => {
+                        let with = |field: &str| {
+                            format!("give {field} per location, not beside locations")
+                        };
+                        if self.on_hand.is_some() {
+                            return Err(ApiError::invalid("on_hand", with("on_hand")));
+                        }
+                        if self.safety_stock.is_some() {
+                            return Err(ApiError::invalid("safety_stock", with("safety_stock")));
+                        }
+                        if given.is_empty() {
+                            return Err(ApiError::invalid(
+                                "locations",
+                                "locations needs at least one location (or leave it out)",
+                            ));
+                        }
+                        let mut locations = Vec::with_capacity(given.len());
+                        for (i, l) in given.iter().enumerate() {
+                            locations.push(LocationConfig {
+                                location: location(
+                                    &l.location,
+                                    &format!("locations[{i}].location"),
+                                )?,
+                                on_hand: Quantity::new(l.on_hand),
+                                safety_stock: Quantity::new(l.safety_stock.unwrap_or(0)),
+                                priority: l.priority.unwrap_or(0),
+                            });
+                        }
+                        // Distinct ids, at most MAX_LOCATIONS, sums in range: the domain's.
+                        PoolConfig::at_locations(locations)
+                    }
                 }
             }
             PoolName::Digital => {
@@ -163,6 +223,37 @@ pub struct Item {
     /// Units, at least 1.
     #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub qty: u64,
+    /// At a SKU stocked at several locations: take every unit from this location or
+    /// none. Leave it out to let `strategy` choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Whether the units may come from more than one location (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_split: Option<bool>,
+    /// How locations are chosen when none is named: "priority" (the configured order,
+    /// the default), "most_stock" or "fewest_splits".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategyName>,
+}
+
+/// How a line without a location chooses where its units come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyName {
+    Priority,
+    MostStock,
+    FewestSplits,
+}
+
+impl From<StrategyName> for Strategy {
+    fn from(name: StrategyName) -> Strategy {
+        match name {
+            StrategyName::Priority => Strategy::Priority,
+            StrategyName::MostStock => Strategy::MostStock,
+            StrategyName::FewestSplits => Strategy::FewestSplits,
+        }
+    }
 }
 
 /// `POST /api/reservations` and MCP's `orders.create`: only `items` is required.
@@ -220,7 +311,17 @@ impl ReserveRequest {
                     format!("SKU {sku} appears on two items; merge them"),
                 ));
             }
+            let placement = Placement {
+                location: item
+                    .location
+                    .as_deref()
+                    .map(|l| location(l, &format!("{field}.location")))
+                    .transpose()?,
+                allow_split: item.allow_split.unwrap_or(false),
+                strategy: item.strategy.map(Strategy::from).unwrap_or_default(),
+            };
             lines.push(Line {
+                placement,
                 sku,
                 qty: Quantity::new(item.qty),
             });
@@ -284,6 +385,9 @@ pub struct AdjustRequest {
     /// its stock).
     #[serde(default)]
     pub expected_version: Option<u64>,
+    /// The location counted or corrected: required at a SKU stocked at several locations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 impl AdjustRequest {
@@ -299,12 +403,57 @@ impl AdjustRequest {
             }
         };
         Ok(Adjustment {
+            location: self
+                .location
+                .as_deref()
+                .map(|l| location(l, "location"))
+                .transpose()?,
             change,
             reason: self.reason.clone(),
             reference: self.reference.clone(),
             expected_version: self.expected_version,
         })
     }
+}
+
+/// `POST /api/skus/{sku}/transfers`: send units from one location to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    /// Your name for the transfer (a shipment number): it is received by this name, and
+    /// naming one already in transit is refused.
+    pub transfer_id: String,
+    pub from: String,
+    pub to: String,
+    /// Units, at least 1; at most what `from` has that is not promised to holds.
+    pub qty: u64,
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub expected_version: Option<u64>,
+}
+
+impl TransferRequest {
+    pub fn validate(&self) -> Result<Transfer, ApiError> {
+        Ok(Transfer {
+            transfer_id: transfer_id(&self.transfer_id, "transfer_id")?,
+            from: location(&self.from, "from")?,
+            to: location(&self.to, "to")?,
+            qty: Quantity::new(self.qty),
+            reference: self.reference.clone(),
+            expected_version: self.expected_version,
+        })
+    }
+}
+
+/// A location id from a body field.
+pub fn location(value: &str, field: &str) -> Result<LocationId, ApiError> {
+    LocationId::new(value).map_err(|e| ApiError::invalid(field, e.to_string()))
+}
+
+/// A transfer id from a body field or a path segment.
+pub fn transfer_id(value: &str, field: &str) -> Result<TransferId, ApiError> {
+    TransferId::new(value).map_err(|e| ApiError::invalid(field, e.to_string()))
 }
 
 /// Items per page of a stock list unless `limit` says otherwise.
@@ -435,6 +584,7 @@ mod tests {
         assert_eq!(
             register(r#"{"sku":"A","pool":"physical","on_hand":5}"#).unwrap(),
             PoolConfig::Physical {
+                locations: Vec::new(),
                 on_hand: Quantity::new(5),
                 safety_stock: Quantity::ZERO
             }

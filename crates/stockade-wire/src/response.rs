@@ -42,6 +42,26 @@ pub struct StockOut {
     /// whole kits they allow, and its `version` moves whenever one of them changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub components: Option<Vec<ComponentOut>>,
+    /// Each location's figures, for a SKU registered with locations (exact reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations: Option<Vec<LocationOut>>,
+    /// Units in transit between its locations (exact reads only, when any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_transit: Option<u64>,
+}
+
+/// One location of a SKU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationOut {
+    pub location: String,
+    pub priority: u32,
+    pub on_hand: u64,
+    pub safety_stock: u64,
+    pub reserved: u64,
+    pub available: u64,
+    pub shortfall: u64,
+    /// Units in transit to here.
+    pub incoming: u64,
 }
 
 /// One component of a kit.
@@ -82,6 +102,22 @@ impl StockOut {
                     })
                     .collect()
             }),
+            locations: (!view.locations.is_empty()).then(|| {
+                view.locations
+                    .iter()
+                    .map(|l| LocationOut {
+                        location: l.location.to_string(),
+                        priority: l.priority,
+                        on_hand: l.on_hand.get(),
+                        safety_stock: l.safety_stock.get(),
+                        reserved: l.reserved.get(),
+                        available: l.available.get(),
+                        shortfall: l.shortfall.get(),
+                        incoming: l.incoming.get(),
+                    })
+                    .collect()
+            }),
+            in_transit: (!view.in_transit.is_zero()).then(|| view.in_transit.get()),
         }
     }
 
@@ -102,6 +138,8 @@ impl StockOut {
             shortfall: None,
             live_reservations: None,
             components: None,
+            locations: None,
+            in_transit: None,
         }
     }
 }
@@ -132,6 +170,16 @@ pub struct LineOut {
     pub sku: String,
     pub qty: u64,
     pub version: u64,
+    /// Where the units are held, at a SKU stocked at several locations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartOut>,
+}
+
+/// Units held at one location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartOut {
+    pub location: String,
+    pub qty: u64,
 }
 
 impl From<&ReservedLine> for LineOut {
@@ -140,6 +188,14 @@ impl From<&ReservedLine> for LineOut {
             sku: line.sku.to_string(),
             qty: line.qty.get(),
             version: line.version,
+            parts: line
+                .parts
+                .iter()
+                .map(|p| PartOut {
+                    location: p.location.to_string(),
+                    qty: p.qty.get(),
+                })
+                .collect(),
         }
     }
 }
@@ -272,6 +328,9 @@ impl From<&ReservationStatus> for ReservationStatusOut {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdjustedOut {
     pub sku: String,
+    /// The location adjusted, when the request named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     pub previous: u64,
     pub current: u64,
     /// Reservations that can no longer all be honoured (the SKU turned short).
@@ -283,10 +342,39 @@ impl AdjustedOut {
     pub fn new(sku: &stockade_domain::Sku, a: &Adjusted) -> Self {
         Self {
             sku: sku.to_string(),
+            location: a.location.as_ref().map(|l| l.to_string()),
             previous: a.previous.get(),
             current: a.current.get(),
             at_risk: a.at_risk.iter().map(|r| r.to_string()).collect(),
             version: a.version,
+        }
+    }
+}
+
+/// A transfer shipped or received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferOut {
+    pub sku: String,
+    pub transfer_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub to: String,
+    pub qty: u64,
+    /// `in_transit` once shipped, `received` once received.
+    pub state: &'static str,
+    pub version: u64,
+}
+
+impl TransferOut {
+    pub fn new(sku: &stockade_domain::Sku, t: &stockade_engine::Transferred) -> Self {
+        Self {
+            sku: sku.to_string(),
+            transfer_id: t.transfer_id.to_string(),
+            from: t.from.as_ref().map(|l| l.to_string()),
+            to: t.to.to_string(),
+            qty: t.qty.get(),
+            state: if t.received { "received" } else { "in_transit" },
+            version: t.version,
         }
     }
 }

@@ -9,10 +9,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = tempfile::tempdir()?;
     let inventory = Inventory::open(InventoryConfig::sqlite(data.path())).await?;
     let sku = Sku::new("MUG-BLUE")?;
-    let pool = PoolConfig::Physical {
-        on_hand: Quantity::new(5),
-        safety_stock: Quantity::new(1),
-    };
+    let pool = PoolConfig::physical(Quantity::new(5), Quantity::new(1));
     inventory.register(&sku, pool, &Origin::default()).await?;
 
     let options = ReserveOptions {

@@ -29,10 +29,7 @@ pub async fn run(data_dir: &Path) -> Result<Run, Box<dyn std::error::Error>> {
     let tee = Sku::new("TEE-M")?;
     let mut registered = 0;
     for (sku, on_hand) in [(&mug, 100), (&tee, 40)] {
-        let pool = PoolConfig::Physical {
-            on_hand: Quantity::new(on_hand),
-            safety_stock: Quantity::ZERO,
-        };
+        let pool = PoolConfig::physical(Quantity::new(on_hand), Quantity::ZERO);
         if inventory
             .register_if_absent(sku, pool, &Origin::default())
             .await?
@@ -45,14 +42,8 @@ pub async fn run(data_dir: &Path) -> Result<Run, Box<dyn std::error::Error>> {
     // A checkout: both lines are held, or neither. The cart's id is the key, so a retry
     // after a lost answer gets this reservation back instead of holding twice.
     let cart = vec![
-        Line {
-            sku: mug.clone(),
-            qty: Quantity::new(2),
-        },
-        Line {
-            sku: tee.clone(),
-            qty: Quantity::new(1),
-        },
+        Line::new(mug.clone(), Quantity::new(2)),
+        Line::new(tee.clone(), Quantity::new(1)),
     ];
     let options = ReserveOptions {
         ttl: Some(Duration::from_secs(15 * 60)),

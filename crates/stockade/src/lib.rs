@@ -18,14 +18,14 @@
 //!
 //! let tee = Sku::new("TEE-M")?;
 //! let cap = Sku::new("CAP")?;
-//! let shelf = |n| PoolConfig::Physical { on_hand: Quantity::new(n), safety_stock: Quantity::ZERO };
+//! let shelf = |n| PoolConfig::physical(Quantity::new(n), Quantity::ZERO);
 //! inventory.register(&tee, shelf(10), &Origin::default()).await?;
 //! inventory.register(&cap, shelf(1), &Origin::default()).await?;
 //!
 //! // A cart over two SKUs: both lines are held, or neither.
 //! let cart = vec![
-//!     Line { sku: tee.clone(), qty: Quantity::new(2) },
-//!     Line { sku: cap.clone(), qty: Quantity::new(1) },
+//!     Line::new(tee.clone(), Quantity::new(2)),
+//!     Line::new(cap.clone(), Quantity::new(1)),
 //! ];
 //! let options = ReserveOptions {
 //!     ttl: Some(Duration::from_secs(600)),

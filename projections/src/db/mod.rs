@@ -31,7 +31,7 @@ mod project;
 mod schema;
 
 pub use project::{Change, ReservationChange};
-use schema::{DERIVED, SCHEMA, SCHEMA_VERSION};
+use schema::{DERIVED, MIGRATIONS, SCHEMA, SCHEMA_VERSION};
 
 /// File name of the read models inside the data directory.
 pub const FILE: &str = "projections.db";
@@ -164,6 +164,24 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// A hold's parts as the `reservations.parts` column keeps them (NULL: none recorded).
+fn parts_column(parts: &[stockade_domain::Part]) -> Option<String> {
+    (!parts.is_empty())
+        .then(|| serde_json::to_string(parts).ok())
+        .flatten()
+}
+
+/// The parts read back; a damaged column is an error, not a guess (the fold would put the
+/// hold's units back at the wrong location).
+fn parts_from_column(text: Option<String>) -> rusqlite::Result<Vec<stockade_domain::Part>> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        }),
+    }
+}
+
 impl ReadModels {
     /// Opens (creating if needed) the read models in `path`.
     pub fn open(path: &Path) -> Result<Self, ProjectionError> {
@@ -186,6 +204,16 @@ impl ReadModels {
                 "{} has schema version {version}; this build reads up to {SCHEMA_VERSION}",
                 path.display()
             )));
+        }
+        // An existing file's tables are kept (CREATE ... IF NOT EXISTS): bring them up to
+        // date first. A new file (version 0) gets the current tables whole.
+        if version >= 1 {
+            for step in MIGRATIONS
+                .iter()
+                .skip(usize::try_from(version - 1).unwrap_or(0))
+            {
+                writer.execute_batch(step).map_err(sql)?;
+            }
         }
         writer.execute_batch(SCHEMA).map_err(sql)?;
         writer
@@ -401,7 +429,7 @@ impl ReadModels {
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT qty, reserved_at, expires_at, order_id FROM reservations
+                    "SELECT qty, reserved_at, expires_at, order_id, parts FROM reservations
                      WHERE id = ?1 AND sku = ?2",
                 )
                 .map_err(sql)?;
@@ -414,6 +442,7 @@ impl ReadModels {
                                 qty: Quantity::new(to_u64(r.get(0)?)),
                                 reserved_at: Timestamp::from_millis(to_u64(r.get(1)?)),
                                 expires_at: Timestamp::from_millis(to_u64(r.get(2)?)),
+                                parts: parts_from_column(r.get(4)?)?,
                             },
                             r.get::<_, Option<String>>(3)?,
                         ))

@@ -8,7 +8,7 @@ use rusqlite::{Transaction, params};
 use stockade_domain::{PoolKind, Sku, Timestamp};
 use stockade_store::Position;
 
-use super::{AlertKind, cached, checkpoint, put_stock, sql, threshold, to_i64};
+use super::{AlertKind, cached, checkpoint, parts_column, put_stock, sql, threshold, to_i64};
 use crate::ProjectionError;
 use crate::model::{Level, Notice, ReservationState, StockRow};
 
@@ -22,6 +22,8 @@ pub enum ReservationChange {
         channel: String,
         reserved_at: Timestamp,
         expires_at: Timestamp,
+        /// Where its units are, at a SKU with several locations (else empty).
+        parts: Vec<stockade_domain::Part>,
     },
     Resolved {
         id: String,
@@ -88,12 +90,14 @@ pub(super) fn apply(
                 channel,
                 reserved_at,
                 expires_at,
+                parts,
             }) => {
                 cached(
                     tx,
                     "INSERT OR REPLACE INTO reservations
-                     (id, sku, order_id, qty, channel, state, reserved_at, expires_at, resolved_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6, ?7, NULL)",
+                     (id, sku, order_id, qty, channel, state, reserved_at, expires_at, resolved_at,
+                      parts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'held', ?6, ?7, NULL, ?8)",
                     params![
                         id,
                         sku,
@@ -101,7 +105,8 @@ pub(super) fn apply(
                         to_i64(*qty),
                         channel,
                         to_i64(reserved_at.as_millis()),
-                        to_i64(expires_at.as_millis())
+                        to_i64(expires_at.as_millis()),
+                        parts_column(parts)
                     ],
                 )
                 .map_err(sql)?;

@@ -1,7 +1,14 @@
 //! The read models' tables, and which of them a rebuild clears.
 
-/// Version of the schema below; a file from a newer build is refused.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+/// Version of the schema below; a file from a newer build is refused, one from an older
+/// build is brought up to it by [`MIGRATIONS`].
+pub(super) const SCHEMA_VERSION: i64 = 2;
+
+/// What brings a file at version `n` (index `n - 1`) to `n + 1`.
+pub(super) const MIGRATIONS: [&str; 1] = [
+    // 2: where each hold's units are, for SKUs at several locations.
+    "ALTER TABLE reservations ADD COLUMN parts TEXT;",
+];
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS checkpoint (
@@ -30,6 +37,8 @@ CREATE TABLE IF NOT EXISTS reservations (
     reserved_at INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL,
     resolved_at INTEGER,
+    -- JSON [{location, qty}] of a hold at a SKU with several locations; NULL otherwise.
+    parts       TEXT,
     PRIMARY KEY (id, sku)
 );
 CREATE INDEX IF NOT EXISTS reservations_by_order ON reservations (order_id)

@@ -10,6 +10,7 @@ use stockade_tests::engine::{checked_log, open_sqlite, register};
 
 fn count(n: u64, expected_version: Option<u64>) -> Adjustment {
     Adjustment {
+        location: None,
         change: StockChange::Count(Quantity::new(n)),
         reason: "cycle count".into(),
         reference: Some("sheet-12".into()),
@@ -84,10 +85,12 @@ async fn an_order_decided_on_a_moved_version_holds_nothing() {
         .unwrap();
     let lines = vec![
         Line {
+            placement: Default::default(),
             sku: a.clone(),
             qty: Quantity::new(2),
         },
         Line {
+            placement: Default::default(),
             sku: b.clone(),
             qty: Quantity::new(2),
         },

@@ -115,10 +115,12 @@ async fn bad_requests_are_refused_with_a_reason() {
         .reserve_order(
             vec![
                 Line {
+                    placement: Default::default(),
                     sku: item.clone(),
                     qty: one,
                 },
                 Line {
+                    placement: Default::default(),
                     sku: item.clone(),
                     qty: one,
                 },
@@ -188,6 +190,7 @@ async fn a_command_too_large_for_one_append_is_refused_and_its_key_stays_usable(
     }
     // A count of zero puts all 60 000 holds at risk: the event naming them exceeds 1 MiB.
     let count = stockade_engine::Adjustment {
+        location: None,
         change: stockade_domain::StockChange::Count(Quantity::ZERO),
         reason: "flood".into(),
         reference: None,

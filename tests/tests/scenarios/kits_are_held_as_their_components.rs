@@ -24,6 +24,7 @@ fn kit(components: &[(&Sku, u64)]) -> PoolConfig {
 
 fn line(sku: &Sku, qty: u64) -> Line {
     Line {
+        placement: Default::default(),
         sku: sku.clone(),
         qty: Quantity::new(qty),
     }
@@ -334,6 +335,7 @@ async fn kits_stay_within_their_limits_and_their_own_stream_is_never_changed() {
         .adjust(
             &gift,
             Adjustment {
+                location: None,
                 change: stockade_domain::StockChange::Delta(5),
                 reason: "received".into(),
                 reference: None,

@@ -26,6 +26,7 @@ mod http_graceful_shutdown_keeps_every_acknowledged_hold;
 mod http_idempotency_keys_survive_a_restart;
 mod http_kits;
 mod http_live_push_over_sse_and_websocket;
+mod http_locations;
 mod http_overload_is_answered_at_once;
 mod http_reservations_lapse_at_their_ttl;
 mod idempotent_retries;

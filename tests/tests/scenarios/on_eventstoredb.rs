@@ -13,6 +13,13 @@ async fn a_thousand_buyers_on_one_unit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_buyers_on_the_last_unit_at_each_location() {
+    if let Some(backend) = Backend::live_esdb() {
+        scenarios::a_thousand_buyers_on_the_last_unit_at_each_location(&backend).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_buyers_on_ten_skus_then_a_restart() {
     if let Some(backend) = Backend::live_esdb() {
         scenarios::ten_thousand_buyers_on_ten_skus_then_a_restart(&backend).await;

@@ -16,10 +16,12 @@ use stockade_tests::engine::{
 fn two_lines(one: &Sku, a: u64, two: &Sku, b: u64) -> Vec<Line> {
     vec![
         Line {
+            placement: Default::default(),
             sku: one.clone(),
             qty: Quantity::new(a),
         },
         Line {
+            placement: Default::default(),
             sku: two.clone(),
             qty: Quantity::new(b),
         },

@@ -328,10 +328,12 @@ async fn a_rolled_back_line_whose_append_was_late_ends_released() {
     }
     let lines = vec![
         stockade_engine::Line {
+            placement: Default::default(),
             sku: shirt.clone(),
             qty: Quantity::new(1),
         },
         stockade_engine::Line {
+            placement: Default::default(),
             sku: cap.clone(),
             qty: Quantity::new(2),
         },

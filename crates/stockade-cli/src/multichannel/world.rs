@@ -306,6 +306,7 @@ impl World {
             }
             Due::Restock(sku) => {
                 let delivery = Adjustment {
+                    location: None,
                     change: StockChange::Delta(i64::try_from(self.args.stock).unwrap_or(i64::MAX)),
                     reason: "goods received".into(),
                     reference: None,

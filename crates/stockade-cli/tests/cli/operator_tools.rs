@@ -137,6 +137,7 @@ async fn replay_at_a_past_instant_shows_what_stock_returned_then() {
             }
             4 => {
                 let delivery = Adjustment {
+                    location: None,
                     change: stockade_domain::StockChange::Delta(4),
                     reason: "goods received".into(),
                     reference: None,

@@ -3,6 +3,7 @@
 mod digital;
 mod kit;
 mod lifecycle;
+mod locations;
 mod physical;
 mod print_on_demand;
 mod properties;

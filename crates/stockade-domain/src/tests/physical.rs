@@ -154,6 +154,7 @@ fn an_adjustment_needs_a_reason_of_bounded_length() {
 fn an_adjustment_reference_is_bounded() {
     given([registered_physical(5, 0)])
         .when(Command::Adjust(Adjust {
+            location: None,
             change: StockChange::Delta(1),
             reason: "receiving".into(),
             reference: Some("r".repeat(257)),

@@ -81,6 +81,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn pool() -> impl Strategy<Value = PoolConfig> {
     prop_oneof![
         (0u64..15, 0u64..3).prop_map(|(on_hand, safety)| PoolConfig::Physical {
+            locations: Vec::new(),
             on_hand: Quantity::new(on_hand),
             safety_stock: Quantity::new(safety),
         }),
@@ -127,6 +128,7 @@ impl Model {
             PoolConfig::Physical {
                 on_hand,
                 safety_stock,
+                ..
             } => (Some(on_hand.get().into()), safety_stock.get().into()),
             PoolConfig::Digital { license_limit } => (license_limit.map(|q| q.get().into()), 0),
             PoolConfig::PrintOnDemand { capacity, .. } => (Some(capacity.get().into()), 0),
@@ -284,7 +286,9 @@ impl Model {
                 resolve(self, e.reservation_id, Status::Ended);
             }
             Event::StockAdjusted(e) => self.limit = Some(e.current.get().into()),
-            Event::SkuRegistered(_) => unreachable!(),
+            Event::SkuRegistered(_) | Event::TransferShipped(_) | Event::TransferReceived(_) => {
+                unreachable!("not decided for a SKU at one location")
+            }
         }
     }
 }
@@ -293,6 +297,7 @@ fn command(op: &Op) -> Option<Command> {
     let id = |n: u8| rid(u128::from(n) + 1);
     Some(match *op {
         Op::Reserve { id: n, qty, ttl_ms } => Command::Reserve(Reserve {
+            placement: Default::default(),
             reservation_id: id(n),
             order_id: None,
             lines: Vec::new(),
@@ -310,11 +315,13 @@ fn command(op: &Op) -> Option<Command> {
             reservation_id: id(n),
         }),
         Op::Delta(d) => Command::Adjust(Adjust {
+            location: None,
             change: StockChange::Delta(d),
             reason: "property".into(),
             reference: None,
         }),
         Op::Count(c) => Command::Adjust(Adjust {
+            location: None,
             change: StockChange::Count(Quantity::new(c)),
             reason: "property".into(),
             reference: None,
@@ -365,6 +372,7 @@ fn run(pool: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                             .reservation_id()
                             .and_then(|id| state.stock()?.reservation(&id))
                             .map(|r| HoldFacts {
+                                parts: Vec::new(),
                                 qty: r.qty,
                                 reserved_at: r.reserved_at,
                                 expires_at: r.expires_at,

@@ -10,6 +10,7 @@ fn register(pool: PoolConfig) -> Command {
 #[test]
 fn registering_a_new_sku_records_its_pool() {
     let pool = PoolConfig::Physical {
+        locations: Vec::new(),
         on_hand: qty(10),
         safety_stock: qty(2),
     };

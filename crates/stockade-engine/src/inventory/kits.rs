@@ -79,13 +79,23 @@ struct Summed {
 }
 
 impl Summed {
-    fn add(&mut self, sku: &Sku, qty: Quantity) -> Result<(), Error> {
+    /// Adds `qty` of `sku`; `placement` is the order's own line's, for a SKU ordered on
+    /// its own (it then applies to the kits' units of it too).
+    fn add(
+        &mut self,
+        sku: &Sku,
+        qty: Quantity,
+        placement: Option<&Placement>,
+    ) -> Result<(), Error> {
         match self.index.get(sku) {
             Some(&i) => {
                 self.lines[i].qty = self.lines[i]
                     .qty
                     .checked_add(qty)
                     .map_err(|e| out_of_range(sku, e))?;
+                if let Some(placement) = placement {
+                    self.lines[i].placement = placement.clone();
+                }
             }
             None => {
                 if self.lines.len() == MAX_LINES {
@@ -97,6 +107,7 @@ impl Summed {
                 self.lines.push(Line {
                     sku: sku.clone(),
                     qty,
+                    placement: placement.cloned().unwrap_or_default(),
                 });
             }
         }
@@ -142,7 +153,7 @@ impl Inventory {
         let mut depth = 1;
         for c in components {
             match self.kind_of_registered(&c.sku).await? {
-                Kind::Plain => summed.add(&c.sku, c.qty)?,
+                Kind::Plain => summed.add(&c.sku, c.qty, None)?,
                 Kind::Kit(inner) => {
                     depth = depth.max(inner.depth + 1);
                     if depth > MAX_KIT_DEPTH {
@@ -156,7 +167,7 @@ impl Inventory {
                             .qty
                             .checked_mul(c.qty)
                             .map_err(|e| out_of_range(&c.sku, e))?;
-                        summed.add(&leaf.sku, units)?;
+                        summed.add(&leaf.sku, units, None)?;
                     }
                 }
             }
@@ -182,14 +193,14 @@ impl Inventory {
         let mut summed = Summed::default();
         for line in &lines {
             match self.kind_of(&line.sku).await? {
-                Kind::Plain => summed.add(&line.sku, line.qty)?,
+                Kind::Plain => summed.add(&line.sku, line.qty, Some(&line.placement))?,
                 Kind::Kit(flat) => {
                     for leaf in &flat.leaves {
                         let units = leaf
                             .qty
                             .checked_mul(line.qty)
                             .map_err(|e| out_of_range(&line.sku, e))?;
-                        summed.add(&leaf.sku, units)?;
+                        summed.add(&leaf.sku, units, None)?;
                     }
                 }
             }

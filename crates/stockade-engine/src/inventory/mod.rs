@@ -18,8 +18,9 @@ use std::time::Duration;
 use dashmap::DashMap;
 use futures::future::join_all;
 use stockade_domain::{
-    Adjust, Channel, Command, Commit, Event, OrderId, PoolConfig, Quantity, RegisterSku, Rejection,
-    Release, ReservationId, Reserve, Resolution, Sku, Timestamp,
+    Adjust, Channel, Command, Commit, Event, OrderId, Part, Placement, PoolConfig, Quantity,
+    ReceiveTransfer, RegisterSku, Rejection, Release, ReservationId, Reserve, Resolution,
+    ShipTransfer, Sku, Timestamp, TransferId,
 };
 use stockade_store::{EventStore, MemoryStore, SqliteStore};
 use tokio::sync::watch;
@@ -60,7 +61,7 @@ pub use config::{InventoryConfig, StoreConfig};
 pub use kits::MAX_KIT_DEPTH;
 pub use types::{
     Adjusted, Adjustment, Line, Origin, Registration, Reservation, ReservationStatus,
-    ReserveOptions, ReservedLine, Resolved,
+    ReserveOptions, ReservedLine, Resolved, Transfer, Transferred,
 };
 
 use guards::{InProgress, KeyTurn};
@@ -106,7 +107,7 @@ impl Inventory {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let inventory = Inventory::open(InventoryConfig::memory()).await?;
     /// let sku = Sku::new("TEE-M-BLACK")?;
-    /// let pool = PoolConfig::Physical { on_hand: Quantity::new(3), safety_stock: Quantity::ZERO };
+    /// let pool = PoolConfig::physical(Quantity::new(3), Quantity::ZERO);
     /// inventory.register(&sku, pool, &Origin::default()).await?;
     ///
     /// let held = inventory.reserve(&sku, Quantity::new(2), ReserveOptions::default()).await?;
@@ -321,6 +322,7 @@ impl Inventory {
     ) -> Result<Reservation, Error> {
         self.reserve_order(
             vec![Line {
+                placement: Default::default(),
                 sku: sku.clone(),
                 qty,
             }],
@@ -344,10 +346,12 @@ impl Inventory {
             change: adjustment.change,
             reason: adjustment.reason,
             reference: adjustment.reference,
+            location: adjustment.location,
         });
         let accepted = self.execute(sku, command, request).await?;
         match accepted.events.last() {
             Some(Event::StockAdjusted(e)) => Ok(Adjusted {
+                location: e.location.clone(),
                 previous: e.previous,
                 current: e.current,
                 at_risk: e.at_risk.clone(),
@@ -356,6 +360,72 @@ impl Inventory {
             }),
             _ => Err(Error::Unavailable(
                 "adjustment produced no StockAdjusted event".into(),
+            )),
+        }
+    }
+
+    /// Ships `transfer.qty` units of `sku` from one of its locations to another: they leave
+    /// `from` now (only units not promised to holds there may leave) and are in transit,
+    /// neither sellable nor lost, until [`Inventory::receive_transfer`].
+    pub async fn ship_transfer(
+        &self,
+        sku: &Sku,
+        transfer: Transfer,
+        origin: &Origin,
+    ) -> Result<Transferred, Error> {
+        let mut request = origin.request(None)?;
+        self.refuse_kit(sku, "transfer stock (its stock is its components')")
+            .await?;
+        request.expected_version = transfer.expected_version;
+        let command = Command::ShipTransfer(ShipTransfer {
+            transfer_id: transfer.transfer_id,
+            from: transfer.from,
+            to: transfer.to,
+            qty: transfer.qty,
+            reference: transfer.reference,
+        });
+        let accepted = self.execute(sku, command, request).await?;
+        match accepted.events.last() {
+            Some(Event::TransferShipped(e)) => Ok(Transferred {
+                transfer_id: e.transfer_id.clone(),
+                from: Some(e.from.clone()),
+                to: e.to.clone(),
+                qty: e.qty,
+                received: false,
+                version: accepted.version,
+                replayed: accepted.replayed,
+            }),
+            _ => Err(Error::Unavailable(
+                "a transfer produced no TransferShipped event".into(),
+            )),
+        }
+    }
+
+    /// Receives transfer `transfer_id` of `sku` at its destination, where its units can
+    /// then be sold.
+    pub async fn receive_transfer(
+        &self,
+        sku: &Sku,
+        transfer_id: TransferId,
+        origin: &Origin,
+    ) -> Result<Transferred, Error> {
+        let request = origin.request(None)?;
+        self.refuse_kit(sku, "transfer stock (its stock is its components')")
+            .await?;
+        let command = Command::ReceiveTransfer(ReceiveTransfer { transfer_id });
+        let accepted = self.execute(sku, command, request).await?;
+        match accepted.events.last() {
+            Some(Event::TransferReceived(e)) => Ok(Transferred {
+                transfer_id: e.transfer_id.clone(),
+                from: None,
+                to: e.to.clone(),
+                qty: e.qty,
+                received: true,
+                version: accepted.version,
+                replayed: accepted.replayed,
+            }),
+            _ => Err(Error::Unavailable(
+                "a receipt produced no TransferReceived event".into(),
             )),
         }
     }

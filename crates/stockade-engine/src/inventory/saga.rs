@@ -62,6 +62,7 @@ impl Inventory {
         let attempt = |i: usize| {
             let line = &lines[i];
             let command = Command::Reserve(Reserve {
+                placement: line.placement.clone(),
                 reservation_id: id,
                 order_id: options.order_id.clone(),
                 lines: all_skus.clone(),
@@ -172,6 +173,7 @@ impl Inventory {
                 .map(|(sku, r)| ReservedLine {
                     sku,
                     qty: r.qty,
+                    parts: r.parts,
                     version: r.version,
                 })
                 .collect(),
@@ -285,6 +287,7 @@ impl Inventory {
                         })
                         .unwrap_or(Quantity::ZERO);
                     lines.push(ReservedLine {
+                        parts: Vec::new(),
                         sku,
                         qty,
                         version: accepted.version,
@@ -302,6 +305,7 @@ impl Inventory {
                     already.get_or_insert_with(|| already_resolved(&sku, id, resolution));
                     let version = self.stock(&sku).await.map_or(0, |level| level.version);
                     lines.push(ReservedLine {
+                        parts: Vec::new(),
                         sku,
                         qty: Quantity::ZERO,
                         version,
@@ -411,6 +415,7 @@ struct HeldLine {
     expires_at: Timestamp,
     version: u64,
     replayed: bool,
+    parts: Vec<Part>,
 }
 
 fn held_line(accepted: &Accepted) -> Option<HeldLine> {
@@ -423,6 +428,7 @@ fn held_line(accepted: &Accepted) -> Option<HeldLine> {
             expires_at: r.expires_at,
             version: accepted.version,
             replayed: accepted.replayed,
+            parts: r.parts.clone(),
         }),
         _ => None,
     })
@@ -514,6 +520,7 @@ mod tests {
     #[test]
     fn orders_with_no_lines_too_many_or_a_repeated_sku_are_invalid() {
         let line = |s: &str| Line {
+            placement: Default::default(),
             sku: Sku::new(s).expect("sku"),
             qty: Quantity::new(1),
         };

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use stockade_domain::{
-    Channel, OrderId, Principal, Quantity, ReservationId, Resolution, Sku, StockChange, Timestamp,
+    Channel, LocationId, OrderId, Part, Placement, Principal, Quantity, ReservationId, Resolution,
+    Sku, StockChange, Timestamp, TransferId,
 };
 
 use super::MAX_CAUSATION_CHARS;
@@ -80,6 +81,21 @@ impl Origin {
 pub struct Line {
     pub sku: Sku,
     pub qty: Quantity,
+    /// Where the units may come from, at a SKU stocked at several locations (a kit's
+    /// components are placed by default; a component also ordered on its own line takes
+    /// that line's placement for all its units).
+    pub placement: Placement,
+}
+
+impl Line {
+    /// `qty` of `sku`, from wherever the SKU's default placement puts it.
+    pub fn new(sku: Sku, qty: Quantity) -> Self {
+        Line {
+            sku,
+            qty,
+            placement: Placement::default(),
+        }
+    }
 }
 
 /// Terms of a reservation.
@@ -119,6 +135,9 @@ pub struct Reservation {
 pub struct ReservedLine {
     pub sku: Sku,
     pub qty: Quantity,
+    /// Where the units are held, at a SKU with several locations (empty at one: all
+    /// there). Empty for lines answered by `resolve`, which hands back quantities only.
+    pub parts: Vec<Part>,
     /// The SKU's stream version after this line.
     pub version: u64,
 }
@@ -156,15 +175,45 @@ pub struct Adjustment {
     pub reference: Option<String>,
     /// Refuse with `Conflict` unless the SKU is still at this version (read-modify-write).
     pub expected_version: Option<u64>,
+    /// The location counted or corrected: required at a SKU with several locations.
+    pub location: Option<LocationId>,
 }
 
-/// An adjustment that is durable.
+/// An adjustment that is durable. At a SKU with several locations, `previous` and
+/// `current` are those of `location`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Adjusted {
+    pub location: Option<LocationId>,
     pub previous: Quantity,
     pub current: Quantity,
     /// Reservations that can no longer all be honoured (the SKU is short).
     pub at_risk: Vec<ReservationId>,
+    pub version: u64,
+    pub replayed: bool,
+}
+
+/// Stock sent from one location of a SKU to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// The caller's name for it (a shipment number); it is received by this name.
+    pub transfer_id: TransferId,
+    pub from: LocationId,
+    pub to: LocationId,
+    pub qty: Quantity,
+    pub reference: Option<String>,
+    /// Refuse with `Conflict` unless the SKU is still at this version.
+    pub expected_version: Option<u64>,
+}
+
+/// A transfer shipped or received, durably.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transferred {
+    pub transfer_id: TransferId,
+    pub from: Option<LocationId>,
+    pub to: LocationId,
+    pub qty: Quantity,
+    /// `true` once received.
+    pub received: bool,
     pub version: u64,
     pub replayed: bool,
 }

@@ -1,4 +1,4 @@
-//! The REST API: SKUs, stock, adjustments and reservations.
+//! The REST API: SKUs, stock, adjustments, transfers between locations and reservations.
 //!
 //! Single-SKU reads answer from the engine's durable state, exact at the instant of the
 //! read (`as_of`), so a reader never sees a hold that is not durable or a lapsed hold that
@@ -13,10 +13,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use stockade_domain::{Sku, Timestamp};
 use stockade_engine::ReserveOptions;
-use stockade_wire::request::{page_limit, reservation_id, sku};
+use stockade_wire::request::{page_limit, reservation_id, sku, transfer_id};
 use stockade_wire::{
     AdjustRequest, AdjustedOut, ApiError, Code, ErrorKind, Page, RegisterSkuRequest,
-    ReservationOut, ReservationStatusOut, ReserveRequest, ResolvedOut, StockOut,
+    ReservationOut, ReservationStatusOut, ReserveRequest, ResolvedOut, StockOut, TransferOut,
+    TransferRequest,
 };
 
 use crate::auth::Need;
@@ -213,6 +214,65 @@ pub async fn adjust(
             Ok(response.json(AdjustedOut::new(&sku, &adjusted)))
         }
         Err(e) => Err(with_current(&state, e).await.into()),
+    }
+}
+
+/// `POST /api/inventory/products/{sku}/transfers` (admin): ship units between locations.
+pub async fn ship_transfer(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let (request, bytes, origin): (TransferRequest, _, _) =
+        write_request(&req, &state, payload, Need::Admin).await?;
+    let sku = sku(&path, "sku")?;
+    let transfer = request.validate()?;
+    check_key(&state, &origin, &format!("transfer:{sku}"), &bytes).await?;
+    let inventory = state.inventory.clone();
+    let shipping = sku.clone();
+    let shipped =
+        detached(async move { inventory.ship_transfer(&shipping, transfer, &origin).await })
+            .await?;
+    match shipped {
+        Ok(t) => {
+            let mut response = HttpResponse::Created();
+            replayed(&mut response, t.replayed);
+            Ok(response.json(TransferOut::new(&sku, &t)))
+        }
+        Err(e) => Err(with_current(&state, e).await.into()),
+    }
+}
+
+/// `POST /api/inventory/products/{sku}/transfers/{id}/receive` (admin): the units arrived.
+pub async fn receive_transfer(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let caller = state.authorize(&req, Need::Admin, None)?;
+    // No body is needed; one that is sent must be empty or `{}`.
+    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let _: Empty = body::parse(&bytes)?;
+    }
+    let (sku_text, id_text) = path.into_inner();
+    let sku = sku(&sku_text, "sku")?;
+    let id = transfer_id(&id_text, "id")?;
+    let origin = state.origin(&req, caller.as_ref())?;
+    check_key(&state, &origin, &format!("receive:{sku}:{id}"), b"").await?;
+    let inventory = state.inventory.clone();
+    let receiving = sku.clone();
+    let received =
+        detached(async move { inventory.receive_transfer(&receiving, id, &origin).await }).await?;
+    match received {
+        Ok(t) => {
+            let mut response = HttpResponse::Ok();
+            replayed(&mut response, t.replayed);
+            Ok(response.json(TransferOut::new(&sku, &t)))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

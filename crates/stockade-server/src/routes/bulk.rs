@@ -390,6 +390,7 @@ async fn update(
         .adjust(
             sku,
             Adjustment {
+                location: None,
                 change: StockChange::Count(wanted),
                 reason: "import".into(),
                 reference: None,

@@ -70,6 +70,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/api/inventory/products/{sku}/adjustments", "POST")
                 .route(web::post().to(api::adjust)),
         )
+        .service(
+            resource("/api/inventory/products/{sku}/transfers", "POST")
+                .route(web::post().to(api::ship_transfer)),
+        )
+        .service(
+            resource(
+                "/api/inventory/products/{sku}/transfers/{id}/receive",
+                "POST",
+            )
+            .route(web::post().to(api::receive_transfer)),
+        )
         .service(resource("/api/reservations/{id}", "GET").route(web::get().to(api::reservation)))
         .service(
             resource("/api/reservations/{id}/commit", "POST").route(web::post().to(api::commit)),
