@@ -106,23 +106,34 @@ pub async fn reserve_load(
     total: u64,
     options: stockade_engine::ReserveOptions,
 ) -> Result<(Duration, Vec<u64>), stockade_engine::Error> {
+    let line = stockade_engine::Line::new(sku.clone(), stockade_domain::Quantity::new(1));
+    line_load(inventory, line, callers, total, options).await
+}
+
+/// [`reserve_load`] for any one-line order: `line` (its SKU, quantity and placement) is
+/// reserved `total` times by `callers` concurrent callers.
+pub async fn line_load(
+    inventory: &stockade_engine::Inventory,
+    line: stockade_engine::Line,
+    callers: usize,
+    total: u64,
+    options: stockade_engine::ReserveOptions,
+) -> Result<(Duration, Vec<u64>), stockade_engine::Error> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-
-    use stockade_domain::Quantity;
 
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..callers)
         .map(|_| {
-            let (inventory, sku, next) = (inventory.clone(), sku.clone(), next.clone());
+            let (inventory, line, next) = (inventory.clone(), line.clone(), next.clone());
             let options = options.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while next.fetch_add(1, Ordering::Relaxed) < total {
                     let asked = Instant::now();
                     inventory
-                        .reserve(&sku, Quantity::new(1), options.clone())
+                        .reserve_order(vec![line.clone()], options.clone())
                         .await?;
                     latencies.push(asked.elapsed().as_micros() as u64);
                 }

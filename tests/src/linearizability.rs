@@ -7,6 +7,11 @@
 //! got when replayed against the sequential model of a SKU. Operations on different SKUs
 //! never interact, so a run is checked SKU by SKU (linearizability is compositional).
 //!
+//! A SKU may be stocked at several locations: the model then keeps each location's on
+//! hand and where each hold is, and a reservation must have been placed where the
+//! `priority` strategy puts it (the first location, in index order, that covers it) or at
+//! the location it named.
+//!
 //! The search is Wing & Gong's, with Lowe's memoisation: at each step, try every
 //! operation that no remaining operation precedes in real time; a (set of linearized
 //! operations, model state) pair already explored is not explored again.
@@ -16,14 +21,19 @@ use std::collections::{BTreeMap, HashSet};
 /// What an operation asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    /// Hold `qty` units.
+    /// Hold `qty` units (at a SKU with one location).
     Reserve { qty: u64 },
+    /// Hold `qty` units at `location` (an index), or where the `priority` strategy puts
+    /// them when `None`; never split.
+    ReserveAt { qty: u64, location: Option<usize> },
     /// Sell a hold, by the reservation id an earlier `Reserve` returned.
     Commit { id: u128 },
     /// Give a hold back.
     Release { id: u128 },
     /// Read on hand and reserved.
     Read,
+    /// Read each location's on hand and reserved.
+    ReadLocations,
 }
 
 /// What it got back.
@@ -31,6 +41,11 @@ pub enum Call {
 pub enum Ret {
     Held {
         id: u128,
+    },
+    /// Held at this location (an index).
+    HeldAt {
+        id: u128,
+        location: usize,
     },
     /// Too little available.
     Refused,
@@ -40,6 +55,10 @@ pub enum Ret {
     Level {
         on_hand: u64,
         reserved: u64,
+    },
+    Levels {
+        on_hand: Vec<u64>,
+        reserved: Vec<u64>,
     },
 }
 
@@ -52,35 +71,73 @@ pub struct Op {
     pub returned: u64,
 }
 
-/// The sequential model of one SKU: on hand, and the live holds by reservation id.
+/// The sequential model of one SKU: each location's on hand, and the live holds by
+/// reservation id with their location.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Model {
-    on_hand: u64,
-    holds: BTreeMap<u128, u64>,
+    on_hand: Vec<u64>,
+    holds: BTreeMap<u128, (usize, u64)>,
 }
 
 impl Model {
+    fn reserved_at(&self, location: usize) -> u64 {
+        self.holds
+            .values()
+            .filter(|(at, _)| *at == location)
+            .map(|(_, qty)| qty)
+            .sum()
+    }
+
     fn reserved(&self) -> u64 {
-        self.holds.values().sum()
+        self.holds.values().map(|(_, qty)| qty).sum()
+    }
+
+    fn available(&self, location: usize) -> Option<u64> {
+        self.on_hand
+            .get(location)?
+            .checked_sub(self.reserved_at(location))
+    }
+
+    /// Where a reserve of `qty` goes: the named location if it covers it, else the first
+    /// that does; `None` when it must be refused.
+    fn placed(&self, qty: u64, location: Option<usize>) -> Option<usize> {
+        match location {
+            Some(l) => (self.available(l)? >= qty).then_some(l),
+            None => (0..self.on_hand.len()).find(|l| self.available(*l).is_some_and(|a| a >= qty)),
+        }
+    }
+
+    fn hold(&self, id: u128, location: usize, qty: u64) -> Option<Model> {
+        if self.holds.contains_key(&id) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.holds.insert(id, (location, qty));
+        Some(next)
     }
 
     /// Applies `call` if it can have returned `ret`; the new state, or `None`.
     fn step(&self, call: &Call, ret: &Ret) -> Option<Model> {
-        let available = self.on_hand.checked_sub(self.reserved())?;
         match (call, ret) {
             (Call::Reserve { qty }, Ret::Held { id }) => {
-                if *qty > available || self.holds.contains_key(id) {
-                    return None;
-                }
-                let mut next = self.clone();
-                next.holds.insert(*id, *qty);
-                Some(next)
+                (self.placed(*qty, None)? == 0).then_some(())?;
+                self.hold(*id, 0, *qty)
             }
-            (Call::Reserve { qty }, Ret::Refused) => (*qty > available).then(|| self.clone()),
+            (Call::Reserve { qty }, Ret::Refused) => {
+                self.placed(*qty, None).is_none().then(|| self.clone())
+            }
+            (Call::ReserveAt { qty, location }, Ret::HeldAt { id, location: at }) => {
+                (self.placed(*qty, *location)? == *at).then_some(())?;
+                self.hold(*id, *at, *qty)
+            }
+            (Call::ReserveAt { qty, location }, Ret::Refused) => {
+                self.placed(*qty, *location).is_none().then(|| self.clone())
+            }
             (Call::Commit { id }, Ret::Done) => {
                 let mut next = self.clone();
-                let qty = next.holds.remove(id)?;
-                next.on_hand = next.on_hand.checked_sub(qty)?;
+                let (at, qty) = next.holds.remove(id)?;
+                let here = next.on_hand.get_mut(at)?;
+                *here = here.checked_sub(qty)?;
                 Some(next)
             }
             (Call::Release { id }, Ret::Done) => {
@@ -92,7 +149,14 @@ impl Model {
                 (!self.holds.contains_key(id)).then(|| self.clone())
             }
             (Call::Read, Ret::Level { on_hand, reserved }) => {
-                (*on_hand == self.on_hand && *reserved == self.reserved()).then(|| self.clone())
+                (*on_hand == self.on_hand.iter().sum::<u64>() && *reserved == self.reserved())
+                    .then(|| self.clone())
+            }
+            (Call::ReadLocations, Ret::Levels { on_hand, reserved }) => {
+                let here: Vec<u64> = (0..self.on_hand.len())
+                    .map(|l| self.reserved_at(l))
+                    .collect();
+                (*on_hand == self.on_hand && *reserved == here).then(|| self.clone())
             }
             _ => None,
         }
@@ -105,6 +169,12 @@ pub const MAX_OPS: usize = 128;
 /// Whether `history` (one SKU's, starting with `on_hand` units and no holds) is
 /// linearizable. `Err` explains why it could not be checked.
 pub fn check(on_hand: u64, history: &[Op]) -> Result<bool, String> {
+    check_at(&[on_hand], history)
+}
+
+/// [`check`] for a SKU stocked at several locations, with `on_hand` at each (in the
+/// order of the `priority` strategy).
+pub fn check_at(on_hand: &[u64], history: &[Op]) -> Result<bool, String> {
     if history.len() > MAX_OPS {
         return Err(format!(
             "{} operations; the checker takes at most {MAX_OPS} per SKU",
@@ -115,7 +185,7 @@ pub fn check(on_hand: u64, history: &[Op]) -> Result<bool, String> {
         return Err(format!("{op:?} returned before it was invoked"));
     }
     let start = Model {
-        on_hand,
+        on_hand: on_hand.to_vec(),
         holds: BTreeMap::new(),
     };
     let mut seen = HashSet::new();
@@ -253,6 +323,45 @@ mod tests {
             op(Call::Release { id: 1 }, Ret::NotLive, 2, 3),
         ];
         assert_eq!(check(3, &lost), Ok(false));
+    }
+
+    #[test]
+    fn at_several_locations_holds_go_where_priority_or_the_caller_puts_them() {
+        let levels = |on_hand: [u64; 2], reserved: [u64; 2]| Ret::Levels {
+            on_hand: on_hand.to_vec(),
+            reserved: reserved.to_vec(),
+        };
+        let any = |qty| Call::ReserveAt {
+            qty,
+            location: None,
+        };
+        let at = |qty, l| Call::ReserveAt {
+            qty,
+            location: Some(l),
+        };
+        let held = |id, location| Ret::HeldAt { id, location };
+        // Two locations of 1 and 3: a line of 2 goes to the second; a hard line to the
+        // first takes its one unit; the sale comes off the second.
+        let fine = [
+            op(any(2), held(1, 1), 0, 1),
+            op(at(1, 0), held(2, 0), 2, 3),
+            op(Call::Commit { id: 1 }, Ret::Done, 4, 5),
+            op(Call::ReadLocations, levels([1, 1], [1, 0]), 6, 7),
+            op(at(1, 0), Ret::Refused, 8, 9),
+        ];
+        assert_eq!(check_at(&[1, 3], &fine), Ok(true));
+        // Held at the second location although the first covered it.
+        let misplaced = [op(any(1), held(1, 1), 0, 1)];
+        assert_eq!(check_at(&[1, 3], &misplaced), Ok(false));
+        // The last unit at the first location, held twice by overlapping hard lines.
+        let twice = [
+            op(at(1, 0), held(1, 0), 0, 5),
+            op(at(1, 0), held(2, 0), 1, 4),
+        ];
+        assert_eq!(check_at(&[1, 3], &twice), Ok(false));
+        // Refused with stock at the location it named.
+        let spurious = [op(at(1, 1), Ret::Refused, 0, 1)];
+        assert_eq!(check_at(&[1, 3], &spurious), Ok(false));
     }
 
     #[test]

@@ -28,10 +28,12 @@ use serde::{Deserialize, Serialize};
 use crate::ids::LocationId;
 use crate::quantity::Quantity;
 
-/// What one location can still offer for a SKU (on hand less safety stock and holds).
+/// What one location can still offer for a SKU (on hand less safety stock and holds). It
+/// borrows the location's id: the writer builds one per location for every decision, and
+/// only the chosen parts need ids of their own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocationStock {
-    pub location: LocationId,
+pub struct LocationStock<'a> {
+    pub location: &'a LocationId,
     pub available: Quantity,
     /// Lower is preferred.
     pub priority: u32,
@@ -131,10 +133,13 @@ pub enum Unallocatable {
 /// The units to take from each location, in the order they are taken, summing to
 /// `request.qty`; or why not. A zero `qty` allocates nothing and succeeds (a hard location
 /// must still be one the SKU is stocked at).
-pub fn allocate(stock: &[LocationStock], request: &Request) -> Result<Vec<Part>, Unallocatable> {
+pub fn allocate(
+    stock: &[LocationStock<'_>],
+    request: &Request,
+) -> Result<Vec<Part>, Unallocatable> {
     let qty = request.qty;
     if let Some(hard) = &request.location {
-        let Some(here) = stock.iter().find(|s| &s.location == hard) else {
+        let Some(here) = stock.iter().find(|s| s.location == hard) else {
             return Err(Unallocatable::UnknownLocation(hard.clone()));
         };
         return if qty.is_zero() {
@@ -150,12 +155,13 @@ pub fn allocate(stock: &[LocationStock], request: &Request) -> Result<Vec<Part>,
     if qty.is_zero() {
         return Ok(Vec::new());
     }
-    let ordered = order(stock, request.strategy);
     if !request.allow_split {
         // FewestSplits without splitting is one location either way: the configured order
-        // among those that cover the line, as Priority.
-        return match ordered.iter().find(|s| s.available >= qty) {
-            Some(one) => Ok(parts([(*one, qty)])),
+        // among those that cover the line, as Priority. The first in the strategy's order
+        // among those that cover it is its least by the same key: one pass, no sort (this
+        // runs in the SKU's writer for every line).
+        return match first_covering(stock, request.strategy, qty) {
+            Some(one) => Ok(parts([(one, qty)])),
             None => Err(Unallocatable::Insufficient {
                 available: stock
                     .iter()
@@ -166,9 +172,9 @@ pub fn allocate(stock: &[LocationStock], request: &Request) -> Result<Vec<Part>,
         };
     }
     if request.strategy == Strategy::FewestSplits
-        && let Some(one) = ordered.iter().find(|s| s.available >= qty)
+        && let Some(one) = first_covering(stock, Strategy::FewestSplits, qty)
     {
-        return Ok(parts([(*one, qty)]));
+        return Ok(parts([(one, qty)]));
     }
     // Splitting: walk the order, taking what each location has until the line is filled.
     // FewestSplits walks largest first here: for covering a sum with the fewest parts,
@@ -176,7 +182,7 @@ pub fn allocate(stock: &[LocationStock], request: &Request) -> Result<Vec<Part>,
     let walk = if request.strategy == Strategy::FewestSplits {
         order(stock, Strategy::MostStock)
     } else {
-        ordered
+        order(stock, request.strategy)
     };
     let mut taken = Vec::new();
     let mut left = qty;
@@ -200,23 +206,38 @@ pub fn allocate(stock: &[LocationStock], request: &Request) -> Result<Vec<Part>,
     }
 }
 
-/// The locations in the order `strategy` prefers them, ties by priority then id.
-fn order(stock: &[LocationStock], strategy: Strategy) -> Vec<&LocationStock> {
-    let mut ordered: Vec<&LocationStock> = stock.iter().collect();
+/// How `strategy` ranks two locations: the preferred one is `Less`. Ties by priority,
+/// then id, so every answer is reproducible.
+fn rank(strategy: Strategy, a: &LocationStock<'_>, b: &LocationStock<'_>) -> std::cmp::Ordering {
+    let configured = (a.priority, a.location).cmp(&(b.priority, b.location));
     match strategy {
-        Strategy::Priority | Strategy::FewestSplits => {
-            ordered.sort_by(|a, b| (a.priority, &a.location).cmp(&(b.priority, &b.location)));
-        }
-        Strategy::MostStock => ordered.sort_by(|a, b| {
-            b.available
-                .cmp(&a.available)
-                .then((a.priority, &a.location).cmp(&(b.priority, &b.location)))
-        }),
+        Strategy::Priority | Strategy::FewestSplits => configured,
+        Strategy::MostStock => b.available.cmp(&a.available).then(configured),
     }
+}
+
+/// The location `strategy` prefers among those that cover `qty`, if any.
+fn first_covering<'s, 'a>(
+    stock: &'s [LocationStock<'a>],
+    strategy: Strategy,
+    qty: Quantity,
+) -> Option<&'s LocationStock<'a>> {
+    stock
+        .iter()
+        .filter(|s| s.available >= qty)
+        .min_by(|a, b| rank(strategy, a, b))
+}
+
+/// The locations in the order `strategy` prefers them.
+fn order<'s, 'a>(stock: &'s [LocationStock<'a>], strategy: Strategy) -> Vec<&'s LocationStock<'a>> {
+    let mut ordered: Vec<&LocationStock> = stock.iter().collect();
+    ordered.sort_by(|a, b| rank(strategy, a, b));
     ordered
 }
 
-fn parts<'a>(taken: impl IntoIterator<Item = (&'a LocationStock, Quantity)>) -> Vec<Part> {
+fn parts<'s, 'a: 's>(
+    taken: impl IntoIterator<Item = (&'s LocationStock<'a>, Quantity)>,
+) -> Vec<Part> {
     taken
         .into_iter()
         .map(|(s, qty)| Part {
@@ -233,9 +254,10 @@ mod tests {
 
     use super::*;
 
-    fn loc(id: &str, available: u64, priority: u32) -> LocationStock {
+    fn loc(id: &str, available: u64, priority: u32) -> LocationStock<'static> {
+        // Leaked: a test's handful of ids, borrowed as the writer borrows its own.
         LocationStock {
-            location: LocationId::new(id).unwrap(),
+            location: Box::leak(Box::new(LocationId::new(id).unwrap())),
             available: Quantity::new(available),
             priority,
         }
@@ -394,7 +416,7 @@ mod tests {
 
     #[test]
     fn nothing_to_offer_is_short_and_zero_is_nothing() {
-        let empty: [LocationStock; 0] = [];
+        let empty: [LocationStock<'static>; 0] = [];
         assert_eq!(
             plan(allocate(&empty, &request(1, Strategy::Priority, true))),
             Err("short, 0".into())
@@ -415,7 +437,7 @@ mod tests {
         assert_eq!(plan(allocate(&stock, &at_berlin)), ok(&[]));
     }
 
-    fn stocks() -> impl proptest::strategy::Strategy<Value = Vec<LocationStock>> {
+    fn stocks() -> impl proptest::strategy::Strategy<Value = Vec<LocationStock<'static>>> {
         proptest::collection::vec((0u64..50, 0u32..4), 0..8).prop_map(|v| {
             v.into_iter()
                 .enumerate()
@@ -449,7 +471,7 @@ mod tests {
                     for p in &parts {
                         prop_assert!(seen.insert(p.location.clone()));
                         prop_assert!(!p.qty.is_zero());
-                        let here = stock.iter().find(|s| s.location == p.location).unwrap();
+                        let here = stock.iter().find(|s| *s.location == p.location).unwrap();
                         prop_assert!(p.qty <= here.available);
                     }
                     if !split {

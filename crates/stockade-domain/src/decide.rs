@@ -156,30 +156,23 @@ fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Re
 /// decided here, in the writer, against what each location can offer now. A location
 /// short of what it promised offers nothing; a line that names one is refused as short.
 fn place(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Vec<Part>, Rejection> {
-    let locations = stock.locations(now);
+    let offers = stock.offers(now);
     if let Some(hard) = &c.placement.location {
-        match locations.iter().find(|l| &l.location == hard) {
+        match offers.iter().find(|(o, _)| o.location == hard) {
             None => {
                 return Err(Rejection::UnknownLocation {
                     location: hard.clone(),
                 });
             }
-            Some(l) if !l.shortfall.is_zero() => {
+            Some((_, shortfall)) if !shortfall.is_zero() => {
                 return Err(Rejection::Short {
-                    shortfall: l.shortfall,
+                    shortfall: *shortfall,
                 });
             }
             Some(_) => {}
         }
     }
-    let offer: Vec<_> = locations
-        .into_iter()
-        .map(|l| crate::allocation::LocationStock {
-            location: l.location,
-            available: l.available,
-            priority: l.priority,
-        })
-        .collect();
+    let offer: Vec<_> = offers.into_iter().map(|(o, _)| o).collect();
     allocate(&offer, &c.placement.request(c.qty)).map_err(|e| match e {
         Unallocatable::UnknownLocation(location) => Rejection::UnknownLocation { location },
         Unallocatable::Insufficient { available } => Rejection::InsufficientStock {

@@ -1724,14 +1724,36 @@ impl<'a> StockRef<'a> {
         }
     }
 
-    /// What each location can offer at `now`, for [`allocate`](crate::allocation::allocate).
-    pub fn location_stock(self, now: Timestamp) -> Vec<LocationStock> {
-        self.locations(now)
-            .into_iter()
-            .map(|l| LocationStock {
-                location: l.location,
-                available: l.available,
-                priority: l.priority,
+    /// What each location can offer at `now`, for [`allocate`](crate::allocation::allocate),
+    /// with each location's shortfall. Borrows the ids: this runs for every line decided
+    /// at a SKU with several locations, and copies nothing but figures.
+    pub fn offers(self, now: Timestamp) -> Vec<(LocationStock<'a>, Quantity)> {
+        let PoolState::Physical { places, sites, .. } = &self.tally.pool else {
+            return Vec::new();
+        };
+        let by_site = self.held_by_site(now);
+        let (held, _) = match by_site {
+            Some(_) => (Quantity::ZERO, Quantity::ZERO),
+            None => self.used(now),
+        };
+        places
+            .iter()
+            .zip(sites)
+            .enumerate()
+            .map(|(i, (place, site))| {
+                let held = by_site
+                    .as_ref()
+                    .and_then(|b| b.get(i).copied())
+                    .unwrap_or(held);
+                let offer = LocationStock {
+                    location: &place.id,
+                    available: site
+                        .on_hand
+                        .saturating_sub(site.safety_stock)
+                        .saturating_sub(held),
+                    priority: place.priority,
+                };
+                (offer, held.saturating_sub(site.on_hand))
             })
             .collect()
     }

@@ -346,6 +346,7 @@ mod tests {
             "reason",
             "reference",
             "expected_version",
+            "location",
         ] {
             assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
         }
@@ -375,6 +376,12 @@ mod tests {
         .unwrap();
         assert_eq!(create.request.items.len(), 1);
         assert_eq!(create.envelope.idempotency_key.as_deref(), Some("k"));
+        let placed = CreateOrderArgs::parse(args(serde_json::json!(
+            {"items": [{"sku": "A", "qty": 1, "location": "berlin", "allow_split": true,
+                        "strategy": "most_stock"}]}
+        )))
+        .unwrap();
+        assert_eq!(placed.request.items[0].location.as_deref(), Some("berlin"));
         assert!(
             CreateOrderArgs::parse(args(serde_json::json!(
                 {"items": [{"sku": "A", "qty": 1, "qtty": 2}]}

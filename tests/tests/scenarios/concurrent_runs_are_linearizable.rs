@@ -2,16 +2,17 @@
 //! history (invocation and return instants, results) and checked against the sequential
 //! model of a SKU, SKU by SKU (`stockade_tests::linearizability`). Stock is scarce, so
 //! refusals and races for the last units are the common case. Small histories (up to 100
-//! operations per SKU), several seeds: what CI can afford.
+//! operations per SKU), several seeds: what CI can afford. The same at a SKU stocked at
+//! three locations, with lines that name a location and lines the writer places.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use stockade_domain::{Quantity, Rejection};
-use stockade_engine::{Error, Inventory, Origin, ReserveOptions};
+use stockade_domain::{LocationConfig, LocationId, Placement, PoolConfig, Quantity, Rejection};
+use stockade_engine::{Error, Inventory, Line, Origin, ReserveOptions};
 use stockade_tests::engine::{open_sqlite, register};
-use stockade_tests::linearizability::{Call, Op, Ret, check};
+use stockade_tests::linearizability::{Call, Op, Ret, check, check_at};
 use stockade_tests::projection::Lcg;
 
 const SKUS: usize = 3;
@@ -175,4 +176,194 @@ async fn every_recorded_history_has_a_sequential_explanation() {
         "linearizability: {checked} operations checked; {refused} refusals, {not_live_seen} resolutions of holds no longer live"
     );
     assert!(refused > 0 && not_live_seen > 0, "the runs never contended");
+}
+
+/// Stock at each of three locations, in priority order: scarce, so lines race for the
+/// last units at one location while others still have some.
+const AT_LOCATIONS: [u64; 3] = [2, 3, 1];
+
+fn location(i: usize) -> LocationId {
+    LocationId::new(format!("loc-{i}")).unwrap()
+}
+
+/// One task's operations on a SKU at three locations: reserves that name a location or
+/// let the writer place them, commits and releases of shared holds, and reads of every
+/// location's figures.
+async fn client_at_locations(
+    inventory: Inventory,
+    sku: stockade_domain::Sku,
+    seed: u64,
+    clock: Instant,
+    holds: Arc<Mutex<Vec<stockade_domain::ReservationId>>>,
+) -> Vec<Op> {
+    let mut rng = Lcg(seed);
+    let mut history = Vec::with_capacity(OPS_PER_TASK);
+    let at = || clock.elapsed().as_nanos() as u64;
+    for _ in 0..OPS_PER_TASK {
+        let pick = {
+            let holds = holds.lock().unwrap();
+            (!holds.is_empty()).then(|| holds[rng.below(holds.len() as u64) as usize])
+        };
+        let choice = rng.below(10);
+        let invoked = at();
+        let (call, ret) = match (choice, pick) {
+            (0..=4, _) | (_, None) => {
+                let qty = 1 + rng.below(2);
+                let named = rng.below(4);
+                let hard = (named < 3).then_some(named as usize);
+                let line = Line {
+                    sku: sku.clone(),
+                    qty: Quantity::new(qty),
+                    placement: match hard {
+                        Some(l) => Placement::at(location(l)),
+                        None => Placement::default(),
+                    },
+                };
+                let outcome = inventory
+                    .reserve_order(vec![line], ReserveOptions::default())
+                    .await;
+                let ret = match outcome {
+                    Ok(held) => {
+                        holds.lock().unwrap().push(held.id);
+                        let parts = &held.lines[0].parts;
+                        assert_eq!(parts.len(), 1, "never split: {parts:?}");
+                        let placed = (0..AT_LOCATIONS.len())
+                            .find(|l| location(*l) == parts[0].location)
+                            .unwrap();
+                        Ret::HeldAt {
+                            id: held.id.as_uuid().as_u128(),
+                            location: placed,
+                        }
+                    }
+                    Err(Error::Rejected {
+                        rejection: Rejection::InsufficientStock { .. },
+                        ..
+                    }) => Ret::Refused,
+                    Err(e) => panic!("reserve: {e}"),
+                };
+                (
+                    Call::ReserveAt {
+                        qty,
+                        location: hard,
+                    },
+                    ret,
+                )
+            }
+            (5..=6, Some(id)) => {
+                let ret = match inventory.commit(id, &Origin::default()).await {
+                    Ok(_) => Ret::Done,
+                    Err(e) if not_live(&e) => Ret::NotLive,
+                    Err(e) => panic!("commit: {e}"),
+                };
+                let id = id.as_uuid().as_u128();
+                (Call::Commit { id }, ret)
+            }
+            (7, Some(id)) => {
+                let ret = match inventory.release(id, &Origin::default()).await {
+                    Ok(_) => Ret::Done,
+                    Err(e) if not_live(&e) => Ret::NotLive,
+                    Err(e) => panic!("release: {e}"),
+                };
+                let id = id.as_uuid().as_u128();
+                (Call::Release { id }, ret)
+            }
+            _ => {
+                let level = inventory.stock(&sku).await.unwrap();
+                let locations = &level.view.locations;
+                (
+                    Call::ReadLocations,
+                    Ret::Levels {
+                        on_hand: locations.iter().map(|l| l.on_hand.get()).collect(),
+                        reserved: locations.iter().map(|l| l.reserved.get()).collect(),
+                    },
+                )
+            }
+        };
+        history.push(Op {
+            call,
+            ret,
+            invoked,
+            returned: at(),
+        });
+    }
+    history
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_at_several_locations_have_a_sequential_explanation() {
+    let (mut checked, mut refused, mut elsewhere) = (0, 0, 0);
+    for round in 0..4u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let inventory = open_sqlite(dir.path()).await;
+        let sku = stockade_domain::Sku::new(format!("LOC-LIN-{round}")).unwrap();
+        let pool = PoolConfig::at_locations(
+            AT_LOCATIONS
+                .iter()
+                .enumerate()
+                .map(|(i, n)| LocationConfig {
+                    location: location(i),
+                    on_hand: Quantity::new(*n),
+                    safety_stock: Quantity::ZERO,
+                    priority: i as u32,
+                })
+                .collect(),
+        );
+        inventory
+            .register(&sku, pool, &Origin::default())
+            .await
+            .unwrap();
+        let clock = Instant::now();
+        let holds = Arc::new(Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..TASKS_PER_SKU)
+            .map(|t| {
+                tokio::spawn(client_at_locations(
+                    inventory.clone(),
+                    sku.clone(),
+                    round * 1000 + t as u64 + 7,
+                    clock,
+                    holds.clone(),
+                ))
+            })
+            .collect();
+        let mut history = Vec::new();
+        for task in tasks {
+            history.extend(task.await.unwrap());
+        }
+        refused += history.iter().filter(|o| o.ret == Ret::Refused).count();
+        elsewhere += history
+            .iter()
+            .filter(|o| {
+                matches!(o.call, Call::ReserveAt { location: None, .. })
+                    && matches!(
+                        o.ret,
+                        Ret::HeldAt {
+                            location: 1..=2,
+                            ..
+                        }
+                    )
+            })
+            .count();
+        if check_at(&AT_LOCATIONS, &history) != Ok(true) {
+            history.sort_by_key(|o| o.invoked);
+            let lines: Vec<String> = history
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{:>9}..{:>9} {:?} -> {:?}",
+                        o.invoked / 1000,
+                        o.returned / 1000,
+                        o.call,
+                        o.ret
+                    )
+                })
+                .collect();
+            panic!("{sku}: not linearizable (µs):\n{}", lines.join("\n"));
+        }
+        checked += history.len();
+        inventory.shutdown().await;
+    }
+    eprintln!(
+        "linearizability at locations: {checked} operations checked; {refused} refusals, {elsewhere} placed past the first location"
+    );
+    assert!(refused > 0 && elsewhere > 0, "the runs never contended");
 }
