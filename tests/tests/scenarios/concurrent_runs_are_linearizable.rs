@@ -31,6 +31,56 @@ fn not_live(e: &Error) -> bool {
     )
 }
 
+/// Commits (or releases) hold `id`, as a recorded call and its result.
+async fn resolve(
+    inventory: &Inventory,
+    id: stockade_domain::ReservationId,
+    commit: bool,
+) -> (Call, Ret) {
+    let outcome = if commit {
+        inventory.commit(id, &Origin::default()).await.map(|_| ())
+    } else {
+        inventory.release(id, &Origin::default()).await.map(|_| ())
+    };
+    let ret = match outcome {
+        Ok(()) => Ret::Done,
+        Err(e) if not_live(&e) => Ret::NotLive,
+        Err(e) => panic!("commit or release: {e}"),
+    };
+    let id = id.as_uuid().as_u128();
+    let call = if commit {
+        Call::Commit { id }
+    } else {
+        Call::Release { id }
+    };
+    (call, ret)
+}
+
+/// Fails the test with the history, in invocation order, unless the checker found a
+/// sequential order of it that fits the model (`verdict`).
+fn explained(sku: &stockade_domain::Sku, verdict: Result<bool, String>, mut history: Vec<Op>) {
+    if verdict == Ok(true) {
+        return;
+    }
+    history.sort_by_key(|o| o.invoked);
+    let lines: Vec<String> = history
+        .iter()
+        .map(|o| {
+            format!(
+                "{:>9}..{:>9} {:?} -> {:?}",
+                o.invoked / 1000,
+                o.returned / 1000,
+                o.call,
+                o.ret
+            )
+        })
+        .collect();
+    panic!(
+        "{sku}: not linearizable ({verdict:?}; µs):\n{}",
+        lines.join("\n")
+    );
+}
+
 /// One task's operations on `sku`; holds it got are shared with the SKU's other tasks,
 /// so commits and releases race each other too.
 async fn client(
@@ -71,32 +121,8 @@ async fn client(
                 };
                 (Call::Reserve { qty }, ret)
             }
-            (5..=6, Some(id)) => {
-                let ret = match inventory.commit(id, &Origin::default()).await {
-                    Ok(_) => Ret::Done,
-                    Err(e) if not_live(&e) => Ret::NotLive,
-                    Err(e) => panic!("commit: {e}"),
-                };
-                (
-                    Call::Commit {
-                        id: id.as_uuid().as_u128(),
-                    },
-                    ret,
-                )
-            }
-            (7, Some(id)) => {
-                let ret = match inventory.release(id, &Origin::default()).await {
-                    Ok(_) => Ret::Done,
-                    Err(e) if not_live(&e) => Ret::NotLive,
-                    Err(e) => panic!("release: {e}"),
-                };
-                (
-                    Call::Release {
-                        id: id.as_uuid().as_u128(),
-                    },
-                    ret,
-                )
-            }
+            (5..=6, Some(id)) => resolve(&inventory, id, true).await,
+            (7, Some(id)) => resolve(&inventory, id, false).await,
             _ => {
                 let level = inventory.stock(&sku).await.unwrap();
                 (
@@ -152,23 +178,8 @@ async fn every_recorded_history_has_a_sequential_explanation() {
             }
             refused += history.iter().filter(|o| o.ret == Ret::Refused).count();
             not_live_seen += history.iter().filter(|o| o.ret == Ret::NotLive).count();
-            if check(STOCK, &history) != Ok(true) {
-                history.sort_by_key(|o| o.invoked);
-                let lines: Vec<String> = history
-                    .iter()
-                    .map(|o| {
-                        format!(
-                            "{:>9}..{:>9} {:?} -> {:?}",
-                            o.invoked / 1000,
-                            o.returned / 1000,
-                            o.call,
-                            o.ret
-                        )
-                    })
-                    .collect();
-                panic!("{sku}: not linearizable (µs):\n{}", lines.join("\n"));
-            }
             checked += history.len();
+            explained(&sku, check(STOCK, &history), history);
         }
         inventory.shutdown().await;
     }
@@ -249,24 +260,8 @@ async fn client_at_locations(
                     ret,
                 )
             }
-            (5..=6, Some(id)) => {
-                let ret = match inventory.commit(id, &Origin::default()).await {
-                    Ok(_) => Ret::Done,
-                    Err(e) if not_live(&e) => Ret::NotLive,
-                    Err(e) => panic!("commit: {e}"),
-                };
-                let id = id.as_uuid().as_u128();
-                (Call::Commit { id }, ret)
-            }
-            (7, Some(id)) => {
-                let ret = match inventory.release(id, &Origin::default()).await {
-                    Ok(_) => Ret::Done,
-                    Err(e) if not_live(&e) => Ret::NotLive,
-                    Err(e) => panic!("release: {e}"),
-                };
-                let id = id.as_uuid().as_u128();
-                (Call::Release { id }, ret)
-            }
+            (5..=6, Some(id)) => resolve(&inventory, id, true).await,
+            (7, Some(id)) => resolve(&inventory, id, false).await,
             _ => {
                 let level = inventory.stock(&sku).await.unwrap();
                 let locations = &level.view.locations;
@@ -343,23 +338,8 @@ async fn histories_at_several_locations_have_a_sequential_explanation() {
                     )
             })
             .count();
-        if check_at(&AT_LOCATIONS, &history) != Ok(true) {
-            history.sort_by_key(|o| o.invoked);
-            let lines: Vec<String> = history
-                .iter()
-                .map(|o| {
-                    format!(
-                        "{:>9}..{:>9} {:?} -> {:?}",
-                        o.invoked / 1000,
-                        o.returned / 1000,
-                        o.call,
-                        o.ret
-                    )
-                })
-                .collect();
-            panic!("{sku}: not linearizable (µs):\n{}", lines.join("\n"));
-        }
         checked += history.len();
+        explained(&sku, check_at(&AT_LOCATIONS, &history), history);
         inventory.shutdown().await;
     }
     eprintln!(
