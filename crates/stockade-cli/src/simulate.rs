@@ -4,7 +4,11 @@
 //! Each buyer reserves, then commits or walks away (the abandon rate); walked-away holds
 //! lapse at their TTL and their stock goes back on sale. With `--kit-share`, that share of
 //! the buyers buys a kit made of the sale's first two SKUs instead (one of each, or two of
-//! the only one), so the kit's orders and single-SKU buyers compete for the same units. After the last buyer, the run
+//! the only one), so the kit's orders and single-SKU buyers compete for the same units.
+//! With `--locations`, each SKU's stock is spread over that many locations, and half the
+//! single-SKU buyers must have their units from one location they name (the other half
+//! let the SKU's writer place them), so buyers race for the last units at each location
+//! and the log check judges every location on its own stock. After the last buyer, the run
 //! waits for the abandoned holds to lapse, folds the whole log with the independent
 //! checker and compares it with what the buyers were told.
 
@@ -17,10 +21,12 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use stockade_domain::{Component, PoolConfig, Quantity, ReservationId, Sku};
+use stockade_domain::{
+    Component, LocationConfig, LocationId, Placement, PoolConfig, Quantity, ReservationId, Sku,
+};
 use stockade_engine::audit::check_log_of;
 use stockade_engine::{
-    EngineConfig, Error, Inventory, InventoryConfig, Origin, Percentiles, ReserveOptions,
+    EngineConfig, Error, Inventory, InventoryConfig, Line, Origin, Percentiles, ReserveOptions,
     SQLITE_FILE, StoreConfig,
 };
 use stockade_esdb::{EsdbConfig, EsdbStore};
@@ -69,6 +75,10 @@ pub struct FlashSale {
     /// Share of buyers who buy a kit of the sale's first two SKUs instead (0 to 1).
     #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
     kit_share: f64,
+    /// Locations each SKU's stock is spread over, evenly (1 to 1000). Above 1, half the
+    /// buyers name a location they must be served from.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    locations: u32,
     /// Where the events go.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
@@ -111,6 +121,10 @@ pub struct Report {
     pub store: &'static str,
     pub skus: u32,
     pub stock_per_sku: u64,
+    /// Locations per SKU (1: the default location only).
+    pub locations: u32,
+    /// Reservations of buyers who named their location.
+    pub reserved_at_named_location: u64,
     pub buyers: u64,
     pub concurrency: u64,
     pub attempts: u64,
@@ -163,6 +177,15 @@ impl Report {
         t.row(["reserved".to_string(), n(self.reserved)]);
         if self.kits_reserved > 0 {
             t.row(["  of which kits".to_string(), n(self.kits_reserved)]);
+        }
+        if self.locations > 1 {
+            t.row([
+                "  of which at a named location".to_string(),
+                format!(
+                    "{} (of {} locations per SKU)",
+                    self.reserved_at_named_location, self.locations
+                ),
+            ]);
         }
         t.row(["committed".to_string(), n(self.committed)]);
         t.row([
@@ -219,6 +242,8 @@ struct Outcomes {
     commits: Vec<(Sku, ReservationId)>,
     reserved: u64,
     kits: u64,
+    /// Reservations of buyers who named their location.
+    at_named: u64,
     committed: u64,
     /// Holds of the abandoned reservations (a kit's are its components'): the expiries
     /// the log must come to show.
@@ -230,7 +255,9 @@ struct Outcomes {
 }
 
 /// Registers `count` physical SKUs of `stock` units each, named `{prefix}-{run}-{n}` with
-/// `n` zero-padded to `width`. The run id is new each time, so runs that share a data
+/// `n` zero-padded to `width`, each at `locations` locations (`loc-0`, `loc-1`, ... in
+/// that priority, the stock split evenly, the remainder at the first), or at the default
+/// location when `locations` is 1. The run id is new each time, so runs that share a data
 /// directory never share a SKU, and each checks only its own.
 pub async fn register_run_skus(
     inventory: &Inventory,
@@ -238,6 +265,7 @@ pub async fn register_run_skus(
     count: u32,
     width: usize,
     stock: u64,
+    locations: u32,
 ) -> Result<Vec<Sku>, String> {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let run_id = run_id.get(..8).unwrap_or("run");
@@ -246,10 +274,22 @@ pub async fn register_run_skus(
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     for sku in &skus {
-        let pool = PoolConfig::Physical {
-            locations: Vec::new(),
-            on_hand: Quantity::new(stock),
-            safety_stock: Quantity::ZERO,
+        let pool = match locations {
+            0 | 1 => PoolConfig::physical(Quantity::new(stock), Quantity::ZERO),
+            n => {
+                let (each, extra) = (stock / u64::from(n), stock % u64::from(n));
+                let at = (0..n)
+                    .map(|i| {
+                        Ok(LocationConfig {
+                            location: location_name(i)?,
+                            on_hand: Quantity::new(each + if i == 0 { extra } else { 0 }),
+                            safety_stock: Quantity::ZERO,
+                            priority: i,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                PoolConfig::at_locations(at)
+            }
         };
         inventory
             .register(sku, pool, &Origin::default())
@@ -264,6 +304,21 @@ fn abandons(seed: u64, buyer: u64, rate: f64) -> bool {
     // SplitMix64: a well-mixed 64-bit hash of the pair.
     let z = splitmix(seed ^ buyer.wrapping_mul(GOLDEN));
     rate >= 1.0 || (z as f64 / u64::MAX as f64) < rate
+}
+
+/// The run's `i`th location.
+fn location_name(i: u32) -> Result<LocationId, String> {
+    LocationId::new(format!("loc-{i}")).map_err(|e| e.to_string())
+}
+
+/// The location a buyer insists on, if any: with several locations, half the buyers name
+/// one (a third coin, then an even pick).
+fn named_location(seed: u64, buyer: u64, locations: u32) -> Option<LocationId> {
+    if locations < 2 || !abandons(splitmix(seed ^ 0x6c6f_6373), buyer, 0.5) {
+        return None;
+    }
+    let pick = splitmix(seed ^ 0x7069_636b ^ buyer.wrapping_mul(GOLDEN)) % u64::from(locations);
+    location_name(u32::try_from(pick).unwrap_or(0)).ok()
 }
 
 /// Whether a buyer buys the kit: a second coin, independent of the first.
@@ -346,7 +401,8 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         .await
         .map_err(|e| format!("open the inventory: {e}"))?;
 
-    let skus = register_run_skus(&inventory, "SALE", args.skus, 0, args.stock).await?;
+    let skus =
+        register_run_skus(&inventory, "SALE", args.skus, 0, args.stock, args.locations).await?;
     let kit = match args.kit_share > 0.0 {
         true => Some(register_kit(&inventory, &skus).await?),
         false => None,
@@ -375,13 +431,14 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                 progress.clone(),
                 kit.clone(),
             );
-            let (buyers, qty, ttl, rate, seed, kit_share) = (
+            let (buyers, qty, ttl, rate, seed, kit_share, locations) = (
                 args.buyers,
                 args.qty,
                 args.ttl,
                 args.abandon_rate,
                 args.seed,
                 args.kit_share,
+                args.locations,
             );
             tokio::spawn(async move {
                 let mut seen = Outcomes::default();
@@ -398,8 +455,19 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                         ttl: Some(Duration::from_secs(ttl)),
                         ..ReserveOptions::default()
                     };
+                    let named = (kit.as_ref() != Some(sku))
+                        .then(|| named_location(seed, buyer, locations))
+                        .flatten();
+                    let line = Line {
+                        sku: sku.clone(),
+                        qty: Quantity::new(qty),
+                        placement: match &named {
+                            Some(location) => Placement::at(location.clone()),
+                            None => Placement::default(),
+                        },
+                    };
                     let asked = Instant::now();
-                    let outcome = inventory.reserve(sku, Quantity::new(qty), options).await;
+                    let outcome = inventory.reserve_order(vec![line], options).await;
                     seen.latencies_us.push(asked.elapsed().as_micros() as u64);
                     match outcome {
                         Ok(held) => {
@@ -412,6 +480,7 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                                 .collect();
                             seen.reserved += 1;
                             seen.kits += u64::from(kit.as_ref() == Some(sku));
+                            seen.at_named += u64::from(named.is_some());
                             seen.acknowledged.extend(lines.iter().cloned());
                             if abandons(seed, buyer, rate) {
                                 seen.abandoned += 1;
@@ -521,6 +590,8 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         attempts: seen.latencies_us.len() as u64,
         reserved,
         kits_reserved: seen.kits,
+        locations: args.locations,
+        reserved_at_named_location: seen.at_named,
         committed: seen.committed,
         abandoned: seen.abandoned,
         abandoned_holds: seen.abandoned_holds,
@@ -557,6 +628,7 @@ impl Outcomes {
         self.commits.extend(other.commits);
         self.reserved += other.reserved;
         self.kits += other.kits;
+        self.at_named += other.at_named;
         self.committed += other.committed;
         self.abandoned += other.abandoned;
         self.abandoned_holds += other.abandoned_holds;

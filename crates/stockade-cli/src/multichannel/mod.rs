@@ -160,7 +160,7 @@ pub async fn run(args: Multichannel) -> Result<Report, String> {
     let hub = NoticeHub::new();
     let notices = hub.subscribe(1 << 20);
     let mut projector = Projector::new(inventory.store(), models.clone(), hub);
-    let skus = register_run_skus(&inventory, "MC", args.skus, 4, args.stock).await?;
+    let skus = register_run_skus(&inventory, "MC", args.skus, 4, args.stock, 1).await?;
     projector
         .catch_up()
         .await
