@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use stockade_benches::{publish, reserve_load};
+use stockade_benches::{LoadRow, publish, reserve_load};
 use stockade_domain::{Component, PoolConfig, Quantity, Sku};
 use stockade_engine::{Inventory, InventoryConfig, Origin, Percentiles, ReserveOptions};
 
@@ -22,9 +22,7 @@ const PLENTY: u64 = 1_000_000_000;
 
 struct Row {
     what: &'static str,
-    reservations: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
+    load: LoadRow,
 }
 
 fn physical(on_hand: u64) -> PoolConfig {
@@ -80,20 +78,14 @@ fn bench(c: &mut Criterion) {
         let sku = Sku::new(sku).unwrap();
         let mut row = Row {
             what,
-            reservations: 0,
-            elapsed: Duration::ZERO,
-            latencies_us: Vec::new(),
+            load: LoadRow::default(),
         };
         group.bench_function(format!("{}_{CALLERS}_callers", sku.as_str()), |b| {
             b.iter_custom(|iters| {
-                let total = iters.max(CALLERS as u64);
-                let (took, latencies) = runtime
-                    .block_on(reserve_load(&inventory, &sku, CALLERS, total, week.clone()))
-                    .unwrap();
-                row.reservations += total;
-                row.elapsed += took;
-                row.latencies_us.extend(latencies);
-                took.mul_f64(iters as f64 / total as f64)
+                row.load.sample(iters, CALLERS, |total| {
+                    let load = reserve_load(&inventory, &sku, CALLERS, total, week.clone());
+                    runtime.block_on(load).unwrap()
+                })
             });
         });
         runtime.block_on(inventory.shutdown());
@@ -109,17 +101,17 @@ fn report(rows: &mut [Row]) {
          |---|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut json = Vec::new();
-    for r in rows.iter_mut().filter(|r| r.reservations > 0) {
-        let rate = r.reservations as f64 / r.elapsed.as_secs_f64();
-        let Percentiles { p50, p99, p999, .. } = Percentiles::of_micros(&mut r.latencies_us);
+    for r in rows.iter_mut().filter(|r| r.load.reservations > 0) {
+        let rate = r.load.rate();
+        let Percentiles { p50, p99, p999, .. } = Percentiles::of_micros(&mut r.load.latencies_us);
         let _ = writeln!(
             table,
             "| {} | {CALLERS} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
-            r.what, r.reservations, rate, p50, p99, p999
+            r.what, r.load.reservations, rate, p50, p99, p999
         );
         json.push(format!(
             "{{\"reserving\":\"{}\",\"callers\":{CALLERS},\"reservations\":{},\"reservations_per_second\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3}}}",
-            r.what, r.reservations, rate, p50, p99, p999
+            r.what, r.load.reservations, rate, p50, p99, p999
         ));
     }
     publish("Kit reservations against plain ones", &table, "kits", &json);

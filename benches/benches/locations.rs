@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use stockade_benches::{line_load, publish};
+use stockade_benches::{LoadRow, line_load, publish};
 use stockade_domain::allocation::Strategy;
 use stockade_domain::{LocationConfig, LocationId, Placement, PoolConfig, Quantity, Sku};
 use stockade_engine::{Inventory, InventoryConfig, Line, Origin, Percentiles, ReserveOptions};
@@ -25,9 +25,7 @@ const PLENTY: u64 = 10_000_000;
 
 struct Row {
     what: String,
-    reservations: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
+    load: LoadRow,
 }
 
 /// An engine on a fresh SQLite log with ONE (one location) and MANY (100 locations, of
@@ -101,27 +99,15 @@ fn bench(c: &mut Criterion) {
         };
         let mut row = Row {
             what: what.to_owned(),
-            reservations: 0,
-            elapsed: Duration::ZERO,
-            latencies_us: Vec::new(),
+            load: LoadRow::default(),
         };
         let id = what.replace([' ', ','], "_");
         group.bench_function(format!("{id}_{CALLERS}_callers"), |b| {
             b.iter_custom(|iters| {
-                let total = iters.max(CALLERS as u64);
-                let (took, latencies) = runtime
-                    .block_on(line_load(
-                        &inventory,
-                        line.clone(),
-                        CALLERS,
-                        total,
-                        week.clone(),
-                    ))
-                    .unwrap();
-                row.reservations += total;
-                row.elapsed += took;
-                row.latencies_us.extend(latencies);
-                took.mul_f64(iters as f64 / total as f64)
+                row.load.sample(iters, CALLERS, |total| {
+                    let load = line_load(&inventory, line.clone(), CALLERS, total, week.clone());
+                    runtime.block_on(load).unwrap()
+                })
             });
         });
         runtime.block_on(inventory.shutdown());
@@ -137,16 +123,15 @@ fn report(rows: &mut [Row]) {
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut json = Vec::new();
-    let rate_of = |r: &Row| r.reservations as f64 / r.elapsed.as_secs_f64().max(1e-9);
-    let base = rows.first().map(rate_of).unwrap_or(1.0);
-    for r in rows.iter_mut().filter(|r| r.reservations > 0) {
-        let rate = rate_of(r);
-        let Percentiles { p50, p99, p999, .. } = Percentiles::of_micros(&mut r.latencies_us);
+    let base = rows.first().map(|r| r.load.rate()).unwrap_or(1.0);
+    for r in rows.iter_mut().filter(|r| r.load.reservations > 0) {
+        let rate = r.load.rate();
+        let Percentiles { p50, p99, p999, .. } = Percentiles::of_micros(&mut r.load.latencies_us);
         let _ = writeln!(
             table,
             "| {} | {CALLERS} | {} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} |",
             r.what,
-            r.reservations,
+            r.load.reservations,
             rate,
             100.0 * rate / base,
             p50,
@@ -155,7 +140,7 @@ fn report(rows: &mut [Row]) {
         );
         json.push(format!(
             "{{\"sku\":\"{}\",\"callers\":{CALLERS},\"reservations\":{},\"reservations_per_second\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3}}}",
-            r.what, r.reservations, rate, p50, p99, p999
+            r.what, r.load.reservations, rate, p50, p99, p999
         ));
     }
     publish(

@@ -151,6 +151,39 @@ pub async fn line_load(
     Ok((started.elapsed(), latencies))
 }
 
+/// What a row of a load bench accumulates over its samples (one engine per row, so the
+/// holds of every sample pile up as in a sale).
+#[derive(Debug, Default)]
+pub struct LoadRow {
+    pub reservations: u64,
+    pub elapsed: Duration,
+    pub latencies_us: Vec<u64>,
+}
+
+impl LoadRow {
+    /// One criterion sample of `iters` reservations, run as at least `callers` (so every
+    /// caller has work): `load(total)` makes `total` reservations and returns the time and
+    /// latencies. Returns the time scaled back to `iters`, for `iter_custom`.
+    pub fn sample(
+        &mut self,
+        iters: u64,
+        callers: usize,
+        load: impl FnOnce(u64) -> (Duration, Vec<u64>),
+    ) -> Duration {
+        let total = iters.max(callers as u64);
+        let (took, latencies) = load(total);
+        self.reservations += total;
+        self.elapsed += took;
+        self.latencies_us.extend(latencies);
+        took.mul_f64(iters as f64 / total as f64)
+    }
+
+    /// Reservations per second over every sample.
+    pub fn rate(&self) -> f64 {
+        self.reservations as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
 /// Prints a bench's markdown table under `title` and writes its rows, JSON objects, to
 /// `target/stockade-bench/{name}.json` for anyone who wants to plot or compare them.
 pub fn publish(title: &str, table: &str, name: &str, json_rows: &[String]) {
