@@ -82,13 +82,16 @@ fn explained(sku: &stockade_domain::Sku, verdict: Result<bool, String>, mut hist
 }
 
 /// One task's operations on `sku`; holds it got are shared with the SKU's other tasks,
-/// so commits and releases race each other too.
+/// so commits and releases race each other too. With `at_locations`, the SKU is stocked
+/// at the [`AT_LOCATIONS`]: reserves name a location or let the writer place them, and
+/// reads record every location's figures.
 async fn client(
     inventory: Inventory,
     sku: stockade_domain::Sku,
     seed: u64,
     clock: Instant,
     holds: Arc<Mutex<Vec<stockade_domain::ReservationId>>>,
+    at_locations: bool,
 ) -> Vec<Op> {
     let mut rng = Lcg(seed);
     let mut history = Vec::with_capacity(OPS_PER_TASK);
@@ -102,15 +105,39 @@ async fn client(
         let invoked = at();
         let (call, ret) = match (choice, pick) {
             (0..=4, _) | (_, None) => {
-                let qty = 1 + rng.below(3);
+                let (qty, hard) = match at_locations {
+                    false => (1 + rng.below(3), None),
+                    true => {
+                        let qty = 1 + rng.below(2);
+                        let named = rng.below(4);
+                        (qty, (named < 3).then_some(named as usize))
+                    }
+                };
+                let line = Line {
+                    sku: sku.clone(),
+                    qty: Quantity::new(qty),
+                    placement: hard.map(|l| Placement::at(location(l))).unwrap_or_default(),
+                };
                 let outcome = inventory
-                    .reserve(&sku, Quantity::new(qty), ReserveOptions::default())
+                    .reserve_order(vec![line], ReserveOptions::default())
                     .await;
                 let ret = match outcome {
                     Ok(held) => {
                         holds.lock().unwrap().push(held.id);
-                        Ret::Held {
-                            id: held.id.as_uuid().as_u128(),
+                        let id = held.id.as_uuid().as_u128();
+                        let parts = &held.lines[0].parts;
+                        match at_locations {
+                            false => Ret::Held { id },
+                            true => {
+                                assert_eq!(parts.len(), 1, "never split: {parts:?}");
+                                let placed = (0..AT_LOCATIONS.len())
+                                    .find(|l| location(*l) == parts[0].location)
+                                    .unwrap();
+                                Ret::HeldAt {
+                                    id,
+                                    location: placed,
+                                }
+                            }
                         }
                     }
                     Err(Error::Rejected {
@@ -119,19 +146,38 @@ async fn client(
                     }) => Ret::Refused,
                     Err(e) => panic!("reserve: {e}"),
                 };
-                (Call::Reserve { qty }, ret)
+                let call = match at_locations {
+                    false => Call::Reserve { qty },
+                    true => Call::ReserveAt {
+                        qty,
+                        location: hard,
+                    },
+                };
+                (call, ret)
             }
             (5..=6, Some(id)) => resolve(&inventory, id, true).await,
             (7, Some(id)) => resolve(&inventory, id, false).await,
             _ => {
-                let level = inventory.stock(&sku).await.unwrap();
-                (
-                    Call::Read,
-                    Ret::Level {
-                        on_hand: level.view.limit.map_or(0, |l| l.get()),
-                        reserved: level.view.reserved.get(),
-                    },
-                )
+                let view = inventory.stock(&sku).await.unwrap().view;
+                let each = |f: fn(&stockade_domain::LocationView) -> Quantity| {
+                    view.locations.iter().map(|l| f(l).get()).collect()
+                };
+                match at_locations {
+                    false => (
+                        Call::Read,
+                        Ret::Level {
+                            on_hand: view.limit.map_or(0, |l| l.get()),
+                            reserved: view.reserved.get(),
+                        },
+                    ),
+                    true => (
+                        Call::ReadLocations,
+                        Ret::Levels {
+                            on_hand: each(|l| l.on_hand),
+                            reserved: each(|l| l.reserved),
+                        },
+                    ),
+                }
             }
         };
         history.push(Op {
@@ -166,6 +212,7 @@ async fn every_recorded_history_has_a_sequential_explanation() {
                         round * 1000 + (s * TASKS_PER_SKU + t) as u64 + 1,
                         clock,
                         holds.clone(),
+                        false,
                     ))
                 })
                 .collect();
@@ -197,93 +244,6 @@ fn location(i: usize) -> LocationId {
     LocationId::new(format!("loc-{i}")).unwrap()
 }
 
-/// One task's operations on a SKU at three locations: reserves that name a location or
-/// let the writer place them, commits and releases of shared holds, and reads of every
-/// location's figures.
-async fn client_at_locations(
-    inventory: Inventory,
-    sku: stockade_domain::Sku,
-    seed: u64,
-    clock: Instant,
-    holds: Arc<Mutex<Vec<stockade_domain::ReservationId>>>,
-) -> Vec<Op> {
-    let mut rng = Lcg(seed);
-    let mut history = Vec::with_capacity(OPS_PER_TASK);
-    let at = || clock.elapsed().as_nanos() as u64;
-    for _ in 0..OPS_PER_TASK {
-        let pick = {
-            let holds = holds.lock().unwrap();
-            (!holds.is_empty()).then(|| holds[rng.below(holds.len() as u64) as usize])
-        };
-        let choice = rng.below(10);
-        let invoked = at();
-        let (call, ret) = match (choice, pick) {
-            (0..=4, _) | (_, None) => {
-                let qty = 1 + rng.below(2);
-                let named = rng.below(4);
-                let hard = (named < 3).then_some(named as usize);
-                let line = Line {
-                    sku: sku.clone(),
-                    qty: Quantity::new(qty),
-                    placement: match hard {
-                        Some(l) => Placement::at(location(l)),
-                        None => Placement::default(),
-                    },
-                };
-                let outcome = inventory
-                    .reserve_order(vec![line], ReserveOptions::default())
-                    .await;
-                let ret = match outcome {
-                    Ok(held) => {
-                        holds.lock().unwrap().push(held.id);
-                        let parts = &held.lines[0].parts;
-                        assert_eq!(parts.len(), 1, "never split: {parts:?}");
-                        let placed = (0..AT_LOCATIONS.len())
-                            .find(|l| location(*l) == parts[0].location)
-                            .unwrap();
-                        Ret::HeldAt {
-                            id: held.id.as_uuid().as_u128(),
-                            location: placed,
-                        }
-                    }
-                    Err(Error::Rejected {
-                        rejection: Rejection::InsufficientStock { .. },
-                        ..
-                    }) => Ret::Refused,
-                    Err(e) => panic!("reserve: {e}"),
-                };
-                (
-                    Call::ReserveAt {
-                        qty,
-                        location: hard,
-                    },
-                    ret,
-                )
-            }
-            (5..=6, Some(id)) => resolve(&inventory, id, true).await,
-            (7, Some(id)) => resolve(&inventory, id, false).await,
-            _ => {
-                let level = inventory.stock(&sku).await.unwrap();
-                let locations = &level.view.locations;
-                (
-                    Call::ReadLocations,
-                    Ret::Levels {
-                        on_hand: locations.iter().map(|l| l.on_hand.get()).collect(),
-                        reserved: locations.iter().map(|l| l.reserved.get()).collect(),
-                    },
-                )
-            }
-        };
-        history.push(Op {
-            call,
-            ret,
-            invoked,
-            returned: at(),
-        });
-    }
-    history
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_at_several_locations_have_a_sequential_explanation() {
     let (mut checked, mut refused, mut elsewhere) = (0, 0, 0);
@@ -311,12 +271,13 @@ async fn histories_at_several_locations_have_a_sequential_explanation() {
         let holds = Arc::new(Mutex::new(Vec::new()));
         let tasks: Vec<_> = (0..TASKS_PER_SKU)
             .map(|t| {
-                tokio::spawn(client_at_locations(
+                tokio::spawn(client(
                     inventory.clone(),
                     sku.clone(),
                     round * 1000 + t as u64 + 7,
                     clock,
                     holds.clone(),
+                    true,
                 ))
             })
             .collect();
