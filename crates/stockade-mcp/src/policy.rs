@@ -168,6 +168,14 @@ invalidates = ["inventory.*", "orders.*", "products.*"]
 [[rules]]
 tools = "inventory.adjust"
 invalidates = ["inventory.*", "orders.*", "products.*"]
+
+[[rules]]
+tools = "inventory.transfer"
+invalidates = ["inventory.*", "orders.*", "products.*"]
+
+[[rules]]
+tools = "inventory.receiveTransfer"
+invalidates = ["inventory.*", "orders.*", "products.*"]
 "#;
 
 impl Policy {

@@ -27,16 +27,17 @@ use serde_json::{Value, json};
 use stockade_domain::{Channel, Principal, Rejection, Sku};
 use stockade_engine::{Inventory, Origin, ReserveOptions};
 use stockade_projections::{HubMessage, NoticeHub, ReadModels};
-use stockade_wire::request::{page_limit, reservation_id, sku as parse_sku};
+use stockade_wire::request::{page_limit, reservation_id, sku as parse_sku, transfer_id};
 use stockade_wire::{
     AdjustedOut, ApiError, Code, ErrorKind, Page, ReservationOut, ResolvedOut, StockOut,
+    TransferOut,
 };
 
 use crate::policy::{CacheDirective, Policy};
 use crate::session::{Session, resource_sku, resource_uri};
 use crate::tools::{
-    AdjustArgs, CreateOrderArgs, GetStockArgs, ListArgs, NoArgs, ReservationArgs, ToolName,
-    WithEnvelope, catalogue,
+    AdjustArgs, CreateOrderArgs, GetStockArgs, ListArgs, NoArgs, ReceiveArgs, ReservationArgs,
+    ToolName, TransferArgs, WithEnvelope, catalogue,
 };
 
 /// Recorded as the causation of every event an MCP call writes.
@@ -253,6 +254,42 @@ impl StockadeMcp {
                 Ok(ToolOutcome {
                     writes: vec![(sku.clone(), adjusted.version)],
                     ..ToolOutcome::value(AdjustedOut::new(&sku, &adjusted))
+                })
+            }
+            ToolName::Transfer => {
+                let a: TransferArgs = parse_with_envelope(tool, args)?;
+                caller.may_adjust()?;
+                let sku = parse_sku(&a.envelope.sku, "sku")?;
+                let transfer = a.request.validate()?;
+                let origin = caller.origin(None, a.envelope.idempotency_key);
+                let inventory = b.inventory.clone();
+                let shipping = sku.clone();
+                let shipped =
+                    detached(
+                        async move { inventory.ship_transfer(&shipping, transfer, &origin).await },
+                    )
+                    .await?;
+                Ok(ToolOutcome {
+                    writes: vec![(sku.clone(), shipped.version)],
+                    ..ToolOutcome::value(TransferOut::new(&sku, &shipped))
+                })
+            }
+            ToolName::ReceiveTransfer => {
+                let a: ReceiveArgs = parse(tool, args)?;
+                caller.may_adjust()?;
+                let sku = parse_sku(&a.sku, "sku")?;
+                let id = transfer_id(&a.transfer_id, "transfer_id")?;
+                let origin = caller.origin(None, a.idempotency_key);
+                let inventory = b.inventory.clone();
+                let receiving = sku.clone();
+                let received =
+                    detached(
+                        async move { inventory.receive_transfer(&receiving, id, &origin).await },
+                    )
+                    .await?;
+                Ok(ToolOutcome {
+                    writes: vec![(sku.clone(), received.version)],
+                    ..ToolOutcome::value(TransferOut::new(&sku, &received))
                 })
             }
             ToolName::OrdersCreate => {

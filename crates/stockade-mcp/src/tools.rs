@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use stockade_wire::{AdjustRequest, ReserveRequest};
+use stockade_wire::{AdjustRequest, ReserveRequest, TransferRequest};
 
 use crate::policy::Policy;
 
@@ -26,6 +26,8 @@ pub enum ToolName {
     GetStock,
     List,
     Adjust,
+    Transfer,
+    ReceiveTransfer,
     OrdersCreate,
     OrdersConfirm,
     OrdersCancel,
@@ -33,10 +35,12 @@ pub enum ToolName {
 }
 
 impl ToolName {
-    pub const ALL: [ToolName; 7] = [
+    pub const ALL: [ToolName; 9] = [
         ToolName::GetStock,
         ToolName::List,
         ToolName::Adjust,
+        ToolName::Transfer,
+        ToolName::ReceiveTransfer,
         ToolName::OrdersCreate,
         ToolName::OrdersConfirm,
         ToolName::OrdersCancel,
@@ -48,6 +52,8 @@ impl ToolName {
             ToolName::GetStock => "inventory.getStock",
             ToolName::List => "inventory.list",
             ToolName::Adjust => "inventory.adjust",
+            ToolName::Transfer => "inventory.transfer",
+            ToolName::ReceiveTransfer => "inventory.receiveTransfer",
             ToolName::OrdersCreate => "orders.create",
             ToolName::OrdersConfirm => "orders.confirm",
             ToolName::OrdersCancel => "orders.cancel",
@@ -64,6 +70,8 @@ impl ToolName {
         matches!(
             self,
             ToolName::Adjust
+                | ToolName::Transfer
+                | ToolName::ReceiveTransfer
                 | ToolName::OrdersCreate
                 | ToolName::OrdersConfirm
                 | ToolName::OrdersCancel
@@ -87,6 +95,17 @@ impl ToolName {
                  `counted_on_hand` (a physical count), with a `reason`. Pass `expected_version` \
                  (from inventory.getStock) to refuse the change if the SKU moved since. Needs an \
                  admin token."
+            }
+            ToolName::Transfer => {
+                "Send units of a SKU from one of its locations to another: they leave `from` now \
+                 (only units not promised to holds may leave) and are in transit, not sellable, \
+                 until inventory.receiveTransfer with the same `transfer_id`. Needs an admin \
+                 token."
+            }
+            ToolName::ReceiveTransfer => {
+                "Receive a transfer from inventory.transfer at its destination: its units are \
+                 on hand there and can be sold. Receiving twice is refused, so a retry is safe. \
+                 Needs an admin token."
             }
             ToolName::OrdersCreate => {
                 "Reserve stock for an order, all or nothing: every item is held, or none is. \
@@ -116,6 +135,8 @@ impl ToolName {
             ToolName::GetStock => "Get stock of a SKU",
             ToolName::List => "List SKUs with stock",
             ToolName::Adjust => "Adjust stock",
+            ToolName::Transfer => "Ship a transfer between locations",
+            ToolName::ReceiveTransfer => "Receive a transfer",
             ToolName::OrdersCreate => "Create an order (reserve stock)",
             ToolName::OrdersConfirm => "Confirm an order",
             ToolName::OrdersCancel => "Cancel an order",
@@ -130,6 +151,11 @@ impl ToolName {
             ToolName::GetStock | ToolName::List | ToolName::PoolTypes => base.read_only(true),
             // A delta applied twice moves stock twice.
             ToolName::Adjust => base.read_only(false).destructive(true).idempotent(false),
+            // Takes units out of a location; a second call with the same id is refused,
+            // one with a new id ships again.
+            ToolName::Transfer => base.read_only(false).destructive(true).idempotent(false),
+            // A second receipt is refused and changes nothing.
+            ToolName::ReceiveTransfer => base.read_only(false).destructive(false).idempotent(true),
             // Adds a hold; without a key a second call holds again.
             ToolName::OrdersCreate => base.read_only(false).destructive(false).idempotent(false),
             // A second confirm is refused and changes nothing.
@@ -144,6 +170,8 @@ impl ToolName {
             ToolName::GetStock => schema_for_type::<GetStockArgs>(),
             ToolName::List => schema_for_type::<ListArgs>(),
             ToolName::Adjust => AdjustArgs::schema(),
+            ToolName::Transfer => TransferArgs::schema(),
+            ToolName::ReceiveTransfer => schema_for_type::<ReceiveArgs>(),
             ToolName::OrdersCreate => CreateOrderArgs::schema(),
             ToolName::OrdersConfirm | ToolName::OrdersCancel => {
                 schema_for_type::<ReservationArgs>()
@@ -288,6 +316,20 @@ fn properties(schema: &JsonObject) -> Vec<String> {
 pub type AdjustArgs = WithEnvelope<AdjustEnvelope, AdjustRequest>;
 /// `orders.create`'s arguments.
 pub type CreateOrderArgs = WithEnvelope<KeyEnvelope, ReserveRequest>;
+/// `inventory.transfer`'s arguments: the SKU and key as for an adjustment.
+pub type TransferArgs = WithEnvelope<AdjustEnvelope, TransferRequest>;
+
+/// `inventory.receiveTransfer`'s arguments.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveArgs {
+    /// The SKU id, e.g. "SKU-7782".
+    pub sku: String,
+    /// The transfer_id given to inventory.transfer.
+    pub transfer_id: String,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

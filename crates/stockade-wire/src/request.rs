@@ -416,19 +416,26 @@ impl AdjustRequest {
     }
 }
 
-/// `POST /api/skus/{sku}/transfers`: send units from one location to another.
+/// `POST /api/inventory/products/{sku}/transfers` and MCP's `inventory.transfer`: send
+/// units from one location of a SKU to another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// Your name for the transfer (a shipment number): it is received by this name, and
     /// naming one already in transit is refused.
     pub transfer_id: String,
+    /// The location the units leave.
     pub from: String,
+    /// The location they go to.
     pub to: String,
     /// Units, at least 1; at most what `from` has that is not promised to holds.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub qty: u64,
+    /// A document the transfer refers to, e.g. a shipment note (at most 256 characters).
     #[serde(default)]
     pub reference: Option<String>,
+    /// Refuse (`version_conflict`) unless the SKU is still at this version.
     #[serde(default)]
     pub expected_version: Option<u64>,
 }

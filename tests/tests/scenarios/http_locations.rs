@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use stockade_tests::mcp::McpClient;
 use stockade_tests::server::{ADMIN, Client, READER, TestServer, WEB, config};
 
 const HUB: &str = "/api/inventory/products/HUB";
@@ -324,4 +325,117 @@ async fn bad_location_input_is_a_4xx_and_writes_nothing() {
             .await;
         assert_eq!(read.status, 404, "{sku} was not registered");
     }
+}
+
+/// The same over MCP: an assistant sees each location in `inventory.getStock`, orders
+/// from a named location and is told where its units are, and an admin moves stock with
+/// `inventory.transfer` and `inventory.receiveTransfer`; a reader may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locations_over_mcp_read_order_and_transfer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let client = Client::new(&server);
+    let registered = client
+        .post(
+            "/api/skus",
+            Some(ADMIN),
+            json!({"sku": "HUB", "pool": "physical", "locations": [
+                {"location": "berlin", "on_hand": 2, "priority": 1},
+                {"location": "munich", "on_hand": 5, "priority": 2}
+            ]}),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.text);
+
+    let shop = McpClient::http(&server.base, Some(WEB)).await;
+    let read = shop.call("inventory.getStock", json!({"sku": "HUB"})).await;
+    assert!(!read.is_error, "{read:?}");
+    assert_eq!(read.structured["locations"][1]["location"], "munich");
+    assert_eq!(read.structured["locations"][1]["available"], 5);
+    let held = shop
+        .call(
+            "orders.create",
+            json!({"items": [{"sku": "HUB", "qty": 3, "location": "munich"}]}),
+        )
+        .await;
+    assert!(!held.is_error, "{held:?}");
+    assert_eq!(
+        held.structured["items"][0]["parts"],
+        json!([{"location": "munich", "qty": 3}])
+    );
+    let elsewhere = shop
+        .call(
+            "orders.create",
+            json!({"items": [{"sku": "HUB", "qty": 1, "location": "paris"}]}),
+        )
+        .await;
+    assert!(elsewhere.is_error, "{elsewhere:?}");
+    assert!(
+        elsewhere.body_text().contains("unknown_location"),
+        "{elsewhere:?}"
+    );
+
+    let reader = McpClient::http(&server.base, Some(READER)).await;
+    let refused = reader
+        .call(
+            "inventory.transfer",
+            json!({"sku": "HUB", "transfer_id": "T1", "from": "munich", "to": "berlin", "qty": 1}),
+        )
+        .await;
+    assert!(refused.is_error, "{refused:?}");
+    assert!(refused.body_text().contains("admin"), "{refused:?}");
+
+    let admin = McpClient::http(&server.base, Some(ADMIN)).await;
+    let beyond = admin
+        .call(
+            "inventory.transfer",
+            json!({"sku": "HUB", "transfer_id": "T1", "from": "munich", "to": "berlin", "qty": 3}),
+        )
+        .await;
+    assert!(beyond.is_error, "{beyond:?}");
+    assert!(
+        beyond.body_text().contains("insufficient_stock"),
+        "{beyond:?}"
+    );
+    let shipped = admin
+        .call(
+            "inventory.transfer",
+            json!({"sku": "HUB", "transfer_id": "T1", "from": "munich", "to": "berlin", "qty": 2}),
+        )
+        .await;
+    assert!(!shipped.is_error, "{shipped:?}");
+    assert_eq!(shipped.structured["state"], "in_transit");
+    let received = admin
+        .call(
+            "inventory.receiveTransfer",
+            json!({"sku": "HUB", "transfer_id": "T1"}),
+        )
+        .await;
+    assert!(!received.is_error, "{received:?}");
+    assert_eq!(received.structured["state"], "received");
+    let again = admin
+        .call(
+            "inventory.receiveTransfer",
+            json!({"sku": "HUB", "transfer_id": "T1"}),
+        )
+        .await;
+    assert!(again.is_error, "{again:?}");
+    assert!(again.body_text().contains("unknown_transfer"), "{again:?}");
+
+    let read = admin
+        .call("inventory.getStock", json!({"sku": "HUB"}))
+        .await;
+    let on_hand: Vec<u64> = read.structured["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["on_hand"].as_u64().unwrap())
+        .collect();
+    assert_eq!(on_hand, [4, 3], "{read:?}");
+    // The shop's read of HUB went stale with the transfer: it is told so.
+    let told = shop.call("reference.poolTypes", json!({})).await;
+    assert!(
+        told.system_blocks().iter().any(|b| b.contains("HUB")),
+        "{told:?}"
+    );
 }

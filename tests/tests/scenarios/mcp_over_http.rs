@@ -29,6 +29,8 @@ async fn the_reference_scenarios_over_http() {
             "inventory.adjust",
             "inventory.getStock",
             "inventory.list",
+            "inventory.receiveTransfer",
+            "inventory.transfer",
             "orders.cancel",
             "orders.confirm",
             "orders.create",
