@@ -332,13 +332,16 @@ fn adjust_location(stock: StockRef<'_>, c: &Adjust, now: Timestamp) -> Result<Ev
     }?;
     let previous = here.on_hand;
     let current = changed(previous, c.change)?;
-    // The SKU's total must stay in range too.
+    // The SKU's total must stay in range too, and so must both once the units in transit
+    // arrive: a receipt is never refused for a range a count let slip.
     stock
         .limit()
         .unwrap_or(Quantity::ZERO)
         .saturating_sub(previous)
         .checked_add(current)?
+        .checked_add(stock.in_transit())?
         .in_range()?;
+    current.checked_add(here.incoming)?.in_range()?;
     Ok(Event::StockAdjusted(StockAdjusted {
         // Recorded when named (always, at several locations): so a keyed retry's command
         // and the event it wrote compare equal.
@@ -394,11 +397,16 @@ fn ship(stock: StockRef<'_>, c: &ShipTransfer, now: Timestamp) -> Result<Event, 
             location: c.from.clone(),
         });
     };
-    if find(&c.to).is_none() {
+    let Some(to) = find(&c.to) else {
         return Err(Rejection::UnknownLocation {
             location: c.to.clone(),
         });
-    }
+    };
+    // Received, the units must fit in range where they arrive.
+    to.on_hand
+        .checked_add(to.incoming)?
+        .checked_add(c.qty)?
+        .in_range()?;
     // Units promised to buyers here stay here; the rest (safety stock too) may leave.
     let free = from.on_hand.saturating_sub(from.reserved);
     if c.qty > free {
@@ -423,6 +431,19 @@ fn receive(stock: StockRef<'_>, c: &ReceiveTransfer, now: Timestamp) -> Result<E
             transfer_id: c.transfer_id.clone(),
         });
     };
+    // Shipping and counting keep this in range; a log written otherwise is refused here
+    // rather than decided into an event its own fold would refuse.
+    let here = stock
+        .locations(now)
+        .into_iter()
+        .find(|l| l.location == to)
+        .map_or(Quantity::ZERO, |l| l.on_hand);
+    here.checked_add(qty)?.in_range()?;
+    stock
+        .limit()
+        .unwrap_or(Quantity::ZERO)
+        .checked_add(qty)?
+        .in_range()?;
     Ok(Event::TransferReceived(TransferReceived {
         transfer_id: c.transfer_id.clone(),
         to,

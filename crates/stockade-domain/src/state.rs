@@ -914,6 +914,10 @@ fn validate_sites(
     if places.is_empty() || places.len() != sites.len() {
         return Err("a physical SKU needs one figure set per location, and a location".into());
     }
+    let ids: HashSet<&LocationId> = places.iter().map(|p| &p.id).collect();
+    if ids.len() != places.len() {
+        return Err("a location is listed twice".into());
+    }
     let sum =
         |f: fn(&Site) -> Quantity| -> u128 { sites.iter().map(|s| u128::from(f(s).get())).sum() };
     if sum(|s| s.on_hand) != u128::from(on_hand.get())
@@ -927,6 +931,19 @@ fn validate_sites(
         let split = holds.splits.get(id);
         if (hold.site == SPLIT) != split.is_some() {
             return Err(format!("hold {id} and its parts disagree"));
+        }
+        // Parts name two or more distinct locations, none with 0 units: `move_parts`
+        // checks each part on its own and relies on it.
+        if let Some(parts) = split {
+            let distinct: HashSet<u32> = parts.iter().map(|(site, _)| *site).collect();
+            if parts.len() < 2
+                || distinct.len() != parts.len()
+                || parts.iter().any(|(_, qty)| qty.is_zero())
+            {
+                return Err(format!(
+                    "hold {id}'s parts are not distinct, non-empty locations"
+                ));
+            }
         }
         let mut total = 0u128;
         for (site, qty) in parts_iter(hold, split) {
@@ -1769,6 +1786,14 @@ impl<'a> StockRef<'a> {
         let t = transfers.get(id)?;
         let name = |i: u32| places.get(i as usize).map(|p| p.id.clone());
         Some((name(t.from)?, name(t.to)?, t.qty))
+    }
+
+    /// Units in transit between the SKU's locations.
+    pub fn in_transit(self) -> Quantity {
+        match &self.tally.pool {
+            PoolState::Physical { transfers, .. } => bounded_sum(transfers.values().map(|t| t.qty)),
+            _ => Quantity::ZERO,
+        }
     }
 
     /// Transfers in transit.

@@ -486,6 +486,39 @@ fn a_transfer_leaves_one_location_and_arrives_at_the_other() {
 }
 
 #[test]
+fn units_in_transit_always_fit_where_they_arrive() {
+    let max = crate::quantity::Quantity::MAX.get();
+    let history = [
+        registered(PoolConfig::at_locations(vec![
+            at("a", max - 1, 0, 0),
+            at("b", 1, 0, 1),
+        ])),
+        shipped("T1", "b", "a", 1),
+    ];
+    // A count that would leave no room for the unit on its way is refused, so the
+    // receipt can never be decided into an event its fold refuses.
+    let refused = decide(
+        given(history.clone()).state(),
+        &adjust_at(Some("a"), StockChange::Delta(1)),
+        Timestamp::EPOCH,
+    );
+    assert!(
+        matches!(refused, Err(Rejection::OutOfRange { .. })),
+        "{refused:?}"
+    );
+    given(history)
+        .when(Command::ReceiveTransfer(ReceiveTransfer {
+            transfer_id: TransferId::new("T1").unwrap(),
+        }))
+        .then([Event::TransferReceived(TransferReceived {
+            transfer_id: TransferId::new("T1").unwrap(),
+            to: loc("a"),
+            qty: qty(1),
+            at: Timestamp::EPOCH,
+        })]);
+}
+
+#[test]
 fn a_sku_registered_without_locations_is_at_the_default_one_and_keeps_its_events() {
     let now = secs(1);
     let history = [registered_physical(5, 0)];
