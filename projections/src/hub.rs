@@ -219,6 +219,7 @@ mod tests {
             available: Some(10),
         };
         Notice {
+            locations: Vec::new(),
             seq,
             sku: Sku::new("A").unwrap(),
             version: seq,
@@ -227,6 +228,7 @@ mod tests {
             previous_status: Status::InStock,
             status: Status::InStock,
             cause: Cause {
+                via: None,
                 command: "reserve".into(),
                 channel: None,
                 order_id: None,

@@ -2,7 +2,9 @@
 //! rules that derive them from the domain's view of a SKU.
 
 use serde::{Deserialize, Serialize};
-use stockade_domain::{Availability, Event, EventMetadata, PoolKind, Sku, StockView, Timestamp};
+use stockade_domain::{
+    Availability, Event, EventMetadata, LocationView, PoolKind, Sku, StockView, Timestamp,
+};
 use stockade_store::Position;
 use uuid::Uuid;
 
@@ -87,6 +89,101 @@ pub fn is_short(view: &StockView) -> bool {
     view.shortfall.get() != 0
 }
 
+/// What a SKU at several locations has at one of them: a [`Level`] whose `on_hand` and
+/// `available` are always set, plus what only a location has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationLevel {
+    pub location: String,
+    pub priority: u32,
+    pub on_hand: u64,
+    pub safety_stock: u64,
+    pub reserved: u64,
+    pub available: u64,
+    /// Units promised here beyond what is here (the location is `short` when positive).
+    pub shortfall: u64,
+    /// Units in transit to here.
+    pub incoming: u64,
+}
+
+impl LocationLevel {
+    pub fn of(view: &LocationView) -> Self {
+        Self {
+            location: view.location.to_string(),
+            priority: view.priority,
+            on_hand: view.on_hand.get(),
+            safety_stock: view.safety_stock.get(),
+            reserved: view.reserved.get(),
+            available: view.available.get(),
+            shortfall: view.shortfall.get(),
+            incoming: view.incoming.get(),
+        }
+    }
+
+    /// The figures a status is judged on.
+    pub fn level(&self) -> Level {
+        Level {
+            on_hand: Some(self.on_hand),
+            reserved: self.reserved,
+            available: Some(self.available),
+        }
+    }
+
+    /// This location's status under the SKU's low-stock threshold: a storefront's "in
+    /// stock at Berlin".
+    pub fn status(&self, threshold: u64) -> Status {
+        status_of(&self.level(), self.shortfall != 0, threshold)
+    }
+}
+
+/// The locations `after` shows whose figures differ from `before`'s (every location, when
+/// there is no `before`), each with its figures before. A SKU at the one default location
+/// has none: its totals say it all.
+pub fn moved_locations(
+    before: Option<&StockView>,
+    after: &StockView,
+) -> Vec<(Option<LocationLevel>, LocationLevel)> {
+    after
+        .locations
+        .iter()
+        .enumerate()
+        .filter_map(|(i, now)| {
+            // Locations are fixed at registration, so index i is the same location in
+            // both views; the id is compared anyway rather than trusted.
+            let was = before
+                .and_then(|b| b.locations.get(i))
+                .filter(|was| was.location == now.location)
+                .map(LocationLevel::of);
+            let now = LocationLevel::of(now);
+            (was.as_ref() != Some(&now)).then_some((was, now))
+        })
+        .collect()
+}
+
+/// One location's move in a notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationMove {
+    pub location: String,
+    pub previous: Level,
+    pub current: Level,
+    pub previous_status: Status,
+    pub status: Status,
+    /// Units in transit to here, after the change.
+    #[serde(default)]
+    pub incoming: u64,
+}
+
+/// One row of the per-location read model: a SKU at one of its locations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationRow {
+    pub sku: Sku,
+    #[serde(flatten)]
+    pub level: LocationLevel,
+    pub status: Status,
+    /// The SKU's version this row reflects.
+    pub version: u64,
+    pub updated_at: Timestamp,
+}
+
 /// One row of the stock-levels read model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockRow {
@@ -136,6 +233,10 @@ pub struct Cause {
     /// An adjustment's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A kit's notice: the part whose change moved the kit (the rest of the cause is that
+    /// change's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl Cause {
@@ -169,6 +270,7 @@ impl Cause {
             order_id,
             principal: meta.principal.as_ref().map(|p| p.to_string()),
             reason,
+            via: None,
         }
     }
 }
@@ -193,6 +295,10 @@ pub struct Notice {
     /// The event behind the notice: consumers dedupe by it.
     pub event_id: Uuid,
     pub position: Position,
+    /// The locations this change moved, for a SKU at several locations (a storefront
+    /// filtering by location reads these); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<LocationMove>,
 }
 
 /// What a change of `sku` invalidates.

@@ -32,7 +32,7 @@ use stockade_store::{EventStore, StreamName, codec};
 use crate::ProjectionError;
 use crate::db::ReadModels;
 use crate::fold::Folded;
-use crate::model::{Level, StockRow, is_short, status_of};
+use crate::model::{Level, LocationLevel, LocationRow, StockRow, is_short, status_of};
 use crate::webhook::PHYSICAL_COUNT_REASON;
 
 /// How often the periodic job runs by default.
@@ -54,6 +54,10 @@ pub struct Correction {
     pub sku: String,
     pub found: StockRow,
     pub expected: StockRow,
+    /// The SKU's locations whose rows differ from the log (found, if there was a row, and
+    /// expected); repaired with the SKU's row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<(Option<LocationRow>, LocationRow)>,
 }
 
 /// Compares the read models with the log.
@@ -108,14 +112,23 @@ impl Reconciler {
             };
             after = Some(last.sku.clone());
             for row in rows {
-                let expected = self.expected(&row).await?;
-                if expected == row {
+                let (found, expected, locations) = if row.pool == PoolKind::Kit {
+                    match self.expected_kit(&row.sku).await? {
+                        Some((found, expected)) => (found, expected, Vec::new()),
+                        None => continue,
+                    }
+                } else {
+                    let (expected, locations) = self.expected(&row).await?;
+                    (row, expected, locations)
+                };
+                if expected == found && locations.is_empty() {
                     continue;
                 }
                 let correction = Correction {
-                    sku: row.sku.to_string(),
-                    found: row,
+                    sku: found.sku.to_string(),
+                    found,
                     expected,
+                    locations,
                 };
                 if !dry_run && !self.models.repair(&correction).await? {
                     continue; // the projector moved the row meanwhile: next run
@@ -146,8 +159,34 @@ impl Reconciler {
         }
     }
 
-    /// The row the log says `row`'s SKU should have at `row.version`.
-    async fn expected(&mut self, row: &StockRow) -> Result<StockRow, ProjectionError> {
+    /// A kit's row as stored and as its parts' rows make it (read together, so both
+    /// see the same batch): a kit's row is derived from other rows, each of which is
+    /// checked against its own stream. `None` if the kit has no parts on record.
+    async fn expected_kit(
+        &mut self,
+        kit: &Sku,
+    ) -> Result<Option<(StockRow, StockRow)>, ProjectionError> {
+        let Some((found, parts, rows)) = self.models.kit_inputs(kit).await? else {
+            return Ok(None);
+        };
+        let threshold = self.models.threshold(kit).await?;
+        // The kit's own stream says when it was registered (its row shows no earlier).
+        let stream = StreamName::for_sku(kit);
+        let registered_at = self.fold_to(&stream, parts.own_version).await?.last_at;
+        let expected = crate::db::kit_row(kit, &parts, &rows, threshold, registered_at)
+            .ok_or_else(|| {
+                ProjectionError::Inconsistent(format!("kit {kit} has a part with no row"))
+            })?;
+        Ok(Some((found, expected)))
+    }
+
+    /// The row the log says `row`'s SKU should have at `row.version`, and each location
+    /// row that differs from what the log says (read at the same version; skipped if the
+    /// projector moved the SKU meanwhile, for the next run to check).
+    async fn expected(
+        &mut self,
+        row: &StockRow,
+    ) -> Result<(StockRow, Vec<(Option<LocationRow>, LocationRow)>), ProjectionError> {
         let stream = StreamName::for_sku(&row.sku);
         let threshold = self.models.threshold(&row.sku).await?;
         let folded = self.fold_to(&stream, row.version).await?;
@@ -168,7 +207,33 @@ impl Reconciler {
             updated_at: folded.last_at,
         };
         self.keep(stream, folded);
-        Ok(expected)
+        let mut drifted = Vec::new();
+        if !view.locations.is_empty()
+            && let Some((at, stored)) = self.models.stock_with_locations(&row.sku).await?
+            && at == row.version
+        {
+            for location in &view.locations {
+                let level = LocationLevel::of(location);
+                let found = stored.iter().find(|r| r.level.location == level.location);
+                let status = level.status(threshold);
+                if found.is_some_and(|f| f.level == level && f.status == status) {
+                    continue;
+                }
+                drifted.push((
+                    found.cloned(),
+                    LocationRow {
+                        sku: row.sku.clone(),
+                        level,
+                        status,
+                        // When it last moved is not kept by the fold: the repair stamps
+                        // the SKU's version and instant.
+                        version: row.version,
+                        updated_at: expected.updated_at,
+                    },
+                ));
+            }
+        }
+        Ok((expected, drifted))
     }
 
     /// The state of `stream` after exactly `version` events: a kept fold moved forward,

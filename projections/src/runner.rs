@@ -32,7 +32,9 @@ use stockade_store::{EventStore, RecordedEvent, StreamName, codec};
 use crate::ProjectionError;
 use crate::db::{Change, Checkpoint, ReadModels, ReservationChange};
 use crate::hub::NoticeHub;
-use crate::model::{Cause, Level, Notice, ReservationState, Status, is_short, scopes};
+use crate::model::{
+    Cause, Level, Notice, ReservationState, Status, is_short, moved_locations, scopes,
+};
 
 /// The outbox is pruned once per this many notices.
 const PRUNE_EVERY: u64 = 1024;
@@ -418,20 +420,22 @@ impl Projector {
         let at = event.at();
         // Before: the row as it stands, seen at the previous event's instant. (Seen at
         // this event's instant, an expiry's hold would already have lapsed.)
-        let before = cached
-            .view(cached.last_at)
-            .map(|v| (Level::of(&v), is_short(&v)));
+        let before_view = cached.view(cached.last_at);
+        let before = before_view.as_ref().map(|v| (Level::of(v), is_short(v)));
         // A resolution names its reservation, not its order: the hold's record has it.
         let order_id = cached.apply(&recorded.stream, recorded.revision, &sku, &event, facts)?;
         let Some(view) = cached.view(at) else {
             return Ok(None);
         };
         // A kit's stock is its components' (ADR 0006): its own stream would show it out of
-        // stock for ever. Until the read models derive it, kits have no row and no notice;
-        // the engine's read of a kit is exact.
-        if view.pool == stockade_domain::PoolKind::Kit {
-            return Ok(None);
-        }
+        // stock for ever. The read models derive its row from its parts' rows; here it
+        // only brings its definition.
+        let kit = match &event {
+            Event::SkuRegistered(_) if view.pool == stockade_domain::PoolKind::Kit => {
+                view.components.clone()
+            }
+            _ => Vec::new(),
+        };
         let after = (Level::of(&view), is_short(&view));
         let notice = Notice {
             seq: 0,
@@ -450,8 +454,11 @@ impl Projector {
             committed_at: recorded.recorded_at,
             event_id: recorded.event_id,
             position: recorded.position,
+            locations: Vec::new(),
         };
         Ok(Some(Change {
+            locations: moved_locations(before_view.as_ref(), &view),
+            kit,
             pool: view.pool,
             version: cached.version,
             before,

@@ -253,6 +253,7 @@ mod tests {
             available: Some(3),
         };
         Notice {
+            locations: Vec::new(),
             seq: version,
             sku: sku(s),
             version,
@@ -261,6 +262,7 @@ mod tests {
             previous_status: Status::LowStock,
             status: Status::LowStock,
             cause: Cause {
+                via: None,
                 command: command.into(),
                 channel: channel.map(str::to_owned),
                 order_id: None,

@@ -479,7 +479,7 @@ fn pool_types() -> Value {
                 "rules": [
                     "available = the fewest whole kits the components' available allow",
                     "ordering a kit holds its components, all or none",
-                    "a kit's version moves whenever a component changes; kits are not in inventory.list yet"
+                    "a kit's version moves whenever a component changes; a kit has a notice (and a subscription update) whenever its availability or status moves"
                 ]
             }
         ],
@@ -682,30 +682,14 @@ impl ServerHandler for StockadeMcp {
         let sku = resource_sku(&uri).ok_or_else(|| not_found(&uri))?;
         self.caller(&ctx)
             .map_err(|e| ErrorData::invalid_request(e.message, None))?;
-        // Only SKUs that exist: a subscription to a typo would never fire.
-        match self.backend.inventory.stock(&sku).await {
-            Err(stockade_engine::Error::Rejected {
-                rejection: Rejection::UnknownSku,
-                ..
-            }) => return Err(not_found(&uri)),
-            // Updates follow notices, and a kit has none of its own yet: a subscription
-            // to it would never fire. Its components' do.
-            Ok(level) if !level.derived_from.is_empty() => {
-                let parts: Vec<String> = level
-                    .derived_from
-                    .iter()
-                    .map(|(part, _)| resource_uri(part))
-                    .collect();
-                return Err(ErrorData::invalid_params(
-                    format!(
-                        "{uri} is a kit, whose updates are not pushed yet; subscribe to its \
-                         components instead: {}",
-                        parts.join(", ")
-                    ),
-                    None,
-                ));
-            }
-            _ => {}
+        // Only SKUs that exist: a subscription to a typo would never fire. (A kit's
+        // updates are its derived notices: whenever a component moves what it offers.)
+        if let Err(stockade_engine::Error::Rejected {
+            rejection: Rejection::UnknownSku,
+            ..
+        }) = self.backend.inventory.stock(&sku).await
+        {
+            return Err(not_found(&uri));
         }
         self.session
             .subscribe(&self.backend, resource_uri(&sku), ctx.peer.clone());

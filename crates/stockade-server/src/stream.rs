@@ -45,6 +45,9 @@ pub struct Request {
     pub resume: Option<u64>,
     /// Only these SKUs (all when `None`).
     pub skus: Option<HashSet<Sku>>,
+    /// Only notices that move one of these locations, each showing only them (all
+    /// notices, whole, when `None`).
+    pub locations: Option<HashSet<String>>,
     /// `sse` or `ws`, for the delivery metric.
     pub channel: &'static str,
 }
@@ -101,8 +104,21 @@ async fn send(tx: &mpsc::Sender<Outgoing>, out: Outgoing) -> Result<(), Closed> 
     tx.send(out).await.map_err(|_| Closed)
 }
 
-fn wanted(request: &Request, sku: &Sku) -> bool {
-    request.skus.as_ref().is_none_or(|s| s.contains(sku))
+fn wanted(request: &Request, n: &stockade_projections::Notice) -> bool {
+    request.skus.as_ref().is_none_or(|s| s.contains(&n.sku))
+        && request
+            .locations
+            .as_ref()
+            .is_none_or(|wanted| n.locations.iter().any(|l| wanted.contains(&l.location)))
+}
+
+/// `n` as this reader gets it: with a location filter, only the locations it asked for.
+fn shaped(request: &Request, n: &stockade_projections::Notice) -> NoticeOut {
+    let mut out = NoticeOut::from(n);
+    if let Some(wanted) = &request.locations {
+        out.locations.retain(|l| wanted.contains(&l.location));
+    }
+    out
 }
 
 async fn notice(
@@ -111,7 +127,7 @@ async fn notice(
     n: &stockade_projections::Notice,
     live: bool,
 ) -> Result<(), Closed> {
-    if !wanted(request, &n.sku) {
+    if !wanted(request, n) {
         return Ok(());
     }
     metrics::counter!("stockade_delivery_total", "channel" => request.channel).increment(1);
@@ -126,7 +142,7 @@ async fn notice(
         tx,
         Outgoing::Message {
             id: Some(n.seq),
-            message: StreamMessage::Notice(Box::new(NoticeOut::from(n))),
+            message: StreamMessage::Notice(Box::new(shaped(request, n))),
         },
     )
     .await

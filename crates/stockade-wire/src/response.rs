@@ -7,7 +7,9 @@ use stockade_domain::{Availability, PoolKind, Resolution};
 use stockade_engine::{
     Adjusted, LineStatus, Reservation, ReservationStatus, ReservedLine, Resolved, StockLevel,
 };
-use stockade_projections::model::{Cause, is_short, status_of};
+use stockade_projections::model::{
+    Cause, LocationLevel, LocationMove, LocationRow, is_short, status_of,
+};
 use stockade_projections::reconcile::CountOutcome;
 use stockade_projections::webhook::ReplayReport;
 use stockade_projections::{Level, Notice, Status, StockRow};
@@ -62,6 +64,24 @@ pub struct LocationOut {
     pub shortfall: u64,
     /// Units in transit to here.
     pub incoming: u64,
+    /// How a storefront should show the SKU here, under the SKU's low-stock threshold.
+    pub status: Status,
+}
+
+impl LocationOut {
+    fn of(level: &LocationLevel, status: Status) -> Self {
+        Self {
+            location: level.location.clone(),
+            priority: level.priority,
+            on_hand: level.on_hand,
+            safety_stock: level.safety_stock,
+            reserved: level.reserved,
+            available: level.available,
+            shortfall: level.shortfall,
+            incoming: level.incoming,
+            status,
+        }
+    }
 }
 
 /// One component of a kit.
@@ -105,15 +125,9 @@ impl StockOut {
             locations: (!view.locations.is_empty()).then(|| {
                 view.locations
                     .iter()
-                    .map(|l| LocationOut {
-                        location: l.location.to_string(),
-                        priority: l.priority,
-                        on_hand: l.on_hand.get(),
-                        safety_stock: l.safety_stock.get(),
-                        reserved: l.reserved.get(),
-                        available: l.available.get(),
-                        shortfall: l.shortfall.get(),
-                        incoming: l.incoming.get(),
+                    .map(|l| {
+                        let level = LocationLevel::of(l);
+                        LocationOut::of(&level, level.status(threshold))
                     })
                     .collect()
             }),
@@ -142,6 +156,15 @@ impl StockOut {
             in_transit: None,
         }
     }
+
+    /// A row of the stock-levels read model with its row at one location (a list of what
+    /// one location stocks).
+    pub fn from_rows(row: &StockRow, at: &LocationRow) -> Self {
+        Self {
+            locations: Some(vec![LocationOut::of(&at.level, at.status)]),
+            ..Self::from_row(row)
+        }
+    }
 }
 
 /// A page of a list, in key order; pass `next_after` back as `after` for the next page.
@@ -159,6 +182,20 @@ impl Page<StockOut> {
             .flatten();
         Self {
             items: rows.iter().map(StockOut::from_row).collect(),
+            next_after,
+        }
+    }
+
+    /// A page of what one location stocks, read with `limit`.
+    pub fn of_located(rows: &[(StockRow, LocationRow)], limit: usize) -> Self {
+        let next_after = (rows.len() == limit)
+            .then(|| rows.last().map(|(r, _)| r.sku.to_string()))
+            .flatten();
+        Self {
+            items: rows
+                .iter()
+                .map(|(row, at)| StockOut::from_rows(row, at))
+                .collect(),
             next_after,
         }
     }
@@ -393,6 +430,9 @@ pub struct NoticeOut {
     pub scopes: Vec<String>,
     pub committed_at: String,
     pub event_id: String,
+    /// The locations the change moved, for a SKU at several locations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<LocationMove>,
 }
 
 impl From<&Notice> for NoticeOut {
@@ -410,6 +450,7 @@ impl From<&Notice> for NoticeOut {
             scopes: n.scopes.clone(),
             committed_at: n.committed_at.to_string(),
             event_id: n.event_id.to_string(),
+            locations: n.locations.clone(),
         }
     }
 }

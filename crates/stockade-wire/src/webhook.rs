@@ -36,6 +36,19 @@ pub struct WebhookPayload {
     pub trigger: &'static str,
     pub order_id: Option<String>,
     pub updated_by: Option<String>,
+    /// The locations the change moved, for a SKU stocked at several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<WebhookLocation>,
+}
+
+/// One location's move, in the payload's words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookLocation {
+    pub location: String,
+    pub previous_quantity: Option<u64>,
+    pub new_quantity: Option<u64>,
+    pub status: &'static str,
 }
 
 /// What caused a notice, in the words marketplaces use.
@@ -70,6 +83,16 @@ impl From<&Notice> for WebhookEvent {
                     .principal
                     .clone()
                     .or_else(|| notice.cause.channel.clone()),
+                locations: notice
+                    .locations
+                    .iter()
+                    .map(|l| WebhookLocation {
+                        location: l.location.clone(),
+                        previous_quantity: l.previous.available,
+                        new_quantity: l.current.available,
+                        status: l.status.as_str(),
+                    })
+                    .collect(),
             },
         }
     }
@@ -87,6 +110,7 @@ mod tests {
     #[test]
     fn triggers_name_the_cause() {
         let cause = |command: &str, reason: Option<&str>| Cause {
+            via: None,
             command: command.into(),
             channel: None,
             order_id: None,

@@ -6,7 +6,9 @@
 //!
 //! Tables:
 //! - `checkpoint`: the last projected position and how many events that is;
-//! - `stock_levels`: one row per SKU;
+//! - `stock_levels`: one row per SKU (a kit's derived from its components);
+//! - `stock_locations`: one row per location of a SKU registered with locations;
+//! - `kit_parts`: each kit flattened into the plain SKUs it comes down to;
 //! - `reservations`: one row per (reservation, SKU) line, looked up by id or by order;
 //! - `alerts`: low stock, out of stock, back in stock and short, as they happen;
 //! - `notices`: the outbox of freshness notices, by `seq`;
@@ -24,13 +26,15 @@ use stockade_domain::{HoldFacts, PoolKind, Quantity, Sku, Timestamp};
 use stockade_store::Position;
 
 use crate::ProjectionError;
-use crate::model::{DEFAULT_LOW_STOCK_THRESHOLD, Level, Notice, Status, StockRow};
+use crate::model::{
+    DEFAULT_LOW_STOCK_THRESHOLD, Level, LocationLevel, LocationRow, Notice, Status, StockRow,
+};
 
 mod delivery;
 mod project;
 mod schema;
 
-pub use project::{Change, ReservationChange};
+pub use project::{Change, KitParts, ReservationChange, kit_row};
 use schema::{DERIVED, MIGRATIONS, SCHEMA, SCHEMA_VERSION};
 
 /// File name of the read models inside the data directory.
@@ -269,6 +273,8 @@ impl ReadModels {
             for (table, order) in [
                 ("checkpoint", "id"),
                 ("stock_levels", "sku"),
+                ("stock_locations", "sku, location"),
+                ("kit_parts", "kit, sku"),
                 ("reservations", "id, sku"),
                 ("alerts", "seq"),
                 ("notices", "seq"),
@@ -376,6 +382,118 @@ impl ReadModels {
                 .query_map(params![after, low, high, to_i64(limit as u64)], stock_row)
                 .map_err(sql)?;
             rows.map(|r| r.map_err(sql).and_then(|row| row)).collect()
+        })
+        .await
+    }
+
+    /// Each location of `sku`, by priority then id (none for a SKU at the one default
+    /// location).
+    pub async fn locations(&self, sku: &Sku) -> Result<Vec<LocationRow>, ProjectionError> {
+        let sku = sku.to_string();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "{SELECT_LOCATION} WHERE sku = ?1 ORDER BY priority, location"
+                ))
+                .map_err(sql)?;
+            let rows = stmt.query_map([sku], location_row).map_err(sql)?;
+            rows.map(|r| r.map_err(sql).and_then(|row| row)).collect()
+        })
+        .await
+    }
+
+    /// The SKUs stocked at `location`, in SKU order after `after`, at most `limit`: each
+    /// SKU's row with its row at that location (a storefront's "in stock at Berlin").
+    /// Only SKUs that start with `prefix`, as `stock_search`.
+    pub async fn stock_at(
+        &self,
+        location: &str,
+        after: Option<Sku>,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(StockRow, LocationRow)>, ProjectionError> {
+        let location = location.to_owned();
+        let after = after.map(|s| s.to_string()).unwrap_or_default();
+        let (low, high) = (prefix.to_owned(), format!("{prefix}~"));
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "{SELECT_LOCATION} WHERE location = ?1 AND sku > ?2 AND sku >= ?3
+                     AND sku < ?4 ORDER BY sku LIMIT ?5"
+                ))
+                .map_err(sql)?;
+            let located = stmt
+                .query_map(
+                    params![location, after, low, high, to_i64(limit as u64)],
+                    location_row,
+                )
+                .map_err(sql)?
+                .map(|r| r.map_err(sql).and_then(|row| row))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::with_capacity(located.len());
+            for at in located {
+                let row = c
+                    .prepare_cached(&format!("{SELECT_STOCK} WHERE sku = ?1"))
+                    .map_err(sql)?
+                    .query_row([at.sku.as_str()], stock_row)
+                    .optional()
+                    .map_err(sql)?
+                    .transpose()?;
+                // Both rows change in one transaction, so a location row has its SKU's.
+                if let Some(row) = row {
+                    out.push((row, at));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// `sku`'s row version and its location rows, read together.
+    pub async fn stock_with_locations(
+        &self,
+        sku: &Sku,
+    ) -> Result<Option<(u64, Vec<LocationRow>)>, ProjectionError> {
+        let sku = sku.to_string();
+        self.read(move |c| {
+            let tx = c.unchecked_transaction().map_err(sql)?;
+            let Some(row) = stock_row_in(&tx, &sku)? else {
+                return Ok(None);
+            };
+            let located = tx
+                .prepare_cached(&format!("{SELECT_LOCATION} WHERE sku = ?1"))
+                .map_err(sql)?
+                .query_map([&sku], location_row)
+                .map_err(sql)?
+                .map(|r| r.map_err(sql).and_then(|row| row))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some((row.version, located)))
+        })
+        .await
+    }
+
+    /// A kit's row, its parts and their rows, read together (`None`: not a kit on
+    /// record, or no row).
+    pub async fn kit_inputs(
+        &self,
+        kit: &Sku,
+    ) -> Result<Option<(StockRow, KitParts, Vec<Option<StockRow>>)>, ProjectionError> {
+        let kit = kit.to_string();
+        self.read(move |c| {
+            let tx = c.unchecked_transaction().map_err(sql)?;
+            let parts = kit_parts_in(&tx, &kit)?;
+            let Some(row) = stock_row_in(&tx, &kit)? else {
+                return Ok(None);
+            };
+            if parts.parts.is_empty() {
+                return Ok(None);
+            }
+            let rows = parts
+                .parts
+                .iter()
+                .map(|(sku, _)| stock_row_in(&tx, sku))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some((row, parts, rows)))
         })
         .await
     }
@@ -618,6 +736,17 @@ impl ReadModels {
                 row.status = crate::model::status_of(&row.level, short, threshold);
                 put_stock(tx, &row)?;
             }
+            let located = tx
+                .prepare(&format!("{SELECT_LOCATION} WHERE sku = ?1"))
+                .map_err(sql)?
+                .query_map([&sku], location_row)
+                .map_err(sql)?
+                .map(|r| r.map_err(sql).and_then(|row| row))
+                .collect::<Result<Vec<_>, _>>()?;
+            for mut row in located {
+                row.status = row.level.status(threshold);
+                put_location(tx, &row)?;
+            }
             Ok(())
         })
         .await
@@ -639,8 +768,19 @@ impl ReadModels {
             serde_json::to_string(row)
                 .map_err(|e| ProjectionError::ReadModel(format!("encode row: {e}")))
         };
-        let (found, expected) = (encode(&correction.found)?, encode(&correction.expected)?);
+        let (mut found, mut expected) = (encode(&correction.found)?, encode(&correction.expected)?);
+        if !correction.locations.is_empty() {
+            // The locations beside the row, in the same two pictures.
+            let (was, now): (Vec<_>, Vec<_>) = correction.locations.iter().cloned().unzip();
+            found = with_locations(&found, &was)?;
+            expected = with_locations(&expected, &now)?;
+        }
         let row = correction.expected.clone();
+        let located: Vec<LocationRow> = correction
+            .locations
+            .iter()
+            .map(|(_, now)| now.clone())
+            .collect();
         let checked_version = correction.found.version;
         self.write(move |tx| {
             let current: Option<i64> = tx
@@ -655,6 +795,9 @@ impl ReadModels {
                 return Ok(false);
             }
             put_stock(tx, &row)?;
+            for at in &located {
+                put_location(tx, at)?;
+            }
             tx.execute(
                 "INSERT INTO corrections (sku, found, expected, at) VALUES (?1, ?2, ?3, ?4)",
                 params![row.sku.as_str(), found, expected, now_millis()],
@@ -689,6 +832,11 @@ impl ReadModels {
         .await
     }
 
+    /// Overwrites one location row (a test's corruption; reconciliation uses `repair`).
+    pub async fn put_location_row(&self, row: LocationRow) -> Result<(), ProjectionError> {
+        self.write(move |tx| put_location(tx, &row)).await
+    }
+
     /// Overwrites one stock row (a test's corruption; reconciliation uses `repair`).
     pub async fn put_stock_row(&self, row: StockRow) -> Result<(), ProjectionError> {
         self.write(move |tx| {
@@ -697,6 +845,22 @@ impl ReadModels {
         })
         .await
     }
+}
+
+/// A row's JSON with `locations` beside its fields.
+fn with_locations<T: serde::Serialize>(
+    row: &str,
+    locations: &T,
+) -> Result<String, ProjectionError> {
+    let fail = |e: serde_json::Error| ProjectionError::ReadModel(format!("encode row: {e}"));
+    let mut value: serde_json::Value = serde_json::from_str(row).map_err(fail)?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "locations".into(),
+            serde_json::to_value(locations).map_err(fail)?,
+        );
+    }
+    serde_json::to_string(&value).map_err(fail)
 }
 
 fn now_millis() -> i64 {
@@ -716,6 +880,7 @@ fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StockRow, Project
             PoolKind::Physical,
             PoolKind::Digital,
             PoolKind::PrintOnDemand,
+            PoolKind::Kit,
         ]
         .into_iter()
         .find(|p| p.as_str() == pool)
@@ -740,6 +905,105 @@ fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StockRow, Project
             "stock row {sku}: {reason}"
         ))),
     })
+}
+
+const SELECT_LOCATION: &str = "SELECT sku, location, priority, on_hand, safety_stock, reserved,
+    available, shortfall, incoming, status, version, updated_at FROM stock_locations";
+
+fn location_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<LocationRow, ProjectionError>> {
+    let sku: String = r.get(0)?;
+    let status: String = r.get(9)?;
+    let level = LocationLevel {
+        location: r.get(1)?,
+        priority: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+        on_hand: to_u64(r.get(3)?),
+        safety_stock: to_u64(r.get(4)?),
+        reserved: to_u64(r.get(5)?),
+        available: to_u64(r.get(6)?),
+        shortfall: to_u64(r.get(7)?),
+        incoming: to_u64(r.get(8)?),
+    };
+    let (version, updated_at) = (to_u64(r.get(10)?), to_u64(r.get(11)?));
+    Ok(match (Sku::new(sku.clone()), Status::parse(&status)) {
+        (Ok(sku), Some(status)) => Ok(LocationRow {
+            sku,
+            level,
+            status,
+            version,
+            updated_at: Timestamp::from_millis(updated_at),
+        }),
+        _ => Err(ProjectionError::ReadModel(format!(
+            "location row {sku}@{}: unreadable SKU or status {status:?}",
+            level.location
+        ))),
+    })
+}
+
+fn put_location(tx: &Transaction<'_>, row: &LocationRow) -> Result<(), ProjectionError> {
+    let l = &row.level;
+    cached(
+        tx,
+        "INSERT OR REPLACE INTO stock_locations (sku, location, priority, on_hand, safety_stock,
+             reserved, available, shortfall, incoming, status, version, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            row.sku.as_str(),
+            l.location,
+            i64::from(l.priority),
+            to_i64(l.on_hand),
+            to_i64(l.safety_stock),
+            to_i64(l.reserved),
+            to_i64(l.available),
+            to_i64(l.shortfall),
+            to_i64(l.incoming),
+            row.status.as_str(),
+            to_i64(row.version),
+            to_i64(row.updated_at.as_millis()),
+        ],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// `sku`'s row as stored.
+pub(crate) fn stock_row_in(c: &Connection, sku: &str) -> Result<Option<StockRow>, ProjectionError> {
+    c.prepare_cached(&format!("{SELECT_STOCK} WHERE sku = ?1"))
+        .map_err(sql)?
+        .query_row([sku], stock_row)
+        .optional()
+        .map_err(sql)?
+        .transpose()
+}
+
+/// The kits `sku` is part of, in name order.
+pub(crate) fn kits_containing(c: &Connection, sku: &str) -> Result<Vec<String>, ProjectionError> {
+    let mut stmt = c
+        .prepare_cached("SELECT kit FROM kit_parts WHERE sku = ?1 ORDER BY kit")
+        .map_err(sql)?;
+    let kits = stmt.query_map([sku], |r| r.get(0)).map_err(sql)?;
+    kits.collect::<Result<_, _>>().map_err(sql)
+}
+
+/// A kit's parts (none: `sku` is not a kit), in name order.
+pub(crate) fn kit_parts_in(
+    c: &Connection,
+    kit: &str,
+) -> Result<project::KitParts, ProjectionError> {
+    let mut stmt = c
+        .prepare_cached("SELECT sku, qty, kit_version FROM kit_parts WHERE kit = ?1 ORDER BY sku")
+        .map_err(sql)?;
+    let mut found = project::KitParts::default();
+    let rows = stmt
+        .query_map([kit], |r| {
+            Ok((r.get::<_, String>(0)?, to_u64(r.get(1)?), to_u64(r.get(2)?)))
+        })
+        .map_err(sql)?;
+    for row in rows {
+        let (sku, qty, own) = row.map_err(sql)?;
+        found.own_version = own;
+        found.parts.push((sku, qty));
+    }
+    Ok(found)
 }
 
 pub(crate) fn checkpoint(c: &Connection) -> Result<Checkpoint, ProjectionError> {

@@ -2,12 +2,18 @@
 
 /// Version of the schema below; a file from a newer build is refused, one from an older
 /// build is brought up to it by [`MIGRATIONS`].
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// What brings a file at version `n` (index `n - 1`) to `n + 1`.
-pub(super) const MIGRATIONS: [&str; 1] = [
+pub(super) const MIGRATIONS: [&str; 2] = [
     // 2: where each hold's units are, for SKUs at several locations.
     "ALTER TABLE reservations ADD COLUMN parts TEXT;",
+    // 3: per-location rows and kits' derived rows. Both come from events already in the
+    // log, which the old file skipped: the derived tables are emptied, so the projector
+    // projects the log again from its start (notices get the same seq as before, and the
+    // delivery cursors, kept, skip what was delivered).
+    "DELETE FROM checkpoint; DELETE FROM stock_levels; DELETE FROM reservations;
+     DELETE FROM alerts; DELETE FROM notices;",
 ];
 
 pub(super) const SCHEMA: &str = "
@@ -27,6 +33,34 @@ CREATE TABLE IF NOT EXISTS stock_levels (
     version    INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
+-- A SKU registered with locations, at each of them. The version is the SKU's.
+CREATE TABLE IF NOT EXISTS stock_locations (
+    sku          TEXT NOT NULL,
+    location     TEXT NOT NULL,
+    priority     INTEGER NOT NULL,
+    on_hand      INTEGER NOT NULL,
+    safety_stock INTEGER NOT NULL,
+    reserved     INTEGER NOT NULL,
+    available    INTEGER NOT NULL,
+    shortfall    INTEGER NOT NULL,
+    incoming     INTEGER NOT NULL,
+    status       TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (sku, location)
+);
+CREATE INDEX IF NOT EXISTS stock_locations_by_location ON stock_locations (location, sku);
+-- Each kit flattened into the plain SKUs it comes down to, units per kit; by SKU, the
+-- kits a change of that SKU moves.
+CREATE TABLE IF NOT EXISTS kit_parts (
+    kit         TEXT NOT NULL,
+    sku         TEXT NOT NULL,
+    qty         INTEGER NOT NULL,
+    -- The kit stream's own version (its registration's), counted in the kit's row version.
+    kit_version INTEGER NOT NULL,
+    PRIMARY KEY (kit, sku)
+);
+CREATE INDEX IF NOT EXISTS kit_parts_by_sku ON kit_parts (sku, kit);
 CREATE TABLE IF NOT EXISTS reservations (
     id          TEXT NOT NULL,
     sku         TEXT NOT NULL,
@@ -92,9 +126,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 ";
 
 /// Tables derived from the log: emptied by a rebuild. Thresholds and cursors are not.
-pub(super) const DERIVED: [&str; 5] = [
+pub(super) const DERIVED: [&str; 7] = [
     "checkpoint",
     "stock_levels",
+    "stock_locations",
+    "kit_parts",
     "reservations",
     "alerts",
     "notices",

@@ -168,6 +168,7 @@ async fn counts_alerts_dead_letters_and_orders_for_the_admin() {
     let mut found = expected.clone();
     found.level.reserved += 1;
     let correction = stockade_projections::reconcile::Correction {
+        locations: Vec::new(),
         sku: "BOLT".into(),
         found,
         expected,

@@ -146,7 +146,7 @@ async fn an_assistant_that_read_a_kit_is_told_when_a_component_moves() {
     let web = Client::new(&server);
     gift_shop(&web).await;
 
-    let assistant = McpClient::http(&server.base, Some(READER)).await;
+    let mut assistant = McpClient::http(&server.base, Some(READER)).await;
     let read = assistant
         .call("inventory.getStock", json!({"sku": "GIFT"}))
         .await;
@@ -155,8 +155,7 @@ async fn an_assistant_that_read_a_kit_is_told_when_a_component_moves() {
     let quiet = assistant.call("reference.poolTypes", json!({})).await;
     assert!(quiet.system_blocks().is_empty(), "{quiet:?}");
 
-    // Updates follow notices, and a kit has none of its own yet: a subscription to it is
-    // refused, naming the components to subscribe to instead.
+    // A kit's updates are its derived notices: a subscription to it is taken.
     #[allow(deprecated)]
     let subscribed = assistant
         .service
@@ -164,14 +163,18 @@ async fn an_assistant_that_read_a_kit_is_told_when_a_component_moves() {
             "inventory://sku/GIFT",
         ))
         .await;
-    let refusal = format!("{subscribed:?}");
-    assert!(
-        subscribed.is_err() && refusal.contains("inventory://sku/TEA"),
-        "{refusal}"
-    );
+    assert!(subscribed.is_ok(), "{subscribed:?}");
 
     // The kit's own stream does not change; a tea sold on the web moves what it read.
     web.checkout("TEA", 1).await;
+    // The kit's subscription fires: the tea moved what the kit offers (min(10/2, 4) = 4).
+    assert_eq!(
+        assistant
+            .next_update(std::time::Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("inventory://sku/GIFT")
+    );
     let told = assistant.call("reference.poolTypes", json!({})).await;
     let blocks = told.system_blocks();
     assert_eq!(blocks.len(), 1, "{told:?}");

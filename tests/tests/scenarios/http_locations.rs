@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use stockade_tests::mcp::McpClient;
-use stockade_tests::server::{ADMIN, Client, READER, TestServer, WEB, config};
+use stockade_tests::server::{ADMIN, Client, READER, Sse, TestServer, WEB, config};
 
 const HUB: &str = "/api/inventory/products/HUB";
 
@@ -438,4 +438,74 @@ async fn locations_over_mcp_read_order_and_transfer() {
         told.system_blocks().iter().any(|b| b.contains("HUB")),
         "{told:?}"
     );
+}
+
+/// A storefront that shows one store: it lists what that location stocks, and its stream
+/// carries only the notices that move that location, showing only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storefront_lists_and_follows_one_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let client = Client::new(&server);
+    let registered = client
+        .post(
+            "/api/skus",
+            Some(ADMIN),
+            json!({"sku": "HUB", "pool": "physical", "locations": [
+                {"location": "berlin", "on_hand": 4, "priority": 1},
+                {"location": "munich", "on_hand": 5, "priority": 2}
+            ]}),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    assert_eq!(client.register("PLAIN", 5).await.status, 201);
+
+    let mut berlin = Sse::open(&server, "/api/events?location=berlin", &[]).await;
+    let item = |location: &str| json!({"items": [{"sku": "HUB", "qty": 1, "location": location}]});
+    for location in ["munich", "berlin"] {
+        let held = client
+            .post("/api/reservations", Some(WEB), item(location))
+            .await;
+        assert_eq!(held.status, 201, "{}", held.text);
+    }
+    client.checkout("PLAIN", 1).await;
+    // The Munich hold and the plain SKU's sale are not Berlin's: the first notice is the
+    // Berlin hold, naming Berlin alone.
+    let notice = berlin.notice().await;
+    assert_eq!(notice["sku"], "HUB", "{notice}");
+    assert_eq!(notice["cause"]["command"], "reserve", "{notice}");
+    let locations = notice["locations"].as_array().unwrap();
+    assert_eq!(locations.len(), 1, "{notice}");
+    assert_eq!(locations[0]["location"], "berlin");
+    assert_eq!(locations[0]["previous"]["available"], 4);
+    assert_eq!(locations[0]["current"]["available"], 3);
+    assert_eq!(locations[0]["status"], "low_stock");
+    assert!(
+        berlin.next(Duration::from_millis(300)).await.is_none(),
+        "nothing else moved Berlin"
+    );
+
+    // The list of what Berlin stocks: HUB, with its figures there.
+    let listed = client
+        .get("/api/inventory/products?location=berlin", Some(READER))
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let items = listed.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", listed.text);
+    assert_eq!(items[0]["sku"], "HUB");
+    assert_eq!(items[0]["available"], 7);
+    assert_eq!(items[0]["locations"][0]["location"], "berlin");
+    assert_eq!(items[0]["locations"][0]["available"], 3);
+    assert_eq!(items[0]["locations"][0]["status"], "low_stock");
+    let nowhere = client
+        .get("/api/inventory/products?location=rome", Some(READER))
+        .await;
+    assert_eq!(nowhere.body["items"], json!([]), "{}", nowhere.text);
+    for bad in [
+        "/api/inventory/products?location=not%20ok",
+        "/api/events?location=not%20ok",
+    ] {
+        let refused = client.get(bad, Some(READER)).await;
+        assert_eq!(refused.status, 422, "{bad}: {}", refused.text);
+    }
 }

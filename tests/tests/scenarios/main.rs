@@ -30,6 +30,7 @@ mod http_locations;
 mod http_overload_is_answered_at_once;
 mod http_reservations_lapse_at_their_ttl;
 mod idempotent_retries;
+mod kits_and_locations_in_the_read_models;
 mod kits_are_held_as_their_components;
 mod mcp_over_http;
 mod mcp_with_the_official_python_sdk;

@@ -85,6 +85,7 @@ async fn a_corrupted_row_is_repaired_by_the_next_run_and_the_correction_logged()
     // A repair checked at a version the projector has since moved past is not made: the
     // newer row stays, and the next run checks it afresh.
     let stale = stockade_projections::reconcile::Correction {
+        locations: Vec::new(),
         sku: "TEE".into(),
         found: good.clone(),
         expected: bad.clone(),

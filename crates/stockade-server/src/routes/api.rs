@@ -151,9 +151,12 @@ struct ListQuery {
     prefix: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
+    /// Only SKUs stocked at this location, each with its figures there.
+    #[serde(default)]
+    location: Option<String>,
 }
 
-/// `GET /api/inventory/products?after=SKU&limit=N`.
+/// `GET /api/inventory/products?after=SKU&limit=N` (and `prefix=`, `location=`).
 pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse> {
     state.authorize(&req, Need::Read, None)?;
     let query: ListQuery = serde_urlencoded_query(req.query_string())?;
@@ -168,6 +171,14 @@ pub async fn list(req: HttpRequest, state: State) -> Result<HttpResponse> {
         // A prefix is checked like a SKU: it is the start of one.
         Some(p) => sku(p, "prefix")?.to_string(),
     };
+    if let Some(location) = query.location.as_deref() {
+        let location = stockade_wire::request::location(location, "location")?;
+        let rows = state
+            .models
+            .stock_at(location.as_str(), after, &prefix, limit)
+            .await?;
+        return Ok(HttpResponse::Ok().json(Page::of_located(&rows, limit)));
+    }
     let rows = state.models.stock_search(after, &prefix, limit).await?;
     Ok(HttpResponse::Ok().json(Page::of_stock(&rows, limit)))
 }

@@ -4,7 +4,8 @@
 //! SSE: `id:` is the notice's `seq`, `event:` is `hello`, `notice` or `resync`, `data:` is
 //! the JSON message; a browser's `EventSource` resumes by itself with `Last-Event-ID`.
 //! WebSocket: one JSON text frame per message; resume with `?after=SEQ`.
-//! Both take `?sku=A,B` to filter, and `?access_token=` for clients that cannot set an
+//! Both take `?sku=A,B` to filter by SKU, `?location=berlin,paris` to get only notices
+//! that move one of those locations (showing only them), and `?access_token=` for clients that cannot set an
 //! `Authorization` header.
 
 use std::collections::HashSet;
@@ -12,7 +13,7 @@ use std::collections::HashSet;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use serde::Deserialize;
-use stockade_wire::request::sku;
+use stockade_wire::request::{location, sku};
 use stockade_wire::{ApiError, Code, ErrorKind, StreamMessage};
 
 use crate::auth::Need;
@@ -26,6 +27,9 @@ use crate::stream::{self, Outgoing, StreamSlot};
 struct StreamQuery {
     #[serde(default)]
     sku: Option<String>,
+    /// Only notices that move one of these locations, showing only them.
+    #[serde(default)]
+    location: Option<String>,
     #[serde(default)]
     after: Option<u64>,
     #[serde(default)]
@@ -45,6 +49,15 @@ fn request(
         .map(|list| {
             list.split(',')
                 .map(|s| sku(s.trim(), "sku"))
+                .collect::<Result<HashSet<_>, _>>()
+        })
+        .transpose()?;
+    let locations = query
+        .location
+        .as_deref()
+        .map(|list| {
+            list.split(',')
+                .map(|l| location(l.trim(), "location").map(|l| l.to_string()))
                 .collect::<Result<HashSet<_>, _>>()
         })
         .transpose()?;
@@ -70,6 +83,7 @@ fn request(
         stream::Request {
             resume: last_event_id.or(query.after),
             skus,
+            locations,
             channel,
         },
         slot,
