@@ -1108,6 +1108,7 @@ mod tests {
         raw.execute_batch(
             "INSERT INTO checkpoint (id, commit_pos, prepare_pos, events) VALUES (1, 9, 9, 5);
              INSERT INTO thresholds (sku, low_stock) VALUES ('A', 7);
+             INSERT INTO alert_acks (seq, at, by) VALUES (1, 0, 'admin');
              DROP TABLE stock_locations; DROP TABLE kit_parts; PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -1119,9 +1120,15 @@ mod tests {
             let sku = Sku::new("A").unwrap();
             assert_eq!(models.locations(&sku).await.unwrap(), []);
             assert!(models.kit_inputs(&sku).await.unwrap().is_none());
-            // Configuration is not derived from the log: it stays.
+            // Configuration is not derived from the log: it stays. Acknowledgements by
+            // alert number go with the alerts, which are numbered again.
             assert_eq!(models.threshold(&sku).await.unwrap(), 7);
         });
+        let raw = Connection::open(&path).unwrap();
+        let acks: i64 = raw
+            .query_row("SELECT COUNT(*) FROM alert_acks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(acks, 0);
     }
 
     #[test]

@@ -11,9 +11,11 @@ pub(super) const MIGRATIONS: [&str; 2] = [
     // 3: per-location rows and kits' derived rows. Both come from events already in the
     // log, which the old file skipped: the derived tables are emptied, so the projector
     // projects the log again from its start (notices get the same seq as before, and the
-    // delivery cursors, kept, skip what was delivered).
+    // delivery cursors, kept, skip what was delivered). Alerts are numbered afresh, now
+    // with kits' among them, so acknowledgements by number would land on other alerts:
+    // they go too.
     "DELETE FROM checkpoint; DELETE FROM stock_levels; DELETE FROM reservations;
-     DELETE FROM alerts; DELETE FROM notices;",
+     DELETE FROM alerts; DELETE FROM notices; DELETE FROM alert_acks;",
 ];
 
 pub(super) const SCHEMA: &str = "
