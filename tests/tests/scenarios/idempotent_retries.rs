@@ -124,3 +124,80 @@ async fn registering_new_skus_in_bulk_answers_as_one_at_a_time() {
     let report = stockade_tests::engine::checked_log(&inventory.store()).await;
     assert_eq!(report.events, 2, "one registration each");
 }
+
+/// A shipment's transfer id is its key when the caller sends none: a retry that arrives
+/// after the transfer was received (so no longer in transit for the writer to refuse)
+/// gets the first answer and moves nothing again, also after a restart; another shipment
+/// under the same id is a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shipment_retried_after_its_receipt_moves_nothing_again() {
+    use stockade_domain::{LocationConfig, LocationId, PoolConfig, Rejection, TransferId};
+    use stockade_engine::Transfer;
+
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = open_sqlite(dir.path()).await;
+    let sku = stockade_tests::engine::sku("SHELF");
+    let at = |location: &str, on_hand: u64| LocationConfig {
+        location: LocationId::new(location).unwrap(),
+        on_hand: Quantity::new(on_hand),
+        safety_stock: Quantity::ZERO,
+        priority: 0,
+    };
+    let pool = PoolConfig::at_locations(vec![at("berlin", 10), at("paris", 0)]);
+    let admin = Origin::default().principal(Principal::new("admin").unwrap());
+    inventory.register(&sku, pool, &admin).await.unwrap();
+    let shipment = |qty: u64| Transfer {
+        transfer_id: TransferId::new("T-9").unwrap(),
+        from: LocationId::new("berlin").unwrap(),
+        to: LocationId::new("paris").unwrap(),
+        qty: Quantity::new(qty),
+        reference: None,
+        expected_version: None,
+    };
+    let first = inventory
+        .ship_transfer(&sku, shipment(4), &admin)
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    inventory
+        .receive_transfer(&sku, TransferId::new("T-9").unwrap(), &admin)
+        .await
+        .unwrap();
+    let on_hand = |level: &stockade_engine::StockLevel| -> Vec<u64> {
+        level
+            .view
+            .locations
+            .iter()
+            .map(|l| l.on_hand.get())
+            .collect()
+    };
+    let moved = inventory.stock(&sku).await.unwrap();
+    assert_eq!(on_hand(&moved), [6, 4]);
+
+    let mut inventory = inventory;
+    for round in 0..2 {
+        if round == 1 {
+            inventory.shutdown().await;
+            inventory = open_sqlite(dir.path()).await;
+        }
+        let retry = inventory
+            .ship_transfer(&sku, shipment(4), &admin)
+            .await
+            .unwrap();
+        assert!(retry.replayed);
+        assert_eq!(retry.version, first.version);
+        let other = inventory.ship_transfer(&sku, shipment(2), &admin).await;
+        assert!(
+            matches!(
+                other,
+                Err(Error::Rejected {
+                    rejection: Rejection::DuplicateTransfer { .. },
+                    ..
+                })
+            ),
+            "{other:?}"
+        );
+        let now = inventory.stock(&sku).await.unwrap();
+        assert_eq!((on_hand(&now), now.version), (vec![6, 4], moved.version));
+    }
+}

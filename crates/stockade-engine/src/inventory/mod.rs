@@ -377,6 +377,18 @@ impl Inventory {
         self.refuse_kit(sku, "transfer stock (its stock is its components')")
             .await?;
         request.expected_version = transfer.expected_version;
+        // Without a key of the caller's, the transfer id is the key: a retry of a shipment
+        // whose answer was lost gets that answer, even once the transfer was received
+        // (when the id is no longer in transit for the writer to refuse), for as long as
+        // keys are kept. A different shipment under the same id is a duplicate.
+        let implicit = request.scope.is_none();
+        if implicit {
+            request.scope = Some(KeyScope::new(
+                origin.principal.as_ref(),
+                &format!("transfer:{}", transfer.transfer_id),
+            )?);
+        }
+        let transfer_id = transfer.transfer_id.clone();
         let command = Command::ShipTransfer(ShipTransfer {
             transfer_id: transfer.transfer_id,
             from: transfer.from,
@@ -384,7 +396,15 @@ impl Inventory {
             qty: transfer.qty,
             reference: transfer.reference,
         });
-        let accepted = self.execute(sku, command, request).await?;
+        let accepted = match self.execute(sku, command, request).await {
+            Err(Error::KeyReused { .. }) if implicit => {
+                return Err(Error::Rejected {
+                    sku: sku.clone(),
+                    rejection: Rejection::DuplicateTransfer { transfer_id },
+                });
+            }
+            other => other?,
+        };
         match accepted.events.last() {
             Some(Event::TransferShipped(e)) => Ok(Transferred {
                 transfer_id: e.transfer_id.clone(),
