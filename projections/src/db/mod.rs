@@ -212,12 +212,22 @@ impl ReadModels {
         }
         // An existing file's tables are kept (CREATE ... IF NOT EXISTS): bring them up to
         // date first. A new file (version 0) gets the current tables whole.
+        // Each step commits together with the version it reaches, so a step that fails
+        // leaves the file at the version before it, to be tried again as a whole.
         if version >= 1 {
-            for step in MIGRATIONS
-                .iter()
-                .skip(usize::try_from(version - 1).unwrap_or(0))
-            {
-                writer.execute_batch(step).map_err(sql)?;
+            for (reached, step) in (version + 1..).zip(
+                MIGRATIONS
+                    .iter()
+                    .skip(usize::try_from(version - 1).unwrap_or(0)),
+            ) {
+                writer
+                    .execute_batch(&format!(
+                        "BEGIN; {step} PRAGMA user_version = {reached}; COMMIT;"
+                    ))
+                    .map_err(|e| {
+                        let _ = writer.execute_batch("ROLLBACK");
+                        sql(e)
+                    })?;
             }
         }
         writer.execute_batch(SCHEMA).map_err(sql)?;
@@ -417,6 +427,8 @@ impl ReadModels {
         let after = after.map(|s| s.to_string()).unwrap_or_default();
         let (low, high) = (prefix.to_owned(), format!("{prefix}~"));
         self.read(move |c| {
+            // One read transaction: the rows of one batch, the SKU's beside its location's.
+            let c = &c.unchecked_transaction().map_err(sql)?;
             let mut stmt = c
                 .prepare_cached(&format!(
                     "{SELECT_LOCATION} WHERE location = ?1 AND sku > ?2 AND sku >= ?3
@@ -1112,6 +1124,26 @@ mod tests {
              DROP TABLE stock_locations; DROP TABLE kit_parts; PRAGMA user_version = 2;",
         )
         .unwrap();
+        drop(raw);
+        // And one from before schema 2 and before the acknowledgements table.
+        let old = dir.path().join("old.db");
+        drop(ReadModels::open(&old).unwrap());
+        let raw = Connection::open(&old).unwrap();
+        raw.execute_batch(
+            "DROP TABLE stock_locations; DROP TABLE kit_parts; DROP TABLE alert_acks;
+             ALTER TABLE reservations DROP COLUMN parts; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(raw);
+        drop(ReadModels::open(&old).unwrap());
+        let raw = Connection::open(&old).unwrap();
+        let version: i64 = raw
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // Preparing names the columns: it fails if a step was skipped.
+        raw.prepare("SELECT parts FROM reservations").unwrap();
+        raw.prepare("SELECT seq, at, by FROM alert_acks").unwrap();
         drop(raw);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {

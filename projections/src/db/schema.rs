@@ -13,9 +13,10 @@ pub(super) const MIGRATIONS: [&str; 2] = [
     // projects the log again from its start (notices get the same seq as before, and the
     // delivery cursors, kept, skip what was delivered). Alerts are numbered afresh, now
     // with kits' among them, so acknowledgements by number would land on other alerts:
-    // they go too.
+    // they go too (dropped, not emptied: a file older than that table has none; the
+    // schema below creates it again).
     "DELETE FROM checkpoint; DELETE FROM stock_levels; DELETE FROM reservations;
-     DELETE FROM alerts; DELETE FROM notices; DELETE FROM alert_acks;",
+     DELETE FROM alerts; DELETE FROM notices; DROP TABLE IF EXISTS alert_acks;",
 ];
 
 pub(super) const SCHEMA: &str = "
