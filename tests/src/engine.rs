@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use stockade_domain::{PoolConfig, Quantity, Sku};
+use stockade_domain::{Component, LocationConfig, LocationId, PoolConfig, Quantity, Sku};
 use stockade_engine::audit::{LogReport, check_log};
 use stockade_engine::{EngineConfig, Inventory, InventoryConfig, Origin, StoreConfig};
 use stockade_store::{
@@ -20,6 +20,29 @@ pub fn sku(name: &str) -> Sku {
 
 pub fn physical(on_hand: u64) -> PoolConfig {
     PoolConfig::physical(Quantity::new(on_hand), Quantity::ZERO)
+}
+
+/// A kit of `components`, each `(sku, units per kit)`.
+pub fn kit(components: &[(&Sku, u64)]) -> PoolConfig {
+    PoolConfig::Kit {
+        components: components
+            .iter()
+            .map(|(sku, qty)| Component {
+                sku: (*sku).clone(),
+                qty: Quantity::new(*qty),
+            })
+            .collect(),
+    }
+}
+
+/// A location with `on_hand` units and no safety stock, at `priority`.
+pub fn located(name: &str, on_hand: u64, priority: u32) -> LocationConfig {
+    LocationConfig {
+        location: LocationId::new(name).unwrap(),
+        on_hand: Quantity::new(on_hand),
+        safety_stock: Quantity::ZERO,
+        priority,
+    }
 }
 
 /// Engine settings for tests: two arbiters, whatever the machine.

@@ -4,11 +4,11 @@
 use std::collections::HashSet;
 
 use futures::future::join_all;
-use stockade_domain::{LocationConfig, LocationId, Placement, PoolConfig, Quantity};
+use stockade_domain::{LocationId, Placement, PoolConfig, Quantity};
 use stockade_engine::{Error, Line, Origin, ReserveOptions};
 
 use crate::backend::Backend;
-use crate::engine::{checked_log, physical, register, sku};
+use crate::engine::{checked_log, located, physical, register, sku};
 
 /// A thousand buyers race for one unit: exactly one reservation, in few appends.
 pub async fn a_thousand_buyers_on_one_unit(backend: &Backend) {
@@ -46,17 +46,11 @@ pub async fn a_thousand_buyers_on_one_unit(backend: &Backend) {
 pub async fn a_thousand_buyers_on_the_last_unit_at_each_location(backend: &Backend) {
     let inventory = backend.open().await;
     let sku = sku("LAST-AT-EACH");
-    let at = |name: &str, on_hand: u64, priority: u32| LocationConfig {
-        location: LocationId::new(name).unwrap(),
-        on_hand: Quantity::new(on_hand),
-        safety_stock: Quantity::ZERO,
-        priority,
-    };
     let pool = PoolConfig::at_locations(vec![
-        at("berlin", 1, 1),
-        at("munich", 1, 2),
-        at("hamburg", 1, 3),
-        at("paris", 0, 0),
+        located("berlin", 1, 1),
+        located("munich", 1, 2),
+        located("hamburg", 1, 3),
+        located("paris", 0, 0),
     ]);
     inventory
         .register(&sku, pool, &Origin::default())

@@ -52,36 +52,13 @@ pub struct StockOut {
     pub in_transit: Option<u64>,
 }
 
-/// One location of a SKU.
+/// One location of a SKU: the read model's figures there, and its status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocationOut {
-    pub location: String,
-    pub priority: u32,
-    pub on_hand: u64,
-    pub safety_stock: u64,
-    pub reserved: u64,
-    pub available: u64,
-    pub shortfall: u64,
-    /// Units in transit to here.
-    pub incoming: u64,
+    #[serde(flatten)]
+    pub level: LocationLevel,
     /// How a storefront should show the SKU here, under the SKU's low-stock threshold.
     pub status: Status,
-}
-
-impl LocationOut {
-    fn of(level: &LocationLevel, status: Status) -> Self {
-        Self {
-            location: level.location.clone(),
-            priority: level.priority,
-            on_hand: level.on_hand,
-            safety_stock: level.safety_stock,
-            reserved: level.reserved,
-            available: level.available,
-            shortfall: level.shortfall,
-            incoming: level.incoming,
-            status,
-        }
-    }
 }
 
 /// One component of a kit.
@@ -127,7 +104,10 @@ impl StockOut {
                     .iter()
                     .map(|l| {
                         let level = LocationLevel::of(l);
-                        LocationOut::of(&level, level.status(threshold))
+                        LocationOut {
+                            status: level.status(threshold),
+                            level,
+                        }
                     })
                     .collect()
             }),
@@ -161,7 +141,10 @@ impl StockOut {
     /// one location stocks).
     pub fn from_rows(row: &StockRow, at: &LocationRow) -> Self {
         Self {
-            locations: Some(vec![LocationOut::of(&at.level, at.status)]),
+            locations: Some(vec![LocationOut {
+                level: at.level.clone(),
+                status: at.status,
+            }]),
             ..Self::from_row(row)
         }
     }

@@ -354,13 +354,7 @@ impl ReadModels {
 
     pub async fn stock(&self, sku: &Sku) -> Result<Option<StockRow>, ProjectionError> {
         let sku = sku.to_string();
-        self.read(move |c| {
-            c.query_row(&format!("{SELECT_STOCK} WHERE sku = ?1"), [&sku], stock_row)
-                .optional()
-                .map_err(sql)?
-                .transpose()
-        })
-        .await
+        self.read(move |c| stock_row_in(c, &sku)).await
     }
 
     /// Stock rows in SKU order, after `after` (exclusive), at most `limit`.
@@ -401,16 +395,7 @@ impl ReadModels {
     /// location).
     pub async fn locations(&self, sku: &Sku) -> Result<Vec<LocationRow>, ProjectionError> {
         let sku = sku.to_string();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "{SELECT_LOCATION} WHERE sku = ?1 ORDER BY priority, location"
-                ))
-                .map_err(sql)?;
-            let rows = stmt.query_map([sku], location_row).map_err(sql)?;
-            rows.map(|r| r.map_err(sql).and_then(|row| row)).collect()
-        })
-        .await
+        self.read(move |c| locations_in(c, &sku)).await
     }
 
     /// The SKUs stocked at `location`, in SKU order after `after`, at most `limit`: each
@@ -445,15 +430,8 @@ impl ReadModels {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut out = Vec::with_capacity(located.len());
             for at in located {
-                let row = c
-                    .prepare_cached(&format!("{SELECT_STOCK} WHERE sku = ?1"))
-                    .map_err(sql)?
-                    .query_row([at.sku.as_str()], stock_row)
-                    .optional()
-                    .map_err(sql)?
-                    .transpose()?;
                 // Both rows change in one transaction, so a location row has its SKU's.
-                if let Some(row) = row {
+                if let Some(row) = stock_row_in(c, at.sku.as_str())? {
                     out.push((row, at));
                 }
             }
@@ -473,14 +451,7 @@ impl ReadModels {
             let Some(row) = stock_row_in(&tx, &sku)? else {
                 return Ok(None);
             };
-            let located = tx
-                .prepare_cached(&format!("{SELECT_LOCATION} WHERE sku = ?1"))
-                .map_err(sql)?
-                .query_map([&sku], location_row)
-                .map_err(sql)?
-                .map(|r| r.map_err(sql).and_then(|row| row))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some((row.version, located)))
+            Ok(Some((row.version, locations_in(&tx, &sku)?)))
         })
         .await
     }
@@ -739,24 +710,12 @@ impl ReadModels {
                 params![sku, to_i64(threshold)],
             )
             .map_err(sql)?;
-            let row = tx
-                .query_row(&format!("{SELECT_STOCK} WHERE sku = ?1"), [&sku], stock_row)
-                .optional()
-                .map_err(sql)?
-                .transpose()?;
-            if let Some(mut row) = row {
+            if let Some(mut row) = stock_row_in(tx, &sku)? {
                 let short = row.status == Status::Short;
                 row.status = crate::model::status_of(&row.level, short, threshold);
                 put_stock(tx, &row)?;
             }
-            let located = tx
-                .prepare(&format!("{SELECT_LOCATION} WHERE sku = ?1"))
-                .map_err(sql)?
-                .query_map([&sku], location_row)
-                .map_err(sql)?
-                .map(|r| r.map_err(sql).and_then(|row| row))
-                .collect::<Result<Vec<_>, _>>()?;
-            for mut row in located {
+            for mut row in locations_in(tx, &sku)? {
                 row.status = row.level.status(threshold);
                 put_location(tx, &row)?;
             }
@@ -986,6 +945,17 @@ pub(crate) fn stock_row_in(c: &Connection, sku: &str) -> Result<Option<StockRow>
         .optional()
         .map_err(sql)?
         .transpose()
+}
+
+/// Each location row of `sku`, by priority then id.
+fn locations_in(c: &Connection, sku: &str) -> Result<Vec<LocationRow>, ProjectionError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "{SELECT_LOCATION} WHERE sku = ?1 ORDER BY priority, location"
+        ))
+        .map_err(sql)?;
+    let rows = stmt.query_map([sku], location_row).map_err(sql)?;
+    rows.map(|r| r.map_err(sql).and_then(|row| row)).collect()
 }
 
 /// The kits `sku` is part of, in name order.

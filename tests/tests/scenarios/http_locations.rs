@@ -41,24 +41,31 @@ fn row(
     (name.to_owned(), on_hand, reserved, available, incoming)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sku_at_several_locations_is_reserved_counted_and_moved_per_location() {
+/// A server with HUB registered at `locations` (the registration's JSON array); the
+/// directory is returned to outlive the server.
+async fn serve_hub(locations: Value) -> (tempfile::TempDir, TestServer, Client) {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config(dir.path()));
     let client = Client::new(&server);
-
     let registered = client
         .post(
             "/api/skus",
             Some(ADMIN),
-            json!({"sku": "HUB", "pool": "physical", "locations": [
-                {"location": "berlin", "on_hand": 3, "priority": 1},
-                {"location": "munich", "on_hand": 5, "priority": 2},
-                {"location": "hamburg", "on_hand": 8, "safety_stock": 1, "priority": 3}
-            ]}),
+            json!({"sku": "HUB", "pool": "physical", "locations": locations}),
         )
         .await;
     assert_eq!(registered.status, 201, "{}", registered.text);
+    (dir, server, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sku_at_several_locations_is_reserved_counted_and_moved_per_location() {
+    let (_dir, _server, client) = serve_hub(json!([
+        {"location": "berlin", "on_hand": 3, "priority": 1},
+        {"location": "munich", "on_hand": 5, "priority": 2},
+        {"location": "hamburg", "on_hand": 8, "safety_stock": 1, "priority": 3}
+    ]))
+    .await;
     let read = client.get(HUB, Some(READER)).await;
     assert_eq!(read.body["on_hand"], 16);
     assert_eq!(read.body["available"], 15);
@@ -209,20 +216,11 @@ async fn a_sku_at_several_locations_is_reserved_counted_and_moved_per_location()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_location_input_is_a_4xx_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config(dir.path()));
-    let client = Client::new(&server);
-    let registered = client
-        .post(
-            "/api/skus",
-            Some(ADMIN),
-            json!({"sku": "HUB", "pool": "physical", "locations": [
-                {"location": "berlin", "on_hand": 3},
-                {"location": "munich", "on_hand": 5}
-            ]}),
-        )
-        .await;
-    assert_eq!(registered.status, 201, "{}", registered.text);
+    let (_dir, _server, client) = serve_hub(json!([
+        {"location": "berlin", "on_hand": 3},
+        {"location": "munich", "on_hand": 5}
+    ]))
+    .await;
     let version = client.get(HUB, Some(READER)).await.body["version"].clone();
 
     let writes: [(&str, &str, Value, u16, &str); 8] = [
@@ -332,20 +330,11 @@ async fn bad_location_input_is_a_4xx_and_writes_nothing() {
 /// `inventory.transfer` and `inventory.receiveTransfer`; a reader may not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locations_over_mcp_read_order_and_transfer() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config(dir.path()));
-    let client = Client::new(&server);
-    let registered = client
-        .post(
-            "/api/skus",
-            Some(ADMIN),
-            json!({"sku": "HUB", "pool": "physical", "locations": [
-                {"location": "berlin", "on_hand": 2, "priority": 1},
-                {"location": "munich", "on_hand": 5, "priority": 2}
-            ]}),
-        )
-        .await;
-    assert_eq!(registered.status, 201, "{}", registered.text);
+    let (_dir, server, _client) = serve_hub(json!([
+        {"location": "berlin", "on_hand": 2, "priority": 1},
+        {"location": "munich", "on_hand": 5, "priority": 2}
+    ]))
+    .await;
 
     let shop = McpClient::http(&server.base, Some(WEB)).await;
     let read = shop.call("inventory.getStock", json!({"sku": "HUB"})).await;
@@ -444,20 +433,11 @@ async fn locations_over_mcp_read_order_and_transfer() {
 /// carries only the notices that move that location, showing only it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storefront_lists_and_follows_one_location() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config(dir.path()));
-    let client = Client::new(&server);
-    let registered = client
-        .post(
-            "/api/skus",
-            Some(ADMIN),
-            json!({"sku": "HUB", "pool": "physical", "locations": [
-                {"location": "berlin", "on_hand": 4, "priority": 1},
-                {"location": "munich", "on_hand": 5, "priority": 2}
-            ]}),
-        )
-        .await;
-    assert_eq!(registered.status, 201, "{}", registered.text);
+    let (_dir, server, client) = serve_hub(json!([
+        {"location": "berlin", "on_hand": 4, "priority": 1},
+        {"location": "munich", "on_hand": 5, "priority": 2}
+    ]))
+    .await;
     assert_eq!(client.register("PLAIN", 5).await.status, 201);
 
     let mut berlin = Sse::open(&server, "/api/events?location=berlin", &[]).await;

@@ -131,19 +131,14 @@ async fn registering_new_skus_in_bulk_answers_as_one_at_a_time() {
 /// under the same id is a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shipment_retried_after_its_receipt_moves_nothing_again() {
-    use stockade_domain::{LocationConfig, LocationId, PoolConfig, Rejection, TransferId};
+    use stockade_domain::{LocationId, PoolConfig, Rejection, TransferId};
     use stockade_engine::Transfer;
+    use stockade_tests::engine::located;
 
     let dir = tempfile::tempdir().unwrap();
     let inventory = open_sqlite(dir.path()).await;
     let sku = stockade_tests::engine::sku("SHELF");
-    let at = |location: &str, on_hand: u64| LocationConfig {
-        location: LocationId::new(location).unwrap(),
-        on_hand: Quantity::new(on_hand),
-        safety_stock: Quantity::ZERO,
-        priority: 0,
-    };
-    let pool = PoolConfig::at_locations(vec![at("berlin", 10), at("paris", 0)]);
+    let pool = PoolConfig::at_locations(vec![located("berlin", 10, 0), located("paris", 0, 0)]);
     let admin = Origin::default().principal(Principal::new("admin").unwrap());
     inventory.register(&sku, pool, &admin).await.unwrap();
     let shipment = |qty: u64| Transfer {

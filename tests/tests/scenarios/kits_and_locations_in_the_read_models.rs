@@ -9,36 +9,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use stockade_domain::{
-    Component, LocationConfig, LocationId, Placement, PoolConfig, Quantity, Sku, TransferId,
-};
+use stockade_domain::{LocationId, Placement, PoolConfig, Quantity, Sku, TransferId};
 use stockade_engine::{Inventory, Line, Origin, ReserveOptions, Transfer};
 use stockade_projections::model::{LocationRow, Status};
 use stockade_projections::{Notice, NoticeHub, Projector, ProjectorConfig, ReadModels};
 use stockade_store::{EventStore, SqliteStore};
-use stockade_tests::engine::{open_on, register, sku, test_engine};
+use stockade_tests::engine::{kit, located, open_on, register, sku, test_engine};
 use stockade_tests::projection::dump;
-
-fn kit(components: &[(&Sku, u64)]) -> PoolConfig {
-    PoolConfig::Kit {
-        components: components
-            .iter()
-            .map(|(sku, qty)| Component {
-                sku: (*sku).clone(),
-                qty: Quantity::new(*qty),
-            })
-            .collect(),
-    }
-}
-
-fn at(location: &str, on_hand: u64, priority: u32) -> LocationConfig {
-    LocationConfig {
-        location: LocationId::new(location).unwrap(),
-        on_hand: Quantity::new(on_hand),
-        safety_stock: Quantity::ZERO,
-        priority,
-    }
-}
 
 /// A projector that commits one event per batch, as a busy live run might.
 fn one_by_one(store: Arc<dyn EventStore>, models: ReadModels, hub: NoticeHub) -> Projector {
@@ -140,7 +117,7 @@ async fn kits_and_locations_are_projected_derived_and_rebuilt_the_same() {
     let mug = register(&shop.inventory, "MUG", 10).await;
     let tea = register(&shop.inventory, "TEA", 5).await;
     let shelf = sku("SHELF");
-    let pool = PoolConfig::at_locations(vec![at("berlin", 6, 1), at("paris", 4, 2)]);
+    let pool = PoolConfig::at_locations(vec![located("berlin", 6, 1), located("paris", 4, 2)]);
     shop.inventory
         .register(&shelf, pool, &origin)
         .await

@@ -6,21 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use stockade_domain::{Availability, Component, PoolConfig, PoolKind, Quantity, Rejection, Sku};
+use stockade_domain::{Availability, PoolKind, Quantity, Rejection, Sku};
 use stockade_engine::{Error, Inventory, Line, Origin, ReserveOptions};
-use stockade_tests::engine::{checked_log, open_sqlite, register, sku};
-
-fn kit(components: &[(&Sku, u64)]) -> PoolConfig {
-    PoolConfig::Kit {
-        components: components
-            .iter()
-            .map(|(sku, qty)| Component {
-                sku: (*sku).clone(),
-                qty: Quantity::new(*qty),
-            })
-            .collect(),
-    }
-}
+use stockade_tests::engine::{checked_log, kit, open_sqlite, register, sku};
 
 fn line(sku: &Sku, qty: u64) -> Line {
     Line {
