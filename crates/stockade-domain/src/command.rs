@@ -24,6 +24,9 @@ pub enum Command {
     Reserve(Reserve),
     Commit(Commit),
     Release(Release),
+    Extend(Extend),
+    Reduce(Reduce),
+    Amend(Amend),
     Adjust(Adjust),
     ShipTransfer(ShipTransfer),
     ReceiveTransfer(ReceiveTransfer),
@@ -39,6 +42,10 @@ impl Command {
             Command::Reserve(_) => "reserve",
             Command::Commit(_) => "commit",
             Command::Release(_) => "release",
+            Command::Extend(_) => "extend",
+            Command::Reduce(c) if c.sell => "commit_part",
+            Command::Reduce(_) => "release_part",
+            Command::Amend(_) => "amend",
             Command::Adjust(_) => "adjust",
             Command::ShipTransfer(_) => "ship_transfer",
             Command::ReceiveTransfer(_) => "receive_transfer",
@@ -77,6 +84,32 @@ pub struct Commit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Release {
     pub reservation_id: ReservationId,
+}
+
+/// Keep a live reservation longer: it expires `ttl` from now instead. Never beyond
+/// [`MAX_TTL`] from when it was made, and never earlier than it would have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extend {
+    pub reservation_id: ReservationId,
+    pub ttl: Duration,
+}
+
+/// End `qty` of a live reservation's units, sold (`sell`) or given back; the rest stay held
+/// until its expiry. `qty` equal to the hold ends it, as a commit or release would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reduce {
+    pub reservation_id: ReservationId,
+    pub qty: Quantity,
+    pub sell: bool,
+}
+
+/// Change a live reservation's hold to `qty` units: more are placed by `placement` and
+/// checked like a new hold, fewer are given back, 0 releases it. Expiry is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amend {
+    pub reservation_id: ReservationId,
+    pub qty: Quantity,
+    pub placement: Placement,
 }
 
 /// Lapse a reservation whose expiry has passed.

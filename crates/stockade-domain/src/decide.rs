@@ -1,19 +1,21 @@
 //! The decision: given a SKU's state, a command and the time, which events happen, or why
 //! not. Pure and total: every input, however hostile, gives events or a [`Rejection`].
 
+use crate::allocation::Placement;
 use crate::allocation::{Part, Unallocatable, allocate};
 use crate::command::{
-    Adjust, Command, Commit, Expire, MAX_REASON_CHARS, MAX_REFERENCE_CHARS, MAX_TTL,
-    ReceiveTransfer, RegisterSku, Release, Reserve, ShipTransfer, StockChange,
+    Adjust, Amend, Command, Commit, Expire, Extend, MAX_REASON_CHARS, MAX_REFERENCE_CHARS, MAX_TTL,
+    ReceiveTransfer, Reduce, RegisterSku, Release, Reserve, ShipTransfer, StockChange,
 };
 use crate::event::{
-    Event, ReservationCommitted, ReservationExpired, ReservationReleased, SkuRegistered,
-    StockAdjusted, StockReserved, TransferReceived, TransferShipped,
+    Event, ReservationCommitted, ReservationExpired, ReservationExtended, ReservationIncreased,
+    ReservationReduced, ReservationReleased, SkuRegistered, StockAdjusted, StockReserved,
+    TransferReceived, TransferShipped,
 };
 use crate::ids::ReservationId;
 use crate::pool::{PoolConfig, PoolKind};
 use crate::quantity::{ArithmeticError, Quantity};
-use crate::rejection::Rejection;
+use crate::rejection::{Rejection, Resolution};
 use crate::state::{Availability, MAX_IN_TRANSIT, Reservation, SkuState, StockRef};
 use crate::time::Timestamp;
 
@@ -45,6 +47,9 @@ pub fn decide(
         Command::Reserve(c) => reserve(stock, c, now)?,
         Command::Commit(c) => commit(stock, c, now)?,
         Command::Release(c) => release(stock, c, now)?,
+        Command::Extend(c) => extend(stock, c, now)?,
+        Command::Reduce(c) => reduce(stock, c, now)?,
+        Command::Amend(c) => amend(stock, c, now)?,
         Command::Expire(c) => expire(stock, c, now)?,
         Command::Adjust(c) => adjust(stock, c, now)?,
         Command::ShipTransfer(c) => ship(stock, c, now)?,
@@ -106,38 +111,7 @@ fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Re
             reservation_id: c.reservation_id,
         });
     }
-    let parts = if stock.location_count() > 1 {
-        place(stock, c, now)?
-    } else {
-        // One location (or none): the whole SKU's figures are that location's.
-        if let Some(location) = &c.placement.location
-            && stock.location_count() == 0
-        {
-            return Err(Rejection::UnknownLocation {
-                location: location.clone(),
-            });
-        }
-        if let Some(location) = &c.placement.location
-            && stock.locations(now).first().map(|l| &l.location) != Some(location)
-        {
-            return Err(Rejection::UnknownLocation {
-                location: location.clone(),
-            });
-        }
-        let shortfall = stock.shortfall(now);
-        if !shortfall.is_zero() {
-            return Err(Rejection::Short { shortfall });
-        }
-        if let Availability::Limited(available) = stock.available(now)
-            && c.qty > available
-        {
-            return Err(Rejection::InsufficientStock {
-                requested: c.qty,
-                available,
-            });
-        }
-        Vec::new()
-    };
+    let parts = take(stock, &c.placement, c.qty, now)?;
     // Every pool counts what it holds (unlimited ones too); that count must not wrap.
     stock.reserved_total().checked_add(c.qty)?;
     Ok(Event::StockReserved(StockReserved {
@@ -152,12 +126,51 @@ fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Re
     }))
 }
 
+/// Whether `qty` more units may be held now, and where they come from (empty parts at a
+/// SKU with one location): the check every new hold, and every hold that grows, passes.
+fn take(
+    stock: StockRef<'_>,
+    placement: &Placement,
+    qty: Quantity,
+    now: Timestamp,
+) -> Result<Vec<Part>, Rejection> {
+    if stock.location_count() > 1 {
+        return place(stock, placement, qty, now);
+    }
+    // One location (or none): the whole SKU's figures are that location's.
+    if let Some(location) = &placement.location
+        && stock.locations(now).first().map(|l| &l.location) != Some(location)
+    {
+        return Err(Rejection::UnknownLocation {
+            location: location.clone(),
+        });
+    }
+    let shortfall = stock.shortfall(now);
+    if !shortfall.is_zero() {
+        return Err(Rejection::Short { shortfall });
+    }
+    if let Availability::Limited(available) = stock.available(now)
+        && qty > available
+    {
+        return Err(Rejection::InsufficientStock {
+            requested: qty,
+            available,
+        });
+    }
+    Ok(Vec::new())
+}
+
 /// Where the units of a line at a SKU with several locations come from: the allocation,
 /// decided here, in the writer, against what each location can offer now. A location
 /// short of what it promised offers nothing; a line that names one is refused as short.
-fn place(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Vec<Part>, Rejection> {
+fn place(
+    stock: StockRef<'_>,
+    placement: &Placement,
+    qty: Quantity,
+    now: Timestamp,
+) -> Result<Vec<Part>, Rejection> {
     let offers = stock.offers(now);
-    if let Some(hard) = &c.placement.location {
+    if let Some(hard) = &placement.location {
         match offers.iter().find(|(o, _)| o.location == hard) {
             None => {
                 return Err(Rejection::UnknownLocation {
@@ -173,10 +186,10 @@ fn place(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Vec<Part>, 
         }
     }
     let offer: Vec<_> = offers.into_iter().map(|(o, _)| o).collect();
-    allocate(&offer, &c.placement.request(c.qty)).map_err(|e| match e {
+    allocate(&offer, &placement.request(qty)).map_err(|e| match e {
         Unallocatable::UnknownLocation(location) => Rejection::UnknownLocation { location },
         Unallocatable::Insufficient { available } => Rejection::InsufficientStock {
-            requested: c.qty,
+            requested: qty,
             available,
         },
     })
@@ -223,6 +236,140 @@ fn release(stock: StockRef<'_>, c: &Release, now: Timestamp) -> Result<Event, Re
     Ok(Event::ReservationReleased(ReservationReleased {
         reservation_id: r.id,
         qty: r.qty,
+        at: now,
+    }))
+}
+
+fn extend(stock: StockRef<'_>, c: &Extend, now: Timestamp) -> Result<Event, Rejection> {
+    let r = holdable(stock, c.reservation_id, now)?;
+    let expires_at = now
+        .checked_add(c.ttl)
+        .filter(|at| *at > now && c.ttl <= MAX_TTL)
+        .ok_or(Rejection::InvalidTtl)?;
+    // The 7-day bound is from the hold's making, so extensions cannot chain past it.
+    let latest = r.reserved_at.checked_add(MAX_TTL).unwrap_or(r.reserved_at);
+    if expires_at > latest {
+        return Err(Rejection::BeyondMaxHold {
+            reservation_id: r.id,
+            latest,
+        });
+    }
+    if expires_at <= r.expires_at {
+        return Err(Rejection::NotAnExtension {
+            reservation_id: r.id,
+            expires_at: r.expires_at,
+        });
+    }
+    Ok(Event::ReservationExtended(ReservationExtended {
+        reservation_id: r.id,
+        previous_expires_at: r.expires_at,
+        expires_at,
+        at: now,
+    }))
+}
+
+/// Part of a hold sold or given back. Selling follows the whole commit's rule: a hold
+/// that is at risk sells nothing until the shortage is resolved.
+fn reduce(stock: StockRef<'_>, c: &Reduce, now: Timestamp) -> Result<Event, Rejection> {
+    let r = holdable(stock, c.reservation_id, now)?;
+    if c.qty.is_zero() {
+        return Err(Rejection::InvalidQuantity);
+    }
+    if c.qty > r.qty {
+        return Err(Rejection::ExceedsHold {
+            reservation_id: r.id,
+            requested: c.qty,
+            held: r.qty,
+        });
+    }
+    if c.sell && stock.at_risk(now).contains(&r.id) {
+        return Err(Rejection::AtRisk {
+            reservation_id: r.id,
+        });
+    }
+    if c.qty == r.qty {
+        return Ok(ended_whole(r.id, r.qty, c.sell, now));
+    }
+    Ok(Event::ReservationReduced(reduced(
+        stock, r, c.qty, c.sell, now,
+    )))
+}
+
+/// The whole hold sold or given back: the events a commit and a release write.
+fn ended_whole(id: ReservationId, qty: Quantity, sell: bool, at: Timestamp) -> Event {
+    if sell {
+        Event::ReservationCommitted(ReservationCommitted {
+            reservation_id: id,
+            qty,
+            at,
+        })
+    } else {
+        Event::ReservationReleased(ReservationReleased {
+            reservation_id: id,
+            qty,
+            at,
+        })
+    }
+}
+
+/// `qty` (fewer than held) of `r`'s units ended, taken from its last parts first.
+fn reduced(
+    stock: StockRef<'_>,
+    r: Reservation,
+    qty: Quantity,
+    sell: bool,
+    at: Timestamp,
+) -> ReservationReduced {
+    ReservationReduced {
+        reservation_id: r.id,
+        qty,
+        remaining: r.qty.saturating_sub(qty),
+        outcome: if sell {
+            Resolution::Committed
+        } else {
+            Resolution::Released
+        },
+        parts: stock.parts_to_end(&r.id, qty),
+        at,
+    }
+}
+
+/// A hold changed to a new quantity: grown after the checks a new hold passes, shrunk by
+/// giving units back, ended at 0.
+fn amend(stock: StockRef<'_>, c: &Amend, now: Timestamp) -> Result<Event, Rejection> {
+    let r = holdable(stock, c.reservation_id, now)?;
+    c.qty.in_range()?;
+    if c.qty == r.qty {
+        return Err(Rejection::Unchanged {
+            reservation_id: r.id,
+            qty: r.qty,
+        });
+    }
+    if c.qty.is_zero() {
+        return Ok(ended_whole(r.id, r.qty, false, now));
+    }
+    if c.qty < r.qty {
+        let fewer = r.qty.saturating_sub(c.qty);
+        return Ok(Event::ReservationReduced(reduced(
+            stock, r, fewer, false, now,
+        )));
+    }
+    let more = c.qty.checked_sub(r.qty)?;
+    if stock.pool_kind() == PoolKind::PrintOnDemand
+        && stock.period_of(r.reserved_at) != stock.period_of(now)
+    {
+        return Err(Rejection::UnsupportedForPool {
+            pool: PoolKind::PrintOnDemand,
+            what: "grow a hold made in an earlier period (hold the extra units anew)".into(),
+        });
+    }
+    let parts = take(stock, &c.placement, more, now)?;
+    stock.reserved_total().checked_add(more)?;
+    Ok(Event::ReservationIncreased(ReservationIncreased {
+        reservation_id: r.id,
+        qty: more,
+        total: c.qty,
+        parts,
         at: now,
     }))
 }

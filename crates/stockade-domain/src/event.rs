@@ -12,6 +12,7 @@ use crate::command::StockChange;
 use crate::ids::{Channel, LocationId, OrderId, Principal, ReservationId, Sku, TransferId};
 use crate::pool::PoolConfig;
 use crate::quantity::Quantity;
+use crate::rejection::Resolution;
 use crate::time::Timestamp;
 
 /// Version of the payload shapes below. Bump it with a decoder for the previous version.
@@ -28,11 +29,14 @@ pub enum Event {
     ReservationExpired(ReservationExpired),
     TransferShipped(TransferShipped),
     TransferReceived(TransferReceived),
+    ReservationExtended(ReservationExtended),
+    ReservationReduced(ReservationReduced),
+    ReservationIncreased(ReservationIncreased),
 }
 
 impl Event {
     /// All event type names, as stored beside each payload.
-    pub const TYPES: [&'static str; 8] = [
+    pub const TYPES: [&'static str; 11] = [
         "SkuRegistered",
         "StockAdjusted",
         "StockReserved",
@@ -41,6 +45,9 @@ impl Event {
         "ReservationExpired",
         "TransferShipped",
         "TransferReceived",
+        "ReservationExtended",
+        "ReservationReduced",
+        "ReservationIncreased",
     ];
 
     /// The type name stored beside the payload; one of [`Event::TYPES`].
@@ -54,6 +61,9 @@ impl Event {
             Event::ReservationExpired(_) => Self::TYPES[5],
             Event::TransferShipped(_) => Self::TYPES[6],
             Event::TransferReceived(_) => Self::TYPES[7],
+            Event::ReservationExtended(_) => Self::TYPES[8],
+            Event::ReservationReduced(_) => Self::TYPES[9],
+            Event::ReservationIncreased(_) => Self::TYPES[10],
         }
     }
 
@@ -68,16 +78,22 @@ impl Event {
             Event::ReservationExpired(e) => e.at,
             Event::TransferShipped(e) => e.at,
             Event::TransferReceived(e) => e.at,
+            Event::ReservationExtended(e) => e.at,
+            Event::ReservationReduced(e) => e.at,
+            Event::ReservationIncreased(e) => e.at,
         }
     }
 
-    /// The reservation this event creates or resolves, if any.
+    /// The reservation this event creates, changes or resolves, if any.
     pub fn reservation_id(&self) -> Option<ReservationId> {
         match self {
             Event::StockReserved(e) => Some(e.reservation_id),
             Event::ReservationCommitted(e) => Some(e.reservation_id),
             Event::ReservationReleased(e) => Some(e.reservation_id),
             Event::ReservationExpired(e) => Some(e.reservation_id),
+            Event::ReservationExtended(e) => Some(e.reservation_id),
+            Event::ReservationReduced(e) => Some(e.reservation_id),
+            Event::ReservationIncreased(e) => Some(e.reservation_id),
             Event::SkuRegistered(_)
             | Event::StockAdjusted(_)
             | Event::TransferShipped(_)
@@ -157,6 +173,43 @@ pub struct ReservationExpired {
     pub reservation_id: ReservationId,
     pub qty: Quantity,
     pub expires_at: Timestamp,
+    pub at: Timestamp,
+}
+
+/// The live reservation now expires at `expires_at` instead of `previous_expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationExtended {
+    pub reservation_id: ReservationId,
+    pub previous_expires_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub at: Timestamp,
+}
+
+/// `qty` of the reservation's units ended, sold (`outcome: committed`) or given back
+/// (`released`); `remaining` (at least 1) stay held until its expiry. A reduction to
+/// nothing is written as the whole hold's commit or release instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationReduced {
+    pub reservation_id: ReservationId,
+    pub qty: Quantity,
+    pub remaining: Quantity,
+    pub outcome: Resolution,
+    /// Where the ended units were, at a SKU with several locations (the writer's choice:
+    /// the hold's last parts first); empty at one location.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
+    pub at: Timestamp,
+}
+
+/// The reservation grew by `qty` units to `total` (an amendment), placed at `parts` at a
+/// SKU with several locations. Its expiry and its place in line are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationIncreased {
+    pub reservation_id: ReservationId,
+    pub qty: Quantity,
+    pub total: Quantity,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
     pub at: Timestamp,
 }
 

@@ -38,13 +38,14 @@ mod tests;
 
 pub use allocation::{Part, Placement};
 pub use command::{
-    Adjust, Command, Commit, Expire, MAX_TTL, ReceiveTransfer, RegisterSku, Release, Reserve,
-    ShipTransfer, StockChange,
+    Adjust, Amend, Command, Commit, Expire, Extend, MAX_TTL, ReceiveTransfer, Reduce, RegisterSku,
+    Release, Reserve, ShipTransfer, StockChange,
 };
 pub use decide::decide;
 pub use event::{
-    Event, EventMetadata, ReservationCommitted, ReservationExpired, ReservationReleased,
-    SCHEMA_VERSION, SkuRegistered, StockAdjusted, StockReserved, TransferReceived, TransferShipped,
+    Event, EventMetadata, ReservationCommitted, ReservationExpired, ReservationExtended,
+    ReservationIncreased, ReservationReduced, ReservationReleased, SCHEMA_VERSION, SkuRegistered,
+    StockAdjusted, StockReserved, TransferReceived, TransferShipped,
 };
 pub use ids::{Channel, InvalidId, LocationId, OrderId, Principal, ReservationId, Sku, TransferId};
 pub use pool::{Component, LocationConfig, MAX_COMPONENTS, MAX_LOCATIONS, PoolConfig, PoolKind};

@@ -97,6 +97,29 @@ pub enum Rejection {
     DuplicateTransfer { transfer_id: TransferId },
     #[error("invalid transfer: {reason}")]
     InvalidTransfer { reason: String },
+    #[error("reservation {reservation_id} holds {held} units here; {requested} asked")]
+    ExceedsHold {
+        reservation_id: ReservationId,
+        requested: Quantity,
+        held: Quantity,
+    },
+    #[error(
+        "reservation {reservation_id} already lasts until {expires_at}; an extension must end later"
+    )]
+    NotAnExtension {
+        reservation_id: ReservationId,
+        expires_at: Timestamp,
+    },
+    #[error("a reservation may be held 7 days from when it was made: until {latest} at the latest")]
+    BeyondMaxHold {
+        reservation_id: ReservationId,
+        latest: Timestamp,
+    },
+    #[error("reservation {reservation_id} already holds {qty} units here")]
+    Unchanged {
+        reservation_id: ReservationId,
+        qty: Quantity,
+    },
 }
 
 impl Rejection {
@@ -127,6 +150,10 @@ impl Rejection {
             Rejection::UnknownTransfer { .. } => "unknown_transfer",
             Rejection::DuplicateTransfer { .. } => "duplicate_transfer",
             Rejection::InvalidTransfer { .. } => "invalid_transfer",
+            Rejection::ExceedsHold { .. } => "exceeds_hold",
+            Rejection::NotAnExtension { .. } => "not_an_extension",
+            Rejection::BeyondMaxHold { .. } => "beyond_max_hold",
+            Rejection::Unchanged { .. } => "unchanged",
         }
     }
 }
@@ -151,6 +178,12 @@ pub enum Inconsistency {
         reservation_id: ReservationId,
         recorded: Quantity,
         held: Quantity,
+    },
+    #[error("{event_type} for reservation {reservation_id} does not fit the hold: {why}")]
+    HoldMismatch {
+        event_type: &'static str,
+        reservation_id: ReservationId,
+        why: String,
     },
     #[error("adjustment records previous {recorded}, state has {actual}")]
     PreviousMismatch {

@@ -39,7 +39,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::{LocationStock, Part};
-use crate::event::{Event, StockAdjusted, StockReserved, TransferReceived, TransferShipped};
+use crate::event::{
+    Event, ReservationExtended, ReservationIncreased, ReservationReduced, StockAdjusted,
+    StockReserved, TransferReceived, TransferShipped,
+};
 use crate::ids::{LocationId, OrderId, ReservationId, Sku, TransferId};
 use crate::pool::{Component, DEFAULT_LOCATION, LocationConfig, PoolConfig, PoolKind};
 use crate::quantity::Quantity;
@@ -273,6 +276,9 @@ struct Layer {
     added: Holds,
     /// Applied holds that staged events resolve.
     removed: HashSet<ReservationId>,
+    /// How many staged events name each hold: once none does, the applied record of the
+    /// hold is what the speculative side shows.
+    pending: HashMap<ReservationId, u32>,
     events: usize,
 }
 
@@ -281,6 +287,8 @@ trait HoldStore {
     fn hold(&self, id: &ReservationId) -> Option<Hold>;
     /// The parts of a split hold (`hold.site == SPLIT`).
     fn split(&self, id: &ReservationId) -> Option<Split>;
+    /// The order a live hold names, if any.
+    fn order(&self, id: &ReservationId) -> Option<OrderId>;
     fn insert(
         &mut self,
         id: ReservationId,
@@ -297,6 +305,9 @@ impl HoldStore for Holds {
     }
     fn split(&self, id: &ReservationId) -> Option<Split> {
         self.splits.get(id).cloned()
+    }
+    fn order(&self, id: &ReservationId) -> Option<OrderId> {
+        self.orders.get(id).cloned()
     }
     fn insert(
         &mut self,
@@ -333,6 +344,14 @@ impl HoldStore for LayerHolds<'_> {
             layer: Some((self.added, self.removed)),
         }
         .split(id)
+        .cloned()
+    }
+    fn order(&self, id: &ReservationId) -> Option<OrderId> {
+        HoldsView {
+            base: self.base,
+            layer: Some((self.added, self.removed)),
+        }
+        .order(id)
         .cloned()
     }
     fn insert(
@@ -784,6 +803,7 @@ impl Stock {
                 tally: self.tally.clone(),
                 added: Holds::default(),
                 removed: HashSet::new(),
+                pending: HashMap::new(),
                 events: 0,
             })
         });
@@ -795,6 +815,9 @@ impl Stock {
         let staged = apply_to(&mut layer.tally, &mut holds, event);
         if staged.is_ok() {
             layer.events += 1;
+            if let Some(id) = event.reservation_id() {
+                *layer.pending.entry(id).or_default() += 1;
+            }
         } else if layer.events == 0 {
             self.staged = None;
         }
@@ -806,29 +829,29 @@ impl Stock {
         let Some(layer) = &mut self.staged else {
             return Ok(Landed::Kept);
         };
-        let fits = match event {
-            // Now applied: either still live on the speculative side (it leaves `added`),
-            // or resolved by a later staged event (the layer removes it from now on). The
-            // line position tells the two apart even if a later hold reuses the id.
-            Event::StockReserved(e) => {
-                let id = e.reservation_id;
-                let applied = self.holds.live.get(&id).map(|h| h.seq);
-                if layer.added.live.get(&id).map(|h| h.seq) == applied {
-                    layer.added.remove(&id);
-                } else {
-                    layer.removed.insert(id);
+        // The hold it names, if any: once no staged event names it any more, the layer
+        // has nothing to say about it; while one does, the layer shows that event's
+        // outcome, so it removes the applied record if there is one (the layer removes
+        // only applied holds). Counting, not comparing records: a hold grown and shrunk
+        // back by staged events equals its applied record, and is still the layer's.
+        let fits = match event.reservation_id() {
+            None => true,
+            Some(id) => match layer.pending.get_mut(&id) {
+                None => false,
+                Some(n) => {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        layer.pending.remove(&id);
+                        layer.added.remove(&id);
+                        layer.removed.remove(&id);
+                    } else if self.holds.live.contains_key(&id) {
+                        layer.removed.insert(id);
+                    } else {
+                        layer.removed.remove(&id);
+                    }
+                    true
                 }
-                true
-            }
-            Event::ReservationCommitted(_)
-            | Event::ReservationReleased(_)
-            | Event::ReservationExpired(_) => event
-                .reservation_id()
-                .is_some_and(|id| layer.removed.remove(&id)),
-            Event::StockAdjusted(_)
-            | Event::SkuRegistered(_)
-            | Event::TransferShipped(_)
-            | Event::TransferReceived(_) => true,
+            },
         } && layer.events > 0;
         layer.events = layer.events.saturating_sub(1);
         let settled = layer.events == 0;
@@ -1225,6 +1248,9 @@ fn apply_to(
             e.qty,
             resolution(Resolution::Expired),
         )?,
+        Event::ReservationExtended(e) => apply_extended(holds, e)?,
+        Event::ReservationReduced(e) => apply_reduced(tally, holds, e)?,
+        Event::ReservationIncreased(e) => apply_increased(tally, holds, e)?,
         Event::StockAdjusted(e) => apply_adjusted(tally, e)?,
         Event::TransferShipped(e) => apply_shipped(tally, e)?,
         Event::TransferReceived(e) => apply_received(tally, e)?,
@@ -1240,17 +1266,31 @@ fn site_of_parts(
     qty: Quantity,
     parts: &[Part],
 ) -> Result<(u32, Option<Split>), Inconsistency> {
+    let (site, parts) = sites_of_parts(tally, qty, parts)?;
+    Ok(match parts.as_slice() {
+        [_] | [] => (site, None),
+        _ => (SPLIT, Some(parts.into_boxed_slice())),
+    })
+}
+
+/// `qty` units recorded at `parts`, by site: (the one site or [`SPLIT`], each site's
+/// units). Validated as [`site_of_parts`] says.
+fn sites_of_parts(
+    tally: &Tally,
+    qty: Quantity,
+    parts: &[Part],
+) -> Result<(u32, Vec<(u32, Quantity)>), Inconsistency> {
     let bad = |why: String| Err(Inconsistency::Locations(why));
     let PoolState::Physical { places, .. } = &tally.pool else {
         return if parts.is_empty() {
-            Ok((0, None))
+            Ok((0, vec![(0, qty)]))
         } else {
             bad(format!("a {} SKU has no locations", tally.pool_kind()))
         };
     };
     if parts.is_empty() {
         return if places.len() == 1 {
-            Ok((0, None))
+            Ok((0, vec![(0, qty)]))
         } else {
             bad("a hold at a SKU with several locations must say where its units are".into())
         };
@@ -1277,8 +1317,8 @@ fn site_of_parts(
         return bad(format!("parts sum to {total}, the hold is {qty}"));
     }
     Ok(match split.as_slice() {
-        [(site, _)] => (*site, None),
-        _ => (SPLIT, Some(split.into_boxed_slice())),
+        [(site, _)] => (*site, split),
+        _ => (SPLIT, split),
     })
 }
 
@@ -1392,20 +1432,38 @@ fn apply_resolution(
             held: r.qty,
         });
     }
+    let split = if r.site == SPLIT {
+        holds.split(&id)
+    } else {
+        None
+    };
+    // Back to (or, sold, out of) exactly the locations the hold took from.
+    end_units(
+        tally,
+        &r,
+        parts_iter(&r, split.as_ref()),
+        qty,
+        resolution == Resolution::Committed,
+    )?;
+    holds.remove(&id);
+    Ok(())
+}
+
+/// Ends `qty` of hold `r`'s units, at `parts`: they leave `reserved` (and its period's and
+/// locations' counts) and, `committed`, count as sold. All or nothing: on error, nothing
+/// changed.
+fn end_units(
+    tally: &mut Tally,
+    r: &Hold,
+    parts: impl Iterator<Item = (u32, Quantity)> + Clone,
+    qty: Quantity,
+    committed: bool,
+) -> Result<(), Inconsistency> {
     let reserved = tally.reserved.checked_sub(qty)?;
     let period = tally.period_of(r.reserved_at);
     // Compute the pool's new values first; assign only once nothing can fail.
-    let committed = resolution == Resolution::Committed;
     match &mut tally.pool {
-        PoolState::Physical { .. } => {
-            // Back to (or, sold, out of) exactly the locations the hold took from.
-            let split = if r.site == SPLIT {
-                holds.split(&id)
-            } else {
-                None
-            };
-            move_parts(tally, parts_iter(&r, split.as_ref()), true, committed)?;
-        }
+        PoolState::Physical { .. } => move_parts(tally, parts, true, committed)?,
         // Unlimited pools count no sales: nothing is bounded by them.
         PoolState::Digital {
             license_limit: Some(_),
@@ -1437,8 +1495,171 @@ fn apply_resolution(
         }
     }
     tally.reserved = reserved;
-    holds.remove(&id);
     Ok(())
+}
+
+/// Hold `id` as the store has it, or why an event about it cannot apply.
+fn live_hold(
+    holds: &impl HoldStore,
+    event_type: &'static str,
+    id: ReservationId,
+) -> Result<(Hold, Option<Split>), Inconsistency> {
+    let Some(hold) = holds.hold(&id) else {
+        return Err(Inconsistency::NotLive {
+            event_type,
+            reservation_id: id,
+        });
+    };
+    let split = if hold.site == SPLIT {
+        holds.split(&id)
+    } else {
+        None
+    };
+    Ok((hold, split))
+}
+
+/// Puts `hold`'s changed record in place of its old one, keeping its order.
+fn replace_hold(holds: &mut impl HoldStore, id: ReservationId, hold: Hold, split: Option<Split>) {
+    let order = holds.order(&id);
+    holds.remove(&id);
+    holds.insert(id, hold, order, split);
+}
+
+fn apply_extended(
+    holds: &mut impl HoldStore,
+    e: &ReservationExtended,
+) -> Result<(), Inconsistency> {
+    let (hold, split) = live_hold(holds, "ReservationExtended", e.reservation_id)?;
+    if hold.expires_at != e.previous_expires_at || e.expires_at <= hold.expires_at {
+        return Err(Inconsistency::HoldMismatch {
+            event_type: "ReservationExtended",
+            reservation_id: e.reservation_id,
+            why: format!(
+                "it expires at {}, the event moves it from {} to {}",
+                hold.expires_at, e.previous_expires_at, e.expires_at
+            ),
+        });
+    }
+    let extended = Hold {
+        expires_at: e.expires_at,
+        ..hold
+    };
+    replace_hold(holds, e.reservation_id, extended, split);
+    Ok(())
+}
+
+fn apply_reduced(
+    tally: &mut Tally,
+    holds: &mut impl HoldStore,
+    e: &ReservationReduced,
+) -> Result<(), Inconsistency> {
+    const TYPE: &str = "ReservationReduced";
+    let (hold, split) = live_hold(holds, TYPE, e.reservation_id)?;
+    let mismatch = |why: String| Inconsistency::HoldMismatch {
+        event_type: TYPE,
+        reservation_id: e.reservation_id,
+        why,
+    };
+    if e.qty.is_zero()
+        || e.remaining.is_zero()
+        || e.qty.checked_add(e.remaining).ok() != Some(hold.qty)
+        || e.outcome == Resolution::Expired
+    {
+        return Err(mismatch(format!(
+            "it holds {}; the event ends {} ({}) and leaves {}",
+            hold.qty, e.qty, e.outcome, e.remaining
+        )));
+    }
+    let held: Vec<(u32, Quantity)> = parts_iter(&hold, split.as_ref()).collect();
+    let taken: Vec<(u32, Quantity)> = match &tally.pool {
+        PoolState::Physical { places, .. } if places.len() > 1 => {
+            let (_, parts) = sites_of_parts(tally, e.qty, &e.parts)?;
+            parts
+        }
+        _ if e.parts.is_empty() => vec![(hold.site, e.qty)],
+        _ => return Err(mismatch("parts at a SKU with one location".into())),
+    };
+    let mut left = held.clone();
+    for (site, qty) in &taken {
+        let Some(slot) = left.iter_mut().find(|(s, _)| s == site) else {
+            return Err(mismatch(format!("it holds nothing at location #{site}")));
+        };
+        slot.1 = slot.1.checked_sub(*qty)?;
+    }
+    left.retain(|(_, qty)| !qty.is_zero());
+    end_units(
+        tally,
+        &hold,
+        taken.iter().copied(),
+        e.qty,
+        e.outcome == Resolution::Committed,
+    )?;
+    let (site, split) = placed(left);
+    let reduced = Hold {
+        qty: e.remaining,
+        site,
+        ..hold
+    };
+    replace_hold(holds, e.reservation_id, reduced, split);
+    Ok(())
+}
+
+fn apply_increased(
+    tally: &mut Tally,
+    holds: &mut impl HoldStore,
+    e: &ReservationIncreased,
+) -> Result<(), Inconsistency> {
+    const TYPE: &str = "ReservationIncreased";
+    let (hold, split) = live_hold(holds, TYPE, e.reservation_id)?;
+    if e.qty.is_zero() || hold.qty.checked_add(e.qty).ok() != Some(e.total) {
+        return Err(Inconsistency::HoldMismatch {
+            event_type: TYPE,
+            reservation_id: e.reservation_id,
+            why: format!(
+                "it holds {}; the event adds {} to {}",
+                hold.qty, e.qty, e.total
+            ),
+        });
+    }
+    if let PoolState::Kit { .. } = tally.pool {
+        return Err(Inconsistency::NotHoldable(PoolKind::Kit));
+    }
+    let reserved = tally.reserved.checked_add(e.qty)?;
+    let (_, added) = sites_of_parts(tally, e.qty, &e.parts)?;
+    let period = tally.period_of(hold.reserved_at);
+    if let (PoolState::PrintOnDemand { periods, .. }, Some(p)) = (&mut tally.pool, period)
+        && let Some(usage) = periods.get_mut(&p)
+    {
+        usage.reserved = usage.reserved.checked_add(e.qty)?;
+    }
+    // Locations and periods never both apply: at most one of the two changed anything.
+    move_parts(tally, added.iter().copied(), false, false)?;
+    tally.reserved = reserved;
+    let mut all: Vec<(u32, Quantity)> = parts_iter(&hold, split.as_ref()).collect();
+    for (site, qty) in added {
+        match all.iter_mut().find(|(s, _)| *s == site) {
+            // Bounded by `reserved`, checked above.
+            Some(slot) => slot.1 = slot.1.checked_add(qty).unwrap_or(slot.1),
+            None => all.push((site, qty)),
+        }
+    }
+    let (site, split) = placed(all);
+    let grown = Hold {
+        qty: e.total,
+        site,
+        ..hold
+    };
+    replace_hold(holds, e.reservation_id, grown, split);
+    Ok(())
+}
+
+/// A hold's record of where it is, from its parts by site: one site, or split.
+fn placed(parts: Vec<(u32, Quantity)>) -> (u32, Option<Split>) {
+    match parts.as_slice() {
+        [(site, _)] => (*site, None),
+        [] => (0, None),
+        _ => (SPLIT, Some(parts.into_boxed_slice())),
+    }
 }
 
 fn apply_adjusted(tally: &mut Tally, e: &StockAdjusted) -> Result<(), Inconsistency> {
@@ -1659,8 +1880,37 @@ impl<'a> StockRef<'a> {
         self.tally.limit()
     }
 
-    fn period_of(self, at: Timestamp) -> Option<u64> {
+    /// The print-on-demand period `at` falls in; `None` for other pools.
+    pub fn period_of(self, at: Timestamp) -> Option<u64> {
         self.tally.period_of(at)
+    }
+
+    /// Where `qty` of live hold `id`'s units are taken from when part of it ends: its last
+    /// parts first. Empty at a SKU with fewer than two locations (its one location).
+    pub fn parts_to_end(self, id: &ReservationId, qty: Quantity) -> Vec<Part> {
+        let PoolState::Physical { places, .. } = &self.tally.pool else {
+            return Vec::new();
+        };
+        let Some(hold) = self.holds.get(id).filter(|_| places.len() > 1) else {
+            return Vec::new();
+        };
+        let held: Vec<(u32, Quantity)> = self.parts(id, &hold).collect();
+        let mut left = qty;
+        let mut parts = Vec::new();
+        for (site, units) in held.into_iter().rev() {
+            if left.is_zero() {
+                break;
+            }
+            let take = units.min(left);
+            left = left.saturating_sub(take);
+            if let Some(place) = places.get(site as usize) {
+                parts.push(Part {
+                    location: place.id.clone(),
+                    qty: take,
+                });
+            }
+        }
+        parts
     }
 
     /// Whether reservation `r` counts against the capacity that matters at `now`: every
@@ -1902,6 +2152,49 @@ pub struct HoldFacts {
     pub parts: Vec<Part>,
 }
 
+impl HoldFacts {
+    /// The hold after `event` changed it (an extension, reduction or increase of it); `None`
+    /// for any other event. How a reader that keeps its own record of holds (the
+    /// projector's read models) follows a hold through its changes.
+    pub fn after(&self, event: &Event) -> Option<HoldFacts> {
+        match event {
+            Event::ReservationExtended(e) => Some(HoldFacts {
+                expires_at: e.expires_at,
+                ..self.clone()
+            }),
+            Event::ReservationReduced(e) => {
+                let mut parts = self.parts.clone();
+                for ended in &e.parts {
+                    if let Some(p) = parts.iter_mut().find(|p| p.location == ended.location) {
+                        p.qty = p.qty.saturating_sub(ended.qty);
+                    }
+                }
+                parts.retain(|p| !p.qty.is_zero());
+                Some(HoldFacts {
+                    qty: e.remaining,
+                    parts,
+                    ..self.clone()
+                })
+            }
+            Event::ReservationIncreased(e) => {
+                let mut parts = self.parts.clone();
+                for added in &e.parts {
+                    match parts.iter_mut().find(|p| p.location == added.location) {
+                        Some(p) => p.qty = p.qty.checked_add(added.qty).unwrap_or(p.qty),
+                        None => parts.push(added.clone()),
+                    }
+                }
+                Some(HoldFacts {
+                    qty: e.total,
+                    parts,
+                    ..self.clone()
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A SKU's figures folded without its holds, for a reader that shows stock but decides
 /// nothing (the projector): the figures, and how many units lapse at each instant. Its
 /// views are those of [`StockRef::view`], lapsed holds left out alike. It does not know
@@ -1939,6 +2232,9 @@ impl HoldStore for LedgerHolds<'_> {
     }
     fn split(&self, _id: &ReservationId) -> Option<Split> {
         self.ended.as_ref().and_then(|(_, split)| split.clone())
+    }
+    fn order(&self, _id: &ReservationId) -> Option<OrderId> {
+        None
     }
     fn insert(
         &mut self,

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 
 use crate::allocation::{Part, Placement, Strategy as Allocation};
 use crate::command::{
-    Adjust, Command, ReceiveTransfer, RegisterSku, Reserve, ShipTransfer, StockChange,
+    Adjust, Amend, Command, Extend, ReceiveTransfer, Reduce, RegisterSku, Reserve, ShipTransfer,
+    StockChange,
 };
 use crate::decide::decide;
 use crate::event::{Event, StockAdjusted, StockReserved, TransferReceived, TransferShipped};
@@ -638,6 +639,14 @@ enum Op {
     Commit(u8),
     Release(u8),
     Expire(u8),
+    Extend(u8, u64),
+    Reduce(u8, u64, bool),
+    Amend {
+        id: u8,
+        qty: u64,
+        hard: Option<u8>,
+        split: bool,
+    },
     Count(u8, u64),
     Ship(u8, u8, u8, u64),
     Receive(u8),
@@ -653,6 +662,10 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         2 => (0u8..12).prop_map(Op::Commit),
         2 => (0u8..12).prop_map(Op::Release),
         1 => (0u8..12).prop_map(Op::Expire),
+        1 => (0u8..12, 1u64..9000).prop_map(|(id, ms)| Op::Extend(id, ms)),
+        2 => (0u8..12, 0u64..5, any::<bool>()).prop_map(|(id, n, sell)| Op::Reduce(id, n, sell)),
+        2 => (0u8..12, 0u64..8, proptest::option::of(0u8..4), any::<bool>())
+            .prop_map(|(id, qty, hard, split)| Op::Amend { id, qty, hard, split }),
         1 => (0u8..3, 0u64..8).prop_map(|(l, n)| Op::Count(l, n)),
         1 => (0u8..4, 0u8..3, 0u8..3, 0u64..4).prop_map(|(t, a, b, n)| Op::Ship(t, a, b, n)),
         1 => (0u8..4).prop_map(Op::Receive),
@@ -687,6 +700,29 @@ fn command(op: &Op) -> Option<Command> {
         Op::Commit(id) => commit(u128::from(id) + 1),
         Op::Release(id) => release(u128::from(id) + 1),
         Op::Expire(id) => expire(u128::from(id) + 1),
+        Op::Extend(id, ms) => Command::Extend(Extend {
+            reservation_id: rid(u128::from(id) + 1),
+            ttl: Duration::from_millis(ms),
+        }),
+        Op::Reduce(id, n, sell) => Command::Reduce(Reduce {
+            reservation_id: rid(u128::from(id) + 1),
+            qty: qty(n),
+            sell,
+        }),
+        Op::Amend {
+            id,
+            qty: n,
+            hard,
+            split,
+        } => Command::Amend(Amend {
+            reservation_id: rid(u128::from(id) + 1),
+            qty: qty(n),
+            placement: Placement {
+                location: hard.map(name),
+                allow_split: split,
+                strategy: Allocation::MostStock,
+            },
+        }),
         Op::Count(l, n) => adjust_at(Some(NAMES[usize::from(l)]), StockChange::Count(qty(n))),
         Op::Ship(t, a, b, n) => Command::ShipTransfer(ShipTransfer {
             transfer_id: transfer(t),
@@ -748,6 +784,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 other => other.reservation_id().and_then(|id| holds.remove(&id)),
             };
+            // A changed hold is still live: the reader keeps its changed record.
+            if let Some(changed) = ended.as_ref().and_then(|f| f.after(event))
+                && let Some(id) = event.reservation_id()
+            {
+                holds.insert(id, changed);
+            }
             ledger
                 .apply(event, ended)
                 .map_err(|e| TestCaseError::fail(format!("ledger: {e} at {event:?}")))?;
@@ -760,13 +802,18 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             let _ = pipelined
                 .land(event)
                 .map_err(|e| TestCaseError::fail(format!("land: {e} at {event:?}")))?;
-            if let Event::StockReserved(e) = event {
+            let taken = match event {
+                Event::StockReserved(e) => Some(&e.parts),
+                Event::ReservationIncreased(e) => Some(&e.parts),
+                _ => None,
+            };
+            if let Some(parts) = taken {
                 // Never oversold: where a hold takes units, what is held there (lapsed
                 // holds left out) stays within what the location offers.
                 let locations = state.stock().unwrap().locations(now);
                 for l in locations
                     .iter()
-                    .filter(|l| e.parts.iter().any(|p| p.location == l.location))
+                    .filter(|l| parts.iter().any(|p| p.location == l.location))
                 {
                     let offered = l.on_hand.saturating_sub(l.safety_stock);
                     prop_assert!(
@@ -777,14 +824,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         offered
                     );
                 }
-                prop_assert!(
-                    !e.parts.is_empty(),
-                    "a SKU at three locations records parts"
-                );
+                prop_assert!(!parts.is_empty(), "a SKU at three locations records parts");
             }
         }
         prop_assert!(state.validate().is_ok(), "{:?}", state.validate());
         prop_assert_eq!(&state, &pipelined);
+        // The reader's record of every live hold is the writer's, parts included.
+        let stock = state.stock().unwrap();
+        prop_assert_eq!(holds.len(), stock.live_count());
+        for (id, facts) in &holds {
+            let r = stock.reservation(id).unwrap();
+            prop_assert_eq!((facts.qty, facts.expires_at), (r.qty, r.expires_at));
+            let sum: u64 = facts.parts.iter().map(|p| p.qty.get()).sum();
+            prop_assert_eq!(sum, r.qty.get(), "parts of {:?}", facts);
+        }
         prop_assert_eq!(
             ledger.view(now),
             state.stock().map(|s| s.view(now)),

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use crate::command::{Adjust, Command, Commit, Expire, Release, Reserve, StockChange};
+use crate::command::{
+    Adjust, Amend, Command, Commit, Expire, Extend, Reduce, Release, Reserve, StockChange,
+};
 use crate::decide::decide;
 use crate::event::Event;
 use crate::pool::PoolConfig;
@@ -20,10 +22,28 @@ use crate::time::Timestamp;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Reserve { id: u8, qty: u64, ttl_ms: u64 },
+    Reserve {
+        id: u8,
+        qty: u64,
+        ttl_ms: u64,
+    },
     Commit(u8),
     Release(u8),
     Expire(u8),
+    Extend {
+        id: u8,
+        ttl_ms: u64,
+    },
+    /// Part of a hold sold (`sell`) or given back.
+    Reduce {
+        id: u8,
+        qty: u64,
+        sell: bool,
+    },
+    Amend {
+        id: u8,
+        qty: u64,
+    },
     Delta(i64),
     Count(u64),
     Advance(u64),
@@ -70,6 +90,10 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u8..IDS).prop_map(Op::Commit),
         2 => (0u8..IDS).prop_map(Op::Release),
         2 => (0u8..IDS).prop_map(Op::Expire),
+        2 => (0u8..IDS, ttl()).prop_map(|(id, ttl_ms)| Op::Extend { id, ttl_ms }),
+        3 => (0u8..IDS, quantity(), any::<bool>())
+            .prop_map(|(id, qty, sell)| Op::Reduce { id, qty, sell }),
+        3 => (0u8..IDS, quantity()).prop_map(|(id, qty)| Op::Amend { id, qty }),
         1 => delta().prop_map(Op::Delta),
         1 => quantity().prop_map(Op::Count),
         // Whole seconds, like the TTLs, so that `now == expires_at` happens often.
@@ -120,7 +144,12 @@ struct Model {
     limit: Option<u128>,
     safety: u128,
     reservations: Vec<ModelReservation>,
+    /// Units sold by partial commits, with when their hold was made (its period).
+    sold_parts: Vec<(u64, u128)>,
 }
+
+/// Seven days in milliseconds: the longest a hold may last from when it was made.
+const MAX_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl Model {
     fn new(pool: &PoolConfig) -> Model {
@@ -140,6 +169,7 @@ impl Model {
             limit,
             safety,
             reservations: Vec::new(),
+            sold_parts: Vec::new(),
         }
     }
 
@@ -168,12 +198,23 @@ impl Model {
             .sum();
         let sold = match self.pool {
             PoolConfig::Physical { .. } => 0,
-            _ => self
-                .reservations
-                .iter()
-                .filter(|r| r.status == Status::Committed && self.in_scope(r, now))
-                .map(|r| r.qty)
-                .sum(),
+            _ => {
+                let whole: u128 = self
+                    .reservations
+                    .iter()
+                    .filter(|r| r.status == Status::Committed && self.in_scope(r, now))
+                    .map(|r| r.qty)
+                    .sum();
+                let parts: u128 = self
+                    .sold_parts
+                    .iter()
+                    .filter(|(at, _)| {
+                        self.period(now).is_none() || self.period(*at) == self.period(now)
+                    })
+                    .map(|(_, qty)| qty)
+                    .sum();
+                whole + parts
+            }
         };
         (held, sold)
     }
@@ -210,6 +251,20 @@ impl Model {
         self.reservations.iter().rev().find(|r| r.id == id)
     }
 
+    /// The live, unlapsed reservation `id`.
+    fn holdable(&self, id: u8, now: u64) -> Option<&ModelReservation> {
+        self.find(id)
+            .filter(|r| r.status == Status::Live && r.expires_at > now)
+    }
+
+    /// Whether `id`'s units may be sold at `now`: held, and not at risk.
+    fn sellable(&self, id: u8, now: u64) -> bool {
+        self.holdable(id, now).is_some()
+            && !self
+                .limit
+                .is_some_and(|l| self.shortfall(now) > 0 && self.at_risk(now, l).contains(&id))
+    }
+
     /// Whether the model expects `command` at `now` to be accepted.
     fn accepts(&self, op: &Op, now: u64) -> bool {
         match *op {
@@ -230,12 +285,32 @@ impl Model {
                     && qty <= MAX
                     && held_total + u128::from(qty) <= u128::from(MAX)
             }
-            Op::Commit(id) => self.find(id).is_some_and(|r| {
-                r.status == Status::Live
-                    && r.expires_at > now
-                    && !self.limit.is_some_and(|l| {
-                        self.shortfall(now) > 0 && self.at_risk(now, l).contains(&id)
-                    })
+            Op::Commit(id) => self.sellable(id, now),
+            Op::Extend { id, ttl_ms } => self.holdable(id, now).is_some_and(|r| {
+                let until = now.checked_add(ttl_ms);
+                ttl_ms > 0
+                    && ttl_ms <= MAX_TTL_MS
+                    && until.is_some_and(|u| u > r.expires_at && u <= r.at + MAX_TTL_MS)
+            }),
+            Op::Reduce { id, qty, sell } => self.holdable(id, now).is_some_and(|r| {
+                qty > 0 && u128::from(qty) <= r.qty && (!sell || self.sellable(id, now))
+            }),
+            Op::Amend { id, qty } => self.holdable(id, now).is_some_and(|r| {
+                let target = u128::from(qty);
+                let more = target.saturating_sub(r.qty);
+                let held_total: u128 = self
+                    .reservations
+                    .iter()
+                    .filter(|r| r.status == Status::Live)
+                    .map(|r| r.qty)
+                    .sum();
+                qty <= MAX
+                    && target != r.qty
+                    && (more == 0
+                        || (self.shortfall(now) == 0
+                            && self.available(now).is_none_or(|a| more <= a)
+                            && self.period(r.at) == self.period(now)
+                            && held_total + more <= u128::from(MAX)))
             }),
             Op::Release(id) => self
                 .find(id)
@@ -250,6 +325,17 @@ impl Model {
             Op::Count(c) => self.limit.is_some() && c <= MAX,
             Op::Advance(_) => false,
         }
+    }
+
+    fn live_mut(&mut self, id: u8) -> &mut ModelReservation {
+        let r = self
+            .reservations
+            .iter_mut()
+            .rev()
+            .find(|r| r.id == id)
+            .unwrap();
+        assert_eq!(r.status, Status::Live, "changed after it ended");
+        r
     }
 
     fn apply(&mut self, event: &Event, id_of: &HashMap<crate::ids::ReservationId, u8>) {
@@ -286,6 +372,27 @@ impl Model {
                 resolve(self, e.reservation_id, Status::Ended);
             }
             Event::StockAdjusted(e) => self.limit = Some(e.current.get().into()),
+            Event::ReservationExtended(e) => {
+                let r = self.live_mut(id_of[&e.reservation_id]);
+                r.expires_at = e.expires_at.as_millis();
+            }
+            Event::ReservationReduced(e) => {
+                let qty = u128::from(e.qty.get());
+                let r = self.live_mut(id_of[&e.reservation_id]);
+                r.qty -= qty;
+                let at = r.at;
+                if e.outcome == crate::rejection::Resolution::Committed {
+                    match (&self.pool, &mut self.limit) {
+                        (PoolConfig::Physical { .. }, Some(limit)) => *limit -= qty,
+                        _ => self.sold_parts.push((at, qty)),
+                    }
+                }
+            }
+            Event::ReservationIncreased(e) => {
+                let r = self.live_mut(id_of[&e.reservation_id]);
+                r.qty += u128::from(e.qty.get());
+                assert_eq!(r.qty, u128::from(e.total.get()));
+            }
             Event::SkuRegistered(_) | Event::TransferShipped(_) | Event::TransferReceived(_) => {
                 unreachable!("not decided for a SKU at one location")
             }
@@ -313,6 +420,20 @@ fn command(op: &Op) -> Option<Command> {
         }),
         Op::Expire(n) => Command::Expire(Expire {
             reservation_id: id(n),
+        }),
+        Op::Extend { id: n, ttl_ms } => Command::Extend(Extend {
+            reservation_id: id(n),
+            ttl: Duration::from_millis(ttl_ms),
+        }),
+        Op::Reduce { id: n, qty, sell } => Command::Reduce(Reduce {
+            reservation_id: id(n),
+            qty: Quantity::new(qty),
+            sell,
+        }),
+        Op::Amend { id: n, qty } => Command::Amend(Amend {
+            reservation_id: id(n),
+            qty: Quantity::new(qty),
+            placement: Default::default(),
         }),
         Op::Delta(d) => Command::Adjust(Adjust {
             location: None,
@@ -390,8 +511,12 @@ fn run(pool: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         })?;
                         staged.push_back(event.clone());
                     }
-                    // Never oversell: an accepted reservation leaves nothing promised twice.
-                    if matches!(op, Op::Reserve { .. }) {
+                    // Never oversell: an accepted reservation or increase leaves nothing
+                    // promised twice.
+                    let grew = events.iter().any(|e| {
+                        matches!(e, Event::StockReserved(_) | Event::ReservationIncreased(_))
+                    });
+                    if grew {
                         prop_assert_eq!(model.shortfall(now), 0);
                         if let (Some(limit), (held, sold)) = (model.limit, model.used(now)) {
                             prop_assert!(held + sold + model.safety <= limit.max(held + sold));
@@ -450,12 +575,21 @@ fn run(pool: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
 
     // Each hold resolves at most once in the log: along an id's events, holds and
-    // resolutions alternate, a hold first.
+    // resolutions alternate, a hold first; changes happen only to a live hold.
     let mut open: HashMap<_, bool> = HashMap::new();
     for event in &log {
         let Some(id) = event.reservation_id() else {
             continue;
         };
+        match event {
+            Event::ReservationExtended(_)
+            | Event::ReservationReduced(_)
+            | Event::ReservationIncreased(_) => {
+                prop_assert!(open.get(&id) == Some(&true), "changed without a live hold");
+                continue;
+            }
+            _ => {}
+        }
         let was_open = open.insert(id, matches!(event, Event::StockReserved(_)));
         match event {
             Event::StockReserved(_) => prop_assert!(was_open != Some(true), "held twice"),
