@@ -250,6 +250,12 @@ impl Cause {
             Event::ReservationExpired(_) => "expire",
             Event::TransferShipped(_) => "ship_transfer",
             Event::TransferReceived(_) => "receive_transfer",
+            Event::ReservationExtended(_) => "extend",
+            Event::ReservationReduced(e) if e.outcome == stockade_domain::Resolution::Committed => {
+                "commit_part"
+            }
+            Event::ReservationReduced(_) => "release_part",
+            Event::ReservationIncreased(_) => "amend",
         };
         let order_id = match event {
             Event::StockReserved(e) => e.order_id.as_ref().map(|o| o.to_string()),

@@ -132,7 +132,8 @@ const FOLD_PAGE: usize = 4096;
 
 impl Tracked {
     /// Folds `event`, the stream's event at `revision`; a resolution's hold is taken out
-    /// of `facts`, a new hold put in.
+    /// of `facts`, a new hold put in, a changed hold's record replaced. Returns the
+    /// order of the hold it names, and the hold's record after a change.
     fn apply(
         &mut self,
         stream: &StreamName,
@@ -140,7 +141,7 @@ impl Tracked {
         sku: &Sku,
         event: &Event,
         facts: &mut Facts,
-    ) -> Result<Option<String>, ProjectionError> {
+    ) -> Result<(Option<String>, Option<HoldFacts>), ProjectionError> {
         let (ended, order) = match event {
             Event::StockReserved(e) => {
                 let made = HoldFacts {
@@ -161,12 +162,17 @@ impl Tracked {
                 None => (None, None),
             },
         };
+        let changed = ended.as_ref().and_then(|f| f.after(event));
         self.ledger.apply(event, ended).map_err(|e| {
             ProjectionError::Inconsistent(format!("{stream} at revision {revision}: {e}"))
         })?;
+        // Still live: the next event about it needs its record as it now is.
+        if let (Some(now), Some(id)) = (&changed, event.reservation_id()) {
+            facts.insert((sku.clone(), id), (now.clone(), order.clone()));
+        }
         self.version += 1;
         self.last_at = event.at();
-        Ok(order)
+        Ok((order, changed))
     }
 
     fn view(&self, at: Timestamp) -> Option<StockView> {
@@ -423,7 +429,8 @@ impl Projector {
         let before_view = cached.view(cached.last_at);
         let before = before_view.as_ref().map(|v| (Level::of(v), is_short(v)));
         // A resolution names its reservation, not its order: the hold's record has it.
-        let order_id = cached.apply(&recorded.stream, recorded.revision, &sku, &event, facts)?;
+        let (order_id, changed) =
+            cached.apply(&recorded.stream, recorded.revision, &sku, &event, facts)?;
         let Some(view) = cached.view(at) else {
             return Ok(None);
         };
@@ -464,7 +471,10 @@ impl Projector {
             before,
             after,
             at,
-            reservation: reservation_change(&event),
+            reservation: match changed {
+                Some(hold) => changed_reservation(&event, hold),
+                None => reservation_change(&event),
+            },
             notice,
             sku,
         }))
@@ -527,6 +537,23 @@ impl Projector {
     }
 }
 
+/// A live hold's row after `event` changed it to `hold`.
+fn changed_reservation(event: &Event, hold: HoldFacts) -> Option<ReservationChange> {
+    let sold = match event {
+        Event::ReservationReduced(e) if e.outcome == stockade_domain::Resolution::Committed => {
+            e.qty.get()
+        }
+        _ => 0,
+    };
+    Some(ReservationChange::Changed {
+        id: event.reservation_id()?.to_string(),
+        qty: hold.qty.get(),
+        expires_at: hold.expires_at,
+        parts: hold.parts,
+        sold,
+    })
+}
+
 fn reservation_change(event: &Event) -> Option<ReservationChange> {
     let resolved = |id: &stockade_domain::ReservationId, state, at| ReservationChange::Resolved {
         id: id.to_string(),
@@ -556,10 +583,14 @@ fn reservation_change(event: &Event) -> Option<ReservationChange> {
         Event::ReservationExpired(e) => {
             Some(resolved(&e.reservation_id, ReservationState::Expired, e.at))
         }
+        // A change of a hold is worked out from the hold's record (`changed_reservation`).
         Event::SkuRegistered(_)
         | Event::StockAdjusted(_)
         | Event::TransferShipped(_)
-        | Event::TransferReceived(_) => None,
+        | Event::TransferReceived(_)
+        | Event::ReservationExtended(_)
+        | Event::ReservationReduced(_)
+        | Event::ReservationIncreased(_) => None,
     }
 }
 

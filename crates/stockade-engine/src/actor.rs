@@ -144,6 +144,10 @@ pub enum LineStatus {
         qty: stockade_domain::Quantity,
         order_id: Option<OrderId>,
         expires_at: Timestamp,
+        /// When it was made (an extension may not pass 7 days from it).
+        reserved_at: Timestamp,
+        /// The SKU is short and this hold is not covered: it may not be sold now.
+        at_risk: bool,
     },
     /// Past its expiry; its `ReservationExpired` event is not written yet, but it holds
     /// nothing.
@@ -479,7 +483,11 @@ impl SkuActor {
         if self.overdue
             && matches!(
                 command,
-                Command::Reserve(_) | Command::RegisterSku(_) | Command::Adjust(_)
+                Command::Reserve(_)
+                    | Command::RegisterSku(_)
+                    | Command::Adjust(_)
+                    | Command::Amend(_)
+                    | Command::Extend(_)
             )
         {
             // Nothing is decided (a retry of the overdue command's key waits above): the caller knows nothing was written, and no new hold
@@ -578,7 +586,11 @@ impl SkuActor {
                     rejection: Rejection::UnknownReservation { reservation_id },
                     ..
                 },
-                Command::Commit(_) | Command::Release(_),
+                Command::Commit(_)
+                | Command::Release(_)
+                | Command::Extend(_)
+                | Command::Reduce(_)
+                | Command::Amend(_),
             ) if reply.is_some() => Some(*reservation_id),
             _ => None,
         };
@@ -1178,15 +1190,19 @@ impl SkuActor {
                 .drain(..)
                 .map(|p| (p.command, p.request, p.reply)),
         );
-        // A hold, registration or adjustment whose caller was already told "outcome unknown"
-        // (it was overdue) and that did not land is dropped, not decided again: nothing
-        // new is written for a caller that has stopped waiting. Commits and releases are
-        // decided again: their callers' intent stands (a compensation must win).
+        // A hold, registration, adjustment or change of a hold whose caller was already
+        // told "outcome unknown" (it was overdue) and that did not land is dropped, not
+        // decided again: nothing new is written for a caller that has stopped waiting.
+        // Commits, releases and partial ones are decided again: their callers' intent
+        // stands (a compensation must win).
         redo.retain(|(command, _, reply)| {
             reply.is_some()
                 || matches!(
                     command,
-                    Command::Commit(_) | Command::Release(_) | Command::Expire(_)
+                    Command::Commit(_)
+                        | Command::Release(_)
+                        | Command::Reduce(_)
+                        | Command::Expire(_)
                 )
         });
         // Keys being looked up are asked again when their commands are admitted again.
@@ -1465,7 +1481,7 @@ fn answer_retry(
     fingerprint: &Fingerprint,
     scope: &KeyScope,
 ) -> Result<Accepted, Error> {
-    if recorded.fingerprint == *fingerprint {
+    if fingerprint.answers(recorded) {
         Ok(replay(recorded))
     } else {
         Err(Error::KeyReused {
@@ -1569,6 +1585,8 @@ impl Handler<ReadReservation> for SkuActor {
                     qty: r.qty,
                     order_id: stock.order_of(&msg.id).cloned(),
                     expires_at: r.expires_at,
+                    reserved_at: r.reserved_at,
+                    at_risk: stock.at_risk(now).contains(&msg.id),
                 },
                 None => match self.recent_resolution(msg.id) {
                     Some(resolution) => LineStatus::Resolved(resolution),

@@ -19,6 +19,10 @@
 //!   come back);
 //! - a reservation is resolved at most once, only if it was created, and an expiry is
 //!   written only at or after the hold's `expires_at`;
+//! - a hold is changed only while it is live and unlapsed: an extension moves its expiry
+//!   later, never past 7 days from its making; a reduction ends fewer units than it holds,
+//!   from locations where it holds them (a sale judged like a commit's); an increase is
+//!   judged like a new hold at every location it takes from;
 //! - an adjustment starts from the stock the log says there was; a SKU registers once;
 //! - a stream's revisions run 0, 1, 2, ... without gaps;
 //! - an idempotency key (per principal) is applied once per stream: the events carrying it
@@ -57,6 +61,8 @@ pub struct LogReport {
     pub reservations: HashMap<Sku, HashSet<ReservationId>>,
     /// Every reservation committed, per SKU.
     pub commits: HashMap<Sku, HashSet<ReservationId>>,
+    /// Live holds extended, partly ended, or grown.
+    pub changed: u64,
     /// Human-readable breaches, with their log position.
     pub violations: Vec<String>,
 }
@@ -95,6 +101,8 @@ struct SkuCheck {
     kit: bool,
     /// Live holds.
     holds: HashMap<ReservationId, HeldHere>,
+    /// When each open reservation was made (an extension may not pass 7 days from it).
+    made: HashMap<ReservationId, Timestamp>,
     by_expiry: BTreeSet<(Timestamp, ReservationId)>,
     held: u128,
     /// Created and not yet resolved (lapsed holds included: they still await their event).
@@ -480,6 +488,160 @@ fn check_event(
                 }
             }
             check.holds.insert(id, (qty, e.expires_at, parts));
+            check.made.insert(id, t);
+        }
+        Event::ReservationExtended(e) => {
+            report.changed += 1;
+            let id = e.reservation_id;
+            let made = check.made.get(&id).copied();
+            match check.holds.get_mut(&id) {
+                None => breach(format!("extends {id}, which is not live (or lapsed)")),
+                Some(hold) => {
+                    let latest = made.and_then(|m| m.checked_add(stockade_domain::MAX_TTL));
+                    if hold.1 != e.previous_expires_at
+                        || e.expires_at <= hold.1
+                        || latest.is_none_or(|l| e.expires_at > l)
+                    {
+                        breach(format!(
+                            "extends {id} from {} to {}; it expired at {} and was made at {}",
+                            e.previous_expires_at,
+                            e.expires_at,
+                            hold.1,
+                            made.map_or("an unknown time".into(), |m| m.to_string())
+                        ));
+                    }
+                    check.by_expiry.remove(&(hold.1, id));
+                    hold.1 = e.expires_at;
+                    check.by_expiry.insert((e.expires_at, id));
+                }
+            }
+        }
+        Event::ReservationReduced(e) => {
+            report.changed += 1;
+            let id = e.reservation_id;
+            let ended = u128::from(e.qty.get());
+            let only = check.only_location();
+            let Some(hold) = check.holds.get_mut(&id) else {
+                breach(format!("reduces {id}, which is not live (or lapsed)"));
+                return;
+            };
+            if e.remaining.is_zero()
+                || ended == 0
+                || hold.0 != ended + u128::from(e.remaining.get())
+                || e.outcome == stockade_domain::Resolution::Expired
+            {
+                breach(format!(
+                    "ends {ended} of {id} ({}) leaving {}; it holds {}",
+                    e.outcome, e.remaining, hold.0
+                ));
+            }
+            let parts: Vec<(LocationId, u128)> = match (&check.physical, e.parts.as_slice()) {
+                (None, []) => Vec::new(),
+                (Some(_), []) => only.map(|l| vec![(l, ended)]).unwrap_or_default(),
+                (_, parts) => parts
+                    .iter()
+                    .map(|p| (p.location.clone(), u128::from(p.qty.get())))
+                    .collect(),
+            };
+            if check.physical.is_some() && parts.iter().map(|(_, q)| q).sum::<u128>() != ended {
+                breach(format!(
+                    "ends {ended} of {id} in parts that do not sum to it"
+                ));
+            }
+            for (location, units) in &parts {
+                match hold.2.iter_mut().find(|(l, _)| l == location) {
+                    Some(here) if here.1 >= *units => here.1 -= units,
+                    _ => breach(format!(
+                        "ends {units} of {id} at {location}, where it holds fewer"
+                    )),
+                }
+            }
+            hold.2.retain(|(_, units)| *units > 0);
+            hold.0 = hold.0.saturating_sub(ended);
+            check.held = check.held.saturating_sub(ended);
+            let sold = e.outcome == stockade_domain::Resolution::Committed;
+            if let Some(places) = &mut check.physical {
+                let many = places_len_gt1(places);
+                for (location, units) in parts {
+                    let Some(place) = places.get_mut(&location) else {
+                        breach(format!(
+                            "ends units of {id} at {location}, not one of its locations"
+                        ));
+                        continue;
+                    };
+                    place.held = place.held.saturating_sub(units);
+                    if sold {
+                        if units > place.on_hand {
+                            report.oversold_units += (units - place.on_hand) as u64;
+                            let at = if many {
+                                format!(" at {location}")
+                            } else {
+                                String::new()
+                            };
+                            breach(format!("sells {units}{at} with {} on hand", place.on_hand));
+                        }
+                        place.on_hand = place.on_hand.saturating_sub(units);
+                    }
+                }
+            }
+        }
+        Event::ReservationIncreased(e) => {
+            report.changed += 1;
+            let id = e.reservation_id;
+            let more = u128::from(e.qty.get());
+            let only = check.only_location();
+            let Some(hold) = check.holds.get_mut(&id) else {
+                breach(format!("grows {id}, which is not live (or lapsed)"));
+                return;
+            };
+            if more == 0 || hold.0 + more != u128::from(e.total.get()) {
+                breach(format!(
+                    "grows {id} by {more} to {}; it holds {}",
+                    e.total, hold.0
+                ));
+            }
+            let parts: Vec<(LocationId, u128)> = match (&check.physical, e.parts.as_slice()) {
+                (None, []) => Vec::new(),
+                (Some(_), []) => only.map(|l| vec![(l, more)]).unwrap_or_default(),
+                (_, parts) => parts
+                    .iter()
+                    .map(|p| (p.location.clone(), u128::from(p.qty.get())))
+                    .collect(),
+            };
+            if check.physical.is_some() && parts.iter().map(|(_, q)| q).sum::<u128>() != more {
+                breach(format!("grows {id} in parts that do not sum to {more}"));
+            }
+            for (location, units) in &parts {
+                match hold.2.iter_mut().find(|(l, _)| l == location) {
+                    Some(here) => here.1 += units,
+                    None => hold.2.push((location.clone(), *units)),
+                }
+            }
+            hold.0 += more;
+            check.held += more;
+            if let Some(places) = &mut check.physical {
+                let many = places_len_gt1(places);
+                for (location, units) in &parts {
+                    let Some(place) = places.get_mut(location) else {
+                        breach(format!(
+                            "grows {id} at {location}, not one of its locations"
+                        ));
+                        continue;
+                    };
+                    place.held += units;
+                    let offer = place.on_hand.saturating_sub(place.safety_stock);
+                    if place.held > offer {
+                        let over = place.held - offer;
+                        report.oversold_units += over.min(*units) as u64;
+                        let at = if many {
+                            format!(" at {location}")
+                        } else {
+                            String::new()
+                        };
+                        breach(format!("holds {}{at} of {offer} on offer", place.held));
+                    }
+                }
+            }
         }
         Event::ReservationCommitted(e) => {
             report.committed += 1;
@@ -557,14 +719,15 @@ fn resolve(check: &mut SkuCheck, id: ReservationId, t: Timestamp, breach: &mut i
         }
     }
     check.resolved.insert(id, t);
+    check.made.remove(&id);
 }
 
 #[cfg(test)]
 mod tests {
-    use stockade_domain::StockChange;
     use stockade_domain::testing::{
-        adjusted, committed, expired, registered_physical, released, reserved, secs,
+        adjusted, committed, expired, registered_physical, released, reserved, rid, secs,
     };
+    use stockade_domain::{Quantity, StockChange};
 
     use super::*;
 
@@ -691,6 +854,77 @@ mod tests {
             reserved(2, 2, secs(2), secs(10)),
         ]);
         assert_eq!(report.oversold_units, 1, "{:?}", report.violations);
+    }
+
+    fn extended(id: u128, from: u64, to: u64, at: u64) -> Event {
+        Event::ReservationExtended(stockade_domain::ReservationExtended {
+            reservation_id: rid(id),
+            previous_expires_at: secs(from),
+            expires_at: secs(to),
+            at: secs(at),
+        })
+    }
+
+    fn reduced(id: u128, n: u64, left: u64, sold: bool, at: u64) -> Event {
+        Event::ReservationReduced(stockade_domain::ReservationReduced {
+            reservation_id: rid(id),
+            qty: Quantity::new(n),
+            remaining: Quantity::new(left),
+            outcome: if sold {
+                stockade_domain::Resolution::Committed
+            } else {
+                stockade_domain::Resolution::Released
+            },
+            parts: Vec::new(),
+            at: secs(at),
+        })
+    }
+
+    fn increased(id: u128, n: u64, total: u64, at: u64) -> Event {
+        Event::ReservationIncreased(stockade_domain::ReservationIncreased {
+            reservation_id: rid(id),
+            qty: Quantity::new(n),
+            total: Quantity::new(total),
+            parts: Vec::new(),
+            at: secs(at),
+        })
+    }
+
+    #[test]
+    fn changes_to_live_holds_are_followed_and_judged() {
+        // Legal: extended past its first expiry, grown, partly sold, partly given back.
+        let report = check(&[
+            registered_physical(4, 0),
+            reserved(1, 2, secs(0), secs(10)),
+            extended(1, 10, 30, 5),
+            increased(1, 2, 4, 20),
+            reduced(1, 1, 3, true, 21),
+            reduced(1, 1, 2, false, 22),
+            // 3 on hand, 2 held: one more unit may be held.
+            reserved(2, 1, secs(23), secs(40)),
+            committed(1, 2, secs(24)),
+        ]);
+        assert_eq!(report.violations, Vec::<String>::new());
+        assert_eq!(report.changed, 4);
+        // Growing beyond what is on offer is an oversell; so is a change to a lapsed hold,
+        // an extension past 7 days, and ending more than is held.
+        let report = check(&[
+            registered_physical(3, 0),
+            reserved(1, 2, secs(0), secs(10)),
+            increased(1, 2, 4, 1),
+        ]);
+        assert_eq!(report.oversold_units, 1, "{:?}", report.violations);
+        let week = 7 * 24 * 3600;
+        let report = check(&[
+            registered_physical(3, 0),
+            reserved(1, 2, secs(0), secs(10)),
+            extended(1, 10, week + 1, 1),
+            reduced(1, 3, 1, false, 2),
+            reserved(2, 1, secs(3), secs(5)),
+            extended(2, 5, 9, 6),
+        ]);
+        // Ending 3 of 2 is named twice: against the hold, and against its location.
+        assert_eq!(report.violations.len(), 4, "{:?}", report.violations);
     }
 
     /// A reservation at `location`s of a SKU at several locations.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stockade_domain::{
     Channel, Command, Event, EventMetadata, LocationId, OrderId, PoolConfig, Principal, Quantity,
-    ReservationId, StockChange, Timestamp, TransferId,
+    ReservationId, Resolution, StockChange, Timestamp, TransferId,
 };
 use stockade_store::StreamName;
 use uuid::Uuid;
@@ -110,6 +110,21 @@ pub enum Fingerprint {
     Commit(ReservationId),
     Release(ReservationId),
     Expire(ReservationId),
+    Extend {
+        id: ReservationId,
+        ttl_millis: u64,
+    },
+    /// Part of a hold sold (`sell`) or given back.
+    Reduce {
+        id: ReservationId,
+        qty: Quantity,
+        sell: bool,
+    },
+    /// A hold changed to `qty` units.
+    Amend {
+        id: ReservationId,
+        qty: Quantity,
+    },
     Adjust {
         change: StockChange,
         reason: String,
@@ -140,6 +155,19 @@ impl Fingerprint {
             Command::Commit(c) => Fingerprint::Commit(c.reservation_id),
             Command::Release(c) => Fingerprint::Release(c.reservation_id),
             Command::Expire(c) => Fingerprint::Expire(c.reservation_id),
+            Command::Extend(c) => Fingerprint::Extend {
+                id: c.reservation_id,
+                ttl_millis: u64::try_from(c.ttl.as_millis()).unwrap_or(u64::MAX),
+            },
+            Command::Reduce(c) => Fingerprint::Reduce {
+                id: c.reservation_id,
+                qty: c.qty,
+                sell: c.sell,
+            },
+            Command::Amend(c) => Fingerprint::Amend {
+                id: c.reservation_id,
+                qty: c.qty,
+            },
             Command::Adjust(c) => Fingerprint::Adjust {
                 change: c.change,
                 reason: c.reason.clone(),
@@ -170,6 +198,19 @@ impl Fingerprint {
             Event::ReservationCommitted(e) => Fingerprint::Commit(e.reservation_id),
             Event::ReservationReleased(e) => Fingerprint::Release(e.reservation_id),
             Event::ReservationExpired(e) => Fingerprint::Expire(e.reservation_id),
+            Event::ReservationExtended(e) => Fingerprint::Extend {
+                id: e.reservation_id,
+                ttl_millis: e.expires_at.as_millis().saturating_sub(e.at.as_millis()),
+            },
+            Event::ReservationReduced(e) => Fingerprint::Reduce {
+                id: e.reservation_id,
+                qty: e.qty,
+                sell: e.outcome == Resolution::Committed,
+            },
+            Event::ReservationIncreased(e) => Fingerprint::Amend {
+                id: e.reservation_id,
+                qty: e.total,
+            },
             Event::StockAdjusted(e) => Fingerprint::Adjust {
                 change: e.change,
                 reason: e.reason.clone(),
@@ -183,6 +224,43 @@ impl Fingerprint {
                 qty: e.qty,
             },
             Event::TransferReceived(e) => Fingerprint::Receive(e.transfer_id.clone()),
+        }
+    }
+}
+
+impl Fingerprint {
+    /// Whether the command with this fingerprint is the one that wrote `recorded`. Equal
+    /// fingerprints are; so are the commands whose event is shaped by the hold they met
+    /// rather than by what they asked: a reduction by the whole hold wrote its commit or
+    /// release, and an amendment down wrote a reduction (or, to 0, a release).
+    pub fn answers(&self, recorded: &Recorded) -> bool {
+        if recorded.fingerprint == *self {
+            return true;
+        }
+        match (self, &recorded.event) {
+            (
+                Fingerprint::Reduce {
+                    id,
+                    qty,
+                    sell: true,
+                },
+                Event::ReservationCommitted(e),
+            ) => e.reservation_id == *id && e.qty == *qty,
+            (
+                Fingerprint::Reduce {
+                    id,
+                    qty,
+                    sell: false,
+                },
+                Event::ReservationReleased(e),
+            ) => e.reservation_id == *id && e.qty == *qty,
+            (Fingerprint::Amend { id, qty }, Event::ReservationReduced(e)) => {
+                e.reservation_id == *id && e.outcome == Resolution::Released && e.remaining == *qty
+            }
+            (Fingerprint::Amend { id, qty }, Event::ReservationReleased(e)) => {
+                e.reservation_id == *id && qty.is_zero()
+            }
+            _ => false,
         }
     }
 }

@@ -412,6 +412,25 @@ fn entry(
             entry.qty = Some(e.qty.get());
             entry.reason = Some(format!("transfer {} received at {}", e.transfer_id, e.to));
         }
+        Event::ReservationExtended(e) => {
+            entry.reason = Some(format!(
+                "extended from {} to {}",
+                e.previous_expires_at, e.expires_at
+            ));
+        }
+        Event::ReservationReduced(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some(match e.outcome {
+                stockade_domain::Resolution::Committed => {
+                    format!("part sold; {} still held", e.remaining)
+                }
+                _ => format!("part given back; {} still held", e.remaining),
+            });
+        }
+        Event::ReservationIncreased(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some(format!("hold grown to {}", e.total));
+        }
     }
     entry
 }

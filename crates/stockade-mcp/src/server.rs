@@ -29,15 +29,15 @@ use stockade_engine::{Inventory, Origin, ReserveOptions};
 use stockade_projections::{HubMessage, NoticeHub, ReadModels};
 use stockade_wire::request::{page_limit, reservation_id, sku as parse_sku, transfer_id};
 use stockade_wire::{
-    AdjustedOut, ApiError, Code, ErrorKind, Page, ReservationOut, ResolvedOut, StockOut,
-    TransferOut,
+    AdjustedOut, ApiError, ChangedOut, Code, ErrorKind, Page, ReservationOut, ResolvedOut,
+    StockOut, TransferOut,
 };
 
 use crate::policy::{CacheDirective, Policy};
 use crate::session::{Session, resource_sku, resource_uri};
 use crate::tools::{
-    AdjustArgs, CreateOrderArgs, GetStockArgs, ListArgs, NoArgs, ReceiveArgs, ReservationArgs,
-    ToolName, TransferArgs, WithEnvelope, catalogue,
+    AdjustArgs, AmendArgs, CreateOrderArgs, ExtendArgs, GetStockArgs, ListArgs, NoArgs,
+    ReceiveArgs, ResolveArgs, ToolName, TransferArgs, WithEnvelope, catalogue,
 };
 
 /// Recorded as the causation of every event an MCP call writes.
@@ -312,23 +312,46 @@ impl StockadeMcp {
                 })
             }
             ToolName::OrdersConfirm | ToolName::OrdersCancel => {
-                let a: ReservationArgs = parse(tool, args)?;
+                let a: ResolveArgs = parse_with_envelope(tool, args)?;
                 let channel = caller.may_order()?;
-                let id = reservation_id(&a.reservation_id)?;
-                let origin = caller.origin(channel, a.idempotency_key);
+                let id = reservation_id(&a.envelope.reservation_id)?;
+                let part = a.request.validate()?;
+                let origin = caller.origin(channel, a.envelope.idempotency_key);
                 let inventory = b.inventory.clone();
                 let commit = tool == ToolName::OrdersConfirm;
                 let resolved = detached(async move {
-                    if commit {
-                        inventory.commit(id, &origin).await
-                    } else {
-                        inventory.release(id, &origin).await
+                    match (part, commit) {
+                        (None, true) => inventory.commit(id, &origin).await,
+                        (None, false) => inventory.release(id, &origin).await,
+                        (Some(lines), true) => inventory.commit_part(id, &lines, &origin).await,
+                        (Some(lines), false) => inventory.release_part(id, &lines, &origin).await,
                     }
                 })
                 .await?;
                 Ok(ToolOutcome {
                     writes: versions(&resolved.lines),
                     ..ToolOutcome::value(ResolvedOut::from(&resolved))
+                })
+            }
+            ToolName::OrdersExtend | ToolName::OrdersAmend => {
+                let channel = caller.may_order()?;
+                let inventory = b.inventory.clone();
+                let changed = if tool == ToolName::OrdersExtend {
+                    let a: ExtendArgs = parse_with_envelope(tool, args)?;
+                    let id = reservation_id(&a.envelope.reservation_id)?;
+                    let ttl = a.request.validate()?;
+                    let origin = caller.origin(channel, a.envelope.idempotency_key);
+                    detached(async move { inventory.extend(id, ttl, &origin).await }).await?
+                } else {
+                    let a: AmendArgs = parse_with_envelope(tool, args)?;
+                    let id = reservation_id(&a.envelope.reservation_id)?;
+                    let lines = a.request.validate()?;
+                    let origin = caller.origin(channel, a.envelope.idempotency_key);
+                    detached(async move { inventory.amend(id, lines, &origin).await }).await?
+                };
+                Ok(ToolOutcome {
+                    writes: versions(&changed.lines),
+                    ..ToolOutcome::value(ChangedOut::from(&changed))
                 })
             }
             ToolName::PoolTypes => {
@@ -369,10 +392,15 @@ impl StockadeMcp {
             shown = level.read_versions();
             error = error.with("current", current);
         }
-        let nothing = if tool == ToolName::OrdersCreate {
-            " Nothing was reserved."
-        } else {
-            ""
+        // A call on a reservation that changed some lines answers with them; a refusal
+        // changed nothing.
+        let nothing = match tool {
+            ToolName::OrdersCreate => " Nothing was reserved.",
+            ToolName::OrdersConfirm
+            | ToolName::OrdersCancel
+            | ToolName::OrdersExtend
+            | ToolName::OrdersAmend => " Nothing was changed.",
+            _ => "",
         };
         let text = format!(
             "{} refused ({}): {}.{now}{nothing}",

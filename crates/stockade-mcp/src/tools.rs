@@ -16,7 +16,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use stockade_wire::{AdjustRequest, ReserveRequest, TransferRequest};
+use stockade_wire::{
+    AdjustRequest, AmendRequest, ExtendRequest, ReserveRequest, ResolveRequest, TransferRequest,
+};
 
 use crate::policy::Policy;
 
@@ -31,11 +33,13 @@ pub enum ToolName {
     OrdersCreate,
     OrdersConfirm,
     OrdersCancel,
+    OrdersExtend,
+    OrdersAmend,
     PoolTypes,
 }
 
 impl ToolName {
-    pub const ALL: [ToolName; 9] = [
+    pub const ALL: [ToolName; 11] = [
         ToolName::GetStock,
         ToolName::List,
         ToolName::Adjust,
@@ -44,6 +48,8 @@ impl ToolName {
         ToolName::OrdersCreate,
         ToolName::OrdersConfirm,
         ToolName::OrdersCancel,
+        ToolName::OrdersExtend,
+        ToolName::OrdersAmend,
         ToolName::PoolTypes,
     ];
 
@@ -57,6 +63,8 @@ impl ToolName {
             ToolName::OrdersCreate => "orders.create",
             ToolName::OrdersConfirm => "orders.confirm",
             ToolName::OrdersCancel => "orders.cancel",
+            ToolName::OrdersExtend => "orders.extend",
+            ToolName::OrdersAmend => "orders.amend",
             ToolName::PoolTypes => "reference.poolTypes",
         }
     }
@@ -75,6 +83,8 @@ impl ToolName {
                 | ToolName::OrdersCreate
                 | ToolName::OrdersConfirm
                 | ToolName::OrdersCancel
+                | ToolName::OrdersExtend
+                | ToolName::OrdersAmend
         )
     }
 
@@ -116,11 +126,25 @@ impl ToolName {
             }
             ToolName::OrdersConfirm => {
                 "Confirm (commit) a reservation from orders.create: its units become a sale. \
-                 Confirming twice is refused, so a retry is safe."
+                 Pass `items` ([{sku, qty}]) to confirm only part of some lines (a shipment in \
+                 parts); the rest stays held. Every line named is checked before any is sold: \
+                 all or nothing. Confirming twice is refused, so a retry is safe."
             }
             ToolName::OrdersCancel => {
                 "Cancel (release) a reservation from orders.create: its units become available \
-                 again. Cancelling twice is refused, so a retry is safe."
+                 again. Pass `items` ([{sku, qty}]) to give back only part of some lines. \
+                 Cancelling twice is refused, so a retry is safe."
+            }
+            ToolName::OrdersExtend => {
+                "Keep a live reservation longer (a slow payment): every line then expires \
+                 `ttl_seconds` from now. Refused if a line lapsed or ended, if that is not \
+                 later than now, or if it passes 7 days from when the reservation was made."
+            }
+            ToolName::OrdersAmend => {
+                "Change a live reservation's lines, all or nothing: `items` give each named \
+                 line's new quantity (0 takes it off; a SKU not yet held is added and expires \
+                 with the others). Growth is checked like a new hold; if any line cannot \
+                 grow, nothing changes. The reservation id stays the same."
             }
             ToolName::PoolTypes => {
                 "The kinds of stock pool a SKU can draw from (physical, digital, print on \
@@ -140,6 +164,8 @@ impl ToolName {
             ToolName::OrdersCreate => "Create an order (reserve stock)",
             ToolName::OrdersConfirm => "Confirm an order",
             ToolName::OrdersCancel => "Cancel an order",
+            ToolName::OrdersExtend => "Extend an order's hold",
+            ToolName::OrdersAmend => "Amend an order's lines",
             ToolName::PoolTypes => "Pool types and their rules",
         }
     }
@@ -162,6 +188,10 @@ impl ToolName {
             ToolName::OrdersConfirm => base.read_only(false).destructive(false).idempotent(true),
             // Gives up a hold the order had: destructive, but only once.
             ToolName::OrdersCancel => base.read_only(false).destructive(true).idempotent(true),
+            // The same extension again is refused (not later than now's): changes nothing.
+            ToolName::OrdersExtend => base.read_only(false).destructive(false).idempotent(true),
+            // May give units up; the same amendment again is refused as unchanged.
+            ToolName::OrdersAmend => base.read_only(false).destructive(true).idempotent(true),
         }
     }
 
@@ -173,9 +203,9 @@ impl ToolName {
             ToolName::Transfer => TransferArgs::schema(),
             ToolName::ReceiveTransfer => schema_for_type::<ReceiveArgs>(),
             ToolName::OrdersCreate => CreateOrderArgs::schema(),
-            ToolName::OrdersConfirm | ToolName::OrdersCancel => {
-                schema_for_type::<ReservationArgs>()
-            }
+            ToolName::OrdersConfirm | ToolName::OrdersCancel => ResolveArgs::schema(),
+            ToolName::OrdersExtend => ExtendArgs::schema(),
+            ToolName::OrdersAmend => AmendArgs::schema(),
             ToolName::PoolTypes => schema_for_type::<NoArgs>(),
         }
     }
@@ -331,14 +361,24 @@ pub struct ReceiveArgs {
     pub idempotency_key: Option<String>,
 }
 
+/// What the tools on one reservation take beside the REST body: the id, which REST has in
+/// the path, and the key, which REST has in a header.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ReservationArgs {
+pub struct ReservationEnvelope {
     /// The reservation_id orders.create returned.
     pub reservation_id: String,
+    /// A retry with the same key is answered with the first outcome.
     #[serde(default)]
     pub idempotency_key: Option<String>,
 }
+
+/// `orders.confirm`'s and `orders.cancel`'s arguments.
+pub type ResolveArgs = WithEnvelope<ReservationEnvelope, ResolveRequest>;
+/// `orders.extend`'s arguments.
+pub type ExtendArgs = WithEnvelope<ReservationEnvelope, ExtendRequest>;
+/// `orders.amend`'s arguments.
+pub type AmendArgs = WithEnvelope<ReservationEnvelope, AmendRequest>;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -65,6 +65,9 @@ pub fn encode(event: &Event, metadata: &EventMetadata) -> Result<EventData, Code
         Event::ReservationExpired(e) => to_bytes(e, what),
         Event::TransferShipped(e) => to_bytes(e, what),
         Event::TransferReceived(e) => to_bytes(e, what),
+        Event::ReservationExtended(e) => to_bytes(e, what),
+        Event::ReservationReduced(e) => to_bytes(e, what),
+        Event::ReservationIncreased(e) => to_bytes(e, what),
     }?;
     Ok(EventData {
         event_id: metadata.event_id,
@@ -76,7 +79,7 @@ pub fn encode(event: &Event, metadata: &EventMetadata) -> Result<EventData, Code
 }
 
 /// What the store files `event` under: a reservation's events under its id (the hold
-/// opens it, a commit, release or expiry closes it), and every event under the order it
+/// opens it, a commit, release or expiry closes it, a change touches it), and every event under the order it
 /// was written for. Found on disk, these replace the history the engine used to keep in
 /// memory: "which SKUs hold reservation R", "which reservations has order O", "was R
 /// resolved", "which SKUs hold live reservations".
@@ -86,6 +89,9 @@ pub fn index_of(event: &Event, metadata: &EventMetadata) -> EventIndex {
         Event::ReservationCommitted(e) => (Some(e.reservation_id), Lifecycle::Closes),
         Event::ReservationReleased(e) => (Some(e.reservation_id), Lifecycle::Closes),
         Event::ReservationExpired(e) => (Some(e.reservation_id), Lifecycle::Closes),
+        Event::ReservationExtended(e) => (Some(e.reservation_id), Lifecycle::Touches),
+        Event::ReservationReduced(e) => (Some(e.reservation_id), Lifecycle::Touches),
+        Event::ReservationIncreased(e) => (Some(e.reservation_id), Lifecycle::Touches),
         Event::SkuRegistered(_)
         | Event::StockAdjusted(_)
         | Event::TransferShipped(_)
@@ -133,6 +139,9 @@ pub fn decode(recorded: &RecordedEvent) -> Result<(Event, EventMetadata), CodecE
         "ReservationExpired" => data(bytes).map(Event::ReservationExpired),
         "TransferShipped" => data(bytes).map(Event::TransferShipped),
         "TransferReceived" => data(bytes).map(Event::TransferReceived),
+        "ReservationExtended" => data(bytes).map(Event::ReservationExtended),
+        "ReservationReduced" => data(bytes).map(Event::ReservationReduced),
+        "ReservationIncreased" => data(bytes).map(Event::ReservationIncreased),
         other => {
             return Err(CodecError::UnknownType {
                 event_type: other.to_owned(),

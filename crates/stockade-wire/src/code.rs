@@ -66,6 +66,10 @@ codes! {
     UnknownTransfer = "unknown_transfer",
     DuplicateTransfer = "duplicate_transfer",
     InvalidTransfer = "invalid_transfer",
+    ExceedsHold = "exceeds_hold",
+    NotAnExtension = "not_an_extension",
+    BeyondMaxHold = "beyond_max_hold",
+    Unchanged = "unchanged",
 
     // The engine (`stockade_engine::Error::code`).
     /// Someone else wrote first: an expected version no longer holds.
@@ -144,6 +148,10 @@ impl Code {
             Rejection::UnknownTransfer { .. } => Code::UnknownTransfer,
             Rejection::DuplicateTransfer { .. } => Code::DuplicateTransfer,
             Rejection::InvalidTransfer { .. } => Code::InvalidTransfer,
+            Rejection::ExceedsHold { .. } => Code::ExceedsHold,
+            Rejection::NotAnExtension { .. } => Code::NotAnExtension,
+            Rejection::BeyondMaxHold { .. } => Code::BeyondMaxHold,
+            Rejection::Unchanged { .. } => Code::Unchanged,
         }
     }
 

@@ -129,7 +129,8 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
         | Rejection::Lapsed { .. }
         | Rejection::NotYetExpired { .. }
         | Rejection::BelowZero { .. }
-        | Rejection::DuplicateTransfer { .. } => ErrorKind::Conflict,
+        | Rejection::DuplicateTransfer { .. }
+        | Rejection::Unchanged { .. } => ErrorKind::Conflict,
         Rejection::InvalidPool { .. }
         | Rejection::InvalidQuantity
         | Rejection::InvalidTtl
@@ -140,7 +141,10 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
         | Rejection::InvalidReference { .. }
         | Rejection::UnknownLocation { .. }
         | Rejection::LocationRequired
-        | Rejection::InvalidTransfer { .. } => ErrorKind::Unprocessable,
+        | Rejection::InvalidTransfer { .. }
+        | Rejection::ExceedsHold { .. }
+        | Rejection::NotAnExtension { .. }
+        | Rejection::BeyondMaxHold { .. } => ErrorKind::Unprocessable,
     }
 }
 

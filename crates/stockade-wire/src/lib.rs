@@ -23,11 +23,12 @@ pub mod webhook;
 pub use code::Code;
 pub use error::{ApiError, ErrorKind};
 pub use request::{
-    AdjustRequest, ComponentIn, Item, LocationIn, PoolName, RegisterSkuRequest, ReserveRequest,
-    StrategyName, TransferRequest,
+    AdjustRequest, AmendItem, AmendRequest, ComponentIn, ExtendRequest, Item, LocationIn, PartItem,
+    PoolName, RegisterSkuRequest, ReserveRequest, ResolveRequest, StrategyName, TransferRequest,
 };
 pub use response::{
-    AdjustedOut, ComponentOut, CountOut, DeadLetterOut, DeadLetterReplayOut, EndpointReplayOut,
-    LineFailureOut, LineOut, LineStateOut, LocationOut, NoticeOut, Page, PartOut, ReservationOut,
-    ReservationStatusOut, ResolvedOut, StockOut, StreamMessage, TransferOut,
+    AdjustedOut, ChangedOut, ComponentOut, CountOut, DeadLetterOut, DeadLetterReplayOut,
+    EndpointReplayOut, LineFailureOut, LineOut, LineStateOut, LocationOut, NoticeOut, Page,
+    PartOut, ReservationOut, ReservationStatusOut, ResolvedOut, StockOut, StreamMessage,
+    TransferOut,
 };

@@ -298,12 +298,7 @@ impl ReserveRequest {
             let field = format!("items[{i}]");
             let sku = sku(&item.sku, &format!("{field}.sku"))?;
             if item.qty == 0 {
-                return Err(ApiError::new(
-                    ErrorKind::Unprocessable,
-                    Code::InvalidQuantity,
-                    format!("{field}.qty must be greater than zero"),
-                )
-                .with("field", format!("{field}.qty")));
+                return Err(zero_quantity(&field));
             }
             if lines.iter().any(|l| l.sku == sku) {
                 return Err(ApiError::invalid(
@@ -311,33 +306,19 @@ impl ReserveRequest {
                     format!("SKU {sku} appears on two items; merge them"),
                 ));
             }
-            let placement = Placement {
-                location: item
-                    .location
-                    .as_deref()
-                    .map(|l| location(l, &format!("{field}.location")))
-                    .transpose()?,
-                allow_split: item.allow_split.unwrap_or(false),
-                strategy: item.strategy.map(Strategy::from).unwrap_or_default(),
-            };
+            let placement = placement(
+                item.location.as_deref(),
+                item.allow_split,
+                item.strategy,
+                &field,
+            )?;
             lines.push(Line {
                 placement,
                 sku,
                 qty: Quantity::new(item.qty),
             });
         }
-        let ttl = match self.ttl_seconds {
-            None => None,
-            Some(s) if s == 0 || s > MAX_TTL.as_secs() => {
-                return Err(ApiError::new(
-                    ErrorKind::Unprocessable,
-                    Code::InvalidTtl,
-                    format!("ttl_seconds must be 1-{}", MAX_TTL.as_secs()),
-                )
-                .with("field", "ttl_seconds"));
-            }
-            Some(s) => Some(Duration::from_secs(s)),
-        };
+        let ttl = ttl(self.ttl_seconds)?;
         let order_id = self
             .order_id
             .as_deref()
@@ -361,6 +342,184 @@ impl ReserveRequest {
             order_id,
             expected_versions,
         })
+    }
+}
+
+/// Where a line's units may come from, as an item names it (`field` prefixes errors).
+fn placement(
+    location: Option<&str>,
+    allow_split: Option<bool>,
+    strategy: Option<StrategyName>,
+    field: &str,
+) -> Result<Placement, ApiError> {
+    Ok(Placement {
+        location: location
+            .map(|l| self::location(l, &format!("{field}.location")))
+            .transpose()?,
+        allow_split: allow_split.unwrap_or(false),
+        strategy: strategy.map(Strategy::from).unwrap_or_default(),
+    })
+}
+
+/// Part of one line of a reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PartItem {
+    /// A SKU the reservation holds.
+    pub sku: String,
+    /// Units of that line, at least 1 and at most what it holds.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub qty: u64,
+}
+
+/// The body of `POST /api/reservations/{id}/commit` and `/release`: none (or `{}`) for
+/// every line whole, or `items` for part of some lines (the rest stays held).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// Units of each named line to commit (or release); leave out for every line whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<PartItem>>,
+}
+
+impl ResolveRequest {
+    /// The lines and units named, or `None` for every line whole.
+    pub fn validate(&self) -> Result<Option<Vec<(Sku, Quantity)>>, ApiError> {
+        let Some(items) = &self.items else {
+            return Ok(None);
+        };
+        if items.is_empty() || items.len() > MAX_LINES {
+            return Err(ApiError::invalid(
+                "items",
+                format!("name 1-{MAX_LINES} items, or leave items out for every line"),
+            ));
+        }
+        let mut lines: Vec<(Sku, Quantity)> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("items[{i}]");
+            let sku = sku(&item.sku, &format!("{field}.sku"))?;
+            if item.qty == 0 {
+                return Err(zero_quantity(&field));
+            }
+            if lines.iter().any(|(s, _)| *s == sku) {
+                return Err(ApiError::invalid(
+                    &field,
+                    format!("SKU {sku} appears on two items; merge them"),
+                ));
+            }
+            lines.push((sku, Quantity::new(item.qty)));
+        }
+        Ok(Some(lines))
+    }
+}
+
+fn zero_quantity(field: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::Unprocessable,
+        Code::InvalidQuantity,
+        format!("{field}.qty must be greater than zero"),
+    )
+    .with("field", format!("{field}.qty"))
+}
+
+/// The body of `POST /api/reservations/{id}/extend` and MCP's `orders.extend`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    /// The reservation then expires this many seconds from now (1-604800), later than it
+    /// would have and at most 7 days after it was made.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 604_800)))]
+    pub ttl_seconds: u64,
+}
+
+impl ExtendRequest {
+    pub fn validate(&self) -> Result<Duration, ApiError> {
+        ttl(Some(self.ttl_seconds)).map(|t| t.unwrap_or(MAX_TTL))
+    }
+}
+
+/// A TTL in seconds, checked: 1-604800.
+fn ttl(seconds: Option<u64>) -> Result<Option<Duration>, ApiError> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if s == 0 || s > MAX_TTL.as_secs() => Err(ApiError::new(
+            ErrorKind::Unprocessable,
+            Code::InvalidTtl,
+            format!("ttl_seconds must be 1-{}", MAX_TTL.as_secs()),
+        )
+        .with("field", "ttl_seconds")),
+        Some(s) => Ok(Some(Duration::from_secs(s))),
+    }
+}
+
+/// One line of an amendment: the quantity the line should hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AmendItem {
+    /// A SKU the reservation holds (its line changes), or a new one (a line is added).
+    pub sku: String,
+    /// Units the line holds after the amendment; 0 takes the line off.
+    pub qty: u64,
+    /// Where added units may come from, as on a new reservation's item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_split: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategyName>,
+}
+
+/// The body of `POST /api/reservations/{id}/amend` and MCP's `orders.amend`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AmendRequest {
+    /// The lines to change, add (a new SKU) or take off (qty 0); lines not named stay as
+    /// they are. All change or none does.
+    pub items: Vec<AmendItem>,
+}
+
+impl AmendRequest {
+    pub fn validate(&self) -> Result<Vec<Line>, ApiError> {
+        if self.items.is_empty() || self.items.len() > MAX_LINES {
+            return Err(ApiError::invalid(
+                "items",
+                format!("an amendment names 1-{MAX_LINES} items"),
+            ));
+        }
+        let mut lines: Vec<Line> = Vec::with_capacity(self.items.len());
+        for (i, item) in self.items.iter().enumerate() {
+            let field = format!("items[{i}]");
+            let sku = sku(&item.sku, &format!("{field}.sku"))?;
+            if lines.iter().any(|l| l.sku == sku) {
+                return Err(ApiError::invalid(
+                    &field,
+                    format!("SKU {sku} appears on two items; merge them"),
+                ));
+            }
+            let placement = placement(
+                item.location.as_deref(),
+                item.allow_split,
+                item.strategy,
+                &field,
+            )?;
+            lines.push(Line {
+                placement,
+                sku,
+                qty: Quantity::new(item.qty),
+            });
+        }
+        if lines.iter().all(|l| l.qty.is_zero()) {
+            return Err(ApiError::invalid(
+                "items",
+                "an amendment must leave at least one line; release the reservation instead",
+            ));
+        }
+        Ok(lines)
     }
 }
 

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use stockade_domain::{Availability, PoolKind, Resolution};
 use stockade_engine::{
-    Adjusted, LineStatus, Reservation, ReservationStatus, ReservedLine, Resolved, StockLevel,
+    Adjusted, Changed, LineStatus, Reservation, ReservationStatus, ReservedLine, Resolved,
+    StockLevel,
 };
 use stockade_projections::model::{
     Cause, LocationLevel, LocationMove, LocationRow, is_short, status_of,
@@ -242,6 +243,45 @@ impl From<&Reservation> for ReservationOut {
     }
 }
 
+/// A reservation extended or amended: what each line holds now. `failed` (present only
+/// when some line could not be changed) is as on a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedOut {
+    pub reservation_id: String,
+    pub status: String,
+    pub expires_at: String,
+    pub items: Vec<LineOut>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<LineFailureOut>,
+}
+
+impl From<&Changed> for ChangedOut {
+    fn from(c: &Changed) -> Self {
+        Self {
+            reservation_id: c.id.to_string(),
+            status: "held".into(),
+            expires_at: c.expires_at.to_string(),
+            items: c.lines.iter().map(LineOut::from).collect(),
+            failed: failures(&c.failed),
+        }
+    }
+}
+
+/// Lines a call could not change, with the errors they met.
+fn failures(failed: &[(stockade_domain::Sku, stockade_engine::Error)]) -> Vec<LineFailureOut> {
+    failed
+        .iter()
+        .map(|(sku, e)| {
+            let api = crate::ApiError::from(e.clone());
+            LineFailureOut {
+                sku: sku.to_string(),
+                error: api.code.as_str().to_owned(),
+                message: api.message,
+            }
+        })
+        .collect()
+}
+
 /// A reservation committed or released. `items` are resolved; `failed` (present only
 /// when some line could not be) did not change: the same call again finishes them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,18 +307,7 @@ impl From<&Resolved> for ResolvedOut {
             reservation_id: r.id.to_string(),
             status: r.resolution,
             items: r.lines.iter().map(LineOut::from).collect(),
-            failed: r
-                .failed
-                .iter()
-                .map(|(sku, e)| {
-                    let api = crate::ApiError::from(e.clone());
-                    LineFailureOut {
-                        sku: sku.to_string(),
-                        error: api.code.as_str().to_owned(),
-                        message: api.message,
-                    }
-                })
-                .collect(),
+            failed: failures(&r.failed),
         }
     }
 }

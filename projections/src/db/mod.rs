@@ -1091,7 +1091,8 @@ mod tests {
             "INSERT INTO checkpoint (id, commit_pos, prepare_pos, events) VALUES (1, 9, 9, 5);
              INSERT INTO thresholds (sku, low_stock) VALUES ('A', 7);
              INSERT INTO alert_acks (seq, at, by) VALUES (1, 0, 'admin');
-             DROP TABLE stock_locations; DROP TABLE kit_parts; PRAGMA user_version = 2;",
+             DROP TABLE stock_locations; DROP TABLE kit_parts;
+             ALTER TABLE reservations DROP COLUMN sold; PRAGMA user_version = 2;",
         )
         .unwrap();
         drop(raw);
@@ -1101,7 +1102,8 @@ mod tests {
         let raw = Connection::open(&old).unwrap();
         raw.execute_batch(
             "DROP TABLE stock_locations; DROP TABLE kit_parts; DROP TABLE alert_acks;
-             ALTER TABLE reservations DROP COLUMN parts; PRAGMA user_version = 1;",
+             ALTER TABLE reservations DROP COLUMN parts; ALTER TABLE reservations DROP COLUMN sold;
+             PRAGMA user_version = 1;",
         )
         .unwrap();
         drop(raw);
@@ -1112,7 +1114,7 @@ mod tests {
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         // Preparing names the columns: it fails if a step was skipped.
-        raw.prepare("SELECT parts FROM reservations").unwrap();
+        raw.prepare("SELECT parts, sold FROM reservations").unwrap();
         raw.prepare("SELECT seq, at, by FROM alert_acks").unwrap();
         drop(raw);
         let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -48,6 +48,15 @@ pub enum ReservationChange {
         state: ReservationState,
         at: Timestamp,
     },
+    /// A live hold extended, partly ended or grown: its record now, and the units this
+    /// change sold.
+    Changed {
+        id: String,
+        qty: u64,
+        expires_at: Timestamp,
+        parts: Vec<stockade_domain::Part>,
+        sold: u64,
+    },
 }
 
 /// Everything one event does to the read models, worked out before the transaction.
@@ -249,6 +258,28 @@ pub(super) fn apply(
                         to_i64(reserved_at.as_millis()),
                         to_i64(expires_at.as_millis()),
                         parts_column(parts)
+                    ],
+                )
+                .map_err(sql)?;
+            }
+            Some(ReservationChange::Changed {
+                id,
+                qty,
+                expires_at,
+                parts,
+                sold,
+            }) => {
+                cached(
+                    tx,
+                    "UPDATE reservations SET qty = ?3, expires_at = ?4, parts = ?5, sold = sold + ?6
+                     WHERE id = ?1 AND sku = ?2",
+                    params![
+                        id,
+                        sku,
+                        to_i64(*qty),
+                        to_i64(expires_at.as_millis()),
+                        parts_column(parts),
+                        to_i64(*sold)
                     ],
                 )
                 .map_err(sql)?;

@@ -2,10 +2,10 @@
 
 /// Version of the schema below; a file from a newer build is refused, one from an older
 /// build is brought up to it by [`MIGRATIONS`].
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// What brings a file at version `n` (index `n - 1`) to `n + 1`.
-pub(super) const MIGRATIONS: [&str; 2] = [
+pub(super) const MIGRATIONS: [&str; 3] = [
     // 2: where each hold's units are, for SKUs at several locations.
     "ALTER TABLE reservations ADD COLUMN parts TEXT;",
     // 3: per-location rows and kits' derived rows. Both come from events already in the
@@ -17,6 +17,8 @@ pub(super) const MIGRATIONS: [&str; 2] = [
     // schema below creates it again).
     "DELETE FROM checkpoint; DELETE FROM stock_levels; DELETE FROM reservations;
      DELETE FROM alerts; DELETE FROM notices; DROP TABLE IF EXISTS alert_acks;",
+    // 4: units a live hold sold by partial commits. A log written before has none.
+    "ALTER TABLE reservations ADD COLUMN sold INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(super) const SCHEMA: &str = "
@@ -76,6 +78,8 @@ CREATE TABLE IF NOT EXISTS reservations (
     resolved_at INTEGER,
     -- JSON [{location, qty}] of a hold at a SKU with several locations; NULL otherwise.
     parts       TEXT,
+    -- Units sold by partial commits while the hold lived (its final commit is in qty).
+    sold        INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (id, sku)
 );
 CREATE INDEX IF NOT EXISTS reservations_by_order ON reservations (order_id)

@@ -7,7 +7,8 @@
 //! refusal is returned (and if that release cannot be written, the hold lapses at its TTL).
 //!
 //! Here: `Inventory`, opening it, and the single-SKU calls. Beside it: `saga` (orders of
-//! several lines: held all or nothing, committed and released by id), `config` (what
+//! several lines: held all or nothing, committed and released by id), `changes`
+//! (extending, partly committing or releasing, and amending a reservation), `config` (what
 //! `open` takes), `types` (the values the API takes and answers with), `guards` (the
 //! in-progress count and the per-key turn) and `start_up` (the pass after a restart).
 
@@ -22,7 +23,7 @@ use stockade_domain::{
     ReceiveTransfer, RegisterSku, Rejection, Release, ReservationId, Reserve, Resolution,
     ShipTransfer, Sku, Timestamp, TransferId,
 };
-use stockade_store::{EventStore, MemoryStore, SqliteStore};
+use stockade_store::{EventStore, MemoryStore, SqliteStore, StreamName};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -50,6 +51,7 @@ const RECOVERY_PATIENCE: Duration = Duration::from_secs(30);
 /// SKUs woken at once after a restart to fire their expiries.
 const WAKE_CONCURRENCY: usize = 64;
 
+mod changes;
 mod config;
 mod guards;
 mod kits;
@@ -57,6 +59,7 @@ mod saga;
 mod start_up;
 mod types;
 
+pub use changes::Changed;
 pub use config::{InventoryConfig, StoreConfig};
 pub use kits::MAX_KIT_DEPTH;
 pub use types::{
@@ -64,7 +67,7 @@ pub use types::{
     ReserveOptions, ReservedLine, Resolved, Transfer, Transferred,
 };
 
-use guards::{InProgress, KeyTurn};
+use guards::{InProgress, Turn, Turns};
 use start_up::start_up;
 
 /// The inventory engine. Cheap to clone; all clones share one engine.
@@ -78,7 +81,10 @@ struct Inner {
     shared: Arc<EngineCore>,
     locator: Arc<Locator>,
     /// One lock per idempotency key in use by `reserve_order` (see there).
-    key_locks: DashMap<KeyScope, Arc<tokio::sync::Mutex<()>>>,
+    key_locks: Turns<KeyScope>,
+    /// One lock per reservation being changed (extended, partly resolved, amended, or
+    /// committed across several lines): such calls on one reservation run one at a time.
+    reservation_locks: Turns<ReservationId>,
     /// Channel recorded on reservations whose origin names none.
     default_channel: Channel,
     /// Set once the start-up pass has released incomplete reservations; keyed
@@ -189,6 +195,7 @@ impl Inventory {
                 shared,
                 locator,
                 key_locks: DashMap::new(),
+                reservation_locks: DashMap::new(),
                 default_channel,
                 recovered: recovered_rx,
                 orders_in_progress: AtomicUsize::new(0),

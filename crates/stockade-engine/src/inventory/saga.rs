@@ -34,7 +34,7 @@ impl Inventory {
         // Two requests under one key run one after the other, so the second sees the
         // first's final outcome (held, or refused and rolled back) and never races it.
         let _turn = match &request.scope {
-            Some(scope) => Some(KeyTurn::take(&self.inner.key_locks, scope).await),
+            Some(scope) => Some(Turn::take(&self.inner.key_locks, scope).await),
             None => None,
         };
         if request.scope.is_some() {
@@ -244,11 +244,14 @@ impl Inventory {
         self.resolve(id, origin, Resolution::Released).await
     }
 
-    /// Commits or releases every line of `id`, each by its own SKU's actor. The answer is
-    /// per line: a call that changed any line succeeds and names the lines it could not
-    /// change in `failed` (the same call again finishes them: a line already resolved the
-    /// same way counts as done). Only a call that changed nothing is an error: the most
-    /// telling refusal, or "already resolved" when every line was.
+    /// Commits or releases every line of `id`, each by its own SKU's actor. A commit of
+    /// several lines is checked whole first (every line live, unlapsed, not at risk), so
+    /// any refusal those checks foresee sells nothing. The answer is per line: a call that
+    /// changed any line succeeds and names the lines it could not change in `failed` (only
+    /// after what no check foresees, such as a count between the check and the sale; the
+    /// same call again finishes them: a line already resolved the same way counts as done).
+    /// Only a call that changed nothing is an error: the most telling refusal, or "already
+    /// resolved" when every line was.
     async fn resolve(
         &self,
         id: ReservationId,
@@ -258,6 +261,15 @@ impl Inventory {
         let skus = self.skus_of(id).await?;
         let request = origin.request(None)?;
         self.check_owner(id, origin).await?;
+        // A commit of several lines is checked whole before any line is sold (see
+        // `changes`); a single line's commit is one decision already.
+        let (skus, _turn) = match (resolution, skus.len()) {
+            (Resolution::Committed, 2..) => {
+                let turn = Turn::take(&self.inner.reservation_locks, &id).await;
+                (self.check_commit(id, &skus, &request).await?, Some(turn))
+            }
+            _ => (skus, None),
+        };
         let outcomes = join_all(skus.iter().map(|sku| {
             let command = match resolution {
                 Resolution::Committed => Command::Commit(Commit { reservation_id: id }),
@@ -337,7 +349,11 @@ impl Inventory {
     }
 
     /// Refuses a request of a channel the installation does not let resolve `id`.
-    async fn check_owner(&self, id: ReservationId, origin: &Origin) -> Result<(), Error> {
+    pub(super) async fn check_owner(
+        &self,
+        id: ReservationId,
+        origin: &Origin,
+    ) -> Result<(), Error> {
         let policy = &self.shared().config.resolve;
         let (ResolvePolicy::Owner { .. }, Some(acting)) = (policy, &origin.channel) else {
             return Ok(());
@@ -437,7 +453,7 @@ fn held_line(accepted: &Accepted) -> Option<HeldLine> {
 /// The error a refused order answers with, once its held lines were released. A transient
 /// refusal would invite a retry; under the same key that retry finds only the released
 /// lines, so a keyed order says so instead.
-fn after_rollback(refusal: Error, keyed: bool, compensated: bool) -> Error {
+pub(super) fn after_rollback(refusal: Error, keyed: bool, compensated: bool) -> Error {
     match refusal {
         Error::Unavailable(reason) if keyed && compensated => Error::RolledBack { reason },
         e @ Error::Overloaded { .. } if keyed && compensated => Error::RolledBack {

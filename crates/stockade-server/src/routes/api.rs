@@ -15,9 +15,9 @@ use stockade_domain::{Sku, Timestamp};
 use stockade_engine::ReserveOptions;
 use stockade_wire::request::{page_limit, reservation_id, sku, transfer_id};
 use stockade_wire::{
-    AdjustRequest, AdjustedOut, ApiError, Code, ErrorKind, Page, RegisterSkuRequest,
-    ReservationOut, ReservationStatusOut, ReserveRequest, ResolvedOut, StockOut, TransferOut,
-    TransferRequest,
+    AdjustRequest, AdjustedOut, AmendRequest, ApiError, ChangedOut, Code, ErrorKind, ExtendRequest,
+    Page, RegisterSkuRequest, ReservationOut, ReservationStatusOut, ReserveRequest, ResolveRequest,
+    ResolvedOut, StockOut, TransferOut, TransferRequest,
 };
 
 use crate::auth::Need;
@@ -379,25 +379,73 @@ async fn resolve(
     commit: bool,
 ) -> Result<HttpResponse> {
     let caller = state.authorize(&req, Need::Channel, None)?;
-    // No body is needed; one that is sent must be empty or `{}`.
+    // No body, `{}`, or `{"items": [...]}` for part of some lines.
     let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
-    if !bytes.iter().all(u8::is_ascii_whitespace) {
-        let _: Empty = body::parse(&bytes)?;
-    }
+    let request: ResolveRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ResolveRequest::default()
+    } else {
+        body::parse(&bytes)?
+    };
+    let part = request.validate()?;
     let id = reservation_id(&path)?;
     let origin = state.origin(&req, caller.as_ref())?;
     let endpoint = format!("{}:{id}", if commit { "commit" } else { "release" });
-    check_key(&state, &origin, &endpoint, b"").await?;
+    // The whole commit takes no body, so its key is checked against none; a part's key
+    // against its lines.
+    let fingerprinted: &[u8] = if part.is_some() { &bytes } else { b"" };
+    check_key(&state, &origin, &endpoint, fingerprinted).await?;
     let inventory = state.inventory.clone();
     let resolved = detached(async move {
-        if commit {
-            inventory.commit(id, &origin).await
-        } else {
-            inventory.release(id, &origin).await
+        match (part, commit) {
+            (None, true) => inventory.commit(id, &origin).await,
+            (None, false) => inventory.release(id, &origin).await,
+            (Some(lines), true) => inventory.commit_part(id, &lines, &origin).await,
+            (Some(lines), false) => inventory.release_part(id, &lines, &origin).await,
         }
     })
     .await??;
     Ok(HttpResponse::Ok().json(ResolvedOut::from(&resolved)))
+}
+
+/// `POST /api/reservations/{id}/extend` (channel): keep every line longer.
+pub async fn extend(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let (request, bytes, origin): (ExtendRequest, _, _) =
+        write_request(&req, &state, payload, Need::Channel).await?;
+    let ttl = request.validate()?;
+    let id = reservation_id(&path)?;
+    check_key(&state, &origin, &format!("extend:{id}"), &bytes).await?;
+    let inventory = state.inventory.clone();
+    let changed = detached(async move { inventory.extend(id, ttl, &origin).await }).await??;
+    let mut response = HttpResponse::Ok();
+    replayed(&mut response, changed.replayed);
+    Ok(response.json(ChangedOut::from(&changed)))
+}
+
+/// `POST /api/reservations/{id}/amend` (channel): change, add or take off lines.
+pub async fn amend(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let (request, bytes, origin): (AmendRequest, _, _) =
+        write_request(&req, &state, payload, Need::Channel).await?;
+    let lines = request.validate()?;
+    let id = reservation_id(&path)?;
+    check_key(&state, &origin, &format!("amend:{id}"), &bytes).await?;
+    let inventory = state.inventory.clone();
+    let changed = match detached(async move { inventory.amend(id, lines, &origin).await }).await? {
+        Ok(changed) => changed,
+        Err(e) => return Err(with_current(&state, e).await.into()),
+    };
+    let mut response = HttpResponse::Ok();
+    replayed(&mut response, changed.replayed);
+    Ok(response.json(ChangedOut::from(&changed)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -88,6 +88,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/api/reservations/{id}/release", "POST").route(web::post().to(api::release)),
         )
+        .service(
+            resource("/api/reservations/{id}/extend", "POST").route(web::post().to(api::extend)),
+        )
+        .service(resource("/api/reservations/{id}/amend", "POST").route(web::post().to(api::amend)))
         .default_service(web::to(no_route));
 }
 
