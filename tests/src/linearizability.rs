@@ -30,6 +30,12 @@ pub enum Call {
     Commit { id: u128 },
     /// Give a hold back.
     Release { id: u128 },
+    /// Sell (`sell`) or give back `qty` of a hold's units; the rest stays held.
+    Reduce { id: u128, qty: u64, sell: bool },
+    /// Set a hold (at a SKU with one location) to `qty` units; 0 gives it back.
+    Amend { id: u128, qty: u64 },
+    /// Keep a hold longer (the model has no clock: only whether it was live matters).
+    Extend { id: u128 },
     /// Read on hand and reserved.
     Read,
     /// Read each location's on hand and reserved.
@@ -52,6 +58,11 @@ pub enum Ret {
     Done,
     /// The reservation was not live (already resolved, or unknown).
     NotLive,
+    /// A reduction of more units than the hold had.
+    TooMany,
+    /// An amendment to what the hold already had, or an extension another had already
+    /// taken further.
+    Unchanged,
     Level {
         on_hand: u64,
         reserved: u64,
@@ -145,8 +156,59 @@ impl Model {
                 next.holds.remove(id)?;
                 Some(next)
             }
-            (Call::Commit { id } | Call::Release { id }, Ret::NotLive) => {
-                (!self.holds.contains_key(id)).then(|| self.clone())
+            (
+                Call::Commit { id }
+                | Call::Release { id }
+                | Call::Reduce { id, .. }
+                | Call::Amend { id, .. }
+                | Call::Extend { id },
+                Ret::NotLive,
+            ) => (!self.holds.contains_key(id)).then(|| self.clone()),
+            (Call::Reduce { id, qty, sell }, Ret::Done) => {
+                let mut next = self.clone();
+                let (at, held) = *next.holds.get(id)?;
+                let left = held.checked_sub(*qty).filter(|_| *qty > 0)?;
+                if left == 0 {
+                    next.holds.remove(id);
+                } else {
+                    next.holds.insert(*id, (at, left));
+                }
+                if *sell {
+                    let here = next.on_hand.get_mut(at)?;
+                    *here = here.checked_sub(*qty)?;
+                }
+                Some(next)
+            }
+            (Call::Reduce { id, qty, .. }, Ret::TooMany) => {
+                let (_, held) = self.holds.get(id)?;
+                (qty > held).then(|| self.clone())
+            }
+            (Call::Amend { id, qty }, Ret::Done) => {
+                let (at, held) = *self.holds.get(id)?;
+                let mut next = self.clone();
+                if *qty == 0 {
+                    next.holds.remove(id);
+                } else if *qty < held {
+                    next.holds.insert(*id, (at, *qty));
+                } else {
+                    // Growth, modelled at a SKU with one location.
+                    let more = qty.checked_sub(held).filter(|m| *m > 0)?;
+                    (self.on_hand.len() == 1 && self.available(at)? >= more).then_some(())?;
+                    next.holds.insert(*id, (at, *qty));
+                }
+                Some(next)
+            }
+            (Call::Amend { id, qty }, Ret::Refused) => {
+                let (at, held) = *self.holds.get(id)?;
+                let more = qty.checked_sub(held).filter(|m| *m > 0)?;
+                (self.available(at)? < more).then(|| self.clone())
+            }
+            (Call::Amend { id, qty }, Ret::Unchanged) => {
+                let (_, held) = self.holds.get(id)?;
+                (qty == held).then(|| self.clone())
+            }
+            (Call::Extend { id }, Ret::Done | Ret::Unchanged) => {
+                self.holds.contains_key(id).then(|| self.clone())
             }
             (Call::Read, Ret::Level { on_hand, reserved }) => {
                 (*on_hand == self.on_hand.iter().sum::<u64>() && *reserved == self.reserved())
@@ -362,6 +424,41 @@ mod tests {
         // Refused with stock at the location it named.
         let spurious = [op(at(1, 1), Ret::Refused, 0, 1)];
         assert_eq!(check_at(&[1, 3], &spurious), Ok(false));
+    }
+
+    #[test]
+    fn changes_to_live_holds_follow_the_model() {
+        let reduce = |id, qty, sell| Call::Reduce { id, qty, sell };
+        let level = |on_hand, reserved| Ret::Level { on_hand, reserved };
+        // 4 units: a hold of 3, one sold, one given back, grown to 3 again, read.
+        let fine = [
+            op(Call::Reserve { qty: 3 }, Ret::Held { id: 1 }, 0, 1),
+            op(reduce(1, 1, true), Ret::Done, 2, 3),
+            op(reduce(1, 1, false), Ret::Done, 4, 5),
+            op(Call::Extend { id: 1 }, Ret::Done, 6, 7),
+            op(Call::Amend { id: 1, qty: 3 }, Ret::Done, 8, 9),
+            op(Call::Read, level(3, 3), 10, 11),
+            op(reduce(1, 4, true), Ret::TooMany, 12, 13),
+            op(Call::Amend { id: 1, qty: 3 }, Ret::Unchanged, 14, 15),
+            op(Call::Amend { id: 1, qty: 0 }, Ret::Done, 16, 17),
+            op(Call::Extend { id: 1 }, Ret::NotLive, 18, 19),
+        ];
+        assert_eq!(check(4, &fine), Ok(true));
+        // Grown past what is on hand, by two overlapping amendments: an oversell.
+        let both = [
+            op(Call::Reserve { qty: 1 }, Ret::Held { id: 1 }, 0, 1),
+            op(Call::Reserve { qty: 1 }, Ret::Held { id: 2 }, 0, 1),
+            op(Call::Amend { id: 1, qty: 2 }, Ret::Done, 2, 6),
+            op(Call::Amend { id: 2, qty: 2 }, Ret::Done, 3, 5),
+        ];
+        assert_eq!(check(3, &both), Ok(false));
+        // A partial sale reported after the hold had ended.
+        let late = [
+            op(Call::Reserve { qty: 2 }, Ret::Held { id: 1 }, 0, 1),
+            op(Call::Release { id: 1 }, Ret::Done, 2, 3),
+            op(reduce(1, 1, true), Ret::Done, 4, 5),
+        ];
+        assert_eq!(check(3, &late), Ok(false));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! model of a SKU, SKU by SKU (`stockade_tests::linearizability`). Stock is scarce, so
 //! refusals and races for the last units are the common case. Small histories (up to 100
 //! operations per SKU), several seeds: what CI can afford. The same at a SKU stocked at
-//! three locations, with lines that name a location and lines the writer places.
+//! three locations, with lines that name a location and lines the writer places; and with
+//! holds changed while they live (partly sold or given back, amended, extended).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,7 @@ async fn client(
     clock: Instant,
     holds: Arc<Mutex<Vec<stockade_domain::ReservationId>>>,
     at_locations: bool,
+    changes: bool,
 ) -> Vec<Op> {
     let mut rng = Lcg(seed);
     let mut history = Vec::with_capacity(OPS_PER_TASK);
@@ -99,11 +101,19 @@ async fn client(
     for _ in 0..OPS_PER_TASK {
         let pick = {
             let holds = holds.lock().unwrap();
-            (!holds.is_empty()).then(|| holds[rng.below(holds.len() as u64) as usize])
+            // Changes aim at the newest holds, which are the likeliest to be live.
+            let from = if changes {
+                holds.len().saturating_sub(3)
+            } else {
+                0
+            };
+            (holds.len() > from)
+                .then(|| holds[from + rng.below((holds.len() - from) as u64) as usize])
         };
         let choice = rng.below(10);
         let invoked = at();
         let (call, ret) = match (choice, pick) {
+            (2..=4, Some(id)) if changes => change(&inventory, &sku, id, &mut rng).await,
             (0..=4, _) | (_, None) => {
                 let (qty, hard) = match at_locations {
                     false => (1 + rng.below(3), None),
@@ -180,6 +190,14 @@ async fn client(
                 }
             }
         };
+        if changes && let Some(id) = pick {
+            // Ended holds leave the pool of targets, so changes mostly meet live ones.
+            let ended = ret == Ret::NotLive
+                || (ret == Ret::Done && matches!(call, Call::Commit { .. } | Call::Release { .. }));
+            if ended {
+                holds.lock().unwrap().retain(|h| *h != id);
+            }
+        }
         history.push(Op {
             call,
             ret,
@@ -213,6 +231,7 @@ async fn every_recorded_history_has_a_sequential_explanation() {
                         clock,
                         holds.clone(),
                         false,
+                        false,
                     ))
                 })
                 .collect();
@@ -234,6 +253,83 @@ async fn every_recorded_history_has_a_sequential_explanation() {
         "linearizability: {checked} operations checked; {refused} refusals, {not_live_seen} resolutions of holds no longer live"
     );
     assert!(refused > 0 && not_live_seen > 0, "the runs never contended");
+}
+
+/// A change to live hold `id`, chosen by `rng`, as a recorded call and its result.
+async fn change(
+    inventory: &Inventory,
+    sku: &stockade_domain::Sku,
+    id: stockade_domain::ReservationId,
+    rng: &mut Lcg,
+) -> (Call, Ret) {
+    let qty = rng.below(4);
+    let origin = Origin::default();
+    let (call, outcome) = match rng.below(4) {
+        0 | 1 => {
+            let sell = rng.below(2) == 0;
+            let lines = [(sku.clone(), Quantity::new(qty.max(1)))];
+            let outcome = if sell {
+                inventory.commit_part(id, &lines, &origin).await.map(|_| ())
+            } else {
+                inventory
+                    .release_part(id, &lines, &origin)
+                    .await
+                    .map(|_| ())
+            };
+            let call = Call::Reduce {
+                id: id.as_uuid().as_u128(),
+                qty: qty.max(1),
+                sell,
+            };
+            (call, outcome)
+        }
+        2 => {
+            // Not 0: a reservation's only line taken off is its release, refused as such.
+            let qty = qty.max(1);
+            let line = Line::new(sku.clone(), Quantity::new(qty));
+            let outcome = inventory.amend(id, vec![line], &origin).await.map(|_| ());
+            (
+                Call::Amend {
+                    id: id.as_uuid().as_u128(),
+                    qty,
+                },
+                outcome,
+            )
+        }
+        _ => {
+            let ttl = std::time::Duration::from_secs(3600 + rng.below(600));
+            let outcome = inventory.extend(id, ttl, &origin).await.map(|_| ());
+            (
+                Call::Extend {
+                    id: id.as_uuid().as_u128(),
+                },
+                outcome,
+            )
+        }
+    };
+    let ret = match outcome {
+        Ok(()) => Ret::Done,
+        Err(e) if not_live(&e) => Ret::NotLive,
+        Err(Error::Rejected {
+            rejection: Rejection::ExceedsHold { .. },
+            ..
+        }) => Ret::TooMany,
+        Err(Error::Rejected {
+            rejection: Rejection::Unchanged { .. },
+            ..
+        }) => Ret::Unchanged,
+        Err(Error::Rejected {
+            rejection: Rejection::InsufficientStock { .. },
+            ..
+        }) => Ret::Refused,
+        // A racing extension already took it further: live, and unchanged.
+        Err(Error::Rejected {
+            rejection: Rejection::NotAnExtension { .. },
+            ..
+        }) => Ret::Unchanged,
+        Err(e) => panic!("{call:?}: {e}"),
+    };
+    (call, ret)
 }
 
 /// Stock at each of three locations, in priority order: scarce, so lines race for the
@@ -278,6 +374,7 @@ async fn histories_at_several_locations_have_a_sequential_explanation() {
                     clock,
                     holds.clone(),
                     true,
+                    false,
                 ))
             })
             .collect();
@@ -307,4 +404,57 @@ async fn histories_at_several_locations_have_a_sequential_explanation() {
         "linearizability at locations: {checked} operations checked; {refused} refusals, {elsewhere} placed past the first location"
     );
     assert!(refused > 0 && elsewhere > 0, "the runs never contended");
+}
+
+const CHANGE_STOCK: u64 = 14;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_that_change_live_holds_have_a_sequential_explanation() {
+    let (mut checked, mut changed, mut refused) = (0, 0, 0);
+    for round in 0..4u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let inventory = open_sqlite(dir.path()).await;
+        // More stock than the other runs: commits sell it off, and a sold-out SKU has no
+        // live holds left to change.
+        let sku = register(&inventory, &format!("CHG-LIN-{round}"), CHANGE_STOCK).await;
+        let clock = Instant::now();
+        let holds = Arc::new(Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..TASKS_PER_SKU)
+            .map(|t| {
+                tokio::spawn(client(
+                    inventory.clone(),
+                    sku.clone(),
+                    round * 1000 + t as u64 + 31,
+                    clock,
+                    holds.clone(),
+                    false,
+                    true,
+                ))
+            })
+            .collect();
+        let mut history = Vec::new();
+        for task in tasks {
+            history.extend(task.await.unwrap());
+        }
+        changed += history
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.call,
+                    Call::Reduce { .. } | Call::Amend { .. } | Call::Extend { .. }
+                ) && o.ret == Ret::Done
+            })
+            .count();
+        refused += history.iter().filter(|o| o.ret == Ret::Refused).count();
+        checked += history.len();
+        explained(&sku, check(CHANGE_STOCK, &history), history);
+        inventory.shutdown().await;
+    }
+    eprintln!(
+        "linearizability with changes: {checked} operations checked; {changed} changes of live holds, {refused} refusals"
+    );
+    assert!(
+        changed > 0 && refused > 0,
+        "the runs never changed a hold or contended"
+    );
 }

@@ -31,9 +31,11 @@ async fn the_reference_scenarios_over_http() {
             "inventory.list",
             "inventory.receiveTransfer",
             "inventory.transfer",
+            "orders.amend",
             "orders.cancel",
             "orders.confirm",
             "orders.create",
+            "orders.extend",
             "reference.poolTypes"
         ]
     );

@@ -407,3 +407,47 @@ async fn keyed_changes_apply_once_also_after_a_restart() {
     assert_eq!(report.committed, 0);
     inventory.shutdown().await;
 }
+
+/// A reservation that gained a line by amendment, whose first request is retried after a
+/// restart (its answer replayed), is still released whole: the retry's lines are not
+/// taken for all of the reservation's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_reservation_keeps_the_lines_amendments_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(START));
+    let inventory = open(dir.path(), &clock).await;
+    let (a, c) = (
+        stocked(&inventory, "A", 10).await,
+        stocked(&inventory, "C", 10).await,
+    );
+    let first = |inventory: Inventory| {
+        let a = a.clone();
+        async move {
+            inventory
+                .reserve_order(
+                    vec![line(&a, 1)],
+                    ReserveOptions {
+                        origin: keyed("buy-98"),
+                        ..ReserveOptions::default()
+                    },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let id = first(inventory.clone()).await.id;
+    inventory
+        .amend(id, vec![line(&c, 1)], &Origin::default())
+        .await
+        .unwrap();
+    inventory.shutdown().await;
+
+    let inventory = open(dir.path(), &clock).await;
+    let again = first(inventory.clone()).await;
+    assert!(again.replayed && again.id == id);
+    let released = inventory.release(id, &Origin::default()).await.unwrap();
+    assert_eq!(released.lines.len(), 2, "{released:?}");
+    assert_eq!(figures(&inventory, &a).await, (0, 10));
+    assert_eq!(figures(&inventory, &c).await, (0, 10));
+    inventory.shutdown().await;
+}

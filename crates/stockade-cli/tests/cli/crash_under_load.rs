@@ -1,7 +1,9 @@
 //! `stockade serve` killed with SIGKILL under load, again and again, loses nothing.
 //!
-//! Eight buyers reserve (one or two lines, under idempotency keys), commit and release
-//! over HTTP while the server is killed at random moments, at least twenty times. A
+//! Eight buyers reserve (one or two lines, under idempotency keys), commit and release,
+//! and change live holds (extend them, commit or release one unit of a line, amend a
+//! line's quantity or add a line) over HTTP while the server is killed at random moments,
+//! at least twenty times. A
 //! request whose answer was lost is remembered, and retried with its key and body after
 //! the restart. Then, with the buyers paused:
 //! - before any retry, once the restarted server has done its start-up pass (a keyed
@@ -52,6 +54,23 @@ enum State {
 struct Reservation {
     lines: Vec<(String, u64)>,
     state: State,
+    /// Units sold by partial commits while it was held.
+    sold: Vec<(String, u64)>,
+}
+
+/// A change to a live hold, and what it does to the model once acknowledged.
+#[derive(Debug, Clone)]
+enum Change {
+    Extend,
+    /// One unit of a line sold (`true`) or given back.
+    Part {
+        sku: String,
+        sell: bool,
+    },
+    /// The lines as the amendment leaves them.
+    Amend {
+        lines: Vec<(String, u64)>,
+    },
 }
 
 /// A request whose answer was lost.
@@ -66,6 +85,13 @@ enum Pending {
         id: String,
         commit: bool,
     },
+    Change {
+        key: String,
+        id: String,
+        path: String,
+        body: Value,
+        change: Change,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +103,9 @@ struct Model {
     /// Acknowledged reservations by key and body, to retry after a restart.
     acknowledged: Vec<(String, Value, String)>,
     refused: u64,
+    /// Changes of live holds acknowledged (extensions, partial commits and releases,
+    /// amendments).
+    changes: u64,
     /// What happened to each reservation, for a failure's message.
     history: HashMap<String, Vec<String>>,
 }
@@ -184,6 +213,7 @@ fn reserved(model: &mut Model, key: &str, body: &Value, answer: (u16, bool, Valu
             model.reservations.entry(id.clone()).or_insert(Reservation {
                 lines,
                 state: State::Held,
+                sold: Vec::new(),
             });
             model
                 .history
@@ -208,7 +238,13 @@ fn reserved(model: &mut Model, key: &str, body: &Value, answer: (u16, bool, Valu
 }
 
 fn resolved(model: &mut Model, id: &str, commit: bool, answer: (u16, bool, Value)) {
-    assert_eq!(answer.0, 200, "resolve {id}: {}", answer.2);
+    assert_eq!(
+        answer.0,
+        200,
+        "resolve {id}: {}; history {:?}",
+        answer.2,
+        model.history.get(id)
+    );
     let expected = if commit { "committed" } else { "released" };
     assert_eq!(answer.2["status"], expected, "{}", answer.2);
     model
@@ -222,6 +258,71 @@ fn resolved(model: &mut Model, id: &str, commit: bool, answer: (u16, bool, Value
     } else {
         State::Released
     };
+}
+
+/// Applies one definite answer to a change of a live hold to the model.
+fn changed(model: &mut Model, id: &str, change: &Change, answer: (u16, bool, Value)) {
+    assert_eq!(
+        answer.0,
+        200,
+        "change {change:?} of {id}: {}; model {:?}; history {:?}",
+        answer.2,
+        model.reservations.get(id),
+        model.history.get(id)
+    );
+    model
+        .history
+        .entry(id.to_owned())
+        .or_default()
+        .push(format!("{change:?} replayed={} {}", answer.1, answer.2));
+    model.changes += 1;
+    let reservation = model.reservations.get_mut(id).unwrap();
+    match change {
+        Change::Extend => {}
+        Change::Part { sku, sell } => {
+            let line = reservation
+                .lines
+                .iter_mut()
+                .find(|(s, _)| s == sku)
+                .unwrap();
+            line.1 -= 1;
+            if *sell {
+                reservation.sold.push((sku.clone(), 1));
+            }
+        }
+        Change::Amend { lines } => reservation.lines = lines.clone(),
+    }
+}
+
+/// A change to one of a buyer's live holds: `(path, body, change)`. Amendments touch the
+/// ample SKUs only, so they are never refused and always apply once acknowledged.
+fn pick_change(rng: &mut Lcg, r: &Reservation) -> (&'static str, Value, Change) {
+    let big: Vec<&(String, u64)> = r.lines.iter().filter(|(_, q)| *q >= 2).collect();
+    match rng.below(4) {
+        1 | 2 if !big.is_empty() => {
+            let sku = big[rng.below(big.len() as u64) as usize].0.clone();
+            let sell = rng.below(2) == 1;
+            let body = json!({"items": [{"sku": sku, "qty": 1}]});
+            let path = if sell { "commit" } else { "release" };
+            (path, body, Change::Part { sku, sell })
+        }
+        3 if r.lines.iter().all(|(s, _)| s != "CRASH-SCARCE") => {
+            let mut lines = r.lines.clone();
+            let ample: Vec<&str> = SKUS[..3].iter().map(|(s, _)| *s).collect();
+            let sku = ample[rng.below(3) as usize];
+            let qty = 1 + rng.below(3);
+            match lines.iter_mut().find(|(s, _)| s == sku) {
+                Some(line) => line.1 = qty,
+                None => lines.push((sku.to_owned(), qty)),
+            }
+            if lines == r.lines {
+                return ("extend", json!({"ttl_seconds": 7200}), Change::Extend);
+            }
+            let body = json!({"items": [{"sku": sku, "qty": qty}]});
+            ("amend", body, Change::Amend { lines })
+        }
+        _ => ("extend", json!({"ttl_seconds": 7200}), Change::Extend),
+    }
 }
 
 async fn buyer(
@@ -243,8 +344,36 @@ async fn buyer(
             return;
         };
         busy.fetch_add(1, Ordering::AcqRel);
-        // Resolve one of this buyer's holds now and then; otherwise reserve.
-        if !mine.is_empty() && rng.below(3) == 0 {
+        let mut lost = false;
+        // Change or resolve one of this buyer's holds now and then; otherwise reserve.
+        let roll = rng.below(6);
+        if !mine.is_empty() && roll == 1 {
+            let id = mine[rng.below(mine.len() as u64) as usize].clone();
+            let held = model.lock().unwrap().reservations[&id].clone();
+            let (path, body, change) = pick_change(&mut rng, &held);
+            let key = format!("change-{}", sequence.fetch_add(1, Ordering::AcqRel));
+            let answer = send(
+                &http,
+                format!("{url}/api/reservations/{id}/{path}"),
+                &key,
+                &body,
+            )
+            .await;
+            let mut model = model.lock().unwrap();
+            match answer {
+                Some(answer) => changed(&mut model, &id, &change, answer),
+                None => {
+                    lost = true;
+                    model.pending.push(Pending::Change {
+                        key,
+                        id,
+                        path: path.to_owned(),
+                        body,
+                        change,
+                    })
+                }
+            }
+        } else if !mine.is_empty() && roll <= 2 {
             let id = mine.swap_remove(rng.below(mine.len() as u64) as usize);
             let commit = rng.below(2) == 0;
             let key = format!("resolve-{id}");
@@ -259,7 +388,10 @@ async fn buyer(
             let mut model = model.lock().unwrap();
             match answer {
                 Some(answer) => resolved(&mut model, &id, commit, answer),
-                None => model.pending.push(Pending::Resolve { key, id, commit }),
+                None => {
+                    lost = true;
+                    model.pending.push(Pending::Resolve { key, id, commit })
+                }
             }
         } else {
             let mut lines = vec![SKUS[rng.below(4) as usize].0];
@@ -286,13 +418,20 @@ async fn buyer(
                     }
                     reserved(&mut model, &key, &body, answer);
                 }
-                None => model.pending.push(Pending::Reserve { key, body }),
+                None => {
+                    lost = true;
+                    model.pending.push(Pending::Reserve { key, body })
+                }
             }
         }
         busy.fetch_sub(1, Ordering::AcqRel);
-        if base.borrow().is_none() {
-            // Killed: wait for the restart before the next request.
-            continue;
+        if lost {
+            // The answer was lost (the kill, or a timeout): what this buyer holds is in
+            // doubt until the retry after the next restart, so it waits for that rather
+            // than pick its next change from a stale view.
+            if base.wait_for(Option::is_none).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -333,6 +472,25 @@ fn in_doubt(model: &Model, pending: &[Pending]) -> BTreeMap<String, (u64, u64)> 
                     b.0 = b.0.saturating_sub(*qty);
                 }
             }
+            Pending::Change { id, change, .. } => match change {
+                Change::Extend => {}
+                Change::Part { sku, .. } => {
+                    let b = bounds.get_mut(sku).unwrap();
+                    b.0 = b.0.saturating_sub(1);
+                }
+                Change::Amend { lines } => {
+                    let before = &model.reservations[id].lines;
+                    for (sku, qty) in lines {
+                        let was = before.iter().find(|(s, _)| s == sku).map_or(0, |l| l.1);
+                        let b = bounds.get_mut(sku).unwrap();
+                        if *qty > was {
+                            b.1 += qty - was;
+                        } else {
+                            b.0 = b.0.saturating_sub(was - qty);
+                        }
+                    }
+                }
+            },
         }
     }
     bounds
@@ -349,6 +507,7 @@ async fn verify(
     http: &reqwest::Client,
     base: &str,
     reservations: &BTreeMap<String, Reservation>,
+    history: &HashMap<String, Vec<String>>,
     all: bool,
     rng: &mut Lcg,
 ) {
@@ -362,10 +521,44 @@ async fn verify(
                 State::Released => {}
             }
         }
+        for (sku, qty) in &r.sold {
+            *sold.entry(sku).or_default() += qty;
+        }
     }
     for (sku, stock) in SKUS {
         let level = get(http, format!("{base}/api/inventory/products/{sku}")).await;
         let reserved = held.get(sku).copied().unwrap_or(0);
+        if level["reserved"] != reserved && std::env::var_os("CRASH_DEBUG").is_some() {
+            for (id, r) in reservations {
+                let status = get(http, format!("{base}/api/reservations/{id}")).await;
+                let server: Vec<(String, u64)> = status["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|i| i["state"] == "held")
+                    .map(|i| {
+                        (
+                            i["sku"].as_str().unwrap().to_owned(),
+                            i["qty"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect();
+                let mut model: Vec<(String, u64)> = if r.state == State::Held {
+                    r.lines.clone()
+                } else {
+                    Vec::new()
+                };
+                let mut server = server;
+                server.sort();
+                model.sort();
+                if server != model {
+                    eprintln!(
+                        "DIFF {id}: server {server:?} model {model:?} {status}; history {:?}",
+                        history.get(id)
+                    );
+                }
+            }
+        }
         let on_hand = stock - sold.get(sku).copied().unwrap_or(0);
         assert_eq!(level["reserved"], reserved, "{sku}: {level}");
         assert_eq!(level["on_hand"], on_hand, "{sku}: {level}");
@@ -386,13 +579,23 @@ async fn verify(
             State::Committed => "committed",
             State::Released => "released",
         };
-        assert_eq!(status["status"], expected, "{id}: {status}");
+        assert_eq!(
+            status["status"],
+            expected,
+            "{id}: {status}; history {:?}",
+            history.get(id)
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("CRASH_DEBUG").is_some() {
+        // Kept for a post-mortem.
+        dir.disable_cleanup(true);
+        eprintln!("data directory {}", dir.path().display());
+    }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(0)
@@ -512,6 +715,23 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
                     .expect("the restarted server answers");
                     resolved(&mut model.lock().unwrap(), &id, commit, answer);
                 }
+                Pending::Change {
+                    key,
+                    id,
+                    path,
+                    body,
+                    change,
+                } => {
+                    let answer = send(
+                        &http,
+                        format!("{base}/api/reservations/{id}/{path}"),
+                        &key,
+                        &body,
+                    )
+                    .await
+                    .expect("the restarted server answers");
+                    changed(&mut model.lock().unwrap(), &id, &change, answer);
+                }
             }
         }
         // An acknowledged request sent again gets its original answer: the same hold,
@@ -553,8 +773,19 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
             }
             replays_checked += 1;
         }
-        let snapshot = model.lock().unwrap().reservations.clone();
-        verify(&http, &base, &snapshot, kill == KILLS - 1, &mut rng).await;
+        let (snapshot, history) = {
+            let model = model.lock().unwrap();
+            (model.reservations.clone(), model.history.clone())
+        };
+        verify(
+            &http,
+            &base,
+            &snapshot,
+            &history,
+            kill == KILLS - 1,
+            &mut rng,
+        )
+        .await;
         publish.send_replace(Some(base));
     }
 
@@ -583,8 +814,13 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let model = model.lock().unwrap();
     let held = model.reservations.len() as u64;
     eprintln!(
-        "crash test: {KILLS} SIGKILLs, {held} reservations acknowledged ({} refused), {retried} lost answers retried, {replays_checked} replays checked, {orphaned} units held by unacknowledged requests before their retry, {cut_short} orders cut short by a kill and released at the restart ({} of them retried), {} events in the log",
-        model.refused, model.cut_short, report.events
+        "crash test: {KILLS} SIGKILLs, {held} reservations acknowledged ({} refused), {} changes of live holds, {retried} lost answers retried, {replays_checked} replays checked, {orphaned} units held by unacknowledged requests before their retry, {cut_short} orders cut short by a kill and released at the restart ({} of them retried), {} events in the log",
+        model.refused, model.changes, model.cut_short, report.events
+    );
+    assert!(
+        model.changes > 100,
+        "too few changes of live holds: {}",
+        model.changes
     );
     assert!(held > 200, "too little load to mean anything: {held}");
     assert!(retried > 0, "no kill landed mid-request");
@@ -637,6 +873,21 @@ async fn log_holds(path: &std::path::Path) -> LogHolds {
                 Event::ReservationCommitted(e) => (e.reservation_id, sku),
                 Event::ReservationReleased(e) => (e.reservation_id, sku),
                 Event::ReservationExpired(e) => (e.reservation_id, sku),
+                // A live hold changed: its line now holds `remaining` or `total`.
+                Event::ReservationReduced(e) => {
+                    let s = seen.entry(e.reservation_id.to_string()).or_default();
+                    if let Some(line) = s.landed.iter_mut().find(|(l, _)| *l == sku) {
+                        line.1 = e.remaining.get();
+                    }
+                    return Ok(());
+                }
+                Event::ReservationIncreased(e) => {
+                    let s = seen.entry(e.reservation_id.to_string()).or_default();
+                    if let Some(line) = s.landed.iter_mut().find(|(l, _)| *l == sku) {
+                        line.1 = e.total.get();
+                    }
+                    return Ok(());
+                }
                 _ => return Ok(()),
             };
             seen.entry(id.to_string())

@@ -498,22 +498,32 @@ impl Inventory {
         let mut out = Vec::new();
         let mut earliest = None;
         for sku in &all {
-            let version = match changed.iter().find(|(s, _)| s == sku) {
-                Some((_, accepted)) => accepted.version,
+            let accepted = changed.iter().find(|(s, _)| s == sku).map(|(_, a)| a);
+            let version = match accepted {
+                Some(accepted) => accepted.version,
                 None => self.stock(sku).await.map_or(0, |l| l.version),
             };
-            if let Ok(LineStatus::Live {
-                qty, expires_at, ..
-            }) = self.line_status(sku, id).await
-            {
+            // What this call left the line holding comes from what it wrote: a release
+            // or commit racing in right after must not turn a done amendment into a
+            // refusal.
+            let status = self.line_status(sku, id).await;
+            let qty = match (accepted.and_then(held_after), &status) {
+                (Some(qty), _) => qty,
+                (None, Ok(LineStatus::Live { qty, .. })) if accepted.is_none() => *qty,
+                _ => continue,
+            };
+            if let Ok(LineStatus::Live { expires_at, .. }) = status {
                 earliest = Some(earliest.map_or(expires_at, |t: Timestamp| t.min(expires_at)));
-                out.push(ReservedLine {
-                    sku: sku.clone(),
-                    qty,
-                    parts: Vec::new(),
-                    version,
-                });
             }
+            if qty.is_zero() {
+                continue;
+            }
+            out.push(ReservedLine {
+                sku: sku.clone(),
+                qty,
+                parts: Vec::new(),
+                version,
+            });
         }
         finish(id, out, failed, earliest.or(expires_at), replayed)
     }
@@ -699,6 +709,17 @@ fn check_named<'a>(
         return Err(Error::Invalid(format!("name 1-{MAX_LINES} lines")));
     }
     Ok(())
+}
+
+/// What a line holds after the events of `accepted`, if they say (a hold, a growth, or
+/// a reduction that left some); `None` when they ended the line or changed nothing.
+fn held_after(accepted: &Accepted) -> Option<Quantity> {
+    accepted.events.iter().rev().find_map(|event| match event {
+        Event::StockReserved(e) => Some(e.qty),
+        Event::ReservationIncreased(e) => Some(e.total),
+        Event::ReservationReduced(e) => Some(e.remaining),
+        _ => None,
+    })
 }
 
 /// The answer of a change: an error only if nothing changed.

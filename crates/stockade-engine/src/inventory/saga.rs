@@ -151,13 +151,18 @@ impl Inventory {
             ));
         };
         let skus: Vec<Sku> = reserved.iter().map(|(sku, _)| sku.clone()).collect();
-        self.inner.locator.add(
-            first.id,
-            &skus,
-            first.order_id.as_ref(),
-            Some(&channel),
-            first.at,
-        );
+        // A retry that wrote nothing is not noted: the first attempt was (or the log
+        // answers), and the reservation may have gained lines by amendment since, which a
+        // cache entry made of these lines alone would hide from a later commit or release.
+        if !reserved.iter().all(|(_, r)| r.replayed) {
+            self.inner.locator.add(
+                first.id,
+                &skus,
+                first.order_id.as_ref(),
+                Some(&channel),
+                first.at,
+            );
+        }
         Ok(Reservation {
             id: first.id,
             order_id: first.order_id.clone(),
@@ -261,14 +266,14 @@ impl Inventory {
         let skus = self.skus_of(id).await?;
         let request = origin.request(None)?;
         self.check_owner(id, origin).await?;
-        // A commit of several lines is checked whole before any line is sold (see
-        // `changes`); a single line's commit is one decision already.
-        let (skus, _turn) = match (resolution, skus.len()) {
-            (Resolution::Committed, 2..) => {
-                let turn = Turn::take(&self.inner.reservation_locks, &id).await;
-                (self.check_commit(id, &skus, &request).await?, Some(turn))
-            }
-            _ => (skus, None),
+        // In the reservation's turn, so no change (an amendment growing then undoing a
+        // line) interleaves with its resolution. A commit of several lines is checked
+        // whole before any line is sold (see `changes`); a single line's commit is one
+        // decision already.
+        let _turn = Turn::take(&self.inner.reservation_locks, &id).await;
+        let skus = match (resolution, skus.len()) {
+            (Resolution::Committed, 2..) => self.check_commit(id, &skus, &request).await?,
+            _ => skus,
         };
         let outcomes = join_all(skus.iter().map(|sku| {
             let command = match resolution {
