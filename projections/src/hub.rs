@@ -217,6 +217,7 @@ mod tests {
             on_hand: Some(10),
             reserved: 0,
             available: Some(10),
+            ..Level::default()
         };
         Notice {
             locations: Vec::new(),

@@ -20,6 +20,10 @@ pub enum Status {
     OutOfStock,
     /// More is promised than exists (a count came in under what was reserved).
     Short,
+    /// What is left to sell is backorders: it ships when stock arrives.
+    Backorder,
+    /// Nothing on hand, stock expected: what sells now ships when it arrives.
+    Preorder,
 }
 
 impl Status {
@@ -29,6 +33,8 @@ impl Status {
             Status::LowStock => "low_stock",
             Status::OutOfStock => "out_of_stock",
             Status::Short => "short",
+            Status::Backorder => "backorder",
+            Status::Preorder => "preorder",
         }
     }
 
@@ -38,6 +44,8 @@ impl Status {
             Status::LowStock,
             Status::OutOfStock,
             Status::Short,
+            Status::Backorder,
+            Status::Preorder,
         ]
         .into_iter()
         .find(|status| status.as_str() == s)
@@ -45,17 +53,33 @@ impl Status {
 
     /// Whether a buyer can get at least one unit.
     pub fn can_sell(self) -> bool {
-        matches!(self, Status::InStock | Status::LowStock)
+        matches!(
+            self,
+            Status::InStock | Status::LowStock | Status::Backorder | Status::Preorder
+        )
     }
 }
 
 /// The quantities a reader sees. `None` means unlimited (digital goods without a cap).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Level {
     /// On hand (physical), licence limit (digital) or capacity per period (print on demand).
     pub on_hand: Option<u64>,
     pub reserved: u64,
     pub available: Option<u64>,
+    /// Units that may be held beyond on hand (`available` includes what is left of them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backorder_limit: u64,
+    /// Units held beyond on hand, waiting for stock.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backordered: u64,
+    /// Units expected from suppliers.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incoming: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Level {
@@ -67,7 +91,16 @@ impl Level {
                 Availability::Unlimited => None,
                 Availability::Limited(q) => Some(q.get()),
             },
+            backorder_limit: view.backorder_limit.get(),
+            backordered: view.backordered.get(),
+            incoming: view.incoming.get(),
         }
+    }
+
+    /// Whether all that is left to sell is backorders.
+    fn only_backorders(&self) -> bool {
+        let room = self.backorder_limit.saturating_sub(self.backordered);
+        self.backorder_limit > 0 && self.available.is_some_and(|a| a <= room)
     }
 }
 
@@ -79,6 +112,13 @@ pub fn status_of(level: &Level, short: bool, threshold: u64) -> Status {
     match level.available {
         None => Status::InStock,
         Some(0) => Status::OutOfStock,
+        Some(_) if level.only_backorders() => {
+            if level.on_hand == Some(0) && level.incoming > 0 {
+                Status::Preorder
+            } else {
+                Status::Backorder
+            }
+        }
         Some(a) if a <= threshold => Status::LowStock,
         Some(_) => Status::InStock,
     }
@@ -125,6 +165,7 @@ impl LocationLevel {
             on_hand: Some(self.on_hand),
             reserved: self.reserved,
             available: Some(self.available),
+            ..Level::default()
         }
     }
 
@@ -256,6 +297,11 @@ impl Cause {
             }
             Event::ReservationReduced(_) => "release_part",
             Event::ReservationIncreased(_) => "amend",
+            Event::BackorderLimitSet(_) => "set_backorder_limit",
+            Event::ReceiptExpected(_) => "expect_receipt",
+            Event::ReceiptReceived(_) => "receive_receipt",
+            Event::ReceiptCancelled(_) => "cancel_receipt",
+            Event::BackorderFilled(_) => "fill_backorder",
         };
         let order_id = match event {
             Event::StockReserved(e) => e.order_id.as_ref().map(|o| o.to_string()),
@@ -344,6 +390,7 @@ mod tests {
             on_hand: None,
             reserved: 5,
             available: None,
+            ..Level::default()
         };
         assert_eq!(status_of(&unlimited, false, 3), Status::InStock);
         assert_eq!(status_of(&unlimited, true, 3), Status::Short);

@@ -590,7 +590,12 @@ fn reservation_change(event: &Event) -> Option<ReservationChange> {
         | Event::TransferReceived(_)
         | Event::ReservationExtended(_)
         | Event::ReservationReduced(_)
-        | Event::ReservationIncreased(_) => None,
+        | Event::ReservationIncreased(_)
+        | Event::BackorderLimitSet(_)
+        | Event::ReceiptExpected(_)
+        | Event::ReceiptReceived(_)
+        | Event::ReceiptCancelled(_)
+        | Event::BackorderFilled(_) => None,
     }
 }
 

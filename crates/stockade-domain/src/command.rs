@@ -6,9 +6,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::Placement;
-use crate::ids::{Channel, LocationId, OrderId, ReservationId, Sku, TransferId};
+use crate::ids::{Channel, LocationId, OrderId, ReceiptRef, ReservationId, Sku, TransferId};
 use crate::pool::PoolConfig;
 use crate::quantity::Quantity;
+use crate::time::Timestamp;
 
 /// Longest hold a reservation may ask for. A cart held for weeks is a forgotten cart that
 /// blocks stock from every other buyer; anything longer is refused as an invalid TTL.
@@ -30,6 +31,10 @@ pub enum Command {
     Adjust(Adjust),
     ShipTransfer(ShipTransfer),
     ReceiveTransfer(ReceiveTransfer),
+    SetBackorderLimit(SetBackorderLimit),
+    ExpectReceipt(ExpectReceipt),
+    ReceiveReceipt(ReceiveReceipt),
+    CancelReceipt(CancelReceipt),
     /// Internal: written by the engine's expiry timer, never by callers.
     Expire(Expire),
 }
@@ -49,6 +54,10 @@ impl Command {
             Command::Adjust(_) => "adjust",
             Command::ShipTransfer(_) => "ship_transfer",
             Command::ReceiveTransfer(_) => "receive_transfer",
+            Command::SetBackorderLimit(_) => "set_backorder_limit",
+            Command::ExpectReceipt(_) => "expect_receipt",
+            Command::ReceiveReceipt(_) => "receive_receipt",
+            Command::CancelReceipt(_) => "cancel_receipt",
             Command::Expire(_) => "expire",
         }
     }
@@ -153,4 +162,36 @@ pub struct ReceiveTransfer {
 pub enum StockChange {
     Delta(i64),
     Count(Quantity),
+}
+
+/// How many units a SKU may hold beyond what is on hand (less safety stock), as
+/// backorders: lines beyond stock are held as backordered and filled first-in first-out
+/// as stock arrives. 0 takes no backorders (holds already backordered stay so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetBackorderLimit {
+    pub limit: Quantity,
+}
+
+/// Stock on its way: `qty` units expected at `eta` under `reference` (a purchase order),
+/// at `location` (required when the SKU is at several).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectReceipt {
+    pub reference: ReceiptRef,
+    pub qty: Quantity,
+    pub eta: Timestamp,
+    pub location: Option<LocationId>,
+}
+
+/// Units of an expected receipt arrived: `qty` of them, or all that are outstanding when
+/// `None`. More than expected is accepted (an over-delivery is a fact).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveReceipt {
+    pub reference: ReceiptRef,
+    pub qty: Option<Quantity>,
+}
+
+/// What is outstanding of a receipt will not come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelReceipt {
+    pub reference: ReceiptRef,
 }

@@ -4,11 +4,13 @@
 use crate::allocation::Placement;
 use crate::allocation::{Part, Unallocatable, allocate};
 use crate::command::{
-    Adjust, Amend, Command, Commit, Expire, Extend, MAX_REASON_CHARS, MAX_REFERENCE_CHARS, MAX_TTL,
-    ReceiveTransfer, Reduce, RegisterSku, Release, Reserve, ShipTransfer, StockChange,
+    Adjust, Amend, CancelReceipt, Command, Commit, ExpectReceipt, Expire, Extend, MAX_REASON_CHARS,
+    MAX_REFERENCE_CHARS, MAX_TTL, ReceiveReceipt, ReceiveTransfer, Reduce, RegisterSku, Release,
+    Reserve, SetBackorderLimit, ShipTransfer, StockChange,
 };
 use crate::event::{
-    Event, ReservationCommitted, ReservationExpired, ReservationExtended, ReservationIncreased,
+    BackorderFilled, BackorderLimitSet, Event, ReceiptCancelled, ReceiptExpected, ReceiptReceived,
+    ReservationCommitted, ReservationExpired, ReservationExtended, ReservationIncreased,
     ReservationReduced, ReservationReleased, SkuRegistered, StockAdjusted, StockReserved,
     TransferReceived, TransferShipped,
 };
@@ -16,7 +18,7 @@ use crate::ids::ReservationId;
 use crate::pool::{PoolConfig, PoolKind};
 use crate::quantity::{ArithmeticError, Quantity};
 use crate::rejection::{Rejection, Resolution};
-use crate::state::{Availability, MAX_IN_TRANSIT, Reservation, SkuState, StockRef};
+use crate::state::{Availability, MAX_IN_TRANSIT, MAX_RECEIPTS, Reservation, SkuState, StockRef};
 use crate::time::Timestamp;
 
 /// Decides `command` against `state` at `now`.
@@ -54,8 +56,25 @@ pub fn decide(
         Command::Adjust(c) => adjust(stock, c, now)?,
         Command::ShipTransfer(c) => ship(stock, c, now)?,
         Command::ReceiveTransfer(c) => receive(stock, c, now)?,
+        Command::SetBackorderLimit(c) => set_backorder_limit(stock, c, now)?,
+        Command::ExpectReceipt(c) => expect_receipt(stock, c, now)?,
+        Command::ReceiveReceipt(c) => receive_receipt(stock, c, now)?,
+        Command::CancelReceipt(c) => cancel_receipt(stock, c, now)?,
     };
-    Ok(vec![event])
+    // Stock freed or brought in fills the backorders waiting, first in first out: each
+    // filling is told in the same decision, right after its cause.
+    let fills = stock.fills(&event);
+    let mut events = Vec::with_capacity(1 + fills.len());
+    events.push(event);
+    events.extend(fills.into_iter().map(|(id, qty, backordered)| {
+        Event::BackorderFilled(BackorderFilled {
+            reservation_id: id,
+            qty,
+            backordered,
+            at: now,
+        })
+    }));
+    Ok(events)
 }
 
 fn register(c: &RegisterSku, now: Timestamp) -> Result<Vec<Event>, Rejection> {
@@ -224,6 +243,13 @@ fn commit(stock: StockRef<'_>, c: &Commit, now: Timestamp) -> Result<Event, Reje
             reservation_id: r.id,
         });
     }
+    let backordered = stock.backordered_of(&r.id);
+    if !backordered.is_zero() {
+        return Err(Rejection::Backordered {
+            reservation_id: r.id,
+            backordered,
+        });
+    }
     Ok(Event::ReservationCommitted(ReservationCommitted {
         reservation_id: r.id,
         qty: r.qty,
@@ -286,6 +312,16 @@ fn reduce(stock: StockRef<'_>, c: &Reduce, now: Timestamp) -> Result<Event, Reje
         return Err(Rejection::AtRisk {
             reservation_id: r.id,
         });
+    }
+    // A hold's first units are the covered ones: those may be sold, the rest wait.
+    if c.sell {
+        let backordered = stock.backordered_of(&r.id);
+        if c.qty > r.qty.saturating_sub(backordered) {
+            return Err(Rejection::Backordered {
+                reservation_id: r.id,
+                backordered,
+            });
+        }
     }
     if c.qty == r.qty {
         return Ok(ended_whole(r.id, r.qty, c.sell, now));
@@ -364,7 +400,18 @@ fn amend(stock: StockRef<'_>, c: &Amend, now: Timestamp) -> Result<Event, Reject
         });
     }
     let parts = take(stock, &c.placement, more, now)?;
-    stock.reserved_total().checked_add(more)?;
+    let total = stock.reserved_total().checked_add(more)?;
+    // A hold keeps its place in line: growing it beyond what is on hand would push the
+    // backorders behind it further back. Beyond stock, the extra units are a new line.
+    if !stock.backorder_limit().is_zero()
+        && let Some(on_hand) = stock.limit()
+        && total > on_hand
+    {
+        return Err(Rejection::InsufficientStock {
+            requested: more,
+            available: on_hand.saturating_sub(stock.reserved_total()),
+        });
+    }
     Ok(Event::ReservationIncreased(ReservationIncreased {
         reservation_id: r.id,
         qty: more,
@@ -421,7 +468,8 @@ fn adjust(stock: StockRef<'_>, c: &Adjust, now: Timestamp) -> Result<Event, Reje
     };
     let current = changed(previous, c.change)?;
     // A count below what is promised is still a fact: accept it, name who is at risk.
-    let at_risk = stock.at_risk_with_limit(now, current);
+    // Backorders within their limit are expected, not at risk.
+    let at_risk = stock.at_risk_with_limit(now, current.saturating_add(stock.backorder_limit()));
     Ok(Event::StockAdjusted(StockAdjusted {
         location: None,
         change: c.change,
@@ -594,6 +642,145 @@ fn receive(stock: StockRef<'_>, c: &ReceiveTransfer, now: Timestamp) -> Result<E
     Ok(Event::TransferReceived(TransferReceived {
         transfer_id: c.transfer_id.clone(),
         to,
+        qty,
+        at: now,
+    }))
+}
+
+fn physical_only(stock: StockRef<'_>, what: &str) -> Result<(), Rejection> {
+    match stock.pool_kind() {
+        PoolKind::Physical => Ok(()),
+        pool => Err(Rejection::UnsupportedForPool {
+            pool,
+            what: what.into(),
+        }),
+    }
+}
+
+fn set_backorder_limit(
+    stock: StockRef<'_>,
+    c: &SetBackorderLimit,
+    now: Timestamp,
+) -> Result<Event, Rejection> {
+    physical_only(
+        stock,
+        "take backorders (only stock on hand can be backordered)",
+    )?;
+    if stock.location_count() > 1 {
+        return Err(Rejection::InvalidPool {
+            reason: "backorders are taken at a SKU with one location".into(),
+        });
+    }
+    let limit = c.limit.in_range()?;
+    let previous = stock.backorder_limit();
+    if limit == previous {
+        return Err(Rejection::InvalidPool {
+            reason: format!("the backorder limit is already {limit}"),
+        });
+    }
+    // Lowering it below what is backordered is allowed: the latest holds beyond the new
+    // limit are then at risk, as after a count that found less.
+    Ok(Event::BackorderLimitSet(BackorderLimitSet {
+        limit,
+        previous,
+        at: now,
+    }))
+}
+
+fn expect_receipt(
+    stock: StockRef<'_>,
+    c: &ExpectReceipt,
+    now: Timestamp,
+) -> Result<Event, Rejection> {
+    physical_only(stock, "expect receipts (it has no stock on hand)")?;
+    if c.qty.is_zero() {
+        return Err(Rejection::InvalidQuantity);
+    }
+    c.qty.in_range()?;
+    if c.eta <= now {
+        return Err(Rejection::InvalidReceipt {
+            reason: format!("the expected arrival {} is not in the future", c.eta),
+        });
+    }
+    if stock.receipt(&c.reference).is_some() {
+        return Err(Rejection::DuplicateReceipt {
+            reference: c.reference.clone(),
+        });
+    }
+    if stock.receipts_open() >= MAX_RECEIPTS {
+        return Err(Rejection::InvalidReceipt {
+            reason: format!("a SKU expects at most {MAX_RECEIPTS} receipts at once"),
+        });
+    }
+    let locations = stock.locations(now);
+    let location = match &c.location {
+        Some(named) => locations
+            .iter()
+            .find(|l| &l.location == named)
+            .map(|l| l.location.clone())
+            .ok_or_else(|| Rejection::UnknownLocation {
+                location: named.clone(),
+            })?,
+        None if locations.len() == 1 => locations[0].location.clone(),
+        None => return Err(Rejection::LocationRequired),
+    };
+    Ok(Event::ReceiptExpected(ReceiptExpected {
+        reference: c.reference.clone(),
+        location,
+        qty: c.qty,
+        eta: c.eta,
+        at: now,
+    }))
+}
+
+fn receive_receipt(
+    stock: StockRef<'_>,
+    c: &ReceiveReceipt,
+    now: Timestamp,
+) -> Result<Event, Rejection> {
+    let Some((location, expected, _)) = stock.receipt(&c.reference) else {
+        return Err(Rejection::UnknownReceipt {
+            reference: c.reference.clone(),
+        });
+    };
+    let qty = c.qty.unwrap_or(expected);
+    if qty.is_zero() {
+        return Err(Rejection::InvalidQuantity);
+    }
+    qty.in_range()?;
+    // On hand, here and in total, must stay in range once the units are in.
+    let here = stock
+        .locations(now)
+        .into_iter()
+        .find(|l| l.location == location)
+        .map_or(Quantity::ZERO, |l| l.on_hand);
+    here.checked_add(qty)?.in_range()?;
+    stock
+        .limit()
+        .unwrap_or(Quantity::ZERO)
+        .checked_add(qty)?
+        .in_range()?;
+    Ok(Event::ReceiptReceived(ReceiptReceived {
+        reference: c.reference.clone(),
+        location,
+        qty,
+        remaining: expected.saturating_sub(qty),
+        at: now,
+    }))
+}
+
+fn cancel_receipt(
+    stock: StockRef<'_>,
+    c: &CancelReceipt,
+    now: Timestamp,
+) -> Result<Event, Rejection> {
+    let Some((_, qty, _)) = stock.receipt(&c.reference) else {
+        return Err(Rejection::UnknownReceipt {
+            reference: c.reference.clone(),
+        });
+    };
+    Ok(Event::ReceiptCancelled(ReceiptCancelled {
+        reference: c.reference.clone(),
         qty,
         at: now,
     }))

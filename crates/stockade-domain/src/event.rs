@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use crate::allocation::Part;
 use crate::command::StockChange;
-use crate::ids::{Channel, LocationId, OrderId, Principal, ReservationId, Sku, TransferId};
+use crate::ids::{
+    Channel, LocationId, OrderId, Principal, ReceiptRef, ReservationId, Sku, TransferId,
+};
 use crate::pool::PoolConfig;
 use crate::quantity::Quantity;
 use crate::rejection::Resolution;
@@ -32,11 +34,16 @@ pub enum Event {
     ReservationExtended(ReservationExtended),
     ReservationReduced(ReservationReduced),
     ReservationIncreased(ReservationIncreased),
+    BackorderLimitSet(BackorderLimitSet),
+    ReceiptExpected(ReceiptExpected),
+    ReceiptReceived(ReceiptReceived),
+    ReceiptCancelled(ReceiptCancelled),
+    BackorderFilled(BackorderFilled),
 }
 
 impl Event {
     /// All event type names, as stored beside each payload.
-    pub const TYPES: [&'static str; 11] = [
+    pub const TYPES: [&'static str; 16] = [
         "SkuRegistered",
         "StockAdjusted",
         "StockReserved",
@@ -48,6 +55,11 @@ impl Event {
         "ReservationExtended",
         "ReservationReduced",
         "ReservationIncreased",
+        "BackorderLimitSet",
+        "ReceiptExpected",
+        "ReceiptReceived",
+        "ReceiptCancelled",
+        "BackorderFilled",
     ];
 
     /// The type name stored beside the payload; one of [`Event::TYPES`].
@@ -64,6 +76,11 @@ impl Event {
             Event::ReservationExtended(_) => Self::TYPES[8],
             Event::ReservationReduced(_) => Self::TYPES[9],
             Event::ReservationIncreased(_) => Self::TYPES[10],
+            Event::BackorderLimitSet(_) => Self::TYPES[11],
+            Event::ReceiptExpected(_) => Self::TYPES[12],
+            Event::ReceiptReceived(_) => Self::TYPES[13],
+            Event::ReceiptCancelled(_) => Self::TYPES[14],
+            Event::BackorderFilled(_) => Self::TYPES[15],
         }
     }
 
@@ -81,6 +98,11 @@ impl Event {
             Event::ReservationExtended(e) => e.at,
             Event::ReservationReduced(e) => e.at,
             Event::ReservationIncreased(e) => e.at,
+            Event::BackorderLimitSet(e) => e.at,
+            Event::ReceiptExpected(e) => e.at,
+            Event::ReceiptReceived(e) => e.at,
+            Event::ReceiptCancelled(e) => e.at,
+            Event::BackorderFilled(e) => e.at,
         }
     }
 
@@ -97,7 +119,14 @@ impl Event {
             Event::SkuRegistered(_)
             | Event::StockAdjusted(_)
             | Event::TransferShipped(_)
-            | Event::TransferReceived(_) => None,
+            | Event::TransferReceived(_)
+            | Event::BackorderLimitSet(_)
+            | Event::ReceiptExpected(_)
+            | Event::ReceiptReceived(_)
+            | Event::ReceiptCancelled(_) => None,
+            // It names a hold but changes nothing of it: the pipelined state must not take
+            // it for a change of the hold (see `SkuState::stage`).
+            Event::BackorderFilled(_) => None,
         }
     }
 }
@@ -231,6 +260,56 @@ pub struct TransferReceived {
     pub transfer_id: TransferId,
     pub to: LocationId,
     pub qty: Quantity,
+    pub at: Timestamp,
+}
+
+/// The SKU may now hold `limit` units beyond what is on hand (less safety stock), as
+/// backorders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackorderLimitSet {
+    pub limit: Quantity,
+    pub previous: Quantity,
+    pub at: Timestamp,
+}
+
+/// `qty` units are expected at `location` by `eta` under `reference`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptExpected {
+    pub reference: ReceiptRef,
+    pub location: LocationId,
+    pub qty: Quantity,
+    pub eta: Timestamp,
+    pub at: Timestamp,
+}
+
+/// `qty` units of receipt `reference` arrived at `location` and are on hand; `remaining`
+/// are still expected (0 closes the receipt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptReceived {
+    pub reference: ReceiptRef,
+    pub location: LocationId,
+    pub qty: Quantity,
+    pub remaining: Quantity,
+    pub at: Timestamp,
+}
+
+/// The `qty` units still expected under `reference` will not come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptCancelled {
+    pub reference: ReceiptRef,
+    pub qty: Quantity,
+    pub at: Timestamp,
+}
+
+/// `qty` backordered units of a live hold are now covered by stock on hand (first in,
+/// first out); `backordered` are still waiting. Written after the event that freed or
+/// brought the stock, in the same decision; it changes no figure (what is backordered
+/// follows from the holds' order and the stock), it tells readers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackorderFilled {
+    pub reservation_id: ReservationId,
+    pub qty: Quantity,
+    pub backordered: Quantity,
     pub at: Timestamp,
 }
 

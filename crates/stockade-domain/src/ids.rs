@@ -116,6 +116,11 @@ string_id!(
     TransferId, "transfer id", 64, is_plain, "1-64 characters of A-Z a-z 0-9 . _ -"
 );
 string_id!(
+    /// Stock on its way from a supplier, named by its caller (a purchase order or an
+    /// advance shipping notice): 1–64 characters of `[A-Za-z0-9._-]`.
+    ReceiptRef, "receipt reference", 64, is_plain, "1-64 characters of A-Z a-z 0-9 . _ -"
+);
+string_id!(
     /// Who acted: a user, service or token name; 1–128 printable characters.
     Principal, "principal", 128, is_printable, "1-128 printable characters"
 );

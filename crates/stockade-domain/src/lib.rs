@@ -38,21 +38,25 @@ mod tests;
 
 pub use allocation::{Part, Placement};
 pub use command::{
-    Adjust, Amend, Command, Commit, Expire, Extend, MAX_TTL, ReceiveTransfer, Reduce, RegisterSku,
-    Release, Reserve, ShipTransfer, StockChange,
+    Adjust, Amend, CancelReceipt, Command, Commit, ExpectReceipt, Expire, Extend, MAX_TTL,
+    ReceiveReceipt, ReceiveTransfer, Reduce, RegisterSku, Release, Reserve, SetBackorderLimit,
+    ShipTransfer, StockChange,
 };
 pub use decide::decide;
 pub use event::{
-    Event, EventMetadata, ReservationCommitted, ReservationExpired, ReservationExtended,
+    BackorderFilled, BackorderLimitSet, Event, EventMetadata, ReceiptCancelled, ReceiptExpected,
+    ReceiptReceived, ReservationCommitted, ReservationExpired, ReservationExtended,
     ReservationIncreased, ReservationReduced, ReservationReleased, SCHEMA_VERSION, SkuRegistered,
     StockAdjusted, StockReserved, TransferReceived, TransferShipped,
 };
-pub use ids::{Channel, InvalidId, LocationId, OrderId, Principal, ReservationId, Sku, TransferId};
+pub use ids::{
+    Channel, InvalidId, LocationId, OrderId, Principal, ReceiptRef, ReservationId, Sku, TransferId,
+};
 pub use pool::{Component, LocationConfig, MAX_COMPONENTS, MAX_LOCATIONS, PoolConfig, PoolKind};
 pub use quantity::{ArithmeticError, Quantity};
 pub use rejection::{Inconsistency, Rejection, Resolution};
 pub use state::{
-    Availability, HoldFacts, Landed, Ledger, LocationView, Reservation, SkuState, StockRef,
-    StockView, evolve,
+    Availability, HoldFacts, Landed, Ledger, LocationView, MAX_RECEIPTS, ReceiptView, Reservation,
+    SkuState, StockRef, StockView, evolve,
 };
 pub use time::{InvalidTimestamp, Timestamp};

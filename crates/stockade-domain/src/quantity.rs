@@ -92,6 +92,16 @@ impl Quantity {
 
     /// `self - rhs`, or zero when `rhs` is larger. Only for derived views (availability
     /// shown as 0 while a SKU is short), never for state changes.
+    /// The sum, or [`Quantity::MAX`] beyond it (for bounds that only ever cap a figure).
+    pub const fn saturating_add(self, rhs: Quantity) -> Quantity {
+        let sum = self.0.saturating_add(rhs.0);
+        if sum > Quantity::MAX.0 {
+            Quantity::MAX
+        } else {
+            Quantity(sum)
+        }
+    }
+
     pub const fn saturating_sub(self, rhs: Quantity) -> Quantity {
         Quantity(self.0.saturating_sub(rhs.0))
     }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::ids::{LocationId, ReservationId, Sku, TransferId};
+use crate::ids::{LocationId, ReceiptRef, ReservationId, Sku, TransferId};
 use crate::pool::PoolKind;
 use crate::quantity::{ArithmeticError, Quantity};
 use crate::time::Timestamp;
@@ -120,6 +120,19 @@ pub enum Rejection {
         reservation_id: ReservationId,
         qty: Quantity,
     },
+    #[error(
+        "reservation {reservation_id} has {backordered} units waiting for stock; sell what is covered, or wait for the stock"
+    )]
+    Backordered {
+        reservation_id: ReservationId,
+        backordered: Quantity,
+    },
+    #[error("receipt {reference} is not expected")]
+    UnknownReceipt { reference: ReceiptRef },
+    #[error("receipt {reference} is already expected")]
+    DuplicateReceipt { reference: ReceiptRef },
+    #[error("invalid receipt: {reason}")]
+    InvalidReceipt { reason: String },
 }
 
 impl Rejection {
@@ -154,6 +167,10 @@ impl Rejection {
             Rejection::NotAnExtension { .. } => "not_an_extension",
             Rejection::BeyondMaxHold { .. } => "beyond_max_hold",
             Rejection::Unchanged { .. } => "unchanged",
+            Rejection::Backordered { .. } => "backordered",
+            Rejection::UnknownReceipt { .. } => "unknown_receipt",
+            Rejection::DuplicateReceipt { .. } => "duplicate_receipt",
+            Rejection::InvalidReceipt { .. } => "invalid_receipt",
         }
     }
 }
@@ -200,4 +217,6 @@ pub enum Inconsistency {
     InvalidSnapshot(String),
     #[error("locations: {0}")]
     Locations(String),
+    #[error("backorders and receipts: {0}")]
+    Receipts(String),
 }

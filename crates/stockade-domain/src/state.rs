@@ -40,10 +40,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::allocation::{LocationStock, Part};
 use crate::event::{
-    Event, ReservationExtended, ReservationIncreased, ReservationReduced, StockAdjusted,
-    StockReserved, TransferReceived, TransferShipped,
+    BackorderLimitSet, Event, ReceiptExpected, ReceiptReceived, ReservationExtended,
+    ReservationIncreased, ReservationReduced, StockAdjusted, StockReserved, TransferReceived,
+    TransferShipped,
 };
-use crate::ids::{LocationId, OrderId, ReservationId, Sku, TransferId};
+use crate::ids::{LocationId, OrderId, ReceiptRef, ReservationId, Sku, TransferId};
 use crate::pool::{Component, DEFAULT_LOCATION, LocationConfig, PoolConfig, PoolKind};
 use crate::quantity::Quantity;
 use crate::rejection::{Inconsistency, Resolution};
@@ -541,6 +542,12 @@ enum PoolState {
         sites: Vec<Site>,
         /// Transfers shipped and not yet received.
         transfers: BTreeMap<TransferId, InTransit>,
+        /// Units that may be held beyond on hand, as backorders (one location only).
+        #[serde(default)]
+        backorder_limit: Quantity,
+        /// Stock expected from suppliers and not yet (all) received.
+        #[serde(default)]
+        receipts: BTreeMap<ReceiptRef, Incoming>,
     },
     Digital {
         license_limit: Option<Quantity>,
@@ -573,6 +580,17 @@ struct Site {
     /// Units in transit to here.
     incoming: Quantity,
 }
+
+/// An expected receipt: where it arrives, the units still expected, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Incoming {
+    site: u32,
+    qty: Quantity,
+    eta: Timestamp,
+}
+
+/// Most receipts one SKU may expect at once: they live in its state.
+pub const MAX_RECEIPTS: usize = 1_000;
 
 /// A transfer on its way: site indices and units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -638,6 +656,30 @@ pub struct StockView {
     /// Units in transit between the SKU's locations: not sellable, not lost.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub in_transit: Quantity,
+    /// Units that may be held beyond on hand, as backorders.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backorder_limit: Quantity,
+    /// Units held beyond on hand, waiting for stock (first in, first filled).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backordered: Quantity,
+    /// Units expected from suppliers (open receipts).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incoming: Quantity,
+    /// When the earliest open receipt is expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_eta: Option<Timestamp>,
+    /// The open receipts, earliest expected first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<ReceiptView>,
+}
+
+/// A receipt still expected: units and when, at which location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptView {
+    pub reference: ReceiptRef,
+    pub location: LocationId,
+    pub qty: Quantity,
+    pub eta: Timestamp,
 }
 
 fn is_zero(q: &Quantity) -> bool {
@@ -735,6 +777,8 @@ impl Stock {
                         })
                         .collect(),
                     transfers: BTreeMap::new(),
+                    backorder_limit: Quantity::ZERO,
+                    receipts: BTreeMap::new(),
                 }
             }
             PoolConfig::Digital { license_limit } => PoolState::Digital {
@@ -915,9 +959,19 @@ impl Stock {
             places,
             sites,
             transfers,
+            backorder_limit,
+            receipts,
         } = &tally.pool
         {
             validate_sites(holds, *on_hand, *safety_stock, places, sites, transfers)?;
+            if (!backorder_limit.is_zero() && sites.len() > 1)
+                || receipts.len() > MAX_RECEIPTS
+                || receipts
+                    .values()
+                    .any(|r| r.qty.is_zero() || r.site as usize >= sites.len())
+            {
+                return Err("backorders or receipts that do not fit the locations".into());
+            }
         } else if !holds.splits.is_empty() || holds.live.values().any(|h| h.site != 0) {
             return Err("holds at locations in a pool without locations".into());
         }
@@ -1004,6 +1058,57 @@ fn validate_sites(
 }
 
 impl Tally {
+    /// Units that may be held beyond on hand, as backorders (0 for other pools).
+    fn backorder_limit(&self) -> Quantity {
+        match self.pool {
+            PoolState::Physical {
+                backorder_limit, ..
+            } => backorder_limit,
+            _ => Quantity::ZERO,
+        }
+    }
+
+    /// What holds may reach before the SKU is short: the limit, and for a physical SKU
+    /// its backorder limit beyond it.
+    fn risk_limit(&self) -> Option<Quantity> {
+        self.limit()
+            .map(|limit| limit.saturating_add(self.backorder_limit()))
+    }
+
+    /// Units expected from suppliers, and the earliest arrival.
+    fn incoming(&self) -> (Quantity, Option<Timestamp>) {
+        match &self.pool {
+            PoolState::Physical { receipts, .. } => (
+                bounded_sum(receipts.values().map(|r| r.qty)),
+                receipts.values().map(|r| r.eta).min(),
+            ),
+            _ => (Quantity::ZERO, None),
+        }
+    }
+
+    /// The open receipts, earliest expected first.
+    fn receipt_views(&self) -> Vec<ReceiptView> {
+        let PoolState::Physical {
+            places, receipts, ..
+        } = &self.pool
+        else {
+            return Vec::new();
+        };
+        let mut open: Vec<ReceiptView> = receipts
+            .iter()
+            .filter_map(|(reference, r)| {
+                Some(ReceiptView {
+                    reference: reference.clone(),
+                    location: places.get(r.site as usize)?.id.clone(),
+                    qty: r.qty,
+                    eta: r.eta,
+                })
+            })
+            .collect();
+        open.sort_by(|a, b| (a.eta, &a.reference).cmp(&(b.eta, &b.reference)));
+        open
+    }
+
     fn limit(&self) -> Option<Quantity> {
         match self.pool {
             PoolState::Physical { on_hand, .. } => Some(on_hand),
@@ -1107,8 +1212,14 @@ impl Tally {
             PoolState::Physical {
                 on_hand,
                 safety_stock,
+                backorder_limit,
                 ..
-            } => Availability::Limited(on_hand.saturating_sub(*safety_stock).saturating_sub(held)),
+            } => Availability::Limited(
+                on_hand
+                    .saturating_sub(*safety_stock)
+                    .saturating_add(*backorder_limit)
+                    .saturating_sub(held),
+            ),
             PoolState::Digital {
                 license_limit: None,
                 ..
@@ -1137,7 +1248,7 @@ impl Tally {
                     .map(|(s, h)| h.saturating_sub(s.on_hand)),
             );
         }
-        self.limit().map_or(Quantity::ZERO, |limit| {
+        self.risk_limit().map_or(Quantity::ZERO, |limit| {
             bounded_sum([held, sold].into_iter()).saturating_sub(limit)
         })
     }
@@ -1184,6 +1295,17 @@ impl Tally {
                 }
                 _ => Quantity::ZERO,
             },
+            backorder_limit: self.backorder_limit(),
+            // Held beyond on hand, within the backorder limit (beyond it is the shortfall).
+            backordered: match self.pool {
+                PoolState::Physical { on_hand, .. } => {
+                    held.saturating_sub(on_hand).min(self.backorder_limit())
+                }
+                _ => Quantity::ZERO,
+            },
+            incoming: self.incoming().0,
+            next_eta: self.incoming().1,
+            receipts: self.receipt_views(),
         }
     }
 
@@ -1254,6 +1376,30 @@ fn apply_to(
         Event::StockAdjusted(e) => apply_adjusted(tally, e)?,
         Event::TransferShipped(e) => apply_shipped(tally, e)?,
         Event::TransferReceived(e) => apply_received(tally, e)?,
+        Event::BackorderLimitSet(e) => apply_backorder_limit(tally, e)?,
+        Event::ReceiptExpected(e) => apply_expected(tally, e)?,
+        Event::ReceiptReceived(e) => apply_receipt(tally, e)?,
+        Event::ReceiptCancelled(e) => {
+            let gone = match &mut tally.pool {
+                PoolState::Physical { receipts, .. } => receipts.remove(&e.reference),
+                _ => None,
+            };
+            if gone.is_none_or(|r| r.qty != e.qty) {
+                return Err(Inconsistency::Receipts(format!(
+                    "receipt {} cancelled with {} units, which is not what it expected",
+                    e.reference, e.qty
+                )));
+            }
+        }
+        // A fact for readers: what is backordered follows from the holds and the stock.
+        Event::BackorderFilled(e) => {
+            if holds.hold(&e.reservation_id).is_none() {
+                return Err(Inconsistency::NotLive {
+                    event_type: event.event_type(),
+                    reservation_id: e.reservation_id,
+                });
+            }
+        }
     }
     tally.advance_clock(event.at());
     Ok(())
@@ -1799,6 +1945,102 @@ fn apply_received(tally: &mut Tally, e: &TransferReceived) -> Result<(), Inconsi
     Ok(())
 }
 
+fn apply_backorder_limit(tally: &mut Tally, e: &BackorderLimitSet) -> Result<(), Inconsistency> {
+    let PoolState::Physical {
+        sites,
+        backorder_limit,
+        ..
+    } = &mut tally.pool
+    else {
+        return Err(Inconsistency::Receipts(
+            "a backorder limit at a SKU without stock on hand".into(),
+        ));
+    };
+    if sites.len() > 1 || *backorder_limit != e.previous {
+        return Err(Inconsistency::Receipts(format!(
+            "backorder limit set from {} at a SKU at {} locations with limit {backorder_limit}",
+            e.previous,
+            sites.len()
+        )));
+    }
+    *backorder_limit = e.limit.in_range()?;
+    Ok(())
+}
+
+fn apply_expected(tally: &mut Tally, e: &ReceiptExpected) -> Result<(), Inconsistency> {
+    let PoolState::Physical {
+        places, receipts, ..
+    } = &mut tally.pool
+    else {
+        return Err(Inconsistency::Receipts(
+            "a receipt at a SKU without stock on hand".into(),
+        ));
+    };
+    let site = site_index(places, &e.location);
+    let Some(site) = site.filter(|_| !e.qty.is_zero() && !receipts.contains_key(&e.reference))
+    else {
+        return Err(Inconsistency::Receipts(format!(
+            "receipt {} expected twice, empty, or at an unknown location",
+            e.reference
+        )));
+    };
+    receipts.insert(
+        e.reference.clone(),
+        Incoming {
+            site,
+            qty: e.qty.in_range()?,
+            eta: e.eta,
+        },
+    );
+    Ok(())
+}
+
+fn apply_receipt(tally: &mut Tally, e: &ReceiptReceived) -> Result<(), Inconsistency> {
+    let PoolState::Physical {
+        on_hand,
+        places,
+        sites,
+        receipts,
+        ..
+    } = &mut tally.pool
+    else {
+        return Err(Inconsistency::Receipts(
+            "a receipt at a SKU without stock on hand".into(),
+        ));
+    };
+    let Some(expected) = receipts.get(&e.reference).copied() else {
+        return Err(Inconsistency::Receipts(format!(
+            "receipt {} received but not expected",
+            e.reference
+        )));
+    };
+    if site_index(places, &e.location) != Some(expected.site)
+        || expected.qty.saturating_sub(e.qty) != e.remaining
+        || e.qty.is_zero()
+    {
+        return Err(Inconsistency::Receipts(format!(
+            "receipt {} received with {} units at {}, leaving {}; it expected {}",
+            e.reference, e.qty, e.location, e.remaining, expected.qty
+        )));
+    }
+    let Some(site) = sites.get_mut(expected.site as usize) else {
+        return Err(Inconsistency::Receipts(format!(
+            "receipt {} at a location the SKU does not have",
+            e.reference
+        )));
+    };
+    let here = site.on_hand.checked_add(e.qty)?.in_range()?;
+    let total = on_hand.checked_add(e.qty)?.in_range()?;
+    site.on_hand = here;
+    *on_hand = total;
+    if e.remaining.is_zero() {
+        receipts.remove(&e.reference);
+    } else if let Some(r) = receipts.get_mut(&e.reference) {
+        r.qty = e.remaining;
+    }
+    Ok(())
+}
+
 /// One side of a SKU's stock, read-only: the applied side, or the speculative one.
 #[derive(Clone, Copy)]
 pub struct StockRef<'a> {
@@ -2012,15 +2254,182 @@ impl<'a> StockRef<'a> {
                     .as_ref()
                     .and_then(|b| b.get(i).copied())
                     .unwrap_or(held);
+                // Backorders are taken at a SKU with one location only: its site is the SKU.
+                let beyond = self.tally.backorder_limit();
                 let offer = LocationStock {
                     location: &place.id,
                     available: site
                         .on_hand
                         .saturating_sub(site.safety_stock)
+                        .saturating_add(beyond)
                         .saturating_sub(held),
                     priority: place.priority,
                 };
-                (offer, held.saturating_sub(site.on_hand))
+                (
+                    offer,
+                    held.saturating_sub(site.on_hand.saturating_add(beyond)),
+                )
+            })
+            .collect()
+    }
+
+    /// Units that may be held beyond on hand, as backorders.
+    pub fn backorder_limit(self) -> Quantity {
+        self.tally.backorder_limit()
+    }
+
+    /// The open receipt `reference`: (location, units still expected, expected arrival).
+    pub fn receipt(self, reference: &ReceiptRef) -> Option<(LocationId, Quantity, Timestamp)> {
+        let PoolState::Physical {
+            places, receipts, ..
+        } = &self.tally.pool
+        else {
+            return None;
+        };
+        let r = receipts.get(reference)?;
+        let place = places.get(r.site as usize)?;
+        Some((place.id.clone(), r.qty, r.eta))
+    }
+
+    /// The open receipts, earliest expected first.
+    pub fn receipts(self) -> Vec<ReceiptView> {
+        self.tally.receipt_views()
+    }
+
+    /// How many receipts are open.
+    pub fn receipts_open(self) -> usize {
+        match &self.tally.pool {
+            PoolState::Physical { receipts, .. } => receipts.len(),
+            _ => 0,
+        }
+    }
+
+    /// The live holds with units beyond on hand, in line order, and how many of each:
+    /// holds are covered oldest first, so the latest wait (first in, first filled). Lapsed
+    /// holds keep their place until their expiry is written, which fills those behind.
+    /// Empty unless the SKU holds more than it has on hand.
+    pub fn backorders(self) -> Vec<(ReservationId, Quantity)> {
+        self.backorders_given(&[], None)
+    }
+
+    /// The units of hold `id` waiting for stock.
+    pub fn backordered_of(self, id: &ReservationId) -> Quantity {
+        self.backorders()
+            .into_iter()
+            .find(|(r, _)| r == id)
+            .map_or(Quantity::ZERO, |(_, q)| q)
+    }
+
+    /// When hold `id`'s backordered units are expected: the arrival of the receipt that
+    /// brings the last of them, given that open receipts fill the line in order of
+    /// arrival. `None` when it has none backordered, or the receipts do not cover them.
+    pub fn backorder_eta(self, id: &ReservationId) -> Option<Timestamp> {
+        let mut waiting = 0u128;
+        let mut end = None;
+        for (r, qty) in self.backorders() {
+            waiting += u128::from(qty.get());
+            if r == *id {
+                end = Some(waiting);
+                break;
+            }
+        }
+        let end = end?;
+        let mut coming = 0u128;
+        for receipt in self.receipts() {
+            coming += u128::from(receipt.qty.get());
+            if coming >= end {
+                return Some(receipt.eta);
+            }
+        }
+        None
+    }
+
+    /// The backorders if holds were `changed` (`(id, new qty)`, 0 for ended) and on hand
+    /// were `on_hand` (the current figure when `None`).
+    fn backorders_given(
+        self,
+        changed: &[(ReservationId, Quantity)],
+        on_hand: Option<Quantity>,
+    ) -> Vec<(ReservationId, Quantity)> {
+        let PoolState::Physical {
+            on_hand: now_on_hand,
+            ..
+        } = self.tally.pool
+        else {
+            return Vec::new();
+        };
+        let on_hand = on_hand.unwrap_or(now_on_hand);
+        // Without a backorder limit, units beyond on hand are a shortfall (at risk), not
+        // backorders.
+        if self.tally.backorder_limit().is_zero()
+            || (self.tally.reserved <= on_hand && changed.is_empty())
+        {
+            return Vec::new();
+        }
+        let mut line: Vec<(u64, ReservationId, Quantity)> = self
+            .holds
+            .iter()
+            .map(|(id, h)| {
+                let qty = changed
+                    .iter()
+                    .find(|(c, _)| *c == id)
+                    .map_or(h.qty, |(_, q)| *q);
+                (h.seq, id, qty)
+            })
+            .filter(|(_, _, qty)| !qty.is_zero())
+            .collect();
+        line.sort_unstable_by_key(|(seq, _, _)| *seq);
+        let budget = u128::from(on_hand.get());
+        let mut promised = 0u128;
+        let mut out = Vec::new();
+        for (_, id, qty) in line {
+            let before = promised;
+            promised += u128::from(qty.get());
+            if promised > budget {
+                let beyond = promised - budget.max(before);
+                out.push((id, Quantity::new(u64::try_from(beyond).unwrap_or(u64::MAX))));
+            }
+        }
+        out
+    }
+
+    /// The backordered units `event` would fill, per hold: `(id, filled, still waiting)`,
+    /// in line order. An event that ends or shrinks a hold ahead, or brings stock, moves
+    /// the line up; one that takes stock away fills nothing.
+    pub fn fills(self, event: &Event) -> Vec<(ReservationId, Quantity, Quantity)> {
+        let before = self.backorders();
+        if before.is_empty() {
+            return Vec::new();
+        }
+        let PoolState::Physical { on_hand, .. } = self.tally.pool else {
+            return Vec::new();
+        };
+        let (changed, on_hand) = match event {
+            Event::ReservationReleased(e) => (vec![(e.reservation_id, Quantity::ZERO)], on_hand),
+            Event::ReservationExpired(e) => (vec![(e.reservation_id, Quantity::ZERO)], on_hand),
+            Event::ReservationReduced(e) if e.outcome != Resolution::Committed => {
+                (vec![(e.reservation_id, e.remaining)], on_hand)
+            }
+            Event::StockAdjusted(e) => (
+                Vec::new(),
+                on_hand.saturating_sub(e.previous).saturating_add(e.current),
+            ),
+            Event::ReceiptReceived(e) => (Vec::new(), on_hand.saturating_add(e.qty)),
+            _ => return Vec::new(),
+        };
+        let after = self.backorders_given(&changed, Some(on_hand));
+        before
+            .into_iter()
+            .filter(|(id, _)| !changed.iter().any(|(c, q)| c == id && q.is_zero()))
+            .filter_map(|(id, was)| {
+                let now = after
+                    .iter()
+                    .find(|(a, _)| *a == id)
+                    .map_or(Quantity::ZERO, |(_, q)| *q);
+                let filled = was.saturating_sub(now);
+                // A hold that shrank by its own reduction has fewer waiting, not filled.
+                let own = changed.iter().any(|(c, _)| *c == id);
+                (!filled.is_zero() && !own).then_some((id, filled, now))
             })
             .collect()
     }
@@ -2125,7 +2534,7 @@ impl<'a> StockRef<'a> {
             at_risk.dedup();
             return at_risk;
         }
-        match self.limit() {
+        match self.tally.risk_limit() {
             Some(limit) if !self.shortfall(now).is_zero() => self.at_risk_with_limit(now, limit),
             _ => Vec::new(),
         }
@@ -2291,6 +2700,11 @@ impl Ledger {
                 Ok(())
             }
             (Event::SkuRegistered(_), Some(_)) => Err(Inconsistency::RegisteredTwice),
+            // It changes no figure, and the ledger keeps no holds to check it against.
+            (Event::BackorderFilled(e), Some(stock)) => {
+                stock.tally.advance_clock(e.at);
+                Ok(())
+            }
             (other, None) => Err(Inconsistency::NotRegistered {
                 event_type: other.event_type(),
             }),

@@ -106,6 +106,11 @@ pub struct Accepted {
     pub version: u64,
     /// The command was a retry: this is the outcome recorded under its idempotency key.
     pub replayed: bool,
+    /// For a command about a hold at a SKU that takes backorders: the hold's units
+    /// waiting for stock when it was answered, and when the receipt bringing the last of
+    /// them is expected.
+    pub backordered: stockade_domain::Quantity,
+    pub eta: Option<Timestamp>,
 }
 
 /// A SKU's durable stock at one instant.
@@ -148,6 +153,11 @@ pub enum LineStatus {
         reserved_at: Timestamp,
         /// The SKU is short and this hold is not covered: it may not be sold now.
         at_risk: bool,
+        /// Units of it beyond what is on hand, waiting for stock (filled first in, first
+        /// out); they may not be sold until filled.
+        backordered: stockade_domain::Quantity,
+        /// When the receipt bringing the last of those units is expected, if one is.
+        eta: Option<Timestamp>,
     },
     /// Past its expiry; its `ReservationExpired` event is not written yet, but it holds
     /// nothing.
@@ -447,7 +457,8 @@ impl SkuActor {
             }
             match self.keys.lookup(scope, now) {
                 KeyLookup::Found(recorded) => {
-                    tell(reply, answer_retry(recorded, &fingerprint, scope));
+                    let answer = answer_retry(recorded, &fingerprint, scope);
+                    tell(reply, answer.map(|a| self.with_backorder(a)));
                     return;
                 }
                 KeyLookup::AskTheLog if !request.key_not_in_log => {
@@ -812,7 +823,8 @@ impl SkuActor {
                 Ok(Some(recorded)) => {
                     for f in pending.waiting {
                         let fingerprint = Fingerprint::of_command(&f.command);
-                        f.reply.send(answer_retry(&recorded, &fingerprint, &scope));
+                        let answer = answer_retry(&recorded, &fingerprint, &scope);
+                        f.reply.send(answer.map(|a| self.with_backorder(a)));
                     }
                     self.keys.record(scope, recorded);
                 }
@@ -1062,23 +1074,40 @@ impl SkuActor {
         sound
     }
 
+    /// `accepted` with what its hold has waiting for stock, at a SKU that takes backorders
+    /// (read from the durable state: the hold's place in line is fixed by those ahead).
+    fn with_backorder(&self, mut accepted: Accepted) -> Accepted {
+        if let Some(stock) = self.state.stock()
+            && !stock.backorder_limit().is_zero()
+            && let Some(id) = accepted.events.first().and_then(Event::reservation_id)
+        {
+            accepted.backordered = stock.backordered_of(&id);
+            accepted.eta = stock.backorder_eta(&id);
+        }
+        accepted
+    }
+
     /// Records a durable command's key and answers it and any retries that waited on it.
     /// `stored`: the events as read back from the store, when the answer comes from a
     /// re-read (they are the truth if they differ from what this actor decided).
     fn answer(&mut self, p: Pending, stored: Option<Vec<Event>>, version: u64, replayed: bool) {
-        let accepted = Accepted {
+        let accepted = self.with_backorder(Accepted {
             events: stored.unwrap_or(p.events),
             version,
             replayed,
-        };
+            backordered: stockade_domain::Quantity::ZERO,
+            eta: None,
+        });
+        // The decision's first event is its answer (those after it, such as backorders it
+        // filled, follow from it), as a key recovered from the log finds it.
         if let Some(scope) = p.request.scope
-            && let Some(last) = accepted.events.last()
+            && let Some(first) = accepted.events.first()
         {
             self.keys.record(
                 scope.clone(),
                 Recorded {
                     fingerprint: p.fingerprint,
-                    event: last.clone(),
+                    event: first.clone(),
                     version,
                 },
             );
@@ -1471,6 +1500,8 @@ fn replay(recorded: &Recorded) -> Accepted {
         events: vec![recorded.event.clone()],
         version: recorded.version,
         replayed: true,
+        backordered: stockade_domain::Quantity::ZERO,
+        eta: None,
     }
 }
 
@@ -1587,6 +1618,8 @@ impl Handler<ReadReservation> for SkuActor {
                     expires_at: r.expires_at,
                     reserved_at: r.reserved_at,
                     at_risk: stock.at_risk(now).contains(&msg.id),
+                    backordered: stock.backordered_of(&msg.id),
+                    eta: stock.backorder_eta(&msg.id),
                 },
                 None => match self.recent_resolution(msg.id) {
                     Some(resolution) => LineStatus::Resolved(resolution),

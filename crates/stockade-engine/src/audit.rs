@@ -63,6 +63,8 @@ pub struct LogReport {
     pub commits: HashMap<Sku, HashSet<ReservationId>>,
     /// Live holds extended, partly ended, or grown.
     pub changed: u64,
+    /// Backorders filled (each `BackorderFilled`).
+    pub filled: u64,
     /// Human-readable breaches, with their log position.
     pub violations: Vec<String>,
 }
@@ -115,6 +117,13 @@ struct SkuCheck {
     keys: HashMap<(String, String), KeyUse>,
     /// How many keys were left after the last pruning.
     keys_pruned_at: usize,
+    /// Units that may be held beyond on hand (a SKU at one location).
+    backorder_limit: u128,
+    /// Open receipts: location and units still expected.
+    receipts: HashMap<String, (LocationId, u128)>,
+    /// Each hold's place in line (holds are covered by stock oldest first).
+    line: HashMap<ReservationId, u64>,
+    next_in_line: u64,
 }
 
 impl SkuCheck {
@@ -132,6 +141,7 @@ impl SkuCheck {
     }
 
     fn unhold(&mut self, id: &ReservationId) -> Option<HeldHere> {
+        self.line.remove(id);
         let hold = self.holds.remove(id)?;
         self.by_expiry.remove(&(hold.1, *id));
         self.release_parts(&hold);
@@ -147,6 +157,27 @@ impl SkuCheck {
                 }
             }
         }
+    }
+
+    /// With backorders taken, a sale of `units` of hold `id` must come from stock on hand
+    /// that no hold ahead of it in line is owed; the breach if not. (Lapsed holds are out
+    /// of line here, while the writer keeps them until their expiry is written: the
+    /// writer covers fewer, never more, so a true log never breaches this.)
+    fn sold_ahead_of_line(&self, id: &ReservationId, units: u128) -> Option<String> {
+        if self.backorder_limit == 0 {
+            return None;
+        }
+        let on_hand = self.physical.as_ref()?.values().next()?.on_hand;
+        let place = self.line.get(id).copied()?;
+        let ahead: u128 = self
+            .holds
+            .iter()
+            .filter(|(other, _)| self.line.get(other).is_some_and(|p| *p < place))
+            .map(|(_, hold)| hold.0)
+            .sum();
+        (ahead + units > on_hand).then(|| {
+            format!("sells {units} of {id} with {on_hand} on hand, {ahead} owed to holds ahead")
+        })
     }
 
     /// The location an event that names none is about: the SKU's only one.
@@ -464,6 +495,9 @@ fn check_event(
             };
             check.by_expiry.insert((e.expires_at, id));
             check.held += qty;
+            check.line.insert(id, check.next_in_line);
+            check.next_in_line += 1;
+            let backorders = check.backorder_limit;
             if let Some(places) = &mut check.physical {
                 let many = places_len_gt1(places);
                 for (location, units) in &parts {
@@ -474,7 +508,7 @@ fn check_event(
                         continue;
                     };
                     place.held += units;
-                    let offer = place.on_hand.saturating_sub(place.safety_stock);
+                    let offer = place.on_hand.saturating_sub(place.safety_stock) + backorders;
                     if place.held > offer {
                         let over = place.held - offer;
                         report.oversold_units += over.min(*units) as u64;
@@ -560,6 +594,9 @@ fn check_event(
             hold.0 = hold.0.saturating_sub(ended);
             check.held = check.held.saturating_sub(ended);
             let sold = e.outcome == stockade_domain::Resolution::Committed;
+            if sold && let Some(short) = check.sold_ahead_of_line(&id, ended) {
+                breach(short);
+            }
             if let Some(places) = &mut check.physical {
                 let many = places_len_gt1(places);
                 for (location, units) in parts {
@@ -619,6 +656,7 @@ fn check_event(
             }
             hold.0 += more;
             check.held += more;
+            let backorders = check.backorder_limit;
             if let Some(places) = &mut check.physical {
                 let many = places_len_gt1(places);
                 for (location, units) in &parts {
@@ -629,7 +667,7 @@ fn check_event(
                         continue;
                     };
                     place.held += units;
-                    let offer = place.on_hand.saturating_sub(place.safety_stock);
+                    let offer = place.on_hand.saturating_sub(place.safety_stock) + backorders;
                     if place.held > offer {
                         let over = place.held - offer;
                         report.oversold_units += over.min(*units) as u64;
@@ -648,6 +686,9 @@ fn check_event(
             let id = e.reservation_id;
             report.commits.entry(sku.clone()).or_default().insert(id);
             let sold = u128::from(e.qty.get());
+            if let Some(short) = check.sold_ahead_of_line(&id, sold) {
+                breach(short);
+            }
             let parts = match check.unhold(&id) {
                 None => {
                     breach(format!(
@@ -684,6 +725,76 @@ fn check_event(
                     }
                     place.on_hand = place.on_hand.saturating_sub(units);
                 }
+            }
+        }
+        Event::BackorderLimitSet(e) => {
+            let one = check.physical.as_ref().is_some_and(|p| p.len() == 1);
+            if !one || u128::from(e.previous.get()) != check.backorder_limit {
+                breach(format!(
+                    "sets a backorder limit from {} (it was {}), at a SKU that is not stocked \
+                     at one location",
+                    e.previous, check.backorder_limit
+                ));
+            }
+            check.backorder_limit = e.limit.get().into();
+        }
+        Event::ReceiptExpected(e) => {
+            let known = check
+                .physical
+                .as_ref()
+                .is_some_and(|p| p.contains_key(&e.location));
+            if !known || e.qty.is_zero() || e.eta <= e.at {
+                breach(format!(
+                    "expects receipt {} of {} at {} by {}: not a location of its, empty, or \
+                     not in the future",
+                    e.reference, e.qty, e.location, e.eta
+                ));
+            }
+            let entry = (e.location.clone(), u128::from(e.qty.get()));
+            if check
+                .receipts
+                .insert(e.reference.as_str().to_owned(), entry)
+                .is_some()
+            {
+                breach(format!("expects receipt {} twice", e.reference));
+            }
+        }
+        Event::ReceiptReceived(e) => {
+            let units = u128::from(e.qty.get());
+            match check.receipts.get_mut(e.reference.as_str()) {
+                Some((location, expected))
+                    if *location == e.location
+                        && units > 0
+                        && expected.saturating_sub(units) == u128::from(e.remaining.get()) =>
+                {
+                    *expected = u128::from(e.remaining.get());
+                }
+                _ => breach(format!(
+                    "receives {} of receipt {} at {} leaving {}, which is not what it expected",
+                    e.qty, e.reference, e.location, e.remaining
+                )),
+            }
+            if e.remaining.is_zero() {
+                check.receipts.remove(e.reference.as_str());
+            }
+            if let Some(place) = check.physical.as_mut().and_then(|p| p.get_mut(&e.location)) {
+                place.on_hand += units;
+            }
+        }
+        Event::ReceiptCancelled(e) => match check.receipts.remove(e.reference.as_str()) {
+            Some((_, expected)) if expected == u128::from(e.qty.get()) => {}
+            _ => breach(format!(
+                "cancels {} of receipt {}, which is not what it expected",
+                e.qty, e.reference
+            )),
+        },
+        Event::BackorderFilled(e) => {
+            report.filled += 1;
+            if !check.open.contains(&e.reservation_id) || e.qty.is_zero() {
+                breach(format!(
+                    "fills {} backordered units of {}, which is not open",
+                    e.qty, e.reservation_id
+                ));
             }
         }
         Event::ReservationReleased(e) => {

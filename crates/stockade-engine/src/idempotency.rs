@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stockade_domain::{
     Channel, Command, Event, EventMetadata, LocationId, OrderId, PoolConfig, Principal, Quantity,
-    ReservationId, Resolution, StockChange, Timestamp, TransferId,
+    ReceiptRef, ReservationId, Resolution, StockChange, Timestamp, TransferId,
 };
 use stockade_store::StreamName;
 use uuid::Uuid;
@@ -139,6 +139,22 @@ pub enum Fingerprint {
         qty: Quantity,
     },
     Receive(TransferId),
+    BackorderLimit(Quantity),
+    Expect {
+        reference: ReceiptRef,
+        qty: Quantity,
+        eta: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<LocationId>,
+    },
+    /// Units of a receipt arrived: `None` for all that were outstanding.
+    ReceiveReceipt {
+        reference: ReceiptRef,
+        qty: Option<Quantity>,
+    },
+    CancelReceipt(ReceiptRef),
+    /// Never a decision's first event, so never a key's record; here for totality.
+    Filled(ReservationId),
 }
 
 impl Fingerprint {
@@ -181,6 +197,18 @@ impl Fingerprint {
                 qty: c.qty,
             },
             Command::ReceiveTransfer(c) => Fingerprint::Receive(c.transfer_id.clone()),
+            Command::SetBackorderLimit(c) => Fingerprint::BackorderLimit(c.limit),
+            Command::ExpectReceipt(c) => Fingerprint::Expect {
+                reference: c.reference.clone(),
+                qty: c.qty,
+                eta: c.eta,
+                location: c.location.clone(),
+            },
+            Command::ReceiveReceipt(c) => Fingerprint::ReceiveReceipt {
+                reference: c.reference.clone(),
+                qty: c.qty,
+            },
+            Command::CancelReceipt(c) => Fingerprint::CancelReceipt(c.reference.clone()),
         }
     }
 
@@ -224,6 +252,20 @@ impl Fingerprint {
                 qty: e.qty,
             },
             Event::TransferReceived(e) => Fingerprint::Receive(e.transfer_id.clone()),
+            Event::BackorderLimitSet(e) => Fingerprint::BackorderLimit(e.limit),
+            // The location as recorded: a command that named none is matched in `answers`.
+            Event::ReceiptExpected(e) => Fingerprint::Expect {
+                reference: e.reference.clone(),
+                qty: e.qty,
+                eta: e.eta,
+                location: Some(e.location.clone()),
+            },
+            Event::ReceiptReceived(e) => Fingerprint::ReceiveReceipt {
+                reference: e.reference.clone(),
+                qty: Some(e.qty),
+            },
+            Event::ReceiptCancelled(e) => Fingerprint::CancelReceipt(e.reference.clone()),
+            Event::BackorderFilled(e) => Fingerprint::Filled(e.reservation_id),
         }
     }
 }
@@ -260,6 +302,23 @@ impl Fingerprint {
             (Fingerprint::Amend { id, qty }, Event::ReservationReleased(e)) => {
                 e.reservation_id == *id && qty.is_zero()
             }
+            // Where the SKU's one location was taken, or all outstanding units received.
+            (
+                Fingerprint::Expect {
+                    reference,
+                    qty,
+                    eta,
+                    location: None,
+                },
+                Event::ReceiptExpected(e),
+            ) => e.reference == *reference && e.qty == *qty && e.eta == *eta,
+            (
+                Fingerprint::ReceiveReceipt {
+                    reference,
+                    qty: None,
+                },
+                Event::ReceiptReceived(e),
+            ) => e.reference == *reference,
             _ => false,
         }
     }
@@ -377,6 +436,11 @@ impl KeyTable {
 
     /// Records the key in an event read back from the store.
     pub fn observe(&mut self, event: &Event, meta: &EventMetadata, version: u64) {
+        // A filled backorder follows the event that filled it, under the same key: the
+        // key's record is that first event.
+        if matches!(event, Event::BackorderFilled(_)) {
+            return;
+        }
         if let Some(scope) = KeyScope::from_metadata(meta) {
             self.record(
                 scope,

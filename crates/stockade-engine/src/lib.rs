@@ -42,9 +42,9 @@ pub use config::{EngineConfig, ResolvePolicy};
 pub use engine::EngineStats;
 pub use error::Error;
 pub use inventory::{
-    Adjusted, Adjustment, Changed, Inventory, InventoryConfig, Line, MAX_KIT_DEPTH, Origin,
-    Registration, Reservation, ReservationStatus, ReserveOptions, ReservedLine, Resolved,
-    SQLITE_FILE, StoreConfig, Transfer, Transferred,
+    Adjusted, Adjustment, BackorderLimit, Changed, Inventory, InventoryConfig, Line, MAX_KIT_DEPTH,
+    Origin, Receipt, ReceiptChange, Registration, Reservation, ReservationStatus, ReserveOptions,
+    ReservedLine, Resolved, SQLITE_FILE, StoreConfig, Transfer, Transferred,
 };
 pub use latency::Percentiles;
 pub use recovery::snapshot_at_or_before;

@@ -431,6 +431,34 @@ fn entry(
             entry.qty = Some(e.qty.get());
             entry.reason = Some(format!("hold grown to {}", e.total));
         }
+        Event::BackorderLimitSet(e) => {
+            entry.qty = Some(e.limit.get());
+            entry.reason = Some(format!("backorder limit {} (was {})", e.limit, e.previous));
+        }
+        Event::ReceiptExpected(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some(format!("expected at {} by {}", e.location, e.eta));
+            entry.reference = Some(e.reference.as_str().to_owned());
+        }
+        Event::ReceiptReceived(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.delta = i64::try_from(e.qty.get()).ok();
+            entry.reason = Some(format!(
+                "received at {}; {} still expected",
+                e.location, e.remaining
+            ));
+            entry.reference = Some(e.reference.as_str().to_owned());
+        }
+        Event::ReceiptCancelled(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some("receipt cancelled".into());
+            entry.reference = Some(e.reference.as_str().to_owned());
+        }
+        Event::BackorderFilled(e) => {
+            entry.reservation_id = Some(e.reservation_id);
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some(format!("backorder filled; {} still waiting", e.backordered));
+        }
     }
     entry
 }

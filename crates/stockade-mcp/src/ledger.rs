@@ -251,6 +251,7 @@ mod tests {
             on_hand: Some(3),
             reserved: 0,
             available: Some(3),
+            ..Level::default()
         };
         Notice {
             locations: Vec::new(),

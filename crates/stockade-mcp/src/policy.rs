@@ -176,6 +176,22 @@ invalidates = ["inventory.*", "orders.*", "products.*"]
 [[rules]]
 tools = "inventory.receiveTransfer"
 invalidates = ["inventory.*", "orders.*", "products.*"]
+
+[[rules]]
+tools = "inventory.setBackorderLimit"
+invalidates = ["inventory.*", "orders.*", "products.*"]
+
+[[rules]]
+tools = "inventory.expectReceipt"
+invalidates = ["inventory.*", "orders.*", "products.*"]
+
+[[rules]]
+tools = "inventory.receiveReceipt"
+invalidates = ["inventory.*", "orders.*", "products.*"]
+
+[[rules]]
+tools = "inventory.cancelReceipt"
+invalidates = ["inventory.*", "orders.*", "products.*"]
 "#;
 
 impl Policy {

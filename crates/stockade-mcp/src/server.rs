@@ -27,17 +27,20 @@ use serde_json::{Value, json};
 use stockade_domain::{Channel, Principal, Rejection, Sku};
 use stockade_engine::{Inventory, Origin, ReserveOptions};
 use stockade_projections::{HubMessage, NoticeHub, ReadModels};
-use stockade_wire::request::{page_limit, reservation_id, sku as parse_sku, transfer_id};
+use stockade_wire::request::{
+    page_limit, receipt_ref, reservation_id, sku as parse_sku, transfer_id,
+};
 use stockade_wire::{
-    AdjustedOut, ApiError, ChangedOut, Code, ErrorKind, Page, ReservationOut, ResolvedOut,
-    StockOut, TransferOut,
+    AdjustedOut, ApiError, BackorderLimitOut, ChangedOut, Code, ErrorKind, Page, ReceiptOut,
+    ReservationOut, ResolvedOut, StockOut, TransferOut,
 };
 
 use crate::policy::{CacheDirective, Policy};
 use crate::session::{Session, resource_sku, resource_uri};
 use crate::tools::{
-    AdjustArgs, AmendArgs, CreateOrderArgs, ExtendArgs, GetStockArgs, ListArgs, NoArgs,
-    ReceiveArgs, ResolveArgs, ToolName, TransferArgs, WithEnvelope, catalogue,
+    AdjustArgs, AmendArgs, BackorderLimitArgs, CancelReceiptArgs, CreateOrderArgs,
+    ExpectReceiptArgs, ExtendArgs, GetStockArgs, ListArgs, NoArgs, ReceiveArgs, ReceiveReceiptArgs,
+    ResolveArgs, ToolName, TransferArgs, WithEnvelope, catalogue,
 };
 
 /// Recorded as the causation of every event an MCP call writes.
@@ -290,6 +293,86 @@ impl StockadeMcp {
                 Ok(ToolOutcome {
                     writes: vec![(sku.clone(), received.version)],
                     ..ToolOutcome::value(TransferOut::new(&sku, &received))
+                })
+            }
+            ToolName::SetBackorderLimit => {
+                let a: BackorderLimitArgs = parse_with_envelope(tool, args)?;
+                caller.may_adjust()?;
+                let sku = parse_sku(&a.envelope.sku, "sku")?;
+                let limit = a.request.validate()?;
+                let origin = caller.origin(None, a.envelope.idempotency_key);
+                let inventory = b.inventory.clone();
+                let setting = sku.clone();
+                let set = detached(async move {
+                    inventory
+                        .set_backorder_limit(&setting, limit, &origin)
+                        .await
+                })
+                .await?;
+                Ok(ToolOutcome {
+                    writes: vec![(sku.clone(), set.version)],
+                    ..ToolOutcome::value(BackorderLimitOut {
+                        sku: sku.to_string(),
+                        backorder_limit: set.limit.get(),
+                        previous: set.previous.get(),
+                        version: set.version,
+                    })
+                })
+            }
+            ToolName::ExpectReceipt => {
+                let a: ExpectReceiptArgs = parse_with_envelope(tool, args)?;
+                caller.may_adjust()?;
+                let sku = parse_sku(&a.envelope.sku, "sku")?;
+                let receipt = a.request.validate()?;
+                let origin = caller.origin(None, a.envelope.idempotency_key);
+                let inventory = b.inventory.clone();
+                let expecting = sku.clone();
+                let expected = detached(async move {
+                    inventory.expect_receipt(&expecting, receipt, &origin).await
+                })
+                .await?;
+                Ok(ToolOutcome {
+                    writes: vec![(sku, expected.version)],
+                    ..ToolOutcome::value(ReceiptOut::new(&expected, "expected"))
+                })
+            }
+            ToolName::ReceiveReceipt => {
+                let a: ReceiveReceiptArgs = parse(tool, args)?;
+                caller.may_adjust()?;
+                let sku = parse_sku(&a.sku, "sku")?;
+                let reference = receipt_ref(&a.reference, "reference")?;
+                let qty = a.qty.map(stockade_domain::Quantity::new);
+                let origin = caller.origin(None, a.idempotency_key);
+                let inventory = b.inventory.clone();
+                let receiving = sku.clone();
+                let received = detached(async move {
+                    inventory
+                        .receive_receipt(&receiving, reference, qty, &origin)
+                        .await
+                })
+                .await?;
+                Ok(ToolOutcome {
+                    writes: vec![(sku, received.version)],
+                    ..ToolOutcome::value(ReceiptOut::new(&received, "received"))
+                })
+            }
+            ToolName::CancelReceipt => {
+                let a: CancelReceiptArgs = parse(tool, args)?;
+                caller.may_adjust()?;
+                let sku = parse_sku(&a.sku, "sku")?;
+                let reference = receipt_ref(&a.reference, "reference")?;
+                let origin = caller.origin(None, a.idempotency_key);
+                let inventory = b.inventory.clone();
+                let cancelling = sku.clone();
+                let cancelled = detached(async move {
+                    inventory
+                        .cancel_receipt(&cancelling, reference, &origin)
+                        .await
+                })
+                .await?;
+                Ok(ToolOutcome {
+                    writes: vec![(sku, cancelled.version)],
+                    ..ToolOutcome::value(ReceiptOut::new(&cancelled, "cancelled"))
                 })
             }
             ToolName::OrdersCreate => {

@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use stockade_wire::{
-    AdjustRequest, AmendRequest, ExtendRequest, ReserveRequest, ResolveRequest, TransferRequest,
+    AdjustRequest, AmendRequest, BackorderLimitRequest, ExtendRequest, ReceiptRequest,
+    ReserveRequest, ResolveRequest, TransferRequest,
 };
 
 use crate::policy::Policy;
@@ -30,6 +31,10 @@ pub enum ToolName {
     Adjust,
     Transfer,
     ReceiveTransfer,
+    SetBackorderLimit,
+    ExpectReceipt,
+    ReceiveReceipt,
+    CancelReceipt,
     OrdersCreate,
     OrdersConfirm,
     OrdersCancel,
@@ -39,12 +44,16 @@ pub enum ToolName {
 }
 
 impl ToolName {
-    pub const ALL: [ToolName; 11] = [
+    pub const ALL: [ToolName; 15] = [
         ToolName::GetStock,
         ToolName::List,
         ToolName::Adjust,
         ToolName::Transfer,
         ToolName::ReceiveTransfer,
+        ToolName::SetBackorderLimit,
+        ToolName::ExpectReceipt,
+        ToolName::ReceiveReceipt,
+        ToolName::CancelReceipt,
         ToolName::OrdersCreate,
         ToolName::OrdersConfirm,
         ToolName::OrdersCancel,
@@ -60,6 +69,10 @@ impl ToolName {
             ToolName::Adjust => "inventory.adjust",
             ToolName::Transfer => "inventory.transfer",
             ToolName::ReceiveTransfer => "inventory.receiveTransfer",
+            ToolName::SetBackorderLimit => "inventory.setBackorderLimit",
+            ToolName::ExpectReceipt => "inventory.expectReceipt",
+            ToolName::ReceiveReceipt => "inventory.receiveReceipt",
+            ToolName::CancelReceipt => "inventory.cancelReceipt",
             ToolName::OrdersCreate => "orders.create",
             ToolName::OrdersConfirm => "orders.confirm",
             ToolName::OrdersCancel => "orders.cancel",
@@ -80,6 +93,10 @@ impl ToolName {
             ToolName::Adjust
                 | ToolName::Transfer
                 | ToolName::ReceiveTransfer
+                | ToolName::SetBackorderLimit
+                | ToolName::ExpectReceipt
+                | ToolName::ReceiveReceipt
+                | ToolName::CancelReceipt
                 | ToolName::OrdersCreate
                 | ToolName::OrdersConfirm
                 | ToolName::OrdersCancel
@@ -116,6 +133,29 @@ impl ToolName {
                 "Receive a transfer from inventory.transfer at its destination: its units are \
                  on hand there and can be sold. Receiving twice is refused, so a retry is safe. \
                  Needs an admin token."
+            }
+            ToolName::SetBackorderLimit => {
+                "Let a SKU (stocked at one location) sell up to `limit` units beyond what it \
+                 has on hand: lines beyond stock are held as backordered, and stock that is \
+                 freed or arrives fills them in the order they were held. 0 takes no more. \
+                 Needs an admin token."
+            }
+            ToolName::ExpectReceipt => {
+                "Record stock on its way from a supplier: `reference` (a purchase order), \
+                 `qty`, `eta` (RFC 3339, in the future), and `location` at a SKU with several. \
+                 Backordered lines then say when they are expected. Sending the same receipt \
+                 again is answered from the first. Needs an admin token."
+            }
+            ToolName::ReceiveReceipt => {
+                "Units of an expected receipt arrived: `qty` of them, or all that are still \
+                 expected when absent. They are on hand at once and fill backorders first; \
+                 the answer lists the reservations filled. Without `idempotency_key`, calling \
+                 twice receives twice. Needs an admin token."
+            }
+            ToolName::CancelReceipt => {
+                "What is still expected of a receipt will not come: it no longer counts as \
+                 incoming. Cancelling twice is refused, so a retry is safe. Needs an admin \
+                 token."
             }
             ToolName::OrdersCreate => {
                 "Reserve stock for an order, all or nothing: every item is held, or none is. \
@@ -161,6 +201,10 @@ impl ToolName {
             ToolName::Adjust => "Adjust stock",
             ToolName::Transfer => "Ship a transfer between locations",
             ToolName::ReceiveTransfer => "Receive a transfer",
+            ToolName::SetBackorderLimit => "Set a SKU's backorder limit",
+            ToolName::ExpectReceipt => "Expect stock from a supplier",
+            ToolName::ReceiveReceipt => "Receive expected stock",
+            ToolName::CancelReceipt => "Cancel an expected receipt",
             ToolName::OrdersCreate => "Create an order (reserve stock)",
             ToolName::OrdersConfirm => "Confirm an order",
             ToolName::OrdersCancel => "Cancel an order",
@@ -182,6 +226,15 @@ impl ToolName {
             ToolName::Transfer => base.read_only(false).destructive(true).idempotent(false),
             // A second receipt is refused and changes nothing.
             ToolName::ReceiveTransfer => base.read_only(false).destructive(false).idempotent(true),
+            // The same limit again is refused and changes nothing.
+            ToolName::SetBackorderLimit => {
+                base.read_only(false).destructive(false).idempotent(true)
+            }
+            // The same receipt again is answered from the first.
+            ToolName::ExpectReceipt => base.read_only(false).destructive(false).idempotent(true),
+            // Without a key, a second arrival adds stock again.
+            ToolName::ReceiveReceipt => base.read_only(false).destructive(false).idempotent(false),
+            ToolName::CancelReceipt => base.read_only(false).destructive(true).idempotent(true),
             // Adds a hold; without a key a second call holds again.
             ToolName::OrdersCreate => base.read_only(false).destructive(false).idempotent(false),
             // A second confirm is refused and changes nothing.
@@ -202,6 +255,10 @@ impl ToolName {
             ToolName::Adjust => AdjustArgs::schema(),
             ToolName::Transfer => TransferArgs::schema(),
             ToolName::ReceiveTransfer => schema_for_type::<ReceiveArgs>(),
+            ToolName::SetBackorderLimit => BackorderLimitArgs::schema(),
+            ToolName::ExpectReceipt => ExpectReceiptArgs::schema(),
+            ToolName::ReceiveReceipt => schema_for_type::<ReceiveReceiptArgs>(),
+            ToolName::CancelReceipt => schema_for_type::<CancelReceiptArgs>(),
             ToolName::OrdersCreate => CreateOrderArgs::schema(),
             ToolName::OrdersConfirm | ToolName::OrdersCancel => ResolveArgs::schema(),
             ToolName::OrdersExtend => ExtendArgs::schema(),
@@ -348,6 +405,39 @@ pub type AdjustArgs = WithEnvelope<AdjustEnvelope, AdjustRequest>;
 pub type CreateOrderArgs = WithEnvelope<KeyEnvelope, ReserveRequest>;
 /// `inventory.transfer`'s arguments: the SKU and key as for an adjustment.
 pub type TransferArgs = WithEnvelope<AdjustEnvelope, TransferRequest>;
+
+/// `inventory.setBackorderLimit`'s arguments.
+pub type BackorderLimitArgs = WithEnvelope<AdjustEnvelope, BackorderLimitRequest>;
+/// `inventory.expectReceipt`'s arguments.
+pub type ExpectReceiptArgs = WithEnvelope<AdjustEnvelope, ReceiptRequest>;
+
+/// `inventory.receiveReceipt`'s arguments.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveReceiptArgs {
+    /// The SKU id, e.g. "SKU-7782".
+    pub sku: String,
+    /// The reference given to inventory.expectReceipt.
+    pub reference: String,
+    /// Units that arrived; all that are still expected when absent.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub qty: Option<u64>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// `inventory.cancelReceipt`'s arguments.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelReceiptArgs {
+    /// The SKU id, e.g. "SKU-7782".
+    pub sku: String,
+    /// The reference given to inventory.expectReceipt.
+    pub reference: String,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
 
 /// `inventory.receiveTransfer`'s arguments.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -71,6 +71,10 @@
       let state, text;
       if (available !== null && (available <= 0 || status === 'out_of_stock' || status === 'short')) {
         state = 'out'; text = this.text('out', 'Sold out'); this.wasOut = true;
+      } else if (status === 'preorder') {
+        state = 'pre'; text = this.text('preorder', 'Pre-order');
+      } else if (status === 'backorder') {
+        state = 'backorder'; text = this.text('backorder', 'On backorder: ships when restocked');
       } else if (available !== null && available <= low) {
         state = 'low'; text = this.text('low', 'Only {n} left', available);
       } else if (this.wasOut) {

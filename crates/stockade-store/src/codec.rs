@@ -68,6 +68,11 @@ pub fn encode(event: &Event, metadata: &EventMetadata) -> Result<EventData, Code
         Event::ReservationExtended(e) => to_bytes(e, what),
         Event::ReservationReduced(e) => to_bytes(e, what),
         Event::ReservationIncreased(e) => to_bytes(e, what),
+        Event::BackorderLimitSet(e) => to_bytes(e, what),
+        Event::ReceiptExpected(e) => to_bytes(e, what),
+        Event::ReceiptReceived(e) => to_bytes(e, what),
+        Event::ReceiptCancelled(e) => to_bytes(e, what),
+        Event::BackorderFilled(e) => to_bytes(e, what),
     }?;
     Ok(EventData {
         event_id: metadata.event_id,
@@ -92,10 +97,15 @@ pub fn index_of(event: &Event, metadata: &EventMetadata) -> EventIndex {
         Event::ReservationExtended(e) => (Some(e.reservation_id), Lifecycle::Touches),
         Event::ReservationReduced(e) => (Some(e.reservation_id), Lifecycle::Touches),
         Event::ReservationIncreased(e) => (Some(e.reservation_id), Lifecycle::Touches),
+        Event::BackorderFilled(e) => (Some(e.reservation_id), Lifecycle::Touches),
         Event::SkuRegistered(_)
         | Event::StockAdjusted(_)
         | Event::TransferShipped(_)
-        | Event::TransferReceived(_) => (None, Lifecycle::Touches),
+        | Event::TransferReceived(_)
+        | Event::BackorderLimitSet(_)
+        | Event::ReceiptExpected(_)
+        | Event::ReceiptReceived(_)
+        | Event::ReceiptCancelled(_) => (None, Lifecycle::Touches),
     };
     let correlation = match event {
         Event::StockReserved(e) => e.order_id.as_ref().map(|o| o.as_str().to_owned()),
@@ -142,6 +152,11 @@ pub fn decode(recorded: &RecordedEvent) -> Result<(Event, EventMetadata), CodecE
         "ReservationExtended" => data(bytes).map(Event::ReservationExtended),
         "ReservationReduced" => data(bytes).map(Event::ReservationReduced),
         "ReservationIncreased" => data(bytes).map(Event::ReservationIncreased),
+        "BackorderLimitSet" => data(bytes).map(Event::BackorderLimitSet),
+        "ReceiptExpected" => data(bytes).map(Event::ReceiptExpected),
+        "ReceiptReceived" => data(bytes).map(Event::ReceiptReceived),
+        "ReceiptCancelled" => data(bytes).map(Event::ReceiptCancelled),
+        "BackorderFilled" => data(bytes).map(Event::BackorderFilled),
         other => {
             return Err(CodecError::UnknownType {
                 event_type: other.to_owned(),

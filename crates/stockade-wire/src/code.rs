@@ -70,6 +70,10 @@ codes! {
     NotAnExtension = "not_an_extension",
     BeyondMaxHold = "beyond_max_hold",
     Unchanged = "unchanged",
+    Backordered = "backordered",
+    UnknownReceipt = "unknown_receipt",
+    DuplicateReceipt = "duplicate_receipt",
+    InvalidReceipt = "invalid_receipt",
 
     // The engine (`stockade_engine::Error::code`).
     /// Someone else wrote first: an expected version no longer holds.
@@ -152,6 +156,10 @@ impl Code {
             Rejection::NotAnExtension { .. } => Code::NotAnExtension,
             Rejection::BeyondMaxHold { .. } => Code::BeyondMaxHold,
             Rejection::Unchanged { .. } => Code::Unchanged,
+            Rejection::Backordered { .. } => Code::Backordered,
+            Rejection::UnknownReceipt { .. } => Code::UnknownReceipt,
+            Rejection::DuplicateReceipt { .. } => Code::DuplicateReceipt,
+            Rejection::InvalidReceipt { .. } => Code::InvalidReceipt,
         }
     }
 

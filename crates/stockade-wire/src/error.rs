@@ -119,7 +119,8 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
     match rejection {
         Rejection::UnknownSku
         | Rejection::UnknownReservation { .. }
-        | Rejection::UnknownTransfer { .. } => ErrorKind::NotFound,
+        | Rejection::UnknownTransfer { .. }
+        | Rejection::UnknownReceipt { .. } => ErrorKind::NotFound,
         Rejection::AlreadyRegistered { .. }
         | Rejection::InsufficientStock { .. }
         | Rejection::Short { .. }
@@ -130,7 +131,9 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
         | Rejection::NotYetExpired { .. }
         | Rejection::BelowZero { .. }
         | Rejection::DuplicateTransfer { .. }
-        | Rejection::Unchanged { .. } => ErrorKind::Conflict,
+        | Rejection::Unchanged { .. }
+        | Rejection::Backordered { .. }
+        | Rejection::DuplicateReceipt { .. } => ErrorKind::Conflict,
         Rejection::InvalidPool { .. }
         | Rejection::InvalidQuantity
         | Rejection::InvalidTtl
@@ -144,7 +147,8 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
         | Rejection::InvalidTransfer { .. }
         | Rejection::ExceedsHold { .. }
         | Rejection::NotAnExtension { .. }
-        | Rejection::BeyondMaxHold { .. } => ErrorKind::Unprocessable,
+        | Rejection::BeyondMaxHold { .. }
+        | Rejection::InvalidReceipt { .. } => ErrorKind::Unprocessable,
     }
 }
 

@@ -23,12 +23,13 @@ pub mod webhook;
 pub use code::Code;
 pub use error::{ApiError, ErrorKind};
 pub use request::{
-    AdjustRequest, AmendItem, AmendRequest, ComponentIn, ExtendRequest, Item, LocationIn, PartItem,
-    PoolName, RegisterSkuRequest, ReserveRequest, ResolveRequest, StrategyName, TransferRequest,
+    AdjustRequest, AmendItem, AmendRequest, BackorderLimitRequest, ComponentIn, ExtendRequest,
+    Item, LocationIn, PartItem, PoolName, ReceiptRequest, ReceiveReceiptRequest,
+    RegisterSkuRequest, ReserveRequest, ResolveRequest, StrategyName, TransferRequest,
 };
 pub use response::{
-    AdjustedOut, ChangedOut, ComponentOut, CountOut, DeadLetterOut, DeadLetterReplayOut,
-    EndpointReplayOut, LineFailureOut, LineOut, LineStateOut, LocationOut, NoticeOut, Page,
-    PartOut, ReservationOut, ReservationStatusOut, ResolvedOut, StockOut, StreamMessage,
-    TransferOut,
+    AdjustedOut, BackorderLimitOut, ChangedOut, ComponentOut, CountOut, DeadLetterOut,
+    DeadLetterReplayOut, EndpointReplayOut, FilledOut, LineFailureOut, LineOut, LineStateOut,
+    LocationOut, NoticeOut, Page, PartOut, ReceiptOut, ReservationOut, ReservationStatusOut,
+    ResolvedOut, StockOut, StreamMessage, TransferOut,
 };

@@ -15,10 +15,10 @@ use stockade_domain::allocation::Strategy;
 use stockade_domain::pool::DAY_MILLIS;
 use stockade_domain::{
     Component, LocationConfig, LocationId, MAX_TTL, OrderId, Placement, PoolConfig, Quantity,
-    ReservationId, Sku, StockChange, TransferId,
+    ReceiptRef, ReservationId, Sku, StockChange, Timestamp, TransferId,
 };
 use stockade_engine::inventory::MAX_LINES;
-use stockade_engine::{Adjustment, Line, Transfer};
+use stockade_engine::{Adjustment, Line, Receipt, Transfer};
 
 use crate::code::Code;
 use crate::error::{ApiError, ErrorKind};
@@ -610,6 +610,75 @@ impl TransferRequest {
             expected_version: self.expected_version,
         })
     }
+}
+
+/// `POST /api/inventory/products/{sku}/backorders`: how many units may be held beyond
+/// on hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BackorderLimitRequest {
+    /// Units that may be held beyond on hand (less safety stock); 0 takes no more.
+    pub limit: u64,
+}
+
+impl BackorderLimitRequest {
+    pub fn validate(&self) -> Result<Quantity, ApiError> {
+        let limit = Quantity::new(self.limit);
+        limit
+            .in_range()
+            .map_err(|e| ApiError::invalid("limit", e.to_string()))
+    }
+}
+
+/// `POST /api/inventory/products/{sku}/receipts`: stock expected from a supplier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptRequest {
+    /// Your name for it (a purchase order or shipping notice): it is received by this name.
+    pub reference: String,
+    /// Units expected, at least 1.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub qty: u64,
+    /// When they are expected: an RFC 3339 time in the future.
+    pub eta: String,
+    /// Where they arrive: required at a SKU stocked at several locations.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+impl ReceiptRequest {
+    pub fn validate(&self) -> Result<Receipt, ApiError> {
+        Ok(Receipt {
+            reference: receipt_ref(&self.reference, "reference")?,
+            qty: Quantity::new(self.qty),
+            eta: self
+                .eta
+                .parse::<Timestamp>()
+                .map_err(|e| ApiError::invalid("eta", e.to_string()))?,
+            location: self
+                .location
+                .as_deref()
+                .map(|l| location(l, "location"))
+                .transpose()?,
+        })
+    }
+}
+
+/// `POST /api/inventory/products/{sku}/receipts/{reference}/receive`: units arrived.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveReceiptRequest {
+    /// Units that arrived; all that are still expected when absent.
+    #[serde(default)]
+    pub qty: Option<u64>,
+}
+
+/// A receipt reference from a body field or a path segment.
+pub fn receipt_ref(value: &str, field: &str) -> Result<ReceiptRef, ApiError> {
+    ReceiptRef::new(value).map_err(|e| ApiError::invalid(field, e.to_string()))
 }
 
 /// A location id from a body field.

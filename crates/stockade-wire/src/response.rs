@@ -51,6 +51,83 @@ pub struct StockOut {
     /// Units in transit between its locations (exact reads only, when any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_transit: Option<u64>,
+    /// Units that may be held beyond on hand, as backorders (when the SKU takes them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backorder_limit: u64,
+    /// Units held beyond on hand, waiting for stock.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backordered: u64,
+    /// Units expected from suppliers.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incoming: u64,
+    /// When the earliest expected receipt is due (exact reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_eta: Option<String>,
+    /// The receipts expected, earliest first (exact reads only, when any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<Vec<ReceiptOut>>,
+}
+
+/// A receipt expected from a supplier, or what a receipt command did to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptOut {
+    pub reference: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Units expected, arrived by this call, or no longer expected.
+    pub qty: u64,
+    /// Units still expected.
+    pub remaining: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<String>,
+    /// `expected`, `received` (partly, while `remaining` > 0) or `cancelled`.
+    pub state: String,
+    /// Backordered reservations an arrival filled, first in line first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filled: Vec<FilledOut>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+/// Units of a backordered reservation an arrival covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilledOut {
+    pub reservation_id: String,
+    pub qty: u64,
+    /// Units of it still waiting.
+    pub backordered: u64,
+}
+
+impl ReceiptOut {
+    pub fn new(change: &stockade_engine::ReceiptChange, state: &str) -> Self {
+        Self {
+            reference: change.reference.to_string(),
+            location: change.location.as_ref().map(|l| l.to_string()),
+            qty: change.qty.get(),
+            remaining: change.remaining.get(),
+            eta: change.eta.map(|t| t.to_string()),
+            state: state.to_owned(),
+            filled: change
+                .filled
+                .iter()
+                .map(|(id, qty, left)| FilledOut {
+                    reservation_id: id.to_string(),
+                    qty: qty.get(),
+                    backordered: left.get(),
+                })
+                .collect(),
+            version: Some(change.version),
+        }
+    }
+}
+
+/// A SKU's backorder limit, changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackorderLimitOut {
+    pub sku: String,
+    pub backorder_limit: u64,
+    pub previous: u64,
+    pub version: u64,
 }
 
 /// One location of a SKU: the read model's figures there, and its status.
@@ -113,6 +190,25 @@ impl StockOut {
                     .collect()
             }),
             in_transit: (!view.in_transit.is_zero()).then(|| view.in_transit.get()),
+            backorder_limit: levels.backorder_limit,
+            backordered: levels.backordered,
+            incoming: levels.incoming,
+            next_eta: view.next_eta.map(|t| t.to_string()),
+            receipts: (!view.receipts.is_empty()).then(|| {
+                view.receipts
+                    .iter()
+                    .map(|r| ReceiptOut {
+                        reference: r.reference.to_string(),
+                        location: Some(r.location.to_string()),
+                        qty: r.qty.get(),
+                        remaining: r.qty.get(),
+                        eta: Some(r.eta.to_string()),
+                        state: "expected".into(),
+                        filled: Vec::new(),
+                        version: None,
+                    })
+                    .collect()
+            }),
         }
     }
 
@@ -135,6 +231,11 @@ impl StockOut {
             components: None,
             locations: None,
             in_transit: None,
+            backorder_limit: row.level.backorder_limit,
+            backordered: row.level.backordered,
+            incoming: row.level.incoming,
+            next_eta: None,
+            receipts: None,
         }
     }
 
@@ -194,6 +295,17 @@ pub struct LineOut {
     /// Where the units are held, at a SKU stocked at several locations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PartOut>,
+    /// Units of the line waiting for stock (a SKU that takes backorders): they ship when
+    /// stock arrives, first in line first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backordered: u64,
+    /// When the receipt bringing the last of them is expected, if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Units held at one location.
@@ -217,6 +329,8 @@ impl From<&ReservedLine> for LineOut {
                     qty: p.qty.get(),
                 })
                 .collect(),
+            backordered: line.backordered.get(),
+            eta: line.eta.map(|t| t.to_string()),
         }
     }
 }
@@ -323,6 +437,11 @@ pub struct LineStateOut {
     pub qty: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// Units of a held line waiting for stock, and when they are expected.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backordered: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<String>,
 }
 
 /// `GET /api/reservations/{id}`.
@@ -352,11 +471,19 @@ impl From<&ReservationStatus> for ReservationStatusOut {
                     LineStatus::Resolved(resolution) => (resolution.to_string(), None),
                     LineStatus::Unknown => ("unknown".to_owned(), None),
                 };
+                let (backordered, eta) = match status {
+                    LineStatus::Live {
+                        backordered, eta, ..
+                    } => (backordered.get(), eta.map(|t| t.to_string())),
+                    _ => (0, None),
+                };
                 LineStateOut {
                     sku: sku.to_string(),
                     state,
                     qty: hold.map(|(q, _)| q.get()),
                     expires_at: hold.map(|(_, at)| at.to_string()),
+                    backordered,
+                    eta,
                 }
             })
             .collect();

@@ -840,7 +840,8 @@ fn now_millis() -> i64 {
 }
 
 const SELECT_STOCK: &str =
-    "SELECT sku, pool, on_hand, reserved, available, status, version, updated_at FROM stock_levels";
+    "SELECT sku, pool, on_hand, reserved, available, status, version, updated_at,
+            backorder_limit, backordered, incoming FROM stock_levels";
 
 fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StockRow, ProjectionError>> {
     let sku: String = r.get(0)?;
@@ -868,6 +869,9 @@ fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StockRow, Project
                 on_hand: r.get::<_, Option<i64>>(2)?.map(to_u64),
                 reserved: to_u64(r.get(3)?),
                 available: r.get::<_, Option<i64>>(4)?.map(to_u64),
+                backorder_limit: to_u64(r.get(8)?),
+                backordered: to_u64(r.get(9)?),
+                incoming: to_u64(r.get(10)?),
             },
             status,
             version: to_u64(r.get(6)?),
@@ -1031,13 +1035,16 @@ fn cached(
 }
 
 fn put_stock(tx: &Transaction<'_>, row: &StockRow) -> Result<(), ProjectionError> {
-    cached(tx,
-        "INSERT INTO stock_levels (sku, pool, on_hand, reserved, available, status, version, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+    cached(
+        tx,
+        "INSERT INTO stock_levels (sku, pool, on_hand, reserved, available, status, version,
+             updated_at, backorder_limit, backordered, incoming)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (sku) DO UPDATE SET pool = excluded.pool, on_hand = excluded.on_hand,
              reserved = excluded.reserved, available = excluded.available,
              status = excluded.status, version = excluded.version,
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, backorder_limit = excluded.backorder_limit,
+             backordered = excluded.backordered, incoming = excluded.incoming",
         params![
             row.sku.to_string(),
             row.pool.as_str(),
@@ -1047,6 +1054,9 @@ fn put_stock(tx: &Transaction<'_>, row: &StockRow) -> Result<(), ProjectionError
             row.status.as_str(),
             to_i64(row.version),
             to_i64(row.updated_at.as_millis()),
+            to_i64(row.level.backorder_limit),
+            to_i64(row.level.backordered),
+            to_i64(row.level.incoming),
         ],
     )
     .map_err(sql)?;
@@ -1092,7 +1102,10 @@ mod tests {
              INSERT INTO thresholds (sku, low_stock) VALUES ('A', 7);
              INSERT INTO alert_acks (seq, at, by) VALUES (1, 0, 'admin');
              DROP TABLE stock_locations; DROP TABLE kit_parts;
-             ALTER TABLE reservations DROP COLUMN sold; PRAGMA user_version = 2;",
+             ALTER TABLE reservations DROP COLUMN sold;
+             ALTER TABLE stock_levels DROP COLUMN backorder_limit;
+             ALTER TABLE stock_levels DROP COLUMN backordered;
+             ALTER TABLE stock_levels DROP COLUMN incoming; PRAGMA user_version = 2;",
         )
         .unwrap();
         drop(raw);
@@ -1103,6 +1116,9 @@ mod tests {
         raw.execute_batch(
             "DROP TABLE stock_locations; DROP TABLE kit_parts; DROP TABLE alert_acks;
              ALTER TABLE reservations DROP COLUMN parts; ALTER TABLE reservations DROP COLUMN sold;
+             ALTER TABLE stock_levels DROP COLUMN backorder_limit;
+             ALTER TABLE stock_levels DROP COLUMN backordered;
+             ALTER TABLE stock_levels DROP COLUMN incoming;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -1115,6 +1131,8 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         // Preparing names the columns: it fails if a step was skipped.
         raw.prepare("SELECT parts, sold FROM reservations").unwrap();
+        raw.prepare("SELECT backorder_limit, backordered, incoming FROM stock_levels")
+            .unwrap();
         raw.prepare("SELECT seq, at, by FROM alert_acks").unwrap();
         drop(raw);
         let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -433,10 +433,12 @@ pub fn kit_row(
             available = Some(available.map_or(kits, |a| a.min(kits)));
         }
     }
+    // A kit takes no backorders of its own.
     let level = Level {
         on_hand: None,
         reserved: 0,
         available,
+        ..Level::default()
     };
     Some(StockRow {
         sku: kit.clone(),

@@ -2,10 +2,10 @@
 
 /// Version of the schema below; a file from a newer build is refused, one from an older
 /// build is brought up to it by [`MIGRATIONS`].
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// What brings a file at version `n` (index `n - 1`) to `n + 1`.
-pub(super) const MIGRATIONS: [&str; 3] = [
+pub(super) const MIGRATIONS: [&str; 4] = [
     // 2: where each hold's units are, for SKUs at several locations.
     "ALTER TABLE reservations ADD COLUMN parts TEXT;",
     // 3: per-location rows and kits' derived rows. Both come from events already in the
@@ -19,6 +19,10 @@ pub(super) const MIGRATIONS: [&str; 3] = [
      DELETE FROM alerts; DELETE FROM notices; DROP TABLE IF EXISTS alert_acks;",
     // 4: units a live hold sold by partial commits. A log written before has none.
     "ALTER TABLE reservations ADD COLUMN sold INTEGER NOT NULL DEFAULT 0;",
+    // 5: backorders and incoming stock per SKU. A log written before has none.
+    "ALTER TABLE stock_levels ADD COLUMN backorder_limit INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE stock_levels ADD COLUMN backordered INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE stock_levels ADD COLUMN incoming INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(super) const SCHEMA: &str = "
@@ -36,7 +40,10 @@ CREATE TABLE IF NOT EXISTS stock_levels (
     available  INTEGER,
     status     TEXT NOT NULL,
     version    INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    backorder_limit INTEGER NOT NULL DEFAULT 0,
+    backordered     INTEGER NOT NULL DEFAULT 0,
+    incoming        INTEGER NOT NULL DEFAULT 0
 );
 -- A SKU registered with locations, at each of them. The version is the SKU's.
 CREATE TABLE IF NOT EXISTS stock_locations (

@@ -8,6 +8,7 @@
 mod acknowledged_appends_survive_process_abort;
 mod acknowledged_appends_survive_reopen;
 mod adjustments_with_an_expected_version;
+mod backorders_fill_first_in_first_out;
 mod bad_input_is_a_typed_rejection;
 mod concurrent_buyers_never_oversell;
 mod concurrent_runs_are_linearizable;
@@ -20,6 +21,7 @@ mod history_is_found_in_the_log;
 mod http_access_holds_against_attackers;
 mod http_admin_endpoints;
 mod http_api_serves_every_endpoint_by_role;
+mod http_backorders_and_receipts;
 mod http_bad_input_is_a_4xx_json_error;
 mod http_bulk_import_and_export;
 mod http_graceful_shutdown_keeps_every_acknowledged_hold;

@@ -27,9 +27,13 @@ async fn the_reference_scenarios_over_http() {
         names,
         [
             "inventory.adjust",
+            "inventory.cancelReceipt",
+            "inventory.expectReceipt",
             "inventory.getStock",
             "inventory.list",
+            "inventory.receiveReceipt",
             "inventory.receiveTransfer",
+            "inventory.setBackorderLimit",
             "inventory.transfer",
             "orders.amend",
             "orders.cancel",

@@ -1,5 +1,6 @@
 //! Business rules, one given / when / then per rule, and properties over random histories.
 
+mod backorders;
 mod changes;
 mod digital;
 mod kit;

@@ -396,6 +396,11 @@ impl Model {
             Event::SkuRegistered(_) | Event::TransferShipped(_) | Event::TransferReceived(_) => {
                 unreachable!("not decided for a SKU at one location")
             }
+            Event::BackorderLimitSet(_)
+            | Event::ReceiptExpected(_)
+            | Event::ReceiptReceived(_)
+            | Event::ReceiptCancelled(_)
+            | Event::BackorderFilled(_) => unreachable!("backorders are tested in their own model"),
         }
     }
 }

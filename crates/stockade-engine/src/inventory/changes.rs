@@ -58,6 +58,8 @@ struct Held {
     expires_at: Timestamp,
     reserved_at: Timestamp,
     at_risk: bool,
+    /// Units waiting for stock: not to be sold yet.
+    backordered: Quantity,
 }
 
 impl Inventory {
@@ -135,6 +137,8 @@ impl Inventory {
                         qty,
                         parts: Vec::new(),
                         version: accepted.version,
+                        backordered: Quantity::ZERO,
+                        eta: None,
                     });
                 }
                 Err(e) => failed.push((sku, e)),
@@ -203,6 +207,16 @@ impl Inventory {
                         rejection: Rejection::AtRisk { reservation_id: id },
                     });
                 }
+                // Only a line's covered units sell; its backordered ones wait for stock.
+                if sell && *qty > line.qty.saturating_sub(line.backordered) {
+                    return Err(Error::Rejected {
+                        sku: line.sku.clone(),
+                        rejection: Rejection::Backordered {
+                            reservation_id: id,
+                            backordered: line.backordered,
+                        },
+                    });
+                }
             }
             if sell && held.len() > 1 {
                 self.secure(id, &held, &request).await?;
@@ -233,6 +247,8 @@ impl Inventory {
                         qty,
                         parts,
                         version: accepted.version,
+                        backordered: Quantity::ZERO,
+                        eta: None,
                     });
                 }
                 Err(e) => failed.push((sku.clone(), e)),
@@ -303,6 +319,8 @@ impl Inventory {
                 expires_at,
                 reserved_at,
                 at_risk,
+                backordered,
+                ..
             } = status?
             {
                 current.push(Held {
@@ -312,6 +330,7 @@ impl Inventory {
                     expires_at,
                     reserved_at,
                     at_risk,
+                    backordered,
                 });
             }
         }
@@ -523,6 +542,8 @@ impl Inventory {
                 qty,
                 parts: Vec::new(),
                 version,
+                backordered: Quantity::ZERO,
+                eta: None,
             });
         }
         finish(id, out, failed, earliest.or(expires_at), replayed)
@@ -561,6 +582,8 @@ impl Inventory {
                     expires_at,
                     reserved_at,
                     at_risk,
+                    backordered,
+                    ..
                 } => {
                     held.push(Held {
                         sku: sku.clone(),
@@ -569,6 +592,7 @@ impl Inventory {
                         expires_at,
                         reserved_at,
                         at_risk,
+                        backordered,
                     });
                     continue;
                 }
@@ -678,6 +702,15 @@ impl Inventory {
             return Err(Error::Rejected {
                 sku: line.sku.clone(),
                 rejection: Rejection::AtRisk { reservation_id: id },
+            });
+        }
+        if let Some(line) = live.iter().find(|h| !h.backordered.is_zero()) {
+            return Err(Error::Rejected {
+                sku: line.sku.clone(),
+                rejection: Rejection::Backordered {
+                    reservation_id: id,
+                    backordered: line.backordered,
+                },
             });
         }
         self.secure(id, &live, request).await?;

@@ -55,6 +55,7 @@ mod changes;
 mod config;
 mod guards;
 mod kits;
+mod receipts;
 mod saga;
 mod start_up;
 mod types;
@@ -62,6 +63,7 @@ mod types;
 pub use changes::Changed;
 pub use config::{InventoryConfig, StoreConfig};
 pub use kits::MAX_KIT_DEPTH;
+pub use receipts::{BackorderLimit, Receipt, ReceiptChange};
 pub use types::{
     Adjusted, Adjustment, Line, Origin, Registration, Reservation, ReservationStatus,
     ReserveOptions, ReservedLine, Resolved, Transfer, Transferred,

@@ -180,6 +180,8 @@ impl Inventory {
                     qty: r.qty,
                     parts: r.parts,
                     version: r.version,
+                    backordered: r.backordered,
+                    eta: r.eta,
                 })
                 .collect(),
         })
@@ -308,6 +310,8 @@ impl Inventory {
                         sku,
                         qty,
                         version: accepted.version,
+                        backordered: Quantity::ZERO,
+                        eta: None,
                     });
                 }
                 // Done by an earlier call (one that answered with this line failed, or
@@ -326,6 +330,8 @@ impl Inventory {
                         sku,
                         qty: Quantity::ZERO,
                         version,
+                        backordered: Quantity::ZERO,
+                        eta: None,
                     });
                 }
                 Err(e) => failed.push((sku, e)),
@@ -437,6 +443,8 @@ struct HeldLine {
     version: u64,
     replayed: bool,
     parts: Vec<Part>,
+    backordered: Quantity,
+    eta: Option<Timestamp>,
 }
 
 fn held_line(accepted: &Accepted) -> Option<HeldLine> {
@@ -450,6 +458,8 @@ fn held_line(accepted: &Accepted) -> Option<HeldLine> {
             version: accepted.version,
             replayed: accepted.replayed,
             parts: r.parts.clone(),
+            backordered: accepted.backordered,
+            eta: accepted.eta,
         }),
         _ => None,
     })

@@ -140,6 +140,10 @@ pub struct ReservedLine {
     pub parts: Vec<Part>,
     /// The SKU's stream version after this line.
     pub version: u64,
+    /// Units of the line waiting for stock (a SKU that takes backorders), filled first in,
+    /// first out; and when the receipt bringing the last of them is expected, if one is.
+    pub backordered: Quantity,
+    pub eta: Option<Timestamp>,
 }
 
 /// A reservation committed or released: `lines` are resolved (by this call, or by an

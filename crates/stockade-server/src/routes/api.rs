@@ -13,11 +13,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use stockade_domain::{Sku, Timestamp};
 use stockade_engine::ReserveOptions;
-use stockade_wire::request::{page_limit, reservation_id, sku, transfer_id};
+use stockade_wire::request::{page_limit, receipt_ref, reservation_id, sku, transfer_id};
 use stockade_wire::{
-    AdjustRequest, AdjustedOut, AmendRequest, ApiError, ChangedOut, Code, ErrorKind, ExtendRequest,
-    Page, RegisterSkuRequest, ReservationOut, ReservationStatusOut, ReserveRequest, ResolveRequest,
-    ResolvedOut, StockOut, TransferOut, TransferRequest,
+    AdjustRequest, AdjustedOut, AmendRequest, ApiError, BackorderLimitOut, BackorderLimitRequest,
+    ChangedOut, Code, ErrorKind, ExtendRequest, Page, ReceiptOut, ReceiptRequest,
+    ReceiveReceiptRequest, RegisterSkuRequest, ReservationOut, ReservationStatusOut,
+    ReserveRequest, ResolveRequest, ResolvedOut, StockOut, TransferOut, TransferRequest,
 };
 
 use crate::auth::Need;
@@ -285,6 +286,128 @@ pub async fn receive_transfer(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /api/inventory/products/{sku}/backorders` (admin): how many units may be held
+/// beyond on hand.
+pub async fn set_backorder_limit(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let (request, bytes, origin): (BackorderLimitRequest, _, _) =
+        write_request(&req, &state, payload, Need::Admin).await?;
+    let sku = sku(&path, "sku")?;
+    let limit = request.validate()?;
+    check_key(&state, &origin, &format!("backorders:{sku}"), &bytes).await?;
+    let inventory = state.inventory.clone();
+    let setting = sku.clone();
+    let set = detached(async move {
+        inventory
+            .set_backorder_limit(&setting, limit, &origin)
+            .await
+    })
+    .await??;
+    let mut response = HttpResponse::Ok();
+    replayed(&mut response, set.replayed);
+    Ok(response.json(BackorderLimitOut {
+        sku: sku.to_string(),
+        backorder_limit: set.limit.get(),
+        previous: set.previous.get(),
+        version: set.version,
+    }))
+}
+
+/// `POST /api/inventory/products/{sku}/receipts` (admin): stock expected from a supplier.
+pub async fn expect_receipt(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let (request, bytes, origin): (ReceiptRequest, _, _) =
+        write_request(&req, &state, payload, Need::Admin).await?;
+    let sku = sku(&path, "sku")?;
+    let receipt = request.validate()?;
+    check_key(&state, &origin, &format!("receipt:{sku}"), &bytes).await?;
+    let inventory = state.inventory.clone();
+    let expected =
+        detached(async move { inventory.expect_receipt(&sku, receipt, &origin).await }).await??;
+    let mut response = HttpResponse::Created();
+    replayed(&mut response, expected.replayed);
+    Ok(response.json(ReceiptOut::new(&expected, "expected")))
+}
+
+/// `POST /api/inventory/products/{sku}/receipts/{reference}/receive` (admin): units of it
+/// arrived; they fill backorders first.
+pub async fn receive_receipt(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let caller = state.authorize(&req, Need::Admin, None)?;
+    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
+    let request: ReceiveReceiptRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ReceiveReceiptRequest::default()
+    } else {
+        body::parse(&bytes)?
+    };
+    let (sku_text, reference_text) = path.into_inner();
+    let sku = sku(&sku_text, "sku")?;
+    let reference = receipt_ref(&reference_text, "reference")?;
+    let qty = request.qty.map(stockade_domain::Quantity::new);
+    let origin = state.origin(&req, caller.as_ref())?;
+    check_key(
+        &state,
+        &origin,
+        &format!("receive-receipt:{sku}:{reference}"),
+        &bytes,
+    )
+    .await?;
+    let inventory = state.inventory.clone();
+    let received = detached(async move {
+        inventory
+            .receive_receipt(&sku, reference, qty, &origin)
+            .await
+    })
+    .await??;
+    let mut response = HttpResponse::Ok();
+    replayed(&mut response, received.replayed);
+    Ok(response.json(ReceiptOut::new(&received, "received")))
+}
+
+/// `POST /api/inventory/products/{sku}/receipts/{reference}/cancel` (admin): what is still
+/// expected of it will not come.
+pub async fn cancel_receipt(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let caller = state.authorize(&req, Need::Admin, None)?;
+    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let _: Empty = body::parse(&bytes)?;
+    }
+    let (sku_text, reference_text) = path.into_inner();
+    let sku = sku(&sku_text, "sku")?;
+    let reference = receipt_ref(&reference_text, "reference")?;
+    let origin = state.origin(&req, caller.as_ref())?;
+    check_key(
+        &state,
+        &origin,
+        &format!("cancel-receipt:{sku}:{reference}"),
+        b"",
+    )
+    .await?;
+    let inventory = state.inventory.clone();
+    let cancelled =
+        detached(async move { inventory.cancel_receipt(&sku, reference, &origin).await }).await??;
+    let mut response = HttpResponse::Ok();
+    replayed(&mut response, cancelled.replayed);
+    Ok(response.json(ReceiptOut::new(&cancelled, "cancelled")))
 }
 
 /// A version conflict as an error that hands the caller what it needs to decide again:

@@ -81,6 +81,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .route(web::post().to(api::receive_transfer)),
         )
+        .service(
+            resource("/api/inventory/products/{sku}/backorders", "POST")
+                .route(web::post().to(api::set_backorder_limit)),
+        )
+        .service(
+            resource("/api/inventory/products/{sku}/receipts", "POST")
+                .route(web::post().to(api::expect_receipt)),
+        )
+        .service(
+            resource(
+                "/api/inventory/products/{sku}/receipts/{reference}/receive",
+                "POST",
+            )
+            .route(web::post().to(api::receive_receipt)),
+        )
+        .service(
+            resource(
+                "/api/inventory/products/{sku}/receipts/{reference}/cancel",
+                "POST",
+            )
+            .route(web::post().to(api::cancel_receipt)),
+        )
         .service(resource("/api/reservations/{id}", "GET").route(web::get().to(api::reservation)))
         .service(
             resource("/api/reservations/{id}/commit", "POST").route(web::post().to(api::commit)),

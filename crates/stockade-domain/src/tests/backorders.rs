@@ -1,0 +1,382 @@
+//! Backorders and incoming stock: a SKU with a backorder limit holds lines beyond what is
+//! on hand, the latest ones waiting; stock freed or brought in fills them first in, first
+//! out, each filling an event; expected receipts say when. One given / when / then per
+//! rule.
+
+use crate::command::{
+    Amend, CancelReceipt, Command, ExpectReceipt, ReceiveReceipt, Reduce, SetBackorderLimit,
+    StockChange,
+};
+use crate::event::{
+    BackorderFilled, BackorderLimitSet, Event, ReceiptCancelled, ReceiptExpected, ReceiptReceived,
+    ReservationReduced,
+};
+use crate::ids::{LocationId, ReceiptRef};
+use crate::pool::{LocationConfig, PoolConfig};
+use crate::rejection::{Rejection, Resolution};
+use crate::state::{Availability, SkuState};
+use crate::testing::*;
+use crate::time::Timestamp;
+
+fn limit_set(limit: u64, previous: u64, at: Timestamp) -> Event {
+    Event::BackorderLimitSet(BackorderLimitSet {
+        limit: qty(limit),
+        previous: qty(previous),
+        at,
+    })
+}
+
+fn filled(id: u128, n: u64, left: u64, at: Timestamp) -> Event {
+    Event::BackorderFilled(BackorderFilled {
+        reservation_id: rid(id),
+        qty: qty(n),
+        backordered: qty(left),
+        at,
+    })
+}
+
+fn po(name: &str) -> ReceiptRef {
+    ReceiptRef::new(name).unwrap()
+}
+
+fn default_location() -> LocationId {
+    LocationId::new("default").unwrap()
+}
+
+fn expected(name: &str, n: u64, eta: Timestamp, at: Timestamp) -> Event {
+    Event::ReceiptExpected(ReceiptExpected {
+        reference: po(name),
+        location: default_location(),
+        qty: qty(n),
+        eta,
+        at,
+    })
+}
+
+fn expect(name: &str, n: u64, eta: Timestamp) -> Command {
+    Command::ExpectReceipt(ExpectReceipt {
+        reference: po(name),
+        qty: qty(n),
+        eta,
+        location: None,
+    })
+}
+
+fn receive(name: &str, n: Option<u64>) -> Command {
+    Command::ReceiveReceipt(ReceiveReceipt {
+        reference: po(name),
+        qty: n.map(qty),
+    })
+}
+
+/// 3 on hand, 5 more may be backordered; reservation 1 holds 2 (covered), reservation 2
+/// holds 4, of which 1 is covered and 3 wait.
+fn backordered() -> Vec<Event> {
+    vec![
+        registered_physical(3, 0),
+        limit_set(5, 0, secs(0)),
+        reserved(1, 2, secs(1), secs(600)),
+        reserved(2, 4, secs(2), secs(600)),
+    ]
+}
+
+fn stock_of(state: &SkuState) -> crate::state::StockRef<'_> {
+    state.stock().unwrap()
+}
+
+#[test]
+fn a_line_beyond_on_hand_within_the_limit_is_held_backordered() {
+    given([registered_physical(3, 0), limit_set(5, 0, secs(0))])
+        .at(secs(1))
+        .when(reserve(1, 2, 600))
+        .then([reserved(1, 2, secs(1), secs(601))]);
+    let state = given([
+        registered_physical(3, 0),
+        limit_set(5, 0, secs(0)),
+        reserved(1, 2, secs(1), secs(601)),
+    ])
+    .at(secs(2))
+    .when(reserve(2, 4, 600))
+    .then([reserved(2, 4, secs(2), secs(602))]);
+    let stock = stock_of(&state);
+    assert_eq!(stock.backorders(), vec![(rid(2), qty(3))]);
+    assert_eq!(stock.backordered_of(&rid(1)), qty(0));
+    let view = stock.view(secs(2));
+    assert_eq!(view.backordered, qty(3));
+    assert_eq!(view.available, Availability::Limited(qty(2)));
+    assert_eq!(view.shortfall, qty(0));
+}
+
+#[test]
+fn beyond_the_backorder_limit_is_refused() {
+    given(backordered())
+        .at(secs(3))
+        .when(reserve(3, 3, 600))
+        .then_rejected(Rejection::InsufficientStock {
+            requested: qty(3),
+            available: qty(2),
+        });
+}
+
+#[test]
+fn a_backordered_hold_sells_only_its_covered_units() {
+    given(backordered())
+        .at(secs(3))
+        .when(commit(2))
+        .then_rejected(Rejection::Backordered {
+            reservation_id: rid(2),
+            backordered: qty(3),
+        });
+    given(backordered())
+        .at(secs(3))
+        .when(Command::Reduce(Reduce {
+            reservation_id: rid(2),
+            qty: qty(2),
+            sell: true,
+        }))
+        .then_rejected(Rejection::Backordered {
+            reservation_id: rid(2),
+            backordered: qty(3),
+        });
+    let state = given(backordered())
+        .at(secs(3))
+        .when(Command::Reduce(Reduce {
+            reservation_id: rid(2),
+            qty: qty(1),
+            sell: true,
+        }))
+        .then([Event::ReservationReduced(ReservationReduced {
+            reservation_id: rid(2),
+            qty: qty(1),
+            remaining: qty(3),
+            outcome: Resolution::Committed,
+            parts: Vec::new(),
+            at: secs(3),
+        })]);
+    // Selling its covered unit took one from on hand: the other three still wait.
+    assert_eq!(stock_of(&state).backorders(), vec![(rid(2), qty(3))]);
+    // A hold wholly covered sells as ever.
+    given(backordered())
+        .at(secs(3))
+        .when(commit(1))
+        .then([committed(1, 2, secs(3))]);
+}
+
+#[test]
+fn a_release_ahead_fills_the_line_first_in_first_out() {
+    let mut events = backordered();
+    events.push(reserved(3, 1, secs(3), secs(600)));
+    let state = given(events)
+        .at(secs(4))
+        .when(release(1))
+        .then([released(1, 2, secs(4)), filled(2, 2, 1, secs(4))]);
+    // Reservation 2 still waits for one unit, and reservation 3 (behind it) for its one.
+    assert_eq!(
+        stock_of(&state).backorders(),
+        vec![(rid(2), qty(1)), (rid(3), qty(1))]
+    );
+}
+
+#[test]
+fn an_expiry_ahead_fills_too() {
+    given(backordered()).at(secs(600)).when(expire(1)).then([
+        expired(1, 2, secs(600), secs(600)),
+        filled(2, 2, 1, secs(600)),
+    ]);
+}
+
+#[test]
+fn a_count_that_finds_more_fills_and_one_that_finds_less_does_not() {
+    given(backordered())
+        .at(secs(5))
+        .when(adjust(StockChange::Delta(2), "found two"))
+        .then([
+            adjusted(StockChange::Delta(2), 3, 5, "found two", &[], secs(5)),
+            filled(2, 2, 1, secs(5)),
+        ]);
+    // Fewer on hand: more wait; within the backorder limit nothing is at risk.
+    let state = given(backordered())
+        .at(secs(5))
+        .when(adjust(StockChange::Delta(-1), "damaged"))
+        .then([adjusted(
+            StockChange::Delta(-1),
+            3,
+            2,
+            "damaged",
+            &[],
+            secs(5),
+        )]);
+    assert_eq!(stock_of(&state).backordered_of(&rid(2)), qty(4));
+}
+
+#[test]
+fn a_receipt_is_expected_with_an_eta_and_its_arrival_fills_backorders() {
+    let state = given(backordered())
+        .at(secs(10))
+        .when(expect("PO-7", 10, secs(1000)))
+        .then([expected("PO-7", 10, secs(1000), secs(10))]);
+    let stock = stock_of(&state);
+    assert_eq!(stock.backorder_eta(&rid(2)), Some(secs(1000)));
+    assert_eq!(stock.backorder_eta(&rid(1)), None);
+    let view = stock.view(secs(10));
+    assert_eq!((view.incoming, view.next_eta), (qty(10), Some(secs(1000))));
+
+    let mut events = backordered();
+    events.push(expected("PO-7", 10, secs(1000), secs(10)));
+    let state = given(events.clone())
+        .at(secs(900))
+        .when(receive("PO-7", Some(2)))
+        .then([
+            Event::ReceiptReceived(ReceiptReceived {
+                reference: po("PO-7"),
+                location: default_location(),
+                qty: qty(2),
+                remaining: qty(8),
+                at: secs(900),
+            }),
+            filled(2, 2, 1, secs(900)),
+        ]);
+    let view = stock_of(&state).view(secs(900));
+    assert_eq!((view.limit, view.incoming), (Some(qty(5)), qty(8)));
+    // The rest arrives: the receipt closes.
+    let state = given(events)
+        .at(secs(900))
+        .when(receive("PO-7", None))
+        .then([
+            Event::ReceiptReceived(ReceiptReceived {
+                reference: po("PO-7"),
+                location: default_location(),
+                qty: qty(10),
+                remaining: qty(0),
+                at: secs(900),
+            }),
+            filled(2, 3, 0, secs(900)),
+        ]);
+    let stock = stock_of(&state);
+    assert!(stock.backorders().is_empty() && stock.receipts().is_empty());
+}
+
+#[test]
+fn earlier_receipts_answer_for_the_first_in_line() {
+    let mut events = backordered();
+    events.push(reserved(3, 2, secs(3), secs(600)));
+    events.push(expected("LATE", 4, secs(2000), secs(4)));
+    events.push(expected("SOON", 3, secs(1000), secs(4)));
+    let state = given(events).state().clone();
+    let stock = stock_of(&state);
+    // Reservation 2 waits for 3 units, the first three to come (SOON); reservation 3 for
+    // the next two (LATE).
+    assert_eq!(stock.backorder_eta(&rid(2)), Some(secs(1000)));
+    assert_eq!(stock.backorder_eta(&rid(3)), Some(secs(2000)));
+}
+
+#[test]
+fn bad_receipts_are_refused() {
+    let base = || given(backordered()).at(secs(10));
+    base()
+        .when(expect("PO-1", 5, secs(10)))
+        .then_rejected(Rejection::InvalidReceipt {
+            reason: format!("the expected arrival {} is not in the future", secs(10)),
+        });
+    base()
+        .when(expect("PO-1", 0, secs(100)))
+        .then_rejected(Rejection::InvalidQuantity);
+    base()
+        .when(receive("NOPE", None))
+        .then_rejected(Rejection::UnknownReceipt {
+            reference: po("NOPE"),
+        });
+    let mut events = backordered();
+    events.push(expected("PO-1", 5, secs(100), secs(5)));
+    given(events.clone())
+        .at(secs(10))
+        .when(expect("PO-1", 5, secs(200)))
+        .then_rejected(Rejection::DuplicateReceipt {
+            reference: po("PO-1"),
+        });
+    given(events.clone())
+        .at(secs(10))
+        .when(receive("PO-1", Some(0)))
+        .then_rejected(Rejection::InvalidQuantity);
+    let state = given(events)
+        .at(secs(10))
+        .when(Command::CancelReceipt(CancelReceipt {
+            reference: po("PO-1"),
+        }))
+        .then([Event::ReceiptCancelled(ReceiptCancelled {
+            reference: po("PO-1"),
+            qty: qty(5),
+            at: secs(10),
+        })]);
+    assert_eq!(stock_of(&state).view(secs(10)).incoming, qty(0));
+}
+
+#[test]
+fn the_backorder_limit_is_for_physical_skus_at_one_location() {
+    let at_two = registered(PoolConfig::at_locations(vec![
+        LocationConfig {
+            location: LocationId::new("a").unwrap(),
+            on_hand: qty(1),
+            safety_stock: qty(0),
+            priority: 0,
+        },
+        LocationConfig {
+            location: LocationId::new("b").unwrap(),
+            on_hand: qty(1),
+            safety_stock: qty(0),
+            priority: 1,
+        },
+    ]));
+    given([at_two])
+        .when(Command::SetBackorderLimit(SetBackorderLimit {
+            limit: qty(5),
+        }))
+        .then_rejected(Rejection::InvalidPool {
+            reason: "backorders are taken at a SKU with one location".into(),
+        });
+    given([registered(PoolConfig::Digital {
+        license_limit: None,
+    })])
+    .when(Command::SetBackorderLimit(SetBackorderLimit {
+        limit: qty(5),
+    }))
+    .then_rejected(Rejection::UnsupportedForPool {
+        pool: crate::pool::PoolKind::Digital,
+        what: "take backorders (only stock on hand can be backordered)".into(),
+    });
+    given([registered_physical(3, 0), limit_set(5, 0, secs(0))])
+        .when(Command::SetBackorderLimit(SetBackorderLimit {
+            limit: qty(5),
+        }))
+        .then_rejected(Rejection::InvalidPool {
+            reason: "the backorder limit is already 5".into(),
+        });
+}
+
+#[test]
+fn lowering_the_limit_below_what_waits_puts_the_latest_at_risk() {
+    let state = given(backordered())
+        .at(secs(5))
+        .when(Command::SetBackorderLimit(SetBackorderLimit {
+            limit: qty(1),
+        }))
+        .then([limit_set(1, 5, secs(5))]);
+    let stock = stock_of(&state);
+    assert_eq!(stock.at_risk(secs(5)), vec![rid(2)]);
+    assert_eq!(stock.view(secs(5)).shortfall, qty(2));
+}
+
+#[test]
+fn a_hold_does_not_grow_past_stock_when_backorders_are_taken() {
+    given(backordered())
+        .at(secs(3))
+        .when(Command::Amend(Amend {
+            reservation_id: rid(1),
+            qty: qty(3),
+            placement: Default::default(),
+        }))
+        .then_rejected(Rejection::InsufficientStock {
+            requested: qty(1),
+            available: qty(0),
+        });
+}
