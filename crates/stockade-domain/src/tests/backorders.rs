@@ -380,3 +380,315 @@ fn a_hold_does_not_grow_past_stock_when_backorders_are_taken() {
             available: qty(0),
         });
 }
+
+/// Random histories at a SKU that takes backorders, against a flat model of its line:
+/// every decision's fills are exactly the units it moved from waiting to covered, first in
+/// line first; nothing waiting is ever sold; the projector's ledger, a fold of the log and
+/// a snapshot all read as the writer's state.
+mod random {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::command::{Commit, Expire, Release, Reserve};
+    use crate::decide::decide;
+    use crate::state::{HoldFacts, Ledger};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Reserve { id: u8, qty: u64, ttl_ms: u64 },
+        Commit(u8),
+        Release(u8),
+        Expire(u8),
+        Reduce { id: u8, qty: u64, sell: bool },
+        Delta(i64),
+        Receive(u64),
+        Limit(u64),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let id = 0u8..8;
+        prop_oneof![
+            6 => (id.clone(), 1u64..5, 1u64..60_000)
+                .prop_map(|(id, qty, ttl_ms)| Op::Reserve { id, qty, ttl_ms }),
+            2 => id.clone().prop_map(Op::Commit),
+            2 => id.clone().prop_map(Op::Release),
+            2 => id.clone().prop_map(Op::Expire),
+            2 => (id, 1u64..4, any::<bool>())
+                .prop_map(|(id, qty, sell)| Op::Reduce { id, qty, sell }),
+            2 => (-3i64..6).prop_map(Op::Delta),
+            2 => (1u64..6).prop_map(Op::Receive),
+            1 => (0u64..8).prop_map(Op::Limit),
+            3 => (0u64..30_000).prop_map(Op::Advance),
+        ]
+    }
+
+    /// The writer's live holds in line order (lapsed ones too, until their expiry is
+    /// written), with on hand: the model's view of who waits for how much.
+    #[derive(Debug, Default, Clone)]
+    struct Line {
+        on_hand: u64,
+        limit: u64,
+        holds: Vec<(u128, u64, HoldFacts)>,
+    }
+
+    impl Line {
+        /// Units of each hold beyond on hand, walking the line oldest first: waiting for
+        /// stock while the SKU takes backorders (without a limit they are at risk).
+        fn waiting(&self) -> Vec<(u128, u64)> {
+            if self.limit == 0 {
+                return Vec::new();
+            }
+            self.beyond()
+        }
+
+        fn beyond(&self) -> Vec<(u128, u64)> {
+            let mut promised = 0u64;
+            let mut out = Vec::new();
+            for (id, qty, _) in &self.holds {
+                let before = promised;
+                promised += qty;
+                if promised > self.on_hand {
+                    out.push((*id, promised - self.on_hand.max(before)));
+                }
+            }
+            out
+        }
+
+        fn waiting_of(&self, id: u128) -> u64 {
+            self.waiting()
+                .into_iter()
+                .find(|(h, _)| *h == id)
+                .map_or(0, |(_, n)| n)
+        }
+
+        fn facts(&self, id: u128) -> Option<HoldFacts> {
+            self.holds
+                .iter()
+                .find(|(h, _, _)| *h == id)
+                .map(|(_, _, f)| f.clone())
+        }
+
+        fn apply(&mut self, event: &Event) {
+            let n = |id: &crate::ids::ReservationId| id.as_uuid().as_u128();
+            match event {
+                Event::StockReserved(e) => self.holds.push((
+                    n(&e.reservation_id),
+                    e.qty.get(),
+                    HoldFacts {
+                        qty: e.qty,
+                        reserved_at: e.at,
+                        expires_at: e.expires_at,
+                        parts: Vec::new(),
+                    },
+                )),
+                Event::ReservationCommitted(e) => {
+                    self.holds.retain(|(h, _, _)| *h != n(&e.reservation_id));
+                    self.on_hand -= e.qty.get();
+                }
+                Event::ReservationReleased(e) => {
+                    self.holds.retain(|(h, _, _)| *h != n(&e.reservation_id))
+                }
+                Event::ReservationExpired(e) => {
+                    self.holds.retain(|(h, _, _)| *h != n(&e.reservation_id))
+                }
+                Event::ReservationReduced(e) => {
+                    let hold = self
+                        .holds
+                        .iter_mut()
+                        .find(|(h, _, _)| *h == n(&e.reservation_id))
+                        .unwrap();
+                    hold.1 = e.remaining.get();
+                    hold.2.qty = e.remaining;
+                    if e.outcome == Resolution::Committed {
+                        self.on_hand -= e.qty.get();
+                    }
+                }
+                Event::StockAdjusted(e) => self.on_hand = e.current.get(),
+                Event::ReceiptReceived(e) => self.on_hand += e.qty.get(),
+                Event::BackorderLimitSet(e) => self.limit = e.limit.get(),
+                _ => {}
+            }
+        }
+    }
+
+    fn command(op: &Op, receipt: u64, now: u64) -> Vec<Command> {
+        let id = |n: u8| rid(u128::from(n) + 1);
+        match *op {
+            Op::Reserve {
+                id: n,
+                qty: q,
+                ttl_ms,
+            } => vec![Command::Reserve(Reserve {
+                placement: Default::default(),
+                reservation_id: id(n),
+                order_id: None,
+                lines: Vec::new(),
+                qty: qty(q),
+                ttl: Duration::from_millis(ttl_ms),
+                channel: web(),
+            })],
+            Op::Commit(n) => vec![Command::Commit(Commit {
+                reservation_id: id(n),
+            })],
+            Op::Release(n) => vec![Command::Release(Release {
+                reservation_id: id(n),
+            })],
+            Op::Expire(n) => vec![Command::Expire(Expire {
+                reservation_id: id(n),
+            })],
+            Op::Reduce {
+                id: n,
+                qty: q,
+                sell,
+            } => vec![Command::Reduce(Reduce {
+                reservation_id: id(n),
+                qty: qty(q),
+                sell,
+            })],
+            Op::Delta(d) => vec![adjust(StockChange::Delta(d), "random")],
+            Op::Receive(q) => {
+                let reference = ReceiptRef::new(format!("PO-{receipt}")).unwrap();
+                vec![
+                    Command::ExpectReceipt(ExpectReceipt {
+                        reference: reference.clone(),
+                        qty: qty(q),
+                        eta: Timestamp::from_millis(now + 1_000),
+                        location: None,
+                    }),
+                    Command::ReceiveReceipt(ReceiveReceipt {
+                        reference,
+                        qty: None,
+                    }),
+                ]
+            }
+            Op::Limit(l) => vec![Command::SetBackorderLimit(SetBackorderLimit {
+                limit: qty(l),
+            })],
+            Op::Advance(_) => Vec::new(),
+        }
+    }
+
+    fn run(on_hand: u64, limit: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let first = registered_physical(on_hand, 0);
+        let mut log = vec![first.clone()];
+        let mut state = SkuState::from_events(&log).unwrap();
+        let mut ledger = Ledger::default();
+        ledger.apply(&first, None).unwrap();
+        let mut line = Line {
+            on_hand,
+            ..Line::default()
+        };
+        let mut now = 1_000u64;
+        let mut receipts = 0u64;
+        let mut ops = ops;
+        ops.insert(0, Op::Limit(limit));
+        for op in &ops {
+            if let Op::Advance(ms) = op {
+                now += ms;
+                continue;
+            }
+            receipts += 1;
+            for cmd in command(op, receipts, now) {
+                let at = Timestamp::from_millis(now);
+                let Ok(events) = decide(&state, &cmd, at) else {
+                    continue;
+                };
+                let before = line.beyond();
+                let took_backorders = line.limit > 0;
+                let first_event = &events[0];
+                // Nothing waiting is sold.
+                match first_event {
+                    Event::ReservationCommitted(e) => {
+                        prop_assert_eq!(line.waiting_of(e.reservation_id.as_uuid().as_u128()), 0)
+                    }
+                    Event::ReservationReduced(e) if e.outcome == Resolution::Committed => {
+                        let id = e.reservation_id.as_uuid().as_u128();
+                        let held = line.facts(id).unwrap().qty.get();
+                        prop_assert!(e.qty.get() <= held - line.waiting_of(id));
+                    }
+                    _ => {}
+                }
+                for event in &events {
+                    let ended = match event {
+                        Event::StockReserved(_) | Event::BackorderFilled(_) => None,
+                        other => other
+                            .reservation_id()
+                            .and_then(|id| line.facts(id.as_uuid().as_u128())),
+                    };
+                    ledger
+                        .apply(event, ended)
+                        .map_err(|e| TestCaseError::fail(format!("ledger: {e} at {event:?}")))?;
+                    state
+                        .apply(event)
+                        .map_err(|e| TestCaseError::fail(format!("state: {e} at {event:?}")))?;
+                    line.apply(event);
+                    log.push(event.clone());
+                }
+                // The fills are exactly what moved from waiting to covered, in line order,
+                // for holds this decision did not itself end or shrink.
+                let own = first_event
+                    .reservation_id()
+                    .map(|id| id.as_uuid().as_u128());
+                let after = line.beyond();
+                let expected: Vec<(u128, u64, u64)> = before
+                    .iter()
+                    .filter(|_| took_backorders)
+                    .filter(|(id, _)| Some(*id) != own)
+                    .filter_map(|(id, was)| {
+                        let now_waiting =
+                            after.iter().find(|(a, _)| a == id).map_or(0, |(_, n)| *n);
+                        (now_waiting < *was).then(|| (*id, was - now_waiting, now_waiting))
+                    })
+                    .collect();
+                let got: Vec<(u128, u64, u64)> = events[1..]
+                    .iter()
+                    .map(|e| match e {
+                        Event::BackorderFilled(f) => (
+                            f.reservation_id.as_uuid().as_u128(),
+                            f.qty.get(),
+                            f.backordered.get(),
+                        ),
+                        other => panic!("after its first event, a decision fills: {other:?}"),
+                    })
+                    .collect();
+                prop_assert_eq!(&got, &expected, "{:?} at {}: {:?}", op, now, line);
+                // First in, first out: a filled hold has no one still waiting ahead of it.
+                for (id, _, _) in &got {
+                    for (ahead, _, _) in line.holds.iter().take_while(|(h, _, _)| h != id) {
+                        prop_assert_eq!(line.waiting_of(*ahead), 0);
+                    }
+                }
+                let stock = state.stock().unwrap();
+                let waiting: Vec<(u128, u64)> = stock
+                    .backorders()
+                    .into_iter()
+                    .map(|(id, q)| (id.as_uuid().as_u128(), q.get()))
+                    .collect();
+                prop_assert_eq!(waiting, line.waiting());
+                prop_assert_eq!(ledger.view(at), Some(stock.view(at)));
+            }
+        }
+        prop_assert_eq!(&SkuState::from_events(&log).unwrap(), &state);
+        let snapshot = rmp_serde::to_vec_named(&state).unwrap();
+        let restored: SkuState = rmp_serde::from_slice(&snapshot).unwrap();
+        prop_assert_eq!(&restored, &state);
+        prop_assert_eq!(restored.validate(), Ok(()));
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn backorders_fill_first_in_first_out_and_are_never_sold(
+            on_hand in 0u64..5,
+            limit in 1u64..8,
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            run(on_hand, limit, ops)?;
+        }
+    }
+}
