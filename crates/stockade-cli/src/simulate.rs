@@ -8,7 +8,12 @@
 //! With `--locations`, each SKU's stock is spread over that many locations, and half the
 //! single-SKU buyers must have their units from one location they name (the other half
 //! let the SKU's writer place them), so buyers race for the last units at each location
-//! and the log check judges every location on its own stock. After the last buyer, the run
+//! and the log check judges every location on its own stock. With `--backorder-limit`, each
+//! SKU sells that many units beyond on hand as backorders, and with `--incoming` a
+//! purchase order of that many units per SKU arrives in parts during the sale (a
+//! preorder launch, with `--stock 0`): a buyer whose line waits for stock keeps the hold
+//! and commits once an arrival has filled it; the report says how many waited, how many
+//! were filled, and the log check holds the fills to line order. After the last buyer, the run
 //! waits for the abandoned holds to lapse, folds the whole log with the independent
 //! checker and compares it with what the buyers were told.
 
@@ -79,6 +84,20 @@ pub struct FlashSale {
     /// buyers name a location they must be served from.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     locations: u32,
+    /// Units each SKU may sell beyond on hand, as backorders filled first in, first out
+    /// as stock arrives (one location only).
+    #[arg(long, default_value_t = 0)]
+    backorder_limit: u64,
+    /// Units per SKU expected from a supplier when the sale opens, arriving during it in
+    /// --arrivals parts, one every --arrival-every-ms (one location only).
+    #[arg(long, default_value_t = 0)]
+    incoming: u64,
+    /// Parts the incoming stock arrives in.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    arrivals: u64,
+    /// Milliseconds between arrivals, the first one after the sale opens.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    arrival_every_ms: u64,
     /// Where the events go.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
@@ -138,6 +157,17 @@ pub struct Report {
     /// Expiries in the log (one per hold).
     pub expired: u64,
     pub rejected: u64,
+    /// Units each SKU could sell beyond on hand, and units expected per SKU.
+    pub backorder_limit: u64,
+    pub incoming_per_sku: u64,
+    /// Reservations whose line waited for stock when made, and their waiting units.
+    pub backordered: u64,
+    pub backordered_units: u64,
+    /// `BackorderFilled` events in the log (a hold filled by two arrivals counts twice).
+    pub fills: u64,
+    /// Waiting reservations committed once filled, and those still waiting at the end.
+    pub committed_after_fill: u64,
+    pub still_waiting: u64,
     pub errors: u64,
     pub oversold: u64,
     pub missing_acknowledged: u64,
@@ -188,6 +218,21 @@ impl Report {
             ]);
         }
         t.row(["committed".to_string(), n(self.committed)]);
+        if self.backorder_limit > 0 || self.incoming_per_sku > 0 {
+            t.row([
+                "backorder limit / incoming per SKU".to_string(),
+                format!("{} / {}", self.backorder_limit, self.incoming_per_sku),
+            ]);
+            t.row([
+                "held backordered (units)".to_string(),
+                format!("{} ({})", self.backordered, self.backordered_units),
+            ]);
+            t.row(["backorders filled (events)".to_string(), n(self.fills)]);
+            t.row([
+                "  committed once filled / still waiting".to_string(),
+                format!("{} / {}", self.committed_after_fill, self.still_waiting),
+            ]);
+        }
         t.row([
             "abandoned → expired".to_string(),
             if self.abandoned_holds == self.abandoned {
@@ -250,6 +295,10 @@ struct Outcomes {
     abandoned_holds: u64,
     abandoned: u64,
     rejected: u64,
+    /// Reservations that waited for stock (and their units), to commit once filled.
+    backordered: u64,
+    backordered_units: u64,
+    waiting: Vec<(Vec<Sku>, ReservationId)>,
     errors: u64,
     first_error: Option<String>,
 }
@@ -401,8 +450,39 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         .await
         .map_err(|e| format!("open the inventory: {e}"))?;
 
+    if (args.backorder_limit > 0 || args.incoming > 0) && args.locations > 1 {
+        return Err("--backorder-limit and --incoming need --locations 1".into());
+    }
     let skus =
         register_run_skus(&inventory, "SALE", args.skus, 0, args.stock, args.locations).await?;
+    let receipt = stockade_domain::ReceiptRef::new("PO-LAUNCH").map_err(|e| e.to_string())?;
+    for sku in &skus {
+        if args.backorder_limit > 0 {
+            inventory
+                .set_backorder_limit(sku, Quantity::new(args.backorder_limit), &Origin::default())
+                .await
+                .map_err(|e| format!("backorder limit of {sku}: {e}"))?;
+        }
+        if args.incoming > 0 {
+            let eta = inventory
+                .stock(sku)
+                .await
+                .map_err(|e| e.to_string())?
+                .as_of
+                .checked_add(Duration::from_millis(args.arrivals * args.arrival_every_ms))
+                .ok_or("the arrival time is out of range")?;
+            let expected = stockade_engine::Receipt {
+                reference: receipt.clone(),
+                qty: Quantity::new(args.incoming),
+                eta,
+                location: None,
+            };
+            inventory
+                .expect_receipt(sku, expected, &Origin::default())
+                .await
+                .map_err(|e| format!("receipt of {sku}: {e}"))?;
+        }
+    }
     let kit = match args.kit_share > 0.0 {
         true => Some(register_kit(&inventory, &skus).await?),
         false => None,
@@ -422,6 +502,37 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
     let next = Arc::new(AtomicUsize::new(0));
     let skus = Arc::new(skus);
     let started = Instant::now();
+    // The purchase order arrives in parts while the buyers shop.
+    let arrivals = (args.incoming > 0).then(|| {
+        let (inventory, skus, receipt) = (inventory.clone(), skus.clone(), receipt.clone());
+        let (incoming, parts, every) = (args.incoming, args.arrivals, args.arrival_every_ms);
+        tokio::spawn(async move {
+            for part in 0..parts {
+                tokio::time::sleep(Duration::from_millis(every)).await;
+                let qty = incoming / parts
+                    + if part + 1 == parts {
+                        incoming % parts
+                    } else {
+                        0
+                    };
+                if qty == 0 {
+                    continue;
+                }
+                for sku in skus.iter() {
+                    inventory
+                        .receive_receipt(
+                            sku,
+                            receipt.clone(),
+                            Some(Quantity::new(qty)),
+                            &Origin::default(),
+                        )
+                        .await
+                        .map_err(|e| format!("arrival at {sku}: {e}"))?;
+                }
+            }
+            Ok::<(), String>(())
+        })
+    });
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
             let (inventory, next, skus, progress, kit) = (
@@ -482,9 +593,18 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                             seen.kits += u64::from(kit.as_ref() == Some(sku));
                             seen.at_named += u64::from(named.is_some());
                             seen.acknowledged.extend(lines.iter().cloned());
+                            let waiting: u64 = held.lines.iter().map(|l| l.backordered.get()).sum();
+                            if waiting > 0 {
+                                seen.backordered += 1;
+                                seen.backordered_units += waiting;
+                            }
                             if abandons(seed, buyer, rate) {
                                 seen.abandoned += 1;
                                 seen.abandoned_holds += lines.len() as u64;
+                            } else if waiting > 0 {
+                                // Sold once stock has filled it (after the arrivals).
+                                let skus = lines.iter().map(|(s, _)| s.clone()).collect();
+                                seen.waiting.push((skus, held.id));
                             } else {
                                 match inventory.commit(held.id, &Origin::default()).await {
                                     Ok(_) => {
@@ -509,6 +629,33 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
             .await
             .map_err(|e| format!("a buyer task failed: {e}"))?;
         seen.merge(w);
+    }
+    if let Some(arrivals) = arrivals {
+        arrivals
+            .await
+            .map_err(|e| format!("the arrivals task failed: {e}"))??;
+    }
+    // The buyers who waited: those filled buy now, the rest are still waiting.
+    let (mut committed_after_fill, mut still_waiting) = (0u64, 0u64);
+    for (lines, id) in std::mem::take(&mut seen.waiting) {
+        let status = inventory.reservation(id).await;
+        let filled = status.as_ref().is_ok_and(|s| {
+            s.lines.iter().all(|(_, l)| {
+                matches!(l, stockade_engine::LineStatus::Live { backordered, .. } if backordered.is_zero())
+            })
+        });
+        if !filled {
+            still_waiting += 1;
+            continue;
+        }
+        match inventory.commit(id, &Origin::default()).await {
+            Ok(_) => {
+                committed_after_fill += 1;
+                seen.committed += 1;
+                seen.commits.extend(lines.into_iter().map(|sku| (sku, id)));
+            }
+            Err(e) => seen.error(e),
+        }
     }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
@@ -597,6 +744,13 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         abandoned_holds: seen.abandoned_holds,
         expired: log.expired,
         rejected: seen.rejected,
+        backorder_limit: args.backorder_limit,
+        incoming_per_sku: args.incoming,
+        backordered: seen.backordered,
+        backordered_units: seen.backordered_units,
+        fills: log.filled,
+        committed_after_fill,
+        still_waiting,
         errors: seen.errors,
         oversold: log.oversold_units,
         missing_acknowledged: missing,
@@ -633,6 +787,9 @@ impl Outcomes {
         self.abandoned += other.abandoned;
         self.abandoned_holds += other.abandoned_holds;
         self.rejected += other.rejected;
+        self.backordered += other.backordered;
+        self.backordered_units += other.backordered_units;
+        self.waiting.extend(other.waiting);
         self.errors += other.errors;
         if self.first_error.is_none() {
             self.first_error = other.first_error;

@@ -167,6 +167,15 @@ impl SkuCheck {
         if self.backorder_limit == 0 {
             return None;
         }
+        let (on_hand, ahead) = self.beyond_line(id, units)?;
+        Some(format!(
+            "sells {units} of {id} with {on_hand} on hand, {ahead} owed to holds ahead"
+        ))
+    }
+
+    /// `(on hand, units of the holds ahead of `id` in line)` when `units` of `id` do not
+    /// fit in on hand after those ahead; `None` when they do (or `id` is not in line).
+    fn beyond_line(&self, id: &ReservationId, units: u128) -> Option<(u128, u128)> {
         let on_hand = self.physical.as_ref()?.values().next()?.on_hand;
         let place = self.line.get(id).copied()?;
         let ahead: u128 = self
@@ -175,9 +184,7 @@ impl SkuCheck {
             .filter(|(other, _)| self.line.get(other).is_some_and(|p| *p < place))
             .map(|(_, hold)| hold.0)
             .sum();
-        (ahead + units > on_hand).then(|| {
-            format!("sells {units} of {id} with {on_hand} on hand, {ahead} owed to holds ahead")
-        })
+        (ahead + units > on_hand).then_some((on_hand, ahead))
     }
 
     /// The location an event that names none is about: the SKU's only one.
@@ -790,11 +797,24 @@ fn check_event(
         },
         Event::BackorderFilled(e) => {
             report.filled += 1;
-            if !check.open.contains(&e.reservation_id) || e.qty.is_zero() {
+            let id = e.reservation_id;
+            if !check.open.contains(&id) || e.qty.is_zero() {
                 breach(format!(
-                    "fills {} backordered units of {}, which is not open",
-                    e.qty, e.reservation_id
+                    "fills {} backordered units of {id}, which is not open",
+                    e.qty
                 ));
+            }
+            // First in, first out: what the hold has covered now fits in on hand after
+            // every hold ahead of it (a lapsed hold is out of line here, so a true log
+            // never breaches this).
+            if let Some(hold) = check.holds.get(&id) {
+                let covered = hold.0.saturating_sub(u128::from(e.backordered.get()));
+                if let Some((on_hand, ahead)) = check.beyond_line(&id, covered) {
+                    breach(format!(
+                        "fills {id} to {covered} covered with {on_hand} on hand and {ahead} \
+                         ahead of it in line"
+                    ));
+                }
             }
         }
         Event::ReservationReleased(e) => {
@@ -876,6 +896,61 @@ mod tests {
             check_event(&mut state, e, &sku, at, &mut report);
         }
         report
+    }
+
+    /// Backorders: holds within the limit are no oversell; a sale of units owed to a hold
+    /// ahead, or a fill out of line order, is a breach.
+    #[test]
+    fn backorders_are_filled_and_sold_in_line_order() {
+        use stockade_domain::{
+            BackorderFilled, BackorderLimitSet, ReceiptExpected, ReceiptReceived,
+        };
+        let po = stockade_domain::ReceiptRef::new("PO-1").expect("ref");
+        let default = LocationId::new(DEFAULT_LOCATION).expect("location");
+        let base = vec![
+            registered_physical(0, 0),
+            Event::BackorderLimitSet(BackorderLimitSet {
+                limit: Quantity::new(4),
+                previous: Quantity::ZERO,
+                at: secs(1),
+            }),
+            reserved(1, 2, secs(2), secs(100)),
+            reserved(2, 2, secs(3), secs(100)),
+            Event::ReceiptExpected(ReceiptExpected {
+                reference: po.clone(),
+                location: default.clone(),
+                qty: Quantity::new(2),
+                eta: secs(50),
+                at: secs(4),
+            }),
+            Event::ReceiptReceived(ReceiptReceived {
+                reference: po,
+                location: default,
+                qty: Quantity::new(2),
+                remaining: Quantity::ZERO,
+                at: secs(5),
+            }),
+        ];
+        let fill = |id: u128| {
+            Event::BackorderFilled(BackorderFilled {
+                reservation_id: rid(id),
+                qty: Quantity::new(2),
+                backordered: Quantity::ZERO,
+                at: secs(5),
+            })
+        };
+        let mut fair = base.clone();
+        fair.extend([fill(1), committed(1, 2, secs(6))]);
+        let report = check(&fair);
+        assert_eq!(report.violations, Vec::<String>::new());
+        assert_eq!(report.filled, 1);
+        // The second in line filled first, and sold with the first still owed.
+        let mut unfair = base;
+        unfair.extend([fill(2), committed(2, 2, secs(6))]);
+        let report = check(&unfair);
+        assert_eq!(report.violations.len(), 2, "{:?}", report.violations);
+        assert!(report.violations[0].contains("ahead of it in line"));
+        assert!(report.violations[1].contains("owed to holds ahead"));
     }
 
     #[test]

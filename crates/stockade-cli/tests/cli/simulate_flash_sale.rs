@@ -284,3 +284,66 @@ fn a_sale_over_locations_sells_each_location_once_and_passes_the_log_check() {
     let bad = stockade(&["simulate", "flash-sale", "--locations", "0"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// A preorder launch: nothing on hand, 30 units may be backordered per SKU and 20 arrive
+/// during the sale. Every hold waits at first; no more than limit + arrivals is ever
+/// promised; the arrivals fill the line (the log check holds each fill to line order and
+/// every sale to stock ahead of it), and every buyer whose line was filled buys.
+#[test]
+fn a_preorder_launch_is_filled_in_line_order_as_stock_arrives() {
+    let out = stockade(&[
+        "simulate",
+        "flash-sale",
+        "--skus",
+        "2",
+        "--stock",
+        "0",
+        "--backorder-limit",
+        "30",
+        "--incoming",
+        "20",
+        "--arrivals",
+        "4",
+        "--arrival-every-ms",
+        "50",
+        "--buyers",
+        "400",
+        "--concurrency",
+        "50",
+        "--abandon-rate",
+        "0",
+        "--ttl",
+        "60",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reserved = report["reserved"].as_u64().unwrap();
+    assert!((60..=100).contains(&reserved), "{report}");
+    assert_eq!(
+        report["backordered"], reserved,
+        "nothing was on hand: {report}"
+    );
+    // 20 units arrived per SKU: 40 holds of one unit filled, and bought.
+    assert_eq!(report["fills"], 40, "{report}");
+    assert_eq!(report["committed_after_fill"], 40, "{report}");
+    assert_eq!(report["still_waiting"], reserved - 40, "{report}");
+    assert_eq!(report["oversold"], 0);
+    assert_eq!(report["log_violations"], serde_json::json!([]));
+    assert_eq!(report["errors"], 0);
+    // Refused: the bad combination is a one-line error and a non-zero exit.
+    let bad = stockade(&[
+        "simulate",
+        "flash-sale",
+        "--backorder-limit",
+        "5",
+        "--locations",
+        "2",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--locations 1"));
+}
