@@ -630,6 +630,9 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
             .map_err(|e| format!("a buyer task failed: {e}"))?;
         seen.merge(w);
     }
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    let during = inventory.stats();
     if let Some(arrivals) = arrivals {
         arrivals
             .await
@@ -657,9 +660,6 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
             Err(e) => seen.error(e),
         }
     }
-    let elapsed = started.elapsed();
-    progress.finish_and_clear();
-    let during = inventory.stats();
 
     let ours: HashSet<Sku> = skus.iter().cloned().collect();
     let store = inventory.store();

@@ -2312,28 +2312,58 @@ impl<'a> StockRef<'a> {
         self.backorders_given(&[], None)
     }
 
-    /// The units of hold `id` waiting for stock.
+    /// The units of hold `id` waiting for stock. One pass over the holds, no sort (and
+    /// none while the SKU holds no more than it has).
     pub fn backordered_of(self, id: &ReservationId) -> Quantity {
-        self.backorders()
-            .into_iter()
-            .find(|(r, _)| r == id)
-            .map_or(Quantity::ZERO, |(_, q)| q)
+        self.place_in_line(id)
+            .map_or(Quantity::ZERO, |(_, waiting)| waiting)
+    }
+
+    /// Where hold `id` is in line: `(units beyond on hand up to and including its own,
+    /// its units waiting)`; `None` unless it is live and the SKU has holds waiting.
+    fn place_in_line(self, id: &ReservationId) -> Option<(u128, Quantity)> {
+        let PoolState::Physical { on_hand, .. } = self.tally.pool else {
+            return None;
+        };
+        if self.tally.backorder_limit().is_zero() || self.tally.reserved <= on_hand {
+            return None;
+        }
+        let hold = self.holds.get(id)?;
+        // The newest hold ends the line: what is beyond on hand is all behind nobody.
+        let through: u128 = if hold.seq.saturating_add(1) == self.tally.next_seq {
+            u128::from(self.tally.reserved.get())
+        } else {
+            self.holds
+                .iter()
+                .filter(|(_, h)| h.seq <= hold.seq)
+                .map(|(_, h)| u128::from(h.qty.get()))
+                .sum()
+        };
+        let beyond = through.saturating_sub(u128::from(on_hand.get()));
+        let waiting = beyond.min(u128::from(hold.qty.get()));
+        (waiting > 0).then(|| (beyond, Quantity::new(u64::try_from(waiting).unwrap_or(0))))
     }
 
     /// When hold `id`'s backordered units are expected: the arrival of the receipt that
     /// brings the last of them, given that open receipts fill the line in order of
     /// arrival. `None` when it has none backordered, or the receipts do not cover them.
     pub fn backorder_eta(self, id: &ReservationId) -> Option<Timestamp> {
-        let mut waiting = 0u128;
-        let mut end = None;
-        for (r, qty) in self.backorders() {
-            waiting += u128::from(qty.get());
-            if r == *id {
-                end = Some(waiting);
-                break;
-            }
+        let (end, _) = self.place_in_line(id)?;
+        self.eta_of(end)
+    }
+
+    /// What hold `id` waits for, as [`Self::backordered_of`] and [`Self::backorder_eta`]
+    /// answer, in one pass.
+    pub fn backorder_of(self, id: &ReservationId) -> (Quantity, Option<Timestamp>) {
+        match self.place_in_line(id) {
+            Some((end, waiting)) => (waiting, self.eta_of(end)),
+            None => (Quantity::ZERO, None),
         }
-        let end = end?;
+    }
+
+    /// The arrival of the receipt that brings the `end`th unit beyond on hand, receipts
+    /// filling the line earliest first.
+    fn eta_of(self, end: u128) -> Option<Timestamp> {
         let mut coming = 0u128;
         for receipt in self.receipts() {
             coming += u128::from(receipt.qty.get());
@@ -2397,13 +2427,39 @@ impl<'a> StockRef<'a> {
     /// in line order. An event that ends or shrinks a hold ahead, or brings stock, moves
     /// the line up; one that takes stock away fills nothing.
     pub fn fills(self, event: &Event) -> Vec<(ReservationId, Quantity, Quantity)> {
+        let PoolState::Physical { on_hand, .. } = self.tally.pool else {
+            return Vec::new();
+        };
+        if self.tally.backorder_limit().is_zero() || self.tally.reserved <= on_hand {
+            return Vec::new();
+        }
+        // Only covered units freed, or stock brought, move the line: a hold that ends or
+        // shrinks within what waits (the usual expiry in a preorder) fills nobody, and is
+        // found so in one pass rather than a sort.
+        let ended = match event {
+            Event::ReservationReleased(e) => Some((e.reservation_id, Quantity::ZERO)),
+            Event::ReservationExpired(e) => Some((e.reservation_id, Quantity::ZERO)),
+            Event::ReservationReduced(e) if e.outcome != Resolution::Committed => {
+                Some((e.reservation_id, e.remaining))
+            }
+            Event::StockAdjusted(e) if e.current > e.previous => None,
+            Event::ReceiptReceived(_) => None,
+            _ => return Vec::new(),
+        };
+        if let Some((ended, left)) = ended
+            && let Some(hold) = self.holds.get(&ended)
+        {
+            let waiting = self.backordered_of(&ended);
+            let covered = hold.qty.saturating_sub(waiting);
+            // Units come off a hold's end, its waiting ones first.
+            if covered <= left {
+                return Vec::new();
+            }
+        }
         let before = self.backorders();
         if before.is_empty() {
             return Vec::new();
         }
-        let PoolState::Physical { on_hand, .. } = self.tally.pool else {
-            return Vec::new();
-        };
         let (changed, on_hand) = match event {
             Event::ReservationReleased(e) => (vec![(e.reservation_id, Quantity::ZERO)], on_hand),
             Event::ReservationExpired(e) => (vec![(e.reservation_id, Quantity::ZERO)], on_hand),

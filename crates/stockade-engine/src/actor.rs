@@ -226,6 +226,10 @@ struct Pending {
     bytes: usize,
     /// `None` for the actor's own commands (expiry).
     reply: Option<Reply<Accepted>>,
+    /// For a new hold at a SKU that takes backorders: its units waiting and their ETA,
+    /// read when it was decided, at the end of the line (one step, not a walk of the
+    /// line); holds ahead whose appends fail only move it up.
+    backorder: Option<(stockade_domain::Quantity, Option<Timestamp>)>,
 }
 
 /// A refusal decided against events that are not durable yet, held until they are.
@@ -545,7 +549,7 @@ impl SkuActor {
                 debug_assert!(false, "{}: a decided event does not apply: {e}", self.sku);
                 tracing::error!(sku = %self.sku, error = %e, "decided event does not apply");
                 if applied > 0 {
-                    // Cannot happen (one event per command today); rebuild to be safe.
+                    // Cannot happen (decide's events apply in order); rebuild to be safe.
                     self.rebuild_speculative();
                 }
                 tell(reply, Err(Error::Unavailable(format!("internal: {e}"))));
@@ -553,6 +557,12 @@ impl SkuActor {
             }
         }
         self.speculative_version += events.len() as u64;
+        let backorder = match (events.first(), self.state.speculative()) {
+            (Some(Event::StockReserved(e)), Some(stock)) if !stock.backorder_limit().is_zero() => {
+                Some(stock.backorder_of(&e.reservation_id))
+            }
+            _ => None,
+        };
         if let Some(scope) = &request.scope {
             self.pending_keys.insert(
                 scope.clone(),
@@ -579,6 +589,7 @@ impl SkuActor {
             data,
             bytes,
             reply,
+            backorder,
         });
     }
 
@@ -1081,8 +1092,7 @@ impl SkuActor {
             && !stock.backorder_limit().is_zero()
             && let Some(id) = accepted.events.first().and_then(Event::reservation_id)
         {
-            accepted.backordered = stock.backordered_of(&id);
-            accepted.eta = stock.backorder_eta(&id);
+            (accepted.backordered, accepted.eta) = stock.backorder_of(&id);
         }
         accepted
     }
@@ -1091,13 +1101,21 @@ impl SkuActor {
     /// `stored`: the events as read back from the store, when the answer comes from a
     /// re-read (they are the truth if they differ from what this actor decided).
     fn answer(&mut self, p: Pending, stored: Option<Vec<Event>>, version: u64, replayed: bool) {
-        let accepted = self.with_backorder(Accepted {
+        let accepted = Accepted {
             events: stored.unwrap_or(p.events),
             version,
             replayed,
             backordered: stockade_domain::Quantity::ZERO,
             eta: None,
-        });
+        };
+        let accepted = match p.backorder {
+            Some((backordered, eta)) => Accepted {
+                backordered,
+                eta,
+                ..accepted
+            },
+            None => self.with_backorder(accepted),
+        };
         // The decision's first event is its answer (those after it, such as backorders it
         // filled, follow from it), as a key recovered from the log finds it.
         if let Some(scope) = p.request.scope
@@ -1612,15 +1630,18 @@ impl Handler<ReadReservation> for SkuActor {
                     qty: r.qty,
                     expires_at: r.expires_at,
                 },
-                Some(r) => LineStatus::Live {
-                    qty: r.qty,
-                    order_id: stock.order_of(&msg.id).cloned(),
-                    expires_at: r.expires_at,
-                    reserved_at: r.reserved_at,
-                    at_risk: stock.at_risk(now).contains(&msg.id),
-                    backordered: stock.backordered_of(&msg.id),
-                    eta: stock.backorder_eta(&msg.id),
-                },
+                Some(r) => {
+                    let (backordered, eta) = stock.backorder_of(&msg.id);
+                    LineStatus::Live {
+                        qty: r.qty,
+                        order_id: stock.order_of(&msg.id).cloned(),
+                        expires_at: r.expires_at,
+                        reserved_at: r.reserved_at,
+                        at_risk: stock.at_risk(now).contains(&msg.id),
+                        backordered,
+                        eta,
+                    }
+                }
                 None => match self.recent_resolution(msg.id) {
                     Some(resolution) => LineStatus::Resolved(resolution),
                     None => {
