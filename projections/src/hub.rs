@@ -230,6 +230,7 @@ mod tests {
             status: Status::InStock,
             cause: Cause {
                 via: None,
+                reservation_id: None,
                 command: "reserve".into(),
                 channel: None,
                 order_id: None,

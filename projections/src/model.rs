@@ -278,6 +278,9 @@ pub struct Cause {
     /// change's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// A filled backorder's reservation (its `order_id` is then that hold's order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<String>,
 }
 
 impl Cause {
@@ -303,15 +306,24 @@ impl Cause {
             Event::ReceiptCancelled(_) => "cancel_receipt",
             Event::BackorderFilled(_) => "fill_backorder",
         };
+        // A filled backorder is written under its cause's metadata (the release or the
+        // arrival that filled it): its order and channel are the filled hold's, which
+        // the projector adds from its record, not the metadata's.
+        let fill = match event {
+            Event::BackorderFilled(e) => Some(e.reservation_id.to_string()),
+            _ => None,
+        };
         let order_id = match event {
             Event::StockReserved(e) => e.order_id.as_ref().map(|o| o.to_string()),
             _ => None,
         }
-        .or_else(|| meta.correlation_id.clone());
+        .or_else(|| meta.correlation_id.clone())
+        .filter(|_| fill.is_none());
         let channel = match event {
             Event::StockReserved(e) => Some(e.channel.to_string()),
             _ => meta.channel.as_ref().map(|c| c.to_string()),
-        };
+        }
+        .filter(|_| fill.is_none());
         let reason = match event {
             Event::StockAdjusted(e) => Some(e.reason.clone()),
             _ => None,
@@ -323,6 +335,7 @@ impl Cause {
             principal: meta.principal.as_ref().map(|p| p.to_string()),
             reason,
             via: None,
+            reservation_id: fill,
         }
     }
 }

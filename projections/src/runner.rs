@@ -154,6 +154,13 @@ impl Tracked {
                 facts.insert((sku.clone(), e.reservation_id), (made, order));
                 (None, None)
             }
+            // It ends nothing: its hold's order, if the record is at hand, names the notice.
+            Event::BackorderFilled(e) => (
+                None,
+                facts
+                    .get(&(sku.clone(), e.reservation_id))
+                    .and_then(|(_, order)| order.clone()),
+            ),
             other => match other
                 .reservation_id()
                 .and_then(|id| facts.remove(&(sku.clone(), id)))
@@ -373,7 +380,12 @@ impl Projector {
         let mut facts: Facts = HashMap::new();
         let mut ending: Vec<(String, String)> = Vec::new();
         for (_, sku, event, _) in &decoded {
-            let Some(id) = event.reservation_id() else {
+            // A filled backorder names its hold too: its notice carries the hold's order.
+            let named = match event {
+                Event::BackorderFilled(e) => Some(e.reservation_id),
+                other => other.reservation_id(),
+            };
+            let Some(id) = named else {
                 continue;
             };
             if matches!(event, Event::StockReserved(_)) || made.contains(&(sku, id)) {

@@ -264,6 +264,7 @@ mod tests {
             status: Status::LowStock,
             cause: Cause {
                 via: None,
+                reservation_id: None,
                 command: command.into(),
                 channel: channel.map(str::to_owned),
                 order_id: None,

@@ -35,6 +35,9 @@ pub struct WebhookPayload {
     pub status: &'static str,
     pub trigger: &'static str,
     pub order_id: Option<String>,
+    /// The reservation a `BACKORDER_FILLED` notice filled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<String>,
     pub updated_by: Option<String>,
     /// The locations the change moved, for a SKU stocked at several.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -58,6 +61,7 @@ pub fn trigger(cause: &Cause) -> &'static str {
         "commit" => "ORDER_CONFIRMED",
         "release" => "RELEASED",
         "expire" => "EXPIRED",
+        "fill_backorder" => "BACKORDER_FILLED",
         "adjust" if cause.reason.as_deref() == Some(PHYSICAL_COUNT_REASON) => "SCHEDULED_SYNC",
         _ => "ADMIN_UPDATE",
     }
@@ -78,6 +82,7 @@ impl From<&Notice> for WebhookEvent {
                 status: notice.status.as_str(),
                 trigger: trigger(&notice.cause),
                 order_id: notice.cause.order_id.clone(),
+                reservation_id: notice.cause.reservation_id.clone(),
                 updated_by: notice
                     .cause
                     .principal
@@ -111,6 +116,7 @@ mod tests {
     fn triggers_name_the_cause() {
         let cause = |command: &str, reason: Option<&str>| Cause {
             via: None,
+            reservation_id: None,
             command: command.into(),
             channel: None,
             order_id: None,
@@ -121,6 +127,7 @@ mod tests {
         assert_eq!(trigger(&cause("commit", None)), "ORDER_CONFIRMED");
         assert_eq!(trigger(&cause("release", None)), "RELEASED");
         assert_eq!(trigger(&cause("expire", None)), "EXPIRED");
+        assert_eq!(trigger(&cause("fill_backorder", None)), "BACKORDER_FILLED");
         assert_eq!(trigger(&cause("adjust", Some("damaged"))), "ADMIN_UPDATE");
         assert_eq!(
             trigger(&cause("adjust", Some(PHYSICAL_COUNT_REASON))),

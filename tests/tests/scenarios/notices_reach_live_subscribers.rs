@@ -219,3 +219,96 @@ async fn the_watermark_reaches_the_head_on_a_restart_with_nothing_to_project() {
     let _ = stop.send(());
     running.await.unwrap();
 }
+
+/// A backorder filled by an arrival is its own notice, naming the filled reservation and
+/// its order (not the arrival's), and webhooks say `BACKORDER_FILLED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filled_backorder_names_its_reservation_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = Inventory::open(InventoryConfig::sqlite(dir.path()).engine(test_engine()))
+        .await
+        .unwrap();
+    let models = ReadModels::open(&dir.path().join("projections.db")).unwrap();
+    let hub = NoticeHub::new();
+    let mut subscriber = hub.subscribe(64);
+    let projector = Projector::new(inventory.store(), models.clone(), hub.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(projector.run(async move {
+        let _ = stopped.await;
+    }));
+    let origin = Origin::default();
+    let sku = register(&inventory, "PRE", 0).await;
+    inventory
+        .set_backorder_limit(&sku, Quantity::new(5), &origin)
+        .await
+        .unwrap();
+    let options = ReserveOptions {
+        order_id: Some(OrderId::new("order-pre").unwrap()),
+        ..ReserveOptions::default()
+    };
+    let held = inventory
+        .reserve(&sku, Quantity::new(2), options)
+        .await
+        .unwrap();
+    let reference = stockade_domain::ReceiptRef::new("PO-9").unwrap();
+    let eta = stockade_domain::Timestamp::from_millis(4_000_000_000_000);
+    inventory
+        .expect_receipt(
+            &sku,
+            stockade_engine::Receipt {
+                reference: reference.clone(),
+                qty: Quantity::new(2),
+                eta,
+                location: None,
+            },
+            &origin,
+        )
+        .await
+        .unwrap();
+    inventory
+        .receive_receipt(&sku, reference, None, &origin)
+        .await
+        .unwrap();
+    let mut notices = Vec::new();
+    while notices.len() < 6 {
+        match tokio::time::timeout(PATIENCE, subscriber.recv())
+            .await
+            .unwrap()
+        {
+            Some(HubMessage::Notice(n)) => notices.push(n),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let commands: Vec<&str> = notices.iter().map(|n| n.cause.command.as_str()).collect();
+    assert_eq!(
+        commands,
+        [
+            "register",
+            "set_backorder_limit",
+            "reserve",
+            "expect_receipt",
+            "receive_receipt",
+            "fill_backorder"
+        ]
+    );
+    let fill = &notices[5];
+    assert_eq!(
+        fill.cause.reservation_id.as_deref(),
+        Some(held.id.to_string().as_str())
+    );
+    assert_eq!(fill.cause.order_id.as_deref(), Some("order-pre"));
+    // Nothing on hand: backorders alone, then a pre-order once stock is expected.
+    assert_eq!(notices[2].status, Status::Backorder);
+    assert_eq!(notices[3].status, Status::Preorder);
+    assert_eq!(notices[2].current.backordered, 2);
+    assert_eq!(fill.current.backordered, 0);
+    let webhook = stockade_wire::webhook::WebhookEvent::from(fill.as_ref());
+    assert_eq!(webhook.payload.trigger, "BACKORDER_FILLED");
+    assert_eq!(
+        webhook.payload.reservation_id.as_deref(),
+        Some(held.id.to_string().as_str())
+    );
+    stop.send(()).unwrap();
+    running.await.unwrap();
+    inventory.shutdown().await;
+}
