@@ -143,6 +143,12 @@ pub struct LocationLevel {
     pub shortfall: u64,
     /// Units in transit to here.
     pub incoming: u64,
+    /// Units that may be held here beyond on hand, as backorders.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backorder_limit: u64,
+    /// Units held here beyond on hand, waiting for stock.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backordered: u64,
 }
 
 impl LocationLevel {
@@ -156,6 +162,8 @@ impl LocationLevel {
             available: view.available.get(),
             shortfall: view.shortfall.get(),
             incoming: view.incoming.get(),
+            backorder_limit: view.backorder_limit.get(),
+            backordered: view.backordered.get(),
         }
     }
 
@@ -165,7 +173,10 @@ impl LocationLevel {
             on_hand: Some(self.on_hand),
             reserved: self.reserved,
             available: Some(self.available),
-            ..Level::default()
+            backorder_limit: self.backorder_limit,
+            backordered: self.backordered,
+            // Receipts are the SKU's figure: a location reads `backorder`, not `preorder`.
+            incoming: 0,
         }
     }
 

@@ -459,7 +459,12 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
     for sku in &skus {
         if args.backorder_limit > 0 {
             inventory
-                .set_backorder_limit(sku, Quantity::new(args.backorder_limit), &Origin::default())
+                .set_backorder_limit(
+                    sku,
+                    Quantity::new(args.backorder_limit),
+                    None,
+                    &Origin::default(),
+                )
                 .await
                 .map_err(|e| format!("backorder limit of {sku}: {e}"))?;
         }

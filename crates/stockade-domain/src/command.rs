@@ -167,9 +167,11 @@ pub enum StockChange {
 /// How many units a SKU may hold beyond what is on hand (less safety stock), as
 /// backorders: lines beyond stock are held as backordered and filled first-in first-out
 /// as stock arrives. 0 takes no backorders (holds already backordered stay so).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetBackorderLimit {
     pub limit: Quantity,
+    /// The location it applies to: required at a SKU stocked at several.
+    pub location: Option<LocationId>,
 }
 
 /// Stock on its way: `qty` units expected at `eta` under `reference` (a purchase order),

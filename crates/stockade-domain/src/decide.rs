@@ -666,13 +666,21 @@ fn set_backorder_limit(
         stock,
         "take backorders (only stock on hand can be backordered)",
     )?;
-    if stock.location_count() > 1 {
-        return Err(Rejection::InvalidPool {
-            reason: "backorders are taken at a SKU with one location".into(),
-        });
-    }
     let limit = c.limit.in_range()?;
-    let previous = stock.backorder_limit();
+    // At a SKU with several locations the limit is a location's, named; at one, it is
+    // the SKU's (naming its one location is the same).
+    let locations = stock.locations(now);
+    let here = match &c.location {
+        Some(named) => locations
+            .iter()
+            .find(|l| &l.location == named)
+            .ok_or_else(|| Rejection::UnknownLocation {
+                location: named.clone(),
+            })?,
+        None if locations.len() == 1 => &locations[0],
+        None => return Err(Rejection::LocationRequired),
+    };
+    let previous = here.backorder_limit;
     if limit == previous {
         return Err(Rejection::InvalidPool {
             reason: format!("the backorder limit is already {limit}"),
@@ -681,6 +689,7 @@ fn set_backorder_limit(
     // Lowering it below what is backordered is allowed: the latest holds beyond the new
     // limit are then at risk, as after a count that found less.
     Ok(Event::BackorderLimitSet(BackorderLimitSet {
+        location: (locations.len() > 1).then(|| here.location.clone()),
         limit,
         previous,
         at: now,

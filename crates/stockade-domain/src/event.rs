@@ -267,6 +267,9 @@ pub struct TransferReceived {
 /// backorders.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackorderLimitSet {
+    /// The location it applies to; absent at a SKU with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<LocationId>,
     pub limit: Quantity,
     pub previous: Quantity,
     pub at: Timestamp,

@@ -239,6 +239,9 @@ struct Holds {
 /// A split hold's parts: (site index, units), two or more, summing to the hold's quantity.
 type Split = Box<[(u32, Quantity)]>;
 
+/// Units by site index: a hold's parts as they would be, or locations' on-hand figures.
+type SiteParts = Vec<(u32, Quantity)>;
+
 impl Holds {
     fn insert(
         &mut self,
@@ -542,9 +545,6 @@ enum PoolState {
         sites: Vec<Site>,
         /// Transfers shipped and not yet received.
         transfers: BTreeMap<TransferId, InTransit>,
-        /// Units that may be held beyond on hand, as backorders (one location only).
-        #[serde(default)]
-        backorder_limit: Quantity,
         /// Stock expected from suppliers and not yet (all) received.
         #[serde(default)]
         receipts: BTreeMap<ReceiptRef, Incoming>,
@@ -579,6 +579,9 @@ struct Site {
     reserved: Quantity,
     /// Units in transit to here.
     incoming: Quantity,
+    /// Units that may be held here beyond on hand, as backorders.
+    #[serde(default)]
+    backorder_limit: Quantity,
 }
 
 /// An expected receipt: where it arrives, the units still expected, and when.
@@ -697,10 +700,16 @@ pub struct LocationView {
     pub reserved: Quantity,
     /// What may still be reserved here.
     pub available: Quantity,
-    /// Units promised here beyond what is here.
+    /// Units promised here beyond what is here and its backorder limit.
     pub shortfall: Quantity,
     /// Units in transit to here.
     pub incoming: Quantity,
+    /// Units that may be held here beyond on hand, as backorders.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backorder_limit: Quantity,
+    /// Units held here beyond on hand, waiting for stock.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backordered: Quantity,
 }
 
 /// A hold's parts, by site index, without allocating for the usual one-location hold.
@@ -777,7 +786,6 @@ impl Stock {
                         })
                         .collect(),
                     transfers: BTreeMap::new(),
-                    backorder_limit: Quantity::ZERO,
                     receipts: BTreeMap::new(),
                 }
             }
@@ -959,13 +967,11 @@ impl Stock {
             places,
             sites,
             transfers,
-            backorder_limit,
             receipts,
         } = &tally.pool
         {
             validate_sites(holds, *on_hand, *safety_stock, places, sites, transfers)?;
-            if (!backorder_limit.is_zero() && sites.len() > 1)
-                || receipts.len() > MAX_RECEIPTS
+            if receipts.len() > MAX_RECEIPTS
                 || receipts
                     .values()
                     .any(|r| r.qty.is_zero() || r.site as usize >= sites.len())
@@ -1060,10 +1066,10 @@ fn validate_sites(
 impl Tally {
     /// Units that may be held beyond on hand, as backorders (0 for other pools).
     fn backorder_limit(&self) -> Quantity {
-        match self.pool {
-            PoolState::Physical {
-                backorder_limit, ..
-            } => backorder_limit,
+        match &self.pool {
+            PoolState::Physical { sites, .. } => {
+                bounded_sum(sites.iter().map(|s| s.backorder_limit))
+            }
             _ => Quantity::ZERO,
         }
     }
@@ -1184,9 +1190,13 @@ impl Tally {
                     available: site
                         .on_hand
                         .saturating_sub(site.safety_stock)
+                        .saturating_add(site.backorder_limit)
                         .saturating_sub(held),
-                    shortfall: held.saturating_sub(site.on_hand),
+                    shortfall: held
+                        .saturating_sub(site.on_hand.saturating_add(site.backorder_limit)),
                     incoming: site.incoming,
+                    backorder_limit: site.backorder_limit,
+                    backordered: held.saturating_sub(site.on_hand).min(site.backorder_limit),
                 }
             })
             .collect()
@@ -1202,22 +1212,21 @@ impl Tally {
             // another's figures: what may be reserved is summed per location.
             PoolState::Physical { sites, .. } if by_site.is_some() => {
                 let by_site = by_site.unwrap_or_default();
-                Availability::Limited(bounded_sum(
-                    sites
-                        .iter()
-                        .zip(by_site)
-                        .map(|(s, h)| s.on_hand.saturating_sub(s.safety_stock).saturating_sub(*h)),
-                ))
+                Availability::Limited(bounded_sum(sites.iter().zip(by_site).map(|(s, h)| {
+                    s.on_hand
+                        .saturating_sub(s.safety_stock)
+                        .saturating_add(s.backorder_limit)
+                        .saturating_sub(*h)
+                })))
             }
             PoolState::Physical {
                 on_hand,
                 safety_stock,
-                backorder_limit,
                 ..
             } => Availability::Limited(
                 on_hand
                     .saturating_sub(*safety_stock)
-                    .saturating_add(*backorder_limit)
+                    .saturating_add(self.backorder_limit())
                     .saturating_sub(held),
             ),
             PoolState::Digital {
@@ -1245,7 +1254,7 @@ impl Tally {
                 sites
                     .iter()
                     .zip(by_site)
-                    .map(|(s, h)| h.saturating_sub(s.on_hand)),
+                    .map(|(s, h)| h.saturating_sub(s.on_hand.saturating_add(s.backorder_limit))),
             );
         }
         self.risk_limit().map_or(Quantity::ZERO, |limit| {
@@ -1296,10 +1305,14 @@ impl Tally {
                 _ => Quantity::ZERO,
             },
             backorder_limit: self.backorder_limit(),
-            // Held beyond on hand, within the backorder limit (beyond it is the shortfall).
-            backordered: match self.pool {
-                PoolState::Physical { on_hand, .. } => {
-                    held.saturating_sub(on_hand).min(self.backorder_limit())
+            // Held beyond on hand, within the backorder limit (beyond it is the shortfall),
+            // location by location.
+            backordered: match &self.pool {
+                PoolState::Physical { sites, .. } => {
+                    bounded_sum(sites.iter().enumerate().map(|(i, s)| {
+                        let held = by_site.and_then(|b| b.get(i).copied()).unwrap_or(held);
+                        held.saturating_sub(s.on_hand).min(s.backorder_limit)
+                    }))
                 }
                 _ => Quantity::ZERO,
             },
@@ -1946,24 +1959,28 @@ fn apply_received(tally: &mut Tally, e: &TransferReceived) -> Result<(), Inconsi
 }
 
 fn apply_backorder_limit(tally: &mut Tally, e: &BackorderLimitSet) -> Result<(), Inconsistency> {
-    let PoolState::Physical {
-        sites,
-        backorder_limit,
-        ..
-    } = &mut tally.pool
-    else {
+    let PoolState::Physical { places, sites, .. } = &mut tally.pool else {
         return Err(Inconsistency::Receipts(
             "a backorder limit at a SKU without stock on hand".into(),
         ));
     };
-    if sites.len() > 1 || *backorder_limit != e.previous {
+    let site = match &e.location {
+        Some(location) => site_index(places, location),
+        None if sites.len() == 1 => Some(0),
+        None => None,
+    };
+    let Some(site) = site.and_then(|i| sites.get_mut(i as usize)) else {
+        return Err(Inconsistency::Receipts(
+            "a backorder limit at no location of the SKU's".into(),
+        ));
+    };
+    if site.backorder_limit != e.previous {
         return Err(Inconsistency::Receipts(format!(
-            "backorder limit set from {} at a SKU at {} locations with limit {backorder_limit}",
-            e.previous,
-            sites.len()
+            "backorder limit set from {}; it was {}",
+            e.previous, site.backorder_limit
         )));
     }
-    *backorder_limit = e.limit.in_range()?;
+    site.backorder_limit = e.limit.in_range()?;
     Ok(())
 }
 
@@ -2254,8 +2271,7 @@ impl<'a> StockRef<'a> {
                     .as_ref()
                     .and_then(|b| b.get(i).copied())
                     .unwrap_or(held);
-                // Backorders are taken at a SKU with one location only: its site is the SKU.
-                let beyond = self.tally.backorder_limit();
+                let beyond = site.backorder_limit;
                 let offer = LocationStock {
                     location: &place.id,
                     available: site
@@ -2305,67 +2321,119 @@ impl<'a> StockRef<'a> {
     }
 
     /// The live holds with units beyond on hand, in line order, and how many of each:
-    /// holds are covered oldest first, so the latest wait (first in, first filled). Lapsed
-    /// holds keep their place until their expiry is written, which fills those behind.
-    /// Empty unless the SKU holds more than it has on hand.
+    /// at each location that takes backorders, holds are covered oldest first, so the
+    /// latest wait there (first in, first filled). Lapsed holds keep their place until
+    /// their expiry is written, which fills those behind. Empty unless some such
+    /// location holds more than it has on hand.
     pub fn backorders(self) -> Vec<(ReservationId, Quantity)> {
-        self.backorders_given(&[], None)
+        self.backorders_given(&[], &[])
+    }
+
+    /// Each location's `(on hand, backorder limit, units held)`, by site index.
+    fn site_lines(self) -> Vec<(Quantity, Quantity, Quantity)> {
+        let PoolState::Physical { sites, .. } = &self.tally.pool else {
+            return Vec::new();
+        };
+        match sites.as_slice() {
+            // One location: the SKU's total is its figure.
+            [one] => vec![(one.on_hand, one.backorder_limit, self.tally.reserved)],
+            many => many
+                .iter()
+                .map(|s| (s.on_hand, s.backorder_limit, s.reserved))
+                .collect(),
+        }
+    }
+
+    /// Whether some location that takes backorders holds more than it has.
+    fn any_waiting(self) -> bool {
+        self.site_lines()
+            .iter()
+            .any(|(on_hand, limit, held)| !limit.is_zero() && held > on_hand)
     }
 
     /// The units of hold `id` waiting for stock. One pass over the holds, no sort (and
-    /// none while the SKU holds no more than it has).
+    /// none while nothing waits).
     pub fn backordered_of(self, id: &ReservationId) -> Quantity {
         self.place_in_line(id)
             .map_or(Quantity::ZERO, |(_, waiting)| waiting)
     }
 
-    /// Where hold `id` is in line: `(units beyond on hand up to and including its own,
-    /// its units waiting)`; `None` unless it is live and the SKU has holds waiting.
-    fn place_in_line(self, id: &ReservationId) -> Option<(u128, Quantity)> {
-        let PoolState::Physical { on_hand, .. } = self.tally.pool else {
-            return None;
-        };
-        if self.tally.backorder_limit().is_zero() || self.tally.reserved <= on_hand {
+    /// Where hold `id` is in line at each location where part of it waits: `(site, units
+    /// beyond on hand there up to and including its own)`, and its units waiting in all;
+    /// `None` unless it is live and some of it waits.
+    fn place_in_line(self, id: &ReservationId) -> Option<(Vec<(u32, u128)>, Quantity)> {
+        if !self.any_waiting() {
             return None;
         }
         let hold = self.holds.get(id)?;
-        // The newest hold ends the line: what is beyond on hand is all behind nobody.
-        let through: u128 = if hold.seq.saturating_add(1) == self.tally.next_seq {
-            u128::from(self.tally.reserved.get())
-        } else {
-            self.holds
-                .iter()
-                .filter(|(_, h)| h.seq <= hold.seq)
-                .map(|(_, h)| u128::from(h.qty.get()))
-                .sum()
-        };
-        let beyond = through.saturating_sub(u128::from(on_hand.get()));
-        let waiting = beyond.min(u128::from(hold.qty.get()));
-        (waiting > 0).then(|| (beyond, Quantity::new(u64::try_from(waiting).unwrap_or(0))))
+        let lines = self.site_lines();
+        let newest = hold.seq.saturating_add(1) == self.tally.next_seq;
+        let mut ends = Vec::new();
+        let mut waiting = 0u128;
+        for (site, part) in self.parts(id, &hold).collect::<Vec<_>>() {
+            let Some(&(on_hand, limit, held)) = lines.get(site as usize) else {
+                continue;
+            };
+            if limit.is_zero() || held <= on_hand {
+                continue;
+            }
+            // The newest hold ends the line: what is beyond on hand is all behind nobody.
+            let through: u128 = if newest {
+                u128::from(held.get())
+            } else {
+                self.holds
+                    .iter()
+                    .filter(|(_, h)| h.seq <= hold.seq)
+                    .filter_map(|(other, h)| self.parts(&other, &h).find(|(s, _)| *s == site))
+                    .map(|(_, q)| u128::from(q.get()))
+                    .sum()
+            };
+            let beyond = through.saturating_sub(u128::from(on_hand.get()));
+            let here = beyond.min(u128::from(part.get()));
+            if here > 0 {
+                waiting += here;
+                ends.push((site, beyond));
+            }
+        }
+        (waiting > 0).then(|| (ends, Quantity::new(u64::try_from(waiting).unwrap_or(0))))
     }
 
     /// When hold `id`'s backordered units are expected: the arrival of the receipt that
-    /// brings the last of them, given that open receipts fill the line in order of
-    /// arrival. `None` when it has none backordered, or the receipts do not cover them.
+    /// brings the last of them, given that open receipts fill each location's line in
+    /// order of arrival. `None` when it has none backordered, or the receipts do not cover
+    /// them.
     pub fn backorder_eta(self, id: &ReservationId) -> Option<Timestamp> {
-        let (end, _) = self.place_in_line(id)?;
-        self.eta_of(end)
+        self.backorder_of(id).1
     }
 
     /// What hold `id` waits for, as [`Self::backordered_of`] and [`Self::backorder_eta`]
     /// answer, in one pass.
     pub fn backorder_of(self, id: &ReservationId) -> (Quantity, Option<Timestamp>) {
         match self.place_in_line(id) {
-            Some((end, waiting)) => (waiting, self.eta_of(end)),
+            Some((ends, waiting)) => {
+                let mut latest = None;
+                for (site, end) in ends {
+                    // Every location must bring its part: the latest of them.
+                    let Some(eta) = self.eta_of(site, end) else {
+                        return (waiting, None);
+                    };
+                    latest = Some(latest.map_or(eta, |l: Timestamp| l.max(eta)));
+                }
+                (waiting, latest)
+            }
             None => (Quantity::ZERO, None),
         }
     }
 
-    /// The arrival of the receipt that brings the `end`th unit beyond on hand, receipts
-    /// filling the line earliest first.
-    fn eta_of(self, end: u128) -> Option<Timestamp> {
+    /// The arrival of the receipt that brings the `end`th unit beyond on hand at `site`,
+    /// its receipts filling the line earliest first.
+    fn eta_of(self, site: u32, end: u128) -> Option<Timestamp> {
+        let PoolState::Physical { places, .. } = &self.tally.pool else {
+            return None;
+        };
+        let here = places.get(site as usize)?;
         let mut coming = 0u128;
-        for receipt in self.receipts() {
+        for receipt in self.receipts().iter().filter(|r| r.location == here.id) {
             coming += u128::from(receipt.qty.get());
             if coming >= end {
                 return Some(receipt.eta);
@@ -2374,118 +2442,169 @@ impl<'a> StockRef<'a> {
         None
     }
 
-    /// The backorders if holds were `changed` (`(id, new qty)`, 0 for ended) and on hand
-    /// were `on_hand` (the current figure when `None`).
+    /// The backorders if holds were `changed` (`(id, its parts now)`, none for ended) and
+    /// locations had the on hand `on_hand` gives (`(site, units)`; the current figure of
+    /// the others).
     fn backorders_given(
         self,
-        changed: &[(ReservationId, Quantity)],
-        on_hand: Option<Quantity>,
+        changed: &[(ReservationId, Vec<(u32, Quantity)>)],
+        on_hand: &[(u32, Quantity)],
     ) -> Vec<(ReservationId, Quantity)> {
-        let PoolState::Physical {
-            on_hand: now_on_hand,
-            ..
-        } = self.tally.pool
-        else {
-            return Vec::new();
-        };
-        let on_hand = on_hand.unwrap_or(now_on_hand);
+        let lines = self.site_lines();
         // Without a backorder limit, units beyond on hand are a shortfall (at risk), not
         // backorders.
-        if self.tally.backorder_limit().is_zero()
-            || (self.tally.reserved <= on_hand && changed.is_empty())
-        {
+        let taking: Vec<u32> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, limit, _))| !limit.is_zero())
+            .filter_map(|(i, _)| u32::try_from(i).ok())
+            .collect();
+        if taking.is_empty() || (changed.is_empty() && on_hand.is_empty() && !self.any_waiting()) {
             return Vec::new();
         }
-        let mut line: Vec<(u64, ReservationId, Quantity)> = self
+        let mut held: Vec<(u64, ReservationId, SiteParts)> = self
             .holds
             .iter()
             .map(|(id, h)| {
-                let qty = changed
-                    .iter()
-                    .find(|(c, _)| *c == id)
-                    .map_or(h.qty, |(_, q)| *q);
-                (h.seq, id, qty)
+                let parts = match changed.iter().find(|(c, _)| *c == id) {
+                    Some((_, parts)) => parts.clone(),
+                    None => self.parts(&id, &h).collect(),
+                };
+                (h.seq, id, parts)
             })
-            .filter(|(_, _, qty)| !qty.is_zero())
+            .filter(|(_, _, parts)| parts.iter().any(|(_, q)| !q.is_zero()))
             .collect();
-        line.sort_unstable_by_key(|(seq, _, _)| *seq);
-        let budget = u128::from(on_hand.get());
-        let mut promised = 0u128;
+        held.sort_unstable_by_key(|(seq, _, _)| *seq);
+        let mut promised = vec![0u128; lines.len()];
         let mut out = Vec::new();
-        for (_, id, qty) in line {
-            let before = promised;
-            promised += u128::from(qty.get());
-            if promised > budget {
-                let beyond = promised - budget.max(before);
-                out.push((id, Quantity::new(u64::try_from(beyond).unwrap_or(u64::MAX))));
+        for (_, id, parts) in held {
+            let mut waiting = 0u128;
+            for (site, qty) in parts {
+                if !taking.contains(&site) {
+                    continue;
+                }
+                let Some(p) = promised.get_mut(site as usize) else {
+                    continue;
+                };
+                let budget = on_hand
+                    .iter()
+                    .find(|(s, _)| *s == site)
+                    .map(|(_, q)| *q)
+                    .or_else(|| lines.get(site as usize).map(|l| l.0))
+                    .map_or(0, |q| u128::from(q.get()));
+                let before = *p;
+                *p += u128::from(qty.get());
+                if *p > budget {
+                    waiting += *p - budget.max(before);
+                }
+            }
+            if waiting > 0 {
+                out.push((
+                    id,
+                    Quantity::new(u64::try_from(waiting).unwrap_or(u64::MAX)),
+                ));
             }
         }
         out
+    }
+
+    /// The site of `location`, or the only one when none is named.
+    fn site_of(self, location: Option<&LocationId>) -> Option<u32> {
+        let PoolState::Physical { places, .. } = &self.tally.pool else {
+            return None;
+        };
+        match location {
+            Some(l) => site_index(places, l),
+            None if places.len() == 1 => Some(0),
+            None => None,
+        }
     }
 
     /// The backordered units `event` would fill, per hold: `(id, filled, still waiting)`,
     /// in line order. An event that ends or shrinks a hold ahead, or brings stock, moves
     /// the line up; one that takes stock away fills nothing.
     pub fn fills(self, event: &Event) -> Vec<(ReservationId, Quantity, Quantity)> {
-        let PoolState::Physical { on_hand, .. } = self.tally.pool else {
-            return Vec::new();
-        };
-        if self.tally.backorder_limit().is_zero() || self.tally.reserved <= on_hand {
+        if !self.any_waiting() {
             return Vec::new();
         }
-        // Only covered units freed, or stock brought, move the line: a hold that ends or
-        // shrinks within what waits (the usual expiry in a preorder) fills nobody, and is
-        // found so in one pass rather than a sort.
-        let ended = match event {
-            Event::ReservationReleased(e) => Some((e.reservation_id, Quantity::ZERO)),
-            Event::ReservationExpired(e) => Some((e.reservation_id, Quantity::ZERO)),
-            Event::ReservationReduced(e) if e.outcome != Resolution::Committed => {
-                Some((e.reservation_id, e.remaining))
+        let lines = self.site_lines();
+        let now_on_hand = |site: u32| lines.get(site as usize).map_or(Quantity::ZERO, |l| l.0);
+        // Only covered units freed, or stock brought, move the line: a hold that ends
+        // while wholly waiting (the usual expiry in a preorder) fills nobody, and is found
+        // so in one pass rather than a sort.
+        let (changed, on_hand): (Vec<(ReservationId, SiteParts)>, SiteParts) = match event {
+            Event::ReservationReleased(_) | Event::ReservationExpired(_) => {
+                let Some(id) = event.reservation_id() else {
+                    return Vec::new();
+                };
+                let Some(hold) = self.holds.get(&id) else {
+                    return Vec::new();
+                };
+                if self.backordered_of(&id) >= hold.qty {
+                    return Vec::new();
+                }
+                (vec![(id, Vec::new())], Vec::new())
             }
-            Event::StockAdjusted(e) if e.current > e.previous => None,
-            Event::ReceiptReceived(_) => None,
+            Event::ReservationReduced(e) if e.outcome != Resolution::Committed => {
+                let Some(hold) = self.holds.get(&e.reservation_id) else {
+                    return Vec::new();
+                };
+                let waiting = self.backordered_of(&e.reservation_id);
+                if waiting >= hold.qty {
+                    return Vec::new();
+                }
+                // Units come off a hold's last parts, at one location its waiting
+                // ones first.
+                let mut parts: Vec<(u32, Quantity)> =
+                    self.parts(&e.reservation_id, &hold).collect();
+                if lines.len() == 1 {
+                    if hold.qty.saturating_sub(waiting) <= e.remaining {
+                        return Vec::new();
+                    }
+                    parts = vec![(0, e.remaining)];
+                } else {
+                    for ended in &e.parts {
+                        if let Some(site) = self.site_of(Some(&ended.location))
+                            && let Some(p) = parts.iter_mut().find(|(s, _)| *s == site)
+                        {
+                            p.1 = p.1.saturating_sub(ended.qty);
+                        }
+                    }
+                }
+                (vec![(e.reservation_id, parts)], Vec::new())
+            }
+            Event::StockAdjusted(e) if e.current > e.previous => {
+                let Some(site) = self.site_of(e.location.as_ref()) else {
+                    return Vec::new();
+                };
+                (Vec::new(), vec![(site, e.current)])
+            }
+            Event::ReceiptReceived(e) => {
+                let Some(site) = self.site_of(Some(&e.location)) else {
+                    return Vec::new();
+                };
+                (
+                    Vec::new(),
+                    vec![(site, now_on_hand(site).saturating_add(e.qty))],
+                )
+            }
             _ => return Vec::new(),
         };
-        if let Some((ended, left)) = ended
-            && let Some(hold) = self.holds.get(&ended)
-        {
-            let waiting = self.backordered_of(&ended);
-            let covered = hold.qty.saturating_sub(waiting);
-            // Units come off a hold's end, its waiting ones first.
-            if covered <= left {
-                return Vec::new();
-            }
-        }
         let before = self.backorders();
         if before.is_empty() {
             return Vec::new();
         }
-        let (changed, on_hand) = match event {
-            Event::ReservationReleased(e) => (vec![(e.reservation_id, Quantity::ZERO)], on_hand),
-            Event::ReservationExpired(e) => (vec![(e.reservation_id, Quantity::ZERO)], on_hand),
-            Event::ReservationReduced(e) if e.outcome != Resolution::Committed => {
-                (vec![(e.reservation_id, e.remaining)], on_hand)
-            }
-            Event::StockAdjusted(e) => (
-                Vec::new(),
-                on_hand.saturating_sub(e.previous).saturating_add(e.current),
-            ),
-            Event::ReceiptReceived(e) => (Vec::new(), on_hand.saturating_add(e.qty)),
-            _ => return Vec::new(),
-        };
-        let after = self.backorders_given(&changed, Some(on_hand));
+        let after = self.backorders_given(&changed, &on_hand);
         before
             .into_iter()
-            .filter(|(id, _)| !changed.iter().any(|(c, q)| c == id && q.is_zero()))
+            .filter(|(id, _)| !changed.iter().any(|(c, _)| c == id))
             .filter_map(|(id, was)| {
                 let now = after
                     .iter()
                     .find(|(a, _)| *a == id)
                     .map_or(Quantity::ZERO, |(_, q)| *q);
                 let filled = was.saturating_sub(now);
-                // A hold that shrank by its own reduction has fewer waiting, not filled.
-                let own = changed.iter().any(|(c, _)| *c == id);
-                (!filled.is_zero() && !own).then_some((id, filled, now))
+                (!filled.is_zero()).then_some((id, filled, now))
             })
             .collect()
     }
@@ -2528,12 +2647,16 @@ impl<'a> StockRef<'a> {
         location: &LocationId,
         on_hand: Quantity,
     ) -> Vec<ReservationId> {
-        let PoolState::Physical { places, .. } = &self.tally.pool else {
+        let PoolState::Physical { places, sites, .. } = &self.tally.pool else {
             return Vec::new();
         };
         let Some(site) = site_index(places, location) else {
             return Vec::new();
         };
+        // Backorders within the location's limit are expected, not at risk.
+        let on_hand = sites
+            .get(site as usize)
+            .map_or(on_hand, |s| on_hand.saturating_add(s.backorder_limit));
         let mut line: Vec<(u64, ReservationId, Quantity)> = self
             .holds
             .iter()

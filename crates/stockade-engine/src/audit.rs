@@ -87,6 +87,8 @@ struct Place {
     safety_stock: u128,
     /// Units of unlapsed live holds here.
     held: u128,
+    /// Units that may be held here beyond on hand.
+    backorder_limit: u128,
 }
 
 /// A live hold: quantity, expiry, and its units by location (physical pools only).
@@ -117,7 +119,7 @@ struct SkuCheck {
     keys: HashMap<(String, String), KeyUse>,
     /// How many keys were left after the last pruning.
     keys_pruned_at: usize,
-    /// Units that may be held beyond on hand (a SKU at one location).
+    /// Whether any location takes backorders (sales are then checked against the line).
     backorder_limit: u128,
     /// Open receipts: location and units still expected.
     receipts: HashMap<String, (LocationId, u128)>,
@@ -163,28 +165,46 @@ impl SkuCheck {
     /// that no hold ahead of it in line is owed; the breach if not. (Lapsed holds are out
     /// of line here, while the writer keeps them until their expiry is written: the
     /// writer covers fewer, never more, so a true log never breaches this.)
-    fn sold_ahead_of_line(&self, id: &ReservationId, units: u128) -> Option<String> {
+    fn sold_ahead_of_line(
+        &self,
+        id: &ReservationId,
+        parts: &[(LocationId, u128)],
+    ) -> Option<String> {
         if self.backorder_limit == 0 {
             return None;
         }
-        let (on_hand, ahead) = self.beyond_line(id, units)?;
-        Some(format!(
-            "sells {units} of {id} with {on_hand} on hand, {ahead} owed to holds ahead"
-        ))
+        parts.iter().find_map(|(location, units)| {
+            let (on_hand, ahead) = self.beyond_line(id, location, *units)?;
+            Some(format!(
+                "sells {units} of {id} at {location} with {on_hand} on hand, {ahead} owed to \
+                 holds ahead"
+            ))
+        })
     }
 
-    /// `(on hand, units of the holds ahead of `id` in line)` when `units` of `id` do not
-    /// fit in on hand after those ahead; `None` when they do (or `id` is not in line).
-    fn beyond_line(&self, id: &ReservationId, units: u128) -> Option<(u128, u128)> {
-        let on_hand = self.physical.as_ref()?.values().next()?.on_hand;
-        let place = self.line.get(id).copied()?;
+    /// `(on hand, units of the holds ahead of `id` in line at `location`)` when `units` of
+    /// `id` there do not fit in on hand after those ahead; `None` when they do, or the
+    /// location takes no backorders (its own checks apply), or `id` is not in line.
+    fn beyond_line(
+        &self,
+        id: &ReservationId,
+        location: &LocationId,
+        units: u128,
+    ) -> Option<(u128, u128)> {
+        let place = self.physical.as_ref()?.get(location)?;
+        if place.backorder_limit == 0 {
+            return None;
+        }
+        let at = self.line.get(id).copied()?;
         let ahead: u128 = self
             .holds
             .iter()
-            .filter(|(other, _)| self.line.get(other).is_some_and(|p| *p < place))
-            .map(|(_, hold)| hold.0)
+            .filter(|(other, _)| self.line.get(other).is_some_and(|p| *p < at))
+            .flat_map(|(_, hold)| hold.2.iter())
+            .filter(|(l, _)| l == location)
+            .map(|(_, units)| units)
             .sum();
-        (ahead + units > on_hand).then_some((on_hand, ahead))
+        (ahead + units > place.on_hand).then_some((place.on_hand, ahead))
     }
 
     /// The location an event that names none is about: the SKU's only one.
@@ -367,6 +387,7 @@ fn check_event(
                             on_hand: on_hand.get().into(),
                             safety_stock: safety_stock.get().into(),
                             held: 0,
+                            backorder_limit: 0,
                         },
                     );
                 }
@@ -377,6 +398,7 @@ fn check_event(
                             on_hand: l.on_hand.get().into(),
                             safety_stock: l.safety_stock.get().into(),
                             held: 0,
+                            backorder_limit: 0,
                         },
                     );
                 }
@@ -504,7 +526,6 @@ fn check_event(
             check.held += qty;
             check.line.insert(id, check.next_in_line);
             check.next_in_line += 1;
-            let backorders = check.backorder_limit;
             if let Some(places) = &mut check.physical {
                 let many = places_len_gt1(places);
                 for (location, units) in &parts {
@@ -515,7 +536,8 @@ fn check_event(
                         continue;
                     };
                     place.held += units;
-                    let offer = place.on_hand.saturating_sub(place.safety_stock) + backorders;
+                    let offer =
+                        place.on_hand.saturating_sub(place.safety_stock) + place.backorder_limit;
                     if place.held > offer {
                         let over = place.held - offer;
                         report.oversold_units += over.min(*units) as u64;
@@ -601,7 +623,7 @@ fn check_event(
             hold.0 = hold.0.saturating_sub(ended);
             check.held = check.held.saturating_sub(ended);
             let sold = e.outcome == stockade_domain::Resolution::Committed;
-            if sold && let Some(short) = check.sold_ahead_of_line(&id, ended) {
+            if sold && let Some(short) = check.sold_ahead_of_line(&id, &parts) {
                 breach(short);
             }
             if let Some(places) = &mut check.physical {
@@ -663,7 +685,6 @@ fn check_event(
             }
             hold.0 += more;
             check.held += more;
-            let backorders = check.backorder_limit;
             if let Some(places) = &mut check.physical {
                 let many = places_len_gt1(places);
                 for (location, units) in &parts {
@@ -674,7 +695,8 @@ fn check_event(
                         continue;
                     };
                     place.held += units;
-                    let offer = place.on_hand.saturating_sub(place.safety_stock) + backorders;
+                    let offer =
+                        place.on_hand.saturating_sub(place.safety_stock) + place.backorder_limit;
                     if place.held > offer {
                         let over = place.held - offer;
                         report.oversold_units += over.min(*units) as u64;
@@ -693,7 +715,12 @@ fn check_event(
             let id = e.reservation_id;
             report.commits.entry(sku.clone()).or_default().insert(id);
             let sold = u128::from(e.qty.get());
-            if let Some(short) = check.sold_ahead_of_line(&id, sold) {
+            let held_at = check
+                .holds
+                .get(&id)
+                .map(|h| h.2.clone())
+                .unwrap_or_default();
+            if let Some(short) = check.sold_ahead_of_line(&id, &held_at) {
                 breach(short);
             }
             let parts = match check.unhold(&id) {
@@ -735,15 +762,29 @@ fn check_event(
             }
         }
         Event::BackorderLimitSet(e) => {
-            let one = check.physical.as_ref().is_some_and(|p| p.len() == 1);
-            if !one || u128::from(e.previous.get()) != check.backorder_limit {
-                breach(format!(
-                    "sets a backorder limit from {} (it was {}), at a SKU that is not stocked \
-                     at one location",
-                    e.previous, check.backorder_limit
-                ));
+            let location = e.location.clone().or_else(|| check.only_location());
+            match location
+                .as_ref()
+                .and_then(|l| check.physical.as_mut()?.get_mut(l))
+            {
+                Some(place) => {
+                    if u128::from(e.previous.get()) != place.backorder_limit {
+                        breach(format!(
+                            "sets a backorder limit from {}; it was {}",
+                            e.previous, place.backorder_limit
+                        ));
+                    }
+                    place.backorder_limit = e.limit.get().into();
+                }
+                None => breach(format!(
+                    "sets a backorder limit at {}, not one of its locations",
+                    location.map_or("no location".into(), |l| l.to_string())
+                )),
             }
-            check.backorder_limit = e.limit.get().into();
+            check.backorder_limit = check
+                .physical
+                .as_ref()
+                .map_or(0, |p| p.values().map(|place| place.backorder_limit).sum());
         }
         Event::ReceiptExpected(e) => {
             let known = check
@@ -807,9 +848,13 @@ fn check_event(
             // First in, first out: what the hold has covered now fits in on hand after
             // every hold ahead of it (a lapsed hold is out of line here, so a true log
             // never breaches this).
-            if let Some(hold) = check.holds.get(&id) {
+            // (At a SKU at several locations the event does not say where: its sales are
+            // checked there instead.)
+            if let Some(hold) = check.holds.get(&id)
+                && let Some(only) = check.only_location()
+            {
                 let covered = hold.0.saturating_sub(u128::from(e.backordered.get()));
-                if let Some((on_hand, ahead)) = check.beyond_line(&id, covered) {
+                if let Some((on_hand, ahead)) = check.beyond_line(&id, &only, covered) {
                     breach(format!(
                         "fills {id} to {covered} covered with {on_hand} on hand and {ahead} \
                          ahead of it in line"
@@ -910,6 +955,7 @@ mod tests {
         let base = vec![
             registered_physical(0, 0),
             Event::BackorderLimitSet(BackorderLimitSet {
+                location: None,
                 limit: Quantity::new(4),
                 previous: Quantity::ZERO,
                 at: secs(1),

@@ -299,13 +299,13 @@ impl StockadeMcp {
                 let a: BackorderLimitArgs = parse_with_envelope(tool, args)?;
                 caller.may_adjust()?;
                 let sku = parse_sku(&a.envelope.sku, "sku")?;
-                let limit = a.request.validate()?;
+                let (limit, location) = a.request.validate()?;
                 let origin = caller.origin(None, a.envelope.idempotency_key);
                 let inventory = b.inventory.clone();
                 let setting = sku.clone();
                 let set = detached(async move {
                     inventory
-                        .set_backorder_limit(&setting, limit, &origin)
+                        .set_backorder_limit(&setting, limit, location, &origin)
                         .await
                 })
                 .await?;
@@ -313,6 +313,7 @@ impl StockadeMcp {
                     writes: vec![(sku.clone(), set.version)],
                     ..ToolOutcome::value(BackorderLimitOut {
                         sku: sku.to_string(),
+                        location: set.location.as_ref().map(|l| l.to_string()),
                         backorder_limit: set.limit.get(),
                         previous: set.previous.get(),
                         version: set.version,

@@ -135,10 +135,10 @@ impl ToolName {
                  Needs an admin token."
             }
             ToolName::SetBackorderLimit => {
-                "Let a SKU (stocked at one location) sell up to `limit` units beyond what it \
-                 has on hand: lines beyond stock are held as backordered, and stock that is \
-                 freed or arrives fills them in the order they were held. 0 takes no more. \
-                 Needs an admin token."
+                "Let a SKU sell up to `limit` units beyond what it has on hand (at \
+                 `location`, required when it is stocked at several): lines beyond stock are \
+                 held as backordered, and stock that is freed or arrives fills them in the \
+                 order they were held. 0 takes no more. Needs an admin token."
             }
             ToolName::ExpectReceipt => {
                 "Record stock on its way from a supplier: `reference` (a purchase order), \

@@ -620,14 +620,23 @@ impl TransferRequest {
 pub struct BackorderLimitRequest {
     /// Units that may be held beyond on hand (less safety stock); 0 takes no more.
     pub limit: u64,
+    /// The location it applies to: required at a SKU stocked at several.
+    #[serde(default)]
+    pub location: Option<String>,
 }
 
 impl BackorderLimitRequest {
-    pub fn validate(&self) -> Result<Quantity, ApiError> {
+    pub fn validate(&self) -> Result<(Quantity, Option<LocationId>), ApiError> {
         let limit = Quantity::new(self.limit);
-        limit
+        let limit = limit
             .in_range()
-            .map_err(|e| ApiError::invalid("limit", e.to_string()))
+            .map_err(|e| ApiError::invalid("limit", e.to_string()))?;
+        let location = self
+            .location
+            .as_deref()
+            .map(|l| location(l, "location"))
+            .transpose()?;
+        Ok((limit, location))
     }
 }
 

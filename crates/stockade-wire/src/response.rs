@@ -125,6 +125,8 @@ impl ReceiptOut {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackorderLimitOut {
     pub sku: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     pub backorder_limit: u64,
     pub previous: u64,
     pub version: u64,

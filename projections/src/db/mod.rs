@@ -884,7 +884,8 @@ fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StockRow, Project
 }
 
 const SELECT_LOCATION: &str = "SELECT sku, location, priority, on_hand, safety_stock, reserved,
-    available, shortfall, incoming, status, version, updated_at FROM stock_locations";
+    available, shortfall, incoming, status, version, updated_at, backorder_limit, backordered
+    FROM stock_locations";
 
 fn location_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<LocationRow, ProjectionError>> {
     let sku: String = r.get(0)?;
@@ -898,6 +899,8 @@ fn location_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<LocationRow, P
         available: to_u64(r.get(6)?),
         shortfall: to_u64(r.get(7)?),
         incoming: to_u64(r.get(8)?),
+        backorder_limit: to_u64(r.get(12)?),
+        backordered: to_u64(r.get(13)?),
     };
     let (version, updated_at) = (to_u64(r.get(10)?), to_u64(r.get(11)?));
     Ok(match (Sku::new(sku.clone()), Status::parse(&status)) {
@@ -920,8 +923,9 @@ fn put_location(tx: &Transaction<'_>, row: &LocationRow) -> Result<(), Projectio
     cached(
         tx,
         "INSERT OR REPLACE INTO stock_locations (sku, location, priority, on_hand, safety_stock,
-             reserved, available, shortfall, incoming, status, version, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             reserved, available, shortfall, incoming, status, version, updated_at,
+             backorder_limit, backordered)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             row.sku.as_str(),
             l.location,
@@ -935,6 +939,8 @@ fn put_location(tx: &Transaction<'_>, row: &LocationRow) -> Result<(), Projectio
             row.status.as_str(),
             to_i64(row.version),
             to_i64(row.updated_at.as_millis()),
+            to_i64(l.backorder_limit),
+            to_i64(l.backordered),
         ],
     )
     .map_err(sql)?;
@@ -1132,6 +1138,8 @@ mod tests {
         // Preparing names the columns: it fails if a step was skipped.
         raw.prepare("SELECT parts, sold FROM reservations").unwrap();
         raw.prepare("SELECT backorder_limit, backordered, incoming FROM stock_levels")
+            .unwrap();
+        raw.prepare("SELECT backorder_limit, backordered FROM stock_locations")
             .unwrap();
         raw.prepare("SELECT seq, at, by FROM alert_acks").unwrap();
         drop(raw);

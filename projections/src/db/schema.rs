@@ -2,10 +2,10 @@
 
 /// Version of the schema below; a file from a newer build is refused, one from an older
 /// build is brought up to it by [`MIGRATIONS`].
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// What brings a file at version `n` (index `n - 1`) to `n + 1`.
-pub(super) const MIGRATIONS: [&str; 4] = [
+pub(super) const MIGRATIONS: [&str; 5] = [
     // 2: where each hold's units are, for SKUs at several locations.
     "ALTER TABLE reservations ADD COLUMN parts TEXT;",
     // 3: per-location rows and kits' derived rows. Both come from events already in the
@@ -23,6 +23,16 @@ pub(super) const MIGRATIONS: [&str; 4] = [
     "ALTER TABLE stock_levels ADD COLUMN backorder_limit INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE stock_levels ADD COLUMN backordered INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE stock_levels ADD COLUMN incoming INTEGER NOT NULL DEFAULT 0;",
+    // 6: backorders per location. A file from before schema 3 has no per-location table
+    // yet: it gets the table as schema 5 had it, then the columns.
+    "CREATE TABLE IF NOT EXISTS stock_locations (
+         sku TEXT NOT NULL, location TEXT NOT NULL, priority INTEGER NOT NULL,
+         on_hand INTEGER NOT NULL, safety_stock INTEGER NOT NULL, reserved INTEGER NOT NULL,
+         available INTEGER NOT NULL, shortfall INTEGER NOT NULL, incoming INTEGER NOT NULL,
+         status TEXT NOT NULL, version INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+         PRIMARY KEY (sku, location));
+     ALTER TABLE stock_locations ADD COLUMN backorder_limit INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE stock_locations ADD COLUMN backordered INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(super) const SCHEMA: &str = "
@@ -59,6 +69,8 @@ CREATE TABLE IF NOT EXISTS stock_locations (
     status       TEXT NOT NULL,
     version      INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL,
+    backorder_limit INTEGER NOT NULL DEFAULT 0,
+    backordered  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (sku, location)
 );
 CREATE INDEX IF NOT EXISTS stock_locations_by_location ON stock_locations (location, sku);

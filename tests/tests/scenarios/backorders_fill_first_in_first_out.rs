@@ -77,7 +77,7 @@ async fn backorders_wait_in_line_and_are_filled_by_what_arrives() {
         Rejection::InsufficientStock { .. }
     ));
     let set = inventory
-        .set_backorder_limit(&tee, Quantity::new(5), &origin)
+        .set_backorder_limit(&tee, Quantity::new(5), None, &origin)
         .await
         .unwrap();
     assert_eq!(
@@ -200,7 +200,7 @@ async fn a_preorder_rush_is_filled_in_the_order_it_was_held() {
     let origin = Origin::default();
     let item = register(&inventory, "PRE-CONSOLE", 0).await;
     inventory
-        .set_backorder_limit(&item, Quantity::new(100), &origin)
+        .set_backorder_limit(&item, Quantity::new(100), None, &origin)
         .await
         .unwrap();
     let buyers: Vec<_> = (0..60)

@@ -192,3 +192,67 @@ async fn a_preorder_launch_is_held_backordered_and_filled_as_stock_arrives() {
     );
     listed_as(&client, "CONSOLE", "backorder").await;
 }
+
+/// Backorders per location: a limit names its location at a SKU stocked at several (422
+/// without one); only that location sells beyond its stock, and its waiting line shows
+/// in its own figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_location_takes_backorders_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()));
+    let client = Client::new(&server);
+    let registered = client
+        .post(
+            "/api/skus",
+            Some(ADMIN),
+            json!({"sku": "DESK", "pool": "physical", "locations": [
+                {"location": "berlin", "on_hand": 1, "priority": 1},
+                {"location": "munich", "on_hand": 1, "priority": 2}
+            ]}),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    let product = "/api/inventory/products/DESK";
+    let unnamed = client
+        .post(
+            &format!("{product}/backorders"),
+            Some(ADMIN),
+            json!({"limit": 4}),
+        )
+        .await;
+    assert_eq!(unnamed.status, 422, "{}", unnamed.text);
+    assert_eq!(unnamed.body["error"], "location_required");
+    let set = client
+        .post(
+            &format!("{product}/backorders"),
+            Some(ADMIN),
+            json!({"limit": 4, "location": "berlin"}),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    assert_eq!(set.body["location"], "berlin");
+    let at = |location: &str, qty: u64| json!({"items": [{"sku": "DESK", "qty": qty, "location": location}]});
+    let berlin = client
+        .post("/api/reservations", Some(WEB), at("berlin", 3))
+        .await;
+    assert_eq!(berlin.status, 201, "{}", berlin.text);
+    assert_eq!(berlin.body["items"][0]["backordered"], 2, "{}", berlin.text);
+    let munich = client
+        .post("/api/reservations", Some(WEB), at("munich", 2))
+        .await;
+    assert_eq!(munich.status, 409, "{}", munich.text);
+    let read = client.get(product, None).await;
+    assert_eq!(read.body["backordered"], 2, "{}", read.text);
+    let berlin_row = &read.body["locations"][0];
+    assert_eq!(
+        (
+            berlin_row["location"].clone(),
+            berlin_row["backorder_limit"].clone(),
+            berlin_row["backordered"].clone(),
+            berlin_row["status"].clone()
+        ),
+        (json!("berlin"), json!(4), json!(2), json!("backorder")),
+        "{}",
+        read.text
+    );
+}

@@ -239,7 +239,7 @@ async fn a_filled_backorder_names_its_reservation_and_order() {
     let origin = Origin::default();
     let sku = register(&inventory, "PRE", 0).await;
     inventory
-        .set_backorder_limit(&sku, Quantity::new(5), &origin)
+        .set_backorder_limit(&sku, Quantity::new(5), None, &origin)
         .await
         .unwrap();
     let options = ReserveOptions {

@@ -20,6 +20,7 @@ use crate::time::Timestamp;
 
 fn limit_set(limit: u64, previous: u64, at: Timestamp) -> Event {
     Event::BackorderLimitSet(BackorderLimitSet {
+        location: None,
         limit: qty(limit),
         previous: qty(previous),
         at,
@@ -311,55 +312,132 @@ fn bad_receipts_are_refused() {
     assert_eq!(stock_of(&state).view(secs(10)).incoming, qty(0));
 }
 
+fn located(name: &str, on_hand: u64, priority: u32) -> LocationConfig {
+    LocationConfig {
+        location: LocationId::new(name).unwrap(),
+        on_hand: qty(on_hand),
+        safety_stock: qty(0),
+        priority,
+    }
+}
+
+fn set_limit(limit: u64, location: Option<&str>) -> Command {
+    Command::SetBackorderLimit(SetBackorderLimit {
+        limit: qty(limit),
+        location: location.map(|l| LocationId::new(l).unwrap()),
+    })
+}
+
 #[test]
-fn the_backorder_limit_is_for_physical_skus_at_one_location() {
-    let at_two = registered(PoolConfig::at_locations(vec![
-        LocationConfig {
-            location: LocationId::new("a").unwrap(),
-            on_hand: qty(1),
-            safety_stock: qty(0),
-            priority: 0,
-        },
-        LocationConfig {
-            location: LocationId::new("b").unwrap(),
-            on_hand: qty(1),
-            safety_stock: qty(0),
-            priority: 1,
-        },
-    ]));
-    given([at_two])
-        .when(Command::SetBackorderLimit(SetBackorderLimit {
-            limit: qty(5),
-        }))
-        .then_rejected(Rejection::InvalidPool {
-            reason: "backorders are taken at a SKU with one location".into(),
+fn the_backorder_limit_is_for_physical_skus_and_named_locations() {
+    let at_two = || {
+        registered(PoolConfig::at_locations(vec![
+            located("a", 1, 0),
+            located("b", 1, 1),
+        ]))
+    };
+    given([at_two()])
+        .when(set_limit(5, None))
+        .then_rejected(Rejection::LocationRequired);
+    given([at_two()])
+        .when(set_limit(5, Some("c")))
+        .then_rejected(Rejection::UnknownLocation {
+            location: LocationId::new("c").unwrap(),
         });
     given([registered(PoolConfig::Digital {
         license_limit: None,
     })])
-    .when(Command::SetBackorderLimit(SetBackorderLimit {
-        limit: qty(5),
-    }))
+    .when(set_limit(5, None))
     .then_rejected(Rejection::UnsupportedForPool {
         pool: crate::pool::PoolKind::Digital,
         what: "take backorders (only stock on hand can be backordered)".into(),
     });
     given([registered_physical(3, 0), limit_set(5, 0, secs(0))])
-        .when(Command::SetBackorderLimit(SetBackorderLimit {
-            limit: qty(5),
-        }))
+        .when(set_limit(5, None))
         .then_rejected(Rejection::InvalidPool {
             reason: "the backorder limit is already 5".into(),
         });
+}
+
+/// At a SKU at two locations, only the one with a backorder limit sells beyond its
+/// stock; its line is its own, filled by what arrives there, and an order that names the
+/// other location is refused beyond that location's stock.
+#[test]
+fn backorders_are_per_location() {
+    let a = || LocationId::new("a").unwrap();
+    let events = vec![
+        registered(PoolConfig::at_locations(vec![
+            located("a", 1, 0),
+            located("b", 2, 1),
+        ])),
+        Event::BackorderLimitSet(BackorderLimitSet {
+            location: Some(a()),
+            limit: qty(3),
+            previous: qty(0),
+            at: secs(0),
+        }),
+    ];
+    let state = given(events.clone()).state().clone();
+    let view = stock_of(&state).view(secs(1));
+    // a: 1 on hand + 3 backorders; b: 2.
+    assert_eq!(view.available, Availability::Limited(qty(6)));
+    assert_eq!(view.locations[0].backorder_limit, qty(3));
+    let at = |location: &str, n: u64, id: u128| {
+        Command::Reserve(crate::command::Reserve {
+            placement: crate::allocation::Placement::at(LocationId::new(location).unwrap()),
+            reservation_id: rid(id),
+            order_id: None,
+            lines: Vec::new(),
+            qty: qty(n),
+            ttl: std::time::Duration::from_secs(600),
+            channel: web(),
+        })
+    };
+    let mut log = events;
+    for (location, n, id) in [("a", 1, 1), ("a", 2, 2), ("b", 2, 3)] {
+        let state = SkuState::from_events(&log).unwrap();
+        let decided = crate::decide::decide(&state, &at(location, n, id), secs(id as u64)).unwrap();
+        log.extend(decided);
+    }
+    let state = SkuState::from_events(&log).unwrap();
+    let stock = stock_of(&state);
+    assert_eq!(stock.backorders(), vec![(rid(2), qty(2))]);
+    // b has no backorders: beyond its stock is refused.
+    assert!(matches!(
+        crate::decide::decide(&state, &at("b", 1, 4), secs(5)),
+        Err(Rejection::InsufficientStock { .. })
+    ));
+    // A receipt at a fills a's line; one expected at b would not.
+    log.push(Event::ReceiptExpected(ReceiptExpected {
+        reference: po("PO-A"),
+        location: a(),
+        qty: qty(1),
+        eta: secs(100),
+        at: secs(6),
+    }));
+    let state = SkuState::from_events(&log).unwrap();
+    assert_eq!(
+        stock_of(&state).backorder_eta(&rid(2)),
+        None,
+        "1 of 2 covered"
+    );
+    given(log).at(secs(7)).when(receive("PO-A", None)).then([
+        Event::ReceiptReceived(ReceiptReceived {
+            reference: po("PO-A"),
+            location: a(),
+            qty: qty(1),
+            remaining: qty(0),
+            at: secs(7),
+        }),
+        filled(2, 1, 1, secs(7)),
+    ]);
 }
 
 #[test]
 fn lowering_the_limit_below_what_waits_puts_the_latest_at_risk() {
     let state = given(backordered())
         .at(secs(5))
-        .when(Command::SetBackorderLimit(SetBackorderLimit {
-            limit: qty(1),
-        }))
+        .when(set_limit(1, None))
         .then([limit_set(1, 5, secs(5))]);
     let stock = stock_of(&state);
     assert_eq!(stock.at_risk(secs(5)), vec![rid(2)]);
@@ -564,9 +642,7 @@ mod random {
                     }),
                 ]
             }
-            Op::Limit(l) => vec![Command::SetBackorderLimit(SetBackorderLimit {
-                limit: qty(l),
-            })],
+            Op::Limit(l) => vec![set_limit(l, None)],
             Op::Advance(_) => Vec::new(),
         }
     }

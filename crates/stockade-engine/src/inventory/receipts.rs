@@ -12,6 +12,8 @@ use super::*;
 /// What a change of a SKU's backorder limit did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackorderLimit {
+    /// The location it applies to (absent at a SKU with one).
+    pub location: Option<LocationId>,
     pub limit: Quantity,
     pub previous: Quantity,
     pub version: u64,
@@ -46,21 +48,24 @@ pub struct ReceiptChange {
 }
 
 impl Inventory {
-    /// Lets `sku` hold up to `limit` units beyond what it has on hand (less safety stock),
-    /// as backorders filled first in, first out as stock arrives. 0 stops taking new ones.
+    /// Lets `sku` hold up to `limit` units beyond what it has on hand (less safety stock)
+    /// at `location` (required at a SKU stocked at several), as backorders filled first
+    /// in, first out as stock arrives there. 0 stops taking new ones.
     pub async fn set_backorder_limit(
         &self,
         sku: &Sku,
         limit: Quantity,
+        location: Option<LocationId>,
         origin: &Origin,
     ) -> Result<BackorderLimit, Error> {
         let request = origin.request(None)?;
         self.refuse_kit(sku, "take backorders (its stock is its components')")
             .await?;
-        let command = Command::SetBackorderLimit(SetBackorderLimit { limit });
+        let command = Command::SetBackorderLimit(SetBackorderLimit { limit, location });
         let accepted = self.execute(sku, command, request).await?;
         match accepted.events.first() {
             Some(Event::BackorderLimitSet(e)) => Ok(BackorderLimit {
+                location: e.location.clone(),
                 limit: e.limit,
                 previous: e.previous,
                 version: accepted.version,

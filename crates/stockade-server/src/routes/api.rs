@@ -299,13 +299,13 @@ pub async fn set_backorder_limit(
     let (request, bytes, origin): (BackorderLimitRequest, _, _) =
         write_request(&req, &state, payload, Need::Admin).await?;
     let sku = sku(&path, "sku")?;
-    let limit = request.validate()?;
+    let (limit, location) = request.validate()?;
     check_key(&state, &origin, &format!("backorders:{sku}"), &bytes).await?;
     let inventory = state.inventory.clone();
     let setting = sku.clone();
     let set = detached(async move {
         inventory
-            .set_backorder_limit(&setting, limit, &origin)
+            .set_backorder_limit(&setting, limit, location, &origin)
             .await
     })
     .await??;
@@ -313,6 +313,7 @@ pub async fn set_backorder_limit(
     replayed(&mut response, set.replayed);
     Ok(response.json(BackorderLimitOut {
         sku: sku.to_string(),
+        location: set.location.as_ref().map(|l| l.to_string()),
         backorder_limit: set.limit.get(),
         previous: set.previous.get(),
         version: set.version,
