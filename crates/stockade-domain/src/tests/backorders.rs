@@ -768,3 +768,324 @@ mod random {
         }
     }
 }
+
+/// The same at a SKU stocked at two locations, each with its own limit and line: fills,
+/// waiting units and sales against a flat per-location model, and the ledger, a fold and
+/// a snapshot against the writer.
+mod random_at_locations {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::allocation::Placement;
+    use crate::command::{Commit, Expire, Release, Reserve};
+    use crate::decide::decide;
+    use crate::state::{HoldFacts, Ledger};
+
+    const PLACES: [&str; 2] = ["a", "b"];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Reserve {
+            id: u8,
+            qty: u64,
+            at: Option<usize>,
+            ttl_ms: u64,
+        },
+        Commit(u8),
+        Release(u8),
+        Expire(u8),
+        Shrink {
+            id: u8,
+            qty: u64,
+        },
+        Receive {
+            at: usize,
+            qty: u64,
+        },
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let id = 0u8..8;
+        prop_oneof![
+            6 => (id.clone(), 1u64..5, prop::option::of(0usize..2), 1u64..60_000)
+                .prop_map(|(id, qty, at, ttl_ms)| Op::Reserve { id, qty, at, ttl_ms }),
+            2 => id.clone().prop_map(Op::Commit),
+            2 => id.clone().prop_map(Op::Release),
+            2 => id.clone().prop_map(Op::Expire),
+            2 => (id, 1u64..3).prop_map(|(id, qty)| Op::Shrink { id, qty }),
+            3 => (0usize..2, 1u64..4).prop_map(|(at, qty)| Op::Receive { at, qty }),
+            3 => (0u64..30_000).prop_map(Op::Advance),
+        ]
+    }
+
+    /// Per location `(on hand, limit)`, and the live holds in line order with their parts.
+    #[derive(Debug, Default)]
+    struct Model {
+        sites: [(u64, u64); 2],
+        holds: Vec<(u128, Vec<(usize, u64)>, HoldFacts)>,
+    }
+
+    fn site(location: &LocationId) -> usize {
+        PLACES.iter().position(|p| *p == location.as_str()).unwrap()
+    }
+
+    impl Model {
+        /// Units of each hold beyond on hand, location by location (where it has a limit).
+        fn waiting(&self) -> Vec<(u128, u64)> {
+            let mut promised = [0u64; 2];
+            let mut out = Vec::new();
+            for (id, parts, _) in &self.holds {
+                let mut waiting = 0;
+                for (s, q) in parts {
+                    let (on_hand, limit) = self.sites[*s];
+                    let before = promised[*s];
+                    promised[*s] += q;
+                    if limit > 0 && promised[*s] > on_hand {
+                        waiting += promised[*s] - on_hand.max(before);
+                    }
+                }
+                if waiting > 0 {
+                    out.push((*id, waiting));
+                }
+            }
+            out
+        }
+
+        fn waiting_of(&self, id: u128) -> u64 {
+            self.waiting()
+                .into_iter()
+                .find(|(h, _)| *h == id)
+                .map_or(0, |(_, n)| n)
+        }
+
+        fn apply(&mut self, event: &Event) {
+            let n = |id: &crate::ids::ReservationId| id.as_uuid().as_u128();
+            let hold = |m: &mut Model, id: u128| m.holds.iter().position(|(h, _, _)| *h == id);
+            match event {
+                Event::StockReserved(e) => self.holds.push((
+                    n(&e.reservation_id),
+                    e.parts
+                        .iter()
+                        .map(|p| (site(&p.location), p.qty.get()))
+                        .collect(),
+                    HoldFacts {
+                        qty: e.qty,
+                        reserved_at: e.at,
+                        expires_at: e.expires_at,
+                        parts: e.parts.clone(),
+                    },
+                )),
+                Event::ReservationCommitted(e) => {
+                    let at = hold(self, n(&e.reservation_id)).unwrap();
+                    let (_, parts, _) = self.holds.remove(at);
+                    for (s, q) in parts {
+                        self.sites[s].0 -= q;
+                    }
+                }
+                Event::ReservationReleased(e) => {
+                    let at = hold(self, n(&e.reservation_id)).unwrap();
+                    self.holds.remove(at);
+                }
+                Event::ReservationExpired(e) => {
+                    let at = hold(self, n(&e.reservation_id)).unwrap();
+                    self.holds.remove(at);
+                }
+                Event::ReservationReduced(e) => {
+                    let at = hold(self, n(&e.reservation_id)).unwrap();
+                    let entry = &mut self.holds[at];
+                    entry.2 = entry.2.after(event).unwrap();
+                    for ended in &e.parts {
+                        let s = site(&ended.location);
+                        let part = entry.1.iter_mut().find(|(p, _)| *p == s).unwrap();
+                        part.1 -= ended.qty.get();
+                        if e.outcome == Resolution::Committed {
+                            self.sites[s].0 -= ended.qty.get();
+                        }
+                    }
+                    entry.1.retain(|(_, q)| *q > 0);
+                }
+                Event::ReceiptReceived(e) => self.sites[site(&e.location)].0 += e.qty.get(),
+                Event::BackorderLimitSet(e) => {
+                    self.sites[site(e.location.as_ref().unwrap())].1 = e.limit.get()
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn command(op: &Op, receipt: u64, now: u64) -> Vec<Command> {
+        let id = |n: u8| rid(u128::from(n) + 1);
+        let place = |i: usize| LocationId::new(PLACES[i]).unwrap();
+        match *op {
+            Op::Reserve {
+                id: n,
+                qty: q,
+                at,
+                ttl_ms,
+            } => vec![Command::Reserve(Reserve {
+                // Unnamed, a line may be split over both locations.
+                placement: at.map_or_else(
+                    || Placement {
+                        allow_split: true,
+                        ..Placement::default()
+                    },
+                    |i| Placement::at(place(i)),
+                ),
+                reservation_id: id(n),
+                order_id: None,
+                lines: Vec::new(),
+                qty: qty(q),
+                ttl: Duration::from_millis(ttl_ms),
+                channel: web(),
+            })],
+            Op::Commit(n) => vec![Command::Commit(Commit {
+                reservation_id: id(n),
+            })],
+            Op::Release(n) => vec![Command::Release(Release {
+                reservation_id: id(n),
+            })],
+            Op::Expire(n) => vec![Command::Expire(Expire {
+                reservation_id: id(n),
+            })],
+            Op::Shrink { id: n, qty: q } => vec![Command::Reduce(Reduce {
+                reservation_id: id(n),
+                qty: qty(q),
+                sell: false,
+            })],
+            Op::Receive { at, qty: q } => {
+                let reference = ReceiptRef::new(format!("PO-{receipt}")).unwrap();
+                vec![
+                    Command::ExpectReceipt(ExpectReceipt {
+                        reference: reference.clone(),
+                        qty: qty(q),
+                        eta: Timestamp::from_millis(now + 1_000),
+                        location: Some(place(at)),
+                    }),
+                    Command::ReceiveReceipt(ReceiveReceipt {
+                        reference,
+                        qty: None,
+                    }),
+                ]
+            }
+            Op::Advance(_) => Vec::new(),
+        }
+    }
+
+    fn run(stock: [u64; 2], limits: [u64; 2], ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let first = registered(PoolConfig::at_locations(vec![
+            located("a", stock[0], 0),
+            located("b", stock[1], 1),
+        ]));
+        let mut log = vec![first.clone()];
+        let mut state = SkuState::from_events(&log).unwrap();
+        let mut ledger = Ledger::default();
+        ledger.apply(&first, None).unwrap();
+        let mut model = Model {
+            sites: [(stock[0], 0), (stock[1], 0)],
+            ..Model::default()
+        };
+        let mut now = 1_000u64;
+        let mut commands: Vec<Command> = limits
+            .iter()
+            .zip(PLACES)
+            .filter(|(l, _)| **l > 0)
+            .map(|(l, p)| set_limit(*l, Some(p)))
+            .collect();
+        for (n, op) in ops.iter().enumerate() {
+            if let Op::Advance(ms) = op {
+                now += ms;
+            }
+            commands.extend(command(op, n as u64, now));
+            for cmd in std::mem::take(&mut commands) {
+                let at = Timestamp::from_millis(now);
+                let Ok(events) = decide(&state, &cmd, at) else {
+                    continue;
+                };
+                let before = model.waiting();
+                let first_event = &events[0];
+                if let Event::ReservationCommitted(e) = first_event {
+                    prop_assert_eq!(model.waiting_of(e.reservation_id.as_uuid().as_u128()), 0);
+                }
+                for event in &events {
+                    let ended = match event {
+                        Event::StockReserved(_) | Event::BackorderFilled(_) => None,
+                        other => other.reservation_id().and_then(|id| {
+                            let id = id.as_uuid().as_u128();
+                            model
+                                .holds
+                                .iter()
+                                .find(|(h, _, _)| *h == id)
+                                .map(|(_, _, f)| f.clone())
+                        }),
+                    };
+                    ledger
+                        .apply(event, ended)
+                        .map_err(|e| TestCaseError::fail(format!("ledger: {e} at {event:?}")))?;
+                    state
+                        .apply(event)
+                        .map_err(|e| TestCaseError::fail(format!("state: {e} at {event:?}")))?;
+                    model.apply(event);
+                    log.push(event.clone());
+                }
+                let own = first_event
+                    .reservation_id()
+                    .map(|id| id.as_uuid().as_u128());
+                let after = model.waiting();
+                let expected: Vec<(u128, u64, u64)> = before
+                    .iter()
+                    .filter(|(id, _)| Some(*id) != own)
+                    .filter_map(|(id, was)| {
+                        let left = after.iter().find(|(a, _)| a == id).map_or(0, |(_, n)| *n);
+                        (left < *was).then(|| (*id, was - left, left))
+                    })
+                    .collect();
+                let got: Vec<(u128, u64, u64)> = events[1..]
+                    .iter()
+                    .map(|e| match e {
+                        Event::BackorderFilled(f) => (
+                            f.reservation_id.as_uuid().as_u128(),
+                            f.qty.get(),
+                            f.backordered.get(),
+                        ),
+                        other => panic!("after its first event, a decision fills: {other:?}"),
+                    })
+                    .collect();
+                prop_assert_eq!(&got, &expected, "{:?} at {}: {:?}", cmd, now, model);
+                let stock = state.stock().unwrap();
+                let waiting: Vec<(u128, u64)> = stock
+                    .backorders()
+                    .into_iter()
+                    .map(|(id, q)| (id.as_uuid().as_u128(), q.get()))
+                    .collect();
+                prop_assert_eq!(waiting, after);
+                for (id, n) in model.waiting() {
+                    let r = crate::ids::ReservationId::from_u128(id);
+                    prop_assert_eq!(stock.backordered_of(&r).get(), n);
+                }
+                prop_assert_eq!(ledger.view(at), Some(stock.view(at)));
+            }
+        }
+        prop_assert_eq!(&SkuState::from_events(&log).unwrap(), &state);
+        let snapshot = rmp_serde::to_vec_named(&state).unwrap();
+        let restored: SkuState = rmp_serde::from_slice(&snapshot).unwrap();
+        prop_assert_eq!(&restored, &state);
+        prop_assert_eq!(restored.validate(), Ok(()));
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn each_location_fills_its_own_line_first_in_first_out(
+            stock in [0u64..4, 0u64..4],
+            limits in [0u64..5, 0u64..5],
+            ops in proptest::collection::vec(op(), 1..100),
+        ) {
+            run(stock, limits, ops)?;
+        }
+    }
+}
