@@ -821,11 +821,14 @@ mod random_at_locations {
         ]
     }
 
+    /// A live hold: its id, its units by location, and what the ledger needs of it.
+    type ModelHold = (u128, Vec<(usize, u64)>, HoldFacts);
+
     /// Per location `(on hand, limit)`, and the live holds in line order with their parts.
     #[derive(Debug, Default)]
     struct Model {
         sites: [(u64, u64); 2],
-        holds: Vec<(u128, Vec<(usize, u64)>, HoldFacts)>,
+        holds: Vec<ModelHold>,
     }
 
     fn site(location: &LocationId) -> usize {
