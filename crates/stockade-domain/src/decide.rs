@@ -628,10 +628,26 @@ fn receive(stock: StockRef<'_>, c: &ReceiveTransfer, now: Timestamp) -> Result<E
     };
     // Shipping and counting keep this in range; a log written otherwise is refused here
     // rather than decided into an event its own fold would refuse.
+    arrival_fits(stock, &to, qty, now)?;
+    Ok(Event::TransferReceived(TransferReceived {
+        transfer_id: c.transfer_id.clone(),
+        to,
+        qty,
+        at: now,
+    }))
+}
+
+/// Whether `qty` units arriving at `location` keep its on hand, and the SKU's, in range.
+fn arrival_fits(
+    stock: StockRef<'_>,
+    location: &crate::ids::LocationId,
+    qty: Quantity,
+    now: Timestamp,
+) -> Result<(), Rejection> {
     let here = stock
         .locations(now)
         .into_iter()
-        .find(|l| l.location == to)
+        .find(|l| &l.location == location)
         .map_or(Quantity::ZERO, |l| l.on_hand);
     here.checked_add(qty)?.in_range()?;
     stock
@@ -639,12 +655,7 @@ fn receive(stock: StockRef<'_>, c: &ReceiveTransfer, now: Timestamp) -> Result<E
         .unwrap_or(Quantity::ZERO)
         .checked_add(qty)?
         .in_range()?;
-    Ok(Event::TransferReceived(TransferReceived {
-        transfer_id: c.transfer_id.clone(),
-        to,
-        qty,
-        at: now,
-    }))
+    Ok(())
 }
 
 fn physical_only(stock: StockRef<'_>, what: &str) -> Result<(), Rejection> {
@@ -757,18 +768,7 @@ fn receive_receipt(
         return Err(Rejection::InvalidQuantity);
     }
     qty.in_range()?;
-    // On hand, here and in total, must stay in range once the units are in.
-    let here = stock
-        .locations(now)
-        .into_iter()
-        .find(|l| l.location == location)
-        .map_or(Quantity::ZERO, |l| l.on_hand);
-    here.checked_add(qty)?.in_range()?;
-    stock
-        .limit()
-        .unwrap_or(Quantity::ZERO)
-        .checked_add(qty)?
-        .in_range()?;
+    arrival_fits(stock, &location, qty, now)?;
     Ok(Event::ReceiptReceived(ReceiptReceived {
         reference: c.reference.clone(),
         location,

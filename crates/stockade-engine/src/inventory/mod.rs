@@ -213,6 +213,33 @@ impl Inventory {
         &self.inner.shared
     }
 
+    /// Executes a command that names what it creates (a transfer, a receipt). Without a
+    /// key of the caller's, that name is the key: a retry whose answer was lost gets that
+    /// answer, even once the thing is gone (when the writer could no longer refuse it),
+    /// for as long as keys are kept; another command under a name already used is
+    /// `duplicate`.
+    async fn execute_named(
+        &self,
+        sku: &Sku,
+        command: Command,
+        mut request: RequestMeta,
+        origin: &Origin,
+        name: &str,
+        duplicate: Rejection,
+    ) -> Result<Accepted, Error> {
+        let implicit = request.scope.is_none();
+        if implicit {
+            request.scope = Some(KeyScope::new(origin.principal.as_ref(), name)?);
+        }
+        match self.execute(sku, command, request).await {
+            Err(Error::KeyReused { .. }) if implicit => Err(Error::Rejected {
+                sku: sku.clone(),
+                rejection: duplicate,
+            }),
+            other => other,
+        }
+    }
+
     async fn execute(
         &self,
         sku: &Sku,
@@ -390,14 +417,10 @@ impl Inventory {
         // whose answer was lost gets that answer, even once the transfer was received
         // (when the id is no longer in transit for the writer to refuse), for as long as
         // keys are kept. A different shipment under the same id is a duplicate.
-        let implicit = request.scope.is_none();
-        if implicit {
-            request.scope = Some(KeyScope::new(
-                origin.principal.as_ref(),
-                &format!("transfer:{}", transfer.transfer_id),
-            )?);
-        }
-        let transfer_id = transfer.transfer_id.clone();
+        let name = format!("transfer:{}", transfer.transfer_id);
+        let duplicate = Rejection::DuplicateTransfer {
+            transfer_id: transfer.transfer_id.clone(),
+        };
         let command = Command::ShipTransfer(ShipTransfer {
             transfer_id: transfer.transfer_id,
             from: transfer.from,
@@ -405,15 +428,9 @@ impl Inventory {
             qty: transfer.qty,
             reference: transfer.reference,
         });
-        let accepted = match self.execute(sku, command, request).await {
-            Err(Error::KeyReused { .. }) if implicit => {
-                return Err(Error::Rejected {
-                    sku: sku.clone(),
-                    rejection: Rejection::DuplicateTransfer { transfer_id },
-                });
-            }
-            other => other?,
-        };
+        let accepted = self
+            .execute_named(sku, command, request, origin, &name, duplicate)
+            .await?;
         match accepted.events.last() {
             Some(Event::TransferShipped(e)) => Ok(Transferred {
                 transfer_id: e.transfer_id.clone(),

@@ -86,32 +86,22 @@ impl Inventory {
         receipt: Receipt,
         origin: &Origin,
     ) -> Result<ReceiptChange, Error> {
-        let mut request = origin.request(None)?;
+        let request = origin.request(None)?;
         self.refuse_kit(sku, "expect receipts (its stock is its components')")
             .await?;
-        let implicit = request.scope.is_none();
-        if implicit {
-            request.scope = Some(KeyScope::new(
-                origin.principal.as_ref(),
-                &format!("receipt:{}", receipt.reference),
-            )?);
-        }
-        let reference = receipt.reference.clone();
+        let name = format!("receipt:{}", receipt.reference);
+        let duplicate = Rejection::DuplicateReceipt {
+            reference: receipt.reference.clone(),
+        };
         let command = Command::ExpectReceipt(ExpectReceipt {
             reference: receipt.reference,
             qty: receipt.qty,
             eta: receipt.eta,
             location: receipt.location,
         });
-        let accepted = match self.execute(sku, command, request).await {
-            Err(Error::KeyReused { .. }) if implicit => {
-                return Err(Error::Rejected {
-                    sku: sku.clone(),
-                    rejection: Rejection::DuplicateReceipt { reference },
-                });
-            }
-            other => other?,
-        };
+        let accepted = self
+            .execute_named(sku, command, request, origin, &name, duplicate)
+            .await?;
         match accepted.events.first() {
             Some(Event::ReceiptExpected(e)) => Ok(ReceiptChange {
                 reference: e.reference.clone(),

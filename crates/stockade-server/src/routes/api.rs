@@ -263,16 +263,11 @@ pub async fn receive_transfer(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let caller = state.authorize(&req, Need::Admin, None)?;
     // No body is needed; one that is sent must be empty or `{}`.
-    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
-    if !bytes.iter().all(u8::is_ascii_whitespace) {
-        let _: Empty = body::parse(&bytes)?;
-    }
+    let (origin, Empty {}, _) = admin_optional_body(&req, &state, payload).await?;
     let (sku_text, id_text) = path.into_inner();
     let sku = sku(&sku_text, "sku")?;
     let id = transfer_id(&id_text, "id")?;
-    let origin = state.origin(&req, caller.as_ref())?;
     check_key(&state, &origin, &format!("receive:{sku}:{id}"), b"").await?;
     let inventory = state.inventory.clone();
     let receiving = sku.clone();
@@ -348,18 +343,12 @@ pub async fn receive_receipt(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let caller = state.authorize(&req, Need::Admin, None)?;
-    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
-    let request: ReceiveReceiptRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        ReceiveReceiptRequest::default()
-    } else {
-        body::parse(&bytes)?
-    };
+    let (origin, request, bytes): (_, ReceiveReceiptRequest, _) =
+        admin_optional_body(&req, &state, payload).await?;
     let (sku_text, reference_text) = path.into_inner();
     let sku = sku(&sku_text, "sku")?;
     let reference = receipt_ref(&reference_text, "reference")?;
     let qty = request.qty.map(stockade_domain::Quantity::new);
-    let origin = state.origin(&req, caller.as_ref())?;
     check_key(
         &state,
         &origin,
@@ -387,15 +376,10 @@ pub async fn cancel_receipt(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let caller = state.authorize(&req, Need::Admin, None)?;
-    let bytes = body::read(&req, payload, state.config.limits.max_body_bytes).await?;
-    if !bytes.iter().all(u8::is_ascii_whitespace) {
-        let _: Empty = body::parse(&bytes)?;
-    }
+    let (origin, Empty {}, _) = admin_optional_body(&req, &state, payload).await?;
     let (sku_text, reference_text) = path.into_inner();
     let sku = sku(&sku_text, "sku")?;
     let reference = receipt_ref(&reference_text, "reference")?;
-    let origin = state.origin(&req, caller.as_ref())?;
     check_key(
         &state,
         &origin,
@@ -572,9 +556,28 @@ pub async fn amend(
     Ok(response.json(ChangedOut::from(&changed)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Empty {}
+
+/// An admin's command on something a SKU names in its path (a transfer, a receipt):
+/// the caller's origin, the body as `T` (no body, or only whitespace, reads as
+/// `T::default()`), and the body's bytes for the key check.
+async fn admin_optional_body<T: serde::de::DeserializeOwned + Default>(
+    req: &HttpRequest,
+    state: &AppState,
+    payload: web::Payload,
+) -> Result<(stockade_engine::Origin, T, web::Bytes)> {
+    let caller = state.authorize(req, Need::Admin, None)?;
+    let bytes = body::read(req, payload, state.config.limits.max_body_bytes).await?;
+    let request = if bytes.iter().all(u8::is_ascii_whitespace) {
+        T::default()
+    } else {
+        body::parse(&bytes)?
+    };
+    let origin = state.origin(req, caller.as_ref())?;
+    Ok((origin, request, bytes))
+}
 
 /// The shared state, for handlers that take it as an `Arc`.
 pub fn shared(state: &State) -> Arc<AppState> {
