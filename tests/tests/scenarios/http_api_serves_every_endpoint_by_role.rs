@@ -50,6 +50,30 @@ async fn each_endpoint_admits_exactly_its_roles() {
         },
         Case {
             method: "POST",
+            path: "/api/inventory/products/ROLE-A/backorders".into(),
+            body: Some(json!({"limit": 5})),
+            allowed: &[ADMIN],
+        },
+        Case {
+            method: "POST",
+            path: "/api/inventory/products/ROLE-A/receipts".into(),
+            body: Some(json!({"reference": "PO-R", "qty": 2, "eta": "2099-01-01T00:00:00Z"})),
+            allowed: &[ADMIN],
+        },
+        Case {
+            method: "POST",
+            path: "/api/inventory/products/ROLE-A/receipts/PO-R/receive".into(),
+            body: Some(json!({"qty": 1})),
+            allowed: &[ADMIN],
+        },
+        Case {
+            method: "POST",
+            path: "/api/inventory/products/ROLE-A/receipts/PO-R/cancel".into(),
+            body: None,
+            allowed: &[ADMIN],
+        },
+        Case {
+            method: "POST",
             path: "/api/reservations".into(),
             body: Some(json!({"items": [{"sku": "ROLE-A", "qty": 1}]})),
             allowed: &[WEB, POS],
