@@ -2508,6 +2508,92 @@ impl<'a> StockRef<'a> {
         out
     }
 
+    /// The fills at a SKU at one location when hold `id` is left with `left` units (0: it
+    /// ends), `on_hand` on hand. Holds behind it move up by the units it gives up, so the
+    /// units of others now at positions `(on_hand - given up, on_hand]` of the line were
+    /// waiting and are covered: those positions are found by weighted selection, and only
+    /// the few holds across them are sorted. Expected linear in the holds, where a sort of
+    /// the whole line per expiry made an expiry storm quadratic.
+    fn fills_behind(
+        self,
+        id: &ReservationId,
+        left: Quantity,
+        on_hand: Quantity,
+    ) -> Vec<(ReservationId, Quantity, Quantity)> {
+        let Some(hold) = self.holds.get(id) else {
+            return Vec::new();
+        };
+        let given_up = u128::from(hold.qty.saturating_sub(left).get());
+        let boundary = u128::from(on_hand.get());
+        let (lo, hi) = (boundary.saturating_sub(given_up), boundary);
+        if given_up == 0 || hi == 0 {
+            return Vec::new();
+        }
+        // The line after the change: (seq, id, units).
+        let mut line: Vec<(u64, ReservationId, u64)> = self
+            .holds
+            .iter()
+            .map(|(other, h)| {
+                let qty = if other == *id { left } else { h.qty };
+                (h.seq, other, qty.get())
+            })
+            .filter(|(_, _, qty)| *qty > 0)
+            .collect();
+        let (first, before_lo) = earliest_within(&mut line, lo);
+        let rest = &mut line[first..];
+        let (middle, _) = earliest_within(rest, hi - before_lo);
+        // The holds across the window: those wholly within, and the one that crosses its
+        // end (the earliest of the rest).
+        let crossing = rest[middle..]
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, e)| e.0)
+            .map(|(i, _)| middle + i);
+        if let Some(i) = crossing {
+            rest.swap(middle, i);
+        }
+        let end = (middle + usize::from(crossing.is_some())).min(rest.len());
+        let across = &mut rest[..end];
+        across.sort_unstable_by_key(|e| e.0);
+        let mut position = before_lo;
+        let mut fills = Vec::new();
+        for &(seq, other, qty) in across.iter() {
+            let (start, end) = (position, position + u128::from(qty));
+            position = end;
+            if start >= hi {
+                break;
+            }
+            // Only holds behind the changed one were waiting; those ahead stay as they were.
+            if seq <= hold.seq {
+                continue;
+            }
+            let covered_now = end.min(hi).saturating_sub(start.max(lo));
+            if covered_now == 0 {
+                continue;
+            }
+            let waiting = end.saturating_sub(hi).min(u128::from(qty));
+            let as_qty = |n: u128| Quantity::new(u64::try_from(n).unwrap_or(u64::MAX));
+            fills.push((other, as_qty(covered_now), as_qty(waiting)));
+        }
+        fills
+    }
+
+    /// Whether nothing of hold `id` can be covered, found without a look at the line: each
+    /// of its locations takes backorders and has nothing on hand (a preorder's expiry
+    /// storm ends thousands of such holds, each in a step).
+    fn wholly_waiting(
+        self,
+        id: &ReservationId,
+        hold: &Hold,
+        lines: &[(Quantity, Quantity, Quantity)],
+    ) -> bool {
+        self.parts(id, hold).all(|(site, _)| {
+            lines
+                .get(site as usize)
+                .is_some_and(|(on_hand, limit, _)| on_hand.is_zero() && !limit.is_zero())
+        })
+    }
+
     /// The site of `location`, or the only one when none is named.
     fn site_of(self, location: Option<&LocationId>) -> Option<u32> {
         let PoolState::Physical { places, .. } = &self.tally.pool else {
@@ -2540,7 +2626,11 @@ impl<'a> StockRef<'a> {
                 let Some(hold) = self.holds.get(&id) else {
                     return Vec::new();
                 };
-                if self.backordered_of(&id) >= hold.qty {
+                // (At one location the selection below finds nothing to fill for a hold
+                // that was wholly waiting, without a pass of its own to find out first.)
+                if self.wholly_waiting(&id, &hold, &lines)
+                    || (lines.len() > 1 && self.backordered_of(&id) >= hold.qty)
+                {
                     return Vec::new();
                 }
                 (vec![(id, Vec::new())], Vec::new())
@@ -2549,6 +2639,9 @@ impl<'a> StockRef<'a> {
                 let Some(hold) = self.holds.get(&e.reservation_id) else {
                     return Vec::new();
                 };
+                if self.wholly_waiting(&e.reservation_id, &hold, &lines) {
+                    return Vec::new();
+                }
                 let waiting = self.backordered_of(&e.reservation_id);
                 if waiting >= hold.qty {
                     return Vec::new();
@@ -2590,6 +2683,17 @@ impl<'a> StockRef<'a> {
             }
             _ => return Vec::new(),
         };
+        // At one location, a hold that ends or shrinks moves only the units just behind
+        // the boundary: found by selection, not by sorting the line.
+        if let ([(id, parts)], [], [(limit_on_hand, _, _)]) =
+            (changed.as_slice(), on_hand.as_slice(), lines.as_slice())
+        {
+            let left = parts
+                .iter()
+                .map(|(_, q)| *q)
+                .fold(Quantity::ZERO, |a, q| a.checked_add(q).unwrap_or(a));
+            return self.fills_behind(id, left, *limit_on_hand);
+        }
         let before = self.backorders();
         if before.is_empty() {
             return Vec::new();
@@ -2936,4 +3040,25 @@ impl Ledger {
                 .view(&stock.sku, used, by_site.as_deref(), stock.live),
         )
     }
+}
+
+/// Reorders `line` (`(seq, id, units)`) so its first `k` entries are its `k` earliest by
+/// `seq`, `k` the most whose units sum to at most `units`; returns `k` and that sum.
+/// Expected linear (quickselect on `seq`, weighing each side).
+fn earliest_within(line: &mut [(u64, ReservationId, u64)], units: u128) -> (usize, u128) {
+    let (mut lo, mut hi, mut taken) = (0usize, line.len(), 0u128);
+    // line[..lo] are the earliest, summing to `taken` <= units; the answer is in lo..=hi.
+    while lo < hi {
+        let slice = &mut line[lo..hi];
+        let mid = slice.len() / 2;
+        slice.select_nth_unstable_by_key(mid, |e| e.0);
+        let through_mid: u128 = slice[..=mid].iter().map(|e| u128::from(e.2)).sum();
+        if taken + through_mid <= units {
+            taken += through_mid;
+            lo += mid + 1;
+        } else {
+            hi = lo + mid;
+        }
+    }
+    (lo, taken)
 }
