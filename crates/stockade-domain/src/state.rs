@@ -31,6 +31,7 @@
 //! `ReservationExpired` event, but every view at `now` leaves it out. Those lapsed holds
 //! are the earliest entries of `expiry`, so leaving them out costs only their number.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::iter::Peekable;
 use std::ops::RangeBounds;
@@ -234,6 +235,13 @@ struct Holds {
     #[serde(default)]
     splits: HashMap<ReservationId, Split>,
     expiry: BTreeSet<(Timestamp, ReservationId)>,
+    /// The line: live holds by `seq`, oldest first, kept only at a SKU that has taken
+    /// backorders (about 70 bytes a hold, which other SKUs do not pay). Backorders are
+    /// covered in this order, and an expiry storm there walks it from the nearer end
+    /// rather than sorting every hold per expiry. A snapshot of such a SKU without it is
+    /// refused by `validate`, and the SKU is folded from its log instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    line: Option<BTreeSet<(u64, ReservationId)>>,
 }
 
 /// A split hold's parts: (site index, units), two or more, summing to the hold's quantity.
@@ -251,6 +259,9 @@ impl Holds {
         split: Option<Split>,
     ) {
         self.expiry.insert((hold.expires_at, id));
+        if let Some(line) = &mut self.line {
+            line.insert((hold.seq, id));
+        }
         self.live.insert(id, hold);
         if let Some(order) = order {
             self.orders.insert(id, order);
@@ -267,6 +278,9 @@ impl Holds {
         self.orders.remove(id);
         self.splits.remove(id);
         self.expiry.remove(&(hold.expires_at, *id));
+        if let Some(line) = &mut self.line {
+            line.remove(&(hold.seq, *id));
+        }
         true
     }
 }
@@ -301,6 +315,9 @@ trait HoldStore {
         split: Option<Split>,
     );
     fn remove(&mut self, id: &ReservationId);
+    /// Starts keeping the line index (the SKU takes backorders now); a no-op where it is
+    /// kept already or cannot be (the layer's base, the ledger).
+    fn index_line(&mut self) {}
 }
 
 impl HoldStore for Holds {
@@ -324,6 +341,11 @@ impl HoldStore for Holds {
     }
     fn remove(&mut self, id: &ReservationId) {
         Holds::remove(self, id);
+    }
+    fn index_line(&mut self) {
+        if self.line.is_none() {
+            self.line = Some(self.live.iter().map(|(id, h)| (h.seq, *id)).collect());
+        }
     }
 }
 
@@ -445,6 +467,58 @@ impl<'a> HoldsView<'a> {
             .and_then(|(added, _)| added.expiry.first())
             .map(|(at, _)| *at);
         base.into_iter().chain(added).min()
+    }
+
+    /// The live holds in line order (by `seq`), oldest first, or newest first with
+    /// `backwards`. From the line index where the SKU keeps one; sorted here otherwise
+    /// (only between a backorder limit being staged and landing).
+    fn by_line(self, backwards: bool) -> Box<dyn Iterator<Item = (u64, ReservationId)> + 'a> {
+        let (added, removed) = self.layer.unzip();
+        let keep = move |id: &ReservationId| removed.is_none_or(|r| !r.contains(id));
+        // The base lazily from its index, so a walk that stops early costs what it read.
+        let base: Box<dyn Iterator<Item = (u64, ReservationId)> + 'a> = match &self.base.line {
+            Some(line) if backwards => {
+                Box::new(line.iter().rev().filter(move |(_, id)| keep(id)).copied())
+            }
+            Some(line) => Box::new(line.iter().filter(move |(_, id)| keep(id)).copied()),
+            None => {
+                let mut all: Vec<_> = self
+                    .base
+                    .live
+                    .iter()
+                    .filter(|(id, _)| keep(id))
+                    .map(|(id, h)| (h.seq, *id))
+                    .collect();
+                all.sort_unstable();
+                if backwards {
+                    all.reverse();
+                }
+                Box::new(all.into_iter())
+            }
+        };
+        let mut extra: Vec<(u64, ReservationId)> = added
+            .map(|a| a.live.iter().map(|(id, h)| (h.seq, *id)).collect())
+            .unwrap_or_default();
+        extra.sort_unstable();
+        if backwards {
+            extra.reverse();
+            let (a, b) = (
+                base.map(|(s, id)| (Reverse(s), id)),
+                extra.into_iter().map(|(s, id)| (Reverse(s), id)),
+            );
+            Box::new(
+                Merge {
+                    a: a.peekable(),
+                    b: b.peekable(),
+                }
+                .map(|(Reverse(s), id)| (s, id)),
+            )
+        } else {
+            Box::new(Merge {
+                a: base.peekable(),
+                b: extra.into_iter().peekable(),
+            })
+        }
     }
 
     /// The live holds whose `(expires_at, id)` falls in `within`, earliest first. Each
@@ -853,7 +927,11 @@ impl Stock {
         let layer = self.staged.get_or_insert_with(|| {
             Box::new(Layer {
                 tally: self.tally.clone(),
-                added: Holds::default(),
+                // The layer's own holds are few: always in line order.
+                added: Holds {
+                    line: Some(BTreeSet::new()),
+                    ..Holds::default()
+                },
                 removed: HashSet::new(),
                 pending: HashMap::new(),
                 events: 0,
@@ -947,6 +1025,22 @@ impl Stock {
                 .any(|(at, id)| holds.live.get(id).is_none_or(|r| r.expires_at != *at))
         {
             return Err("expiry index does not match the live reservations".into());
+        }
+        let backorders = matches!(&tally.pool, PoolState::Physical { sites, .. }
+            if sites.iter().any(|s| !s.backorder_limit.is_zero()));
+        match &holds.line {
+            None if backorders => {
+                return Err("a SKU that takes backorders without its line index".into());
+            }
+            Some(line)
+                if line.len() != holds.live.len()
+                    || line
+                        .iter()
+                        .any(|(seq, id)| holds.live.get(id).is_none_or(|r| r.seq != *seq)) =>
+            {
+                return Err("line index does not match the live reservations".into());
+            }
+            _ => {}
         }
         if let PoolState::PrintOnDemand { periods, .. } = &tally.pool {
             for (period, usage) in periods {
@@ -1389,7 +1483,12 @@ fn apply_to(
         Event::StockAdjusted(e) => apply_adjusted(tally, e)?,
         Event::TransferShipped(e) => apply_shipped(tally, e)?,
         Event::TransferReceived(e) => apply_received(tally, e)?,
-        Event::BackorderLimitSet(e) => apply_backorder_limit(tally, e)?,
+        Event::BackorderLimitSet(e) => {
+            apply_backorder_limit(tally, e)?;
+            if !e.limit.is_zero() {
+                holds.index_line();
+            }
+        }
         Event::ReceiptExpected(e) => apply_expected(tally, e)?,
         Event::ReceiptReceived(e) => apply_receipt(tally, e)?,
         Event::ReceiptCancelled(e) => {
@@ -2529,53 +2628,57 @@ impl<'a> StockRef<'a> {
         if given_up == 0 || hi == 0 {
             return Vec::new();
         }
-        // The line after the change: (seq, id, units).
-        let mut line: Vec<(u64, ReservationId, u64)> = self
-            .holds
-            .iter()
-            .map(|(other, h)| {
-                let qty = if other == *id { left } else { h.qty };
-                (h.seq, other, qty.get())
-            })
-            .filter(|(_, _, qty)| *qty > 0)
-            .collect();
-        let (first, before_lo) = earliest_within(&mut line, lo);
-        let rest = &mut line[first..];
-        let (middle, _) = earliest_within(rest, hi - before_lo);
-        // The holds across the window: those wholly within, and the one that crosses its
-        // end (the earliest of the rest).
-        let crossing = rest[middle..]
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, e)| e.0)
-            .map(|(i, _)| middle + i);
-        if let Some(i) = crossing {
-            rest.swap(middle, i);
-        }
-        let end = (middle + usize::from(crossing.is_some())).min(rest.len());
-        let across = &mut rest[..end];
-        across.sort_unstable_by_key(|e| e.0);
-        let mut position = before_lo;
-        let mut fills = Vec::new();
-        for &(seq, other, qty) in across.iter() {
-            let (start, end) = (position, position + u128::from(qty));
-            position = end;
-            if start >= hi {
-                break;
+        // The holds across the window, in line order, with their positions: walked from
+        // the nearer end of the line (its front when little is on hand, its back when
+        // little waits), so an expiry storm costs the holds on the short side per expiry.
+        let units_of = |other: ReservationId| {
+            if other == *id {
+                u128::from(left.get())
+            } else {
+                self.holds
+                    .get(&other)
+                    .map_or(0, |h| u128::from(h.qty.get()))
             }
+        };
+        let total = u128::from(self.tally.reserved.get()).saturating_sub(given_up);
+        let mut across: Vec<(u64, ReservationId, u128, u128)> = Vec::new();
+        if hi <= total.saturating_sub(lo) {
+            let mut position = 0u128;
+            for (seq, other) in self.holds.by_line(false) {
+                let start = position;
+                position += units_of(other);
+                if start >= hi {
+                    break;
+                }
+                if position > lo {
+                    across.push((seq, other, start, position));
+                }
+            }
+        } else {
+            let mut position = total;
+            for (seq, other) in self.holds.by_line(true) {
+                let end = position;
+                position = position.saturating_sub(units_of(other));
+                if end <= lo {
+                    break;
+                }
+                if position < hi {
+                    across.push((seq, other, position, end));
+                }
+            }
+            across.reverse();
+        }
+        let as_qty = |n: u128| Quantity::new(u64::try_from(n).unwrap_or(u64::MAX));
+        across
+            .into_iter()
             // Only holds behind the changed one were waiting; those ahead stay as they were.
-            if seq <= hold.seq {
-                continue;
-            }
-            let covered_now = end.min(hi).saturating_sub(start.max(lo));
-            if covered_now == 0 {
-                continue;
-            }
-            let waiting = end.saturating_sub(hi).min(u128::from(qty));
-            let as_qty = |n: u128| Quantity::new(u64::try_from(n).unwrap_or(u64::MAX));
-            fills.push((other, as_qty(covered_now), as_qty(waiting)));
-        }
-        fills
+            .filter(|(seq, ..)| *seq > hold.seq)
+            .filter_map(|(_, other, start, end)| {
+                let covered_now = end.min(hi).saturating_sub(start.max(lo));
+                let waiting = end.saturating_sub(hi).min(end - start);
+                (covered_now > 0).then(|| (other, as_qty(covered_now), as_qty(waiting)))
+            })
+            .collect()
     }
 
     /// Whether nothing of hold `id` can be covered, found without a look at the line: each
@@ -3040,25 +3143,4 @@ impl Ledger {
                 .view(&stock.sku, used, by_site.as_deref(), stock.live),
         )
     }
-}
-
-/// Reorders `line` (`(seq, id, units)`) so its first `k` entries are its `k` earliest by
-/// `seq`, `k` the most whose units sum to at most `units`; returns `k` and that sum.
-/// Expected linear (quickselect on `seq`, weighing each side).
-fn earliest_within(line: &mut [(u64, ReservationId, u64)], units: u128) -> (usize, u128) {
-    let (mut lo, mut hi, mut taken) = (0usize, line.len(), 0u128);
-    // line[..lo] are the earliest, summing to `taken` <= units; the answer is in lo..=hi.
-    while lo < hi {
-        let slice = &mut line[lo..hi];
-        let mid = slice.len() / 2;
-        slice.select_nth_unstable_by_key(mid, |e| e.0);
-        let through_mid: u128 = slice[..=mid].iter().map(|e| u128::from(e.2)).sum();
-        if taken + through_mid <= units {
-            taken += through_mid;
-            lo += mid + 1;
-        } else {
-            hi = lo + mid;
-        }
-    }
-    (lo, taken)
 }
