@@ -120,19 +120,29 @@ async fn a_full_then_read_only_disk_refuses_writes_keeps_reads_and_recovers() {
         }
     }
     assert!(saw_503, "a full disk never refused a write");
-    let refusal = client
-        .send(
-            "POST",
-            "/api/reservations",
-            Some(WEB),
-            &[],
-            Some(
-                json!({"items": [{"sku": "DISK-1", "qty": 1}]})
-                    .to_string()
-                    .into_bytes(),
-            ),
-        )
-        .await;
+    // An unkeyed write's refusal says why in its body. Space can come back for a moment
+    // (the store's own checkpoints free pages), so a write may still land: it is counted.
+    let mut landed_unkeyed = 0usize;
+    let refusal = loop {
+        let answer = client
+            .send(
+                "POST",
+                "/api/reservations",
+                Some(WEB),
+                &[],
+                Some(
+                    json!({"items": [{"sku": "DISK-1", "qty": 1}]})
+                        .to_string()
+                        .into_bytes(),
+                ),
+            )
+            .await;
+        if answer.status != 201 {
+            break answer;
+        }
+        landed_unkeyed += 1;
+        assert!(landed_unkeyed < 50, "a full disk took 50 writes in a row");
+    };
     assert_eq!(refusal.status, 503, "{}", refusal.text);
     assert!(refusal.body["error"].is_string(), "{}", refusal.text);
     let read = client.get("/api/inventory/products/DISK-1", None).await;
@@ -165,7 +175,7 @@ async fn a_full_then_read_only_disk_refuses_writes_keeps_reads_and_recovers() {
     let level = client.get("/api/inventory/products/DISK-1", None).await;
     assert_eq!(
         level.body["reserved"],
-        (held.len() + refused.len()) as u64,
+        (held.len() + refused.len() + landed_unkeyed) as u64,
         "{}",
         level.text
     );
