@@ -496,15 +496,12 @@ impl<'a> HoldsView<'a> {
                 Box::new(all.into_iter())
             }
         };
-        let mut extra: Vec<(u64, ReservationId)> = added
-            .map(|a| a.live.iter().map(|(id, h)| (h.seq, *id)).collect())
-            .unwrap_or_default();
-        extra.sort_unstable();
+        // The layer keeps its own holds in line order (see `Stock::stage`).
+        let extra = added.and_then(|a| a.line.as_ref()).into_iter().flatten();
         if backwards {
-            extra.reverse();
             let (a, b) = (
                 base.map(|(s, id)| (Reverse(s), id)),
-                extra.into_iter().map(|(s, id)| (Reverse(s), id)),
+                extra.rev().map(|&(s, id)| (Reverse(s), id)),
             );
             Box::new(
                 Merge {
@@ -516,7 +513,7 @@ impl<'a> HoldsView<'a> {
         } else {
             Box::new(Merge {
                 a: base.peekable(),
-                b: extra.into_iter().peekable(),
+                b: extra.copied().peekable(),
             })
         }
     }
@@ -656,6 +653,28 @@ struct Site {
     /// Units that may be held here beyond on hand, as backorders.
     #[serde(default)]
     backorder_limit: Quantity,
+}
+
+impl Site {
+    /// What may still be held here with `held` held: on hand beyond safety stock, and the
+    /// backorder limit beyond that.
+    fn offer(&self, held: Quantity) -> Quantity {
+        self.on_hand
+            .saturating_sub(self.safety_stock)
+            .saturating_add(self.backorder_limit)
+            .saturating_sub(held)
+    }
+
+    /// Units promised here beyond on hand and the backorder limit.
+    fn shortfall(&self, held: Quantity) -> Quantity {
+        held.saturating_sub(self.on_hand.saturating_add(self.backorder_limit))
+    }
+
+    /// Units held here beyond on hand, within the backorder limit (beyond it is the
+    /// shortfall).
+    fn backordered(&self, held: Quantity) -> Quantity {
+        held.saturating_sub(self.on_hand).min(self.backorder_limit)
+    }
 }
 
 /// An expected receipt: where it arrives, the units still expected, and when.
@@ -1281,16 +1300,11 @@ impl Tally {
                     on_hand: site.on_hand,
                     safety_stock: site.safety_stock,
                     reserved: held,
-                    available: site
-                        .on_hand
-                        .saturating_sub(site.safety_stock)
-                        .saturating_add(site.backorder_limit)
-                        .saturating_sub(held),
-                    shortfall: held
-                        .saturating_sub(site.on_hand.saturating_add(site.backorder_limit)),
+                    available: site.offer(held),
+                    shortfall: site.shortfall(held),
                     incoming: site.incoming,
                     backorder_limit: site.backorder_limit,
-                    backordered: held.saturating_sub(site.on_hand).min(site.backorder_limit),
+                    backordered: site.backordered(held),
                 }
             })
             .collect()
@@ -1306,12 +1320,9 @@ impl Tally {
             // another's figures: what may be reserved is summed per location.
             PoolState::Physical { sites, .. } if by_site.is_some() => {
                 let by_site = by_site.unwrap_or_default();
-                Availability::Limited(bounded_sum(sites.iter().zip(by_site).map(|(s, h)| {
-                    s.on_hand
-                        .saturating_sub(s.safety_stock)
-                        .saturating_add(s.backorder_limit)
-                        .saturating_sub(*h)
-                })))
+                Availability::Limited(bounded_sum(
+                    sites.iter().zip(by_site).map(|(s, h)| s.offer(*h)),
+                ))
             }
             PoolState::Physical {
                 on_hand,
@@ -1344,12 +1355,7 @@ impl Tally {
         by_site: Option<&[Quantity]>,
     ) -> Quantity {
         if let (PoolState::Physical { sites, .. }, Some(by_site)) = (&self.pool, by_site) {
-            return bounded_sum(
-                sites
-                    .iter()
-                    .zip(by_site)
-                    .map(|(s, h)| h.saturating_sub(s.on_hand.saturating_add(s.backorder_limit))),
-            );
+            return bounded_sum(sites.iter().zip(by_site).map(|(s, h)| s.shortfall(*h)));
         }
         self.risk_limit().map_or(Quantity::ZERO, |limit| {
             bounded_sum([held, sold].into_iter()).saturating_sub(limit)
@@ -1364,6 +1370,7 @@ impl Tally {
         live: usize,
     ) -> StockView {
         let (held, sold) = used;
+        let (incoming, next_eta) = self.incoming();
         let explicit = match &self.pool {
             PoolState::Physical { places, .. } => {
                 places.len() > 1 || places.iter().any(|p| p.id.as_str() != DEFAULT_LOCATION)
@@ -1404,14 +1411,13 @@ impl Tally {
             backordered: match &self.pool {
                 PoolState::Physical { sites, .. } => {
                     bounded_sum(sites.iter().enumerate().map(|(i, s)| {
-                        let held = by_site.and_then(|b| b.get(i).copied()).unwrap_or(held);
-                        held.saturating_sub(s.on_hand).min(s.backorder_limit)
+                        s.backordered(by_site.and_then(|b| b.get(i).copied()).unwrap_or(held))
                     }))
                 }
                 _ => Quantity::ZERO,
             },
-            incoming: self.incoming().0,
-            next_eta: self.incoming().1,
+            incoming,
+            next_eta,
             receipts: self.receipt_views(),
         }
     }
@@ -2370,20 +2376,12 @@ impl<'a> StockRef<'a> {
                     .as_ref()
                     .and_then(|b| b.get(i).copied())
                     .unwrap_or(held);
-                let beyond = site.backorder_limit;
                 let offer = LocationStock {
                     location: &place.id,
-                    available: site
-                        .on_hand
-                        .saturating_sub(site.safety_stock)
-                        .saturating_add(beyond)
-                        .saturating_sub(held),
+                    available: site.offer(held),
                     priority: place.priority,
                 };
-                (
-                    offer,
-                    held.saturating_sub(site.on_hand.saturating_add(beyond)),
-                )
+                (offer, site.shortfall(held))
             })
             .collect()
     }
@@ -2610,9 +2608,9 @@ impl<'a> StockRef<'a> {
     /// The fills at a SKU at one location when hold `id` is left with `left` units (0: it
     /// ends), `on_hand` on hand. Holds behind it move up by the units it gives up, so the
     /// units of others now at positions `(on_hand - given up, on_hand]` of the line were
-    /// waiting and are covered: those positions are found by weighted selection, and only
-    /// the few holds across them are sorted. Expected linear in the holds, where a sort of
-    /// the whole line per expiry made an expiry storm quadratic.
+    /// waiting and are covered. Those positions are found by walking the line index from
+    /// its nearer end, where a sort of the whole line per expiry made an expiry storm
+    /// quadratic.
     fn fills_behind(
         self,
         id: &ReservationId,
@@ -2745,20 +2743,17 @@ impl<'a> StockRef<'a> {
                 if self.wholly_waiting(&e.reservation_id, &hold, &lines) {
                     return Vec::new();
                 }
-                let waiting = self.backordered_of(&e.reservation_id);
-                if waiting >= hold.qty {
-                    return Vec::new();
-                }
-                // Units come off a hold's last parts, at one location its waiting
-                // ones first.
+                // Units come off a hold's last parts, at one location its waiting ones
+                // first (there the walk below finds that nothing covered was given up
+                // without a pass of its own).
                 let mut parts: Vec<(u32, Quantity)> =
                     self.parts(&e.reservation_id, &hold).collect();
                 if lines.len() == 1 {
-                    if hold.qty.saturating_sub(waiting) <= e.remaining {
-                        return Vec::new();
-                    }
                     parts = vec![(0, e.remaining)];
                 } else {
+                    if self.backordered_of(&e.reservation_id) >= hold.qty {
+                        return Vec::new();
+                    }
                     for ended in &e.parts {
                         if let Some(site) = self.site_of(Some(&ended.location))
                             && let Some(p) = parts.iter_mut().find(|(s, _)| *s == site)
