@@ -299,6 +299,8 @@ impl Cause {
         let command = match event {
             Event::SkuRegistered(_) => "register",
             Event::StockAdjusted(_) => "adjust",
+            // A waitlist place served: the notice its customer's channel waits for.
+            Event::StockReserved(e) if e.waitlist.is_some() => "waitlist_hold",
             Event::StockReserved(_) => "reserve",
             Event::ReservationCommitted(_) => "commit",
             Event::ReservationReleased(_) => "release",
@@ -316,12 +318,24 @@ impl Cause {
             Event::ReceiptReceived(_) => "receive_receipt",
             Event::ReceiptCancelled(_) => "cancel_receipt",
             Event::BackorderFilled(_) => "fill_backorder",
+            Event::FairSellingSet(_) => "set_fair_selling",
+            Event::WaitlistJoined(_) => "join_waitlist",
+            Event::WaitlistLeft(e) if e.reason == stockade_domain::LeftReason::Left => {
+                "leave_waitlist"
+            }
+            Event::WaitlistLeft(_) => "waitlist_dropped",
         };
         // A filled backorder is written under its cause's metadata (the release or the
         // arrival that filled it): its order and channel are the filled hold's, which
         // the projector adds from its record, not the metadata's.
         let fill = match event {
             Event::BackorderFilled(e) => Some(e.reservation_id.to_string()),
+            _ => None,
+        };
+        // A waitlist hold names its reservation, so the customer who joined (and was
+        // told the id) recognises it; customer ids are never broadcast.
+        let served = match event {
+            Event::StockReserved(e) if e.waitlist.is_some() => Some(e.reservation_id.to_string()),
             _ => None,
         };
         let order_id = match event {
@@ -332,6 +346,7 @@ impl Cause {
         .filter(|_| fill.is_none());
         let channel = match event {
             Event::StockReserved(e) => Some(e.channel.to_string()),
+            Event::WaitlistJoined(e) => Some(e.channel.to_string()),
             _ => meta.channel.as_ref().map(|c| c.to_string()),
         }
         .filter(|_| fill.is_none());
@@ -346,7 +361,7 @@ impl Cause {
             principal: meta.principal.as_ref().map(|p| p.to_string()),
             reason,
             via: None,
-            reservation_id: fill,
+            reservation_id: fill.or(served),
         }
     }
 }

@@ -607,7 +607,10 @@ fn reservation_change(event: &Event) -> Option<ReservationChange> {
         | Event::ReceiptExpected(_)
         | Event::ReceiptReceived(_)
         | Event::ReceiptCancelled(_)
-        | Event::BackorderFilled(_) => None,
+        | Event::BackorderFilled(_)
+        | Event::FairSellingSet(_)
+        | Event::WaitlistJoined(_)
+        | Event::WaitlistLeft(_) => None,
     }
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::Placement;
-use crate::ids::{Channel, LocationId, OrderId, ReceiptRef, ReservationId, Sku, TransferId};
+use crate::ids::{
+    Channel, CustomerId, LocationId, OrderId, ReceiptRef, ReservationId, Sku, TransferId,
+};
 use crate::pool::PoolConfig;
 use crate::quantity::Quantity;
 use crate::time::Timestamp;
@@ -14,6 +16,15 @@ use crate::time::Timestamp;
 /// Longest hold a reservation may ask for. A cart held for weeks is a forgotten cart that
 /// blocks stock from every other buyer; anything longer is refused as an invalid TTL.
 pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest window a purchase limit may count over: a year.
+pub const MAX_LIMIT_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Shortest and longest hold a waitlist place turns into: long enough to be noticed and
+/// checked out, short enough that an absent waiter does not keep stock from the next.
+pub const MIN_WAITLIST_HOLD: Duration = Duration::from_secs(1);
+pub const MAX_WAITLIST_HOLD: Duration = Duration::from_secs(24 * 3600);
+/// A waitlist hold's time to live until one is configured.
+pub const DEFAULT_WAITLIST_HOLD: Duration = Duration::from_secs(120);
+
 /// Longest reason text kept on an adjustment.
 pub const MAX_REASON_CHARS: usize = 512;
 /// Longest external reference (count sheet, purchase order) kept on an adjustment.
@@ -35,8 +46,13 @@ pub enum Command {
     ExpectReceipt(ExpectReceipt),
     ReceiveReceipt(ReceiveReceipt),
     CancelReceipt(CancelReceipt),
+    SetFairSelling(SetFairSelling),
+    JoinWaitlist(JoinWaitlist),
+    LeaveWaitlist(LeaveWaitlist),
     /// Internal: written by the engine's expiry timer, never by callers.
     Expire(Expire),
+    /// Internal: the engine gives freed stock to the first waiter, never a caller.
+    ServeWaitlist,
 }
 
 impl Command {
@@ -58,7 +74,11 @@ impl Command {
             Command::ExpectReceipt(_) => "expect_receipt",
             Command::ReceiveReceipt(_) => "receive_receipt",
             Command::CancelReceipt(_) => "cancel_receipt",
+            Command::SetFairSelling(_) => "set_fair_selling",
+            Command::JoinWaitlist(_) => "join_waitlist",
+            Command::LeaveWaitlist(_) => "leave_waitlist",
             Command::Expire(_) => "expire",
+            Command::ServeWaitlist => "serve_waitlist",
         }
     }
 }
@@ -81,6 +101,8 @@ pub struct Reserve {
     pub channel: Channel,
     /// Where the units may come from (matters only for a SKU at several locations).
     pub placement: Placement,
+    /// The buyer, as the channel knows them: required at a SKU with a purchase limit.
+    pub customer: Option<CustomerId>,
 }
 
 /// Turn a live reservation into a sale.
@@ -196,4 +218,32 @@ pub struct ReceiveReceipt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelReceipt {
     pub reference: ReceiptRef,
+}
+
+/// A SKU's fair-selling rules: how many units one customer may buy over a window (held
+/// and sold, across every order), and how long a waitlist place's hold lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetFairSelling {
+    /// Units per customer over `window`; `None` lifts the limit.
+    pub per_customer: Option<Quantity>,
+    pub window: Duration,
+    pub waitlist_hold: Duration,
+}
+
+/// Queue `customer` for `qty` units of the SKU: freed stock goes to the queue first in,
+/// first out, as a hold of the waitlist's TTL, told to `channel`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinWaitlist {
+    pub customer: CustomerId,
+    pub qty: Quantity,
+    pub channel: Channel,
+    /// The id the place's hold will have: the engine's, unguessable like any reservation
+    /// id, and told to the customer now so they can watch for it.
+    pub hold_id: ReservationId,
+}
+
+/// Take `customer` off the SKU's waitlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaveWaitlist {
+    pub customer: CustomerId,
 }

@@ -4,21 +4,25 @@
 use crate::allocation::Placement;
 use crate::allocation::{Part, Unallocatable, allocate};
 use crate::command::{
-    Adjust, Amend, CancelReceipt, Command, Commit, ExpectReceipt, Expire, Extend, MAX_REASON_CHARS,
-    MAX_REFERENCE_CHARS, MAX_TTL, ReceiveReceipt, ReceiveTransfer, Reduce, RegisterSku, Release,
-    Reserve, SetBackorderLimit, ShipTransfer, StockChange,
+    Adjust, Amend, CancelReceipt, Command, Commit, ExpectReceipt, Expire, Extend, JoinWaitlist,
+    LeaveWaitlist, MAX_LIMIT_WINDOW, MAX_REASON_CHARS, MAX_REFERENCE_CHARS, MAX_TTL,
+    MAX_WAITLIST_HOLD, MIN_WAITLIST_HOLD, ReceiveReceipt, ReceiveTransfer, Reduce, RegisterSku,
+    Release, Reserve, SetBackorderLimit, SetFairSelling, ShipTransfer, StockChange,
 };
 use crate::event::{
-    BackorderFilled, BackorderLimitSet, Event, ReceiptCancelled, ReceiptExpected, ReceiptReceived,
-    ReservationCommitted, ReservationExpired, ReservationExtended, ReservationIncreased,
-    ReservationReduced, ReservationReleased, SkuRegistered, StockAdjusted, StockReserved,
-    TransferReceived, TransferShipped,
+    BackorderFilled, BackorderLimitSet, Event, FairSellingSet, LeftReason, ReceiptCancelled,
+    ReceiptExpected, ReceiptReceived, ReservationCommitted, ReservationExpired,
+    ReservationExtended, ReservationIncreased, ReservationReduced, ReservationReleased,
+    SkuRegistered, StockAdjusted, StockReserved, TransferReceived, TransferShipped, WaitlistJoined,
+    WaitlistLeft,
 };
-use crate::ids::ReservationId;
+use crate::ids::{CustomerId, ReservationId};
 use crate::pool::{PoolConfig, PoolKind};
 use crate::quantity::{ArithmeticError, Quantity};
 use crate::rejection::{Rejection, Resolution};
-use crate::state::{Availability, MAX_IN_TRANSIT, MAX_RECEIPTS, Reservation, SkuState, StockRef};
+use crate::state::{
+    Availability, MAX_IN_TRANSIT, MAX_RECEIPTS, MAX_WAITERS, Reservation, SkuState, StockRef,
+};
 use crate::time::Timestamp;
 
 /// Decides `command` against `state` at `now`.
@@ -60,6 +64,10 @@ pub fn decide(
         Command::ExpectReceipt(c) => expect_receipt(stock, c, now)?,
         Command::ReceiveReceipt(c) => receive_receipt(stock, c, now)?,
         Command::CancelReceipt(c) => cancel_receipt(stock, c, now)?,
+        Command::SetFairSelling(c) => set_fair_selling(stock, c, now)?,
+        Command::JoinWaitlist(c) => join_waitlist(stock, c, now)?,
+        Command::LeaveWaitlist(c) => leave_waitlist(stock, c, now)?,
+        Command::ServeWaitlist => serve_waitlist(stock, now)?,
     };
     // Stock freed or brought in fills the backorders waiting, first in first out: each
     // filling is told in the same decision, right after its cause.
@@ -130,6 +138,15 @@ fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Re
             reservation_id: c.reservation_id,
         });
     }
+    // First come, first served: while anyone waits, freed stock is theirs (the engine
+    // serves the line after every decision), so a newcomer queues behind them.
+    let (waiting, _) = stock.waitlist_len();
+    if waiting > 0 {
+        return Err(Rejection::Waitlisted {
+            waiting: u64::try_from(waiting).unwrap_or(u64::MAX),
+        });
+    }
+    within_limit(stock, c.customer.as_ref(), c.qty, now)?;
     let parts = take(stock, &c.placement, c.qty, now)?;
     // Every pool counts what it holds (unlimited ones too); that count must not wrap.
     stock.reserved_total().checked_add(c.qty)?;
@@ -142,7 +159,37 @@ fn reserve(stock: StockRef<'_>, c: &Reserve, now: Timestamp) -> Result<Event, Re
         channel: c.channel.clone(),
         at: now,
         expires_at,
+        customer: c.customer.clone(),
+        waitlist: None,
     }))
+}
+
+/// Whether `customer` may hold `qty` more units under the SKU's purchase limit. Their
+/// live holds and their purchases inside the window count; the single writer decides
+/// one command at a time, so concurrent orders of one customer cannot overrun it.
+fn within_limit(
+    stock: StockRef<'_>,
+    customer: Option<&CustomerId>,
+    qty: Quantity,
+    now: Timestamp,
+) -> Result<(), Rejection> {
+    let Some((limit, _)) = stock.purchase_limit() else {
+        return Ok(());
+    };
+    let Some(customer) = customer else {
+        return Err(Rejection::CustomerRequired);
+    };
+    let counted = stock.counted(customer, now);
+    if counted.checked_add(qty)? > limit {
+        return Err(Rejection::PurchaseLimit {
+            customer: customer.clone(),
+            limit,
+            counted,
+            requested: qty,
+            remaining: limit.saturating_sub(counted),
+        });
+    }
+    Ok(())
 }
 
 /// Whether `qty` more units may be held now, and where they come from (empty parts at a
@@ -398,6 +445,11 @@ fn amend(stock: StockRef<'_>, c: &Amend, now: Timestamp) -> Result<Event, Reject
             pool: PoolKind::PrintOnDemand,
             what: "grow a hold made in an earlier period (hold the extra units anew)".into(),
         });
+    }
+    // A hold without a customer at a SKU with a limit predates the limit: its growth
+    // is not a customer's to count.
+    if let Some(customer) = stock.customer_of(&r.id) {
+        within_limit(stock, Some(customer), more, now)?;
     }
     let parts = take(stock, &c.placement, more, now)?;
     let total = stock.reserved_total().checked_add(more)?;
@@ -792,5 +844,156 @@ fn cancel_receipt(
         reference: c.reference.clone(),
         qty,
         at: now,
+    }))
+}
+
+fn set_fair_selling(
+    stock: StockRef<'_>,
+    c: &SetFairSelling,
+    now: Timestamp,
+) -> Result<Event, Rejection> {
+    if stock.pool_kind() == PoolKind::Kit {
+        return Err(Rejection::UnsupportedForPool {
+            pool: PoolKind::Kit,
+            what: "limit purchases or keep a waitlist itself (set them on its components)".into(),
+        });
+    }
+    let invalid = |reason: &str| {
+        Err(Rejection::InvalidRules {
+            reason: reason.into(),
+        })
+    };
+    if let Some(limit) = c.per_customer {
+        if limit.is_zero() {
+            return invalid("a limit of 0 would sell nothing: lift the limit, or stop selling");
+        }
+        limit.in_range()?;
+        if c.window.as_millis() < 1_000 || c.window > MAX_LIMIT_WINDOW {
+            return invalid("the window must be between 1 second and 366 days");
+        }
+    }
+    if c.waitlist_hold < MIN_WAITLIST_HOLD || c.waitlist_hold > MAX_WAITLIST_HOLD {
+        return invalid("a waitlist hold must last between 1 second and 24 hours");
+    }
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let window_ms = if c.per_customer.is_some() {
+        millis(c.window)
+    } else {
+        0
+    };
+    let unchanged = stock.purchase_limit().map(|(l, w)| (l, millis(w)))
+        == c.per_customer.map(|l| (l, window_ms))
+        && stock.waitlist_hold() == c.waitlist_hold;
+    if unchanged {
+        return invalid("these are already the SKU's rules");
+    }
+    Ok(Event::FairSellingSet(FairSellingSet {
+        per_customer: c.per_customer,
+        window_ms,
+        waitlist_hold_ms: millis(c.waitlist_hold),
+        at: now,
+    }))
+}
+
+fn join_waitlist(
+    stock: StockRef<'_>,
+    c: &JoinWaitlist,
+    now: Timestamp,
+) -> Result<Event, Rejection> {
+    if stock.pool_kind() == PoolKind::Kit {
+        return Err(Rejection::UnsupportedForPool {
+            pool: PoolKind::Kit,
+            what: "keep a waitlist (its components each keep their own)".into(),
+        });
+    }
+    if c.qty.is_zero() {
+        return Err(Rejection::InvalidQuantity);
+    }
+    c.qty.in_range()?;
+    if let Some(place) = stock.waitlist_place(&c.customer) {
+        return Err(Rejection::AlreadyWaiting {
+            customer: c.customer.clone(),
+            position: place.position,
+        });
+    }
+    if stock.reservation(&c.hold_id).is_some() {
+        return Err(Rejection::DuplicateReservation {
+            reservation_id: c.hold_id,
+        });
+    }
+    let (waiting, units) = stock.waitlist_len();
+    if waiting >= MAX_WAITERS {
+        return Err(Rejection::WaitlistFull { max: MAX_WAITERS });
+    }
+    units.checked_add(c.qty)?;
+    // A place the limit could never serve is refused now, not at the customer's turn.
+    within_limit(stock, Some(&c.customer), c.qty, now)?;
+    Ok(Event::WaitlistJoined(WaitlistJoined {
+        customer: c.customer.clone(),
+        qty: c.qty,
+        channel: c.channel.clone(),
+        number: stock.waitlist_next(),
+        hold_id: c.hold_id,
+        at: now,
+    }))
+}
+
+fn leave_waitlist(
+    stock: StockRef<'_>,
+    c: &LeaveWaitlist,
+    now: Timestamp,
+) -> Result<Event, Rejection> {
+    let place = stock
+        .waitlist_place(&c.customer)
+        .ok_or_else(|| Rejection::NotWaiting {
+            customer: c.customer.clone(),
+        })?;
+    Ok(Event::WaitlistLeft(WaitlistLeft {
+        customer: c.customer.clone(),
+        number: place.number,
+        reason: LeftReason::Left,
+        at: now,
+    }))
+}
+
+/// Gives the first place in line a hold of what it waits for, if the stock is there; or
+/// takes it off the line if the purchase limit no longer allows it. Strictly first in,
+/// first out: a later place that would fit never jumps one that does not.
+fn serve_waitlist(stock: StockRef<'_>, now: Timestamp) -> Result<Event, Rejection> {
+    let first = stock.waitlist_first().ok_or(Rejection::NothingToServe)?;
+    if within_limit(stock, Some(&first.customer), first.qty, now).is_err() {
+        return Ok(Event::WaitlistLeft(WaitlistLeft {
+            customer: first.customer,
+            number: first.number,
+            reason: LeftReason::PurchaseLimit,
+            at: now,
+        }));
+    }
+    // Engine ids never collide; a hand-made one that does cannot be served.
+    if stock.reservation(&first.hold_id).is_some() {
+        return Ok(Event::WaitlistLeft(WaitlistLeft {
+            customer: first.customer,
+            number: first.number,
+            reason: LeftReason::Left,
+            at: now,
+        }));
+    }
+    let parts = take(stock, &Placement::default(), first.qty, now)
+        .map_err(|_| Rejection::NothingToServe)?;
+    stock.reserved_total().checked_add(first.qty)?;
+    let expires_at = now
+        .checked_add(stock.waitlist_hold())
+        .ok_or(Rejection::InvalidTtl)?;
+    Ok(Event::StockReserved(StockReserved {
+        reservation_id: first.hold_id,
+        order_id: None,
+        lines: Vec::new(),
+        qty: first.qty,
+        parts,
+        channel: first.channel,
+        at: now,
+        expires_at,
+        customer: Some(first.customer),
+        waitlist: Some(first.number),
     }))
 }

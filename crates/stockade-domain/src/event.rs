@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::allocation::Part;
 use crate::command::StockChange;
 use crate::ids::{
-    Channel, LocationId, OrderId, Principal, ReceiptRef, ReservationId, Sku, TransferId,
+    Channel, CustomerId, LocationId, OrderId, Principal, ReceiptRef, ReservationId, Sku, TransferId,
 };
 use crate::pool::PoolConfig;
 use crate::quantity::Quantity;
@@ -39,11 +39,14 @@ pub enum Event {
     ReceiptReceived(ReceiptReceived),
     ReceiptCancelled(ReceiptCancelled),
     BackorderFilled(BackorderFilled),
+    FairSellingSet(FairSellingSet),
+    WaitlistJoined(WaitlistJoined),
+    WaitlistLeft(WaitlistLeft),
 }
 
 impl Event {
     /// All event type names, as stored beside each payload.
-    pub const TYPES: [&'static str; 16] = [
+    pub const TYPES: [&'static str; 19] = [
         "SkuRegistered",
         "StockAdjusted",
         "StockReserved",
@@ -60,6 +63,9 @@ impl Event {
         "ReceiptReceived",
         "ReceiptCancelled",
         "BackorderFilled",
+        "FairSellingSet",
+        "WaitlistJoined",
+        "WaitlistLeft",
     ];
 
     /// The type name stored beside the payload; one of [`Event::TYPES`].
@@ -81,6 +87,9 @@ impl Event {
             Event::ReceiptReceived(_) => Self::TYPES[13],
             Event::ReceiptCancelled(_) => Self::TYPES[14],
             Event::BackorderFilled(_) => Self::TYPES[15],
+            Event::FairSellingSet(_) => Self::TYPES[16],
+            Event::WaitlistJoined(_) => Self::TYPES[17],
+            Event::WaitlistLeft(_) => Self::TYPES[18],
         }
     }
 
@@ -103,6 +112,9 @@ impl Event {
             Event::ReceiptReceived(e) => e.at,
             Event::ReceiptCancelled(e) => e.at,
             Event::BackorderFilled(e) => e.at,
+            Event::FairSellingSet(e) => e.at,
+            Event::WaitlistJoined(e) => e.at,
+            Event::WaitlistLeft(e) => e.at,
         }
     }
 
@@ -123,7 +135,10 @@ impl Event {
             | Event::BackorderLimitSet(_)
             | Event::ReceiptExpected(_)
             | Event::ReceiptReceived(_)
-            | Event::ReceiptCancelled(_) => None,
+            | Event::ReceiptCancelled(_)
+            | Event::FairSellingSet(_)
+            | Event::WaitlistJoined(_)
+            | Event::WaitlistLeft(_) => None,
             // It names a hold but changes nothing of it: the pipelined state must not take
             // it for a change of the hold (see `SkuState::stage`).
             Event::BackorderFilled(_) => None,
@@ -178,6 +193,12 @@ pub struct StockReserved {
     pub channel: Channel,
     pub at: Timestamp,
     pub expires_at: Timestamp,
+    /// The buyer, when the channel named one: purchase limits count by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<CustomerId>,
+    /// The waitlist place (its number) this hold serves: the place ends with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waitlist: Option<u64>,
 }
 
 /// The reservation became a sale.
@@ -314,6 +335,58 @@ pub struct BackorderFilled {
     pub qty: Quantity,
     pub backordered: Quantity,
     pub at: Timestamp,
+}
+
+/// The SKU's fair-selling rules from here on: at most `per_customer` units (held and sold)
+/// per customer over the last `window_ms`, none when absent; waitlist holds last
+/// `waitlist_hold_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FairSellingSet {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_customer: Option<Quantity>,
+    pub window_ms: u64,
+    pub waitlist_hold_ms: u64,
+    pub at: Timestamp,
+}
+
+/// `customer` joined the SKU's waitlist for `qty` units, as place `number` (numbers only
+/// grow, so they give the order of the line); a hold is told to `channel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitlistJoined {
+    pub customer: CustomerId,
+    pub qty: Quantity,
+    pub channel: Channel,
+    pub number: u64,
+    /// The id the place's hold will have.
+    pub hold_id: ReservationId,
+    pub at: Timestamp,
+}
+
+/// Place `number` left the waitlist without a hold: its customer left, or the purchase
+/// limit no longer allowed what it waited for when its turn came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitlistLeft {
+    pub customer: CustomerId,
+    pub number: u64,
+    pub reason: LeftReason,
+    pub at: Timestamp,
+}
+
+/// Why a waitlist place ended without a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    Left,
+    PurchaseLimit,
+}
+
+impl LeftReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftReason::Left => "left",
+            LeftReason::PurchaseLimit => "purchase_limit",
+        }
+    }
 }
 
 /// Who, why and through what an event was written. Stored beside the payload, not in it.

@@ -21,6 +21,12 @@ fn is_plain(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
+/// Characters allowed in customer ids: the plain ones, and `:`, `@` and `+`, which
+/// platforms use in theirs (`shopify:1234`, an e-mail address).
+fn is_customer(c: char) -> bool {
+    is_plain(c) || matches!(c, ':' | '@' | '+')
+}
+
 fn is_printable(c: char) -> bool {
     !c.is_control()
 }
@@ -119,6 +125,12 @@ string_id!(
     /// Stock on its way from a supplier, named by its caller (a purchase order or an
     /// advance shipping notice): 1–64 characters of `[A-Za-z0-9._-]`.
     ReceiptRef, "receipt reference", 64, is_plain, "1-64 characters of A-Z a-z 0-9 . _ -"
+);
+string_id!(
+    /// The buyer a reservation or a waitlist place is for, as the channel knows them (an
+    /// account id, never a session): 1–128 characters of `[A-Za-z0-9._:@+-]`. Purchase
+    /// limits count per customer id, so a channel must send the same id for the same buyer.
+    CustomerId, "customer id", 128, is_customer, "1-128 characters of A-Z a-z 0-9 . _ - : @ +"
 );
 string_id!(
     /// Who acted: a user, service or token name; 1–128 printable characters.

@@ -38,25 +38,29 @@ mod tests;
 
 pub use allocation::{Part, Placement};
 pub use command::{
-    Adjust, Amend, CancelReceipt, Command, Commit, ExpectReceipt, Expire, Extend, MAX_TTL,
-    ReceiveReceipt, ReceiveTransfer, Reduce, RegisterSku, Release, Reserve, SetBackorderLimit,
-    ShipTransfer, StockChange,
+    Adjust, Amend, CancelReceipt, Command, Commit, DEFAULT_WAITLIST_HOLD, ExpectReceipt, Expire,
+    Extend, JoinWaitlist, LeaveWaitlist, MAX_LIMIT_WINDOW, MAX_TTL, MAX_WAITLIST_HOLD,
+    MIN_WAITLIST_HOLD, ReceiveReceipt, ReceiveTransfer, Reduce, RegisterSku, Release, Reserve,
+    SetBackorderLimit, SetFairSelling, ShipTransfer, StockChange,
 };
 pub use decide::decide;
 pub use event::{
-    BackorderFilled, BackorderLimitSet, Event, EventMetadata, ReceiptCancelled, ReceiptExpected,
-    ReceiptReceived, ReservationCommitted, ReservationExpired, ReservationExtended,
-    ReservationIncreased, ReservationReduced, ReservationReleased, SCHEMA_VERSION, SkuRegistered,
-    StockAdjusted, StockReserved, TransferReceived, TransferShipped,
+    BackorderFilled, BackorderLimitSet, Event, EventMetadata, FairSellingSet, LeftReason,
+    ReceiptCancelled, ReceiptExpected, ReceiptReceived, ReservationCommitted, ReservationExpired,
+    ReservationExtended, ReservationIncreased, ReservationReduced, ReservationReleased,
+    SCHEMA_VERSION, SkuRegistered, StockAdjusted, StockReserved, TransferReceived, TransferShipped,
+    WaitlistJoined, WaitlistLeft,
 };
 pub use ids::{
-    Channel, InvalidId, LocationId, OrderId, Principal, ReceiptRef, ReservationId, Sku, TransferId,
+    Channel, CustomerId, InvalidId, LocationId, OrderId, Principal, ReceiptRef, ReservationId, Sku,
+    TransferId,
 };
 pub use pool::{Component, LocationConfig, MAX_COMPONENTS, MAX_LOCATIONS, PoolConfig, PoolKind};
 pub use quantity::{ArithmeticError, Quantity};
 pub use rejection::{Inconsistency, Rejection, Resolution};
 pub use state::{
-    Availability, HoldFacts, Landed, Ledger, LocationView, MAX_RECEIPTS, ReceiptView, Reservation,
-    SkuState, StockRef, StockView, evolve,
+    Availability, HoldFacts, Landed, Ledger, LocationView, MAX_RECEIPTS, MAX_WAITERS,
+    PurchaseLimitView, ReceiptView, Reservation, SkuState, StockRef, StockView, WaitlistPlace,
+    evolve,
 };
 pub use time::{InvalidTimestamp, Timestamp};

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::ids::{LocationId, ReceiptRef, ReservationId, Sku, TransferId};
+use crate::ids::{CustomerId, LocationId, ReceiptRef, ReservationId, Sku, TransferId};
 use crate::pool::PoolKind;
 use crate::quantity::{ArithmeticError, Quantity};
 use crate::time::Timestamp;
@@ -133,6 +133,30 @@ pub enum Rejection {
     DuplicateReceipt { reference: ReceiptRef },
     #[error("invalid receipt: {reason}")]
     InvalidReceipt { reason: String },
+    #[error(
+        "customer {customer} may have {limit} units over the limit's window; {counted} are held or bought, {requested} asked ({remaining} remain)"
+    )]
+    PurchaseLimit {
+        customer: CustomerId,
+        limit: Quantity,
+        counted: Quantity,
+        requested: Quantity,
+        remaining: Quantity,
+    },
+    #[error("the SKU has a purchase limit: a reservation must name its customer")]
+    CustomerRequired,
+    #[error("{waiting} customers are waiting for this SKU: join the waitlist")]
+    Waitlisted { waiting: u64 },
+    #[error("customer {customer} is already on the waitlist, at place {position}")]
+    AlreadyWaiting { customer: CustomerId, position: u64 },
+    #[error("customer {customer} is not on the waitlist")]
+    NotWaiting { customer: CustomerId },
+    #[error("the waitlist is full ({max} places)")]
+    WaitlistFull { max: usize },
+    #[error("no one on the waitlist can be served now")]
+    NothingToServe,
+    #[error("invalid fair-selling rules: {reason}")]
+    InvalidRules { reason: String },
 }
 
 impl Rejection {
@@ -171,6 +195,14 @@ impl Rejection {
             Rejection::UnknownReceipt { .. } => "unknown_receipt",
             Rejection::DuplicateReceipt { .. } => "duplicate_receipt",
             Rejection::InvalidReceipt { .. } => "invalid_receipt",
+            Rejection::PurchaseLimit { .. } => "purchase_limit",
+            Rejection::CustomerRequired => "customer_required",
+            Rejection::Waitlisted { .. } => "waitlisted",
+            Rejection::AlreadyWaiting { .. } => "already_waiting",
+            Rejection::NotWaiting { .. } => "not_waiting",
+            Rejection::WaitlistFull { .. } => "waitlist_full",
+            Rejection::NothingToServe => "nothing_to_serve",
+            Rejection::InvalidRules { .. } => "invalid_rules",
         }
     }
 }
@@ -219,4 +251,6 @@ pub enum Inconsistency {
     Locations(String),
     #[error("backorders and receipts: {0}")]
     Receipts(String),
+    #[error("waitlist: {0}")]
+    Waitlist(String),
 }

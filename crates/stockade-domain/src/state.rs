@@ -36,16 +36,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::iter::Peekable;
 use std::ops::RangeBounds;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::{LocationStock, Part};
+use crate::command::DEFAULT_WAITLIST_HOLD;
 use crate::event::{
-    BackorderLimitSet, Event, ReceiptExpected, ReceiptReceived, ReservationExtended,
-    ReservationIncreased, ReservationReduced, StockAdjusted, StockReserved, TransferReceived,
-    TransferShipped,
+    BackorderLimitSet, Event, FairSellingSet, ReceiptExpected, ReceiptReceived, ReservationExpired,
+    ReservationExtended, ReservationIncreased, ReservationReduced, ReservationReleased,
+    StockAdjusted, StockReserved, TransferReceived, TransferShipped,
 };
-use crate::ids::{LocationId, OrderId, ReceiptRef, ReservationId, Sku, TransferId};
+use crate::ids::{
+    Channel, CustomerId, LocationId, OrderId, ReceiptRef, ReservationId, Sku, TransferId,
+};
 use crate::pool::{Component, DEFAULT_LOCATION, LocationConfig, PoolConfig, PoolKind};
 use crate::quantity::Quantity;
 use crate::rejection::{Inconsistency, Resolution};
@@ -224,6 +228,119 @@ struct Tally {
     reserved: Quantity,
     next_seq: u64,
     last_event_at: Timestamp,
+    #[serde(default)]
+    rules: Rules,
+    /// Shared with the layer's copy until a staged event changes it: the layer copies the
+    /// figures once per batch, and most batches leave the waitlist alone.
+    #[serde(default)]
+    waitlist: Arc<Waitlist>,
+}
+
+/// A SKU's fair-selling rules (see `FairSellingSet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Rules {
+    per_customer: Option<Quantity>,
+    window_ms: u64,
+    hold_ms: u64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            per_customer: None,
+            window_ms: 0,
+            hold_ms: u64::try_from(DEFAULT_WAITLIST_HOLD.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// Most places a SKU's waitlist may have at once: they live in its state.
+pub const MAX_WAITERS: usize = 100_000;
+
+/// The waitlist: places by number, first in first served, and each waiting customer's
+/// place. Invariants: `by_customer` indexes exactly `places`; every number is below
+/// `next`; `units` is the sum of the places' quantities.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Waitlist {
+    places: BTreeMap<u64, Waiter>,
+    by_customer: HashMap<CustomerId, u64>,
+    next: u64,
+    units: Quantity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Waiter {
+    customer: CustomerId,
+    qty: Quantity,
+    channel: Channel,
+    joined_at: Timestamp,
+    hold_id: ReservationId,
+}
+
+/// A waitlist place, as readers and the decision see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitlistPlace {
+    pub number: u64,
+    /// 1 for the first in line.
+    pub position: u64,
+    pub customer: CustomerId,
+    pub qty: Quantity,
+    pub channel: Channel,
+    pub joined_at: Timestamp,
+    /// Units the places ahead of it wait for.
+    pub units_ahead: Quantity,
+    /// The id the place's hold will have.
+    pub hold_id: ReservationId,
+}
+
+fn place_view(number: u64, w: &Waiter, position: u64, units_ahead: Quantity) -> WaitlistPlace {
+    WaitlistPlace {
+        number,
+        position,
+        customer: w.customer.clone(),
+        qty: w.qty,
+        channel: w.channel.clone(),
+        joined_at: w.joined_at,
+        units_ahead,
+        hold_id: w.hold_id,
+    }
+}
+
+/// What one customer has at a SKU: units in live holds, and the sales that count against
+/// a purchase limit (recorded while one is set, dropped once out of its window, oldest
+/// first).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Account {
+    live: Quantity,
+    sales: Vec<(Timestamp, Quantity)>,
+}
+
+impl Account {
+    /// Units held, and bought after `since`.
+    fn counted(&self, since: Timestamp) -> Quantity {
+        bounded_sum(
+            self.sales
+                .iter()
+                .filter(|(at, _)| *at > since)
+                .map(|(_, qty)| *qty),
+        )
+        .saturating_add(self.live)
+    }
+
+    fn last_sale(&self) -> Option<Timestamp> {
+        self.sales.last().map(|(at, _)| *at)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live.is_zero() && self.sales.is_empty()
+    }
+}
+
+/// What a hold names besides its units: the order and the customer, when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Tags {
+    order: Option<OrderId>,
+    customer: Option<CustomerId>,
 }
 
 /// Live holds by id, the orders of the few that name one, the parts of the few split over
@@ -242,6 +359,19 @@ struct Holds {
     /// refused by `validate`, and the SKU is folded from its log instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     line: Option<BTreeSet<(u64, ReservationId)>>,
+    /// The customer of each live hold that names one.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    customers: HashMap<ReservationId, CustomerId>,
+    /// Accounts of the customers with live holds here, or with sales still inside the
+    /// purchase limit's window. In the layer: the staged account of each customer a staged
+    /// event changed (an empty one stands for none).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    accounts: HashMap<CustomerId, Account>,
+    /// Applied side: accounts holding nothing, by their last sale. Once that sale leaves
+    /// the window the account goes, so accounts follow the live holds and the window's
+    /// buyers, never the SKU's history.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    idle: BTreeSet<(Timestamp, CustomerId)>,
 }
 
 /// A split hold's parts: (site index, units), two or more, summing to the hold's quantity.
@@ -251,20 +381,17 @@ type Split = Box<[(u32, Quantity)]>;
 type SiteParts = Vec<(u32, Quantity)>;
 
 impl Holds {
-    fn insert(
-        &mut self,
-        id: ReservationId,
-        hold: Hold,
-        order: Option<OrderId>,
-        split: Option<Split>,
-    ) {
+    fn insert(&mut self, id: ReservationId, hold: Hold, tags: Tags, split: Option<Split>) {
         self.expiry.insert((hold.expires_at, id));
         if let Some(line) = &mut self.line {
             line.insert((hold.seq, id));
         }
         self.live.insert(id, hold);
-        if let Some(order) = order {
+        if let Some(order) = tags.order {
             self.orders.insert(id, order);
+        }
+        if let Some(customer) = tags.customer {
+            self.customers.insert(id, customer);
         }
         if let Some(split) = split {
             self.splits.insert(id, split);
@@ -276,12 +403,33 @@ impl Holds {
             return false;
         };
         self.orders.remove(id);
+        self.customers.remove(id);
         self.splits.remove(id);
         self.expiry.remove(&(hold.expires_at, *id));
         if let Some(line) = &mut self.line {
             line.remove(&(hold.seq, *id));
         }
         true
+    }
+
+    /// Puts `customer`'s account, keeping the idle index (applied side).
+    fn put_account(&mut self, customer: CustomerId, account: Account) {
+        if let Some(old) = self.accounts.get(&customer)
+            && old.live.is_zero()
+            && let Some(at) = old.last_sale()
+        {
+            self.idle.remove(&(at, customer.clone()));
+        }
+        if account.is_empty() {
+            self.accounts.remove(&customer);
+            return;
+        }
+        if account.live.is_zero()
+            && let Some(at) = account.last_sale()
+        {
+            self.idle.insert((at, customer.clone()));
+        }
+        self.accounts.insert(customer, account);
     }
 }
 
@@ -305,16 +453,15 @@ trait HoldStore {
     fn hold(&self, id: &ReservationId) -> Option<Hold>;
     /// The parts of a split hold (`hold.site == SPLIT`).
     fn split(&self, id: &ReservationId) -> Option<Split>;
-    /// The order a live hold names, if any.
-    fn order(&self, id: &ReservationId) -> Option<OrderId>;
-    fn insert(
-        &mut self,
-        id: ReservationId,
-        hold: Hold,
-        order: Option<OrderId>,
-        split: Option<Split>,
-    );
+    /// The order and customer a live hold names, if any.
+    fn tags(&self, id: &ReservationId) -> Tags;
+    fn insert(&mut self, id: ReservationId, hold: Hold, tags: Tags, split: Option<Split>);
     fn remove(&mut self, id: &ReservationId);
+    /// `customer`'s account as this side has it.
+    fn account(&self, customer: &CustomerId) -> Option<Account>;
+    fn set_account(&mut self, customer: CustomerId, account: Account);
+    /// Drops the accounts that hold nothing and whose last sale is at or before `since`.
+    fn prune_accounts(&mut self, _since: Timestamp) {}
     /// Starts keeping the line index (the SKU takes backorders now); a no-op where it is
     /// kept already or cannot be (the layer's base, the ledger).
     fn index_line(&mut self) {}
@@ -327,20 +474,31 @@ impl HoldStore for Holds {
     fn split(&self, id: &ReservationId) -> Option<Split> {
         self.splits.get(id).cloned()
     }
-    fn order(&self, id: &ReservationId) -> Option<OrderId> {
-        self.orders.get(id).cloned()
+    fn tags(&self, id: &ReservationId) -> Tags {
+        Tags {
+            order: self.orders.get(id).cloned(),
+            customer: self.customers.get(id).cloned(),
+        }
     }
-    fn insert(
-        &mut self,
-        id: ReservationId,
-        hold: Hold,
-        order: Option<OrderId>,
-        split: Option<Split>,
-    ) {
-        Holds::insert(self, id, hold, order, split);
+    fn insert(&mut self, id: ReservationId, hold: Hold, tags: Tags, split: Option<Split>) {
+        Holds::insert(self, id, hold, tags, split);
     }
     fn remove(&mut self, id: &ReservationId) {
         Holds::remove(self, id);
+    }
+    fn account(&self, customer: &CustomerId) -> Option<Account> {
+        self.accounts.get(customer).cloned()
+    }
+    fn set_account(&mut self, customer: CustomerId, account: Account) {
+        self.put_account(customer, account);
+    }
+    fn prune_accounts(&mut self, since: Timestamp) {
+        while let Some((at, customer)) = self.idle.first().cloned()
+            && at <= since
+        {
+            self.idle.pop_first();
+            self.accounts.remove(&customer);
+        }
     }
     fn index_line(&mut self) {
         if self.line.is_none() {
@@ -372,22 +530,30 @@ impl HoldStore for LayerHolds<'_> {
         .split(id)
         .cloned()
     }
-    fn order(&self, id: &ReservationId) -> Option<OrderId> {
+    fn tags(&self, id: &ReservationId) -> Tags {
+        let view = HoldsView {
+            base: self.base,
+            layer: Some((self.added, self.removed)),
+        };
+        Tags {
+            order: view.order(id).cloned(),
+            customer: view.customer(id).cloned(),
+        }
+    }
+    fn insert(&mut self, id: ReservationId, hold: Hold, tags: Tags, split: Option<Split>) {
+        self.added.insert(id, hold, tags, split);
+    }
+    fn account(&self, customer: &CustomerId) -> Option<Account> {
         HoldsView {
             base: self.base,
             layer: Some((self.added, self.removed)),
         }
-        .order(id)
+        .account(customer)
         .cloned()
     }
-    fn insert(
-        &mut self,
-        id: ReservationId,
-        hold: Hold,
-        order: Option<OrderId>,
-        split: Option<Split>,
-    ) {
-        self.added.insert(id, hold, order, split);
+    fn set_account(&mut self, customer: CustomerId, account: Account) {
+        // Absolute, not a delta: it stays right as the staged events before it land.
+        self.added.accounts.insert(customer, account);
     }
     fn remove(&mut self, id: &ReservationId) {
         if !self.added.remove(id) {
@@ -438,6 +604,27 @@ impl<'a> HoldsView<'a> {
             }
         }
         self.base.orders.get(id)
+    }
+
+    fn customer(&self, id: &ReservationId) -> Option<&'a CustomerId> {
+        if let Some((added, removed)) = self.layer {
+            if added.live.contains_key(id) {
+                return added.customers.get(id);
+            }
+            if removed.contains(id) {
+                return None;
+            }
+        }
+        self.base.customers.get(id)
+    }
+
+    fn account(&self, customer: &CustomerId) -> Option<&'a Account> {
+        if let Some((added, _)) = self.layer
+            && let Some(staged) = added.accounts.get(customer)
+        {
+            return Some(staged);
+        }
+        self.base.accounts.get(customer)
     }
 
     fn len(&self) -> usize {
@@ -767,6 +954,25 @@ pub struct StockView {
     /// The open receipts, earliest expected first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub receipts: Vec<ReceiptView>,
+    /// Units one customer may hold and buy over a window, when the SKU has a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase_limit: Option<PurchaseLimitView>,
+    /// Customers on the waitlist, and the units they wait for.
+    #[serde(default, skip_serializing_if = "is_zero_count")]
+    pub waitlist: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waitlist_units: Quantity,
+}
+
+/// A purchase limit, as readers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseLimitView {
+    pub per_customer: Quantity,
+    pub window_secs: u64,
+}
+
+fn is_zero_count(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A receipt still expected: units and when, at which location.
@@ -906,6 +1112,8 @@ impl Stock {
                 reserved: Quantity::ZERO,
                 next_seq: 0,
                 last_event_at: at,
+                rules: Rules::default(),
+                waitlist: Arc::default(),
             },
             holds: Holds::default(),
             staged: None,
@@ -1061,6 +1269,7 @@ impl Stock {
             }
             _ => {}
         }
+        validate_fair_selling(tally, holds)?;
         if let PoolState::PrintOnDemand { periods, .. } = &tally.pool {
             for (period, usage) in periods {
                 let held: u128 = holds
@@ -1096,6 +1305,47 @@ impl Stock {
         }
         Ok(())
     }
+}
+
+/// The accounts and the waitlist of a decoded state (invariants at their types).
+fn validate_fair_selling(tally: &Tally, holds: &Holds) -> Result<(), String> {
+    let mut live: HashMap<&CustomerId, u128> = HashMap::new();
+    for (id, customer) in &holds.customers {
+        let Some(hold) = holds.live.get(id) else {
+            return Err("a customer for a hold that is not live".into());
+        };
+        *live.entry(customer).or_default() += u128::from(hold.qty.get());
+    }
+    let accounts_fit = holds.accounts.iter().all(|(c, a)| {
+        live.get(c).copied().unwrap_or(0) == u128::from(a.live.get())
+            && !a.is_empty()
+            && (!a.live.is_zero()
+                || a.last_sale()
+                    .is_some_and(|at| holds.idle.contains(&(at, c.clone()))))
+    });
+    if !accounts_fit
+        || live.keys().any(|c| !holds.accounts.contains_key(*c))
+        || holds.idle.len() != holds.accounts.values().filter(|a| a.live.is_zero()).count()
+    {
+        return Err("customer accounts do not match the live holds".into());
+    }
+    let list = &tally.waitlist;
+    let units: u128 = list.places.values().map(|w| u128::from(w.qty.get())).sum();
+    if list.by_customer.len() != list.places.len()
+        || list
+            .by_customer
+            .iter()
+            .any(|(c, n)| list.places.get(n).is_none_or(|w| w.customer != *c))
+        || list
+            .places
+            .last_key_value()
+            .is_some_and(|(n, _)| *n >= list.next)
+        || units != u128::from(list.units.get())
+        || tally.rules.hold_ms == 0
+    {
+        return Err("the waitlist does not match its index".into());
+    }
+    Ok(())
 }
 
 /// The location invariants (module docs) of a decoded physical state.
@@ -1419,6 +1669,15 @@ impl Tally {
             incoming,
             next_eta,
             receipts: self.receipt_views(),
+            purchase_limit: self
+                .rules
+                .per_customer
+                .map(|per_customer| PurchaseLimitView {
+                    per_customer,
+                    window_secs: self.rules.window_ms / 1000,
+                }),
+            waitlist: u64::try_from(self.waitlist.places.len()).unwrap_or(u64::MAX),
+            waitlist_units: self.waitlist.units,
         }
     }
 
@@ -1459,6 +1718,15 @@ fn apply_to(
     event: &Event,
 ) -> Result<(), Inconsistency> {
     let resolution = |e: Resolution| (event.event_type(), e);
+    // Worked out before anything changes, so a refusal leaves both untouched.
+    let booking = booking(tally, holds, event)?;
+    let served = match event {
+        Event::StockReserved(e) => match e.waitlist {
+            Some(number) => Some(serving(tally, e, number)?),
+            None => None,
+        },
+        _ => None,
+    };
     match event {
         Event::SkuRegistered(_) => return Err(Inconsistency::RegisteredTwice),
         Event::StockReserved(e) => apply_reserved(tally, holds, e)?,
@@ -1518,8 +1786,160 @@ fn apply_to(
                 });
             }
         }
+        Event::FairSellingSet(e) => apply_rules(tally, e)?,
+        Event::WaitlistJoined(e) => {
+            let list = &tally.waitlist;
+            if e.number != list.next
+                || list.by_customer.contains_key(&e.customer)
+                || e.qty.is_zero()
+            {
+                return Err(Inconsistency::Waitlist(format!(
+                    "place {} for {} does not follow the line (next {})",
+                    e.number, e.customer, list.next
+                )));
+            }
+            let units = list.units.checked_add(e.qty)?;
+            let list = Arc::make_mut(&mut tally.waitlist);
+            list.places.insert(
+                e.number,
+                Waiter {
+                    customer: e.customer.clone(),
+                    qty: e.qty,
+                    channel: e.channel.clone(),
+                    joined_at: e.at,
+                    hold_id: e.hold_id,
+                },
+            );
+            list.by_customer.insert(e.customer.clone(), e.number);
+            list.next = e.number.saturating_add(1);
+            list.units = units;
+        }
+        Event::WaitlistLeft(e) => {
+            let qty = match tally.waitlist.places.get(&e.number) {
+                Some(w) if w.customer == e.customer => w.qty,
+                _ => {
+                    return Err(Inconsistency::Waitlist(format!(
+                        "{} left place {}, which is not theirs",
+                        e.customer, e.number
+                    )));
+                }
+            };
+            leave(tally, e.number, qty);
+        }
+    }
+    if let Some((number, qty)) = served {
+        leave(tally, number, qty);
+    }
+    if let Some((customer, account)) = booking {
+        holds.set_account(customer, account);
     }
     tally.advance_clock(event.at());
+    let window = Duration::from_millis(tally.rules.window_ms);
+    holds.prune_accounts(tally.last_event_at.saturating_sub(window));
+    Ok(())
+}
+
+/// Takes place `number` (of `qty` units) off the waitlist.
+fn leave(tally: &mut Tally, number: u64, qty: Quantity) {
+    let list = Arc::make_mut(&mut tally.waitlist);
+    if let Some(w) = list.places.remove(&number) {
+        list.by_customer.remove(&w.customer);
+    }
+    list.units = list.units.saturating_sub(qty);
+}
+
+/// Checks that hold `e` serves the first place in line, `number`, as it asked.
+fn serving(
+    tally: &Tally,
+    e: &StockReserved,
+    number: u64,
+) -> Result<(u64, Quantity), Inconsistency> {
+    match tally.waitlist.places.first_key_value() {
+        Some((first, w))
+            if *first == number
+                && Some(&w.customer) == e.customer.as_ref()
+                && w.qty == e.qty
+                && w.hold_id == e.reservation_id =>
+        {
+            Ok((number, w.qty))
+        }
+        _ => Err(Inconsistency::Waitlist(format!(
+            "hold {} serves place {number}, which is not first in line for it",
+            e.reservation_id
+        ))),
+    }
+}
+
+/// The account of the customer `event` changes, as it is after the event: units newly
+/// held add, units ended leave, units sold while a purchase limit is set are recorded (and
+/// those out of its window dropped). `None` when the event names no customer's hold.
+fn booking(
+    tally: &Tally,
+    holds: &impl HoldStore,
+    event: &Event,
+) -> Result<Option<(CustomerId, Account)>, Inconsistency> {
+    let (customer, added, ended, sold) = match event {
+        Event::StockReserved(e) => (e.customer.clone(), e.qty, Quantity::ZERO, false),
+        Event::ReservationIncreased(e) => (
+            holds.tags(&e.reservation_id).customer,
+            e.qty,
+            Quantity::ZERO,
+            false,
+        ),
+        Event::ReservationCommitted(e) => (
+            holds.tags(&e.reservation_id).customer,
+            Quantity::ZERO,
+            e.qty,
+            true,
+        ),
+        Event::ReservationReleased(ReservationReleased {
+            reservation_id,
+            qty,
+            ..
+        })
+        | Event::ReservationExpired(ReservationExpired {
+            reservation_id,
+            qty,
+            ..
+        }) => (
+            holds.tags(reservation_id).customer,
+            Quantity::ZERO,
+            *qty,
+            false,
+        ),
+        Event::ReservationReduced(e) => (
+            holds.tags(&e.reservation_id).customer,
+            Quantity::ZERO,
+            e.qty,
+            e.outcome == Resolution::Committed,
+        ),
+        _ => return Ok(None),
+    };
+    let Some(customer) = customer else {
+        return Ok(None);
+    };
+    let mut account = holds.account(&customer).unwrap_or_default();
+    account.live = account.live.checked_add(added)?.checked_sub(ended)?;
+    if sold && tally.rules.per_customer.is_some() {
+        let at = event.at().max(tally.last_event_at);
+        let since = at.saturating_sub(Duration::from_millis(tally.rules.window_ms));
+        account.sales.retain(|(t, _)| *t > since);
+        account.sales.push((at, ended));
+    }
+    Ok(Some((customer, account)))
+}
+
+fn apply_rules(tally: &mut Tally, e: &FairSellingSet) -> Result<(), Inconsistency> {
+    if e.waitlist_hold_ms == 0 || e.per_customer.is_some_and(Quantity::is_zero) {
+        return Err(Inconsistency::Waitlist(
+            "fair-selling rules with a zero limit or hold".into(),
+        ));
+    }
+    tally.rules = Rules {
+        per_customer: e.per_customer,
+        window_ms: e.window_ms,
+        hold_ms: e.waitlist_hold_ms,
+    };
     Ok(())
 }
 
@@ -1670,7 +2090,11 @@ fn apply_reserved(
     // Locations and periods never both apply: at most one of the two changed anything.
     move_parts(tally, parts_iter(&placed, split.as_ref()), false, false)?;
     tally.reserved = reserved;
-    holds.insert(e.reservation_id, placed, e.order_id.clone(), split);
+    let tags = Tags {
+        order: e.order_id.clone(),
+        customer: e.customer.clone(),
+    };
+    holds.insert(e.reservation_id, placed, tags, split);
     tally.next_seq = tally.next_seq.saturating_add(1);
     Ok(())
 }
@@ -1784,9 +2208,9 @@ fn live_hold(
 
 /// Puts `hold`'s changed record in place of its old one, keeping its order.
 fn replace_hold(holds: &mut impl HoldStore, id: ReservationId, hold: Hold, split: Option<Split>) {
-    let order = holds.order(&id);
+    let tags = holds.tags(&id);
     holds.remove(&id);
-    holds.insert(id, hold, order, split);
+    holds.insert(id, hold, tags, split);
 }
 
 fn apply_extended(
@@ -2197,6 +2621,79 @@ impl<'a> StockRef<'a> {
     /// The order live reservation `id` was made for, if it names one.
     pub fn order_of(self, id: &ReservationId) -> Option<&'a OrderId> {
         self.holds.order(id)
+    }
+
+    /// The customer live reservation `id` was made for, if it names one.
+    pub fn customer_of(self, id: &ReservationId) -> Option<&'a CustomerId> {
+        self.holds.customer(id)
+    }
+
+    /// The purchase limit: units per customer, over what window. `None`: no limit.
+    pub fn purchase_limit(self) -> Option<(Quantity, Duration)> {
+        let rules = self.tally.rules;
+        rules
+            .per_customer
+            .map(|limit| (limit, Duration::from_millis(rules.window_ms)))
+    }
+
+    /// How long a waitlist place's hold lasts.
+    pub fn waitlist_hold(self) -> Duration {
+        Duration::from_millis(self.tally.rules.hold_ms)
+    }
+
+    /// What counts against `customer`'s purchase limit at `now`: units in their live
+    /// holds (lapsed ones until their expiry is written) and units bought inside the window.
+    pub fn counted(self, customer: &CustomerId, now: Timestamp) -> Quantity {
+        let since = now.saturating_sub(Duration::from_millis(self.tally.rules.window_ms));
+        self.holds
+            .account(customer)
+            .map_or(Quantity::ZERO, |a| a.counted(since))
+    }
+
+    /// Places on the waitlist, and the units they wait for.
+    pub fn waitlist_len(self) -> (usize, Quantity) {
+        let list = &self.tally.waitlist;
+        (list.places.len(), list.units)
+    }
+
+    /// The place first in line.
+    pub fn waitlist_first(self) -> Option<WaitlistPlace> {
+        let (number, w) = self.tally.waitlist.places.first_key_value()?;
+        Some(place_view(*number, w, 1, Quantity::ZERO))
+    }
+
+    /// The number the next place to join gets.
+    pub fn waitlist_next(self) -> u64 {
+        self.tally.waitlist.next
+    }
+
+    /// `customer`'s place on the waitlist. Counting the places ahead walks them: a read for
+    /// one waiter, never on the decision path.
+    pub fn waitlist_place(self, customer: &CustomerId) -> Option<WaitlistPlace> {
+        let list = &self.tally.waitlist;
+        let number = *list.by_customer.get(customer)?;
+        let waiter = list.places.get(&number)?;
+        let ahead = list.places.range(..number);
+        let position = u64::try_from(ahead.clone().count()).unwrap_or(u64::MAX);
+        let units = bounded_sum(ahead.map(|(_, w)| w.qty));
+        Some(place_view(
+            number,
+            waiter,
+            position.saturating_add(1),
+            units,
+        ))
+    }
+
+    /// Up to `max` places, first in line first.
+    pub fn waitlist(self, max: usize) -> Vec<WaitlistPlace> {
+        let mut ahead = Quantity::ZERO;
+        let mut places = Vec::new();
+        for (i, (number, w)) in self.tally.waitlist.places.iter().take(max).enumerate() {
+            let position = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
+            places.push(place_view(*number, w, position, ahead));
+            ahead = ahead.saturating_add(w.qty);
+        }
+        places
     }
 
     /// Reservations not yet resolved (lapsed ones included until their expiry is written).
@@ -3023,16 +3520,15 @@ impl HoldStore for LedgerHolds<'_> {
     fn split(&self, _id: &ReservationId) -> Option<Split> {
         self.ended.as_ref().and_then(|(_, split)| split.clone())
     }
-    fn order(&self, _id: &ReservationId) -> Option<OrderId> {
+    fn tags(&self, _id: &ReservationId) -> Tags {
+        Tags::default()
+    }
+    // The ledger keeps no accounts: readers see the waitlist and the limit, not who bought.
+    fn account(&self, _customer: &CustomerId) -> Option<Account> {
         None
     }
-    fn insert(
-        &mut self,
-        _id: ReservationId,
-        hold: Hold,
-        _order: Option<OrderId>,
-        split: Option<Split>,
-    ) {
+    fn set_account(&mut self, _customer: CustomerId, _account: Account) {}
+    fn insert(&mut self, _id: ReservationId, hold: Hold, _tags: Tags, split: Option<Split>) {
         for (site, qty) in parts_iter(&hold, split.as_ref()) {
             let slot = self
                 .lapses

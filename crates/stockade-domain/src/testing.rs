@@ -144,6 +144,7 @@ pub fn registered_physical(on_hand: u64, safety_stock: u64) -> Event {
 
 pub fn reserve(id: u128, n: u64, ttl_secs: u64) -> Command {
     Command::Reserve(Reserve {
+        customer: None,
         placement: Default::default(),
         reservation_id: rid(id),
         order_id: None,
@@ -156,6 +157,8 @@ pub fn reserve(id: u128, n: u64, ttl_secs: u64) -> Command {
 
 pub fn reserved(id: u128, n: u64, at: Timestamp, expires_at: Timestamp) -> Event {
     Event::StockReserved(StockReserved {
+        customer: None,
+        waitlist: None,
         parts: Vec::new(),
         reservation_id: rid(id),
         order_id: None,

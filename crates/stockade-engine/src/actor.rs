@@ -322,6 +322,8 @@ pub(crate) struct SkuActor {
     /// The append in flight has outlived `append_timeout`: its callers were told "outcome
     /// unknown", and the actor keeps waiting for the store's verdict (see `overdue`).
     overdue: bool,
+    /// Inside `serve_waitlist`: the decisions it makes do not start another round.
+    serving: bool,
     /// The timer that makes the append in flight overdue; cancelled when it is answered.
     deadline: Option<SpawnHandle>,
 }
@@ -395,6 +397,7 @@ impl SkuActor {
             uncertain: false,
             appends_sent: 0,
             overdue: false,
+            serving: false,
             deadline: None,
         }
     }
@@ -412,6 +415,10 @@ impl SkuActor {
                 self.arm_timer(ctx);
                 // A long replay is paid once: the next load starts from here.
                 self.maybe_snapshot(ctx);
+                // Stock freed while no writer ran (a crash between a release and the
+                // serving it calls for) goes to the waitlist now.
+                self.serve_waitlist();
+                self.flush(ctx);
             }
             Err(e) => {
                 // Nothing was decided yet: callers get Unavailable and the next command
@@ -503,6 +510,7 @@ impl SkuActor {
                     | Command::Adjust(_)
                     | Command::Amend(_)
                     | Command::Extend(_)
+                    | Command::ServeWaitlist
             )
         {
             // Nothing is decided (a retry of the overdue command's key waits above): the caller knows nothing was written, and no new hold
@@ -591,6 +599,40 @@ impl SkuActor {
             reply,
             backorder,
         });
+        self.serve_waitlist();
+    }
+
+    /// Gives freed stock to the waitlist, first in first out, before anything else is
+    /// decided: after every decision (a release, an expiry, a count, a receipt may have
+    /// freed units), on load, and after a re-read. Each place served is its own decision
+    /// in the same pipeline, so a waiter's hold is durable before its notice goes out.
+    /// Loops rather than recursing: an expiry storm may serve thousands in a row.
+    fn serve_waitlist(&mut self) {
+        if self.serving || self.phase != Phase::Ready || self.overdue {
+            return;
+        }
+        self.serving = true;
+        loop {
+            let waiting = self
+                .state
+                .speculative()
+                .is_some_and(|s| s.waitlist_len().0 > 0);
+            if !waiting || decide(&self.state, &Command::ServeWaitlist, self.now()).is_err() {
+                break;
+            }
+            let before = self.speculative_version;
+            let request = RequestMeta {
+                causation_id: Some("waitlist".into()),
+                ..RequestMeta::default()
+            };
+            self.admit(Command::ServeWaitlist, request, None);
+            if self.speculative_version == before {
+                // Decided but not staged (it could not be encoded or carried): stop
+                // rather than spin; the next decision tries again.
+                break;
+            }
+        }
+        self.serving = false;
     }
 
     /// Answers a refusal decided against the speculative state: at once if that state is
@@ -1269,6 +1311,7 @@ impl SkuActor {
         for f in followers {
             self.admit(f.command, f.request, Some(f.reply));
         }
+        self.serve_waitlist();
         self.after_progress(ctx);
     }
 

@@ -126,6 +126,150 @@ struct SkuCheck {
     /// Each hold's place in line (holds are covered by stock oldest first).
     line: HashMap<ReservationId, u64>,
     next_in_line: u64,
+    fair: FairCheck,
+}
+
+/// Fair selling as the log tells it: the limit, each customer's holds and purchases in
+/// its window, and the waitlist.
+#[derive(Default)]
+struct FairCheck {
+    /// Units per customer, over a window in ms.
+    limit: Option<(u128, u64)>,
+    /// Live holds that name a customer: whose, and how many units.
+    holds: HashMap<ReservationId, (stockade_domain::CustomerId, u128)>,
+    /// Purchases while a limit was set, per customer, oldest first.
+    bought: HashMap<stockade_domain::CustomerId, std::collections::VecDeque<(Timestamp, u128)>>,
+    /// Units each customer holds.
+    held: HashMap<stockade_domain::CustomerId, u128>,
+    /// Places: number -> customer and units.
+    waitlist: BTreeMap<u64, (stockade_domain::CustomerId, u128)>,
+}
+
+impl FairCheck {
+    /// Units `customer` holds and bought inside the window ending at `t`.
+    fn counted(&mut self, customer: &stockade_domain::CustomerId, t: Timestamp) -> u128 {
+        let window = self.limit.map_or(0, |(_, w)| w);
+        let since = t.as_millis().saturating_sub(window);
+        let held = self.held.get(customer).copied().unwrap_or(0);
+        let bought = self.bought.get_mut(customer).map_or(0, |b| {
+            while b.front().is_some_and(|(at, _)| at.as_millis() <= since) {
+                b.pop_front();
+            }
+            b.iter().map(|(_, q)| *q).sum()
+        });
+        held + bought
+    }
+
+    /// Checks `event` against the limit and the line; `None` when it fits.
+    fn check(&mut self, event: &Event, t: Timestamp) -> Option<String> {
+        let mut breach = None;
+        let mut grew =
+            |fair: &mut FairCheck, customer: &stockade_domain::CustomerId, more: u128| {
+                if let Some((limit, _)) = fair.limit {
+                    let counted = fair.counted(customer, t);
+                    if counted + more > limit {
+                        breach = Some(format!(
+                            "lets customer {customer} reach {} units against a limit of {limit}",
+                            counted + more
+                        ));
+                    }
+                }
+            };
+        match event {
+            Event::FairSellingSet(e) => {
+                self.limit = e.per_customer.map(|l| (u128::from(l.get()), e.window_ms));
+            }
+            Event::StockReserved(e) => {
+                let qty = u128::from(e.qty.get());
+                if let Some(customer) = &e.customer {
+                    grew(self, customer, qty);
+                    self.holds.insert(e.reservation_id, (customer.clone(), qty));
+                    *self.held.entry(customer.clone()).or_default() += qty;
+                }
+                match (e.waitlist, self.waitlist.first_key_value()) {
+                    (None, Some(_)) => {
+                        breach = Some(format!(
+                            "holds {} for {} while {} wait in line",
+                            e.qty,
+                            e.reservation_id,
+                            self.waitlist.len()
+                        ));
+                    }
+                    (Some(n), first) => {
+                        if first.map(|(k, (c, q))| (*k, Some(c), *q))
+                            != Some((n, e.customer.as_ref(), qty))
+                        {
+                            breach = Some(format!(
+                                "serves waitlist place {n} with {}, which was not first in line",
+                                e.reservation_id
+                            ));
+                        }
+                        self.waitlist.remove(&n);
+                    }
+                    (None, None) => {}
+                }
+            }
+            Event::ReservationIncreased(e) => {
+                if let Some((customer, _)) = self.holds.get(&e.reservation_id).cloned() {
+                    grew(self, &customer, u128::from(e.qty.get()));
+                    if let Some(h) = self.holds.get_mut(&e.reservation_id) {
+                        h.1 += u128::from(e.qty.get());
+                    }
+                    *self.held.entry(customer).or_default() += u128::from(e.qty.get());
+                }
+            }
+            Event::ReservationCommitted(e) => self.ended(e.reservation_id, e.qty, true, t),
+            Event::ReservationReleased(e) => self.ended(e.reservation_id, e.qty, false, t),
+            Event::ReservationExpired(e) => self.ended(e.reservation_id, e.qty, false, t),
+            Event::ReservationReduced(e) => self.ended(
+                e.reservation_id,
+                e.qty,
+                e.outcome == stockade_domain::Resolution::Committed,
+                t,
+            ),
+            Event::WaitlistJoined(e) => {
+                self.waitlist
+                    .insert(e.number, (e.customer.clone(), u128::from(e.qty.get())));
+            }
+            Event::WaitlistLeft(e) => {
+                if self.waitlist.remove(&e.number).is_none() {
+                    breach = Some(format!(
+                        "ends waitlist place {}, which is not open",
+                        e.number
+                    ));
+                }
+            }
+            _ => {}
+        }
+        breach
+    }
+
+    fn ended(
+        &mut self,
+        id: ReservationId,
+        qty: stockade_domain::Quantity,
+        sold: bool,
+        t: Timestamp,
+    ) {
+        let qty = u128::from(qty.get());
+        let Some((customer, held)) = self.holds.get_mut(&id) else {
+            return;
+        };
+        *held = held.saturating_sub(qty);
+        let customer = customer.clone();
+        if *held == 0 {
+            self.holds.remove(&id);
+        }
+        if let Some(total) = self.held.get_mut(&customer) {
+            *total = total.saturating_sub(qty);
+            if *total == 0 {
+                self.held.remove(&customer);
+            }
+        }
+        if sold && self.limit.is_some() {
+            self.bought.entry(customer).or_default().push_back((t, qty));
+        }
+    }
 }
 
 impl SkuCheck {
@@ -364,6 +508,9 @@ fn check_event(
             .violations
             .push(format!("position {at}: {sku} {what}"))
     };
+    if let Some(what) = check.fair.check(event, t) {
+        breach(what);
+    }
     match event {
         Event::SkuRegistered(e) => {
             if check.registered {
@@ -836,6 +983,8 @@ fn check_event(
                 e.qty, e.reference
             )),
         },
+        // Checked by `FairCheck` above.
+        Event::FairSellingSet(_) | Event::WaitlistJoined(_) | Event::WaitlistLeft(_) => {}
         Event::BackorderFilled(e) => {
             report.filled += 1;
             let id = e.reservation_id;

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stockade_domain::{
-    Channel, Command, Event, EventMetadata, LocationId, OrderId, PoolConfig, Principal, Quantity,
-    ReceiptRef, ReservationId, Resolution, StockChange, Timestamp, TransferId,
+    Channel, Command, CustomerId, Event, EventMetadata, LocationId, OrderId, PoolConfig, Principal,
+    Quantity, ReceiptRef, ReservationId, Resolution, StockChange, Timestamp, TransferId,
 };
 use stockade_store::StreamName;
 use uuid::Uuid;
@@ -106,6 +106,8 @@ pub enum Fingerprint {
         // Where a line asked its units to come from is not recorded on the event (its
         // outcome, the parts, is), so it is not compared: a retry gets the parts back.
         ttl_millis: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer: Option<CustomerId>,
     },
     Commit(ReservationId),
     Release(ReservationId),
@@ -155,6 +157,19 @@ pub enum Fingerprint {
     CancelReceipt(ReceiptRef),
     /// Never a decision's first event, so never a key's record; here for totality.
     Filled(ReservationId),
+    FairSelling {
+        per_customer: Option<Quantity>,
+        window_ms: u64,
+        hold_ms: u64,
+    },
+    Join {
+        customer: CustomerId,
+        qty: Quantity,
+        channel: Channel,
+    },
+    Leave(CustomerId),
+    /// The engine's own serving of the waitlist: never keyed.
+    Serve,
 }
 
 impl Fingerprint {
@@ -167,6 +182,7 @@ impl Fingerprint {
                 channel: c.channel.clone(),
                 // Millisecond resolution, as the event records it.
                 ttl_millis: u64::try_from(c.ttl.as_millis()).unwrap_or(u64::MAX),
+                customer: c.customer.clone(),
             },
             Command::Commit(c) => Fingerprint::Commit(c.reservation_id),
             Command::Release(c) => Fingerprint::Release(c.reservation_id),
@@ -209,6 +225,26 @@ impl Fingerprint {
                 qty: c.qty,
             },
             Command::CancelReceipt(c) => Fingerprint::CancelReceipt(c.reference.clone()),
+            Command::SetFairSelling(c) => {
+                let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                Fingerprint::FairSelling {
+                    per_customer: c.per_customer,
+                    // As decide records it: no window without a limit.
+                    window_ms: if c.per_customer.is_some() {
+                        ms(c.window)
+                    } else {
+                        0
+                    },
+                    hold_ms: ms(c.waitlist_hold),
+                }
+            }
+            Command::JoinWaitlist(c) => Fingerprint::Join {
+                customer: c.customer.clone(),
+                qty: c.qty,
+                channel: c.channel.clone(),
+            },
+            Command::LeaveWaitlist(c) => Fingerprint::Leave(c.customer.clone()),
+            Command::ServeWaitlist => Fingerprint::Serve,
         }
     }
 
@@ -222,6 +258,7 @@ impl Fingerprint {
                 order_id: e.order_id.clone(),
                 channel: e.channel.clone(),
                 ttl_millis: e.expires_at.as_millis().saturating_sub(e.at.as_millis()),
+                customer: e.customer.clone(),
             },
             Event::ReservationCommitted(e) => Fingerprint::Commit(e.reservation_id),
             Event::ReservationReleased(e) => Fingerprint::Release(e.reservation_id),
@@ -266,6 +303,17 @@ impl Fingerprint {
             },
             Event::ReceiptCancelled(e) => Fingerprint::CancelReceipt(e.reference.clone()),
             Event::BackorderFilled(e) => Fingerprint::Filled(e.reservation_id),
+            Event::FairSellingSet(e) => Fingerprint::FairSelling {
+                per_customer: e.per_customer,
+                window_ms: e.window_ms,
+                hold_ms: e.waitlist_hold_ms,
+            },
+            Event::WaitlistJoined(e) => Fingerprint::Join {
+                customer: e.customer.clone(),
+                qty: e.qty,
+                channel: e.channel.clone(),
+            },
+            Event::WaitlistLeft(e) => Fingerprint::Leave(e.customer.clone()),
         }
     }
 }

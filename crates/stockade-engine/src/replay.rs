@@ -459,6 +459,34 @@ fn entry(
             entry.qty = Some(e.qty.get());
             entry.reason = Some(format!("backorder filled; {} still waiting", e.backordered));
         }
+        Event::FairSellingSet(e) => {
+            entry.reason = Some(match e.per_customer {
+                Some(limit) => format!(
+                    "purchase limit {limit} per customer over {} s; waitlist holds {} s",
+                    e.window_ms / 1000,
+                    e.waitlist_hold_ms / 1000
+                ),
+                None => format!(
+                    "no purchase limit; waitlist holds {} s",
+                    e.waitlist_hold_ms / 1000
+                ),
+            });
+        }
+        Event::WaitlistJoined(e) => {
+            entry.qty = Some(e.qty.get());
+            entry.reason = Some(format!(
+                "{} joined the waitlist (place {})",
+                e.customer, e.number
+            ));
+        }
+        Event::WaitlistLeft(e) => {
+            entry.reason = Some(format!(
+                "{} left the waitlist (place {}): {}",
+                e.customer,
+                e.number,
+                e.reason.as_str()
+            ));
+        }
     }
     entry
 }

@@ -73,6 +73,9 @@ pub fn encode(event: &Event, metadata: &EventMetadata) -> Result<EventData, Code
         Event::ReceiptReceived(e) => to_bytes(e, what),
         Event::ReceiptCancelled(e) => to_bytes(e, what),
         Event::BackorderFilled(e) => to_bytes(e, what),
+        Event::FairSellingSet(e) => to_bytes(e, what),
+        Event::WaitlistJoined(e) => to_bytes(e, what),
+        Event::WaitlistLeft(e) => to_bytes(e, what),
     }?;
     Ok(EventData {
         event_id: metadata.event_id,
@@ -105,7 +108,10 @@ pub fn index_of(event: &Event, metadata: &EventMetadata) -> EventIndex {
         | Event::BackorderLimitSet(_)
         | Event::ReceiptExpected(_)
         | Event::ReceiptReceived(_)
-        | Event::ReceiptCancelled(_) => (None, Lifecycle::Touches),
+        | Event::ReceiptCancelled(_)
+        | Event::FairSellingSet(_)
+        | Event::WaitlistJoined(_)
+        | Event::WaitlistLeft(_) => (None, Lifecycle::Touches),
     };
     let correlation = match event {
         Event::StockReserved(e) => e.order_id.as_ref().map(|o| o.as_str().to_owned()),
@@ -157,6 +163,9 @@ pub fn decode(recorded: &RecordedEvent) -> Result<(Event, EventMetadata), CodecE
         "ReceiptReceived" => data(bytes).map(Event::ReceiptReceived),
         "ReceiptCancelled" => data(bytes).map(Event::ReceiptCancelled),
         "BackorderFilled" => data(bytes).map(Event::BackorderFilled),
+        "FairSellingSet" => data(bytes).map(Event::FairSellingSet),
+        "WaitlistJoined" => data(bytes).map(Event::WaitlistJoined),
+        "WaitlistLeft" => data(bytes).map(Event::WaitlistLeft),
         other => {
             return Err(CodecError::UnknownType {
                 event_type: other.to_owned(),

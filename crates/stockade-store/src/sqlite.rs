@@ -1256,6 +1256,8 @@ mod tests {
         let (live, gone) = (ReservationId::from_u128(1), ReservationId::from_u128(2));
         let reserved = |id| {
             Event::StockReserved(StockReserved {
+                customer: None,
+                waitlist: None,
                 parts: Vec::new(),
                 reservation_id: id,
                 order_id: None,

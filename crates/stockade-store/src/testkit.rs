@@ -570,6 +570,8 @@ pub async fn history_is_found_by_id_subject_and_correlation(store: &impl EventSt
     let order = format!("order-{}", Uuid::new_v4());
     let reserved = |id: ReservationId, order_id: Option<&str>| {
         Event::StockReserved(StockReserved {
+            customer: None,
+            waitlist: None,
             parts: Vec::new(),
             reservation_id: id,
             order_id: order_id.map(|o| OrderId::new(o).unwrap()),

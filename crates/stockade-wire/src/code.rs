@@ -74,6 +74,14 @@ codes! {
     UnknownReceipt = "unknown_receipt",
     DuplicateReceipt = "duplicate_receipt",
     InvalidReceipt = "invalid_receipt",
+    PurchaseLimit = "purchase_limit",
+    CustomerRequired = "customer_required",
+    Waitlisted = "waitlisted",
+    AlreadyWaiting = "already_waiting",
+    NotWaiting = "not_waiting",
+    WaitlistFull = "waitlist_full",
+    NothingToServe = "nothing_to_serve",
+    InvalidRules = "invalid_rules",
 
     // The engine (`stockade_engine::Error::code`).
     /// Someone else wrote first: an expected version no longer holds.
@@ -160,6 +168,14 @@ impl Code {
             Rejection::UnknownReceipt { .. } => Code::UnknownReceipt,
             Rejection::DuplicateReceipt { .. } => Code::DuplicateReceipt,
             Rejection::InvalidReceipt { .. } => Code::InvalidReceipt,
+            Rejection::PurchaseLimit { .. } => Code::PurchaseLimit,
+            Rejection::CustomerRequired => Code::CustomerRequired,
+            Rejection::Waitlisted { .. } => Code::Waitlisted,
+            Rejection::AlreadyWaiting { .. } => Code::AlreadyWaiting,
+            Rejection::NotWaiting { .. } => Code::NotWaiting,
+            Rejection::WaitlistFull { .. } => Code::WaitlistFull,
+            Rejection::NothingToServe => Code::NothingToServe,
+            Rejection::InvalidRules { .. } => Code::InvalidRules,
         }
     }
 

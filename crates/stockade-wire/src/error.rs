@@ -120,7 +120,8 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
         Rejection::UnknownSku
         | Rejection::UnknownReservation { .. }
         | Rejection::UnknownTransfer { .. }
-        | Rejection::UnknownReceipt { .. } => ErrorKind::NotFound,
+        | Rejection::UnknownReceipt { .. }
+        | Rejection::NotWaiting { .. } => ErrorKind::NotFound,
         Rejection::AlreadyRegistered { .. }
         | Rejection::InsufficientStock { .. }
         | Rejection::Short { .. }
@@ -133,7 +134,12 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
         | Rejection::DuplicateTransfer { .. }
         | Rejection::Unchanged { .. }
         | Rejection::Backordered { .. }
-        | Rejection::DuplicateReceipt { .. } => ErrorKind::Conflict,
+        | Rejection::DuplicateReceipt { .. }
+        | Rejection::PurchaseLimit { .. }
+        | Rejection::Waitlisted { .. }
+        | Rejection::AlreadyWaiting { .. }
+        | Rejection::WaitlistFull { .. }
+        | Rejection::NothingToServe => ErrorKind::Conflict,
         Rejection::InvalidPool { .. }
         | Rejection::InvalidQuantity
         | Rejection::InvalidTtl
@@ -148,7 +154,9 @@ pub fn rejection_kind(rejection: &Rejection) -> ErrorKind {
         | Rejection::ExceedsHold { .. }
         | Rejection::NotAnExtension { .. }
         | Rejection::BeyondMaxHold { .. }
-        | Rejection::InvalidReceipt { .. } => ErrorKind::Unprocessable,
+        | Rejection::InvalidReceipt { .. }
+        | Rejection::CustomerRequired
+        | Rejection::InvalidRules { .. } => ErrorKind::Unprocessable,
     }
 }
 

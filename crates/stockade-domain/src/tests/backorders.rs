@@ -384,6 +384,7 @@ fn backorders_are_per_location() {
     assert_eq!(view.locations[0].backorder_limit, qty(3));
     let at = |location: &str, n: u64, id: u128| {
         Command::Reserve(crate::command::Reserve {
+            customer: None,
             placement: crate::allocation::Placement::at(LocationId::new(location).unwrap()),
             reservation_id: rid(id),
             order_id: None,
@@ -600,6 +601,7 @@ mod random {
                 qty: q,
                 ttl_ms,
             } => vec![Command::Reserve(Reserve {
+                customer: None,
                 placement: Default::default(),
                 reservation_id: id(n),
                 order_id: None,
@@ -929,6 +931,7 @@ mod random_at_locations {
                 at,
                 ttl_ms,
             } => vec![Command::Reserve(Reserve {
+                customer: None,
                 // Unnamed, a line may be split over both locations.
                 placement: at.map_or_else(
                     || Placement {

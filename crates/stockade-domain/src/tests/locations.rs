@@ -685,6 +685,7 @@ fn command(op: &Op) -> Option<Command> {
             split,
             strategy,
         } => Command::Reserve(Reserve {
+            customer: None,
             reservation_id: rid(u128::from(id) + 1),
             order_id: None,
             lines: Vec::new(),

@@ -3,6 +3,7 @@
 mod backorders;
 mod changes;
 mod digital;
+mod fair;
 mod kit;
 mod lifecycle;
 mod locations;

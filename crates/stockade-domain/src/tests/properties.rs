@@ -401,6 +401,9 @@ impl Model {
             | Event::ReceiptReceived(_)
             | Event::ReceiptCancelled(_)
             | Event::BackorderFilled(_) => unreachable!("backorders are tested in their own model"),
+            Event::FairSellingSet(_) | Event::WaitlistJoined(_) | Event::WaitlistLeft(_) => {
+                unreachable!("fair selling is tested in its own model")
+            }
         }
     }
 }
@@ -409,6 +412,7 @@ fn command(op: &Op) -> Option<Command> {
     let id = |n: u8| rid(u128::from(n) + 1);
     Some(match *op {
         Op::Reserve { id: n, qty, ttl_ms } => Command::Reserve(Reserve {
+            customer: None,
             placement: Default::default(),
             reservation_id: id(n),
             order_id: None,

@@ -412,6 +412,7 @@ impl Inventory {
                 let ttl =
                     Duration::from_millis(until.as_millis().saturating_sub(now.as_millis()).max(1));
                 Command::Reserve(Reserve {
+                    customer: None,
                     reservation_id: id,
                     order_id: order_id.clone(),
                     // Not recorded: recovery judges a reservation whole by the lines its

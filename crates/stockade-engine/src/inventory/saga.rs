@@ -62,6 +62,7 @@ impl Inventory {
         let attempt = |i: usize| {
             let line = &lines[i];
             let command = Command::Reserve(Reserve {
+                customer: None,
                 placement: line.placement.clone(),
                 reservation_id: id,
                 order_id: options.order_id.clone(),
