@@ -40,6 +40,8 @@ fn state_with(holds: u64) -> SkuState {
         let at = Timestamp::from_millis(start.as_millis() + n);
         state
             .apply(&Event::StockReserved(StockReserved {
+                customer: None,
+                waitlist: None,
                 parts: Vec::new(),
                 reservation_id: ReservationId::from_uuid(uuid::Uuid::now_v7()),
                 order_id: None,

@@ -184,6 +184,33 @@ pub(crate) struct ReadStock {
     pub reply: Reply<StockLevel>,
 }
 
+/// A SKU's fair-selling rules and waitlist, and one customer's standing, from the
+/// durable side.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ReadFairSelling {
+    pub customer: Option<stockade_domain::CustomerId>,
+    /// Most places listed, first in line first.
+    pub max_places: usize,
+    pub reply: Reply<FairSellingView>,
+}
+
+/// What [`ReadFairSelling`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FairSellingView {
+    /// Units per customer, over what window.
+    pub purchase_limit: Option<(stockade_domain::Quantity, std::time::Duration)>,
+    pub waitlist_hold: std::time::Duration,
+    /// Places on the waitlist, and the units they wait for.
+    pub waiting: usize,
+    pub waiting_units: stockade_domain::Quantity,
+    pub places: Vec<stockade_domain::WaitlistPlace>,
+    /// The customer asked about: their place, and what counts against their limit now.
+    pub place: Option<stockade_domain::WaitlistPlace>,
+    pub counted: Option<stockade_domain::Quantity>,
+    pub version: u64,
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct ReadReservation {
@@ -1611,6 +1638,34 @@ impl Handler<ReadStock> for SkuActor {
                 as_of: now,
                 derived_from: Vec::new(),
             }),
+            None => Err(self.error_from(stockade_domain::Rejection::UnknownSku)),
+        };
+        msg.reply.send(answer);
+    }
+}
+
+impl Handler<ReadFairSelling> for SkuActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReadFairSelling, _ctx: &mut Context<Self>) {
+        if !self.accepts() {
+            return;
+        }
+        let now = self.now();
+        let answer = match self.state.stock() {
+            Some(stock) => {
+                let (waiting, waiting_units) = stock.waitlist_len();
+                Ok(FairSellingView {
+                    purchase_limit: stock.purchase_limit(),
+                    waitlist_hold: stock.waitlist_hold(),
+                    waiting,
+                    waiting_units,
+                    places: stock.waitlist(msg.max_places),
+                    place: msg.customer.as_ref().and_then(|c| stock.waitlist_place(c)),
+                    counted: msg.customer.as_ref().map(|c| stock.counted(c, now)),
+                    version: self.durable_version,
+                })
+            }
             None => Err(self.error_from(stockade_domain::Rejection::UnknownSku)),
         };
         msg.reply.send(answer);

@@ -231,13 +231,11 @@ impl FairCheck {
                 self.waitlist
                     .insert(e.number, (e.customer.clone(), u128::from(e.qty.get())));
             }
-            Event::WaitlistLeft(e) => {
-                if self.waitlist.remove(&e.number).is_none() {
-                    breach = Some(format!(
-                        "ends waitlist place {}, which is not open",
-                        e.number
-                    ));
-                }
+            Event::WaitlistLeft(e) if self.waitlist.remove(&e.number).is_none() => {
+                breach = Some(format!(
+                    "ends waitlist place {}, which is not open",
+                    e.number
+                ));
             }
             _ => {}
         }

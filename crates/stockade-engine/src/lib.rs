@@ -36,15 +36,16 @@ pub mod replay;
 mod reply;
 pub mod secret;
 
-pub use actor::{Accepted, LineStatus, StockLevel};
+pub use actor::{Accepted, FairSellingView, LineStatus, StockLevel};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{EngineConfig, ResolvePolicy};
 pub use engine::EngineStats;
 pub use error::Error;
 pub use inventory::{
-    Adjusted, Adjustment, BackorderLimit, Changed, Inventory, InventoryConfig, Line, MAX_KIT_DEPTH,
-    Origin, Receipt, ReceiptChange, Registration, Reservation, ReservationStatus, ReserveOptions,
-    ReservedLine, Resolved, SQLITE_FILE, StoreConfig, Transfer, Transferred,
+    Adjusted, Adjustment, BackorderLimit, Changed, FairSelling, Inventory, InventoryConfig, Line,
+    MAX_KIT_DEPTH, MAX_PLACES_LISTED, Origin, Receipt, ReceiptChange, Registration, Reservation,
+    ReservationStatus, ReserveOptions, ReservedLine, Resolved, SQLITE_FILE, StoreConfig, Transfer,
+    Transferred, WaitlistChange,
 };
 pub use latency::Percentiles;
 pub use recovery::snapshot_at_or_before;

@@ -381,6 +381,7 @@ impl StockadeMcp {
                 let channel = caller.may_order()?;
                 let checked = a.request.validate()?;
                 let options = ReserveOptions {
+                    customer: None,
                     ttl: checked.ttl,
                     order_id: checked.order_id,
                     origin: caller.origin(channel, a.envelope.idempotency_key),

@@ -16,6 +16,7 @@ mod corrupt_records_read_back_are_typed_errors;
 mod dashboard_in_a_browser;
 mod disk_full_and_read_only;
 mod expiry_with_a_manual_clock;
+mod fair_selling_limits_and_waitlist;
 mod fuzz_targets_on_random_inputs;
 mod history_is_found_in_the_log;
 mod http_access_holds_against_attackers;

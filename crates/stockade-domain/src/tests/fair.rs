@@ -376,18 +376,15 @@ mod random {
         let set = rules(Some(limit), window_s, 2);
         let mut commands: Vec<Command> = vec![set];
         let mut ops = ops.into_iter();
-        loop {
-            let Some(cmd) = commands.pop().or_else(|| {
-                ops.by_ref().find_map(|op| {
-                    if let Op::Advance(ms) = op {
-                        now += ms;
-                        return Some(Command::ServeWaitlist);
-                    }
-                    command(&op, &mut ids)
-                })
-            }) else {
-                break;
-            };
+        while let Some(cmd) = commands.pop().or_else(|| {
+            ops.by_ref().find_map(|op| {
+                if let Op::Advance(ms) = op {
+                    now += ms;
+                    return Some(Command::ServeWaitlist);
+                }
+                command(&op, &mut ids)
+            })
+        }) {
             let at = Timestamp::from_millis(now);
             if matches!(cmd, Command::ServeWaitlist) && commands.is_empty() {
                 // As the engine's timer does: write what lapsed (each followed by serving).

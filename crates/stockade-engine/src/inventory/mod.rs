@@ -8,7 +8,8 @@
 //!
 //! Here: `Inventory`, opening it, and the single-SKU calls. Beside it: `saga` (orders of
 //! several lines: held all or nothing, committed and released by id), `changes`
-//! (extending, partly committing or releasing, and amending a reservation), `config` (what
+//! (extending, partly committing or releasing, and amending a reservation), `fair`
+//! (purchase limits and the waitlist), `config` (what
 //! `open` takes), `types` (the values the API takes and answers with), `guards` (the
 //! in-progress count and the per-key turn) and `start_up` (the pass after a restart).
 
@@ -53,6 +54,7 @@ const WAKE_CONCURRENCY: usize = 64;
 
 mod changes;
 mod config;
+mod fair;
 mod guards;
 mod kits;
 mod receipts;
@@ -62,6 +64,7 @@ mod types;
 
 pub use changes::Changed;
 pub use config::{InventoryConfig, StoreConfig};
+pub use fair::{FairSelling, MAX_PLACES_LISTED, WaitlistChange};
 pub use kits::MAX_KIT_DEPTH;
 pub use receipts::{BackorderLimit, Receipt, ReceiptChange};
 pub use types::{

@@ -10,6 +10,21 @@ use super::*;
 impl Inventory {
     /// Holds every line, or none: a refused line releases the lines already held. A kit's
     /// line holds its components (see `kits`); the answer lists those.
+    /// A new reservation's id. A keyed request gets a key-derived one, so a retry names
+    /// the same reservation (secret-derived when the engine has a secret, so that nobody
+    /// can compute another caller's ids).
+    pub(super) fn new_reservation_id(&self, scope: Option<&KeyScope>) -> ReservationId {
+        match scope {
+            Some(scope) => ReservationId::from_uuid(match &self.inner.id_secret {
+                Some(secret) => secret.reservation_id(scope),
+                None => scope.derive("reservation"),
+            }),
+            // Time-ordered, like unkeyed event ids: a reservation's events are filed under
+            // its id, and its commit then lands beside its hold in the index.
+            None => ReservationId::from_uuid(Uuid::now_v7()),
+        }
+    }
+
     pub async fn reserve_order(
         &self,
         lines: Vec<Line>,
@@ -42,16 +57,7 @@ impl Inventory {
         }
         let _in_progress =
             (lines.len() > 1).then(|| InProgress::enter(&self.inner.orders_in_progress));
-        // A keyed request gets a key-derived id, so a retry names the same reservation.
-        let id = match &request.scope {
-            Some(scope) => ReservationId::from_uuid(match &self.inner.id_secret {
-                Some(secret) => secret.reservation_id(scope),
-                None => scope.derive("reservation"),
-            }),
-            // Time-ordered, like unkeyed event ids: a reservation's events are filed under
-            // its id, and its commit then lands beside its hold in the index.
-            None => ReservationId::from_uuid(Uuid::now_v7()),
-        };
+        let id = self.new_reservation_id(request.scope.as_ref());
         let ttl = options.ttl.unwrap_or(self.shared().config.default_ttl);
         let channel = origin.channel_or(&self.inner.default_channel);
         // Recorded on each line, so that recovery can tell a reservation cut in half.
@@ -62,7 +68,7 @@ impl Inventory {
         let attempt = |i: usize| {
             let line = &lines[i];
             let command = Command::Reserve(Reserve {
-                customer: None,
+                customer: options.customer.clone(),
                 placement: line.placement.clone(),
                 reservation_id: id,
                 order_id: options.order_id.clone(),

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use stockade_domain::{
-    Channel, LocationId, OrderId, Part, Placement, Principal, Quantity, ReservationId, Resolution,
-    Sku, StockChange, Timestamp, TransferId,
+    Channel, CustomerId, LocationId, OrderId, Part, Placement, Principal, Quantity, ReservationId,
+    Resolution, Sku, StockChange, Timestamp, TransferId,
 };
 
 use super::MAX_CAUSATION_CHARS;
@@ -109,6 +109,9 @@ pub struct ReserveOptions {
     /// `Conflict` (for a caller that decided on what it read, such as an assistant).
     /// SKUs not named are not checked.
     pub expected_versions: BTreeMap<Sku, u64>,
+    /// The buyer, as the channel knows them: every line (a kit's components too) counts
+    /// against its SKU's purchase limit for them, and a SKU with a limit requires it.
+    pub customer: Option<CustomerId>,
 }
 
 /// What `register_if_absent` found or did.

@@ -421,6 +421,7 @@ pub async fn reserve(
     let checked = request.validate()?;
     check_key(&state, &origin, "reserve", &bytes).await?;
     let options = ReserveOptions {
+        customer: None,
         ttl: checked.ttl,
         order_id: checked.order_id,
         origin,
