@@ -76,6 +76,12 @@ pub struct Level {
     /// Units expected from suppliers.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub incoming: u64,
+    /// Units one customer may hold and buy over the limit's window, when limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_customer: Option<u64>,
+    /// Customers waiting for freed stock (first in, first served).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waitlist: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -94,6 +100,8 @@ impl Level {
             backorder_limit: view.backorder_limit.get(),
             backordered: view.backordered.get(),
             incoming: view.incoming.get(),
+            per_customer: view.purchase_limit.map(|l| l.per_customer.get()),
+            waitlist: view.waitlist,
         }
     }
 
@@ -177,6 +185,9 @@ impl LocationLevel {
             backordered: self.backordered,
             // Receipts are the SKU's figure: a location reads `backorder`, not `preorder`.
             incoming: 0,
+            // So are the limit and the waitlist.
+            per_customer: None,
+            waitlist: 0,
         }
     }
 

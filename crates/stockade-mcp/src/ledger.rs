@@ -36,13 +36,20 @@ pub struct StaleRead {
     pub available: Option<u64>,
 }
 
-/// One session's reads.
+/// Most waitlist places one session waits on at once.
+pub const MAX_AWAITED: usize = 1_000;
+
+/// One session's reads, and the waitlist places it joined.
 #[derive(Debug, Default)]
 pub struct ReadLedger {
     /// SKU → (version read, order of the read), for dropping the oldest.
     reads: HashMap<Sku, (u64, u64)>,
     stale: BTreeMap<Sku, StaleRead>,
     counter: u64,
+    /// Hold id → SKU of each waitlist place this session joined and not yet seen served.
+    awaited: HashMap<String, Sku>,
+    /// Places served since the last result told them: (SKU, hold id).
+    served: Vec<(Sku, String)>,
 }
 
 impl ReadLedger {
@@ -85,8 +92,33 @@ impl ReadLedger {
         }
     }
 
+    /// The session joined `sku`'s waitlist; its hold will be `hold_id` (told on the next
+    /// result once a `waitlist_hold` notice names it).
+    pub fn await_hold(&mut self, sku: &Sku, hold_id: String) {
+        if self.awaited.len() < MAX_AWAITED {
+            self.awaited.insert(hold_id, sku.clone());
+        }
+    }
+
+    /// A place this session waited on was served with hold `hold_id`.
+    pub fn served(&mut self, sku: &Sku, hold_id: String) {
+        self.awaited.remove(&hold_id);
+        self.served.push((sku.clone(), hold_id));
+    }
+
+    /// Waitlist holds to tell now, forgotten here.
+    pub fn take_served(&mut self) -> Vec<(Sku, String)> {
+        std::mem::take(&mut self.served)
+    }
+
     /// Offers a notice. Returns whether it made one of this session's reads stale.
     pub fn observe(&mut self, notice: &Notice) -> bool {
+        if notice.cause.command == "waitlist_hold"
+            && let Some(id) = &notice.cause.reservation_id
+            && self.awaited.contains_key(id)
+        {
+            self.served(&notice.sku, id.clone());
+        }
         if !self.reads.contains_key(&notice.sku) {
             return false;
         }
@@ -142,9 +174,10 @@ impl ReadLedger {
         self.reads.contains_key(sku)
     }
 
-    /// Whether the session has any read that could go stale.
+    /// Whether the session has nothing a notice could change: no read that could go
+    /// stale, no waitlist place awaited.
     pub fn is_empty(&self) -> bool {
-        self.reads.is_empty()
+        self.reads.is_empty() && self.awaited.is_empty()
     }
 
     /// Stale reads not yet told, oldest SKU name first.
@@ -202,6 +235,23 @@ pub fn block(stale: &[StaleRead]) -> Option<String> {
         .collect();
     Some(format!(
         "[System: Stale reads — {}. Read them again before quoting or promising stock.]",
+        lines.join("; ")
+    ))
+}
+
+/// The text of the waitlist block for `served`, if there is anything to tell.
+pub fn served_block(served: &[(Sku, String)]) -> Option<String> {
+    if served.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = served
+        .iter()
+        .map(|(sku, id)| format!("{sku}: reservation {id}"))
+        .collect();
+    Some(format!(
+        "[System: Waitlist hold — {}. Freed stock is now held for the customer who waited; \
+         confirm it with orders.confirm before it lapses (inventory.waitlistPosition says \
+         nothing more about a place once it is served).]",
         lines.join("; ")
     ))
 }

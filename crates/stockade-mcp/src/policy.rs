@@ -192,6 +192,18 @@ invalidates = ["inventory.*", "orders.*", "products.*"]
 [[rules]]
 tools = "inventory.cancelReceipt"
 invalidates = ["inventory.*", "orders.*", "products.*"]
+
+[[rules]]
+tools = "inventory.setFairSelling"
+invalidates = ["inventory.*", "orders.*", "products.*"]
+
+[[rules]]
+tools = "inventory.joinWaitlist"
+invalidates = ["inventory.*", "orders.*", "products.*"]
+
+[[rules]]
+tools = "inventory.leaveWaitlist"
+invalidates = ["inventory.*", "orders.*", "products.*"]
 "#;
 
 impl Policy {

@@ -28,19 +28,21 @@ use stockade_domain::{Channel, Principal, Rejection, Sku};
 use stockade_engine::{Inventory, Origin, ReserveOptions};
 use stockade_projections::{HubMessage, NoticeHub, ReadModels};
 use stockade_wire::request::{
-    page_limit, receipt_ref, reservation_id, sku as parse_sku, transfer_id,
+    customer as parse_customer, page_limit, receipt_ref, reservation_id, sku as parse_sku,
+    transfer_id,
 };
 use stockade_wire::{
-    AdjustedOut, ApiError, BackorderLimitOut, ChangedOut, Code, ErrorKind, Page, ReceiptOut,
-    ReservationOut, ResolvedOut, StockOut, TransferOut,
+    AdjustedOut, ApiError, BackorderLimitOut, ChangedOut, Code, ErrorKind, FairSellingOut, Page,
+    ReceiptOut, ReservationOut, ResolvedOut, StockOut, TransferOut, WaitlistPlaceOut,
 };
 
 use crate::policy::{CacheDirective, Policy};
 use crate::session::{Session, resource_sku, resource_uri};
 use crate::tools::{
     AdjustArgs, AmendArgs, BackorderLimitArgs, CancelReceiptArgs, CreateOrderArgs,
-    ExpectReceiptArgs, ExtendArgs, GetStockArgs, ListArgs, NoArgs, ReceiveArgs, ReceiveReceiptArgs,
-    ResolveArgs, ToolName, TransferArgs, WithEnvelope, catalogue,
+    ExpectReceiptArgs, ExtendArgs, FairSellingArgs, GetStockArgs, JoinWaitlistArgs, ListArgs,
+    NoArgs, ReceiveArgs, ReceiveReceiptArgs, ResolveArgs, ToolName, TransferArgs,
+    WaitlistPlaceArgs, WithEnvelope, catalogue,
 };
 
 /// Recorded as the causation of every event an MCP call writes.
@@ -376,12 +378,110 @@ impl StockadeMcp {
                     ..ToolOutcome::value(ReceiptOut::new(&cancelled, "cancelled"))
                 })
             }
+            ToolName::SetFairSelling => {
+                let a: FairSellingArgs = parse_with_envelope(tool, args)?;
+                caller.may_adjust()?;
+                let sku = parse_sku(&a.envelope.sku, "sku")?;
+                let rules = a.request.validate()?;
+                let origin = caller.origin(None, a.envelope.idempotency_key);
+                let inventory = b.inventory.clone();
+                let setting = sku.clone();
+                let rules = stockade_engine::FairSelling {
+                    per_customer: rules.per_customer,
+                    window: rules.window,
+                    waitlist_hold: rules.waitlist_hold,
+                };
+                let version =
+                    detached(
+                        async move { inventory.set_fair_selling(&setting, rules, &origin).await },
+                    )
+                    .await?;
+                let view = b.inventory.fair_selling(&sku, None, 0).await?;
+                Ok(ToolOutcome {
+                    writes: vec![(sku.clone(), version)],
+                    ..ToolOutcome::value(FairSellingOut::new(&sku, &view, false))
+                })
+            }
+            ToolName::JoinWaitlist => {
+                let a: JoinWaitlistArgs = parse_with_envelope(tool, args)?;
+                let channel = caller.may_order()?;
+                let sku = parse_sku(&a.envelope.sku, "sku")?;
+                let (customer, qty) = a.request.validate()?;
+                let origin = caller.origin(channel, a.envelope.idempotency_key);
+                // Following the notices before the place exists: its hold cannot be missed.
+                self.session.follow(b);
+                let inventory = b.inventory.clone();
+                let joining = sku.clone();
+                let joined = detached(async move {
+                    inventory
+                        .join_waitlist(&joining, customer, qty, &origin)
+                        .await
+                })
+                .await?;
+                let hold = joined.place.hold_id.to_string();
+                if joined.place.position == 0 {
+                    self.session.served(&sku, hold);
+                } else {
+                    self.session.await_hold(&sku, hold);
+                }
+                Ok(ToolOutcome {
+                    writes: vec![(sku.clone(), joined.version)],
+                    ..ToolOutcome::value(WaitlistPlaceOut {
+                        version: Some(joined.version),
+                        ..WaitlistPlaceOut::new(&sku, &joined.place)
+                    })
+                })
+            }
+            ToolName::WaitlistPosition => {
+                let a: WaitlistPlaceArgs = parse(tool, args)?;
+                caller.may_order()?;
+                let sku = parse_sku(&a.sku, "sku")?;
+                let customer = parse_customer(&a.customer, "customer")?;
+                let view = b.inventory.fair_selling(&sku, Some(&customer), 0).await?;
+                let Some(place) = &view.place else {
+                    return Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        Code::NotWaiting,
+                        format!("customer {customer} is not on {sku}'s waitlist"),
+                    ));
+                };
+                let remaining = view
+                    .purchase_limit
+                    .zip(view.counted)
+                    .map(|((limit, _), counted)| limit.saturating_sub(counted).get());
+                Ok(ToolOutcome::value(WaitlistPlaceOut {
+                    remaining,
+                    version: Some(view.version),
+                    ..WaitlistPlaceOut::new(&sku, place)
+                }))
+            }
+            ToolName::LeaveWaitlist => {
+                let a: WaitlistPlaceArgs = parse(tool, args)?;
+                let channel = caller.may_order()?;
+                let sku = parse_sku(&a.sku, "sku")?;
+                let customer = parse_customer(&a.customer, "customer")?;
+                let origin = caller.origin(channel, a.idempotency_key);
+                let inventory = b.inventory.clone();
+                let (leaving, who) = (sku.clone(), customer.clone());
+                let version =
+                    detached(async move { inventory.leave_waitlist(&leaving, who, &origin).await })
+                        .await?;
+                Ok(ToolOutcome {
+                    writes: vec![(sku.clone(), version)],
+                    ..ToolOutcome::value(serde_json::json!({
+                        "sku": sku.to_string(),
+                        "customer": customer.to_string(),
+                        "left": true,
+                        "version": version,
+                    }))
+                })
+            }
             ToolName::OrdersCreate => {
                 let a: CreateOrderArgs = parse_with_envelope(tool, args)?;
                 let channel = caller.may_order()?;
                 let checked = a.request.validate()?;
                 let options = ReserveOptions {
-                    customer: None,
+                    customer: checked.customer,
                     ttl: checked.ttl,
                     order_id: checked.order_id,
                     origin: caller.origin(channel, a.envelope.idempotency_key),
@@ -681,6 +781,11 @@ impl ServerHandler for StockadeMcp {
         let mut blocks = Vec::new();
         if let Some(block) = crate::ledger::block(&stale) {
             metrics::counter!("stockade_mcp_stale_blocks_total").increment(1);
+            blocks.push(ContentBlock::text(block));
+        }
+        // Taken after the call: a join answered as served at once is told on its own result.
+        let served = self.session.take_served();
+        if let Some(block) = crate::ledger::served_block(&served) {
             blocks.push(ContentBlock::text(block));
         }
         let mut result = match outcome {

@@ -94,6 +94,21 @@ impl Session {
         lock(&self.ledger).read(sku, version);
     }
 
+    /// The session joined a waitlist: its hold will be `hold_id`.
+    pub fn await_hold(&self, sku: &Sku, hold_id: String) {
+        lock(&self.ledger).await_hold(sku, hold_id);
+    }
+
+    /// A place the session joined was served at once.
+    pub fn served(&self, sku: &Sku, hold_id: String) {
+        lock(&self.ledger).served(sku, hold_id);
+    }
+
+    /// Waitlist holds to tell on this result.
+    pub fn take_served(&self) -> Vec<(Sku, String)> {
+        lock(&self.ledger).take_served()
+    }
+
     /// Records what the session itself changed.
     pub fn wrote(&self, sku: &Sku, version: u64) {
         lock(&self.ledger).wrote(sku, version);

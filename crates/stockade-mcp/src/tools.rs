@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use stockade_wire::{
-    AdjustRequest, AmendRequest, BackorderLimitRequest, ExtendRequest, ReceiptRequest,
-    ReserveRequest, ResolveRequest, TransferRequest,
+    AdjustRequest, AmendRequest, BackorderLimitRequest, ExtendRequest, FairSellingRequest,
+    JoinWaitlistRequest, ReceiptRequest, ReserveRequest, ResolveRequest, TransferRequest,
 };
 
 use crate::policy::Policy;
@@ -35,6 +35,10 @@ pub enum ToolName {
     ExpectReceipt,
     ReceiveReceipt,
     CancelReceipt,
+    SetFairSelling,
+    JoinWaitlist,
+    WaitlistPosition,
+    LeaveWaitlist,
     OrdersCreate,
     OrdersConfirm,
     OrdersCancel,
@@ -44,7 +48,7 @@ pub enum ToolName {
 }
 
 impl ToolName {
-    pub const ALL: [ToolName; 15] = [
+    pub const ALL: [ToolName; 19] = [
         ToolName::GetStock,
         ToolName::List,
         ToolName::Adjust,
@@ -54,6 +58,10 @@ impl ToolName {
         ToolName::ExpectReceipt,
         ToolName::ReceiveReceipt,
         ToolName::CancelReceipt,
+        ToolName::SetFairSelling,
+        ToolName::JoinWaitlist,
+        ToolName::WaitlistPosition,
+        ToolName::LeaveWaitlist,
         ToolName::OrdersCreate,
         ToolName::OrdersConfirm,
         ToolName::OrdersCancel,
@@ -73,6 +81,10 @@ impl ToolName {
             ToolName::ExpectReceipt => "inventory.expectReceipt",
             ToolName::ReceiveReceipt => "inventory.receiveReceipt",
             ToolName::CancelReceipt => "inventory.cancelReceipt",
+            ToolName::SetFairSelling => "inventory.setFairSelling",
+            ToolName::JoinWaitlist => "inventory.joinWaitlist",
+            ToolName::WaitlistPosition => "inventory.waitlistPosition",
+            ToolName::LeaveWaitlist => "inventory.leaveWaitlist",
             ToolName::OrdersCreate => "orders.create",
             ToolName::OrdersConfirm => "orders.confirm",
             ToolName::OrdersCancel => "orders.cancel",
@@ -97,6 +109,9 @@ impl ToolName {
                 | ToolName::ExpectReceipt
                 | ToolName::ReceiveReceipt
                 | ToolName::CancelReceipt
+                | ToolName::SetFairSelling
+                | ToolName::JoinWaitlist
+                | ToolName::LeaveWaitlist
                 | ToolName::OrdersCreate
                 | ToolName::OrdersConfirm
                 | ToolName::OrdersCancel
@@ -157,6 +172,29 @@ impl ToolName {
                  incoming. Cancelling twice is refused, so a retry is safe. Needs an admin \
                  token."
             }
+            ToolName::SetFairSelling => {
+                "Set a SKU's fair-selling rules, all at once: `per_customer` units one customer \
+                 may hold and buy over `window_seconds` (across every order; omit both to lift \
+                 the limit), and `waitlist_hold_seconds`, how long freed stock stays held for \
+                 the customer first on the waitlist (default 120). Needs an admin token."
+            }
+            ToolName::JoinWaitlist => {
+                "Put a customer on a sold-out SKU's waitlist for `qty` units. Freed stock goes \
+                 to the waitlist first in, first out, before any new order can take it: when \
+                 this place's turn comes it becomes a reservation with the `hold_id` answered \
+                 here, held for a short time; a later result of this session then names it. \
+                 Confirm it with orders.confirm. Joining twice is refused; the purchase limit \
+                 applies."
+            }
+            ToolName::WaitlistPosition => {
+                "Where a customer stands on a SKU's waitlist: position (1 is next), units \
+                 ahead, the hold id their turn will bring, and what they may still buy under \
+                 the limit. Refused as not_waiting once they left or were served."
+            }
+            ToolName::LeaveWaitlist => {
+                "Take a customer off a SKU's waitlist. Leaving twice is refused, so a retry is \
+                 safe."
+            }
             ToolName::OrdersCreate => {
                 "Reserve stock for an order, all or nothing: every item is held, or none is. \
                  The hold lapses after `ttl_seconds` (default 900) unless confirmed. Pass \
@@ -205,6 +243,10 @@ impl ToolName {
             ToolName::ExpectReceipt => "Expect stock from a supplier",
             ToolName::ReceiveReceipt => "Receive expected stock",
             ToolName::CancelReceipt => "Cancel an expected receipt",
+            ToolName::SetFairSelling => "Set a SKU's purchase limit and waitlist hold",
+            ToolName::JoinWaitlist => "Join a SKU's waitlist",
+            ToolName::WaitlistPosition => "A customer's place on a waitlist",
+            ToolName::LeaveWaitlist => "Leave a SKU's waitlist",
             ToolName::OrdersCreate => "Create an order (reserve stock)",
             ToolName::OrdersConfirm => "Confirm an order",
             ToolName::OrdersCancel => "Cancel an order",
@@ -218,7 +260,16 @@ impl ToolName {
     fn annotations(self) -> ToolAnnotations {
         let base = ToolAnnotations::with_title(self.title()).open_world(false);
         match self {
-            ToolName::GetStock | ToolName::List | ToolName::PoolTypes => base.read_only(true),
+            ToolName::GetStock
+            | ToolName::List
+            | ToolName::PoolTypes
+            | ToolName::WaitlistPosition => base.read_only(true),
+            // The same rules again are refused and change nothing.
+            ToolName::SetFairSelling => base.read_only(false).destructive(false).idempotent(true),
+            // Joining twice is refused (already waiting).
+            ToolName::JoinWaitlist => base.read_only(false).destructive(false).idempotent(true),
+            // Gives up the customer's place: destructive, but only once.
+            ToolName::LeaveWaitlist => base.read_only(false).destructive(true).idempotent(true),
             // A delta applied twice moves stock twice.
             ToolName::Adjust => base.read_only(false).destructive(true).idempotent(false),
             // Takes units out of a location; a second call with the same id is refused,
@@ -259,6 +310,11 @@ impl ToolName {
             ToolName::ExpectReceipt => ExpectReceiptArgs::schema(),
             ToolName::ReceiveReceipt => schema_for_type::<ReceiveReceiptArgs>(),
             ToolName::CancelReceipt => schema_for_type::<CancelReceiptArgs>(),
+            ToolName::SetFairSelling => FairSellingArgs::schema(),
+            ToolName::JoinWaitlist => JoinWaitlistArgs::schema(),
+            ToolName::WaitlistPosition | ToolName::LeaveWaitlist => {
+                schema_for_type::<WaitlistPlaceArgs>()
+            }
             ToolName::OrdersCreate => CreateOrderArgs::schema(),
             ToolName::OrdersConfirm | ToolName::OrdersCancel => ResolveArgs::schema(),
             ToolName::OrdersExtend => ExtendArgs::schema(),
@@ -410,6 +466,25 @@ pub type TransferArgs = WithEnvelope<AdjustEnvelope, TransferRequest>;
 pub type BackorderLimitArgs = WithEnvelope<AdjustEnvelope, BackorderLimitRequest>;
 /// `inventory.expectReceipt`'s arguments.
 pub type ExpectReceiptArgs = WithEnvelope<AdjustEnvelope, ReceiptRequest>;
+
+/// `inventory.setFairSelling`'s arguments.
+pub type FairSellingArgs = WithEnvelope<AdjustEnvelope, FairSellingRequest>;
+/// `inventory.joinWaitlist`'s arguments.
+pub type JoinWaitlistArgs = WithEnvelope<AdjustEnvelope, JoinWaitlistRequest>;
+
+/// `inventory.waitlistPosition`'s and `inventory.leaveWaitlist`'s arguments.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitlistPlaceArgs {
+    /// The SKU id, e.g. "SKU-7782".
+    pub sku: String,
+    /// The customer id given to inventory.joinWaitlist.
+    pub customer: String,
+    /// For inventory.leaveWaitlist: a retry with the same key is answered with the first
+    /// outcome.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
 
 /// `inventory.receiveReceipt`'s arguments.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

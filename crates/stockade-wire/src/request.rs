@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use stockade_domain::allocation::Strategy;
 use stockade_domain::pool::DAY_MILLIS;
 use stockade_domain::{
-    Component, LocationConfig, LocationId, MAX_TTL, OrderId, Placement, PoolConfig, Quantity,
-    ReceiptRef, ReservationId, Sku, StockChange, Timestamp, TransferId,
+    Component, CustomerId, LocationConfig, LocationId, MAX_TTL, OrderId, Placement, PoolConfig,
+    Quantity, ReceiptRef, ReservationId, Sku, StockChange, Timestamp, TransferId,
 };
 use stockade_engine::inventory::MAX_LINES;
 use stockade_engine::{Adjustment, Line, Receipt, Transfer};
@@ -274,6 +274,10 @@ pub struct ReserveRequest {
     /// if any of them moved. Every SKU named must be on an item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_versions: Option<BTreeMap<String, u64>>,
+    /// The buyer, as your channel knows them (an account id): purchase limits count per
+    /// customer, and a SKU with a limit requires it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
 }
 
 /// A reservation request, checked.
@@ -283,6 +287,7 @@ pub struct CheckedReserve {
     pub ttl: Option<Duration>,
     pub order_id: Option<OrderId>,
     pub expected_versions: BTreeMap<Sku, u64>,
+    pub customer: Option<CustomerId>,
 }
 
 impl ReserveRequest {
@@ -336,11 +341,17 @@ impl ReserveRequest {
             }
             expected_versions.insert(sku, *version);
         }
+        let customer = self
+            .customer
+            .as_deref()
+            .map(|c| customer(c, "customer"))
+            .transpose()?;
         Ok(CheckedReserve {
             lines,
             ttl,
             order_id,
             expected_versions,
+            customer,
         })
     }
 }
@@ -683,6 +694,97 @@ pub struct ReceiveReceiptRequest {
     /// Units that arrived; all that are still expected when absent.
     #[serde(default)]
     pub qty: Option<u64>,
+}
+
+/// `PUT /api/inventory/products/{sku}/fair-selling` and MCP's `inventory.setFairSelling`:
+/// the SKU's whole rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FairSellingRequest {
+    /// Units one customer may hold and buy over `window_seconds`, at least 1; absent or
+    /// null lifts the limit.
+    #[serde(default)]
+    pub per_customer: Option<u64>,
+    /// The limit's window, 1-31622400 seconds (366 days): required with `per_customer`.
+    #[serde(default)]
+    pub window_seconds: Option<u64>,
+    /// How long a waitlist place's hold lasts, 1-86400 seconds (default 120).
+    #[serde(default)]
+    pub waitlist_hold_seconds: Option<u64>,
+}
+
+/// Fair-selling rules, checked for shape (their ranges are the domain's to judge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedRules {
+    pub per_customer: Option<Quantity>,
+    pub window: Duration,
+    pub waitlist_hold: Duration,
+}
+
+impl FairSellingRequest {
+    pub fn validate(&self) -> Result<CheckedRules, ApiError> {
+        let window = match (self.per_customer, self.window_seconds) {
+            (Some(_), None) => {
+                return Err(ApiError::invalid(
+                    "window_seconds",
+                    "a purchase limit needs its window: window_seconds",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "window_seconds",
+                    "a window without per_customer limits nothing",
+                ));
+            }
+            (_, w) => Duration::from_secs(w.unwrap_or(0)),
+        };
+        if self.per_customer == Some(0) {
+            return Err(ApiError::invalid(
+                "per_customer",
+                "a limit of 0 would sell nothing: lift the limit instead",
+            ));
+        }
+        Ok(CheckedRules {
+            per_customer: self.per_customer.map(Quantity::new),
+            window,
+            waitlist_hold: self
+                .waitlist_hold_seconds
+                .map_or(stockade_domain::DEFAULT_WAITLIST_HOLD, Duration::from_secs),
+        })
+    }
+}
+
+/// `POST /api/inventory/products/{sku}/waitlist` and MCP's `inventory.joinWaitlist`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JoinWaitlistRequest {
+    /// The buyer, as your channel knows them.
+    pub customer: String,
+    /// Units they wait for, at least 1 (default 1).
+    #[serde(default)]
+    pub qty: Option<u64>,
+}
+
+impl JoinWaitlistRequest {
+    pub fn validate(&self) -> Result<(CustomerId, Quantity), ApiError> {
+        let qty = self.qty.unwrap_or(1);
+        if qty == 0 {
+            return Err(ApiError::new(
+                ErrorKind::Unprocessable,
+                Code::InvalidQuantity,
+                "qty must be greater than zero",
+            )
+            .with("field", "qty"));
+        }
+        Ok((customer(&self.customer, "customer")?, Quantity::new(qty)))
+    }
+}
+
+/// A customer id from a body field or a path segment.
+pub fn customer(value: &str, field: &str) -> Result<CustomerId, ApiError> {
+    CustomerId::new(value).map_err(|e| ApiError::invalid(field, e.to_string()))
 }
 
 /// A receipt reference from a body field or a path segment.

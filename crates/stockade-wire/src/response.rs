@@ -3,7 +3,7 @@
 //! names the version it moved from and to.
 
 use serde::{Deserialize, Serialize};
-use stockade_domain::{Availability, PoolKind, Resolution};
+use stockade_domain::{Availability, PoolKind, Resolution, Sku};
 use stockade_engine::{
     Adjusted, Changed, LineStatus, Reservation, ReservationStatus, ReservedLine, Resolved,
     StockLevel,
@@ -66,6 +66,103 @@ pub struct StockOut {
     /// The receipts expected, earliest first (exact reads only, when any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipts: Option<Vec<ReceiptOut>>,
+    /// Units one customer may hold and buy over a window, when the SKU has a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase_limit: Option<PurchaseLimitOut>,
+    /// Customers on the waitlist.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waitlist: u64,
+    /// Units they wait for (exact reads only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waitlist_units: u64,
+}
+
+/// A purchase limit: units per customer, over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseLimitOut {
+    pub per_customer: u64,
+    /// Absent in list rows (the read model keeps the limit, not its window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+}
+
+/// A SKU's fair-selling rules and waitlist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FairSellingOut {
+    pub sku: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase_limit: Option<PurchaseLimitOut>,
+    pub waitlist_hold_seconds: u64,
+    /// Customers waiting, and the units they wait for.
+    pub waiting: usize,
+    pub waiting_units: u64,
+    /// The first places in line (admin reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub places: Option<Vec<WaitlistPlaceOut>>,
+    pub version: u64,
+}
+
+impl FairSellingOut {
+    pub fn new(sku: &Sku, view: &stockade_engine::FairSellingView, with_places: bool) -> Self {
+        Self {
+            sku: sku.to_string(),
+            purchase_limit: view.purchase_limit.map(|(limit, window)| PurchaseLimitOut {
+                per_customer: limit.get(),
+                window_seconds: Some(window.as_secs()),
+            }),
+            waitlist_hold_seconds: view.waitlist_hold.as_secs(),
+            waiting: view.waiting,
+            waiting_units: view.waiting_units.get(),
+            places: with_places.then(|| {
+                view.places
+                    .iter()
+                    .map(|p| WaitlistPlaceOut::new(sku, p))
+                    .collect()
+            }),
+            version: view.version,
+        }
+    }
+}
+
+/// A customer's place on a SKU's waitlist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitlistPlaceOut {
+    pub sku: String,
+    pub customer: String,
+    /// The place's number: later joiners get higher ones.
+    pub number: u64,
+    /// 1 for the first in line; 0 when the place was served as it was answered.
+    pub position: u64,
+    pub qty: u64,
+    /// Units the places ahead of it wait for.
+    pub units_ahead: u64,
+    pub joined_at: String,
+    /// The reservation id the place's hold will have: the `waitlist_hold` notice names it.
+    pub hold_id: String,
+    pub channel: String,
+    /// Units the customer may still hold or buy under the SKU's limit (customer reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+impl WaitlistPlaceOut {
+    pub fn new(sku: &Sku, p: &stockade_domain::WaitlistPlace) -> Self {
+        Self {
+            sku: sku.to_string(),
+            customer: p.customer.to_string(),
+            number: p.number,
+            position: p.position,
+            qty: p.qty.get(),
+            units_ahead: p.units_ahead.get(),
+            joined_at: p.joined_at.to_string(),
+            hold_id: p.hold_id.to_string(),
+            channel: p.channel.to_string(),
+            remaining: None,
+            version: None,
+        }
+    }
 }
 
 /// A receipt expected from a supplier, or what a receipt command did to it.
@@ -211,6 +308,12 @@ impl StockOut {
                     })
                     .collect()
             }),
+            purchase_limit: view.purchase_limit.map(|l| PurchaseLimitOut {
+                per_customer: l.per_customer.get(),
+                window_seconds: Some(l.window_secs),
+            }),
+            waitlist: view.waitlist,
+            waitlist_units: view.waitlist_units.get(),
         }
     }
 
@@ -238,6 +341,12 @@ impl StockOut {
             incoming: row.level.incoming,
             next_eta: None,
             receipts: None,
+            purchase_limit: row.level.per_customer.map(|per_customer| PurchaseLimitOut {
+                per_customer,
+                window_seconds: None,
+            }),
+            waitlist: row.level.waitlist,
+            waitlist_units: 0,
         }
     }
 

@@ -841,7 +841,7 @@ fn now_millis() -> i64 {
 
 const SELECT_STOCK: &str =
     "SELECT sku, pool, on_hand, reserved, available, status, version, updated_at,
-            backorder_limit, backordered, incoming FROM stock_levels";
+            backorder_limit, backordered, incoming, per_customer, waitlist FROM stock_levels";
 
 fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StockRow, ProjectionError>> {
     let sku: String = r.get(0)?;
@@ -872,6 +872,8 @@ fn stock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StockRow, Project
                 backorder_limit: to_u64(r.get(8)?),
                 backordered: to_u64(r.get(9)?),
                 incoming: to_u64(r.get(10)?),
+                per_customer: r.get::<_, Option<i64>>(11)?.map(to_u64),
+                waitlist: to_u64(r.get(12)?),
             },
             status,
             version: to_u64(r.get(6)?),
@@ -1044,13 +1046,14 @@ fn put_stock(tx: &Transaction<'_>, row: &StockRow) -> Result<(), ProjectionError
     cached(
         tx,
         "INSERT INTO stock_levels (sku, pool, on_hand, reserved, available, status, version,
-             updated_at, backorder_limit, backordered, incoming)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             updated_at, backorder_limit, backordered, incoming, per_customer, waitlist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (sku) DO UPDATE SET pool = excluded.pool, on_hand = excluded.on_hand,
              reserved = excluded.reserved, available = excluded.available,
              status = excluded.status, version = excluded.version,
              updated_at = excluded.updated_at, backorder_limit = excluded.backorder_limit,
-             backordered = excluded.backordered, incoming = excluded.incoming",
+             backordered = excluded.backordered, incoming = excluded.incoming,
+             per_customer = excluded.per_customer, waitlist = excluded.waitlist",
         params![
             row.sku.to_string(),
             row.pool.as_str(),
@@ -1063,6 +1066,8 @@ fn put_stock(tx: &Transaction<'_>, row: &StockRow) -> Result<(), ProjectionError
             to_i64(row.level.backorder_limit),
             to_i64(row.level.backordered),
             to_i64(row.level.incoming),
+            row.level.per_customer.map(to_i64),
+            to_i64(row.level.waitlist),
         ],
     )
     .map_err(sql)?;
@@ -1111,7 +1116,9 @@ mod tests {
              ALTER TABLE reservations DROP COLUMN sold;
              ALTER TABLE stock_levels DROP COLUMN backorder_limit;
              ALTER TABLE stock_levels DROP COLUMN backordered;
-             ALTER TABLE stock_levels DROP COLUMN incoming; PRAGMA user_version = 2;",
+             ALTER TABLE stock_levels DROP COLUMN incoming;
+             ALTER TABLE stock_levels DROP COLUMN per_customer;
+             ALTER TABLE stock_levels DROP COLUMN waitlist; PRAGMA user_version = 2;",
         )
         .unwrap();
         drop(raw);
@@ -1125,6 +1132,8 @@ mod tests {
              ALTER TABLE stock_levels DROP COLUMN backorder_limit;
              ALTER TABLE stock_levels DROP COLUMN backordered;
              ALTER TABLE stock_levels DROP COLUMN incoming;
+             ALTER TABLE stock_levels DROP COLUMN per_customer;
+             ALTER TABLE stock_levels DROP COLUMN waitlist;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -1137,7 +1146,9 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         // Preparing names the columns: it fails if a step was skipped.
         raw.prepare("SELECT parts, sold FROM reservations").unwrap();
-        raw.prepare("SELECT backorder_limit, backordered, incoming FROM stock_levels")
+        raw.prepare(
+            "SELECT backorder_limit, backordered, incoming, per_customer, waitlist FROM stock_levels",
+        )
             .unwrap();
         raw.prepare("SELECT backorder_limit, backordered FROM stock_locations")
             .unwrap();

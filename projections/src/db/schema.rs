@@ -2,10 +2,10 @@
 
 /// Version of the schema below; a file from a newer build is refused, one from an older
 /// build is brought up to it by [`MIGRATIONS`].
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// What brings a file at version `n` (index `n - 1`) to `n + 1`.
-pub(super) const MIGRATIONS: [&str; 5] = [
+pub(super) const MIGRATIONS: [&str; 6] = [
     // 2: where each hold's units are, for SKUs at several locations.
     "ALTER TABLE reservations ADD COLUMN parts TEXT;",
     // 3: per-location rows and kits' derived rows. Both come from events already in the
@@ -33,6 +33,10 @@ pub(super) const MIGRATIONS: [&str; 5] = [
          PRIMARY KEY (sku, location));
      ALTER TABLE stock_locations ADD COLUMN backorder_limit INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE stock_locations ADD COLUMN backordered INTEGER NOT NULL DEFAULT 0;",
+    // 7: fair selling: the purchase limit and the waitlist's length per SKU. A log written
+    // before has neither.
+    "ALTER TABLE stock_levels ADD COLUMN per_customer INTEGER;
+     ALTER TABLE stock_levels ADD COLUMN waitlist INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(super) const SCHEMA: &str = "
@@ -53,7 +57,9 @@ CREATE TABLE IF NOT EXISTS stock_levels (
     updated_at INTEGER NOT NULL,
     backorder_limit INTEGER NOT NULL DEFAULT 0,
     backordered     INTEGER NOT NULL DEFAULT 0,
-    incoming        INTEGER NOT NULL DEFAULT 0
+    incoming        INTEGER NOT NULL DEFAULT 0,
+    per_customer    INTEGER,
+    waitlist        INTEGER NOT NULL DEFAULT 0
 );
 -- A SKU registered with locations, at each of them. The version is the SKU's.
 CREATE TABLE IF NOT EXISTS stock_locations (

@@ -25,6 +25,7 @@ mod http_api_serves_every_endpoint_by_role;
 mod http_backorders_and_receipts;
 mod http_bad_input_is_a_4xx_json_error;
 mod http_bulk_import_and_export;
+mod http_fair_selling;
 mod http_graceful_shutdown_keeps_every_acknowledged_hold;
 mod http_idempotency_keys_survive_a_restart;
 mod http_kits;

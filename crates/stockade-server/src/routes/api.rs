@@ -33,7 +33,7 @@ fn now_millis() -> u64 {
 }
 
 /// Checks the key (if any) against the body it came with, before anything runs.
-async fn check_key(
+pub(crate) async fn check_key(
     state: &AppState,
     origin: &stockade_engine::Origin,
     endpoint: &str,
@@ -57,7 +57,7 @@ async fn check_key(
 /// Runs an engine call to completion even if the client goes away. actix drops a
 /// handler's future when its connection resets; an order whose lines were half held (or
 /// half committed) must not be abandoned in the middle of its compensation for that.
-async fn detached<T: 'static>(
+pub(crate) async fn detached<T: 'static>(
     work: impl std::future::Future<Output = Result<T, stockade_engine::Error>> + 'static,
 ) -> Result<Result<T, stockade_engine::Error>> {
     actix_web::rt::spawn(work).await.map_err(|e| {
@@ -69,7 +69,7 @@ async fn detached<T: 'static>(
     })
 }
 
-fn replayed(response: &mut actix_web::HttpResponseBuilder, replayed: bool) {
+pub(crate) fn replayed(response: &mut actix_web::HttpResponseBuilder, replayed: bool) {
     if replayed {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
@@ -78,7 +78,7 @@ fn replayed(response: &mut actix_web::HttpResponseBuilder, replayed: bool) {
 /// The first steps of every write: the caller's token checked for `need`, the body read
 /// and parsed as `T` (its raw bytes kept for the idempotency fingerprint), and the origin
 /// the engine records.
-async fn write_request<T: serde::de::DeserializeOwned>(
+pub(crate) async fn write_request<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     state: &AppState,
     payload: web::Payload,
@@ -421,7 +421,7 @@ pub async fn reserve(
     let checked = request.validate()?;
     check_key(&state, &origin, "reserve", &bytes).await?;
     let options = ReserveOptions {
-        customer: None,
+        customer: checked.customer,
         ttl: checked.ttl,
         order_id: checked.order_id,
         origin,

@@ -2,6 +2,7 @@
 //! flight (past it, 503 at once rather than a queue), and the HTTP metrics.
 //!
 //! - [`api`]: SKUs, stock, adjustments, reservations.
+//! - [`fair`]: purchase limits and the waitlist.
 //! - [`push`]: SSE and WebSocket streams.
 //! - [`ops`]: health, readiness, metrics, the dashboard.
 //! - [`mcp`]: the MCP endpoint, bridged to rmcp.
@@ -21,6 +22,7 @@ use crate::state::AppState;
 pub mod admin;
 pub mod api;
 pub mod bulk;
+pub mod fair;
 pub mod mcp;
 pub mod ops;
 pub mod push;
@@ -102,6 +104,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "POST",
             )
             .route(web::post().to(api::cancel_receipt)),
+        )
+        .service(
+            resource("/api/inventory/products/{sku}/fair-selling", "GET, PUT")
+                .route(web::get().to(fair::get))
+                .route(web::put().to(fair::set)),
+        )
+        .service(
+            resource("/api/inventory/products/{sku}/waitlist", "POST")
+                .route(web::post().to(fair::join)),
+        )
+        .service(
+            resource(
+                "/api/inventory/products/{sku}/waitlist/{customer}",
+                "GET, DELETE",
+            )
+            .route(web::get().to(fair::place))
+            .route(web::delete().to(fair::leave)),
         )
         .service(resource("/api/reservations/{id}", "GET").route(web::get().to(api::reservation)))
         .service(
