@@ -12,6 +12,11 @@
 //! `priority` strategy puts it (the first location, in index order, that covers it) or at
 //! the location it named.
 //!
+//! A SKU may have a purchase limit: the model then counts each customer's live holds and
+//! purchases (the window outlasts a test run), and a customer's reservation or growth
+//! past the limit must have been refused as such, before stock is even looked at (the
+//! writer's order of checks).
+//!
 //! The search is Wing & Gong's, with Lowe's memoisation: at each step, try every
 //! operation that no remaining operation precedes in real time; a (set of linearized
 //! operations, model state) pair already explored is not explored again.
@@ -23,6 +28,8 @@ use std::collections::{BTreeMap, HashSet};
 pub enum Call {
     /// Hold `qty` units (at a SKU with one location).
     Reserve { qty: u64 },
+    /// Hold `qty` units for `customer` (at a SKU with one location and a purchase limit).
+    ReserveFor { qty: u64, customer: u8 },
     /// Hold `qty` units at `location` (an index), or where the `priority` strategy puts
     /// them when `None`; never split.
     ReserveAt { qty: u64, location: Option<usize> },
@@ -55,6 +62,8 @@ pub enum Ret {
     },
     /// Too little available.
     Refused,
+    /// The customer's purchase limit would be passed.
+    OverLimit,
     Done,
     /// The reservation was not live (already resolved, or unknown).
     NotLive,
@@ -88,6 +97,12 @@ pub struct Op {
 struct Model {
     on_hand: Vec<u64>,
     holds: BTreeMap<u128, (usize, u64)>,
+    /// Units per customer, when the SKU has a limit.
+    limit: Option<u64>,
+    /// The customer of each hold made for one.
+    owners: BTreeMap<u128, u8>,
+    /// Units each customer bought.
+    bought: BTreeMap<u8, u64>,
 }
 
 impl Model {
@@ -118,6 +133,32 @@ impl Model {
         }
     }
 
+    /// Units `customer` holds and bought.
+    fn counted(&self, customer: u8) -> u64 {
+        let held: u64 = self
+            .owners
+            .iter()
+            .filter(|(_, c)| **c == customer)
+            .filter_map(|(id, _)| self.holds.get(id).map(|(_, q)| q))
+            .sum();
+        held + self.bought.get(&customer).copied().unwrap_or(0)
+    }
+
+    /// Whether `customer` may take `more` units; `None` for a hold of no customer.
+    fn within(&self, customer: Option<u8>, more: u64) -> bool {
+        match (self.limit, customer) {
+            (Some(limit), Some(c)) => self.counted(c) + more <= limit,
+            _ => true,
+        }
+    }
+
+    /// Records a sale of `qty` units of hold `id`: its customer bought them.
+    fn sold(&mut self, id: u128, qty: u64) {
+        if let Some(c) = self.owners.get(&id) {
+            *self.bought.entry(*c).or_default() += qty;
+        }
+    }
+
     fn hold(&self, id: u128, location: usize, qty: u64) -> Option<Model> {
         if self.holds.contains_key(&id) {
             return None;
@@ -137,6 +178,20 @@ impl Model {
             (Call::Reserve { qty }, Ret::Refused) => {
                 self.placed(*qty, None).is_none().then(|| self.clone())
             }
+            (Call::ReserveFor { qty, customer }, Ret::Held { id }) => {
+                (self.within(Some(*customer), *qty) && self.placed(*qty, None)? == 0)
+                    .then_some(())?;
+                let mut next = self.hold(*id, 0, *qty)?;
+                next.owners.insert(*id, *customer);
+                Some(next)
+            }
+            (Call::ReserveFor { qty, customer }, Ret::Refused) => {
+                (self.within(Some(*customer), *qty) && self.placed(*qty, None).is_none())
+                    .then(|| self.clone())
+            }
+            (Call::ReserveFor { qty, customer }, Ret::OverLimit) => {
+                (!self.within(Some(*customer), *qty)).then(|| self.clone())
+            }
             (Call::ReserveAt { qty, location }, Ret::HeldAt { id, location: at }) => {
                 (self.placed(*qty, *location)? == *at).then_some(())?;
                 self.hold(*id, *at, *qty)
@@ -149,11 +204,14 @@ impl Model {
                 let (at, qty) = next.holds.remove(id)?;
                 let here = next.on_hand.get_mut(at)?;
                 *here = here.checked_sub(qty)?;
+                next.sold(*id, qty);
+                next.owners.remove(id);
                 Some(next)
             }
             (Call::Release { id }, Ret::Done) => {
                 let mut next = self.clone();
                 next.holds.remove(id)?;
+                next.owners.remove(id);
                 Some(next)
             }
             (
@@ -176,6 +234,10 @@ impl Model {
                 if *sell {
                     let here = next.on_hand.get_mut(at)?;
                     *here = here.checked_sub(*qty)?;
+                    next.sold(*id, *qty);
+                }
+                if left == 0 {
+                    next.owners.remove(id);
                 }
                 Some(next)
             }
@@ -188,12 +250,17 @@ impl Model {
                 let mut next = self.clone();
                 if *qty == 0 {
                     next.holds.remove(id);
+                    next.owners.remove(id);
                 } else if *qty < held {
                     next.holds.insert(*id, (at, *qty));
                 } else {
                     // Growth, modelled at a SKU with one location.
                     let more = qty.checked_sub(held).filter(|m| *m > 0)?;
-                    (self.on_hand.len() == 1 && self.available(at)? >= more).then_some(())?;
+                    let owner = self.owners.get(id).copied();
+                    (self.on_hand.len() == 1
+                        && self.within(owner, more)
+                        && self.available(at)? >= more)
+                        .then_some(())?;
                     next.holds.insert(*id, (at, *qty));
                 }
                 Some(next)
@@ -201,7 +268,14 @@ impl Model {
             (Call::Amend { id, qty }, Ret::Refused) => {
                 let (at, held) = *self.holds.get(id)?;
                 let more = qty.checked_sub(held).filter(|m| *m > 0)?;
-                (self.available(at)? < more).then(|| self.clone())
+                let owner = self.owners.get(id).copied();
+                (self.within(owner, more) && self.available(at)? < more).then(|| self.clone())
+            }
+            (Call::Amend { id, qty }, Ret::OverLimit) => {
+                let (_, held) = *self.holds.get(id)?;
+                let more = qty.checked_sub(held).filter(|m| *m > 0)?;
+                let owner = self.owners.get(id).copied();
+                (owner.is_some() && !self.within(owner, more)).then(|| self.clone())
             }
             (Call::Amend { id, qty }, Ret::Unchanged) => {
                 let (_, held) = self.holds.get(id)?;
@@ -237,6 +311,15 @@ pub fn check(on_hand: u64, history: &[Op]) -> Result<bool, String> {
 /// [`check`] for a SKU stocked at several locations, with `on_hand` at each (in the
 /// order of the `priority` strategy).
 pub fn check_at(on_hand: &[u64], history: &[Op]) -> Result<bool, String> {
+    check_from(on_hand, None, history)
+}
+
+/// [`check`] for a SKU with a purchase limit of `limit` units per customer.
+pub fn check_limited(on_hand: u64, limit: u64, history: &[Op]) -> Result<bool, String> {
+    check_from(&[on_hand], Some(limit), history)
+}
+
+fn check_from(on_hand: &[u64], limit: Option<u64>, history: &[Op]) -> Result<bool, String> {
     if history.len() > MAX_OPS {
         return Err(format!(
             "{} operations; the checker takes at most {MAX_OPS} per SKU",
@@ -249,6 +332,9 @@ pub fn check_at(on_hand: &[u64], history: &[Op]) -> Result<bool, String> {
     let start = Model {
         on_hand: on_hand.to_vec(),
         holds: BTreeMap::new(),
+        limit,
+        owners: BTreeMap::new(),
+        bought: BTreeMap::new(),
     };
     let mut seen = HashSet::new();
     Ok(search(history, 0, &start, &mut seen))
@@ -459,6 +545,32 @@ mod tests {
             op(reduce(1, 1, true), Ret::Done, 4, 5),
         ];
         assert_eq!(check(3, &late), Ok(false));
+    }
+
+    #[test]
+    fn a_purchase_limit_counts_holds_and_sales_per_customer() {
+        let reserve = |customer| Call::ReserveFor { qty: 1, customer };
+        // Customer 0 holds one, buys it, and is refused a second under a limit of 1;
+        // customer 1 is not affected; a release gives customer 1's unit back to her.
+        let fits = [
+            op(reserve(0), Ret::Held { id: 1 }, 0, 1),
+            op(Call::Commit { id: 1 }, Ret::Done, 2, 3),
+            op(reserve(0), Ret::OverLimit, 4, 5),
+            op(reserve(1), Ret::Held { id: 2 }, 6, 7),
+            op(Call::Release { id: 2 }, Ret::Done, 8, 9),
+            op(reserve(1), Ret::Held { id: 3 }, 10, 11),
+            op(Call::Amend { id: 3, qty: 2 }, Ret::OverLimit, 12, 13),
+        ];
+        assert_eq!(check_limited(5, 1, &fits), Ok(true));
+        // Two concurrent holds for one customer both granted: no order explains it.
+        let twice = [
+            op(reserve(0), Ret::Held { id: 1 }, 0, 5),
+            op(reserve(0), Ret::Held { id: 2 }, 1, 6),
+        ];
+        assert_eq!(check_limited(5, 1, &twice), Ok(false));
+        // A refusal for the limit while the customer had room is not explained either.
+        let wrong = [op(reserve(0), Ret::OverLimit, 0, 1)];
+        assert_eq!(check_limited(5, 1, &wrong), Ok(false));
     }
 
     #[test]

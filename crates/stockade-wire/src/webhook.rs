@@ -62,6 +62,10 @@ pub fn trigger(cause: &Cause) -> &'static str {
         "release" => "RELEASED",
         "expire" => "EXPIRED",
         "fill_backorder" => "BACKORDER_FILLED",
+        // The waiter's hold: `reservationId` names it, as the join promised.
+        "waitlist_hold" => "WAITLIST_HOLD",
+        "join_waitlist" => "WAITLIST_JOINED",
+        "leave_waitlist" | "waitlist_dropped" => "WAITLIST_LEFT",
         "adjust" if cause.reason.as_deref() == Some(PHYSICAL_COUNT_REASON) => "SCHEDULED_SYNC",
         _ => "ADMIN_UPDATE",
     }
@@ -128,6 +132,8 @@ mod tests {
         assert_eq!(trigger(&cause("release", None)), "RELEASED");
         assert_eq!(trigger(&cause("expire", None)), "EXPIRED");
         assert_eq!(trigger(&cause("fill_backorder", None)), "BACKORDER_FILLED");
+        assert_eq!(trigger(&cause("waitlist_hold", None)), "WAITLIST_HOLD");
+        assert_eq!(trigger(&cause("waitlist_dropped", None)), "WAITLIST_LEFT");
         assert_eq!(trigger(&cause("adjust", Some("damaged"))), "ADMIN_UPDATE");
         assert_eq!(
             trigger(&cause("adjust", Some(PHYSICAL_COUNT_REASON))),

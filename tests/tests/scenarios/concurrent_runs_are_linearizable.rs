@@ -4,7 +4,8 @@
 //! refusals and races for the last units are the common case. Small histories (up to 100
 //! operations per SKU), several seeds: what CI can afford. The same at a SKU stocked at
 //! three locations, with lines that name a location and lines the writer places; and with
-//! holds changed while they live (partly sold or given back, amended, extended).
+//! holds changed while they live (partly sold or given back, amended, extended); and at a
+//! SKU with a purchase limit, with three customers ordering, buying and growing holds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use std::time::Instant;
 use stockade_domain::{LocationConfig, LocationId, Placement, PoolConfig, Quantity, Rejection};
 use stockade_engine::{Error, Inventory, Line, Origin, ReserveOptions};
 use stockade_tests::engine::{open_sqlite, register};
-use stockade_tests::linearizability::{Call, Op, Ret, check, check_at};
+use stockade_tests::linearizability::{Call, Op, Ret, check, check_at, check_limited};
 use stockade_tests::projection::Lcg;
 
 const SKUS: usize = 3;
@@ -322,6 +323,10 @@ async fn change(
             rejection: Rejection::InsufficientStock { .. },
             ..
         }) => Ret::Refused,
+        Err(Error::Rejected {
+            rejection: Rejection::PurchaseLimit { .. },
+            ..
+        }) => Ret::OverLimit,
         // A racing extension already took it further: live, and unchanged.
         Err(Error::Rejected {
             rejection: Rejection::NotAnExtension { .. },
@@ -456,5 +461,138 @@ async fn histories_that_change_live_holds_have_a_sequential_explanation() {
     assert!(
         changed > 0 && refused > 0,
         "the runs never changed a hold or contended"
+    );
+}
+
+/// Units per customer in the limited runs: small, so customers meet it often.
+const LIMIT: u64 = 3;
+const CUSTOMERS: u64 = 3;
+/// Less than the customers' limits together: stock runs out too.
+const LIMITED_STOCK: u64 = 6;
+
+/// One task's operations on a SKU with a purchase limit: orders for one of three
+/// customers, commits, releases, partial sales and amendments of the holds, and reads.
+async fn limited_client(
+    inventory: Inventory,
+    sku: stockade_domain::Sku,
+    seed: u64,
+    clock: Instant,
+    holds: Arc<Mutex<Vec<stockade_domain::ReservationId>>>,
+) -> Vec<Op> {
+    let mut rng = Lcg(seed);
+    let mut history = Vec::with_capacity(OPS_PER_TASK);
+    let at = || clock.elapsed().as_nanos() as u64;
+    for _ in 0..OPS_PER_TASK {
+        let pick = {
+            let holds = holds.lock().unwrap();
+            let from = holds.len().saturating_sub(3);
+            (holds.len() > from)
+                .then(|| holds[from + rng.below((holds.len() - from) as u64) as usize])
+        };
+        let invoked = at();
+        let (call, ret) = match (rng.below(10), pick) {
+            (2..=3, Some(id)) => change(&inventory, &sku, id, &mut rng).await,
+            (0..=4, _) | (_, None) => {
+                let (qty, customer) = (1 + rng.below(2), rng.below(CUSTOMERS) as u8);
+                let options = ReserveOptions {
+                    customer: Some(
+                        stockade_domain::CustomerId::new(format!("c{customer}")).unwrap(),
+                    ),
+                    ..ReserveOptions::default()
+                };
+                let ret = match inventory.reserve(&sku, Quantity::new(qty), options).await {
+                    Ok(held) => {
+                        holds.lock().unwrap().push(held.id);
+                        Ret::Held {
+                            id: held.id.as_uuid().as_u128(),
+                        }
+                    }
+                    Err(Error::Rejected {
+                        rejection: Rejection::InsufficientStock { .. },
+                        ..
+                    }) => Ret::Refused,
+                    Err(Error::Rejected {
+                        rejection: Rejection::PurchaseLimit { .. },
+                        ..
+                    }) => Ret::OverLimit,
+                    Err(e) => panic!("reserve: {e}"),
+                };
+                (Call::ReserveFor { qty, customer }, ret)
+            }
+            (5..=6, Some(id)) => resolve(&inventory, id, true).await,
+            (7, Some(id)) => resolve(&inventory, id, false).await,
+            _ => {
+                let view = inventory.stock(&sku).await.unwrap().view;
+                (
+                    Call::Read,
+                    Ret::Level {
+                        on_hand: view.limit.map_or(0, |l| l.get()),
+                        reserved: view.reserved.get(),
+                    },
+                )
+            }
+        };
+        if let Some(id) = pick {
+            let ended = ret == Ret::NotLive
+                || (ret == Ret::Done && matches!(call, Call::Commit { .. } | Call::Release { .. }));
+            if ended {
+                holds.lock().unwrap().retain(|h| *h != id);
+            }
+        }
+        history.push(Op {
+            call,
+            ret,
+            invoked,
+            returned: at(),
+        });
+    }
+    history
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_under_a_purchase_limit_have_a_sequential_explanation() {
+    let (mut checked, mut over, mut refused) = (0, 0, 0);
+    for round in 0..4u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let inventory = open_sqlite(dir.path()).await;
+        let sku = register(&inventory, &format!("LIM-LIN-{round}"), LIMITED_STOCK).await;
+        let rules = stockade_engine::FairSelling {
+            per_customer: Some(Quantity::new(LIMIT)),
+            window: std::time::Duration::from_secs(3600),
+            waitlist_hold: std::time::Duration::from_secs(60),
+        };
+        inventory
+            .set_fair_selling(&sku, rules, &Origin::default())
+            .await
+            .unwrap();
+        let clock = Instant::now();
+        let holds = Arc::new(Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..TASKS_PER_SKU)
+            .map(|t| {
+                tokio::spawn(limited_client(
+                    inventory.clone(),
+                    sku.clone(),
+                    round * 1000 + t as u64 + 77,
+                    clock,
+                    holds.clone(),
+                ))
+            })
+            .collect();
+        let mut history = Vec::new();
+        for task in tasks {
+            history.extend(task.await.unwrap());
+        }
+        over += history.iter().filter(|o| o.ret == Ret::OverLimit).count();
+        refused += history.iter().filter(|o| o.ret == Ret::Refused).count();
+        checked += history.len();
+        explained(&sku, check_limited(LIMITED_STOCK, LIMIT, &history), history);
+        inventory.shutdown().await;
+    }
+    eprintln!(
+        "linearizability under a purchase limit: {checked} operations checked; {over} refused by the limit, {refused} for stock"
+    );
+    assert!(
+        over > 0 && refused > 0,
+        "the runs never met the limit, or never ran out"
     );
 }
