@@ -18,6 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod args;
 mod audit;
 mod dlq;
+mod fairness;
 mod log;
 mod logs;
 mod mcp;

@@ -13,7 +13,14 @@
 //! purchase order of that many units per SKU arrives in parts during the sale (a
 //! preorder launch, with `--stock 0`): a buyer whose line waits for stock keeps the hold
 //! and commits once an arrival has filled it; the report says how many waited, how many
-//! were filled, and the log check holds the fills to line order. After the last buyer, the run
+//! were filled, and the log check holds the fills to line order. With `--per-customer`,
+//! every buyer is a customer and each may hold and buy that many units at most; with
+//! `--bots`, a share of the attempts comes from a few bots placing order after order; with
+//! `--waitlist`, a buyer refused for want of stock joins the SKU's waitlist, and freed
+//! stock is held for the first in line, who buys it (or walks away, at the abandon rate).
+//! The report then shows units per customer, the bots' take, the waitlist's conversions
+//! and how long freed stock waited for its next holder, beside a second run of the same
+//! sale without the limit and the waitlist. After the last buyer, the run
 //! waits for the abandoned holds to lapse, folds the whole log with the independent
 //! checker and compares it with what the buyers were told.
 
@@ -38,6 +45,7 @@ use stockade_esdb::{EsdbConfig, EsdbStore};
 use stockade_store::{EventStore, SqliteStore};
 
 use crate::args::{GOLDEN, parse_share, splitmix};
+use crate::fairness::{self, Fairness, Waiters, WaitlistStats};
 use crate::report::Table;
 
 /// Longest TTL the run waits for, after the last buyer, to see abandoned holds lapse.
@@ -53,7 +61,7 @@ pub enum StoreKind {
     Esdb,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct FlashSale {
     /// SKUs on sale; buyers are spread over them evenly.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -98,6 +106,28 @@ pub struct FlashSale {
     /// Milliseconds between arrivals, the first one after the sale opens.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     arrival_every_ms: u64,
+    /// Units one customer may hold and buy during the sale (a purchase limit over a day,
+    /// across every order); 0: no limit.
+    #[arg(long, default_value_t = 0)]
+    per_customer: u64,
+    /// Bots: a few customers who place order after order, making --bot-share of the
+    /// attempts (they never walk away from a hold).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    bots: u64,
+    /// Share of the attempts made by bots (0 to 1).
+    #[arg(long, default_value_t = 0.5, value_parser = parse_share)]
+    bot_share: f64,
+    /// A buyer refused for want of stock joins the SKU's waitlist: freed stock is held for
+    /// the first in line, who buys it or walks away (the abandon rate).
+    #[arg(long)]
+    waitlist: bool,
+    /// Seconds a waitlist hold lasts before it passes to the next in line.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    waitlist_hold: u64,
+    /// With bots, a limit or a waitlist, skip the second run of the same sale without the
+    /// limit and the waitlist (the comparison).
+    #[arg(long)]
+    no_compare: bool,
     /// Where the events go.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
@@ -131,6 +161,23 @@ impl FlashSale {
     /// in the environment is no mistake when another store was chosen.
     fn esdb_url_from_env(&self) -> bool {
         std::env::var("STOCKADE_ESDB_URL").ok() == self.esdb_url
+    }
+
+    /// Whether buyers are customers: with bots, a limit or a waitlist.
+    fn fair(&self) -> bool {
+        self.bots > 0 || self.per_customer > 0 || self.waitlist
+    }
+
+    /// The same sale without the limit and the waitlist, quietly: the comparison.
+    fn without_rules(&self) -> FlashSale {
+        FlashSale {
+            per_customer: 0,
+            waitlist: false,
+            no_compare: true,
+            json: true,
+            data_dir: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -168,6 +215,23 @@ pub struct Report {
     /// Waiting reservations committed once filled, and those still waiting at the end.
     pub committed_after_fill: u64,
     pub still_waiting: u64,
+    /// Units per customer (0: no limit), bots, their attempts, and refusals by the limit.
+    pub per_customer: u64,
+    pub bots: u64,
+    pub bot_attempts: u64,
+    pub refused_by_limit: u64,
+    /// The waitlist's life, when the buyers had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waitlist: Option<WaitlistStats>,
+    /// Places still waiting when the run ended.
+    pub still_on_waitlist: u64,
+    /// What the log says about who bought what, when buyers were customers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fairness: Option<Fairness>,
+    /// The same sale without the limit and the waitlist: what the bots bought, and the
+    /// most one customer bought.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_rules: Option<Fairness>,
     pub errors: u64,
     pub oversold: u64,
     pub missing_acknowledged: u64,
@@ -184,7 +248,13 @@ pub struct Report {
 impl Report {
     /// Whether the run kept every promise, and met no error on the way.
     pub fn passed(&self) -> bool {
-        self.oversold == 0
+        let within_limit = self.per_customer == 0
+            || self
+                .fairness
+                .as_ref()
+                .is_some_and(|f| f.max_units_per_customer <= self.per_customer);
+        within_limit
+            && self.oversold == 0
             && self.missing_acknowledged == 0
             && self.missing_committed == 0
             && self.log_violations.is_empty()
@@ -232,6 +302,64 @@ impl Report {
                 "  committed once filled / still waiting".to_string(),
                 format!("{} / {}", self.committed_after_fill, self.still_waiting),
             ]);
+        }
+        if let Some(f) = &self.fairness {
+            let limit = match self.per_customer {
+                0 => "no limit".to_string(),
+                n => format!("limit {n}"),
+            };
+            t.row([
+                "units per customer, most (limit)".to_string(),
+                format!("{} ({limit})", f.max_units_per_customer),
+            ]);
+            t.row([
+                "customers who bought".to_string(),
+                n(f.customers_who_bought),
+            ]);
+            if self.bots > 0 {
+                t.row([
+                    "bots (share of attempts)".to_string(),
+                    format!("{} ({} attempts)", self.bots, self.bot_attempts),
+                ]);
+                t.row([
+                    "units bought by bots / by people".to_string(),
+                    format!("{} / {}", f.bot_units, f.person_units),
+                ]);
+            }
+            if let Some(w) = &self.without_rules {
+                t.row([
+                    "  without limit and waitlist: bots / people".to_string(),
+                    format!(
+                        "{} / {} (most per customer {})",
+                        w.bot_units, w.person_units, w.max_units_per_customer
+                    ),
+                ]);
+            }
+            t.row(["refused by the limit".to_string(), n(self.refused_by_limit)]);
+        }
+        if let Some(w) = &self.waitlist {
+            t.row([
+                "waitlist joined (refused)".to_string(),
+                format!("{} ({})", w.joined, w.refused),
+            ]);
+            t.row([
+                "  holds served → bought / walked away".to_string(),
+                format!(
+                    "{} → {} / {}",
+                    w.holds_served, w.holds_bought, w.holds_walked_away
+                ),
+            ]);
+            t.row([
+                "  still waiting at the end".to_string(),
+                n(self.still_on_waitlist),
+            ]);
+            if let Some(f) = &self.fairness {
+                let p = &f.freed_to_hold_ms;
+                t.row([
+                    "  freed → held for the next, p50 / p99 / max".to_string(),
+                    format!("{:.0} / {:.0} / {:.0} ms", p.p50, p.p99, p.max),
+                ]);
+            }
         }
         t.row([
             "abandoned → expired".to_string(),
@@ -299,6 +427,8 @@ struct Outcomes {
     backordered: u64,
     backordered_units: u64,
     waiting: Vec<(Vec<Sku>, ReservationId)>,
+    bot_attempts: u64,
+    refused_by_limit: u64,
     errors: u64,
     first_error: Option<String>,
 }
@@ -407,7 +537,25 @@ enum LogSource {
     Esdb(EsdbConfig),
 }
 
+/// Runs the sale; with bots, a limit or a waitlist, first the same sale without the limit
+/// and the waitlist, for the report's comparison.
 pub async fn run(args: FlashSale) -> Result<Report, String> {
+    let baseline = match args.fair() && (args.per_customer > 0 || args.waitlist) && !args.no_compare
+    {
+        true => {
+            if !args.json {
+                eprintln!("first, the same sale without the limit and the waitlist…");
+            }
+            Some(run_once(args.without_rules()).await?)
+        }
+        false => None,
+    };
+    let mut report = run_once(args).await?;
+    report.without_rules = baseline.and_then(|b| b.fairness);
+    Ok(report)
+}
+
+async fn run_once(args: FlashSale) -> Result<Report, String> {
     let temp;
     if args.store != StoreKind::Sqlite && args.data_dir.is_some() {
         return Err("--data-dir needs --store sqlite".into());
@@ -492,6 +640,38 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         true => Some(register_kit(&inventory, &skus).await?),
         false => None,
     };
+    if args.per_customer > 0 || args.waitlist {
+        let rules = stockade_engine::FairSelling {
+            per_customer: (args.per_customer > 0).then(|| Quantity::new(args.per_customer)),
+            window: Duration::from_secs(24 * 3600),
+            waitlist_hold: Duration::from_secs(args.waitlist_hold),
+        };
+        for sku in &skus {
+            inventory
+                .set_fair_selling(sku, rules, &Origin::default())
+                .await
+                .map_err(|e| format!("fair-selling rules of {sku}: {e}"))?;
+        }
+    }
+    // Waitlist holds are claimed as the log shows them served.
+    let waiters = Arc::new(std::sync::Mutex::new(Waiters::default()));
+    let stop_claiming = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let claimer = match args.waitlist {
+        true => {
+            let from = inventory
+                .store()
+                .head()
+                .await
+                .map_err(|e| format!("read the log's head: {e}"))?;
+            Some(tokio::spawn(fairness::claim(
+                inventory.clone(),
+                from,
+                waiters.clone(),
+                stop_claiming.clone(),
+            )))
+        }
+        false => None,
+    };
 
     let progress = if args.json {
         ProgressBar::hidden()
@@ -540,13 +720,16 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
     });
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (inventory, next, skus, progress, kit) = (
+            let (inventory, next, skus, progress, kit, waiters) = (
                 inventory.clone(),
                 next.clone(),
                 skus.clone(),
                 progress.clone(),
                 kit.clone(),
+                waiters.clone(),
             );
+            let (fair, bots, bot_share, waitlist) =
+                (args.fair(), args.bots, args.bot_share, args.waitlist);
             let (buyers, qty, ttl, rate, seed, kit_share, locations) = (
                 args.buyers,
                 args.qty,
@@ -567,8 +750,21 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                         Some(kit) if buys_kit(seed, buyer, kit_share) => kit,
                         _ => &skus[(buyer % skus.len() as u64) as usize],
                     };
+                    let (customer, bot) = match fairness::customer_of(seed, buyer, bots, bot_share)
+                    {
+                        Ok(who) => who,
+                        Err(e) => {
+                            seen.errors += 1;
+                            seen.first_error.get_or_insert(e);
+                            continue;
+                        }
+                    };
+                    seen.bot_attempts += u64::from(bot);
+                    // Bots never walk away from a hold; people do, at the rate.
+                    let walks_away = !bot && abandons(seed, buyer, rate);
                     let options = ReserveOptions {
                         ttl: Some(Duration::from_secs(ttl)),
+                        customer: fair.then(|| customer.clone()),
                         ..ReserveOptions::default()
                     };
                     let named = (kit.as_ref() != Some(sku))
@@ -603,7 +799,7 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                                 seen.backordered += 1;
                                 seen.backordered_units += waiting;
                             }
-                            if abandons(seed, buyer, rate) {
+                            if walks_away {
                                 seen.abandoned += 1;
                                 seen.abandoned_holds += lines.len() as u64;
                             } else if waiting > 0 {
@@ -620,7 +816,35 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
                                 }
                             }
                         }
-                        Err(Error::Rejected { .. }) => seen.rejected += 1,
+                        Err(Error::Rejected { rejection, .. }) => {
+                            seen.rejected += 1;
+                            use stockade_domain::Rejection as R;
+                            match rejection {
+                                R::PurchaseLimit { .. } => seen.refused_by_limit += 1,
+                                R::InsufficientStock { .. } | R::Waitlisted { .. }
+                                    if waitlist && kit.as_ref() != Some(sku) =>
+                                {
+                                    let joined = inventory
+                                        .join_waitlist(
+                                            sku,
+                                            customer,
+                                            Quantity::new(qty),
+                                            &Origin::default(),
+                                        )
+                                        .await;
+                                    let mut w = waiters.lock().unwrap_or_else(|p| p.into_inner());
+                                    match joined {
+                                        Ok(j) => w.joined(j.place.hold_id, sku.clone(), walks_away),
+                                        Err(Error::Rejected { .. }) => w.stats.refused += 1,
+                                        Err(e) => {
+                                            drop(w);
+                                            seen.error(e);
+                                        }
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
                         Err(e) => seen.error(e),
                     }
                     progress.inc(1);
@@ -685,6 +909,46 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
             }
         }
     }
+    // Freed stock goes to the waitlists: wait until they are empty, or no place has been
+    // served for a waitlist hold's time (what is left is waiting for stock that will not
+    // come), at most a minute.
+    let mut still_on_waitlist = 0u64;
+    if let Some(claimer) = claimer {
+        let patience = Duration::from_secs(args.waitlist_hold + 2);
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let (mut last_served, mut changed) = (u64::MAX, Instant::now());
+        loop {
+            let mut waiting = 0u64;
+            for sku in skus.iter() {
+                let view = inventory
+                    .fair_selling(sku, None, 0)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                waiting += view.waiting as u64;
+            }
+            let served = waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .stats
+                .holds_served;
+            if served != last_served {
+                (last_served, changed) = (served, Instant::now());
+            }
+            still_on_waitlist = waiting;
+            if waiting == 0 || changed.elapsed() > patience || Instant::now() > give_up {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        stop_claiming.store(true, Ordering::Relaxed);
+        let bought = claimer
+            .await
+            .map_err(|e| format!("the waitlist claimer failed: {e}"))?;
+        seen.committed += bought.len() as u64;
+        seen.commits.extend(bought);
+        // Walked-away holds lapse at the waitlist hold's time.
+        tokio::time::sleep(Duration::from_secs(args.waitlist_hold + 1)).await;
+    }
     inventory.shutdown().await;
 
     // Check what is on disk, not what the engine holds: the reopened file must have every
@@ -710,6 +974,14 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
     let log = check_log_of(&log_store, |s| ours.contains(s))
         .await
         .map_err(|e| format!("read the log back: {e}"))?;
+    let fairness = match args.fair() {
+        true => Some(
+            fairness::from_log(&log_store, &skus)
+                .await
+                .map_err(|e| format!("read the log back: {e}"))?,
+        ),
+        false => None,
+    };
     let in_log = |ids: &HashMap<Sku, HashSet<ReservationId>>, (sku, id): &(Sku, ReservationId)| {
         ids.get(sku).is_some_and(|ids| ids.contains(id))
     };
@@ -756,6 +1028,20 @@ pub async fn run(args: FlashSale) -> Result<Report, String> {
         fills: log.filled,
         committed_after_fill,
         still_waiting,
+        per_customer: args.per_customer,
+        bots: args.bots,
+        bot_attempts: seen.bot_attempts,
+        refused_by_limit: seen.refused_by_limit,
+        waitlist: args.waitlist.then(|| {
+            waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .stats
+                .clone()
+        }),
+        still_on_waitlist,
+        fairness,
+        without_rules: None,
         errors: seen.errors,
         oversold: log.oversold_units,
         missing_acknowledged: missing,
@@ -795,6 +1081,8 @@ impl Outcomes {
         self.backordered += other.backordered;
         self.backordered_units += other.backordered_units;
         self.waiting.extend(other.waiting);
+        self.bot_attempts += other.bot_attempts;
+        self.refused_by_limit += other.refused_by_limit;
         self.errors += other.errors;
         if self.first_error.is_none() {
             self.first_error = other.first_error;

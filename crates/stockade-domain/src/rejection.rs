@@ -134,7 +134,7 @@ pub enum Rejection {
     #[error("invalid receipt: {reason}")]
     InvalidReceipt { reason: String },
     #[error(
-        "customer {customer} may have {limit} units over the limit's window; {counted} are held or bought, {requested} asked ({remaining} remain)"
+        "customer {customer} may hold and buy {limit} in the limit's window: {counted} held or bought, {requested} more asked ({remaining} remain)"
     )]
     PurchaseLimit {
         customer: CustomerId,
