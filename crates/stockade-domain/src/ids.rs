@@ -126,12 +126,57 @@ string_id!(
     /// advance shipping notice): 1–64 characters of `[A-Za-z0-9._-]`.
     ReceiptRef, "receipt reference", 64, is_plain, "1-64 characters of A-Z a-z 0-9 . _ -"
 );
-string_id!(
-    /// The buyer a reservation or a waitlist place is for, as the channel knows them (an
-    /// account id, never a session): 1–128 characters of `[A-Za-z0-9._:@+-]`. Purchase
-    /// limits count per customer id, so a channel must send the same id for the same buyer.
-    CustomerId, "customer id", 128, is_customer, "1-128 characters of A-Z a-z 0-9 . _ - : @ +"
-);
+/// The buyer a reservation or a waitlist place is for, as the channel knows them (an
+/// account id, never a session): 1–128 characters of `[A-Za-z0-9._:@+-]`. Purchase limits
+/// count per customer id, so a channel must send the same id for the same buyer.
+///
+/// Shared, not copied: a SKU in a sale keeps one per live hold and per account, and its
+/// snapshot clones them all, so a clone is a reference count, not an allocation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CustomerId(std::sync::Arc<str>);
+
+impl CustomerId {
+    const RULE: &'static str = "1-128 characters of A-Z a-z 0-9 . _ - : @ +";
+
+    /// Validates `value`: see the type's documentation for the rule.
+    pub fn new(value: impl Into<String>) -> Result<Self, InvalidId> {
+        let value = value.into();
+        check("customer id", &value, 128, is_customer, Self::RULE)?;
+        Ok(Self(value.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CustomerId {
+    type Error = InvalidId;
+    fn try_from(value: String) -> Result<Self, InvalidId> {
+        Self::new(value)
+    }
+}
+
+impl std::str::FromStr for CustomerId {
+    type Err = InvalidId;
+    fn from_str(value: &str) -> Result<Self, InvalidId> {
+        Self::new(value)
+    }
+}
+
+impl From<CustomerId> for String {
+    fn from(id: CustomerId) -> String {
+        id.0.to_string()
+    }
+}
+
+impl fmt::Display for CustomerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 string_id!(
     /// Who acted: a user, service or token name; 1–128 printable characters.
     Principal, "principal", 128, is_printable, "1-128 printable characters"

@@ -493,11 +493,11 @@ impl HoldStore for Holds {
         self.put_account(customer, account);
     }
     fn prune_accounts(&mut self, since: Timestamp) {
-        while let Some((at, customer)) = self.idle.first().cloned()
-            && at <= since
-        {
-            self.idle.pop_first();
-            self.accounts.remove(&customer);
+        // Runs after every event: looks at the first entry without copying it.
+        while self.idle.first().is_some_and(|(at, _)| *at <= since) {
+            if let Some((_, customer)) = self.idle.pop_first() {
+                self.accounts.remove(&customer);
+            }
         }
     }
     fn index_line(&mut self) {
@@ -2648,6 +2648,12 @@ impl<'a> StockRef<'a> {
         self.holds
             .account(customer)
             .map_or(Quantity::ZERO, |a| a.counted(since))
+    }
+
+    /// Customer accounts kept (live holders, and buyers inside the limit's window): part
+    /// of the state's size, as the holds are.
+    pub fn account_count(self) -> usize {
+        self.holds.base.accounts.len()
     }
 
     /// Places on the waitlist, and the units they wait for.

@@ -1381,7 +1381,11 @@ impl SkuActor {
         if self.snapshot_in_flight {
             return;
         }
-        let size = self.state.stock().map_or(0, |s| s.live_count()) + self.keys.snapshot_len();
+        let size = self
+            .state
+            .stock()
+            .map_or(0, |s| s.live_count() + s.account_count())
+            + self.keys.snapshot_len();
         // Never more often than the state's own size (live holds, remembered resolutions,
         // keys): a snapshot costs O(size), so its cost per event stays constant however
         // large the SKU grows.
