@@ -9,6 +9,14 @@ need_wrk() {
     fi
 }
 
+# need_bin BIN: builds the release binary when BIN is not there yet.
+need_bin() {
+    if [[ ! -x $1 ]]; then
+        printf '== %s\n' "building the release binary" >&2
+        cargo build --release -p stockade-cli
+    fi
+}
+
 # listening_address OUT ERR: the host:port `stockade serve` printed to OUT once it
 # listens, waiting up to 10 s. Otherwise prints ERR and fails:
 #   addr=$(listening_address "$work/out" "$work/err") || exit 1

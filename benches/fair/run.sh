@@ -32,10 +32,7 @@ WEB=fair-bench-web-token-00001
 log() { printf '== %s\n' "$*" >&2; }
 
 need_wrk
-if [[ ! -x $BIN ]]; then
-    log "building the release binary"
-    cargo build --release -p stockade-cli
-fi
+need_bin "$BIN"
 
 work=$(mktemp -d)
 pid=

@@ -32,10 +32,7 @@ WEB=mem-bench-web-token-000001
 log() { printf '== %s\n' "$*" >&2; }
 
 need_wrk
-if [[ ! -x $BIN ]]; then
-    log "building the release binary"
-    cargo build --release -p stockade-cli
-fi
+need_bin "$BIN"
 
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT

@@ -29,10 +29,7 @@ now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 
 need_wrk
-if [[ ! -x $BIN ]]; then
-    log "building the release binary"
-    cargo build --release -p stockade-cli
-fi
+need_bin "$BIN"
 
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT

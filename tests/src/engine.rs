@@ -6,9 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use stockade_domain::Rejection;
 use stockade_domain::{Component, LocationConfig, LocationId, PoolConfig, Quantity, Sku};
 use stockade_engine::audit::{LogReport, check_log};
-use stockade_engine::{EngineConfig, Inventory, InventoryConfig, Origin, StoreConfig};
+use stockade_engine::{
+    EngineConfig, Error, Inventory, InventoryConfig, ManualClock, Origin, StoreConfig,
+};
 use stockade_store::{
     AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
     StoreError, StreamName, Subscription,
@@ -57,6 +60,25 @@ pub async fn open_sqlite(dir: &std::path::Path) -> Inventory {
     Inventory::open(InventoryConfig::sqlite(dir).engine(test_engine()))
         .await
         .unwrap()
+}
+
+/// An engine on SQLite in `dir` whose time is `clock` (tests move it by hand).
+pub async fn open_with_clock(dir: &std::path::Path, clock: &ManualClock) -> Inventory {
+    Inventory::open(
+        InventoryConfig::sqlite(dir)
+            .engine(test_engine())
+            .clock(Arc::new(clock.clone())),
+    )
+    .await
+    .unwrap()
+}
+
+/// The domain's refusal in `result`; panics on anything else.
+pub fn rejection(result: Result<impl std::fmt::Debug, Error>) -> Rejection {
+    match result {
+        Err(Error::Rejected { rejection, .. }) => rejection,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
 }
 
 pub async fn open_on(store: Arc<dyn EventStore>, engine: EngineConfig) -> Inventory {

@@ -5,27 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use stockade_domain::{Event, Quantity, ReceiptRef, Rejection, Timestamp};
-use stockade_engine::{
-    Error, Inventory, InventoryConfig, LineStatus, ManualClock, Origin, Receipt, ReserveOptions,
-};
+use stockade_engine::{Error, Inventory, LineStatus, ManualClock, Origin, Receipt, ReserveOptions};
 use stockade_store::{Position, scan_all};
-use stockade_tests::engine::{checked_log, register, test_engine};
+use stockade_tests::engine::{checked_log, open_with_clock, register, rejection};
 
 const START: u64 = 1_800_000_000_000;
-
-async fn open(dir: &std::path::Path, clock: &ManualClock) -> Inventory {
-    Inventory::open(
-        InventoryConfig::sqlite(dir)
-            .engine(test_engine())
-            .clock(Arc::new(clock.clone())),
-    )
-    .await
-    .unwrap()
-}
 
 fn hold(ttl_secs: u64) -> ReserveOptions {
     ReserveOptions {
@@ -36,13 +23,6 @@ fn hold(ttl_secs: u64) -> ReserveOptions {
 
 fn po(name: &str) -> ReceiptRef {
     ReceiptRef::new(name).unwrap()
-}
-
-fn rejection<T: std::fmt::Debug>(result: Result<T, Error>) -> Rejection {
-    match result {
-        Err(Error::Rejected { rejection, .. }) => rejection,
-        other => panic!("expected a rejection, got {other:?}"),
-    }
 }
 
 /// Every `BackorderFilled` in the log, in log order: (reservation, units).
@@ -68,7 +48,7 @@ async fn fills(inventory: &Inventory) -> Vec<(stockade_domain::ReservationId, u6
 async fn backorders_wait_in_line_and_are_filled_by_what_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(START));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let origin = Origin::default();
     let tee = register(&inventory, "PRE-TEE", 3).await;
     // Without a backorder limit, beyond stock is refused as ever.
@@ -138,7 +118,7 @@ async fn backorders_wait_in_line_and_are_filled_by_what_arrives() {
     inventory.shutdown().await;
 
     // After a restart the limit, the receipt and the line are as they were.
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let level = inventory.stock(&tee).await.unwrap().view;
     assert_eq!(
         (
@@ -196,7 +176,7 @@ async fn backorders_wait_in_line_and_are_filled_by_what_arrives() {
 async fn a_preorder_rush_is_filled_in_the_order_it_was_held() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(START));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let origin = Origin::default();
     let item = register(&inventory, "PRE-CONSOLE", 0).await;
     inventory

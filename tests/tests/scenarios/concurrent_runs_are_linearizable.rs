@@ -83,19 +83,33 @@ fn explained(sku: &stockade_domain::Sku, verdict: Result<bool, String>, mut hist
     );
 }
 
-/// One task's operations on `sku`; holds it got are shared with the SKU's other tasks,
-/// so commits and releases race each other too. With `at_locations`, the SKU is stocked
-/// at the [`AT_LOCATIONS`]: reserves name a location or let the writer place them, and
-/// reads record every location's figures.
+/// What a run's tasks do besides reserving, committing, releasing and reading.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shape {
+    /// The SKU is stocked at the [`AT_LOCATIONS`]: reserves name a location or let the
+    /// writer place them, and reads record every location's figures.
+    at_locations: bool,
+    /// Live holds are partly sold or given back, amended and extended.
+    changes: bool,
+    /// Each reserve is for one of [`CUSTOMERS`] customers (the SKU has a purchase limit).
+    customers: bool,
+}
+
+/// One task's operations on `sku`, shaped by `shape`; holds it got are shared with the
+/// SKU's other tasks, so commits and releases race each other too.
 async fn client(
     inventory: Inventory,
     sku: stockade_domain::Sku,
     seed: u64,
     clock: Instant,
     holds: Arc<Mutex<Vec<stockade_domain::ReservationId>>>,
-    at_locations: bool,
-    changes: bool,
+    shape: Shape,
 ) -> Vec<Op> {
+    let Shape {
+        at_locations,
+        changes,
+        customers,
+    } = shape;
     let mut rng = Lcg(seed);
     let mut history = Vec::with_capacity(OPS_PER_TASK);
     let at = || clock.elapsed().as_nanos() as u64;
@@ -129,9 +143,13 @@ async fn client(
                     qty: Quantity::new(qty),
                     placement: hard.map(|l| Placement::at(location(l))).unwrap_or_default(),
                 };
-                let outcome = inventory
-                    .reserve_order(vec![line], ReserveOptions::default())
-                    .await;
+                let customer = customers.then(|| rng.below(CUSTOMERS) as u8);
+                let options = ReserveOptions {
+                    customer: customer
+                        .map(|c| stockade_domain::CustomerId::new(format!("c{c}")).unwrap()),
+                    ..ReserveOptions::default()
+                };
+                let outcome = inventory.reserve_order(vec![line], options).await;
                 let ret = match outcome {
                     Ok(held) => {
                         holds.lock().unwrap().push(held.id);
@@ -155,14 +173,19 @@ async fn client(
                         rejection: Rejection::InsufficientStock { .. },
                         ..
                     }) => Ret::Refused,
+                    Err(Error::Rejected {
+                        rejection: Rejection::PurchaseLimit { .. },
+                        ..
+                    }) => Ret::OverLimit,
                     Err(e) => panic!("reserve: {e}"),
                 };
-                let call = match at_locations {
-                    false => Call::Reserve { qty },
-                    true => Call::ReserveAt {
+                let call = match (at_locations, customer) {
+                    (true, _) => Call::ReserveAt {
                         qty,
                         location: hard,
                     },
+                    (false, Some(customer)) => Call::ReserveFor { qty, customer },
+                    (false, None) => Call::Reserve { qty },
                 };
                 (call, ret)
             }
@@ -231,8 +254,7 @@ async fn every_recorded_history_has_a_sequential_explanation() {
                         round * 1000 + (s * TASKS_PER_SKU + t) as u64 + 1,
                         clock,
                         holds.clone(),
-                        false,
-                        false,
+                        Shape::default(),
                     ))
                 })
                 .collect();
@@ -378,8 +400,10 @@ async fn histories_at_several_locations_have_a_sequential_explanation() {
                     round * 1000 + t as u64 + 7,
                     clock,
                     holds.clone(),
-                    true,
-                    false,
+                    Shape {
+                        at_locations: true,
+                        ..Shape::default()
+                    },
                 ))
             })
             .collect();
@@ -432,8 +456,10 @@ async fn histories_that_change_live_holds_have_a_sequential_explanation() {
                     round * 1000 + t as u64 + 31,
                     clock,
                     holds.clone(),
-                    false,
-                    true,
+                    Shape {
+                        changes: true,
+                        ..Shape::default()
+                    },
                 ))
             })
             .collect();
@@ -470,85 +496,6 @@ const CUSTOMERS: u64 = 3;
 /// Less than the customers' limits together: stock runs out too.
 const LIMITED_STOCK: u64 = 6;
 
-/// One task's operations on a SKU with a purchase limit: orders for one of three
-/// customers, commits, releases, partial sales and amendments of the holds, and reads.
-async fn limited_client(
-    inventory: Inventory,
-    sku: stockade_domain::Sku,
-    seed: u64,
-    clock: Instant,
-    holds: Arc<Mutex<Vec<stockade_domain::ReservationId>>>,
-) -> Vec<Op> {
-    let mut rng = Lcg(seed);
-    let mut history = Vec::with_capacity(OPS_PER_TASK);
-    let at = || clock.elapsed().as_nanos() as u64;
-    for _ in 0..OPS_PER_TASK {
-        let pick = {
-            let holds = holds.lock().unwrap();
-            let from = holds.len().saturating_sub(3);
-            (holds.len() > from)
-                .then(|| holds[from + rng.below((holds.len() - from) as u64) as usize])
-        };
-        let invoked = at();
-        let (call, ret) = match (rng.below(10), pick) {
-            (2..=3, Some(id)) => change(&inventory, &sku, id, &mut rng).await,
-            (0..=4, _) | (_, None) => {
-                let (qty, customer) = (1 + rng.below(2), rng.below(CUSTOMERS) as u8);
-                let options = ReserveOptions {
-                    customer: Some(
-                        stockade_domain::CustomerId::new(format!("c{customer}")).unwrap(),
-                    ),
-                    ..ReserveOptions::default()
-                };
-                let ret = match inventory.reserve(&sku, Quantity::new(qty), options).await {
-                    Ok(held) => {
-                        holds.lock().unwrap().push(held.id);
-                        Ret::Held {
-                            id: held.id.as_uuid().as_u128(),
-                        }
-                    }
-                    Err(Error::Rejected {
-                        rejection: Rejection::InsufficientStock { .. },
-                        ..
-                    }) => Ret::Refused,
-                    Err(Error::Rejected {
-                        rejection: Rejection::PurchaseLimit { .. },
-                        ..
-                    }) => Ret::OverLimit,
-                    Err(e) => panic!("reserve: {e}"),
-                };
-                (Call::ReserveFor { qty, customer }, ret)
-            }
-            (5..=6, Some(id)) => resolve(&inventory, id, true).await,
-            (7, Some(id)) => resolve(&inventory, id, false).await,
-            _ => {
-                let view = inventory.stock(&sku).await.unwrap().view;
-                (
-                    Call::Read,
-                    Ret::Level {
-                        on_hand: view.limit.map_or(0, |l| l.get()),
-                        reserved: view.reserved.get(),
-                    },
-                )
-            }
-        };
-        if let Some(id) = pick {
-            let ended = ret == Ret::NotLive
-                || (ret == Ret::Done && matches!(call, Call::Commit { .. } | Call::Release { .. }));
-            if ended {
-                holds.lock().unwrap().retain(|h| *h != id);
-            }
-        }
-        history.push(Op {
-            call,
-            ret,
-            invoked,
-            returned: at(),
-        });
-    }
-    history
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_under_a_purchase_limit_have_a_sequential_explanation() {
     let (mut checked, mut over, mut refused) = (0, 0, 0);
@@ -569,12 +516,18 @@ async fn histories_under_a_purchase_limit_have_a_sequential_explanation() {
         let holds = Arc::new(Mutex::new(Vec::new()));
         let tasks: Vec<_> = (0..TASKS_PER_SKU)
             .map(|t| {
-                tokio::spawn(limited_client(
+                let shape = Shape {
+                    changes: true,
+                    customers: true,
+                    ..Shape::default()
+                };
+                tokio::spawn(client(
                     inventory.clone(),
                     sku.clone(),
                     round * 1000 + t as u64 + 77,
                     clock,
                     holds.clone(),
+                    shape,
                 ))
             })
             .collect();

@@ -3,27 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use stockade_domain::{Quantity, Timestamp};
-use stockade_engine::{
-    Inventory, InventoryConfig, LineStatus, ManualClock, Origin, ReserveOptions,
-};
+use stockade_engine::{Inventory, LineStatus, ManualClock, Origin, ReserveOptions};
 use stockade_tests::PATIENCE;
-use stockade_tests::engine::{checked_log, physical, sku, test_engine};
+use stockade_tests::engine::{checked_log, open_with_clock, physical, sku};
 
 const FIFTEEN_MINUTES: Duration = Duration::from_secs(15 * 60);
-
-async fn open(dir: &std::path::Path, clock: &ManualClock) -> Inventory {
-    Inventory::open(
-        InventoryConfig::sqlite(dir)
-            .engine(test_engine())
-            .clock(Arc::new(clock.clone())),
-    )
-    .await
-    .unwrap()
-}
 
 /// Waits until the log holds `n` expiries (the timer writes them in the background).
 async fn expiries_reach(inventory: &Inventory, n: u64) -> u64 {
@@ -41,7 +28,7 @@ async fn expiries_reach(inventory: &Inventory, n: u64) -> u64 {
 async fn a_fifteen_minute_hold_lapses_at_fifteen_minutes_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let item = sku("LIMITED");
     inventory
         .register(&item, physical(1), &Origin::default())
@@ -86,7 +73,7 @@ async fn a_hold_made_before_a_restart_expires_after_it_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
     {
-        let inventory = open(dir.path(), &clock).await;
+        let inventory = open_with_clock(dir.path(), &clock).await;
         let item = sku("RESTARTED");
         inventory
             .register(&item, physical(2), &Origin::default())
@@ -103,7 +90,7 @@ async fn a_hold_made_before_a_restart_expires_after_it_exactly_once() {
     clock.advance(Duration::from_secs(10 * 60));
     {
         // Restarted mid-hold: nothing lapses yet.
-        let inventory = open(dir.path(), &clock).await;
+        let inventory = open_with_clock(dir.path(), &clock).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(checked_log(&inventory.store()).await.expired, 0);
         inventory.shutdown().await;
@@ -111,7 +98,7 @@ async fn a_hold_made_before_a_restart_expires_after_it_exactly_once() {
     clock.advance(Duration::from_secs(5 * 60));
     // Restarted after the expiry, with no traffic at all: the start-up pass wakes the SKU
     // and its timer writes both expiries, once each.
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     assert_eq!(expiries_reach(&inventory, 2).await, 2);
     clock.advance(FIFTEEN_MINUTES);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -134,7 +121,7 @@ async fn a_keyed_retry_of_a_week_long_hold_days_later_gets_its_answer() {
         ..ReserveOptions::default()
     };
     let first = {
-        let inventory = open(dir.path(), &clock).await;
+        let inventory = open_with_clock(dir.path(), &clock).await;
         inventory
             .register(&item, physical(5), &Origin::default())
             .await
@@ -147,7 +134,7 @@ async fn a_keyed_retry_of_a_week_long_hold_days_later_gets_its_answer() {
         held
     };
     clock.advance(Duration::from_secs(6 * 24 * 3600));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let retry = inventory
         .reserve(&item, Quantity::new(2), options)
         .await

@@ -7,29 +7,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use stockade_domain::{CustomerId, Event, Quantity, Rejection, ReservationId, Sku, Timestamp};
-use stockade_engine::{
-    Error, FairSelling, Inventory, InventoryConfig, ManualClock, Origin, ReserveOptions,
-};
+use stockade_engine::{Error, FairSelling, Inventory, ManualClock, Origin, ReserveOptions};
 use stockade_store::{Position, scan_all};
 use stockade_tests::PATIENCE;
-use stockade_tests::engine::{checked_log, register, test_engine};
+use stockade_tests::engine::{checked_log, open_with_clock, register, rejection};
 
 const START: u64 = 1_800_000_000_000;
 const DAY: Duration = Duration::from_secs(24 * 3600);
-
-async fn open(dir: &std::path::Path, clock: &ManualClock) -> Inventory {
-    Inventory::open(
-        InventoryConfig::sqlite(dir)
-            .engine(test_engine())
-            .clock(Arc::new(clock.clone())),
-    )
-    .await
-    .unwrap()
-}
 
 fn customer(name: &str) -> CustomerId {
     CustomerId::new(name).unwrap()
@@ -40,13 +27,6 @@ fn as_customer(name: &str, ttl: Duration) -> ReserveOptions {
         ttl: Some(ttl),
         customer: Some(customer(name)),
         ..ReserveOptions::default()
-    }
-}
-
-fn rejection<T: std::fmt::Debug>(result: Result<T, Error>) -> Rejection {
-    match result {
-        Err(Error::Rejected { rejection, .. }) => rejection,
-        other => panic!("expected a rejection, got {other:?}"),
     }
 }
 
@@ -78,7 +58,7 @@ async fn events(inventory: &Inventory) -> Vec<Event> {
 async fn a_thousand_orders_from_ten_customers_never_pass_a_limit_of_two() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(START));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let drop = register(&inventory, "DROP-SNEAKER", 10_000).await;
     limit(&inventory, &drop, 2, 30 * DAY).await;
     // 100 orders per customer, all at once; half of the held ones are bought at once.
@@ -135,7 +115,7 @@ async fn a_thousand_orders_from_ten_customers_never_pass_a_limit_of_two() {
 async fn a_limit_holds_across_a_restart_in_the_middle_of_its_window() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(START));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let drop = register(&inventory, "DROP-JACKET", 100).await;
     limit(&inventory, &drop, 2, 7 * DAY).await;
     let bought = inventory
@@ -158,7 +138,7 @@ async fn a_limit_holds_across_a_restart_in_the_middle_of_its_window() {
     inventory.shutdown().await;
 
     clock.advance(3 * DAY);
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let refused = rejection(
         inventory
             .reserve(&drop, Quantity::new(1), as_customer("ann", DAY))
@@ -176,7 +156,7 @@ async fn a_limit_holds_across_a_restart_in_the_middle_of_its_window() {
     // Once her purchase leaves the window, she may buy again: after another restart too.
     clock.advance(4 * DAY + Duration::from_secs(1));
     inventory.shutdown().await;
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     inventory
         .reserve(&drop, Quantity::new(2), as_customer("ann", DAY))
         .await
@@ -207,7 +187,7 @@ async fn served_until(inventory: &Inventory, sku: &Sku, waiting: usize) {
 async fn the_waitlist_is_served_first_in_first_out_through_expiry_storms() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(START));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let drop = register(&inventory, "DROP-CONSOLE", 50).await;
     let rules = FairSelling {
         per_customer: Some(Quantity::new(2)),

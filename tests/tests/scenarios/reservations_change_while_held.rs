@@ -4,27 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use stockade_domain::{Principal, Quantity, Rejection, Sku, StockChange, Timestamp};
 use stockade_engine::{
-    Adjustment, Error, Inventory, InventoryConfig, Line, LineStatus, ManualClock, Origin,
-    ReserveOptions,
+    Adjustment, Error, Inventory, Line, LineStatus, ManualClock, Origin, ReserveOptions,
 };
-use stockade_tests::engine::{checked_log, physical, sku, test_engine};
+use stockade_tests::engine::{checked_log, open_with_clock, physical, rejection, sku};
 
 const START: u64 = 1_800_000_000_000;
-
-async fn open(dir: &std::path::Path, clock: &ManualClock) -> Inventory {
-    Inventory::open(
-        InventoryConfig::sqlite(dir)
-            .engine(test_engine())
-            .clock(Arc::new(clock.clone())),
-    )
-    .await
-    .unwrap()
-}
 
 async fn stocked(inventory: &Inventory, name: &str, on_hand: u64) -> Sku {
     let item = sku(name);
@@ -63,18 +51,11 @@ async fn held(inventory: &Inventory, sku: &Sku, id: stockade_domain::Reservation
         })
 }
 
-fn rejection(result: Result<impl std::fmt::Debug, Error>) -> Rejection {
-    match result {
-        Err(Error::Rejected { rejection, .. }) => rejection,
-        other => panic!("expected a rejection, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extend_partial_commit_and_release_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(START));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let (tee, mug) = (
         stocked(&inventory, "TEE", 10).await,
         stocked(&inventory, "MUG", 10).await,
@@ -171,7 +152,7 @@ async fn extend_partial_commit_and_release_per_line() {
 async fn a_commit_of_several_lines_sells_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(START));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let (a, b) = (
         stocked(&inventory, "A", 5).await,
         stocked(&inventory, "B", 5).await,
@@ -234,7 +215,7 @@ async fn a_commit_of_several_lines_sells_all_or_nothing() {
 async fn an_amendment_changes_every_line_or_none() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(START));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let (a, b, c, d) = (
         stocked(&inventory, "A", 5).await,
         stocked(&inventory, "B", 5).await,
@@ -323,7 +304,7 @@ async fn an_amendment_changes_every_line_or_none() {
 async fn keyed_changes_apply_once_also_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(START));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let (a, b) = (
         stocked(&inventory, "A", 10).await,
         stocked(&inventory, "B", 2).await,
@@ -361,7 +342,7 @@ async fn keyed_changes_apply_once_also_after_a_restart() {
     assert_eq!(held(&inventory, &a, id).await, Some(3));
     inventory.shutdown().await;
 
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     inventory
         .adjust(
             &b,
@@ -415,7 +396,7 @@ async fn keyed_changes_apply_once_also_after_a_restart() {
 async fn a_replayed_reservation_keeps_the_lines_amendments_added() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_millis(START));
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let (a, c) = (
         stocked(&inventory, "A", 10).await,
         stocked(&inventory, "C", 10).await,
@@ -442,7 +423,7 @@ async fn a_replayed_reservation_keeps_the_lines_amendments_added() {
         .unwrap();
     inventory.shutdown().await;
 
-    let inventory = open(dir.path(), &clock).await;
+    let inventory = open_with_clock(dir.path(), &clock).await;
     let again = first(inventory.clone()).await;
     assert!(again.replayed && again.id == id);
     let released = inventory.release(id, &Origin::default()).await.unwrap();

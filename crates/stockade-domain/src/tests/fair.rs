@@ -531,12 +531,7 @@ mod random {
             prop_assert_eq!(ledger.view(at), Some(stock.view(at)));
             prop_assert_eq!(pipelined.speculative().unwrap().view(at), stock.view(at));
         }
-        prop_assert_eq!(&SkuState::from_events(&log).unwrap(), &state);
-        let snapshot = rmp_serde::to_vec_named(&state).unwrap();
-        let restored: SkuState = rmp_serde::from_slice(&snapshot).unwrap();
-        prop_assert_eq!(&restored, &state);
-        prop_assert_eq!(restored.validate(), Ok(()));
-        Ok(())
+        crate::tests::folds_and_restores(&log, &state)
     }
 
     proptest! {

@@ -622,12 +622,7 @@ fn run(pool: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
     prop_assert_eq!(&pipelined, &state);
 
     // Folding the log from nothing gives the live state; so does a snapshot round trip.
-    let folded = SkuState::from_events(&log).unwrap();
-    prop_assert_eq!(&folded, &state);
-    let snapshot = rmp_serde::to_vec_named(&state).unwrap();
-    let restored: SkuState = rmp_serde::from_slice(&snapshot).unwrap();
-    prop_assert_eq!(&restored, &state);
-    Ok(())
+    crate::tests::folds_and_restores(&log, &state)
 }
 
 /// Two sides that must read the same at `at`, hold by hold.
