@@ -232,6 +232,35 @@ async fn client(
     history
 }
 
+/// Runs [`TASKS_PER_SKU`] clients of `shape` against `sku` at once (seeds from `seed`
+/// up) and returns their operations together: one SKU's history.
+async fn recorded(
+    inventory: &Inventory,
+    sku: &stockade_domain::Sku,
+    seed: u64,
+    shape: Shape,
+) -> Vec<Op> {
+    let clock = Instant::now();
+    let holds = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..TASKS_PER_SKU)
+        .map(|t| {
+            tokio::spawn(client(
+                inventory.clone(),
+                sku.clone(),
+                seed + t as u64,
+                clock,
+                holds.clone(),
+                shape,
+            ))
+        })
+        .collect();
+    let mut history = Vec::new();
+    for task in tasks {
+        history.extend(task.await.unwrap());
+    }
+    history
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_recorded_history_has_a_sequential_explanation() {
     let (mut checked, mut refused, mut not_live_seen) = (0, 0, 0);
@@ -390,27 +419,11 @@ async fn histories_at_several_locations_have_a_sequential_explanation() {
             .register(&sku, pool, &Origin::default())
             .await
             .unwrap();
-        let clock = Instant::now();
-        let holds = Arc::new(Mutex::new(Vec::new()));
-        let tasks: Vec<_> = (0..TASKS_PER_SKU)
-            .map(|t| {
-                tokio::spawn(client(
-                    inventory.clone(),
-                    sku.clone(),
-                    round * 1000 + t as u64 + 7,
-                    clock,
-                    holds.clone(),
-                    Shape {
-                        at_locations: true,
-                        ..Shape::default()
-                    },
-                ))
-            })
-            .collect();
-        let mut history = Vec::new();
-        for task in tasks {
-            history.extend(task.await.unwrap());
-        }
+        let shape = Shape {
+            at_locations: true,
+            ..Shape::default()
+        };
+        let history = recorded(&inventory, &sku, round * 1000 + 7, shape).await;
         refused += history.iter().filter(|o| o.ret == Ret::Refused).count();
         elsewhere += history
             .iter()
@@ -446,27 +459,11 @@ async fn histories_that_change_live_holds_have_a_sequential_explanation() {
         // More stock than the other runs: commits sell it off, and a sold-out SKU has no
         // live holds left to change.
         let sku = register(&inventory, &format!("CHG-LIN-{round}"), CHANGE_STOCK).await;
-        let clock = Instant::now();
-        let holds = Arc::new(Mutex::new(Vec::new()));
-        let tasks: Vec<_> = (0..TASKS_PER_SKU)
-            .map(|t| {
-                tokio::spawn(client(
-                    inventory.clone(),
-                    sku.clone(),
-                    round * 1000 + t as u64 + 31,
-                    clock,
-                    holds.clone(),
-                    Shape {
-                        changes: true,
-                        ..Shape::default()
-                    },
-                ))
-            })
-            .collect();
-        let mut history = Vec::new();
-        for task in tasks {
-            history.extend(task.await.unwrap());
-        }
+        let shape = Shape {
+            changes: true,
+            ..Shape::default()
+        };
+        let history = recorded(&inventory, &sku, round * 1000 + 31, shape).await;
         changed += history
             .iter()
             .filter(|o| {
@@ -512,29 +509,12 @@ async fn histories_under_a_purchase_limit_have_a_sequential_explanation() {
             .set_fair_selling(&sku, rules, &Origin::default())
             .await
             .unwrap();
-        let clock = Instant::now();
-        let holds = Arc::new(Mutex::new(Vec::new()));
-        let tasks: Vec<_> = (0..TASKS_PER_SKU)
-            .map(|t| {
-                let shape = Shape {
-                    changes: true,
-                    customers: true,
-                    ..Shape::default()
-                };
-                tokio::spawn(client(
-                    inventory.clone(),
-                    sku.clone(),
-                    round * 1000 + t as u64 + 77,
-                    clock,
-                    holds.clone(),
-                    shape,
-                ))
-            })
-            .collect();
-        let mut history = Vec::new();
-        for task in tasks {
-            history.extend(task.await.unwrap());
-        }
+        let shape = Shape {
+            changes: true,
+            customers: true,
+            ..Shape::default()
+        };
+        let history = recorded(&inventory, &sku, round * 1000 + 77, shape).await;
         over += history.iter().filter(|o| o.ret == Ret::OverLimit).count();
         refused += history.iter().filter(|o| o.ret == Ret::Refused).count();
         checked += history.len();
