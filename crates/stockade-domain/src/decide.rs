@@ -67,7 +67,8 @@ pub fn decide(
         Command::SetFairSelling(c) => set_fair_selling(stock, c, now)?,
         Command::JoinWaitlist(c) => join_waitlist(stock, c, now)?,
         Command::LeaveWaitlist(c) => leave_waitlist(stock, c, now)?,
-        Command::ServeWaitlist => serve_waitlist(stock, now)?,
+        // Several events, none of which frees stock (so none fills a backorder).
+        Command::ServeWaitlist => return serve_waitlist(stock, now),
     };
     // Stock freed or brought in fills the backorders waiting, first in first out: each
     // filling is told in the same decision, right after its cause.
@@ -956,44 +957,84 @@ fn leave_waitlist(
     }))
 }
 
-/// Gives the first place in line a hold of what it waits for, if the stock is there; or
-/// takes it off the line if the purchase limit no longer allows it. Strictly first in,
-/// first out: a later place that would fit never jumps one that does not.
-fn serve_waitlist(stock: StockRef<'_>, now: Timestamp) -> Result<Event, Rejection> {
-    let first = stock.waitlist_first().ok_or(Rejection::NothingToServe)?;
-    if within_limit(stock, Some(&first.customer), first.qty, now).is_err() {
-        return Ok(Event::WaitlistLeft(WaitlistLeft {
-            customer: first.customer,
-            number: first.number,
-            reason: LeftReason::PurchaseLimit,
-            at: now,
-        }));
-    }
-    // Engine ids never collide; a hand-made one that does cannot be served.
-    if stock.reservation(&first.hold_id).is_some() {
-        return Ok(Event::WaitlistLeft(WaitlistLeft {
-            customer: first.customer,
-            number: first.number,
-            reason: LeftReason::Left,
-            at: now,
-        }));
-    }
-    let parts = take(stock, &Placement::default(), first.qty, now)
-        .map_err(|_| Rejection::NothingToServe)?;
-    stock.reserved_total().checked_add(first.qty)?;
+/// Most places one serving decision serves: its events must fit one append, and the
+/// actor decides again for the rest.
+pub const MAX_SERVED_PER_DECISION: usize = 256;
+
+/// Gives the places first in line holds of what they wait for, as far as the stock goes;
+/// a place whose customer's purchase limit no longer allows it is taken off the line
+/// instead. Strictly first in, first out: a later place that would fit never jumps one
+/// that does not. At a SKU with one location the stock free is read once and counted
+/// down (reading it costs a step per lapsed hold, and an expiry storm frees thousands at
+/// once); at several locations, where each place is allocated against what every
+/// location offers, one place per decision.
+fn serve_waitlist(stock: StockRef<'_>, now: Timestamp) -> Result<Vec<Event>, Rejection> {
     let expires_at = now
         .checked_add(stock.waitlist_hold())
         .ok_or(Rejection::InvalidTtl)?;
-    Ok(Event::StockReserved(StockReserved {
-        reservation_id: first.hold_id,
-        order_id: None,
-        lines: Vec::new(),
-        qty: first.qty,
-        parts,
-        channel: first.channel,
-        at: now,
-        expires_at,
-        customer: Some(first.customer),
-        waitlist: Some(first.number),
-    }))
+    let one_location = stock.location_count() <= 1;
+    let mut free: Option<Availability> = None;
+    let mut reserved = stock.reserved_total();
+    let mut events = Vec::new();
+    for first in stock.waitlist(MAX_SERVED_PER_DECISION) {
+        let left = |reason| {
+            Event::WaitlistLeft(WaitlistLeft {
+                customer: first.customer.clone(),
+                number: first.number,
+                reason,
+                at: now,
+            })
+        };
+        // One place per customer, so what this decision served counts for no one here.
+        if within_limit(stock, Some(&first.customer), first.qty, now).is_err() {
+            events.push(left(LeftReason::PurchaseLimit));
+            continue;
+        }
+        // Engine ids never collide; a hand-made one that does cannot be served.
+        if stock.reservation(&first.hold_id).is_some() {
+            events.push(left(LeftReason::Left));
+            continue;
+        }
+        let parts = if one_location {
+            // Read once: both cost a step per lapsed hold.
+            let free = match &mut free {
+                Some(free) => free,
+                None if !stock.shortfall(now).is_zero() => break,
+                None => free.insert(stock.available(now)),
+            };
+            match *free {
+                Availability::Unlimited => {}
+                Availability::Limited(units) if units >= first.qty => {
+                    *free = Availability::Limited(units.saturating_sub(first.qty));
+                }
+                Availability::Limited(_) => break,
+            }
+            Vec::new()
+        } else {
+            if events.iter().any(|e| matches!(e, Event::StockReserved(_))) {
+                break;
+            }
+            match take(stock, &Placement::default(), first.qty, now) {
+                Ok(parts) => parts,
+                Err(_) => break,
+            }
+        };
+        reserved = reserved.checked_add(first.qty)?;
+        events.push(Event::StockReserved(StockReserved {
+            reservation_id: first.hold_id,
+            order_id: None,
+            lines: Vec::new(),
+            qty: first.qty,
+            parts,
+            channel: first.channel,
+            at: now,
+            expires_at,
+            customer: Some(first.customer),
+            waitlist: Some(first.number),
+        }));
+    }
+    if events.is_empty() {
+        return Err(Rejection::NothingToServe);
+    }
+    Ok(events)
 }

@@ -230,10 +230,10 @@ struct Tally {
     last_event_at: Timestamp,
     #[serde(default)]
     rules: Rules,
-    /// Shared with the layer's copy until a staged event changes it: the layer copies the
-    /// figures once per batch, and most batches leave the waitlist alone.
+    /// The waitlist's figures; its places are kept with the holds (`Holds::places`), in
+    /// the same applied/staged split, so a batch never copies the line.
     #[serde(default)]
-    waitlist: Arc<Waitlist>,
+    waitlist: WaitlistTally,
 }
 
 /// A SKU's fair-selling rules (see `FairSellingSet`).
@@ -257,15 +257,38 @@ impl Default for Rules {
 /// Most places a SKU's waitlist may have at once: they live in its state.
 pub const MAX_WAITERS: usize = 100_000;
 
-/// The waitlist: places by number, first in first served, and each waiting customer's
-/// place. Invariants: `by_customer` indexes exactly `places`; every number is below
-/// `next`; `units` is the sum of the places' quantities.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Waitlist {
-    places: BTreeMap<u64, Waiter>,
-    by_customer: HashMap<CustomerId, u64>,
+/// The waitlist's figures. Invariants: `len` places are open, waiting for `units` in
+/// all, and every open place's number is below `next`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct WaitlistTally {
     next: u64,
+    len: u64,
     units: Quantity,
+}
+
+/// Waitlist places by number (first in, first served) and each waiting customer's place.
+/// Invariant: `by_customer` indexes exactly `by_number`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Places {
+    by_number: BTreeMap<u64, Waiter>,
+    by_customer: HashMap<CustomerId, u64>,
+}
+
+impl Places {
+    fn is_empty(&self) -> bool {
+        self.by_number.is_empty()
+    }
+
+    fn insert(&mut self, number: u64, waiter: Waiter) {
+        self.by_customer.insert(waiter.customer.clone(), number);
+        self.by_number.insert(number, waiter);
+    }
+
+    fn remove(&mut self, number: u64) -> Option<Waiter> {
+        let waiter = self.by_number.remove(&number)?;
+        self.by_customer.remove(&waiter.customer);
+        Some(waiter)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,6 +395,9 @@ struct Holds {
     /// buyers, never the SKU's history.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     idle: BTreeSet<(Timestamp, CustomerId)>,
+    /// The waitlist's open places. In the layer: the places staged joins opened.
+    #[serde(default, skip_serializing_if = "Places::is_empty")]
+    places: Places,
 }
 
 /// A split hold's parts: (site index, units), two or more, summing to the hold's quantity.
@@ -445,6 +471,12 @@ struct Layer {
     /// How many staged events name each hold: once none does, the applied record of the
     /// hold is what the speculative side shows.
     pending: HashMap<ReservationId, u32>,
+    /// Applied waitlist places that staged events ended (served, left or dropped).
+    ended: HashSet<u64>,
+    /// Every applied place numbered below this is ended: the line is served from its
+    /// front, so finding the first open place skips this prefix in one step instead of
+    /// walking every place a batch served.
+    ended_below: u64,
     events: usize,
 }
 
@@ -462,6 +494,14 @@ trait HoldStore {
     fn set_account(&mut self, customer: CustomerId, account: Account);
     /// Drops the accounts that hold nothing and whose last sale is at or before `since`.
     fn prune_accounts(&mut self, _since: Timestamp) {}
+    /// The first open waitlist place.
+    fn first_place(&self) -> Option<(u64, Waiter)>;
+    /// Waitlist place `number`, if open.
+    fn place(&self, number: u64) -> Option<Waiter>;
+    /// `customer`'s open place, if any.
+    fn place_of(&self, customer: &CustomerId) -> Option<u64>;
+    fn open_place(&mut self, number: u64, waiter: Waiter);
+    fn close_place(&mut self, number: u64);
     /// Starts keeping the line index (the SKU takes backorders now); a no-op where it is
     /// kept already or cannot be (the layer's base, the ledger).
     fn index_line(&mut self) {}
@@ -492,6 +532,24 @@ impl HoldStore for Holds {
     fn set_account(&mut self, customer: CustomerId, account: Account) {
         self.put_account(customer, account);
     }
+    fn first_place(&self) -> Option<(u64, Waiter)> {
+        self.places
+            .by_number
+            .first_key_value()
+            .map(|(n, w)| (*n, w.clone()))
+    }
+    fn place(&self, number: u64) -> Option<Waiter> {
+        self.places.by_number.get(&number).cloned()
+    }
+    fn place_of(&self, customer: &CustomerId) -> Option<u64> {
+        self.places.by_customer.get(customer).copied()
+    }
+    fn open_place(&mut self, number: u64, waiter: Waiter) {
+        self.places.insert(number, waiter);
+    }
+    fn close_place(&mut self, number: u64) {
+        self.places.remove(number);
+    }
     fn prune_accounts(&mut self, since: Timestamp) {
         // Runs after every event: looks at the first entry without copying it.
         while self.idle.first().is_some_and(|(at, _)| *at <= since) {
@@ -512,29 +570,29 @@ struct LayerHolds<'a> {
     base: &'a Holds,
     added: &'a mut Holds,
     removed: &'a mut HashSet<ReservationId>,
+    ended: &'a mut HashSet<u64>,
+    ended_below: &'a mut u64,
+}
+
+impl LayerHolds<'_> {
+    fn view(&self) -> HoldsView<'_> {
+        HoldsView {
+            base: self.base,
+            layer: Some((self.added, self.removed)),
+            ended: Some((self.ended, *self.ended_below)),
+        }
+    }
 }
 
 impl HoldStore for LayerHolds<'_> {
     fn hold(&self, id: &ReservationId) -> Option<Hold> {
-        HoldsView {
-            base: self.base,
-            layer: Some((self.added, self.removed)),
-        }
-        .get(id)
+        self.view().get(id)
     }
     fn split(&self, id: &ReservationId) -> Option<Split> {
-        HoldsView {
-            base: self.base,
-            layer: Some((self.added, self.removed)),
-        }
-        .split(id)
-        .cloned()
+        self.view().split(id).cloned()
     }
     fn tags(&self, id: &ReservationId) -> Tags {
-        let view = HoldsView {
-            base: self.base,
-            layer: Some((self.added, self.removed)),
-        };
+        let view = self.view();
         Tags {
             order: view.order(id).cloned(),
             customer: view.customer(id).cloned(),
@@ -544,16 +602,35 @@ impl HoldStore for LayerHolds<'_> {
         self.added.insert(id, hold, tags, split);
     }
     fn account(&self, customer: &CustomerId) -> Option<Account> {
-        HoldsView {
-            base: self.base,
-            layer: Some((self.added, self.removed)),
-        }
-        .account(customer)
-        .cloned()
+        self.view().account(customer).cloned()
     }
     fn set_account(&mut self, customer: CustomerId, account: Account) {
         // Absolute, not a delta: it stays right as the staged events before it land.
         self.added.accounts.insert(customer, account);
+    }
+    fn first_place(&self) -> Option<(u64, Waiter)> {
+        self.view().first_place().map(|(n, w)| (n, w.clone()))
+    }
+    fn place(&self, number: u64) -> Option<Waiter> {
+        self.view().place(number).cloned()
+    }
+    fn place_of(&self, customer: &CustomerId) -> Option<u64> {
+        self.view().place_of(customer)
+    }
+    fn open_place(&mut self, number: u64, waiter: Waiter) {
+        self.added.places.insert(number, waiter);
+    }
+    fn close_place(&mut self, number: u64) {
+        if self.added.places.remove(number).is_none() {
+            self.ended.insert(number);
+            // Amortised: the prefix only moves forward over places already ended.
+            for (n, _) in self.base.places.by_number.range(*self.ended_below..) {
+                if !self.ended.contains(n) {
+                    break;
+                }
+                *self.ended_below = n.saturating_add(1);
+            }
+        }
     }
     fn remove(&mut self, id: &ReservationId) {
         if !self.added.remove(id) {
@@ -567,6 +644,8 @@ impl HoldStore for LayerHolds<'_> {
 struct HoldsView<'a> {
     base: &'a Holds,
     layer: Option<(&'a Holds, &'a HashSet<ReservationId>)>,
+    /// Applied waitlist places the layer ended, and the prefix of them all ended.
+    ended: Option<(&'a HashSet<u64>, u64)>,
 }
 
 impl<'a> HoldsView<'a> {
@@ -625,6 +704,59 @@ impl<'a> HoldsView<'a> {
             return Some(staged);
         }
         self.base.accounts.get(customer)
+    }
+
+    fn is_ended(&self, number: u64) -> bool {
+        self.ended
+            .is_some_and(|(e, below)| number < below || e.contains(&number))
+    }
+
+    /// The open places, first in line first: the applied ones the layer did not end,
+    /// and the layer's (whose numbers are all later).
+    fn places(self) -> impl Iterator<Item = (u64, &'a Waiter)> + 'a {
+        let below = self.ended.map_or(0, |(_, below)| below);
+        let applied = self
+            .base
+            .places
+            .by_number
+            .range(below..)
+            .filter(move |(n, _)| !self.is_ended(**n));
+        let staged = self
+            .layer
+            .into_iter()
+            .flat_map(|(added, _)| added.places.by_number.iter());
+        applied.chain(staged).map(|(n, w)| (*n, w))
+    }
+
+    fn first_place(self) -> Option<(u64, &'a Waiter)> {
+        self.places().next()
+    }
+
+    fn place(&self, number: u64) -> Option<&'a Waiter> {
+        if let Some((added, _)) = self.layer
+            && let Some(w) = added.places.by_number.get(&number)
+        {
+            return Some(w);
+        }
+        self.base
+            .places
+            .by_number
+            .get(&number)
+            .filter(|_| !self.is_ended(number))
+    }
+
+    fn place_of(&self, customer: &CustomerId) -> Option<u64> {
+        if let Some((added, _)) = self.layer
+            && let Some(n) = added.places.by_customer.get(customer)
+        {
+            return Some(*n);
+        }
+        self.base
+            .places
+            .by_customer
+            .get(customer)
+            .copied()
+            .filter(|n| !self.is_ended(*n))
     }
 
     fn len(&self) -> usize {
@@ -1113,7 +1245,7 @@ impl Stock {
                 next_seq: 0,
                 last_event_at: at,
                 rules: Rules::default(),
-                waitlist: Arc::default(),
+                waitlist: WaitlistTally::default(),
             },
             holds: Holds::default(),
             staged: None,
@@ -1128,6 +1260,7 @@ impl Stock {
             holds: HoldsView {
                 base: &self.holds,
                 layer: None,
+                ended: None,
             },
         }
     }
@@ -1141,6 +1274,7 @@ impl Stock {
                 holds: HoldsView {
                     base: &self.holds,
                     layer: Some((&layer.added, &layer.removed)),
+                    ended: Some((&layer.ended, layer.ended_below)),
                 },
             },
         }
@@ -1161,6 +1295,8 @@ impl Stock {
                 },
                 removed: HashSet::new(),
                 pending: HashMap::new(),
+                ended: HashSet::new(),
+                ended_below: 0,
                 events: 0,
             })
         });
@@ -1168,6 +1304,8 @@ impl Stock {
             base: &self.holds,
             added: &mut layer.added,
             removed: &mut layer.removed,
+            ended: &mut layer.ended,
+            ended_below: &mut layer.ended_below,
         };
         let staged = apply_to(&mut layer.tally, &mut holds, event);
         if staged.is_ok() {
@@ -1186,6 +1324,25 @@ impl Stock {
         let Some(layer) = &mut self.staged else {
             return Ok(Landed::Kept);
         };
+        // Waitlist places: a landed join is applied now, so the layer drops its copy (or,
+        // if a staged event already ended the place, hides the applied one); a landed end
+        // is applied now, so the layer no longer needs to hide it.
+        match event {
+            // The guard does the work: it drops the layer's copy of the joined place.
+            Event::WaitlistJoined(e) if layer.added.places.remove(e.number).is_none() => {
+                layer.ended.insert(e.number);
+            }
+            Event::WaitlistLeft(e) => {
+                layer.ended.remove(&e.number);
+            }
+            Event::StockReserved(StockReserved {
+                waitlist: Some(number),
+                ..
+            }) => {
+                layer.ended.remove(number);
+            }
+            _ => {}
+        }
         // The hold it names, if any: once no staged event names it any more, the layer
         // has nothing to say about it; while one does, the layer shows that event's
         // outcome, so it removes the applied record if there is one (the layer removes
@@ -1215,6 +1372,8 @@ impl Stock {
         let consistent = !settled
             || (layer.added.live.is_empty()
                 && layer.removed.is_empty()
+                && layer.added.places.is_empty()
+                && layer.ended.is_empty()
                 && layer.tally == self.tally);
         if fits && settled && consistent {
             self.staged = None;
@@ -1329,17 +1488,22 @@ fn validate_fair_selling(tally: &Tally, holds: &Holds) -> Result<(), String> {
     {
         return Err("customer accounts do not match the live holds".into());
     }
-    let list = &tally.waitlist;
-    let units: u128 = list.places.values().map(|w| u128::from(w.qty.get())).sum();
-    if list.by_customer.len() != list.places.len()
-        || list
+    let (list, places) = (&tally.waitlist, &holds.places);
+    let units: u128 = places
+        .by_number
+        .values()
+        .map(|w| u128::from(w.qty.get()))
+        .sum();
+    if places.by_customer.len() != places.by_number.len()
+        || places
             .by_customer
             .iter()
-            .any(|(c, n)| list.places.get(n).is_none_or(|w| w.customer != *c))
-        || list
-            .places
+            .any(|(c, n)| places.by_number.get(n).is_none_or(|w| w.customer != *c))
+        || places
+            .by_number
             .last_key_value()
             .is_some_and(|(n, _)| *n >= list.next)
+        || u64::try_from(places.by_number.len()).ok() != Some(list.len)
         || units != u128::from(list.units.get())
         || tally.rules.hold_ms == 0
     {
@@ -1676,7 +1840,7 @@ impl Tally {
                     per_customer,
                     window_secs: self.rules.window_ms / 1000,
                 }),
-            waitlist: u64::try_from(self.waitlist.places.len()).unwrap_or(u64::MAX),
+            waitlist: self.waitlist.len,
             waitlist_units: self.waitlist.units,
         }
     }
@@ -1722,7 +1886,7 @@ fn apply_to(
     let booking = booking(tally, holds, event)?;
     let served = match event {
         Event::StockReserved(e) => match e.waitlist {
-            Some(number) => Some(serving(tally, e, number)?),
+            Some(number) => Some(serving(holds, e, number)?),
             None => None,
         },
         _ => None,
@@ -1788,34 +1952,30 @@ fn apply_to(
         }
         Event::FairSellingSet(e) => apply_rules(tally, e)?,
         Event::WaitlistJoined(e) => {
-            let list = &tally.waitlist;
-            if e.number != list.next
-                || list.by_customer.contains_key(&e.customer)
-                || e.qty.is_zero()
-            {
+            let list = tally.waitlist;
+            if e.number != list.next || holds.place_of(&e.customer).is_some() || e.qty.is_zero() {
                 return Err(Inconsistency::Waitlist(format!(
                     "place {} for {} does not follow the line (next {})",
                     e.number, e.customer, list.next
                 )));
             }
             let units = list.units.checked_add(e.qty)?;
-            let list = Arc::make_mut(&mut tally.waitlist);
-            list.places.insert(
-                e.number,
-                Waiter {
-                    customer: e.customer.clone(),
-                    qty: e.qty,
-                    channel: e.channel.clone(),
-                    joined_at: e.at,
-                    hold_id: e.hold_id,
-                },
-            );
-            list.by_customer.insert(e.customer.clone(), e.number);
-            list.next = e.number.saturating_add(1);
-            list.units = units;
+            let waiter = Waiter {
+                customer: e.customer.clone(),
+                qty: e.qty,
+                channel: e.channel.clone(),
+                joined_at: e.at,
+                hold_id: e.hold_id,
+            };
+            holds.open_place(e.number, waiter);
+            tally.waitlist = WaitlistTally {
+                next: e.number.saturating_add(1),
+                len: list.len.saturating_add(1),
+                units,
+            };
         }
         Event::WaitlistLeft(e) => {
-            let qty = match tally.waitlist.places.get(&e.number) {
+            let qty = match holds.place(e.number) {
                 Some(w) if w.customer == e.customer => w.qty,
                 _ => {
                     return Err(Inconsistency::Waitlist(format!(
@@ -1824,11 +1984,11 @@ fn apply_to(
                     )));
                 }
             };
-            leave(tally, e.number, qty);
+            leave(tally, holds, e.number, qty);
         }
     }
     if let Some((number, qty)) = served {
-        leave(tally, number, qty);
+        leave(tally, holds, number, qty);
     }
     if let Some((customer, account)) = booking {
         holds.set_account(customer, account);
@@ -1840,23 +2000,22 @@ fn apply_to(
 }
 
 /// Takes place `number` (of `qty` units) off the waitlist.
-fn leave(tally: &mut Tally, number: u64, qty: Quantity) {
-    let list = Arc::make_mut(&mut tally.waitlist);
-    if let Some(w) = list.places.remove(&number) {
-        list.by_customer.remove(&w.customer);
-    }
+fn leave(tally: &mut Tally, holds: &mut impl HoldStore, number: u64, qty: Quantity) {
+    holds.close_place(number);
+    let list = &mut tally.waitlist;
+    list.len = list.len.saturating_sub(1);
     list.units = list.units.saturating_sub(qty);
 }
 
 /// Checks that hold `e` serves the first place in line, `number`, as it asked.
 fn serving(
-    tally: &Tally,
+    holds: &impl HoldStore,
     e: &StockReserved,
     number: u64,
 ) -> Result<(u64, Quantity), Inconsistency> {
-    match tally.waitlist.places.first_key_value() {
+    match holds.first_place() {
         Some((first, w))
-            if *first == number
+            if first == number
                 && Some(&w.customer) == e.customer.as_ref()
                 && w.qty == e.qty
                 && w.hold_id == e.reservation_id =>
@@ -2659,13 +2818,13 @@ impl<'a> StockRef<'a> {
     /// Places on the waitlist, and the units they wait for.
     pub fn waitlist_len(self) -> (usize, Quantity) {
         let list = &self.tally.waitlist;
-        (list.places.len(), list.units)
+        (usize::try_from(list.len).unwrap_or(usize::MAX), list.units)
     }
 
     /// The place first in line.
     pub fn waitlist_first(self) -> Option<WaitlistPlace> {
-        let (number, w) = self.tally.waitlist.places.first_key_value()?;
-        Some(place_view(*number, w, 1, Quantity::ZERO))
+        let (number, w) = self.holds.first_place()?;
+        Some(place_view(number, w, 1, Quantity::ZERO))
     }
 
     /// The number the next place to join gets.
@@ -2676,27 +2835,23 @@ impl<'a> StockRef<'a> {
     /// `customer`'s place on the waitlist. Counting the places ahead walks them: a read for
     /// one waiter, never on the decision path.
     pub fn waitlist_place(self, customer: &CustomerId) -> Option<WaitlistPlace> {
-        let list = &self.tally.waitlist;
-        let number = *list.by_customer.get(customer)?;
-        let waiter = list.places.get(&number)?;
-        let ahead = list.places.range(..number);
-        let position = u64::try_from(ahead.clone().count()).unwrap_or(u64::MAX);
-        let units = bounded_sum(ahead.map(|(_, w)| w.qty));
-        Some(place_view(
-            number,
-            waiter,
-            position.saturating_add(1),
-            units,
-        ))
+        let number = self.holds.place_of(customer)?;
+        let waiter = self.holds.place(number)?;
+        let (mut position, mut units) = (1u64, Quantity::ZERO);
+        for (_, w) in self.holds.places().take_while(|(n, _)| *n < number) {
+            position = position.saturating_add(1);
+            units = units.saturating_add(w.qty);
+        }
+        Some(place_view(number, waiter, position, units))
     }
 
     /// Up to `max` places, first in line first.
     pub fn waitlist(self, max: usize) -> Vec<WaitlistPlace> {
         let mut ahead = Quantity::ZERO;
         let mut places = Vec::new();
-        for (i, (number, w)) in self.tally.waitlist.places.iter().take(max).enumerate() {
+        for (i, (number, w)) in self.holds.places().take(max).enumerate() {
             let position = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
-            places.push(place_view(*number, w, position, ahead));
+            places.push(place_view(number, w, position, ahead));
             ahead = ahead.saturating_add(w.qty);
         }
         places
@@ -3508,6 +3663,7 @@ struct LedgerStock {
     /// locations where they were.
     lapses: Lapses,
     live: usize,
+    places: Places,
 }
 
 type Lapses = BTreeMap<(Timestamp, Timestamp, u32), (u128, usize)>;
@@ -3517,6 +3673,8 @@ struct LedgerHolds<'a> {
     ended: Option<(Hold, Option<Split>)>,
     lapses: &'a mut Lapses,
     live: &'a mut usize,
+    /// The waitlist's places, kept in full: a served hold is checked against the line.
+    places: &'a mut Places,
 }
 
 impl HoldStore for LedgerHolds<'_> {
@@ -3534,6 +3692,24 @@ impl HoldStore for LedgerHolds<'_> {
         None
     }
     fn set_account(&mut self, _customer: CustomerId, _account: Account) {}
+    fn first_place(&self) -> Option<(u64, Waiter)> {
+        self.places
+            .by_number
+            .first_key_value()
+            .map(|(n, w)| (*n, w.clone()))
+    }
+    fn place(&self, number: u64) -> Option<Waiter> {
+        self.places.by_number.get(&number).cloned()
+    }
+    fn place_of(&self, customer: &CustomerId) -> Option<u64> {
+        self.places.by_customer.get(customer).copied()
+    }
+    fn open_place(&mut self, number: u64, waiter: Waiter) {
+        self.places.insert(number, waiter);
+    }
+    fn close_place(&mut self, number: u64) {
+        self.places.remove(number);
+    }
     fn insert(&mut self, _id: ReservationId, hold: Hold, _tags: Tags, split: Option<Split>) {
         for (site, qty) in parts_iter(&hold, split.as_ref()) {
             let slot = self
@@ -3579,6 +3755,7 @@ impl Ledger {
                     tally,
                     lapses: BTreeMap::new(),
                     live: 0,
+                    places: Places::default(),
                 });
                 Ok(())
             }
@@ -3610,6 +3787,7 @@ impl Ledger {
                     ended,
                     lapses: &mut stock.lapses,
                     live: &mut stock.live,
+                    places: &mut stock.places,
                 };
                 apply_to(&mut stock.tally, &mut holds, other)
             }

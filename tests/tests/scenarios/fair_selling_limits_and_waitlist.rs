@@ -274,3 +274,58 @@ async fn the_waitlist_is_served_first_in_first_out_through_expiry_storms() {
     assert_eq!(report.expired, 75, "50 carts and 25 waitlist holds lapsed");
     inventory.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_that_lapse_while_the_engine_is_down_go_to_the_line_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(START));
+    let inventory = open_with_clock(dir.path(), &clock).await;
+    let drop = register(&inventory, "DROP-LAMP", 3).await;
+    for i in 0..3 {
+        inventory
+            .reserve(
+                &drop,
+                Quantity::new(1),
+                as_customer(&format!("cart-{i}"), Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+    }
+    let mut promised = Vec::new();
+    for i in 0..4 {
+        let joined = inventory
+            .join_waitlist(
+                &drop,
+                customer(&format!("fan-{i}")),
+                Quantity::new(1),
+                &Origin::default(),
+            )
+            .await
+            .unwrap();
+        promised.push(joined.place.hold_id);
+    }
+    inventory.shutdown().await;
+
+    // The carts lapse while nothing runs; the line is served when the SKU wakes.
+    clock.advance(Duration::from_secs(90));
+    let inventory = open_with_clock(dir.path(), &clock).await;
+    served_until(&inventory, &drop, 1).await;
+    let served: Vec<ReservationId> = events(&inventory)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::StockReserved(r) if r.waitlist.is_some() => Some(r.reservation_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(served, promised[..3]);
+    let place = inventory
+        .fair_selling(&drop, Some(&customer("fan-3")), 0)
+        .await
+        .unwrap()
+        .place
+        .unwrap();
+    assert_eq!(place.position, 1);
+    checked_log(&inventory.store()).await;
+    inventory.shutdown().await;
+}

@@ -530,6 +530,15 @@ mod random {
             }
             prop_assert_eq!(ledger.view(at), Some(stock.view(at)));
             prop_assert_eq!(pipelined.speculative().unwrap().view(at), stock.view(at));
+            // The line as the staged side shows it (its places split between the applied
+            // side and the layer) is the writer's.
+            prop_assert_eq!(
+                pipelined.speculative().unwrap().waitlist(64),
+                stock.waitlist(64)
+            );
+            let listed: Vec<u64> = stock.waitlist(64).iter().map(|p| p.number).collect();
+            let modelled: Vec<u64> = model.line.iter().take(64).map(|(n, _, _)| *n).collect();
+            prop_assert_eq!(listed, modelled);
         }
         crate::tests::folds_and_restores(&log, &state)
     }
