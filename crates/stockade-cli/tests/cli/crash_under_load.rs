@@ -17,7 +17,9 @@
 //! - per SKU: reserved = the units of the live holds, on hand = stock − the units sold,
 //!   available = on hand − reserved. An order is whole or absent: a line of an
 //!   unacknowledged order cannot be held alone without showing up in these sums;
-//! - at the end the log, reopened, passes the audit: no oversell, no breach.
+//! - at the end the log, reopened, passes the audit: no oversell, no breach. The scarce
+//!   SKU has a purchase limit and every order names one of a dozen customers, so the
+//!   audit's own count also holds every customer to the limit across the kills.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +37,10 @@ const ADMIN: &str = "crash-admin-token-000001";
 const WEB: &str = "crash-web-token-00000001";
 const KILLS: usize = 22;
 const BUYERS: usize = 8;
+/// Customers the orders are for, and what each may hold and buy of the scarce SKU: 12 × 6
+/// is more than its stock, so both the limit and the stock refuse orders.
+const CUSTOMERS: u64 = 12;
+const PER_CUSTOMER: u64 = 6;
 /// Ample stock on three SKUs, and a scarce one so refusals happen too.
 const SKUS: [(&str, u64); 4] = [
     ("CRASH-A", 100_000),
@@ -103,6 +109,8 @@ struct Model {
     /// Acknowledged reservations by key and body, to retry after a restart.
     acknowledged: Vec<(String, Value, String)>,
     refused: u64,
+    /// Of `refused`, by the scarce SKU's purchase limit.
+    limited: u64,
     /// Changes of live holds acknowledged (extensions, partial commits and releases,
     /// amendments).
     changes: u64,
@@ -223,6 +231,10 @@ fn reserved(model: &mut Model, key: &str, body: &Value, answer: (u16, bool, Valu
             model.acknowledged.push((key.to_owned(), body.clone(), id));
         }
         409 if answer.2["error"] == "insufficient_stock" => model.refused += 1,
+        409 if answer.2["error"] == "purchase_limit" => {
+            model.refused += 1;
+            model.limited += 1;
+        }
         // A retry of an order cut short by the kill: the restart released the lines that
         // had landed before it took the key again. Never an order acknowledged before.
         409 if answer.2["error"] == "already_resolved"
@@ -407,7 +419,10 @@ async fn buyer(
                 .iter()
                 .map(|sku| json!({"sku": sku, "qty": 1 + rng.below(3)}))
                 .collect();
-            let body = json!({"items": items, "ttl_seconds": 3600});
+            // A dozen customers shared by the buyers: one customer's orders race each other
+            // from several tasks, against the scarce SKU's limit.
+            let customer = format!("crash-{}", rng.below(CUSTOMERS));
+            let body = json!({"items": items, "ttl_seconds": 3600, "customer": customer});
             let key = format!("buy-{}", sequence.fetch_add(1, Ordering::AcqRel));
             let answer = send(&http, format!("{url}/api/reservations"), &key, &body).await;
             let mut model = model.lock().unwrap();
@@ -612,6 +627,17 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
             .unwrap();
         assert_eq!(answer.status().as_u16(), 201);
     }
+    let limited = http
+        .put(format!(
+            "{}/api/inventory/products/CRASH-SCARCE/fair-selling",
+            first.base
+        ))
+        .bearer_auth(ADMIN)
+        .json(&json!({"per_customer": PER_CUSTOMER, "window_seconds": 86_400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status().as_u16(), 200);
 
     let model = Arc::new(Mutex::new(Model::default()));
     let (publish, base) = watch::channel(Some(first.base.clone()));
@@ -649,7 +675,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
         let base = server.base.clone();
         // A keyed request waits for the start-up pass that releases those orders (this
         // one is refused for want of stock, so it changes nothing).
-        let probe = json!({"items": [{"sku": "CRASH-SCARCE", "qty": 1_000_000}]});
+        let probe = json!({"items": [{"sku": "CRASH-A", "qty": 1_000_000}]});
         let (status, _, answer) = send(
             &http,
             format!("{base}/api/reservations"),
@@ -814,9 +840,10 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let model = model.lock().unwrap();
     let held = model.reservations.len() as u64;
     eprintln!(
-        "crash test: {KILLS} SIGKILLs, {held} reservations acknowledged ({} refused), {} changes of live holds, {retried} lost answers retried, {replays_checked} replays checked, {orphaned} units held by unacknowledged requests before their retry, {cut_short} orders cut short by a kill and released at the restart ({} of them retried), {} events in the log",
-        model.refused, model.changes, model.cut_short, report.events
+        "crash test: {KILLS} SIGKILLs, {held} reservations acknowledged ({} refused, {} of them by the purchase limit), {} changes of live holds, {retried} lost answers retried, {replays_checked} replays checked, {orphaned} units held by unacknowledged requests before their retry, {cut_short} orders cut short by a kill and released at the restart ({} of them retried), {} events in the log",
+        model.refused, model.limited, model.changes, model.cut_short, report.events
     );
+    assert!(model.limited > 0, "no order met the purchase limit");
     assert!(
         model.changes > 100,
         "too few changes of live holds: {}",
