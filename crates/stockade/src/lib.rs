@@ -65,11 +65,12 @@ pub use stockade_store as store;
 pub use stockade_esdb::{EsdbConfig, EsdbStore};
 
 pub use stockade_domain::{
-    Channel, OrderId, PoolConfig, Principal, Quantity, Rejection, ReservationId, Resolution, Sku,
-    StockChange, StockView, Timestamp,
+    Channel, CustomerId, OrderId, PoolConfig, Principal, Quantity, Rejection, ReservationId,
+    Resolution, Sku, StockChange, StockView, Timestamp, WaitlistPlace,
 };
 pub use stockade_engine::{
-    Adjusted, Adjustment, Clock, EngineConfig, Error, Inventory, InventoryConfig, Line, LineStatus,
-    ManualClock, Origin, Registration, Reservation, ReservationStatus, ReserveOptions, Resolved,
-    StockLevel, StoreConfig, SystemClock,
+    Adjusted, Adjustment, Clock, EngineConfig, Error, FairSelling, FairSellingView, Inventory,
+    InventoryConfig, Line, LineStatus, ManualClock, Origin, Registration, Reservation,
+    ReservationStatus, ReserveOptions, Resolved, StockLevel, StoreConfig, SystemClock,
+    WaitlistChange,
 };
