@@ -236,8 +236,9 @@ async fn limits_and_the_waitlist_over_http_sse_and_mcp() {
     assert_eq!(held.status, 200, "{}", held.text);
     assert_eq!(held.body["status"], "held", "{}", held.text);
     // The assistant's next result names the hold.
+    // Within PATIENCE: the hold's notice reaches the session once the projector has it.
     let mut told = None;
-    for _ in 0..50 {
+    for _ in 0..200 {
         let next = assistant
             .call("inventory.getStock", json!({"sku": "DROP"}))
             .await;
