@@ -976,7 +976,7 @@ fn serve_waitlist(stock: StockRef<'_>, now: Timestamp) -> Result<Vec<Event>, Rej
     let mut free: Option<Availability> = None;
     let mut reserved = stock.reserved_total();
     let mut events = Vec::new();
-    for first in stock.waitlist(MAX_SERVED_PER_DECISION) {
+    for first in stock.line().take(MAX_SERVED_PER_DECISION) {
         let left = |reason| {
             Event::WaitlistLeft(WaitlistLeft {
                 customer: first.customer.clone(),

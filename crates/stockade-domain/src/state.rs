@@ -289,6 +289,15 @@ impl Places {
         self.by_customer.remove(&waiter.customer);
         Some(waiter)
     }
+    fn first(&self) -> Option<(u64, Waiter)> {
+        self.by_number
+            .first_key_value()
+            .map(|(n, w)| (*n, w.clone()))
+    }
+
+    fn of(&self, customer: &CustomerId) -> Option<u64> {
+        self.by_customer.get(customer).copied()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -533,16 +542,13 @@ impl HoldStore for Holds {
         self.put_account(customer, account);
     }
     fn first_place(&self) -> Option<(u64, Waiter)> {
-        self.places
-            .by_number
-            .first_key_value()
-            .map(|(n, w)| (*n, w.clone()))
+        self.places.first()
     }
     fn place(&self, number: u64) -> Option<Waiter> {
         self.places.by_number.get(&number).cloned()
     }
     fn place_of(&self, customer: &CustomerId) -> Option<u64> {
-        self.places.by_customer.get(customer).copied()
+        self.places.of(customer)
     }
     fn open_place(&mut self, number: u64, waiter: Waiter) {
         self.places.insert(number, waiter);
@@ -714,17 +720,22 @@ impl<'a> HoldsView<'a> {
     /// The open places, first in line first: the applied ones the layer did not end,
     /// and the layer's (whose numbers are all later).
     fn places(self) -> impl Iterator<Item = (u64, &'a Waiter)> + 'a {
+        self.places_from(0)
+    }
+
+    /// The open places numbered `from` or later, first in line first.
+    fn places_from(self, from: u64) -> impl Iterator<Item = (u64, &'a Waiter)> + 'a {
         let below = self.ended.map_or(0, |(_, below)| below);
         let applied = self
             .base
             .places
             .by_number
-            .range(below..)
+            .range(below.max(from)..)
             .filter(move |(n, _)| !self.is_ended(**n));
         let staged = self
             .layer
             .into_iter()
-            .flat_map(|(added, _)| added.places.by_number.iter());
+            .flat_map(move |(added, _)| added.places.by_number.range(from..));
         applied.chain(staged).map(|(n, w)| (*n, w))
     }
 
@@ -2821,40 +2832,60 @@ impl<'a> StockRef<'a> {
         (usize::try_from(list.len).unwrap_or(usize::MAX), list.units)
     }
 
-    /// The place first in line.
-    pub fn waitlist_first(self) -> Option<WaitlistPlace> {
-        let (number, w) = self.holds.first_place()?;
-        Some(place_view(number, w, 1, Quantity::ZERO))
-    }
-
     /// The number the next place to join gets.
     pub fn waitlist_next(self) -> u64 {
         self.tally.waitlist.next
     }
 
-    /// `customer`'s place on the waitlist. Counting the places ahead walks them: a read for
-    /// one waiter, never on the decision path.
+    /// `customer`'s place on the waitlist. Its position is counted from the nearer end of
+    /// the line (by place numbers, which only grow): a place that just joined, as every
+    /// join's answer asks, costs the few places behind it, not the whole line ahead.
     pub fn waitlist_place(self, customer: &CustomerId) -> Option<WaitlistPlace> {
         let number = self.holds.place_of(customer)?;
         let waiter = self.holds.place(number)?;
-        let (mut position, mut units) = (1u64, Quantity::ZERO);
-        for (_, w) in self.holds.places().take_while(|(n, _)| *n < number) {
-            position = position.saturating_add(1);
-            units = units.saturating_add(w.qty);
-        }
+        let first = self.holds.first_place().map_or(number, |(n, _)| n);
+        let last = self.tally.waitlist.next.saturating_sub(1);
+        let (position, units) = if number.saturating_sub(first) <= last.saturating_sub(number) {
+            let (mut position, mut units) = (1u64, Quantity::ZERO);
+            for (_, w) in self.holds.places().take_while(|(n, _)| *n < number) {
+                position = position.saturating_add(1);
+                units = units.saturating_add(w.qty);
+            }
+            (position, units)
+        } else {
+            let (mut behind, mut units_behind) = (0u64, Quantity::ZERO);
+            for (_, w) in self.holds.places_from(number.saturating_add(1)) {
+                behind = behind.saturating_add(1);
+                units_behind = units_behind.saturating_add(w.qty);
+            }
+            let list = &self.tally.waitlist;
+            (
+                list.len.saturating_sub(behind),
+                list.units
+                    .saturating_sub(units_behind)
+                    .saturating_sub(waiter.qty),
+            )
+        };
         Some(place_view(number, waiter, position, units))
     }
 
     /// Up to `max` places, first in line first.
     pub fn waitlist(self, max: usize) -> Vec<WaitlistPlace> {
+        self.line().take(max).collect()
+    }
+
+    /// The open places, first in line first, each made as it is reached: a decision that
+    /// stops at the first place it cannot serve pays for no more.
+    pub fn line(self) -> impl Iterator<Item = WaitlistPlace> + 'a {
         let mut ahead = Quantity::ZERO;
-        let mut places = Vec::new();
-        for (i, (number, w)) in self.holds.places().take(max).enumerate() {
-            let position = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
-            places.push(place_view(number, w, position, ahead));
-            ahead = ahead.saturating_add(w.qty);
-        }
-        places
+        self.holds
+            .places()
+            .zip(1u64..)
+            .map(move |((number, w), position)| {
+                let place = place_view(number, w, position, ahead);
+                ahead = ahead.saturating_add(w.qty);
+                place
+            })
     }
 
     /// Reservations not yet resolved (lapsed ones included until their expiry is written).
@@ -3693,16 +3724,13 @@ impl HoldStore for LedgerHolds<'_> {
     }
     fn set_account(&mut self, _customer: CustomerId, _account: Account) {}
     fn first_place(&self) -> Option<(u64, Waiter)> {
-        self.places
-            .by_number
-            .first_key_value()
-            .map(|(n, w)| (*n, w.clone()))
+        self.places.first()
     }
     fn place(&self, number: u64) -> Option<Waiter> {
         self.places.by_number.get(&number).cloned()
     }
     fn place_of(&self, customer: &CustomerId) -> Option<u64> {
-        self.places.by_customer.get(customer).copied()
+        self.places.of(customer)
     }
     fn open_place(&mut self, number: u64, waiter: Waiter) {
         self.places.insert(number, waiter);

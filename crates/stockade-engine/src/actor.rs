@@ -631,9 +631,10 @@ impl SkuActor {
 
     /// Gives freed stock to the waitlist, first in first out, before anything else is
     /// decided: after every decision (a release, an expiry, a count, a receipt may have
-    /// freed units), on load, and after a re-read. Each place served is its own decision
-    /// in the same pipeline, so a waiter's hold is durable before its notice goes out.
-    /// Loops rather than recursing: an expiry storm may serve thousands in a row.
+    /// freed units), on load, and after a re-read. Each serving is a decision in the same
+    /// pipeline (up to `MAX_SERVED_PER_DECISION` places), so a waiter's hold is durable
+    /// before its notice goes out. Loops rather than recursing: an expiry storm may serve
+    /// thousands in a row.
     fn serve_waitlist(&mut self) {
         if self.serving || self.phase != Phase::Ready || self.overdue {
             return;

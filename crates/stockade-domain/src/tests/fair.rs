@@ -341,9 +341,7 @@ mod random {
             }
             Op::Commit(n) => commit(u128::from(n) + 1),
             Op::Release(n) => release(u128::from(n) + 1),
-            Op::Expire(n) => Command::Expire(Expire {
-                reservation_id: id(n),
-            }),
+            Op::Expire(n) => expire(u128::from(n) + 1),
             Op::Sell { id: n, qty: q } => Command::Reduce(crate::command::Reduce {
                 reservation_id: id(n),
                 qty: qty(q),
@@ -539,6 +537,18 @@ mod random {
             let listed: Vec<u64> = stock.waitlist(64).iter().map(|p| p.number).collect();
             let modelled: Vec<u64> = model.line.iter().take(64).map(|(n, _, _)| *n).collect();
             prop_assert_eq!(listed, modelled);
+            // Each waiter's own place, counted from whichever end is nearer, is the line's.
+            let mut ahead = 0u64;
+            for (i, (n, c, q)) in model.line.iter().enumerate() {
+                for side in [stock, pipelined.speculative().unwrap()] {
+                    let place = side.waitlist_place(c).unwrap();
+                    prop_assert_eq!(
+                        (place.number, place.position, place.units_ahead.get()),
+                        (*n, i as u64 + 1, ahead)
+                    );
+                }
+                ahead += q;
+            }
         }
         crate::tests::folds_and_restores(&log, &state)
     }
