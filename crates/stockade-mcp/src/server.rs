@@ -33,7 +33,8 @@ use stockade_wire::request::{
 };
 use stockade_wire::{
     AdjustedOut, ApiError, BackorderLimitOut, ChangedOut, Code, ErrorKind, FairSellingOut, Page,
-    ReceiptOut, ReservationOut, ResolvedOut, StockOut, TransferOut, WaitlistPlaceOut,
+    ReceiptOut, ReservationOut, ResolvedOut, StockOut, TransferOut, WaitlistLeftOut,
+    WaitlistPlaceOut,
 };
 
 use crate::policy::{CacheDirective, Policy};
@@ -386,11 +387,6 @@ impl StockadeMcp {
                 let origin = caller.origin(None, a.envelope.idempotency_key);
                 let inventory = b.inventory.clone();
                 let setting = sku.clone();
-                let rules = stockade_engine::FairSelling {
-                    per_customer: rules.per_customer,
-                    window: rules.window,
-                    waitlist_hold: rules.waitlist_hold,
-                };
                 let version =
                     detached(
                         async move { inventory.set_fair_selling(&setting, rules, &origin).await },
@@ -438,22 +434,9 @@ impl StockadeMcp {
                 let sku = parse_sku(&a.sku, "sku")?;
                 let customer = parse_customer(&a.customer, "customer")?;
                 let view = b.inventory.fair_selling(&sku, Some(&customer), 0).await?;
-                let Some(place) = &view.place else {
-                    return Err(ApiError::new(
-                        ErrorKind::NotFound,
-                        Code::NotWaiting,
-                        format!("customer {customer} is not on {sku}'s waitlist"),
-                    ));
-                };
-                let remaining = view
-                    .purchase_limit
-                    .zip(view.counted)
-                    .map(|((limit, _), counted)| limit.saturating_sub(counted).get());
-                Ok(ToolOutcome::value(WaitlistPlaceOut {
-                    remaining,
-                    version: Some(view.version),
-                    ..WaitlistPlaceOut::new(&sku, place)
-                }))
+                Ok(ToolOutcome::value(WaitlistPlaceOut::of_customer(
+                    &sku, &customer, &view,
+                )?))
             }
             ToolName::LeaveWaitlist => {
                 let a: WaitlistPlaceArgs = parse(tool, args)?;
@@ -468,12 +451,7 @@ impl StockadeMcp {
                         .await?;
                 Ok(ToolOutcome {
                     writes: vec![(sku.clone(), version)],
-                    ..ToolOutcome::value(serde_json::json!({
-                        "sku": sku.to_string(),
-                        "customer": customer.to_string(),
-                        "left": true,
-                        "version": version,
-                    }))
+                    ..ToolOutcome::value(WaitlistLeftOut::new(&sku, &customer, version))
                 })
             }
             ToolName::OrdersCreate => {

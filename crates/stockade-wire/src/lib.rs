@@ -23,15 +23,15 @@ pub mod webhook;
 pub use code::Code;
 pub use error::{ApiError, ErrorKind};
 pub use request::{
-    AdjustRequest, AmendItem, AmendRequest, BackorderLimitRequest, CheckedRules, ComponentIn,
-    ExtendRequest, FairSellingRequest, Item, JoinWaitlistRequest, LocationIn, PartItem, PoolName,
-    ReceiptRequest, ReceiveReceiptRequest, RegisterSkuRequest, ReserveRequest, ResolveRequest,
-    StrategyName, TransferRequest,
+    AdjustRequest, AmendItem, AmendRequest, BackorderLimitRequest, ComponentIn, ExtendRequest,
+    FairSellingRequest, Item, JoinWaitlistRequest, LocationIn, PartItem, PoolName, ReceiptRequest,
+    ReceiveReceiptRequest, RegisterSkuRequest, ReserveRequest, ResolveRequest, StrategyName,
+    TransferRequest,
 };
 pub use response::{
     AdjustedOut, BackorderLimitOut, ChangedOut, ComponentOut, CountOut, DeadLetterOut,
     DeadLetterReplayOut, EndpointReplayOut, FairSellingOut, FilledOut, LineFailureOut, LineOut,
     LineStateOut, LocationOut, NoticeOut, Page, PartOut, PurchaseLimitOut, ReceiptOut,
     ReservationOut, ReservationStatusOut, ResolvedOut, StockOut, StreamMessage, TransferOut,
-    WaitlistPlaceOut,
+    WaitlistLeftOut, WaitlistPlaceOut,
 };

@@ -18,7 +18,7 @@ use stockade_domain::{
     Quantity, ReceiptRef, ReservationId, Sku, StockChange, Timestamp, TransferId,
 };
 use stockade_engine::inventory::MAX_LINES;
-use stockade_engine::{Adjustment, Line, Receipt, Transfer};
+use stockade_engine::{Adjustment, FairSelling, Line, Receipt, Transfer};
 
 use crate::code::Code;
 use crate::error::{ApiError, ErrorKind};
@@ -714,16 +714,9 @@ pub struct FairSellingRequest {
     pub waitlist_hold_seconds: Option<u64>,
 }
 
-/// Fair-selling rules, checked for shape (their ranges are the domain's to judge).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckedRules {
-    pub per_customer: Option<Quantity>,
-    pub window: Duration,
-    pub waitlist_hold: Duration,
-}
-
 impl FairSellingRequest {
-    pub fn validate(&self) -> Result<CheckedRules, ApiError> {
+    /// The rules, checked for shape (their ranges are the domain's to judge).
+    pub fn validate(&self) -> Result<FairSelling, ApiError> {
         let window = match (self.per_customer, self.window_seconds) {
             (Some(_), None) => {
                 return Err(ApiError::invalid(
@@ -745,7 +738,7 @@ impl FairSellingRequest {
                 "a limit of 0 would sell nothing: lift the limit instead",
             ));
         }
-        Ok(CheckedRules {
+        Ok(FairSelling {
             per_customer: self.per_customer.map(Quantity::new),
             window,
             waitlist_hold: self

@@ -147,7 +147,55 @@ pub struct WaitlistPlaceOut {
     pub version: Option<u64>,
 }
 
+/// A customer's place, left: what `DELETE .../waitlist/{customer}` and MCP's
+/// `inventory.leaveWaitlist` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitlistLeftOut {
+    pub sku: String,
+    pub customer: String,
+    pub left: bool,
+    pub version: u64,
+}
+
+impl WaitlistLeftOut {
+    pub fn new(sku: &Sku, customer: &stockade_domain::CustomerId, version: u64) -> Self {
+        Self {
+            sku: sku.to_string(),
+            customer: customer.to_string(),
+            left: true,
+            version,
+        }
+    }
+}
+
 impl WaitlistPlaceOut {
+    /// `customer`'s place as `view` (read for them) shows it, with what they may still
+    /// buy under the limit; 404 `not_waiting` when they have none.
+    pub fn of_customer(
+        sku: &Sku,
+        customer: &stockade_domain::CustomerId,
+        view: &stockade_engine::FairSellingView,
+    ) -> Result<Self, crate::ApiError> {
+        let Some(place) = &view.place else {
+            return Err(crate::ApiError::new(
+                crate::ErrorKind::NotFound,
+                crate::Code::NotWaiting,
+                format!("customer {customer} is not on {sku}'s waitlist"),
+            )
+            .with("sku", sku.to_string())
+            .with("customer", customer.to_string()));
+        };
+        let remaining = view
+            .purchase_limit
+            .zip(view.counted)
+            .map(|((limit, _), counted)| limit.saturating_sub(counted).get());
+        Ok(Self {
+            remaining,
+            version: Some(view.version),
+            ..Self::new(sku, place)
+        })
+    }
+
     pub fn new(sku: &Sku, p: &stockade_domain::WaitlistPlace) -> Self {
         Self {
             sku: sku.to_string(),

@@ -3,10 +3,9 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use stockade_engine::FairSelling;
 use stockade_wire::request::{customer, sku};
 use stockade_wire::{
-    ApiError, Code, ErrorKind, FairSellingOut, FairSellingRequest, JoinWaitlistRequest,
+    ApiError, FairSellingOut, FairSellingRequest, JoinWaitlistRequest, WaitlistLeftOut,
     WaitlistPlaceOut,
 };
 
@@ -34,11 +33,6 @@ pub async fn set(
     check_key(&state, &origin, &format!("fair-selling:{sku}"), &bytes).await?;
     let inventory = state.inventory.clone();
     let setting = sku.clone();
-    let rules = FairSelling {
-        per_customer: rules.per_customer,
-        window: rules.window,
-        waitlist_hold: rules.waitlist_hold,
-    };
     detached(async move { inventory.set_fair_selling(&setting, rules, &origin).await }).await??;
     let view = state.inventory.fair_selling(&sku, None, 0).await?;
     Ok(HttpResponse::Ok().json(FairSellingOut::new(&sku, &view, false)))
@@ -114,25 +108,7 @@ pub async fn place(
         .inventory
         .fair_selling(&sku, Some(&customer), 0)
         .await?;
-    let Some(place) = &view.place else {
-        return Err(ApiError::new(
-            ErrorKind::NotFound,
-            Code::NotWaiting,
-            format!("customer {customer} is not on the waitlist"),
-        )
-        .with("sku", sku.to_string())
-        .with("customer", customer.to_string())
-        .into());
-    };
-    let remaining = view
-        .purchase_limit
-        .zip(view.counted)
-        .map(|((limit, _), counted)| limit.saturating_sub(counted).get());
-    Ok(HttpResponse::Ok().json(WaitlistPlaceOut {
-        remaining,
-        version: Some(view.version),
-        ..WaitlistPlaceOut::new(&sku, place)
-    }))
+    Ok(HttpResponse::Ok().json(WaitlistPlaceOut::of_customer(&sku, &customer, &view)?))
 }
 
 /// `DELETE /api/inventory/products/{sku}/waitlist/{customer}` (channels): the customer
@@ -152,10 +128,5 @@ pub async fn leave(
     let (leaving, who) = (sku.clone(), customer.clone());
     let version =
         detached(async move { inventory.leave_waitlist(&leaving, who, &origin).await }).await??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "sku": sku.to_string(),
-        "customer": customer.to_string(),
-        "left": true,
-        "version": version,
-    })))
+    Ok(HttpResponse::Ok().json(WaitlistLeftOut::new(&sku, &customer, version)))
 }
