@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use stockade_domain::{CustomerId, Event, Quantity, Rejection, ReservationId, Sku, Timestamp};
+use stockade_domain::{
+    CustomerId, Event, Quantity, Rejection, ReservationId, Sku, Timestamp, WaitlistPlace,
+};
 use stockade_engine::{Error, FairSelling, Inventory, ManualClock, Origin, ReserveOptions};
 use stockade_store::{Position, scan_all};
 use stockade_tests::PATIENCE;
@@ -183,6 +185,50 @@ async fn served_until(inventory: &Inventory, sku: &Sku, waiting: usize) {
     }
 }
 
+/// Sells `sku` out to `carts` one-unit holds of a minute, each for a customer of its own.
+async fn sold_to_carts(inventory: &Inventory, sku: &Sku, carts: u64) {
+    for i in 0..carts {
+        inventory
+            .reserve(
+                sku,
+                Quantity::new(1),
+                as_customer(&format!("cart-{i}"), Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Puts `fans` customers on `sku`'s waitlist for `qty` each, in order: their places.
+async fn line_up(inventory: &Inventory, sku: &Sku, fans: u64, qty: u64) -> Vec<WaitlistPlace> {
+    let mut places = Vec::new();
+    for i in 0..fans {
+        let joined = inventory
+            .join_waitlist(
+                sku,
+                customer(&format!("fan-{i}")),
+                Quantity::new(qty),
+                &Origin::default(),
+            )
+            .await
+            .unwrap();
+        places.push(joined.place);
+    }
+    places
+}
+
+/// The waitlist holds in the log, in log order: (place number, hold id, units).
+async fn served(inventory: &Inventory) -> Vec<(u64, ReservationId, Quantity)> {
+    events(inventory)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::StockReserved(r) => r.waitlist.map(|n| (n, r.reservation_id, r.qty)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_waitlist_is_served_first_in_first_out_through_expiry_storms() {
     let dir = tempfile::tempdir().unwrap();
@@ -199,31 +245,13 @@ async fn the_waitlist_is_served_first_in_first_out_through_expiry_storms() {
         .await
         .unwrap();
     // Sold out to 50 carts that will all be abandoned.
-    for i in 0..50 {
-        inventory
-            .reserve(
-                &drop,
-                Quantity::new(1),
-                as_customer(&format!("cart-{i}"), Duration::from_secs(60)),
-            )
-            .await
-            .unwrap();
-    }
+    sold_to_carts(&inventory, &drop, 50).await;
     // 40 customers line up for 2 each: 80 units, more than will be freed at once.
-    let mut promised: Vec<(u64, ReservationId)> = Vec::new();
-    for i in 0..40 {
-        let joined = inventory
-            .join_waitlist(
-                &drop,
-                customer(&format!("fan-{i}")),
-                Quantity::new(2),
-                &Origin::default(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(joined.place.position, i + 1);
-        promised.push((joined.place.number, joined.place.hold_id));
-    }
+    let places = line_up(&inventory, &drop, 40, 2).await;
+    let positions: Vec<u64> = places.iter().map(|p| p.position).collect();
+    assert_eq!(positions, (1..=40).collect::<Vec<u64>>());
+    let promised: Vec<(u64, ReservationId)> =
+        places.iter().map(|p| (p.number, p.hold_id)).collect();
     assert!(matches!(
         rejection(
             inventory
@@ -258,14 +286,7 @@ async fn the_waitlist_is_served_first_in_first_out_through_expiry_storms() {
         .await
         .unwrap();
 
-    let served: Vec<(u64, ReservationId, Quantity)> = events(&inventory)
-        .await
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::StockReserved(r) => r.waitlist.map(|n| (n, r.reservation_id, r.qty)),
-            _ => None,
-        })
-        .collect();
+    let served = served(&inventory).await;
     // Everyone served, in line order, each with the hold id they were promised.
     let got: Vec<(u64, ReservationId)> = served.iter().map(|(n, id, _)| (*n, *id)).collect();
     assert_eq!(got, promised);
@@ -281,42 +302,22 @@ async fn holds_that_lapse_while_the_engine_is_down_go_to_the_line_on_restart() {
     let clock = ManualClock::new(Timestamp::from_millis(START));
     let inventory = open_with_clock(dir.path(), &clock).await;
     let drop = register(&inventory, "DROP-LAMP", 3).await;
-    for i in 0..3 {
-        inventory
-            .reserve(
-                &drop,
-                Quantity::new(1),
-                as_customer(&format!("cart-{i}"), Duration::from_secs(60)),
-            )
-            .await
-            .unwrap();
-    }
-    let mut promised = Vec::new();
-    for i in 0..4 {
-        let joined = inventory
-            .join_waitlist(
-                &drop,
-                customer(&format!("fan-{i}")),
-                Quantity::new(1),
-                &Origin::default(),
-            )
-            .await
-            .unwrap();
-        promised.push(joined.place.hold_id);
-    }
+    sold_to_carts(&inventory, &drop, 3).await;
+    let promised: Vec<ReservationId> = line_up(&inventory, &drop, 4, 1)
+        .await
+        .iter()
+        .map(|p| p.hold_id)
+        .collect();
     inventory.shutdown().await;
 
     // The carts lapse while nothing runs; the line is served when the SKU wakes.
     clock.advance(Duration::from_secs(90));
     let inventory = open_with_clock(dir.path(), &clock).await;
     served_until(&inventory, &drop, 1).await;
-    let served: Vec<ReservationId> = events(&inventory)
+    let served: Vec<ReservationId> = served(&inventory)
         .await
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::StockReserved(r) if r.waitlist.is_some() => Some(r.reservation_id),
-            _ => None,
-        })
+        .iter()
+        .map(|(_, id, _)| *id)
         .collect();
     assert_eq!(served, promised[..3]);
     let place = inventory

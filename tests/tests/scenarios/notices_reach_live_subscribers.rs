@@ -7,24 +7,53 @@ use std::time::Duration;
 
 use stockade_domain::{OrderId, Quantity};
 use stockade_engine::{Inventory, InventoryConfig, Origin, ReserveOptions};
-use stockade_projections::{HubMessage, NoticeHub, Projector, ReadModels, Status};
+use stockade_projections::{HubMessage, HubSubscriber, NoticeHub, Projector, ReadModels, Status};
 use stockade_tests::PATIENCE;
 use stockade_tests::engine::{register, test_engine};
+
+/// An engine on SQLite in a directory, with a projector following its log live and a
+/// hub subscriber; `stop` ends the projector, `running` is its task.
+struct Live {
+    inventory: Inventory,
+    models: ReadModels,
+    subscriber: HubSubscriber,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl Live {
+    async fn start(dir: &std::path::Path) -> Live {
+        let inventory = Inventory::open(InventoryConfig::sqlite(dir).engine(test_engine()))
+            .await
+            .unwrap();
+        let models = ReadModels::open(&dir.join("projections.db")).unwrap();
+        let hub = NoticeHub::new();
+        let subscriber = hub.subscribe(64);
+        let projector = Projector::new(inventory.store(), models.clone(), hub.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(projector.run(async move {
+            let _ = stopped.await;
+        }));
+        Live {
+            inventory,
+            models,
+            subscriber,
+            stop,
+            running,
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_change_reaches_a_live_subscriber_as_one_notice() {
     let dir = tempfile::tempdir().unwrap();
-    let inventory = Inventory::open(InventoryConfig::sqlite(dir.path()).engine(test_engine()))
-        .await
-        .unwrap();
-    let models = ReadModels::open(&dir.path().join("projections.db")).unwrap();
-    let hub = NoticeHub::new();
-    let mut subscriber = hub.subscribe(64);
-    let projector = Projector::new(inventory.store(), models.clone(), hub.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(projector.run(async move {
-        let _ = stopped.await;
-    }));
+    let Live {
+        inventory,
+        models,
+        mut subscriber,
+        stop,
+        running,
+    } = Live::start(dir.path()).await;
 
     let sku = register(&inventory, "LIVE", 4).await;
     let options = ReserveOptions {
@@ -225,17 +254,13 @@ async fn the_watermark_reaches_the_head_on_a_restart_with_nothing_to_project() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filled_backorder_names_its_reservation_and_order() {
     let dir = tempfile::tempdir().unwrap();
-    let inventory = Inventory::open(InventoryConfig::sqlite(dir.path()).engine(test_engine()))
-        .await
-        .unwrap();
-    let models = ReadModels::open(&dir.path().join("projections.db")).unwrap();
-    let hub = NoticeHub::new();
-    let mut subscriber = hub.subscribe(64);
-    let projector = Projector::new(inventory.store(), models.clone(), hub.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(projector.run(async move {
-        let _ = stopped.await;
-    }));
+    let Live {
+        inventory,
+        models: _,
+        mut subscriber,
+        stop,
+        running,
+    } = Live::start(dir.path()).await;
     let origin = Origin::default();
     let sku = register(&inventory, "PRE", 0).await;
     inventory

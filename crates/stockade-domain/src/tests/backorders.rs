@@ -470,7 +470,7 @@ mod random {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::command::{Commit, Expire, Release, Reserve};
+    use crate::command::Reserve;
     use crate::decide::decide;
     use crate::state::{HoldFacts, Ledger};
 
@@ -610,15 +610,9 @@ mod random {
                 ttl: Duration::from_millis(ttl_ms),
                 channel: web(),
             })],
-            Op::Commit(n) => vec![Command::Commit(Commit {
-                reservation_id: id(n),
-            })],
-            Op::Release(n) => vec![Command::Release(Release {
-                reservation_id: id(n),
-            })],
-            Op::Expire(n) => vec![Command::Expire(Expire {
-                reservation_id: id(n),
-            })],
+            Op::Commit(n) => vec![commit(u128::from(n) + 1)],
+            Op::Release(n) => vec![release(u128::from(n) + 1)],
+            Op::Expire(n) => vec![expire(u128::from(n) + 1)],
             Op::Reduce {
                 id: n,
                 qty: q,
@@ -776,7 +770,7 @@ mod random_at_locations {
 
     use super::*;
     use crate::allocation::Placement;
-    use crate::command::{Commit, Expire, Release, Reserve};
+    use crate::command::Reserve;
     use crate::decide::decide;
     use crate::state::{HoldFacts, Ledger};
 
@@ -942,15 +936,9 @@ mod random_at_locations {
                 ttl: Duration::from_millis(ttl_ms),
                 channel: web(),
             })],
-            Op::Commit(n) => vec![Command::Commit(Commit {
-                reservation_id: id(n),
-            })],
-            Op::Release(n) => vec![Command::Release(Release {
-                reservation_id: id(n),
-            })],
-            Op::Expire(n) => vec![Command::Expire(Expire {
-                reservation_id: id(n),
-            })],
+            Op::Commit(n) => vec![commit(u128::from(n) + 1)],
+            Op::Release(n) => vec![release(u128::from(n) + 1)],
+            Op::Expire(n) => vec![expire(u128::from(n) + 1)],
             Op::Shrink { id: n, qty: q } => vec![Command::Reduce(Reduce {
                 reservation_id: id(n),
                 qty: qty(q),
