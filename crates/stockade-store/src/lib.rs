@@ -55,7 +55,7 @@ pub mod files;
 pub mod memory;
 pub mod plan;
 pub mod sqlite;
-mod subscription;
+pub mod subscription;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

@@ -27,7 +27,7 @@ struct Cursor<S: ?Sized> {
 }
 
 /// A subscription to `store` after `after`, woken by `head`, and also every `poll` if set.
-pub(crate) fn catch_up_then_live<S>(
+pub fn catch_up_then_live<S>(
     store: Arc<S>,
     after: Position,
     head: watch::Receiver<Position>,
