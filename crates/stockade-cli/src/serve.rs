@@ -23,6 +23,11 @@ pub struct Serve {
     /// A TOML file of settings (auth tokens, limits, webhooks, ...).
     #[arg(long, env = "STOCKADE_CONFIG")]
     config: Option<PathBuf>,
+    /// The event store: sqlite (the default, in the data directory), postgres (with
+    /// STOCKADE_PG_URL or [store] url; several nodes may share it) or eventstoredb (with
+    /// STOCKADE_ESDB_URL) [default: [store] kind, or STOCKADE_STORE].
+    #[arg(long)]
+    store: Option<String>,
 }
 
 /// What the command reports before it starts serving.
@@ -50,9 +55,36 @@ pub fn load_config(
     Ok(config)
 }
 
+/// `--store`: the flag outranks the file and `STOCKADE_STORE`. A URL not configured for the
+/// chosen kind is taken from its variable (`STOCKADE_PG_URL`, `STOCKADE_ESDB_URL`).
+pub fn choose_store(
+    config: &mut ServerConfig,
+    store: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), String> {
+    use stockade_server::config::StoreKind;
+    let kind = StoreKind::parse(store).map_err(|e| format!("--store: {}", e.0))?;
+    if kind != config.store.kind {
+        config.store.kind = kind;
+        config.store.url = None;
+        let var = match kind {
+            StoreKind::Postgres => Some("STOCKADE_PG_URL"),
+            StoreKind::Eventstoredb => Some("STOCKADE_ESDB_URL"),
+            StoreKind::Sqlite => None,
+        };
+        if let Some(var) = var {
+            config.store.url = vars.into_iter().find(|(n, _)| n == var).map(|(_, v)| v);
+        }
+    }
+    config.validate().map_err(|e| e.to_string())
+}
+
 /// Runs the server until a signal; `announce` is called once it listens.
 pub fn run(args: Serve, announce: impl FnOnce(Banner)) -> Result<(), String> {
-    let config = load_config(args.config.as_deref(), args.listen, args.data_dir)?;
+    let mut config = load_config(args.config.as_deref(), args.listen, args.data_dir)?;
+    if let Some(store) = &args.store {
+        choose_store(&mut config, store, std::env::vars())?;
+    }
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| format!("listen on {}: {e}", config.listen))?;
     let data_dir = config.data_dir.clone();

@@ -14,10 +14,9 @@ use stockade_store::testkit::{Fixture, event, stream};
 use stockade_store::{EventStore, ExpectedRevision, Position, StoreError};
 
 stockade_store::conformance_suite!(|| async {
-    match stockade_postgres::testkit::live_store("conformance suite").await {
-        Some(store) => Some(Fixture::new(store)),
-        None => None,
-    }
+    stockade_postgres::testkit::live_store("conformance suite")
+        .await
+        .map(Fixture::new)
 });
 
 /// Several stores ("nodes") on one schema.

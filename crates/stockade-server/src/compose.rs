@@ -48,7 +48,22 @@ async fn open(
     let tokens = auth::Tokens::from_config(&config.auth)?;
     telemetry::handle();
 
-    let store = config.store.to_engine(&data_dir)?;
+    // A PostgreSQL log is opened here rather than by the engine: its database also keeps
+    // the idempotency keys, shared by every node of the log. Other stores keep them in
+    // the data directory.
+    let (store, keys) = match config.store.to_engine(&data_dir)? {
+        stockade_engine::StoreConfig::Postgres(pg) => {
+            let store = stockade_postgres::PostgresStore::connect(pg)
+                .await
+                .map_err(|e| StartError::Io(format!("open the PostgreSQL log: {e}")))?;
+            let keys = keys::RequestKeys::shared(store.request_keys());
+            (stockade_engine::StoreConfig::Custom(Arc::new(store)), keys)
+        }
+        other => (
+            other,
+            keys::RequestKeys::open(&data_dir.join(KEYS_FILE)).map_err(StartError::Io)?,
+        ),
+    };
     let mut engine = config.engine.to_engine();
     engine.resolve = config.auth.resolve_policy()?;
     // Configured (shared by nodes on one store), else kept in the data directory.
@@ -58,7 +73,6 @@ async fn open(
     });
     let inventory = Inventory::open(InventoryConfig::with_store(store).engine(engine)).await?;
     let models = open_models(&data_dir.join(PROJECTIONS_FILE)).await?;
-    let keys = keys::RequestKeys::open(&data_dir.join(KEYS_FILE)).map_err(StartError::Io)?;
     let hub = NoticeHub::new();
 
     let (stop_streams, streams_rx) = watch::channel(false);

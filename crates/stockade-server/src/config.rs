@@ -80,10 +80,14 @@ impl Default for ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub kind: StoreKind,
-    /// EventStoreDB connection string (`esdb://host:2113?tls=false`, or a cluster's hosts).
+    /// EventStoreDB connection string (`esdb://host:2113?tls=false`, or a cluster's hosts),
+    /// or PostgreSQL's (`postgres://user@host:5432/db`).
     pub url: Option<String>,
-    /// Prefix of every stream name; empty in production.
+    /// Prefix of every stream name (EventStoreDB); empty in production.
     pub namespace: String,
+    /// The PostgreSQL schema holding the log (default `stockade`); every node of one log
+    /// names the same.
+    pub schema: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -93,17 +97,52 @@ pub enum StoreKind {
     #[default]
     Sqlite,
     Eventstoredb,
+    /// One PostgreSQL log shared by several nodes.
+    Postgres,
+}
+
+impl StoreKind {
+    /// Reads `sqlite`, `eventstoredb` (or `esdb`) and `postgres` (or `postgresql`), as the
+    /// CLI's `--store` and `STOCKADE_STORE` take them.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        match value.to_ascii_lowercase().as_str() {
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "eventstoredb" | "esdb" => Ok(StoreKind::Eventstoredb),
+            "postgres" | "postgresql" => Ok(StoreKind::Postgres),
+            _ => Err(bad(format!(
+                "store {value:?} is not one of sqlite, eventstoredb, postgres"
+            ))),
+        }
+    }
 }
 
 impl StoreConfig {
     /// The engine's store configuration for `data_dir`.
     pub fn to_engine(&self, data_dir: &Path) -> Result<stockade_engine::StoreConfig, ConfigError> {
         match (self.kind, &self.url) {
+            (StoreKind::Sqlite | StoreKind::Eventstoredb, _) if self.schema.is_some() => Err(bad(
+                "store.schema is for kind = \"postgres\"",
+            )),
             (StoreKind::Sqlite, None) => Ok(stockade_engine::StoreConfig::Sqlite {
                 data_dir: data_dir.to_owned(),
             }),
             (StoreKind::Sqlite, Some(_)) => Err(bad(
-                "store.url is for kind = \"eventstoredb\"; the SQLite log lives in data_dir",
+                "store.url is for kind = \"eventstoredb\" or \"postgres\"; the SQLite log lives \
+                 in data_dir",
+            )),
+            (StoreKind::Postgres, Some(url)) => {
+                let mut config = stockade_postgres::PgConfig::new(url.clone());
+                if let Some(schema) = &self.schema {
+                    config = config.schema(schema.clone());
+                }
+                // Refused here, with the setting's name, rather than at the first connect.
+                config
+                    .validate()
+                    .map_err(|e| bad(format!("store: {e}")))?;
+                Ok(stockade_engine::StoreConfig::Postgres(config))
+            }
+            (StoreKind::Postgres, None) => Err(bad(
+                "store kind = \"postgres\" needs store.url (or STOCKADE_PG_URL)",
             )),
             (StoreKind::Eventstoredb, Some(url)) => Ok(stockade_engine::StoreConfig::EventStoreDb(
                 stockade_esdb::EsdbConfig::new(url.clone()).namespace(self.namespace.clone()),
@@ -465,7 +504,7 @@ impl ServerConfig {
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(), ConfigError> {
-        let mut esdb_url = None;
+        let (mut esdb_url, mut pg_url) = (None, None);
         for (name, value) in vars {
             match name.as_str() {
                 "STOCKADE_LISTEN" => {
@@ -475,12 +514,13 @@ impl ServerConfig {
                 }
                 "STOCKADE_DATA_DIR" => self.data_dir = PathBuf::from(value),
                 "STOCKADE_STORE" => {
-                    self.store.kind = match value.to_ascii_lowercase().as_str() {
-                        "sqlite" => StoreKind::Sqlite,
-                        "eventstoredb" | "esdb" => StoreKind::Eventstoredb,
-                        _ => return Err(bad("STOCKADE_STORE must be sqlite or eventstoredb")),
-                    };
+                    self.store.kind = StoreKind::parse(&value)
+                        .map_err(|_| bad("STOCKADE_STORE must be sqlite, eventstoredb or postgres"))?;
                 }
+                // Also what the live PostgreSQL tests read: like STOCKADE_ESDB_URL, it names
+                // a server and selects nothing by itself.
+                "STOCKADE_PG_URL" => pg_url = Some(value),
+                "STOCKADE_PG_SCHEMA" => self.store.schema = Some(value),
                 "STOCKADE_ADMIN_TOKEN" | "STOCKADE_ADMIN_TOKENS" => {
                     self.auth.admin_tokens = list(&value);
                 }
@@ -530,10 +570,11 @@ impl ServerConfig {
                 other => check_not_a_setting(other)?,
             }
         }
-        if self.store.kind == StoreKind::Eventstoredb
-            && let Some(url) = esdb_url
-        {
-            self.store.url = Some(url);
+        match (self.store.kind, esdb_url, pg_url) {
+            (StoreKind::Eventstoredb, Some(url), _) | (StoreKind::Postgres, _, Some(url)) => {
+                self.store.url = Some(url);
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -662,6 +703,8 @@ pub const ENV_SETTINGS: &[&str] = &[
     "STOCKADE_DATA_DIR",
     "STOCKADE_STORE",
     "STOCKADE_ESDB_URL",
+    "STOCKADE_PG_URL",
+    "STOCKADE_PG_SCHEMA",
     "STOCKADE_ADMIN_TOKEN",
     "STOCKADE_ADMIN_TOKENS",
     "STOCKADE_READ_TOKENS",
@@ -879,6 +922,56 @@ mod tests {
             c.store.to_engine(&c.data_dir).unwrap(),
             stockade_engine::StoreConfig::EventStoreDb(_)
         ));
+    }
+
+    #[test]
+    fn postgres_is_chosen_by_kind_and_named_by_url_and_schema() {
+        let mut c = ServerConfig::default();
+        // The live tests' URL alone selects nothing.
+        c.apply_env(env(&[("STOCKADE_PG_URL", "postgres://app@127.0.0.1/shop")]))
+            .unwrap();
+        assert!(matches!(
+            c.store.to_engine(&c.data_dir).unwrap(),
+            stockade_engine::StoreConfig::Sqlite { .. }
+        ));
+        c.apply_env(env(&[
+            ("STOCKADE_STORE", "postgres"),
+            ("STOCKADE_PG_URL", "postgres://app@127.0.0.1/shop"),
+            ("STOCKADE_PG_SCHEMA", "shop_log"),
+        ]))
+        .unwrap();
+        c.validate().unwrap();
+        match c.store.to_engine(&c.data_dir).unwrap() {
+            stockade_engine::StoreConfig::Postgres(pg) => {
+                assert_eq!(pg.url, "postgres://app@127.0.0.1/shop");
+                assert_eq!(pg.schema, "shop_log");
+            }
+            other => panic!("{other:?}"),
+        }
+        let file = ServerConfig::from_toml(
+            "[store]\nkind = \"postgres\"\nurl = \"postgres://app@db/shop\"\n",
+        )
+        .unwrap();
+        file.validate().unwrap();
+        let err = |toml: &str| {
+            ServerConfig::from_toml(toml)
+                .and_then(|c| c.validate())
+                .unwrap_err()
+                .0
+        };
+        assert!(err("[store]\nkind = \"postgres\"").contains("STOCKADE_PG_URL"));
+        assert!(
+            err("[store]\nkind = \"postgres\"\nurl = \"postgres://db/x\"\nschema = \"Bad\"")
+                .contains("schema")
+        );
+        assert!(err("[store]\nschema = \"log\"").contains("postgres"));
+        assert!(
+            ServerConfig::default()
+                .apply_env(env(&[("STOCKADE_STORE", "mysql")]))
+                .unwrap_err()
+                .0
+                .contains("postgres")
+        );
     }
 
     #[test]

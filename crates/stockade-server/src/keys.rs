@@ -11,6 +11,10 @@
 //! One thread owns the table and records every check waiting when it wakes in one
 //! transaction (group commit), so keyed requests under load share commits.
 //!
+//! On a PostgreSQL log the table is in the log's database instead
+//! ([`RequestKeys::shared`]), so that a keyed retry that reaches another node meets the
+//! first request's record.
+//!
 //! The table is written with `synchronous = NORMAL`: it survives a crash of the process,
 //! and an operating-system crash can lose only its last entries, in which case the engine's
 //! own per-SKU check still refuses a changed request on any SKU the first one touched.
@@ -40,7 +44,15 @@ const CHECKS_PER_TRANSACTION: usize = 1024;
 /// its own.
 #[derive(Debug, Clone)]
 pub struct RequestKeys {
-    checks: mpsc::Sender<Check>,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    /// `http.db` in this node's data directory.
+    Local(mpsc::Sender<Check>),
+    /// The log's PostgreSQL database, shared by every node.
+    Shared(stockade_postgres::RequestKeyTable),
 }
 
 /// One key to record or compare, and where its verdict goes (`true`: the request may run).
@@ -92,7 +104,16 @@ impl RequestKeys {
             .name("stockade-keys".into())
             .spawn(move || Keeper::new(conn).run(&queue))
             .map_err(|e| format!("start the idempotency key thread: {e}"))?;
-        Ok(Self { checks })
+        Ok(Self {
+            backend: Backend::Local(checks),
+        })
+    }
+
+    /// Keys kept in the shared table of a PostgreSQL log.
+    pub fn shared(table: stockade_postgres::RequestKeyTable) -> Self {
+        Self {
+            backend: Backend::Shared(table),
+        }
     }
 
     /// Records `key` for `principal` with the digest of `endpoint` and `body`, or checks it
@@ -109,20 +130,32 @@ impl RequestKeys {
         material.extend_from_slice(endpoint.as_bytes());
         material.push(0);
         material.extend_from_slice(body);
-        let (verdict, answer) = oneshot::channel();
-        self.checks
-            .send(Check {
-                principal: principal.to_owned(),
-                key: key.to_owned(),
-                digest: digest(&SHA256, &material).as_ref().to_vec(),
-                now_millis,
-                verdict,
-            })
-            .map_err(|_| unavailable("the key thread stopped"))?;
-        let fits = answer
-            .await
-            .map_err(|_| unavailable("the key thread stopped before answering"))?
-            .map_err(unavailable)?;
+        let digest = digest(&SHA256, &material).as_ref().to_vec();
+        let fits = match &self.backend {
+            Backend::Shared(table) => {
+                let retention = u64::try_from(RETENTION.as_millis()).unwrap_or(u64::MAX);
+                table
+                    .check(principal, key, &digest, now_millis, retention)
+                    .await
+                    .map_err(unavailable)?
+            }
+            Backend::Local(checks) => {
+                let (verdict, answer) = oneshot::channel();
+                checks
+                    .send(Check {
+                        principal: principal.to_owned(),
+                        key: key.to_owned(),
+                        digest,
+                        now_millis,
+                        verdict,
+                    })
+                    .map_err(|_| unavailable("the key thread stopped"))?;
+                answer
+                    .await
+                    .map_err(|_| unavailable("the key thread stopped before answering"))?
+                    .map_err(unavailable)?
+            }
+        };
         if fits {
             Ok(())
         } else {

@@ -49,7 +49,8 @@
 //!
 //! To keep the log in EventStoreDB instead (several app nodes, a replicated store), open
 //! with `InventoryConfig::esdb("esdb://node1:2113,node2:2113,node3:2113")` (feature `esdb`,
-//! off by default); the repository's `docs/operations.md` covers clusters and failover,
+//! off by default), or in PostgreSQL with `InventoryConfig::postgres("postgres://app@db/shop")`
+//! (feature `postgres`, off by default); the repository's `docs/operations.md` covers clusters and failover,
 //! and `docs/embedding.md` the whole of embedding this crate.
 //!
 //! The crates underneath, for what this one does not re-export: [`domain`] (the pure rules),
@@ -63,6 +64,10 @@ pub use stockade_store as store;
 /// not compile the gRPC client).
 #[cfg(feature = "esdb")]
 pub use stockade_esdb::{EsdbConfig, EsdbStore};
+
+/// The PostgreSQL backend (feature `postgres`, off by default).
+#[cfg(feature = "postgres")]
+pub use stockade_postgres::{PgConfig, PostgresStore};
 
 pub use stockade_domain::{
     Channel, CustomerId, OrderId, PoolConfig, Principal, Quantity, Rejection, ReservationId,

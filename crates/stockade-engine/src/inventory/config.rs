@@ -20,6 +20,10 @@ pub enum StoreConfig {
     /// once to check the address and credentials.
     #[cfg(feature = "esdb")]
     EventStoreDb(stockade_esdb::EsdbConfig),
+    /// PostgreSQL: one log that several `stockade serve` nodes share, each SKU's writer
+    /// fenced by the expected revision. `open` connects and creates the tables if needed.
+    #[cfg(feature = "postgres")]
+    Postgres(stockade_postgres::PgConfig),
     /// Any other backend (a test wrapper, a store opened by the caller).
     Custom(Arc<dyn EventStore>),
 }
@@ -52,6 +56,12 @@ impl InventoryConfig {
         Self::with_store(StoreConfig::EventStoreDb(stockade_esdb::EsdbConfig::new(
             url,
         )))
+    }
+
+    /// PostgreSQL at `url` (`postgres://user@host:5432/db`), schema `stockade`.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: impl Into<String>) -> Self {
+        Self::with_store(StoreConfig::Postgres(stockade_postgres::PgConfig::new(url)))
     }
 
     pub fn with_store(store: StoreConfig) -> Self {

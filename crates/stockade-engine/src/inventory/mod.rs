@@ -157,6 +157,16 @@ impl Inventory {
                         other => Error::store("open EventStoreDB", &other),
                     })?,
             ),
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres(config) => Arc::new(
+                stockade_postgres::PostgresStore::connect(config)
+                    .await
+                    .map_err(|e| match e {
+                        stockade_store::StoreError::InvalidRequest(m) => Error::Invalid(m),
+                        stockade_store::StoreError::Unavailable(m) => Error::Unavailable(m),
+                        other => Error::store("open PostgreSQL", &other),
+                    })?,
+            ),
             StoreConfig::Custom(store) => store,
         };
         let id_secret = match (&config.engine.id_secret, secret_dir) {
