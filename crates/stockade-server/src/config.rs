@@ -120,9 +120,9 @@ impl StoreConfig {
     /// The engine's store configuration for `data_dir`.
     pub fn to_engine(&self, data_dir: &Path) -> Result<stockade_engine::StoreConfig, ConfigError> {
         match (self.kind, &self.url) {
-            (StoreKind::Sqlite | StoreKind::Eventstoredb, _) if self.schema.is_some() => Err(bad(
-                "store.schema is for kind = \"postgres\"",
-            )),
+            (StoreKind::Sqlite | StoreKind::Eventstoredb, _) if self.schema.is_some() => {
+                Err(bad("store.schema is for kind = \"postgres\""))
+            }
             (StoreKind::Sqlite, None) => Ok(stockade_engine::StoreConfig::Sqlite {
                 data_dir: data_dir.to_owned(),
             }),
@@ -136,9 +136,7 @@ impl StoreConfig {
                     config = config.schema(schema.clone());
                 }
                 // Refused here, with the setting's name, rather than at the first connect.
-                config
-                    .validate()
-                    .map_err(|e| bad(format!("store: {e}")))?;
+                config.validate().map_err(|e| bad(format!("store: {e}")))?;
                 Ok(stockade_engine::StoreConfig::Postgres(config))
             }
             (StoreKind::Postgres, None) => Err(bad(
@@ -514,8 +512,9 @@ impl ServerConfig {
                 }
                 "STOCKADE_DATA_DIR" => self.data_dir = PathBuf::from(value),
                 "STOCKADE_STORE" => {
-                    self.store.kind = StoreKind::parse(&value)
-                        .map_err(|_| bad("STOCKADE_STORE must be sqlite, eventstoredb or postgres"))?;
+                    self.store.kind = StoreKind::parse(&value).map_err(|_| {
+                        bad("STOCKADE_STORE must be sqlite, eventstoredb or postgres")
+                    })?;
                 }
                 // Also what the live PostgreSQL tests read: like STOCKADE_ESDB_URL, it names
                 // a server and selects nothing by itself.

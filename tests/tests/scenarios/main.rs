@@ -41,6 +41,7 @@ mod mcp_over_http;
 mod mcp_with_the_official_python_sdk;
 mod notices_reach_live_subscribers;
 mod on_eventstoredb;
+mod on_postgres;
 mod orders_are_all_or_nothing;
 mod projector_killed_mid_stream_resumes_exactly_once;
 mod projector_with_a_tiny_cache_projects_the_same;
