@@ -1,7 +1,8 @@
 //! What the operator tools share: which log to open, and how results are rendered.
 //!
-//! The tools read the log a server writes (SQLite in the data directory, or EventStoreDB
-//! from the same `--config` file `stockade serve` takes). They may run beside a running
+//! The tools read the log a server writes (SQLite in the data directory, or EventStoreDB or
+//! PostgreSQL from the same `--config` file or `STOCKADE_*` variables `stockade serve`
+//! takes). They may run beside a running
 //! server: SQLite readers do not block its writer, and the few tools that write go through
 //! the engine's expected-revision checks like any other writer.
 
@@ -68,6 +69,11 @@ impl LogArgs {
                 EsdbStore::connect(config)
                     .await
                     .map_err(|e| format!("connect to EventStoreDB: {e}"))?,
+            )),
+            StoreConfig::Postgres(config) => Ok(Arc::new(
+                stockade_postgres::PostgresStore::connect(config)
+                    .await
+                    .map_err(|e| format!("connect to PostgreSQL: {e}"))?,
             )),
             other => Err(format!(
                 "cannot open a {other:?} store from the command line"

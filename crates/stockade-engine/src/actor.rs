@@ -1255,7 +1255,7 @@ impl SkuActor {
         if cause.is_none() && tail.is_empty() && !self.uncertain {
             // A conflict, yet nothing after our version: the store and this actor disagree
             // on where the stream ends. Deciding again would conflict forever; reload.
-            tracing::error!(sku = %self.sku, "conflict with no new events; reloading");
+            tracing::error!(sku = %self.sku, durable = self.durable_version, "conflict with no new events; reloading");
             return self.fail_everything(
                 ctx,
                 &Error::Unavailable(format!("{} moved under the engine; retry", self.stream)),

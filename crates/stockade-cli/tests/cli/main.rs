@@ -7,3 +7,4 @@ mod multichannel;
 mod operator_tools;
 mod serve;
 mod simulate_flash_sale;
+mod three_nodes;
