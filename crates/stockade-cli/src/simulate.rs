@@ -42,6 +42,7 @@ use stockade_engine::{
     SQLITE_FILE, StoreConfig,
 };
 use stockade_esdb::{EsdbConfig, EsdbStore};
+use stockade_postgres::{PgConfig, PostgresStore};
 use stockade_store::{EventStore, SqliteStore};
 
 use crate::args::{GOLDEN, parse_share, splitmix};
@@ -59,6 +60,8 @@ pub enum StoreKind {
     Sqlite,
     /// EventStoreDB at --esdb-url.
     Esdb,
+    /// PostgreSQL at --pg-url, in the schema --pg-schema.
+    Postgres,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -144,6 +147,14 @@ pub struct FlashSale {
     /// production SKUs; the run checks only its own SKUs either way.
     #[arg(long, default_value = "")]
     esdb_namespace: String,
+    /// PostgreSQL connection string (with --store postgres), e.g.
+    /// postgres://user@localhost:5432/shop.
+    #[arg(long, env = "STOCKADE_PG_URL", hide_env_values = true)]
+    pg_url: Option<String>,
+    /// The schema of the run's log in PostgreSQL (created if missing); keep simulations
+    /// out of production's schema. The run checks only its own SKUs either way.
+    #[arg(long, default_value = "stockade_simulation")]
+    pg_schema: String,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -535,6 +546,7 @@ enum LogSource {
     Same,
     Sqlite(PathBuf),
     Esdb(EsdbConfig),
+    Postgres(PgConfig),
 }
 
 /// Runs the sale; with bots, a limit or a waitlist, first the same sale without the limit
@@ -563,6 +575,12 @@ async fn run_once(args: FlashSale) -> Result<Report, String> {
     if args.store != StoreKind::Esdb && args.esdb_url.is_some() && !args.esdb_url_from_env() {
         return Err("--esdb-url needs --store esdb".into());
     }
+    if args.store != StoreKind::Postgres
+        && args.pg_url.is_some()
+        && std::env::var("STOCKADE_PG_URL").ok() != args.pg_url
+    {
+        return Err("--pg-url needs --store postgres".into());
+    }
     let store = match (args.store, &args.data_dir) {
         (StoreKind::Memory, _) => StoreConfig::Memory,
         (StoreKind::Sqlite, Some(dir)) => StoreConfig::Sqlite {
@@ -573,6 +591,14 @@ async fn run_once(args: FlashSale) -> Result<Report, String> {
             StoreConfig::Sqlite {
                 data_dir: temp.path().to_path_buf(),
             }
+        }
+        (StoreKind::Postgres, _) => {
+            let url = args.pg_url.clone().ok_or(
+                "--store postgres needs --pg-url (or STOCKADE_PG_URL), e.g. postgres://user@localhost:5432/shop",
+            )?;
+            let config = PgConfig::new(url).schema(args.pg_schema.clone());
+            config.validate().map_err(|e| e.to_string())?;
+            StoreConfig::Postgres(config)
         }
         (StoreKind::Esdb, _) => {
             let url = args.esdb_url.clone().ok_or(
@@ -586,6 +612,7 @@ async fn run_once(args: FlashSale) -> Result<Report, String> {
     let log_source = match &store {
         StoreConfig::Sqlite { data_dir } => LogSource::Sqlite(data_dir.join(SQLITE_FILE)),
         StoreConfig::EventStoreDb(config) => LogSource::Esdb(config.clone()),
+        StoreConfig::Postgres(config) => LogSource::Postgres(config.clone()),
         _ => LogSource::Same,
     };
     let engine = EngineConfig {
@@ -970,6 +997,13 @@ async fn run_once(args: FlashSale) -> Result<Report, String> {
                 .map_err(|e| format!("reconnect to read the log: {e}"))?;
             Arc::new(reconnected)
         }
+        LogSource::Postgres(config) => {
+            drop(store);
+            let reconnected = PostgresStore::connect(config)
+                .await
+                .map_err(|e| format!("reconnect to read the log: {e}"))?;
+            Arc::new(reconnected)
+        }
     };
     let log = check_log_of(&log_store, |s| ours.contains(s))
         .await
@@ -1006,6 +1040,7 @@ async fn run_once(args: FlashSale) -> Result<Report, String> {
             StoreKind::Memory => "memory",
             StoreKind::Sqlite => "sqlite",
             StoreKind::Esdb => "eventstoredb",
+            StoreKind::Postgres => "postgres",
         },
         skus: args.skus,
         stock_per_sku: args.stock,

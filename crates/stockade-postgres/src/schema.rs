@@ -25,7 +25,6 @@ pub const SCHEMA_VERSION: i64 = 1;
 pub fn ddl(schema: &str) -> String {
     format!(
         "
-CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {schema}.meta (
     key   text PRIMARY KEY,
     value bigint NOT NULL
@@ -96,6 +95,18 @@ pub async fn prepare(client: &mut Client, schema: &str) -> Result<(), String> {
     .map_err(|e| format!("lock the schema for set-up: {e}"))?;
     let mut version = read_version(&tx, schema).await?;
     if version.is_none() {
+        // Only when missing: `CREATE SCHEMA IF NOT EXISTS` needs CREATE on the database
+        // even when the schema is there, which an owner given only its schema lacks.
+        let exists: bool = tx
+            .query_one("SELECT to_regnamespace($1::text) IS NOT NULL", &[&schema])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| format!("look for schema {schema}: {e}"))?;
+        if !exists {
+            tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .map_err(|e| format!("create schema {schema}: {e}"))?;
+        }
         tx.batch_execute(&ddl(schema))
             .await
             .map_err(|e| format!("create the log's tables in schema {schema}: {e}"))?;

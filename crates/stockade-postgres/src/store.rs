@@ -466,10 +466,12 @@ impl EventStore for PostgresStore {
         self.read("find events", move |r| async move {
             let rows = r
                 .client
-                .query(&r.find_events, &[&name, &ids])
+                .query(&r.find_events, &[&ids])
                 .await
                 .map_err(|e| describe(&e))?;
             let mut found = events(rows)?;
+            found.retain(|e| e.stream.as_str() == name);
+            found.sort_by_key(|e| e.revision);
             found.dedup_by_key(|e| e.revision);
             Ok(found)
         })

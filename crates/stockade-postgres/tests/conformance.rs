@@ -214,3 +214,106 @@ async fn request_keys_are_shared_by_every_node() {
     let winners: HashSet<&[u8]> = outcomes.iter().filter(|o| o.1).map(|o| o.0).collect();
     assert_eq!(winners.len(), 1, "{outcomes:?}");
 }
+
+/// The roles docs/operations.md gives, run as written there (with names of this test's
+/// own): an owner that holds only its schema creates the tables, and a node then runs
+/// as an application role with row rights only: appends, reads, a live subscription,
+/// snapshots and the shared idempotency keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_runs_with_the_documented_roles() {
+    let Some(url) = live_url("roles case") else {
+        return;
+    };
+    let guide = include_str!("../../../docs/operations.md");
+    let start = guide
+        .find("-- stockade roles")
+        .expect("the roles in the guide");
+    let end = start + guide[start..].find("```").expect("their end");
+    let tag = &fresh_schema()[2..12];
+    let (owner, app, schema) = (
+        format!("t_own_{tag}"),
+        format!("t_app_{tag}"),
+        fresh_schema(),
+    );
+    let sql = |text: &str| {
+        text.replace("stockade_owner", &owner)
+            .replace("stockade_app", &app)
+            .replace("stockade", &schema)
+    };
+    let (owner_sql, rest) = guide[start..end]
+        .split_once("-- start one node once")
+        .expect("the guide says when to start the first node");
+    // The grants follow that comment's line.
+    let app_sql = rest.split_once('\n').map_or("", |(_, grants)| grants);
+    let pg: tokio_postgres::Config = url.parse().unwrap();
+    let as_role = |role: &str| {
+        let host = match &pg.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        };
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        let db = pg.get_dbname().unwrap_or("postgres");
+        // CI's throwaway server trusts loopback; elsewhere the guide's passwords apply.
+        let password = if role == owner {
+            "change-me-owner"
+        } else {
+            "change-me-app"
+        };
+        PgConfig::new(format!(
+            "host={host} port={port} dbname={db} user={role} password={password}"
+        ))
+        .schema(schema.clone())
+    };
+    let (admin, connection) = pg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    admin.batch_execute(&sql(owner_sql)).await.unwrap();
+    // The first start, as the owner, creates the tables; its grants follow.
+    let first = PostgresStore::connect(as_role(&owner)).await.unwrap();
+    drop(first);
+    let (as_owner, connection) = as_role(&owner)
+        .validate()
+        .unwrap()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    as_owner.batch_execute(&sql(app_sql)).await.unwrap();
+
+    let node = PostgresStore::connect(as_role(&app)).await.unwrap();
+    let s = stream("sku-ROLE");
+    let mut sub = node.subscribe_all(Position::START);
+    node.append(&s, ExpectedRevision::NoStream, vec![event("a")])
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.revision, 0);
+    node.save_snapshot(
+        &s,
+        stockade_store::Snapshot {
+            revision: 0,
+            data: vec![1],
+        },
+    )
+    .await
+    .unwrap();
+    assert!(node.load_snapshot(&s).await.unwrap().is_some());
+    assert_eq!(node.streams_with_open_subjects().await.unwrap(), vec![]);
+    let keys = node.request_keys();
+    assert!(keys.check("web", "k", b"x", 1_000, 10).await.unwrap());
+    // Past retention: the expired key is taken over (an UPDATE), and pruning may DELETE.
+    assert!(keys.check("web", "k", b"y", 1_000_000, 10).await.unwrap());
+    drop(sub);
+    drop(node);
+    drop(as_owner);
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA {schema} CASCADE; DROP OWNED BY {app}; DROP ROLE {app}; \
+             DROP OWNED BY {owner}; DROP ROLE {owner};"
+        ))
+        .await
+        .unwrap();
+}

@@ -729,6 +729,11 @@ const NOT_SETTINGS: &[&str] = &[
     "STOCKADE_BENCH_",
     "STOCKADE_PEER_",
     "STOCKADE_TEST_",
+    // .ci/postgres.sh's port, and the HAProxy configuration's addresses
+    // (ops/haproxy/stockade.cfg), which an operator may export in the nodes' shell.
+    "STOCKADE_CI_",
+    "STOCKADE_LB_",
+    "STOCKADE_NODE",
 ];
 
 /// Refuses a `STOCKADE_*` variable that is neither a setting nor one of [`NOT_SETTINGS`]:
@@ -876,6 +881,9 @@ mod tests {
             "STOCKADE_CONFIG",
             "STOCKADE_BENCH_SECONDS",
             "STOCKADE_TEST_PYTHON",
+            "STOCKADE_CI_PG_PORT",
+            "STOCKADE_LB_BIND",
+            "STOCKADE_NODE1",
         ] {
             assert!(c.apply_env(env(&[(name, "x")])).is_ok(), "{name}");
         }
