@@ -49,18 +49,10 @@ done
 
 # --- binaries ---------------------------------------------------------------
 
-# Highest-versioned /usr/lib/postgresql/*/bin holding the server binaries
-# (a client-only install has psql there but no initdb/postgres).
-find_pg_bin() {
-    local dir
-    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
-        if [[ -x $dir/initdb && -x $dir/pg_ctl && -x $dir/postgres ]]; then
-            echo "$dir"
-            return 0
-        fi
-    done
-    return 1
-}
+# Highest-versioned /usr/lib/postgresql/*/bin holding the server binaries (a
+# client-only install has psql there but no initdb/postgres): CI's own lookup.
+source .ci/postgres.sh
+find_pg_bin() { ci_pg_bin; }
 
 if ! command -v redis-server >/dev/null || ! find_pg_bin >/dev/null; then
     log "installing postgresql and redis-server from Debian packages"

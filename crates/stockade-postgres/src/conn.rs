@@ -29,6 +29,14 @@ pub(crate) async fn connect(pg: &tokio_postgres::Config) -> Result<Client, Strin
     Ok(client)
 }
 
+/// Prepares `sql` on `client`; an error names the statement.
+pub(crate) async fn prepare(client: &Client, sql: &str) -> Result<Statement, String> {
+    client
+        .prepare(sql)
+        .await
+        .map_err(|e| format!("prepare {sql:?}: {}", describe(&e)))
+}
+
 /// A client error with the server's own message, code and detail when it sent one.
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -63,15 +71,8 @@ impl Reader {
         let client = connect(pg).await?;
         let s = schema;
         let c = EVENT_COLUMNS;
-        let prepare = |sql: String| {
-            let client = &client;
-            async move {
-                client
-                    .prepare(&sql)
-                    .await
-                    .map_err(|e| format!("prepare {sql:?}: {}", describe(&e)))
-            }
-        };
+        let on = &client;
+        let prepare = |sql: String| async move { prepare(on, &sql).await };
         Ok(Self {
             read_all: prepare(format!(
                 "SELECT {c} FROM {s}.events WHERE position > $1 ORDER BY position LIMIT $2"

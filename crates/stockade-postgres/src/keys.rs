@@ -17,7 +17,7 @@ use stockade_store::StoreError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Statement};
 
-use crate::conn::{connect, describe};
+use crate::conn::{connect, describe, prepare};
 use crate::store::PostgresStore;
 
 /// Expired keys are pruned once per this many new ones (per node).
@@ -273,10 +273,8 @@ impl Keeper {
             .batch_execute("SET synchronous_commit = off")
             .await
             .map_err(|e| describe(&e))?;
-        let prepare = |sql: String| {
-            let client = &client;
-            async move { client.prepare(&sql).await.map_err(|e| describe(&e)) }
-        };
+        let on = &client;
+        let prepare = |sql: String| async move { prepare(on, &sql).await };
         // `mine`: the digest the statement wrote (a new key, or an expired one taken
         // over); `theirs`: the live record it found instead (as of its snapshot). The
         // record is read by a subquery per key, so by the primary key: a join let the

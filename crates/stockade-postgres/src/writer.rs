@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
-use crate::conn::{connect, describe};
+use crate::conn::{connect, describe, prepare};
 
 /// Bytes of event payload one group carries at most (beyond its first append), so one
 /// transaction's parameters stay a few megabytes.
@@ -55,15 +55,8 @@ impl Statements {
     async fn open(pg: &tokio_postgres::Config, schema: &str) -> Result<Self, String> {
         let client = connect(pg).await?;
         let s = schema;
-        let prepare = |sql: String| {
-            let client = &client;
-            async move {
-                client
-                    .prepare(&sql)
-                    .await
-                    .map_err(|e| format!("prepare {sql:?}: {}", describe(&e)))
-            }
-        };
+        let on = &client;
+        let prepare = |sql: String| async move { prepare(on, &sql).await };
         Ok(Self {
             lock: prepare(format!("SELECT head FROM {s}.log WHERE id = 1 FOR UPDATE")).await?,
             streams: prepare(format!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use stockade_postgres::testkit::{fresh_schema, live_url};
 use stockade_postgres::{PgConfig, PostgresStore};
-use stockade_store::testkit::{Fixture, event, stream};
+use stockade_store::testkit::{Fixture, append_at_end, event, stream};
 use stockade_store::{EventStore, ExpectedRevision, Position, StoreError};
 
 stockade_store::conformance_suite!(|| async {
@@ -71,24 +71,8 @@ async fn a_live_subscriber_sees_every_event_of_concurrent_nodes_in_order_without
                 for i in 0..PER_TASK {
                     let s = stream(&format!("sku-{}", (n + t + i) % 8));
                     let e = event(&format!("n{n}t{t}i{i}"));
-                    loop {
-                        let last = store
-                            .read_stream(&s, 0, usize::MAX)
-                            .await
-                            .unwrap()
-                            .last()
-                            .map(|e| e.revision);
-                        let expected =
-                            last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-                        match store.append(&s, expected, vec![e.clone()]).await {
-                            Ok(r) => {
-                                acked.push((r.position, e.event_id));
-                                break;
-                            }
-                            Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
-                            Err(other) => panic!("append failed: {other}"),
-                        }
-                    }
+                    let r = append_at_end(&store, &s, &e).await;
+                    acked.push((r.position, e.event_id));
                 }
                 acked
             }));

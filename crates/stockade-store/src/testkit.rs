@@ -484,6 +484,29 @@ pub async fn snapshots_keep_the_latest_only(store: &impl EventStore) {
     assert_eq!(store.load_snapshot(&stream("sku-L")).await.unwrap(), None);
 }
 
+/// Appends `e` after what `s` holds now, with the exact expected revision, reading the
+/// stream again after every conflict (another writer came first) until it lands.
+pub async fn append_at_end<S: EventStore + ?Sized>(
+    store: &S,
+    s: &StreamName,
+    e: &EventData,
+) -> AppendResult {
+    loop {
+        let last = store
+            .read_stream(s, 0, usize::MAX)
+            .await
+            .unwrap()
+            .last()
+            .map(|e| e.revision);
+        let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+        match store.append(s, expected, vec![e.clone()]).await {
+            Ok(r) => return r,
+            Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
+            Err(other) => panic!("append failed: {other}"),
+        }
+    }
+}
+
 /// 32 tasks append to 4 shared streams with exact expected revisions, re-reading the
 /// revision after every conflict. No stream may end with a gap or a duplicate.
 pub async fn concurrent_appenders_leave_no_gap_or_duplicate<S: EventStore>(store: &S) {
@@ -495,23 +518,8 @@ pub async fn concurrent_appenders_leave_no_gap_or_duplicate<S: EventStore>(store
         for i in 0..PER_TASK {
             let s = stream(&format!("sku-shared-{}", (t + i) % 4));
             let e = event(&format!("t{t}-{i}"));
-            loop {
-                let last = store
-                    .read_stream(&s, 0, usize::MAX)
-                    .await
-                    .unwrap()
-                    .last()
-                    .map(|e| e.revision);
-                let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-                match store.append(&s, expected, vec![e.clone()]).await {
-                    Ok(r) => {
-                        acked.push((s.clone(), r.revision, e.event_id));
-                        break;
-                    }
-                    Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
-                    Err(other) => panic!("append failed: {other}"),
-                }
-            }
+            let r = append_at_end(store, &s, &e).await;
+            acked.push((s.clone(), r.revision, e.event_id));
         }
         acked
     });

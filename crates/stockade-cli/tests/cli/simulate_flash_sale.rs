@@ -9,6 +9,7 @@ fn stockade(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_stockade"))
         .args(args)
         .env_remove("STOCKADE_ESDB_URL")
+        .env_remove("STOCKADE_PG_URL")
         .output()
         .expect("run the stockade binary")
 }
@@ -120,7 +121,35 @@ fn bad_flags_exit_non_zero_with_a_message() {
         &["simulate", "flash-sale", "--qty", "0"][..],
         &["simulate", "flash-sale", "--qty", "18446744073709551616"],
         &["simulate", "flash-sale", "--abandon-rate", "1.5"],
+        &["simulate", "flash-sale", "--store", "mysql"],
+        // PostgreSQL without a URL, with a bad one, and a URL for another store.
         &["simulate", "flash-sale", "--store", "postgres"],
+        &[
+            "simulate",
+            "flash-sale",
+            "--store",
+            "postgres",
+            "--pg-url",
+            "nonsense",
+        ],
+        &[
+            "simulate",
+            "flash-sale",
+            "--store",
+            "postgres",
+            "--pg-url",
+            "postgres://x/y",
+            "--pg-schema",
+            "Bad-Schema",
+        ],
+        &[
+            "simulate",
+            "flash-sale",
+            "--store",
+            "sqlite",
+            "--pg-url",
+            "postgres://localhost/shop",
+        ],
         &[
             "simulate",
             "flash-sale",

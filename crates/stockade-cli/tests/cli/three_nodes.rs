@@ -142,6 +142,17 @@ async fn send(http: &reqwest::Client, url: &str, key: &str, body: &Value) -> Opt
     Some((status, json))
 }
 
+/// A read as the admin, which must answer with JSON.
+async fn read(http: &reqwest::Client, url: String) -> Value {
+    let response = http.get(&url).bearer_auth(ADMIN).send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
 /// Sends to `first`, then, while no definite answer comes (no answer, or 502/503 from
 /// the balancer while a node is down), the same key and body through the balancer.
 async fn until_answered(
@@ -497,15 +508,11 @@ async fn three_nodes_behind_haproxy_lose_nothing_when_one_is_killed_mid_sale() {
     for node in &nodes {
         let since = Instant::now();
         loop {
-            let level: Value = http
-                .get(format!("{}/api/inventory/products/{SKU}", node.base()))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let level = read(
+                &http,
+                format!("{}/api/inventory/products/{SKU}", node.base()),
+            )
+            .await;
             if level["version"] == version {
                 assert_eq!(level["on_hand"], STOCK - sold, "{}: {level}", node.listen);
                 assert_eq!(level["reserved"], holding, "{}: {level}", node.listen);
@@ -519,15 +526,7 @@ async fn three_nodes_behind_haproxy_lose_nothing_when_one_is_killed_mid_sale() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for id in outcomes.committed.iter().take(25) {
-            let status: Value = http
-                .get(format!("{}/api/reservations/{id}", node.base()))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let status = read(&http, format!("{}/api/reservations/{id}", node.base())).await;
             assert_eq!(status["status"], "committed", "{}: {status}", node.listen);
         }
     }
