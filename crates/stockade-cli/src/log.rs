@@ -32,7 +32,7 @@ pub struct LogArgs {
 impl LogArgs {
     /// The settings `stockade serve` would use with these arguments.
     pub fn server_config(&self) -> Result<stockade_server::ServerConfig, String> {
-        crate::serve::load_config(self.config.as_deref(), None, self.data_dir.clone())
+        crate::serve::load_config(self.config.as_deref(), None, self.data_dir.clone(), None)
     }
 
     /// The engine's store settings; the SQLite log must already exist.

@@ -37,7 +37,8 @@ pub struct Mcp {
 /// Serves MCP on stdio until the client closes stdin (or a signal), then shuts down
 /// gracefully. `announce` gets the banner (for stderr).
 pub fn run(args: Mcp, announce: impl FnOnce(&str)) -> Result<(), String> {
-    let mut config = crate::serve::load_config(args.config.as_deref(), args.listen, args.data_dir)?;
+    let mut config =
+        crate::serve::load_config(args.config.as_deref(), args.listen, args.data_dir, None)?;
     if let Some(policy) = args.policy {
         config.mcp.policy_file = Some(policy);
     }

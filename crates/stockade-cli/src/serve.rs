@@ -33,18 +33,31 @@ pub struct Serve {
 /// What the command reports before it starts serving.
 pub struct Banner(pub String);
 
-/// The settings: the file, then `STOCKADE_*`, then the flags.
+/// The settings: the file, then `STOCKADE_*`, then the flags. `store` (`--store`) is the
+/// last word on the kind, as if it were `STOCKADE_STORE` set after every other variable,
+/// so `STOCKADE_PG_URL` or `STOCKADE_ESDB_URL` then names the chosen kind's server.
 pub fn load_config(
     file: Option<&std::path::Path>,
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    store: Option<&str>,
 ) -> Result<ServerConfig, String> {
     let mut config = match file {
         Some(path) => ServerConfig::from_file(path).map_err(|e| e.to_string())?,
         None => ServerConfig::default(),
     };
+    if let Some(store) = store {
+        // Checked here, so that a bad value is named as the flag it came from.
+        let kind = stockade_server::config::StoreKind::parse(store)
+            .map_err(|e| format!("--store: {}", e.0))?;
+        // The file's URL is for the file's kind only.
+        if kind != config.store.kind {
+            config.store.url = None;
+        }
+    }
+    let flag = store.map(|s| ("STOCKADE_STORE".to_owned(), s.to_owned()));
     config
-        .apply_env(std::env::vars())
+        .apply_env(std::env::vars().chain(flag))
         .map_err(|e| e.to_string())?;
     if let Some(listen) = listen {
         config.listen = listen;
@@ -55,36 +68,14 @@ pub fn load_config(
     Ok(config)
 }
 
-/// `--store`: the flag outranks the file and `STOCKADE_STORE`. A URL not configured for the
-/// chosen kind is taken from its variable (`STOCKADE_PG_URL`, `STOCKADE_ESDB_URL`).
-pub fn choose_store(
-    config: &mut ServerConfig,
-    store: &str,
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), String> {
-    use stockade_server::config::StoreKind;
-    let kind = StoreKind::parse(store).map_err(|e| format!("--store: {}", e.0))?;
-    if kind != config.store.kind {
-        config.store.kind = kind;
-        config.store.url = None;
-        let var = match kind {
-            StoreKind::Postgres => Some("STOCKADE_PG_URL"),
-            StoreKind::Eventstoredb => Some("STOCKADE_ESDB_URL"),
-            StoreKind::Sqlite => None,
-        };
-        if let Some(var) = var {
-            config.store.url = vars.into_iter().find(|(n, _)| n == var).map(|(_, v)| v);
-        }
-    }
-    config.validate().map_err(|e| e.to_string())
-}
-
 /// Runs the server until a signal; `announce` is called once it listens.
 pub fn run(args: Serve, announce: impl FnOnce(Banner)) -> Result<(), String> {
-    let mut config = load_config(args.config.as_deref(), args.listen, args.data_dir)?;
-    if let Some(store) = &args.store {
-        choose_store(&mut config, store, std::env::vars())?;
-    }
+    let config = load_config(
+        args.config.as_deref(),
+        args.listen,
+        args.data_dir,
+        args.store.as_deref(),
+    )?;
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| format!("listen on {}: {e}", config.listen))?;
     let data_dir = config.data_dir.clone();

@@ -56,7 +56,6 @@ struct Check {
 struct KeyConn {
     client: Client,
     claim_many: Statement,
-    claim_one: Statement,
     prune: Statement,
 }
 
@@ -231,16 +230,19 @@ impl Keeper {
     /// One key by itself, retried while the row it conflicted with is not yet visible.
     async fn claim_alone(&self, conn: &KeyConn, c: &Check) -> Result<(Vec<u8>, bool), String> {
         for _ in 0..3 {
+            // The batch statement with a batch of one.
+            let (principal, key) = (vec![c.principal.as_str()], vec![c.key.as_str()]);
+            let (digest, now) = (vec![c.digest.as_slice()], vec![c.now]);
             let row = conn
                 .client
                 .query_one(
-                    &conn.claim_one,
-                    &[&c.principal, &c.key, &c.digest, &c.now, &c.since],
+                    &conn.claim_many,
+                    &[&principal, &key, &digest, &now, &c.since],
                 )
                 .await
                 .map_err(|e| describe(&e))?;
-            let mine: Option<Vec<u8>> = row.try_get(0).map_err(|e| describe(&e))?;
-            let theirs: Option<Vec<u8>> = row.try_get(1).map_err(|e| describe(&e))?;
+            let mine: Option<Vec<u8>> = row.try_get(1).map_err(|e| describe(&e))?;
+            let theirs: Option<Vec<u8>> = row.try_get(2).map_err(|e| describe(&e))?;
             match (mine, theirs) {
                 (Some(digest), _) => return Ok((digest, true)),
                 (None, Some(digest)) => return Ok((digest, false)),
@@ -265,10 +267,9 @@ impl Keeper {
         {
             return Ok(conn.clone());
         }
-        let config = &self.store.inner().config;
-        let pg = config.validate().map_err(|e| e.to_string())?;
-        let s = &config.schema;
-        let client = connect(&pg).await?;
+        let inner = self.store.inner();
+        let s = &inner.config.schema;
+        let client = connect(&inner.pg).await?;
         client
             .batch_execute("SET synchronous_commit = off")
             .await
@@ -298,18 +299,6 @@ impl Keeper {
              ORDER BY i.n"
         ))
         .await?;
-        let claim_one = prepare(format!(
-            "WITH claimed AS ( \
-               INSERT INTO {s}.request_keys AS k (principal, key, digest, created_at) \
-               VALUES ($1, $2, $3, $4) \
-               ON CONFLICT (principal, key) DO UPDATE \
-                 SET digest = excluded.digest, created_at = excluded.created_at \
-                 WHERE k.created_at < $5 \
-               RETURNING digest) \
-             SELECT (SELECT digest FROM claimed), \
-                    (SELECT digest FROM {s}.request_keys WHERE principal = $1 AND key = $2)"
-        ))
-        .await?;
         let prune = prepare(format!(
             "DELETE FROM {s}.request_keys WHERE created_at < $1"
         ))
@@ -317,7 +306,6 @@ impl Keeper {
         let conn = Arc::new(KeyConn {
             client,
             claim_many,
-            claim_one,
             prune,
         });
         self.conn = Some(conn.clone());

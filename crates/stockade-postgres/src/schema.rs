@@ -5,6 +5,7 @@
 //! Every statement is `IF NOT EXISTS`, so once an owner role has created the schema the
 //! nodes may run as a role that can only read and write rows (docs/operations.md).
 
+use stockade_store::Position;
 use tokio_postgres::Client;
 
 /// Bumped when the layout changes; a newer log refuses older nodes.
@@ -75,6 +76,18 @@ INSERT INTO {schema}.meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION
     ON CONFLICT (key) DO NOTHING;
 "
     )
+}
+
+/// The last position handed out in `schema`'s log, as committed now.
+pub async fn read_head(client: &Client, schema: &str) -> Result<Position, String> {
+    let head: i64 = client
+        .query_one(&format!("SELECT head FROM {schema}.log WHERE id = 1"), &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| crate::conn::describe(&e))?;
+    u64::try_from(head)
+        .map(Position::at)
+        .map_err(|_| format!("the head of {schema}'s log is {head}"))
 }
 
 /// The `LISTEN` channel commits to `schema` are announced on.

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use stockade_domain::Timestamp;
 use stockade_store::plan::check_batch;
-use stockade_store::subscription::catch_up_then_live;
+use stockade_store::subscription::{advance_head, catch_up_then_live};
 use stockade_store::{
     AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
     StoreError, StreamName, Subscription,
@@ -35,6 +35,8 @@ const QUEUE: usize = 8_192;
 /// What every handle and task shares.
 pub(crate) struct Inner {
     pub config: PgConfig,
+    /// `config`, parsed once by `PgConfig::validate`.
+    pub pg: tokio_postgres::Config,
     pub handle: tokio::runtime::Handle,
     pub readers: Readers,
     requests: mpsc::Sender<Request>,
@@ -103,12 +105,7 @@ impl PostgresStore {
         let head: Position = spawn_within(&handle, deadline, "set up the log", async move {
             let mut client = connect(&setup_pg).await?;
             crate::schema::prepare(&mut client, &schema).await?;
-            let head: i64 = client
-                .query_one(&format!("SELECT head FROM {schema}.log WHERE id = 1"), &[])
-                .await
-                .and_then(|r| r.try_get(0))
-                .map_err(|e| describe(&e))?;
-            Ok(Position::at(u64::try_from(head).unwrap_or(0)))
+            crate::schema::read_head(&client, &schema).await
         })
         .await
         .map_err(|e| {
@@ -126,10 +123,11 @@ impl PostgresStore {
         );
         handle.spawn(writer.run(queue));
         handle.spawn(listen(pg.clone(), config.schema.clone(), head.clone()));
-        let readers = Readers::new(pg, config.schema.clone(), url, config.readers);
+        let readers = Readers::new(pg.clone(), config.schema.clone(), url, config.readers);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                pg,
                 handle,
                 readers,
                 requests,
@@ -217,64 +215,44 @@ impl Drop for AbortOnDrop {
 /// It runs until the store's runtime shuts down (the last handle dropped).
 async fn listen(pg: tokio_postgres::Config, schema: String, head: Arc<watch::Sender<Position>>) {
     let channel = crate::schema::channel(&schema);
-    let advance = |to: u64| {
-        head.send_if_modified(|h| {
-            let moved = Position::at(to) > *h;
-            *h = (*h).max(Position::at(to));
-            moved
-        });
-    };
     loop {
         match pg.connect(tokio_postgres::NoTls).await {
             Ok((client, mut connection)) => {
-                let mut messages =
-                    futures::stream::poll_fn(move |cx| connection.poll_message(cx)).boxed();
+                // The connection is driven by a task of its own, which also receives the
+                // notifications; it ends when the connection does (or the client is
+                // dropped).
+                let announced = head.clone();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures::stream::poll_fn(move |cx| connection.poll_message(cx)).boxed();
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if let Ok(to) = n.payload().parse() {
+                                    advance_head(&announced, Position::at(to));
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the listening connection broke");
+                                break;
+                            }
+                        }
+                    }
+                });
                 let listening = async {
                     client
                         .batch_execute(&format!("LISTEN {channel}"))
                         .await
                         .map_err(|e| describe(&e))?;
-                    let at: i64 = client
-                        .query_one(&format!("SELECT head FROM {schema}.log WHERE id = 1"), &[])
-                        .await
-                        .and_then(|r| r.try_get(0))
-                        .map_err(|e| describe(&e))?;
-                    Ok::<_, String>(at)
+                    crate::schema::read_head(&client, &schema).await
                 };
-                // The connection must be polled for the client's queries to complete.
-                let set_up = {
-                    let mut listening = std::pin::pin!(listening);
-                    loop {
-                        tokio::select! {
-                            done = &mut listening => break done,
-                            message = messages.next() => match message {
-                                Some(Ok(AsyncMessage::Notification(n))) => {
-                                    if let Ok(to) = n.payload().parse() { advance(to) }
-                                }
-                                Some(Ok(_)) => {}
-                                Some(Err(e)) => break Err(describe(&e)),
-                                None => break Err("connection closed".into()),
-                            }
-                        }
+                match listening.await {
+                    Ok(at) => {
+                        advance_head(&head, at);
+                        let _ = driver.await;
                     }
-                };
-                match set_up {
-                    Ok(at) => advance(u64::try_from(at).unwrap_or(0)),
                     Err(e) => tracing::warn!(error = %e, "cannot listen for other nodes' commits"),
-                }
-                while let Some(message) = messages.next().await {
-                    match message {
-                        Ok(AsyncMessage::Notification(n)) => {
-                            if let Ok(to) = n.payload().parse() {
-                                advance(to);
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "the listening connection broke");
-                            break;
-                        }
-                    }
                 }
                 drop(client);
             }

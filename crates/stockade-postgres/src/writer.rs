@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use stockade_store::plan::{Plan, plan_append};
+use stockade_store::subscription::advance_head;
 use stockade_store::{AppendResult, EventData, ExpectedRevision, Position, StoreError, StreamName};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{Client, Statement};
@@ -165,11 +166,7 @@ impl Writer {
         match write_group(conn, &self.channel, group).await {
             Ok((answers, head)) => {
                 if let Some(head) = head {
-                    self.head.send_if_modified(|h| {
-                        let moved = head > *h;
-                        *h = (*h).max(head);
-                        moved
-                    });
+                    advance_head(&self.head, head);
                 }
                 let (mut appends, mut events) = (0, 0);
                 for (request, answer) in group.drain(..).zip(answers) {
@@ -204,7 +201,7 @@ impl Writer {
 }
 
 /// Where a stream stands inside the group being written.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct StreamState {
     last: Option<u64>,
     open_subjects: i64,
@@ -234,7 +231,7 @@ fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
 async fn write_group(
     c: &Statements,
     channel: &str,
-    group: &[Request],
+    group: &mut [Request],
 ) -> Result<(Vec<Result<AppendResult, StoreError>>, Option<Position>), String> {
     let sql = |e: tokio_postgres::Error| describe(&e);
     let mut names: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
@@ -268,15 +265,11 @@ async fn write_group(
     let mut next = u64::try_from(head).map_err(|_| format!("the log's head is {head}"))? + 1;
     let mut rows = Rows::default();
     let mut answers = Vec::with_capacity(group.len());
-    for request in group {
+    for request in group.iter_mut() {
         let state = streams
             .get(request.stream.as_str())
             .copied()
-            .unwrap_or(StreamState {
-                last: None,
-                open_subjects: 0,
-                touched: false,
-            });
+            .unwrap_or_default();
         let ids: Vec<Uuid> = request.events.iter().map(|e| e.event_id).collect();
         // Decide without the stored events first: the usual append (the expectation
         // holds) never needs them. Only a failed expectation or `Any` on a stream that
@@ -334,23 +327,21 @@ async fn write_group(
             continue;
         }
         let mut opened = state.open_subjects;
-        for (offset, e) in request.events.iter().enumerate() {
+        // The payloads move into the rows: nothing reads them after this (a failed
+        // group answers every caller with an error; the counters need only the count).
+        for (offset, e) in request.events.iter_mut().enumerate() {
             let revision = first_revision + offset as u64;
-            opened = opened.saturating_add(match (e.index.subject, e.index.lifecycle) {
-                (Some(_), stockade_store::Lifecycle::Opens) => 1,
-                (Some(_), stockade_store::Lifecycle::Closes) => -1,
-                _ => 0,
-            });
+            opened = opened.saturating_add(e.index.open_delta());
             // In range: `fits` checked the last position and revision above.
             rows.position.push(next as i64);
             rows.stream.push(request.stream.as_str().to_owned());
             rows.revision.push(revision as i64);
             rows.event_id.push(e.event_id);
-            rows.event_type.push(e.event_type.clone());
-            rows.data.push(e.data.clone());
-            rows.metadata.push(e.metadata.clone());
+            rows.event_type.push(std::mem::take(&mut e.event_type));
+            rows.data.push(std::mem::take(&mut e.data));
+            rows.metadata.push(std::mem::take(&mut e.metadata));
             rows.subject.push(e.index.subject);
-            rows.correlation.push(e.index.correlation.clone());
+            rows.correlation.push(e.index.correlation.take());
             next += 1;
         }
         let revision = first_revision + (count - 1);

@@ -267,6 +267,19 @@ pub struct EventIndex {
     pub correlation: Option<String>,
 }
 
+impl EventIndex {
+    /// How this event changes its stream's count of open subjects: +1, -1 or 0. The
+    /// indexing backends keep that count per stream for
+    /// [`EventStore::streams_with_open_subjects`].
+    pub fn open_delta(&self) -> i64 {
+        match (self.subject, self.lifecycle) {
+            (Some(_), Lifecycle::Opens) => 1,
+            (Some(_), Lifecycle::Closes) => -1,
+            _ => 0,
+        }
+    }
+}
+
 /// A subject is open in a stream from the event that opens it to the one that closes it.
 /// The open subjects are what a restart must wake (live holds, with expiries to fire).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use stockade_domain::Timestamp;
 use tokio::sync::watch;
 
 use crate::plan::{Plan, check_batch, plan_append};
-use crate::subscription::catch_up_then_live;
+use crate::subscription::{advance_head, catch_up_then_live};
 use crate::{
     AppendResult, EventData, EventStore, ExpectedRevision, Lifecycle, Position, RecordedEvent,
     Snapshot, StoreError, StreamName, Subscription,
@@ -156,11 +156,7 @@ impl EventStore for MemoryStore {
         }
         // Announce while still holding the lock: two appends cannot announce out of order,
         // so the head never moves backwards past a parked subscriber.
-        self.shared.head.send_if_modified(|head| {
-            let moved = result.position > *head;
-            *head = (*head).max(result.position);
-            moved
-        });
+        advance_head(&self.shared.head, result.position);
         drop(log);
         Ok(result)
     }

@@ -25,10 +25,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::plan::{Plan, check_batch, plan_append};
-use crate::subscription::catch_up_then_live;
+use crate::subscription::{advance_head, catch_up_then_live};
 use crate::{
-    AppendResult, EventData, EventStore, ExpectedRevision, Lifecycle, Position, RecordedEvent,
-    Snapshot, StoreError, StreamName, Subscription,
+    AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, Snapshot,
+    StoreError, StreamName, Subscription,
 };
 
 /// Schema version kept in `PRAGMA user_version`. Version 2 added the history indexes
@@ -558,7 +558,7 @@ fn backfill_indexes(tx: &Connection) -> Result<(), rusqlite::Error> {
                 index.subject.as_ref().map(Uuid::as_bytes),
                 index.correlation
             ])?;
-            let opened = opened_by(&index);
+            let opened = index.open_delta();
             if opened != 0 {
                 tx.prepare_cached(
                     "UPDATE streams SET open_subjects = max(0, open_subjects + ?2) \
@@ -567,15 +567,6 @@ fn backfill_indexes(tx: &Connection) -> Result<(), rusqlite::Error> {
                 .execute(params![position, opened])?;
             }
         }
-    }
-}
-
-/// How an event changes its stream's count of open subjects.
-fn opened_by(index: &crate::EventIndex) -> i64 {
-    match (index.subject, index.lifecycle) {
-        (Some(_), Lifecycle::Opens) => 1,
-        (Some(_), Lifecycle::Closes) => -1,
-        _ => 0,
     }
 }
 
@@ -906,11 +897,7 @@ impl Writer {
             Ok((answers, head)) => {
                 let (mut appends, mut events) = (0, 0);
                 if let Some(head) = head {
-                    self.head.send_if_modified(|h| {
-                        let moved = head > *h;
-                        *h = (*h).max(head);
-                        moved
-                    });
+                    advance_head(&self.head, head);
                 }
                 for (request, answer) in group.drain(..).zip(answers) {
                     match (request, answer) {
@@ -1134,7 +1121,7 @@ fn append_one(
     let mut opened = 0i64;
     for (offset, e) in events.iter().enumerate() {
         let revision = first_revision + offset as u64;
-        opened += opened_by(&e.index);
+        opened += e.index.open_delta();
         insert.execute(params![
             stream_id,
             clamp(revision),
@@ -1206,7 +1193,7 @@ mod tests {
             metadata: vec![],
             index: crate::EventIndex {
                 subject: Some(Uuid::new_v4()),
-                lifecycle: Lifecycle::Opens,
+                lifecycle: crate::Lifecycle::Opens,
                 correlation: None,
             },
         };

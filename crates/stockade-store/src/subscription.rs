@@ -26,6 +26,17 @@ struct Cursor<S: ?Sized> {
     failed: bool,
 }
 
+/// Moves the committed head announced by `head` forward to `to`, waking subscribers only
+/// when it moved. Never backwards: announcements may arrive out of order (another node's
+/// notification after a later commit of this one).
+pub fn advance_head(head: &watch::Sender<Position>, to: Position) {
+    head.send_if_modified(|h| {
+        let moved = to > *h;
+        *h = (*h).max(to);
+        moved
+    });
+}
+
 /// A subscription to `store` after `after`, woken by `head`, and also every `poll` if set.
 pub fn catch_up_then_live<S>(
     store: Arc<S>,

@@ -8,3 +8,11 @@ mod operator_tools;
 mod serve;
 mod simulate_flash_sale;
 mod three_nodes;
+
+/// A port on loopback that nothing listens on now: bound, read, released. A test binds it
+/// next (a node that must keep its port across a restart) or expects it refused.
+#[allow(clippy::unwrap_used)]
+fn unused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

@@ -14,12 +14,6 @@ fn stockade(args: &[&str]) -> std::process::Output {
         .expect("run the stockade binary")
 }
 
-/// A port nothing listens on: bound, then released.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// 2 SKUs × 50 units, 2000 buyers, 200 at a time, nobody walks away, on the store
 /// `store_args` choose: exactly the stock sells, and the log check passes.
 fn small_sale(store_args: &[&str]) -> serde_json::Value {
@@ -188,7 +182,7 @@ fn bad_flags_exit_non_zero_with_a_message() {
 fn an_unreachable_eventstoredb_is_a_one_line_error_not_a_hang() {
     let url = format!(
         "esdb://127.0.0.1:{}?tls=false&maxDiscoverAttempts=2&discoveryInterval=50",
-        closed_port()
+        crate::unused_port()
     );
     let started = std::time::Instant::now();
     let out = stockade(&[

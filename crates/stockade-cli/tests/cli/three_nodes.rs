@@ -73,15 +73,6 @@ impl Drop for Balancer {
     }
 }
 
-/// A free port on loopback (bound, read, released: the node binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Where the processes' own output goes: the terminal with `NODES_DEBUG` set.
 fn debug() -> Stdio {
     if std::env::var_os("NODES_DEBUG").is_some() {
@@ -283,14 +274,14 @@ async fn three_nodes_behind_haproxy_lose_nothing_when_one_is_killed_mid_sale() {
     let mut nodes: Vec<Node> = (0..3)
         .map(|i| Node {
             child: None,
-            listen: format!("127.0.0.1:{}", free_port()),
+            listen: format!("127.0.0.1:{}", crate::unused_port()),
             dir: root.path().join(format!("node{}", i + 1)),
         })
         .collect();
     for node in &mut nodes {
         start(node, &url, &schema);
     }
-    let lb_listen = format!("127.0.0.1:{}", free_port());
+    let lb_listen = format!("127.0.0.1:{}", crate::unused_port());
     let lb = format!("http://{lb_listen}");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/haproxy/stockade.cfg");
     let _balancer = Balancer(
